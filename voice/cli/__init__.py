@@ -1,0 +1,39 @@
+"""The ``voice`` command line: one entry point, one module per command family.
+
+Heavy libraries (torch, faster-whisper, pyannote) are imported inside commands, so
+``voice --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# Each module defines click commands/groups and a ``register(cli)`` function.
+COMMAND_MODULES = [
+    "voice.cli.models_cmd",
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="nextline")
+def cli() -> None:
+    """Speech-to-suggestion for contact centers.
+
+    \b
+    Common jobs:
+      voice transcribe calls/ --out out/        batch-transcribe a call archive
+      voice eval asr --data DIR                  word error rate against references
+      voice models list                          which offline models are installed
+    Run `voice COMMAND --help` for the options of each command.
+    """
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(cli)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

@@ -1,0 +1,217 @@
+"""Typed frames that flow through a live call pipeline.
+
+This module is a leaf: it imports nothing from the project, so transports, processors and the
+server can all speak it. Frames are behaviour-free dataclasses in three lanes (pipecat's design):
+
+- ``SystemFrame``: urgent, bypasses queues (call start/end, errors, cancel);
+- ``DataFrame``: ordered content (audio, transcripts, suggestions);
+- ``ControlFrame``: ordered control (settings updates, end of input).
+
+Times: ``pts`` and ``audio_time`` are seconds of *call audio* (0 = first sample of the call), so
+latency can be measured as wall clock minus the wall time at which that audio arrived.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+Role = Literal["agent", "customer", "unknown"]
+"""Which side of the call a leg or speaker is on."""
+
+_frame_ids = itertools.count(1)
+
+
+@dataclass(kw_only=True)
+class Frame:
+    """Base of every frame."""
+
+    id: int = field(default_factory=lambda: next(_frame_ids))
+    """Process-unique, increasing id (orders frames that carry equal timestamps)."""
+
+
+@dataclass(kw_only=True)
+class SystemFrame(Frame):
+    """Urgent frames: processed ahead of queued data."""
+
+
+@dataclass(kw_only=True)
+class DataFrame(Frame):
+    """Ordered content frames."""
+
+
+@dataclass(kw_only=True)
+class ControlFrame(Frame):
+    """Ordered control frames."""
+
+
+# --- call lifecycle -------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class CallStartedFrame(SystemFrame):
+    """A call (or a recording replayed as a call) begins."""
+
+    call_id: str
+    """Stable id of the call, unique per deployment."""
+    tenant: str = "default"
+    """Which customer's model and data the call belongs to."""
+    agent_id: str | None = None
+    """The agent handling the call, when the ingress carries it."""
+    legs: dict[str, Role] = field(default_factory=dict)
+    """Leg name -> role, e.g. ``{"inbound": "customer", "outbound": "agent"}``."""
+    source: str = "unknown"
+    """Ingress that produced the call: twilio, audiohook, sip, siprec, webrtc, file."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """Ingress-specific fields (call SID, SIP Call-ID, custom parameters)."""
+
+
+@dataclass(kw_only=True)
+class CallEndedFrame(SystemFrame):
+    """The call is over; processors flush and release per-call state."""
+
+    call_id: str
+    reason: str = "hangup"
+    audio_time: float = 0.0
+
+
+@dataclass(kw_only=True)
+class ErrorFrame(SystemFrame):
+    """An error travelling upstream; ``fatal`` ends the call, otherwise it is reported."""
+
+    message: str
+    fatal: bool = False
+    source: str = ""
+
+
+# --- audio ----------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class AudioFrame(DataFrame):
+    """A chunk of PCM audio from one leg of the call."""
+
+    pcm: np.ndarray
+    """Mono int16 samples."""
+    sample_rate: int
+    leg: str
+    """Leg name, e.g. ``"agent"``/``"customer"`` or ``"mixed"`` for a single mixed channel."""
+    pts: float
+    """Call-audio time of the first sample, in seconds."""
+
+    @property
+    def duration(self) -> float:
+        """Length of the chunk in seconds."""
+        return len(self.pcm) / self.sample_rate
+
+
+@dataclass(kw_only=True)
+class DtmfFrame(DataFrame):
+    """A keypad digit pressed on one leg (RFC 4733, Twilio dtmf, SIP INFO)."""
+
+    digit: str
+    leg: str
+    audio_time: float
+
+
+@dataclass(kw_only=True)
+class EndOfInputFrame(ControlFrame):
+    """No more audio will come for ``leg`` (stream stopped); flush pending work."""
+
+    leg: str
+    audio_time: float
+
+
+# --- speech and transcripts -----------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class SpeechStartedFrame(DataFrame):
+    """VAD heard speech start on a leg."""
+
+    leg: str
+    audio_time: float
+
+
+@dataclass(kw_only=True)
+class SpeechStoppedFrame(DataFrame):
+    """VAD endpointing closed a turn on a leg (speech ended and stayed silent long enough)."""
+
+    leg: str
+    audio_time: float
+    turn_start: float
+    """Call-audio time at which the closed turn's speech started."""
+
+
+@dataclass(frozen=True)
+class TimedWord:
+    """A recognised word with call-audio times (frames' own type; engines have theirs)."""
+
+    text: str
+    start: float
+    end: float
+    probability: float = 1.0
+
+
+@dataclass(kw_only=True)
+class TranscriptPartialFrame(DataFrame):
+    """Streaming hypothesis for the open turn: committed words are stable, tentative may change."""
+
+    leg: str
+    committed: list[TimedWord]
+    tentative: list[TimedWord]
+    audio_time: float
+    role: Role = "unknown"
+    speaker: str | None = None
+
+
+@dataclass(kw_only=True)
+class TranscriptFinalFrame(DataFrame):
+    """The final text of a finished turn (whole-turn decode), replacing its partials."""
+
+    turn_id: str
+    leg: str
+    text: str
+    words: list[TimedWord]
+    start: float
+    end: float
+    audio_time: float
+    role: Role = "unknown"
+    speaker: str | None = None
+
+
+@dataclass(kw_only=True)
+class NluFrame(DataFrame):
+    """Understanding of a final turn: intent and entities."""
+
+    turn_id: str
+    role: Role
+    intent: str | None
+    intent_score: float | None
+    entities: list[dict[str, Any]]
+    audio_time: float
+
+
+@dataclass(kw_only=True)
+class SuggestionFrame(DataFrame):
+    """Next-best-line suggestions for the agent, produced after a turn ended."""
+
+    turn_id: str
+    suggestions: list[dict[str, Any]]
+    """Each: ``text``, ``action``, ``score``, ``why`` (and engine-specific extras)."""
+    model_version: str
+    latency_ms: dict[str, float]
+    """Latency breakdown, e.g. ``{"queue": .., "embed": .., "policy": .., "total": ..}``."""
+    audio_time: float
+    arm: str | None = None
+    """A/B arm that chose the model version, when an experiment is configured."""
+
+
+@dataclass(kw_only=True)
+class SettingsUpdateFrame(ControlFrame):
+    """Change a processor's settings mid-call (e.g. the agent leg, the suggestion model)."""
+
+    settings: dict[str, Any]
