@@ -13,6 +13,7 @@ import click
 # Each module defines click commands/groups and a ``register(cli)`` function.
 COMMAND_MODULES = [
     "voice.cli.models_cmd",
+    "voice.cli.eval_cmd",  # must precede the eval_* modules that add subcommands
 ]
 
 
