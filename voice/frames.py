@@ -215,3 +215,35 @@ class SettingsUpdateFrame(ControlFrame):
     """Change a processor's settings mid-call (e.g. the agent leg, the suggestion model)."""
 
     settings: dict[str, Any]
+
+
+# --- far-end control (telephony ingress; added for voice.transport) --------------------------
+
+
+@dataclass(kw_only=True)
+class MarkFrame(DataFrame):
+    """A named point in the outgoing stream (Twilio ``mark``).
+
+    Sent to ``CallOutput`` it asks the far end to report when playback reaches it; the far end's
+    report comes back into the pipeline as a ``MarkFrame`` with the same name.
+    """
+
+    name: str
+    audio_time: float = 0.0
+    """Call-audio time when the mark was received (0 for an outgoing mark)."""
+
+
+@dataclass(kw_only=True)
+class ClearPlaybackFrame(ControlFrame):
+    """Drop audio queued for playback at the far end (Twilio ``clear``), e.g. on barge-in."""
+
+
+@dataclass(kw_only=True)
+class TransportMessageFrame(DataFrame):
+    """An ingress-specific message for the far end, e.g. AudioHook ``event`` entities.
+
+    ``message`` is the provider payload without its envelope; the serializer adds the envelope
+    (AudioHook: ``{"entities": [...]}`` becomes the parameters of an ``event`` message).
+    """
+
+    message: dict[str, Any]

@@ -1,0 +1,107 @@
+"""Settings of every telephony ingress, in one frozen dataclass.
+
+Structure and defaults live here; the server fills them from flags, its config file and the
+environment (:meth:`TelephonySettings.from_env` reads the ``NEXTLINE_*`` variables). Secrets
+(AudioHook API keys) come only from the environment and never appear in ``repr``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from voice.errors import ConfigError
+
+
+def _frozen(mapping: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TelephonySettings:
+    """Options shared by the SIP, WebSocket and WebRTC ingresses."""
+
+    sample_rate: int = 16000
+    """Rate of the ``AudioFrame``s handed to the pipeline; ingress audio is resampled to it."""
+    default_tenant: str = "default"
+    """Tenant of a call whose ingress names none."""
+
+    # --- SIP / RTP ---
+    sip_host: str = "127.0.0.1"
+    """Address the SIP listener binds (UDP and TCP)."""
+    sip_port: int = 5060
+    """SIP port; 0 picks a free one (tests)."""
+    sip_transports: tuple[str, ...] = ("udp", "tcp")
+    """Which SIP transports to listen on."""
+    media_address: str | None = None
+    """Address written into SDP answers (``c=``); defaults to ``sip_host``."""
+    rtp_port_min: int = 40000
+    """First RTP port offered (even ports; one per m-line); 0 lets the OS pick (tests)."""
+    rtp_port_max: int = 49998
+    """Last RTP port offered."""
+    jitter_delay: float = 0.06
+    """Longest time a packet waits in the reorder buffer for a missing predecessor (seconds)."""
+    ring_time: float = 0.0
+    """Seconds between 180 Ringing and 200 OK (0: answer at once); CANCEL works in this window."""
+    rtp_timeout: float = 60.0
+    """End a SIP call when no RTP arrived for this long (lost BYE)."""
+    siprec_agent_pattern: str = r"(?i)\bagent"
+    """Regex matched against a SIPREC participant's AOR and name to find the agent."""
+    tenant_by_domain: Mapping[str, str] = field(default_factory=_frozen)
+    """SIP domain (of the agent AOR or the request URI) -> tenant, when no X-Tenant header."""
+
+    # --- WebSocket ingress ---
+    audiohook_api_keys: Mapping[str, str] = field(default_factory=_frozen, repr=False)
+    """Accepted AudioHook ``X-API-KEY`` values -> tenant ('' = tenant from open parameters).
+    Empty mapping: AudioHook refuses every connection (fail closed)."""
+    max_message_bytes: int = 1 << 20
+    """Largest WebSocket message accepted (1 MiB: 65 s of 8 kHz stereo PCMU)."""
+
+    def __post_init__(self) -> None:
+        if self.sample_rate not in (8000, 16000, 24000, 48000):
+            raise ConfigError(
+                f"sample_rate {self.sample_rate} is not supported",
+                hint="use 8000, 16000, 24000 or 48000",
+            )
+        if not 0 <= self.rtp_port_min <= self.rtp_port_max < 65536:
+            raise ConfigError(f"bad RTP port range {self.rtp_port_min}-{self.rtp_port_max}")
+        if not set(self.sip_transports) <= {"udp", "tcp"}:
+            raise ConfigError(f"unknown SIP transports {self.sip_transports}", hint="udp, tcp")
+        object.__setattr__(self, "tenant_by_domain", _frozen(self.tenant_by_domain))
+        object.__setattr__(self, "audiohook_api_keys", _frozen(self.audiohook_api_keys))
+
+    @property
+    def sdp_address(self) -> str:
+        """The address we tell peers to send RTP to."""
+        return self.media_address or self.sip_host
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: object
+    ) -> TelephonySettings:
+        """Settings with secrets read from the environment.
+
+        ``NEXTLINE_AUDIOHOOK_API_KEYS``: comma-separated ``key`` or ``key=tenant`` entries.
+        ``NEXTLINE_SIP_TENANT_BY_DOMAIN``: comma-separated ``domain=tenant`` entries.
+        """
+        env = os.environ if environ is None else environ
+        settings = cls(**overrides)  # type: ignore[arg-type]
+        keys = _parse_pairs(env.get("NEXTLINE_AUDIOHOOK_API_KEYS", ""), allow_bare=True)
+        domains = _parse_pairs(env.get("NEXTLINE_SIP_TENANT_BY_DOMAIN", ""), allow_bare=False)
+        return replace(
+            settings,
+            audiohook_api_keys={**keys, **settings.audiohook_api_keys},
+            tenant_by_domain={**domains, **settings.tenant_by_domain},
+        )
+
+
+def _parse_pairs(text: str, *, allow_bare: bool) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep and not allow_bare:
+            raise ConfigError(f"'{item}' is not of the form name=value")
+        pairs[key.strip()] = value.strip()
+    return pairs

@@ -1,0 +1,219 @@
+"""RTP reception for SIP calls: one UDP receiver per accepted m-line.
+
+The receiver only moves bytes: it latches onto the first source that sends to its port, counts
+and drops everything else (stray datagrams, other sources, payload types we did not negotiate),
+keeps one :class:`~telephony.rtp.JitterBuffer` per SSRC, and hands released packets to a
+:class:`RtpStreamDecoder`, which owns the payload formats (G.711, RFC 4733) and the timeline:
+a stream's first packet is placed at its arrival time on the call clock, later packets by their
+RTP timestamps, so lost packets and silence suppression become silence of the right length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import cast
+
+from telephony import codecs
+from telephony.errors import RtpParseError
+from telephony.legs import LegAudio
+from telephony.rtp import DtmfDetector, JitterBuffer, JitterStats, RtpPacket
+from telephony.sip.sdp import MediaChoice
+from voice.frames import DtmfFrame, EndOfInputFrame, Frame
+
+log = logging.getLogger(__name__)
+CLOCK_RATE = 8000
+
+
+@dataclass
+class ReceiverStats:
+    """Counters of one RTP port."""
+
+    packets: int = 0
+    stray: int = 0
+    """Datagrams dropped: not RTP, from an unlatched source, or an unnegotiated payload type."""
+    jitter: JitterStats = field(default_factory=JitterStats)
+
+
+class RtpStreamDecoder:
+    """RTP payloads of one leg -> ``AudioFrame``/``DtmfFrame`` (the RTP 'serializer')."""
+
+    def __init__(self, leg: str, choice: MediaChoice, out_rate: int) -> None:
+        self.leg = leg
+        self.codec = choice.codec or "PCMU"
+        self.audio_pt = choice.payload_type
+        self.dtmf_pt = choice.dtmf_payload_type
+        self.audio = LegAudio(leg, CLOCK_RATE, out_rate)
+        self._dtmf: dict[int, DtmfDetector] = {}
+        self._origin: dict[int, tuple[float, int]] = {}  # ssrc -> (position, timestamp)
+        self._last_ts: dict[int, int] = {}
+
+    def note_arrival(self, packet: RtpPacket, position: float) -> None:
+        """Anchor a new SSRC's timestamps to the call clock at its first arrival."""
+        if packet.ssrc not in self._origin:
+            self._origin[packet.ssrc] = (max(position, 0.0), packet.timestamp)
+            self._last_ts[packet.ssrc] = packet.timestamp
+
+    def decode(self, packet: RtpPacket) -> list[Frame]:
+        """Frames carried by one in-order packet."""
+        position = self._position(packet)
+        if packet.payload_type == self.dtmf_pt:
+            detector = self._dtmf.setdefault(packet.ssrc, DtmfDetector())
+            return [self._dtmf_frame(digit, ts, packet.ssrc) for digit, ts in detector.push(packet)]
+        pcm = codecs.decode(self.codec, packet.payload)
+        return list(self.audio.push(pcm, position))
+
+    def finish(self, audio_time: float) -> list[Frame]:
+        """End of the leg: pending digits, the resampler's tail, then ``EndOfInputFrame``."""
+        frames: list[Frame] = []
+        for ssrc, detector in self._dtmf.items():
+            frames += [self._dtmf_frame(digit, ts, ssrc) for digit, ts in detector.flush()]
+        frames += self.audio.flush()
+        frames.append(
+            EndOfInputFrame(leg=self.leg, audio_time=max(audio_time, self.audio.next_position))
+        )
+        return frames
+
+    def _position(self, packet: RtpPacket) -> float:
+        origin_position, origin_ts = self._origin.setdefault(
+            packet.ssrc, (self.audio.next_position, packet.timestamp)
+        )
+        # Unwrap 32-bit timestamps relative to the previous packet of this SSRC.
+        last = self._last_ts.get(packet.ssrc, origin_ts)
+        delta = (packet.timestamp - last + 0x80000000) % 0x100000000 - 0x80000000
+        unwrapped = last + delta
+        self._last_ts[packet.ssrc] = unwrapped
+        return origin_position + (unwrapped - origin_ts) / CLOCK_RATE
+
+    def _dtmf_frame(self, digit: str, timestamp: int, ssrc: int) -> DtmfFrame:
+        origin_position, origin_ts = self._origin.get(ssrc, (0.0, timestamp))
+        delta = (timestamp - origin_ts + 0x80000000) % 0x100000000 - 0x80000000
+        return DtmfFrame(digit=digit, leg=self.leg, audio_time=origin_position + delta / CLOCK_RATE)
+
+
+class RtpReceiver(asyncio.DatagramProtocol):
+    """One RTP port of one call."""
+
+    def __init__(
+        self,
+        decoder: RtpStreamDecoder,
+        emit: Callable[[list[Frame]], None],
+        clock: Callable[[], float],
+        *,
+        jitter_delay: float,
+    ) -> None:
+        self.decoder = decoder
+        self.stats = ReceiverStats()
+        self.last_packet_at = clock()
+        self._emit = emit
+        self._clock = clock  # call clock: seconds since the call was answered
+        self._jitter_delay = jitter_delay
+        self._buffers: dict[int, JitterBuffer] = {}
+        self._source: tuple[str, int] | None = None
+        self._allowed = {pt for pt in (decoder.audio_pt, decoder.dtmf_pt) if pt is not None}
+        self.transport: asyncio.DatagramTransport | None = None
+        self.port = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Remember our socket."""
+        # The selector loop's datagram transport does not subclass DatagramTransport (3.11).
+        self.transport = cast(asyncio.DatagramTransport, transport)
+        self.port = self.transport.get_extra_info("sockname")[1]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Latch, filter, parse and buffer one datagram; never raises."""
+        if self._source is not None and addr[:2] != self._source:
+            self.stats.stray += 1
+            return
+        try:
+            packet = RtpPacket.parse(data)
+        except RtpParseError:
+            self.stats.stray += 1
+            return
+        if packet.payload_type not in self._allowed:
+            self.stats.stray += 1
+            return
+        self._source = self._source or (addr[0], addr[1])
+        self.stats.packets += 1
+        now = self._clock()
+        self.last_packet_at = now
+        self.decoder.note_arrival(packet, now)
+        buffer = self._buffers.get(packet.ssrc)
+        if buffer is None:
+            buffer = self._buffers[packet.ssrc] = JitterBuffer(max_delay=self._jitter_delay)
+        self._deliver(buffer.push(packet, now))
+
+    def poll(self) -> None:
+        """Release packets whose gap waited long enough (called every few ms by the call)."""
+        now = self._clock()
+        for buffer in self._buffers.values():
+            self._deliver(buffer.poll(now))
+
+    def finish(self) -> list[Frame]:
+        """Flush buffers and the decoder; close the socket. Returns the last frames."""
+        frames: list[Frame] = []
+        for buffer in self._buffers.values():
+            frames += self._decode_all(buffer.flush())
+        frames += self.decoder.finish(self._clock())
+        self._sum_jitter_stats()
+        if self.transport is not None:
+            self.transport.close()
+        return frames
+
+    def _deliver(self, packets: list[RtpPacket]) -> None:
+        if packets:
+            frames = self._decode_all(packets)
+            if frames:
+                self._emit(frames)
+
+    def _decode_all(self, packets: list[RtpPacket]) -> list[Frame]:
+        frames: list[Frame] = []
+        for packet in packets:
+            try:
+                frames += self.decoder.decode(packet)
+            except RtpParseError:
+                self.stats.stray += 1  # e.g. a truncated telephone-event payload
+        return frames
+
+    def _sum_jitter_stats(self) -> None:
+        total = JitterStats()
+        for buffer in self._buffers.values():
+            for name in vars(total):
+                setattr(total, name, getattr(total, name) + getattr(buffer.stats, name))
+        self.stats.jitter = total
+
+
+async def open_receiver(
+    host: str, port_range: tuple[int, int], factory: Callable[[], RtpReceiver]
+) -> RtpReceiver:
+    """Bind a receiver on a free even port in ``port_range`` ((0, 0): any free port).
+
+    Raises:
+        OSError: no port in the range could be bound.
+    """
+    loop = asyncio.get_running_loop()
+    low, high = port_range
+    candidates = [0] if low == 0 else _even_ports_from_random_start(low, high)
+    last_error: OSError | None = None
+    for port in candidates:
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            last_error = exc
+            continue
+        _, protocol = await loop.create_datagram_endpoint(factory, sock=sock)
+        return protocol
+    raise OSError(f"no free RTP port in {low}-{high}") from last_error
+
+
+def _even_ports_from_random_start(low: int, high: int) -> list[int]:
+    ports = list(range(low + low % 2, high + 1, 2))
+    start = random.randrange(len(ports)) if ports else 0
+    return ports[start:] + ports[:start]

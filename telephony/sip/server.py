@@ -1,0 +1,538 @@
+"""An asyncio SIP UAS and SIPREC SRS on UDP and TCP.
+
+Scope (what contact-center SRCs and trunks send a recorder): INVITE (new and re-INVITE), ACK,
+BYE, CANCEL, OPTIONS, INFO (DTMF relay) and UPDATE; 100 Trying, optional 180 Ringing, 200 OK
+with a receive-only SDP answer (``;+sip.srs`` Contact for SIPREC), retransmitted over UDP until
+ACK. Bad input gets the RFC answer and touches no other call: 400 for a malformed request we can
+still address, 420 for an unknown required extension, 488 when no codec fits, 481 for a request
+in a dialog we do not know, 405 for other methods; unreadable datagrams are counted and dropped.
+Why our own rather than pjsua2: pjsua2 is a full user agent with its own media stack and audio
+bridge; an SRS needs no media of its own, and the SIPREC module of PJSIP is unverified in the
+only wheel that installs (see shared/notes/telephony.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+from telephony.errors import ProtocolError, SipParseError, UnsupportedMediaError
+from telephony.settings import TelephonySettings
+from telephony.sip.call import POLL_INTERVAL, CallReport, SipCall
+from telephony.sip.mapping import is_siprec, plan_call
+from telephony.sip.message import (
+    MAX_MESSAGE_BYTES,
+    REQUIRED_REQUEST_HEADERS,
+    SipMessage,
+    parse_message,
+    response_to,
+    tag_of,
+    via_branch,
+)
+from telephony.sip.sdp import SessionDescription, build_answer, negotiate, parse_sdp
+from telephony.sip.siprec import METADATA_TYPES, RecordingMetadata, parse_metadata, split_multipart
+from voice.errors import VoiceError
+from voice.frames import DtmfFrame
+from voice.transport import CallHandler
+
+log = logging.getLogger(__name__)
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"
+SUPPORTED_EXTENSIONS = {"siprec", "timer", "replaces", "norefersub"}
+T1, T2, TIMER_H = 0.5, 4.0, 32.0
+TRANSACTION_TTL = 32.0
+
+
+class SipChannel(Protocol):
+    """Where responses and in-dialog requests to one peer go."""
+
+    transport: str
+    peer: tuple[str, int]
+
+    def send(self, data: bytes) -> None:
+        """Write one SIP message."""
+        ...
+
+
+@dataclass
+class UdpChannel:
+    """A peer reached by datagrams (responses go to the source address, as with rport)."""
+
+    socket: asyncio.DatagramTransport
+    peer: tuple[str, int]
+    transport: str = "udp"
+
+    def send(self, data: bytes) -> None:
+        """Send one datagram."""
+        self.socket.sendto(data, self.peer)
+
+
+@dataclass
+class TcpChannel:
+    """A peer on one TCP connection."""
+
+    writer: asyncio.StreamWriter
+    peer: tuple[str, int]
+    transport: str = "tcp"
+
+    def send(self, data: bytes) -> None:
+        """Write to the connection unless it is closing."""
+        if not self.writer.is_closing():
+            self.writer.write(data)
+
+
+@dataclass
+class SipStats:
+    """Server-wide counters (per-call media counters are in ``SipServer.reports``)."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    responses_sent: Counter[int] = field(default_factory=Counter)
+    unreadable: int = 0
+    """Datagrams or TCP messages dropped because not even a 400 could be addressed."""
+    stray_rtp: int = 0
+    """RTP datagrams dropped by finished calls' receivers (summed at call end)."""
+
+
+class SipServer:
+    """SIP listener on UDP and TCP that turns accepted calls into frames for ``handler``."""
+
+    def __init__(self, handler: CallHandler, settings: TelephonySettings | None = None) -> None:
+        self.handler = handler
+        self.settings = settings or TelephonySettings()
+        self.stats = SipStats()
+        self.calls: dict[str, SipCall] = {}
+        """Active calls by SIP Call-ID."""
+        self.reports: deque[CallReport] = deque(maxlen=1000)
+        self.ports: dict[str, int] = {}
+        """Bound port per transport (useful with ``sip_port=0``)."""
+        self._transactions: dict[tuple[str, str, str], tuple[float, bytes | None]] = {}
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Bind the configured transports (the same port on UDP and TCP when possible)."""
+        loop = asyncio.get_running_loop()
+        host, port = self.settings.sip_host, self.settings.sip_port
+        if "udp" in self.settings.sip_transports:
+            self._udp, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(host, port)
+            )
+            port = self.ports["udp"] = self._udp.get_extra_info("sockname")[1]
+        if "tcp" in self.settings.sip_transports:
+            self._tcp = await asyncio.start_server(self._serve_tcp, host, port, limit=1 << 16)
+            self.ports["tcp"] = self._tcp.sockets[0].getsockname()[1]
+        self._spawn(self._housekeeping())
+        self._spawn(self._poll_calls())
+        log.info("SIP listening on %s %s", host, self.ports)
+
+    @property
+    def address(self) -> str:
+        """``host:port`` we listen on, for logs."""
+        port = next(iter(self.ports.values()), self.settings.sip_port)
+        return f"{self.settings.sip_host}:{port} ({'+'.join(self.ports) or 'not started'})"
+
+    async def stop(self) -> None:
+        """End every call (reason ``shutdown``) and close the sockets."""
+        for call in list(self.calls.values()):
+            self._send_bye(call)
+            self._end(call, "shutdown")
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+            await self._tcp.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+
+    # --- transport entry points ---
+
+    def on_message(self, data: bytes, channel: SipChannel) -> None:
+        """Handle one message from a transport; never raises."""
+        if not data.strip():
+            return  # CRLF keep-alive
+        try:
+            message = parse_message(data)
+        except SipParseError as exc:
+            self._reject_malformed(exc, channel)
+            return
+        if not message.is_request:
+            return  # responses to our BYEs need no action
+        key = (via_branch(message.get("Via") or ""), message.method or "", message.call_id)
+        if key[0] and message.method != "ACK" and key in self._transactions:
+            cached = self._transactions[key][1]
+            if cached is not None:
+                channel.send(cached)  # a retransmitted request: repeat our last answer
+            return
+        self._transactions[key] = (time.monotonic(), None)
+        self.stats.requests[message.method or "?"] += 1
+        self._spawn(self._dispatch(message, channel, key))
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        channel = TcpChannel(writer, writer.get_extra_info("peername")[:2])
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                match = re.search(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\d+)", head)
+                length = int(match.group(1)) if match else 0
+                if length > MAX_MESSAGE_BYTES:
+                    self.stats.unreadable += 1
+                    break  # no framing we could trust after this: drop the connection
+                body = await reader.readexactly(length)
+                self.on_message(head.lstrip(b"\r\n") + body, channel)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass  # peer closed, or sent a header block over 64 KiB: drop the connection
+        finally:
+            writer.close()
+
+    # --- dispatch ---
+
+    async def _dispatch(
+        self, request: SipMessage, channel: SipChannel, key: tuple[str, str, str]
+    ) -> None:
+        try:
+            handler = {
+                "INVITE": self._on_invite,
+                "ACK": self._on_ack,
+                "BYE": self._on_bye,
+                "CANCEL": self._on_cancel,
+                "OPTIONS": self._on_options,
+                "INFO": self._on_info,
+                "UPDATE": self._on_update,
+            }.get(request.method or "")
+            if handler is None:
+                self._respond(
+                    request, channel, 405, "Method Not Allowed", extra=(("Allow", ALLOW),)
+                )
+                return
+            await handler(request, channel)
+        except Exception:  # one bad request must never take the listener down
+            log.exception("SIP %s from %s failed", request.method, channel.peer)
+            self._respond(request, channel, 500, "Server Internal Error")
+
+    async def _on_invite(self, request: SipMessage, channel: SipChannel) -> None:
+        if tag_of(request.get("To") or ""):
+            self._on_reinvite(request, channel)
+            return
+        if unsupported := self._unsupported_extensions(request):
+            self._respond(
+                request, channel, 420, "Bad Extension", extra=(("Unsupported", unsupported),)
+            )
+            return
+        if request.call_id in self.calls:
+            self._respond(request, channel, 482, "Loop Detected")
+            return
+        self._respond(request, channel, 100, "Trying")
+        try:
+            offer, recording = read_offer(request)
+            choices = negotiate(offer)
+        except UnsupportedMediaError as exc:
+            self._respond(
+                request,
+                channel,
+                488,
+                "Not Acceptable Here",
+                extra=(_warning(exc.message, code=304),),
+            )
+            return
+        except ProtocolError as exc:
+            self._respond(request, channel, 400, "Bad Request", extra=(_warning(exc.message),))
+            return
+        call = SipCall(
+            request,
+            channel,
+            plan_call(request, choices, recording, self.settings),
+            choices,
+            self.settings,
+            self._hang_up,
+        )
+        await self._set_up(call, request, channel)
+
+    async def _set_up(self, call: SipCall, request: SipMessage, channel: SipChannel) -> None:
+        try:
+            await call.open_media()
+        except OSError:
+            self._respond(
+                request, channel, 503, "Service Unavailable", extra=(("Retry-After", "5"),)
+            )
+            return
+        self.calls[request.call_id] = call
+        try:
+            sink = await self.handler.open_call(call.started_frame(), call)
+        except VoiceError as exc:
+            call.close_media()
+            self.calls.pop(request.call_id, None)
+            self._respond(
+                request, channel, 503, "Service Unavailable", extra=(_warning(exc.message),)
+            )
+            return
+        call.sink = sink
+        if self.settings.ring_time > 0:
+            self._respond(request, channel, 180, "Ringing", to_tag=call.local_tag)
+            await asyncio.sleep(self.settings.ring_time)
+            if call.state == "ended":
+                return  # cancelled while ringing
+        call.answer_sdp = build_answer(call.choices, call.ports, address=self.settings.sdp_address)
+        ok = self._ok_with_answer(call, request)
+        call.answered(sink)
+        channel.send(ok)
+        if channel.transport == "udp":
+            self._spawn(self._retransmit_ok(call, ok))
+
+    def _on_reinvite(self, request: SipMessage, channel: SipChannel) -> None:
+        call = self._dialog_call(request, channel)
+        if call is None:
+            return
+        # Media stays on the same ports (hold, metadata updates); answer with the same SDP.
+        channel.send(self._ok_with_answer(call, request))
+
+    async def _on_ack(self, request: SipMessage, channel: SipChannel) -> None:
+        call = self.calls.get(request.call_id)
+        if call is not None and tag_of(request.get("To") or "") == call.local_tag:
+            if call.state == "answered":
+                call.state = "confirmed"
+
+    async def _on_bye(self, request: SipMessage, channel: SipChannel) -> None:
+        call = self._dialog_call(request, channel)
+        if call is not None:
+            self._respond(request, channel, 200, "OK")
+            self._end(call, "hangup")
+
+    async def _on_cancel(self, request: SipMessage, channel: SipChannel) -> None:
+        branch = via_branch(request.get("Via") or "")
+        call = self.calls.get(request.call_id)
+        if call is None or call.invite_branch != branch:
+            self._respond(request, channel, 481, "Call/Transaction Does Not Exist")
+            return
+        self._respond(request, channel, 200, "OK")
+        if call.state == "early":
+            self._respond(call.invite, channel, 487, "Request Terminated", to_tag=call.local_tag)
+            self._end(call, "cancelled")
+
+    async def _on_options(self, request: SipMessage, channel: SipChannel) -> None:
+        self._respond(
+            request,
+            channel,
+            200,
+            "OK",
+            extra=(
+                ("Allow", ALLOW),
+                ("Accept", "application/sdp, multipart/mixed"),
+                ("Supported", ", ".join(sorted(SUPPORTED_EXTENSIONS))),
+            ),
+        )
+
+    async def _on_info(self, request: SipMessage, channel: SipChannel) -> None:
+        call = self._dialog_call(request, channel)
+        if call is None:
+            return
+        self._respond(request, channel, 200, "OK")
+        match = re.search(rb"(?im)^signal\s*=\s*([0-9*#A-D])", request.body)
+        if match and call.sink is not None and call.plan.legs:
+            call.sink.push(
+                DtmfFrame(
+                    digit=match.group(1).decode().upper(),
+                    leg=call.plan.legs[0].leg,
+                    audio_time=max(call.clock(), 0.0),
+                )
+            )
+
+    async def _on_update(self, request: SipMessage, channel: SipChannel) -> None:
+        if self._dialog_call(request, channel) is not None:
+            self._respond(request, channel, 200, "OK")
+
+    # --- helpers ---
+
+    def _dialog_call(self, request: SipMessage, channel: SipChannel) -> SipCall | None:
+        """The call an in-dialog request belongs to, or answer 481 and return None."""
+        call = self.calls.get(request.call_id)
+        if call is None or tag_of(request.get("To") or "") != call.local_tag:
+            self._respond(request, channel, 481, "Call/Transaction Does Not Exist")
+            return None
+        return call
+
+    def _ok_with_answer(self, call: SipCall, request: SipMessage) -> bytes:
+        host, port = self.settings.sdp_address, self.ports.get(call.channel.transport, 0)
+        contact = f"<sip:nextline@{host}:{port};transport={call.channel.transport}>"
+        if call.plan.source == "siprec":
+            contact += ";+sip.srs"
+        ok = response_to(
+            request,
+            200,
+            "OK",
+            to_tag=call.local_tag,
+            body=call.answer_sdp.encode(),
+            headers=(("Contact", contact), ("Allow", ALLOW), ("Content-Type", "application/sdp")),
+        )
+        return self._remember(request, ok)
+
+    def _respond(
+        self,
+        request: SipMessage,
+        channel: SipChannel,
+        status: int,
+        reason: str,
+        *,
+        to_tag: str | None = None,
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        if status > 100 and to_tag is None:
+            to_tag = uuid.uuid4().hex[:10]  # RFC 3261 8.2.6.2: responses other than 100 carry one
+        response = response_to(request, status, reason, to_tag=to_tag, headers=extra)
+        channel.send(self._remember(request, response))
+
+    def _remember(self, request: SipMessage, response: SipMessage) -> bytes:
+        data = response.to_bytes()
+        assert response.status is not None
+        self.stats.responses_sent[response.status] += 1
+        key = (via_branch(request.get("Via") or ""), request.method or "", request.call_id)
+        if key[0]:
+            self._transactions[key] = (time.monotonic(), data)
+        return data
+
+    def _reject_malformed(self, error: SipParseError, channel: SipChannel) -> None:
+        partial = SipMessage(method="?", uri="", headers=error.headers)
+        if any(not partial.get(name) for name in REQUIRED_REQUEST_HEADERS):
+            self.stats.unreadable += 1
+            return
+        log.info("malformed SIP from %s: %s", channel.peer, error.message)
+        response = response_to(
+            partial,
+            400,
+            "Bad Request",
+            to_tag=uuid.uuid4().hex[:10],
+            headers=(_warning(error.message),),
+        )
+        self.stats.responses_sent[400] += 1
+        channel.send(response.to_bytes())
+
+    def _unsupported_extensions(self, request: SipMessage) -> str:
+        required = {
+            tag.strip().lower()
+            for value in request.get_all("Require")
+            for tag in value.split(",")
+            if tag.strip()
+        }
+        return ", ".join(sorted(required - SUPPORTED_EXTENSIONS))
+
+    def _hang_up(self, call: SipCall, reason: str) -> None:
+        self._send_bye(call)
+        self._end(call, reason)
+
+    def _send_bye(self, call: SipCall) -> None:
+        if call.state not in ("answered", "confirmed"):
+            return
+        call.local_cseq += 1
+        transport = call.channel.transport.upper()
+        host, port = self.settings.sip_host, self.ports.get(call.channel.transport, 0)
+        target = (call.invite.get("Contact") or call.invite.get("From") or "").strip()
+        target_uri = target[target.find("<") + 1 : target.find(">")] if "<" in target else target
+        to = call.invite.get("To") or ""
+        branch = f"z9hG4bK{uuid.uuid4().hex[:16]}"
+        bye = SipMessage(
+            method="BYE",
+            uri=target_uri or call.invite.uri,
+            headers=[
+                ("Via", f"SIP/2.0/{transport} {host}:{port};branch={branch};rport"),
+                ("Max-Forwards", "70"),
+                ("From", to if tag_of(to) else f"{to};tag={call.local_tag}"),
+                ("To", call.invite.get("From") or ""),
+                ("Call-ID", call.sip_call_id),
+                ("CSeq", f"{call.local_cseq} BYE"),
+            ],
+        )
+        call.channel.send(bye.to_bytes())
+
+    def _end(self, call: SipCall, reason: str) -> None:
+        report = call.finish(reason)
+        self.calls.pop(call.sip_call_id, None)
+        self.stats.stray_rtp += sum(stats.stray for stats in report.legs.values())
+        self.reports.append(report)
+
+    async def _retransmit_ok(self, call: SipCall, ok: bytes) -> None:
+        interval, waited = T1, 0.0
+        while waited < TIMER_H:
+            await asyncio.sleep(interval)
+            waited += interval
+            if call.state != "answered":
+                return  # ACKed, or ended
+            call.channel.send(ok)
+            interval = min(interval * 2, T2)
+        log.warning("no ACK for call %s within %.0f s", call.call_id, TIMER_H)
+        self._hang_up(call, "no ack")
+
+    async def _poll_calls(self) -> None:
+        # One timer for every call: 200 calls cost 50 wake-ups a second, not 10,000.
+        while True:
+            await asyncio.sleep(POLL_INTERVAL)
+            for call in list(self.calls.values()):
+                if call.state in ("answered", "confirmed") and (reason := call.poll()):
+                    self._hang_up(call, reason)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            horizon = time.monotonic() - TRANSACTION_TTL
+            self._transactions = {k: v for k, v in self._transactions.items() if v[0] > horizon}
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: SipServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # The selector loop's datagram transport does not subclass DatagramTransport (3.11).
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        self.server.on_message(data, UdpChannel(self.transport, (addr[0], addr[1])))
+
+
+def read_offer(invite: SipMessage) -> tuple[SessionDescription, RecordingMetadata | None]:
+    """The SDP offer and, for SIPREC, the recording metadata of an INVITE.
+
+    Raises:
+        UnsupportedMediaError: no SDP offer (we do not do late offers).
+        ProtocolError: unparseable SDP, multipart or metadata.
+    """
+    content_type = (invite.get("Content-Type") or "").lower()
+    sdp: bytes | None = None
+    recording = None
+    if content_type.startswith("multipart/"):
+        for part in split_multipart(invite.get("Content-Type") or "", invite.body):
+            if part.content_type == "application/sdp":
+                sdp = part.body
+            elif part.content_type in METADATA_TYPES:
+                recording = parse_metadata(part.body)
+    elif content_type.startswith("application/sdp"):
+        sdp = invite.body
+    if not sdp:
+        raise UnsupportedMediaError(
+            "INVITE without an SDP offer", hint="send the offer in the INVITE"
+        )
+    if recording is None and is_siprec(invite, None):
+        log.info("SIPREC INVITE %s without rs-metadata; roles will be unknown", invite.call_id)
+    return parse_sdp(sdp), recording
+
+
+def _reason(message: str) -> str:
+    """A reason phrase: printable, one line, short."""
+    return re.sub(r"[^\x20-\x7e]", " ", message)[:100] or "Bad Request"
+
+
+def _warning(message: str, *, code: int = 399) -> tuple[str, str]:
+    """A Warning header (RFC 3261 20.43) carrying our explanation."""
+    return ("Warning", f'{code} nextline "{_reason(message).replace(chr(34), chr(39))}"')

@@ -1,0 +1,77 @@
+"""``POST /webrtc/offer``: a softphone posts its SDP offer and gets aiortc's answer.
+
+Request JSON: ``{"sdp": "...", "type": "offer", "tenant": "acme", "agent_id": "a42",
+"role": "agent" | "customer" | "unknown", "codec": "opus" | "pcmu" | "pcma"}``.
+Response: ``{"sdp": "...", "type": "answer", "call_id": "webrtc-..."}``. Non-trickle ICE: the
+answer carries all our candidates. 400 for an unusable offer, 503 when the call is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Literal
+
+from fastapi import APIRouter, FastAPI, HTTPException
+from pydantic import BaseModel, Field
+
+from telephony.settings import TelephonySettings
+from telephony.webrtc.transport import WebRtcIngress, WebRtcOffer
+from voice.errors import VoiceError
+from voice.transport import CallHandler
+
+MAX_SDP_CHARS = 100_000
+
+
+class OfferRequest(BaseModel):
+    """The JSON body of ``POST /webrtc/offer``."""
+
+    sdp: str = Field(max_length=MAX_SDP_CHARS)
+    type: Literal["offer"] = "offer"
+    tenant: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9_.@:+-]+$")
+    agent_id: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9_.@:+-]+$")
+    role: Literal["agent", "customer", "unknown"] = "unknown"
+    codec: Literal["opus", "pcmu", "pcma"] | None = None
+
+
+class AnswerResponse(BaseModel):
+    """The answer and the id the call will have in ``/api/calls``."""
+
+    sdp: str
+    type: Literal["answer"] = "answer"
+    call_id: str
+
+
+def create_router(
+    handler: CallHandler,
+    settings: TelephonySettings | None = None,
+    ingress: WebRtcIngress | None = None,
+) -> APIRouter:
+    """The ``POST /webrtc/offer`` route; open peer connections close with the app."""
+    ingress = ingress or WebRtcIngress(handler, settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await ingress.aclose()
+
+    router = APIRouter(lifespan=lifespan)
+
+    @router.post("/webrtc/offer", response_model=AnswerResponse)
+    async def webrtc_offer(request: OfferRequest) -> AnswerResponse:
+        offer = WebRtcOffer(
+            sdp=request.sdp,
+            tenant=request.tenant,
+            agent_id=request.agent_id,
+            role=request.role,
+            codec=request.codec,
+        )
+        try:
+            call, answer = await ingress.accept(offer)
+        except VoiceError as exc:
+            raise HTTPException(status_code=503, detail=f"call refused: {exc.message}") from None
+        except ValueError as exc:
+            raise HTTPException(status_code=400, detail=f"unusable offer: {exc}") from None
+        return AnswerResponse(sdp=answer.sdp, call_id=call.started.call_id)
+
+    return router

@@ -1,0 +1,278 @@
+"""WebRTC ingress through aiortc: one peer connection per call, its audio as ``AudioFrame``s.
+
+aiortc does ICE, DTLS-SRTP and decoding (Opus 48 kHz or PCMU/PCMA 8 kHz); we only move its
+decoded frames into the pipeline: down-mix to mono, place them on the call clock (first frame at
+its arrival time, later ones by their RTP-derived ``pts``, so gaps stay gaps) and resample to the
+pipeline rate. ICE servers default to none: a browser softphone on the same network, or a TURN
+server the deployment configures, never a public STUN server by surprise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Literal
+
+import av
+import numpy as np
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+
+from telephony.legs import LegAudio
+from telephony.settings import TelephonySettings
+from telephony.websocket.common import new_call_id
+from voice.errors import VoiceError
+from voice.frames import CallEndedFrame, CallStartedFrame, EndOfInputFrame, Frame, Role
+from voice.transport import CallHandler, CallSink
+
+log = logging.getLogger(__name__)
+Codec = Literal["opus", "pcmu", "pcma"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebRtcOffer:
+    """What a softphone posts: its SDP offer plus who the call belongs to."""
+
+    sdp: str
+    tenant: str | None = None
+    agent_id: str | None = None
+    role: Role = "unknown"
+    """Who speaks on the track: ``agent`` (an agent's softphone mic), ``customer``, or
+    ``unknown`` for a mixed conference feed (leg ``mixed``)."""
+    codec: Codec | None = None
+    """Force a codec; by default the offer's order decides (browsers put Opus first)."""
+    ice_servers: list[str] = field(default_factory=list)
+
+
+class WebRtcCall:
+    """One peer connection and its call. Also the call's ``CallOutput``."""
+
+    def __init__(self, offer: WebRtcOffer, settings: TelephonySettings) -> None:
+        self.settings = settings
+        self.offer = offer
+        self.leg = offer.role if offer.role in ("agent", "customer") else "mixed"
+        self.started = CallStartedFrame(
+            call_id=new_call_id("webrtc"),
+            tenant=offer.tenant or settings.default_tenant,
+            agent_id=offer.agent_id,
+            legs={self.leg: offer.role},
+            source="webrtc",
+            metadata={"codec_preference": offer.codec},
+        )
+        servers = [RTCIceServer(urls=url) for url in offer.ice_servers]
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        self.sink: CallSink | None = None
+        self.ended = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._started_at = self._loop.time()
+        self._audio: LegAudio | None = None
+        self._consumer: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self._reason = "hangup"
+
+    async def answer(self, handler: CallHandler) -> RTCSessionDescription:
+        """Open the call with ``handler`` and answer the offer.
+
+        Raises:
+            VoiceError: the handler refused the call.
+            ValueError: aiortc could not use the offer (no audio, bad SDP).
+        """
+        self.pc.on("track", self._on_track)
+        self.pc.on("connectionstatechange", self._on_state)
+        sdp = (
+            self.offer.sdp
+            if self.offer.codec is None
+            else restrict_audio_codec(self.offer.sdp, self.offer.codec)
+        )
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        answer = await self.pc.createAnswer()
+        self.sink = await handler.open_call(self.started, self)
+        await self.pc.setLocalDescription(answer)
+        return self.pc.localDescription
+
+    # --- CallOutput ---
+
+    def send(self, frame: Frame) -> None:
+        """No data channel: nothing goes back to the browser."""
+
+    def hang_up(self, reason: str) -> None:
+        """Close the peer connection; the call then ends with ``reason``."""
+        task = asyncio.create_task(self.close(reason=f"hang up: {reason}"))
+        self._closing = task  # keep a reference until it is done
+
+    async def close(self, reason: str | None = None) -> None:
+        """Close the peer connection and end the call (idempotent)."""
+        if reason is not None:
+            self._reason = reason
+        await self.pc.close()
+        if self._consumer is None:
+            self._finish()
+        else:
+            await asyncio.wait({self._consumer}, timeout=2.0)
+
+    # --- internals ---
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind != "audio" or self._consumer is not None:
+            return  # one audio leg per call; video is ignored
+        self._consumer = asyncio.create_task(
+            self._consume(track), name=f"webrtc-{self.started.call_id}"
+        )
+
+    async def _on_state(self) -> None:
+        if self.pc.connectionState in ("failed", "closed"):
+            if self.pc.connectionState == "failed":
+                self._reason = "ice failed"
+            await self.close()
+
+    async def _consume(self, track: MediaStreamTrack) -> None:
+        origin: tuple[float, int] | None = None
+        try:
+            while True:
+                frame = await track.recv()
+                if not isinstance(frame, av.AudioFrame):
+                    continue
+                pcm = _to_mono_int16(frame.to_ndarray(), len(frame.layout.channels))
+                if self._audio is None:
+                    self._audio = LegAudio(self.leg, frame.sample_rate, self.settings.sample_rate)
+                pts = frame.pts or 0
+                if origin is None:
+                    origin = (self._loop.time() - self._started_at, pts)
+                time_base = frame.time_base or Fraction(1, frame.sample_rate)
+                position = origin[0] + float((pts - origin[1]) * time_base)
+                self._push(self._audio.push(pcm, position))
+        except MediaStreamError:
+            pass  # the remote track ended
+        except Exception:
+            log.exception("WebRTC audio of %s failed", self.started.call_id)
+            self._reason = "error: audio decoding failed"
+        finally:
+            self._finish()
+
+    def _push(self, frames: Sequence[Frame]) -> None:
+        if self.sink is not None:
+            for frame in frames:
+                self.sink.push(frame)
+
+    def _finish(self) -> None:
+        if self.sink is None or self.ended.is_set():
+            return
+        end = 0.0
+        if self._audio is not None:
+            self._push(self._audio.flush())
+            end = self._audio.next_position
+            self._push([EndOfInputFrame(leg=self.leg, audio_time=end)])
+        self._push(
+            [CallEndedFrame(call_id=self.started.call_id, reason=self._reason, audio_time=end)]
+        )
+        self.sink.close(self._reason)
+        self.ended.set()
+
+
+def restrict_audio_codec(sdp: str, codec: Codec) -> str:
+    """The offer with its audio m-lines cut down to ``codec`` (plus telephone-event).
+
+    aiortc fixes the answer's codecs in ``setRemoteDescription``; trimming the offer is the
+    public way to make it answer with the codec we want.
+
+    Raises:
+        ValueError: an audio m-line does not offer ``codec``.
+    """
+    static = {"pcmu": "0", "pcma": "8"}
+    out: list[str] = []
+    keep: set[str] | None = None  # payload types kept in the current audio section
+    lines = sdp.replace("\r\n", "\n").split("\n")
+    for index, line in enumerate(lines):
+        if line.startswith("m="):
+            keep = None
+            if line.startswith("m=audio"):
+                head, formats = line.split()[:3], line.split()[3:]
+                section = lines[
+                    index + 1 : next(
+                        (j for j in range(index + 1, len(lines)) if lines[j].startswith("m=")),
+                        len(lines),
+                    )
+                ]
+                names = {fmt: _rtpmap_name(section, fmt) for fmt in formats}
+                keep = {
+                    fmt
+                    for fmt, name in names.items()
+                    if name in (codec, "telephone-event") or fmt == static.get(codec)
+                }
+                if not keep - {fmt for fmt, name in names.items() if name == "telephone-event"}:
+                    raise ValueError(f"the offer has no {codec} audio")
+                line = " ".join(head + [fmt for fmt in formats if fmt in keep])
+        elif keep is not None and line.startswith(("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:")):
+            if line.split(":", 1)[1].split()[0] not in keep:
+                continue
+        out.append(line)
+    return "\r\n".join(out)
+
+
+def _rtpmap_name(section: list[str], fmt: str) -> str:
+    for line in section:
+        if line.startswith(f"a=rtpmap:{fmt} "):
+            return line.split()[1].split("/")[0].lower()
+    return ""
+
+
+def _to_mono_int16(array: np.ndarray, channels: int) -> np.ndarray:
+    """aiortc's packed s16 frames are (1, samples * channels): average the channels."""
+    samples = np.asarray(array).reshape(-1)
+    if channels <= 1:
+        return samples.astype(np.int16, copy=False)
+    mixed = samples.reshape(-1, channels).astype(np.int32).sum(axis=1) // channels
+    return mixed.astype(np.int16)
+
+
+class WebRtcIngress:
+    """Keeps the live WebRTC calls so they can be closed on shutdown."""
+
+    def __init__(self, handler: CallHandler, settings: TelephonySettings | None = None) -> None:
+        self.handler = handler
+        self.settings = settings or TelephonySettings()
+        self.calls: dict[str, WebRtcCall] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    async def accept(self, offer: WebRtcOffer) -> tuple[WebRtcCall, RTCSessionDescription]:
+        """Answer an offer; the call lives until the browser hangs up or ICE fails.
+
+        Raises:
+            VoiceError: refused by the handler.
+            ValueError: an offer aiortc cannot use (no audio, malformed SDP).
+        """
+        call = WebRtcCall(offer, self.settings)
+        try:
+            answer = await call.answer(self.handler)
+        except VoiceError:
+            await call.pc.close()
+            raise
+        except Exception as exc:  # aiortc raises assorted types for bad SDP
+            await call.pc.close()
+            raise ValueError(f"{type(exc).__name__}: {exc}") from exc
+        self.calls[call.started.call_id] = call
+        watcher = asyncio.create_task(self._forget_when_ended(call))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        return call, answer
+
+    async def aclose(self) -> None:
+        """Close every peer connection (server shutdown)."""
+        for call in list(self.calls.values()):
+            with contextlib.suppress(Exception):
+                await call.close(reason="shutdown")
+        self.calls.clear()
+
+    async def _forget_when_ended(self, call: WebRtcCall) -> None:
+        await call.ended.wait()
+        self.calls.pop(call.started.call_id, None)

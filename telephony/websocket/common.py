@@ -1,0 +1,55 @@
+"""Helpers shared by the WebSocket serializers: JSON decoding, call ids, identifiers."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+from telephony.errors import MalformedMessageError, ProtocolError
+
+_SAFE_ID = re.compile(r"[^A-Za-z0-9_.@:+-]")
+MAX_ID_LENGTH = 128
+
+
+def load_json_object(message: str | bytes) -> dict[str, Any]:
+    """Parse one text message that must be a JSON object.
+
+    Raises:
+        MalformedMessageError: binary where text was due, invalid JSON, or not an object.
+    """
+    if isinstance(message, bytes):
+        raise MalformedMessageError("binary message where a JSON text message was expected")
+    try:
+        value = json.loads(message)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise MalformedMessageError(f"malformed JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise MalformedMessageError(f"JSON message is a {type(value).__name__}, not an object")
+    return value
+
+
+def require_dict(message: dict[str, Any], key: str) -> dict[str, Any]:
+    """``message[key]`` if it is an object.
+
+    Raises:
+        ProtocolError: missing or not an object.
+    """
+    value = message.get(key)
+    if not isinstance(value, dict):
+        raise ProtocolError(f"'{key}' is missing or not an object")
+    return value
+
+
+def clean_id(value: object) -> str | None:
+    """A tenant/agent identifier from the far end: a short string of safe characters, or None."""
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    text = _SAFE_ID.sub("_", str(value).strip())[:MAX_ID_LENGTH]
+    return text or None
+
+
+def new_call_id(source: str) -> str:
+    """A deployment-unique call id; the ingress's own ids go into the call's metadata."""
+    return f"{source}-{uuid.uuid4().hex[:16]}"

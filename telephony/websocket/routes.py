@@ -1,0 +1,75 @@
+"""FastAPI routes for the WebSocket ingresses: ``WS /ws/twilio`` and ``WS /ws/audiohook``.
+
+The server mounts ``create_router(handler, settings)``; each connection becomes one call handed
+to ``handler``. AudioHook's ``X-API-KEY`` is checked before the upgrade: a missing or wrong key
+gets HTTP 401 and no WebSocket (uvicorn's WebSocket denial-response extension). Twilio's request
+signature is not checked here; put the endpoint behind a secret path or a proxy that validates
+``X-Twilio-Signature``.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import APIRouter, WebSocket
+from starlette.responses import PlainTextResponse
+
+from telephony.errors import AuthenticationError
+from telephony.settings import TelephonySettings
+from telephony.websocket.audiohook import AudioHookSerializer
+from telephony.websocket.transport import WebSocketCallTransport
+from telephony.websocket.twilio import TwilioSerializer
+from voice.transport import CallHandler
+
+
+def audiohook_tenant_for_key(key: str | None, settings: TelephonySettings) -> str | None:
+    """The tenant bound to an AudioHook API key ('' when the key names none).
+
+    Raises:
+        AuthenticationError: the key is missing or not configured (also when no keys are).
+    """
+    if key:
+        for known, tenant in settings.audiohook_api_keys.items():
+            if hmac.compare_digest(key.encode(), known.encode()):
+                return tenant
+    raise AuthenticationError(
+        "missing or invalid X-API-KEY", hint="set NEXTLINE_AUDIOHOOK_API_KEYS on the server"
+    )
+
+
+def create_router(handler: CallHandler, settings: TelephonySettings | None = None) -> APIRouter:
+    """Routes for Twilio Media Streams and Genesys AudioHook, feeding calls to ``handler``."""
+    settings = settings or TelephonySettings()
+    router = APIRouter()
+
+    @router.websocket("/ws/twilio")
+    async def twilio_stream(websocket: WebSocket) -> None:
+        await websocket.accept()
+        transport = WebSocketCallTransport(
+            websocket,
+            TwilioSerializer(settings),
+            handler,
+            max_message_bytes=settings.max_message_bytes,
+        )
+        await transport.run()
+
+    @router.websocket("/ws/audiohook")
+    async def audiohook_stream(websocket: WebSocket) -> None:
+        try:
+            tenant = audiohook_tenant_for_key(websocket.headers.get("x-api-key"), settings)
+        except AuthenticationError as exc:
+            await websocket.send_denial_response(PlainTextResponse(exc.message, status_code=401))
+            return
+        serializer = AudioHookSerializer(
+            settings,
+            tenant=tenant or None,
+            session_id=websocket.headers.get("audiohook-session-id"),
+            organization_id=websocket.headers.get("audiohook-organization-id"),
+        )
+        await websocket.accept()
+        transport = WebSocketCallTransport(
+            websocket, serializer, handler, max_message_bytes=settings.max_message_bytes
+        )
+        await transport.run()
+
+    return router
