@@ -1,0 +1,335 @@
+"""Whisper through faster-whisper (CTranslate2): load once per process, decode reproducibly.
+
+Three decisions shape this module (measurements in docs/results/asr_loops.md):
+
+- Temperature 0 only. faster-whisper's default fallback re-samples a window at rising
+  temperatures when its text repeats or scores low; on the 30 s telephone sample that made three
+  identical runs of ``base`` disagree and loop. Here the same audio always gives the same text.
+- Loops are caught instead of sampled away: after decoding, every 30 s window's text is tested
+  (:mod:`asr.loops`); from the first looping window on, the audio is decoded again with the
+  anti-loop settings (no prompt, word-timestamp seeking with silence skipping, a repetition
+  penalty), and any line that still repeats is dropped.
+- Speech regions (from the pipeline's VAD) are joined and decoded as one array, the way
+  faster-whisper's own ``vad_filter`` does, and times are mapped back (:mod:`asr.timeline`).
+
+The lazy segment generator of faster-whisper is always consumed here, never by callers.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from asr.loops import drop_repeated_lines, is_repetition_loop
+from asr.models import resolve_whisper_model
+from asr.timeline import SpeechTimeline
+from asr.types import AsrError, AsrInputError, AsrOptions, Segment, Transcription, Word
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+SAMPLE_RATE = 16000
+"""Whisper's input rate; callers resample (voice.audio does it with soxr)."""
+
+WINDOW_SECONDS = 30.0
+"""Whisper decodes at most 30 s of audio per encoder window."""
+_FRAMES_PER_SECOND = 100  # Whisper's mel frames (hop 160 at 16 kHz); segment.seek counts them
+
+# Used only when re-decoding from a looping window, together with word-timestamp seeking: skip
+# silences longer than this when a window looks hallucinated. measured: on the telephone sample
+# (6.7 s of line noise before speech) base at temperature 0 without word timestamps decodes the
+# call twice (75.9 % WER); the re-decode with these settings gives 16.1 %
+# (docs/results/asr_loops.md).
+_LOOP_SILENCE_SKIP_SECONDS = 1.0
+
+
+class WhisperEngine:
+    """A loaded Whisper model. Thread-safe for decoding; load it once per process."""
+
+    def __init__(self, model: WhisperModel, *, name: str, device: str, compute_type: str) -> None:
+        self._model = model
+        self.name = name
+        """The model name or path it was loaded from."""
+        self.device = device
+        """``cpu`` or ``cuda``."""
+        self.compute_type = compute_type
+        """CTranslate2 compute type (``int8`` on CPU, ``float16`` on CUDA by default)."""
+
+    @classmethod
+    def load(
+        cls,
+        model: str = "tiny.en",
+        *,
+        device: str = "auto",
+        compute_type: str = "auto",
+        cpu_threads: int = 0,
+    ) -> WhisperEngine:
+        """Load (or reuse, within this process) a Whisper model by name or local path.
+
+        Args:
+            model: ``tiny.en``, ``base`` or a CTranslate2 model directory (see asr.models).
+            device: ``cpu``, ``cuda`` or ``auto`` (CUDA when a GPU is visible).
+            compute_type: CTranslate2 type; ``auto`` means int8 on CPU and float16 on CUDA.
+            cpu_threads: CPU threads per decode; 0 lets CTranslate2 choose.
+
+        Raises:
+            asr.models.ModelNotFoundError: the model is not installed.
+            AsrError: the device or compute type is not available.
+        """
+        path = resolve_whisper_model(model)
+        resolved_device, resolved_type = resolve_device(device, compute_type)
+        whisper = _load_model(str(path), resolved_device, resolved_type, cpu_threads)
+        return cls(whisper, name=model, device=resolved_device, compute_type=resolved_type)
+
+    @property
+    def whisper_model(self) -> WhisperModel:
+        """The loaded faster-whisper model, for components that schedule decoding themselves
+        (e.g. batching several live turns); they consume its generators themselves too."""
+        return self._model
+
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        options: AsrOptions = AsrOptions(),  # noqa: B008 - frozen, so sharing it is safe
+        *,
+        speech: Sequence[tuple[float, float]] | None = None,
+    ) -> Transcription:
+        """Transcribe mono 16 kHz float32 audio, optionally only its speech regions.
+
+        Args:
+            audio: float32 samples in [-1, 1], one channel, 16 kHz.
+            options: decoding options, recorded in the result.
+            speech: (start, end) seconds to decode; the rest is never shown to the model.
+                Timestamps in the result are in ``audio``'s own timeline either way.
+
+        Raises:
+            AsrInputError: the audio is not a 1-D float array or a region is malformed.
+        """
+        samples = _check_audio(audio)
+        duration = len(samples) / SAMPLE_RATE
+        if speech is None:
+            segments, language, loops = self._decode(samples, options)
+            return Transcription(tuple(segments), language, duration, options, loops)
+        timeline = SpeechTimeline(speech, len(samples), SAMPLE_RATE)
+        if timeline.is_empty:
+            return Transcription((), options.language or "", duration, options)
+        segments, language, loops = self._decode(timeline.join(samples), options)
+        mapped = tuple(timeline.map_segment(s) for s in segments)
+        return Transcription(mapped, language, duration, options, loops)
+
+    def transcribe_turn(
+        self,
+        audio: np.ndarray,
+        options: AsrOptions = AsrOptions(),  # noqa: B008 - frozen, so sharing it is safe
+        *,
+        prompt: str | None = None,
+    ) -> Transcription:
+        """Decode one closed turn (a few seconds of speech) in a single window, fast.
+
+        The live path calls this for a turn's final text once VAD has closed it. ``prompt``
+        (e.g. the previous turn's text) replaces ``options.initial_prompt``. Turns longer than
+        one window fall back to :meth:`transcribe`.
+        """
+        samples = _check_audio(audio)
+        turn_options = _with_prompt(options, prompt)
+        if len(samples) > WINDOW_SECONDS * SAMPLE_RATE:
+            return self.transcribe(samples, turn_options)
+        segments, language, loops = self._decode(samples, turn_options, single_window=True)
+        return Transcription(
+            tuple(segments), language, len(samples) / SAMPLE_RATE, turn_options, loops
+        )
+
+    def _decode(
+        self, samples: np.ndarray, options: AsrOptions, *, single_window: bool = False
+    ) -> tuple[list[Segment], str, int]:
+        """Decode, test each window for a loop, and re-decode from the first looping one."""
+        if len(samples) == 0:
+            return [], options.language or "", 0
+        kwargs = _decode_kwargs(options, single_window=single_window)
+        windows, language = self._run(samples, kwargs, keep_words=options.word_timestamps)
+        for index, (window_start, window) in enumerate(windows):
+            if not _window_loops(window, options):
+                continue
+            offset = round(window_start * SAMPLE_RATE)
+            retry_kwargs = _decode_kwargs(options, anti_loop=True)
+            retry, _ = self._run(samples[offset:], retry_kwargs, keep_words=options.word_timestamps)
+            redone = [_shift(s, window_start) for _, w in retry for s in _unlooped(w, options)]
+            kept = [s for _, w in windows[:index] for s in w]
+            return kept + redone, language, 1
+        return [s for _, w in windows for s in w], language, 0
+
+    def _run(
+        self, samples: np.ndarray, kwargs: dict[str, Any], *, keep_words: bool
+    ) -> tuple[list[tuple[float, list[Segment]]], str]:
+        """One faster-whisper pass, consumed here, grouped by 30 s window: (start, segments)."""
+        try:
+            generator, info = self._model.transcribe(samples, **kwargs)
+            raw = list(generator)
+        except (RuntimeError, ValueError) as exc:  # CTranslate2 reports device/OOM as these
+            raise AsrError(
+                f"Whisper decoding failed ({type(exc).__name__}: {exc})",
+                hint="check the device has memory free; try device='cpu' or a smaller model",
+            ) from exc
+        windows = [
+            (seek / _FRAMES_PER_SECOND, [_to_segment(s, keep_words) for s in group])
+            for seek, group in itertools.groupby(raw, key=lambda s: s.seek)
+        ]
+        return windows, info.language
+
+
+def _decode_kwargs(
+    options: AsrOptions, *, single_window: bool = False, anti_loop: bool = False
+) -> dict[str, Any]:
+    """faster-whisper arguments for ``options``; ``anti_loop`` for a window that looped."""
+    kwargs: dict[str, Any] = {
+        "language": options.language,
+        "beam_size": options.beam_size,
+        "temperature": 0.0,  # never sample: reproducible (module docstring)
+        "word_timestamps": options.word_timestamps,
+        "initial_prompt": options.initial_prompt,
+        "condition_on_previous_text": options.condition_on_previous_text,
+        "no_speech_threshold": options.no_speech_threshold,
+        "log_prob_threshold": options.log_prob_threshold,
+        "compression_ratio_threshold": options.loop_compression_ratio,
+        "vad_filter": False,  # speech regions come from the caller's VAD
+    }
+    if single_window:
+        kwargs["condition_on_previous_text"] = False
+    if anti_loop:
+        kwargs.update(
+            initial_prompt=None,
+            condition_on_previous_text=False,
+            word_timestamps=True,  # seek by word ends, not by the looping timestamp tokens
+            hallucination_silence_threshold=_LOOP_SILENCE_SKIP_SECONDS,
+            repetition_penalty=options.loop_repetition_penalty,
+            no_repeat_ngram_size=options.loop_no_repeat_ngram_size,
+        )
+    return kwargs
+
+
+def _window_loops(window: list[Segment], options: AsrOptions) -> bool:
+    text = " ".join(s.text for s in window)
+    return is_repetition_loop(
+        text,
+        max_compression_ratio=options.loop_compression_ratio,
+        ngram_size=options.loop_ngram_size,
+        max_ngram_repeats=options.loop_ngram_repeats,
+    )
+
+
+def _unlooped(window: list[Segment], options: AsrOptions) -> Iterable[Segment]:
+    """A re-decoded window as is, or without its repeated lines if it still loops."""
+    if not _window_loops(window, options):
+        return window
+    keep = drop_repeated_lines([s.text for s in window])
+    return (s for s, k in zip(window, keep, strict=True) if k)
+
+
+def _to_segment(raw: Any, keep_words: bool) -> Segment:
+    """Our frozen Segment from a faster-whisper one (words stripped of their leading space)."""
+    words = tuple(
+        Word(text=w.word.strip(), start=w.start, end=w.end, probability=w.probability)
+        for w in (raw.words or [])
+        if w.word.strip()
+    )
+    return Segment(
+        start=raw.start,
+        end=raw.end,
+        text=raw.text.strip(),
+        words=words if keep_words else (),
+        avg_logprob=raw.avg_logprob,
+        no_speech_prob=raw.no_speech_prob,
+        compression_ratio=raw.compression_ratio,
+    )
+
+
+def _shift(segment: Segment, seconds: float) -> Segment:
+    words = tuple(
+        Word(w.text, round(w.start + seconds, 3), round(w.end + seconds, 3), w.probability)
+        for w in segment.words
+    )
+    return Segment(
+        start=round(segment.start + seconds, 3),
+        end=round(segment.end + seconds, 3),
+        text=segment.text,
+        words=words,
+        avg_logprob=segment.avg_logprob,
+        no_speech_prob=segment.no_speech_prob,
+        compression_ratio=segment.compression_ratio,
+    )
+
+
+def _with_prompt(options: AsrOptions, prompt: str | None) -> AsrOptions:
+    return options if prompt is None else replace(options, initial_prompt=prompt)
+
+
+def _check_audio(audio: np.ndarray) -> np.ndarray:
+    if not isinstance(audio, np.ndarray) or audio.ndim != 1:
+        shape = getattr(audio, "shape", type(audio).__name__)
+        raise AsrInputError(
+            f"expected 1-D mono audio, got {shape}",
+            hint="pass one channel (voice.audio.Audio.channel(i) or .mono())",
+        )
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise AsrInputError(
+            f"expected float samples in [-1, 1], got {audio.dtype}",
+            hint="convert int16 PCM with voice.audio.int16_to_float",
+        )
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def resolve_device(device: str = "auto", compute_type: str = "auto") -> tuple[str, str]:
+    """The concrete (device, compute type) that ``load`` would use for these arguments.
+
+    Raises:
+        AsrError: unknown device, or CUDA asked for without a visible GPU.
+    """
+    resolved = _resolve_device(device)
+    return resolved, _resolve_compute_type(resolved, compute_type)
+
+
+def _resolve_device(device: str) -> str:
+    if device not in ("auto", "cpu", "cuda"):
+        raise AsrError(f"unknown device {device!r}", hint="use 'auto', 'cpu' or 'cuda'")
+    import ctranslate2
+
+    has_cuda = ctranslate2.get_cuda_device_count() > 0
+    if device == "cuda" and not has_cuda:
+        raise AsrError(
+            "device='cuda' but no CUDA GPU is visible", hint="use device='auto' or 'cpu'"
+        )
+    if device == "auto":
+        return "cuda" if has_cuda else "cpu"
+    return device
+
+
+def _resolve_compute_type(device: str, compute_type: str) -> str:
+    if compute_type != "auto":
+        return compute_type
+    # int8 on CPU: the fastest CTranslate2 path there; float16 on GPU: the usual accuracy/speed
+    # point for Whisper on tensor cores.
+    return "float16" if device == "cuda" else "int8"
+
+
+@functools.lru_cache(maxsize=4)
+def _load_model(path: str, device: str, compute_type: str, cpu_threads: int) -> WhisperModel:
+    """One CTranslate2 model per (path, device, type, threads) in this process."""
+    from faster_whisper import WhisperModel
+
+    if not Path(path).is_dir():
+        raise AsrError(
+            f"{path} is not a model directory", hint="see asr.models.resolve_whisper_model"
+        )
+    try:
+        return WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+    except (RuntimeError, ValueError) as exc:
+        raise AsrError(
+            f"could not load Whisper from {path} on {device}/{compute_type}: {exc}",
+            hint="pick a compute_type the device supports (int8 or float32 on CPU)",
+        ) from exc

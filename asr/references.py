@@ -1,0 +1,169 @@
+"""Reference transcripts on disk: readers for TXT, TSV and STM, and test-set discovery.
+
+Layouts understood (those of ``shared/data/asr`` and ``shared/data/diarization``), per folder:
+
+- ``transcription.tsv`` with a ``reference`` column, keyed by its first column: a relative
+  audio path (``wav/agent-user.wav``) or an utterance id (``<id>.wav`` next to the table).
+  When a folder has one, its ``.txt`` files are ignored (they repeat the table).
+- ``<name>.refs.tsv`` keyed ``left``/``right`` (or a channel number): one reference per
+  channel of the stereo file ``<name>.wav``.
+- ``<name>.txt`` or ``<name>.stm`` next to an audio file ``<name>.<ext>`` (any audio
+  extension, including headerless ``.raw``); an STM's lines are joined in time order.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".raw", ".pcm")
+_CHANNEL_NAMES = {"left": 0, "right": 1, "l": 0, "r": 1}
+
+
+class ReferenceError(ValueError):
+    """A reference file is malformed or names audio that does not exist."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{message} ({hint})" if hint else message)
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One audio channel and the text spoken on it."""
+
+    audio: Path
+    reference: str
+    channel: int | None = None
+    """Channel to decode; ``None`` means the file's mono mix (it is mono in every set here)."""
+
+    @property
+    def name(self) -> str:
+        """Short display name: file name, plus ``#<channel>`` for one leg of a stereo file."""
+        return self.audio.name + (f"#{self.channel}" if self.channel is not None else "")
+
+
+def read_txt(path: str | Path) -> str:
+    """A plain-text reference (jfk.txt, goforward.txt, LibriVox .txt): the whole file."""
+    return " ".join(Path(path).read_text(encoding="utf-8").split())
+
+
+def read_tsv(path: str | Path) -> dict[str, str]:
+    """A tab-separated table with a header: first column -> ``reference`` column."""
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if not rows or "reference" not in rows[0]:
+        raise ReferenceError(f"{path}: no 'reference' column", hint="the header must name it")
+    key = next(iter(rows[0]))
+    return {row[key]: row["reference"] or "" for row in rows}
+
+
+@dataclass(frozen=True)
+class StmLine:
+    """One STM line: ``<uri> <channel> <speaker> <start> <end> <text>``."""
+
+    uri: str
+    channel: str
+    speaker: str
+    start: float
+    end: float
+    text: str
+
+
+def read_stm(path: str | Path) -> list[StmLine]:
+    """All lines of an STM file (``;;`` comments skipped), in file order."""
+    lines = []
+    for raw in Path(path).read_text(encoding="utf-8").splitlines():
+        if not raw.strip() or raw.startswith(";;"):
+            continue
+        parts = raw.split(maxsplit=5)
+        if len(parts) < 5:
+            raise ReferenceError(
+                f"{path}: not an STM line: {raw!r}", hint="uri chan spk start end text"
+            )
+        text = parts[5] if len(parts) == 6 else ""
+        lines.append(StmLine(parts[0], parts[1], parts[2], float(parts[3]), float(parts[4]), text))
+    return lines
+
+
+def stm_text(path: str | Path) -> str:
+    """The whole STM reference as one text, lines in order of start time."""
+    return " ".join(
+        line.text for line in sorted(read_stm(path), key=lambda s: s.start) if line.text
+    )
+
+
+def discover(roots: list[Path]) -> list[EvalItem]:
+    """Every (audio, reference) pair under ``roots`` (folders searched recursively), sorted.
+
+    Raises:
+        ReferenceError: a table names audio that is missing, or nothing was found.
+    """
+    folders = sorted({d for root in roots for d in _folders(root)})
+    items = [item for folder in folders for item in _items_in(folder)]
+    if not items:
+        raise ReferenceError(
+            f"no audio with references under {', '.join(map(str, roots))}",
+            hint="expected transcription.tsv, <name>.refs.tsv, or <name>.txt/.stm beside audio",
+        )
+    return items
+
+
+def _folders(root: Path) -> list[Path]:
+    if not root.is_dir():
+        raise ReferenceError(
+            f"{root}: not a folder", hint="pass data folders, e.g. shared/data/asr"
+        )
+    return [root, *(p for p in root.rglob("*") if p.is_dir())]
+
+
+def _items_in(folder: Path) -> list[EvalItem]:
+    table = folder / "transcription.tsv"
+    if table.is_file():
+        return [_tsv_item(folder, key, text) for key, text in sorted(read_tsv(table).items())]
+    items = []
+    for refs in sorted(folder.glob("*.refs.tsv")):
+        audio = _audio_for(folder, refs.name.removesuffix(".refs.tsv"))
+        for key, text in read_tsv(refs).items():
+            items.append(EvalItem(audio, text, _channel_index(refs, key)))
+    for ref in sorted([*folder.glob("*.txt"), *folder.glob("*.stm")]):
+        found = _find_audio(folder, ref.stem)
+        if found is not None:
+            text = stm_text(ref) if ref.suffix == ".stm" else read_txt(ref)
+            items.append(EvalItem(found, text))
+    return items
+
+
+def _tsv_item(folder: Path, key: str, text: str) -> EvalItem:
+    candidate = folder / key
+    if candidate.suffix.lower() in AUDIO_SUFFIXES and candidate.is_file():
+        return EvalItem(candidate, text)
+    return EvalItem(_audio_for(folder, key), text)
+
+
+def _audio_for(folder: Path, stem: str) -> Path:
+    audio = _find_audio(folder, stem)
+    if audio is None:
+        raise ReferenceError(
+            f"{folder}: no audio file for {stem!r}", hint=f"expected one of {AUDIO_SUFFIXES}"
+        )
+    return audio
+
+
+def _find_audio(folder: Path, stem: str) -> Path | None:
+    for suffix in AUDIO_SUFFIXES:
+        path = folder / f"{stem}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def _channel_index(refs: Path, key: str) -> int:
+    if key.lower() in _CHANNEL_NAMES:
+        return _CHANNEL_NAMES[key.lower()]
+    if key.isdigit():
+        return int(key)
+    raise ReferenceError(
+        f"{refs}: channel {key!r} is not left/right or a number", hint="use left/right"
+    )

@@ -1,0 +1,143 @@
+"""Streaming VAD for one call leg: PCM in, speech-started / speech-stopped events out.
+
+Synchronous and clock-free: stream time is the number of samples pushed so far (plus
+``start_time``), so replaying a file gives the same events as a live call. Audio at any
+supported rate is resampled to 16 kHz (soxr's streaming resampler) for both detectors; the
+WebRTC gate runs on 30 ms frames, Silero on 32 ms steps with its state carried across pushes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import soxr
+
+from voice.audio import float_to_int16, int16_to_float
+from voice.errors import ConfigError
+from voice.vad.analyzer import Endpointer, VadEvent, VadParams
+from voice.vad.silero import CHUNK_SAMPLES, SILERO_RATE, SileroState, load_silero
+from voice.vad.webrtc import WebRtcGate
+
+
+class VadStream:
+    """Per-leg VAD state; the Silero model itself is shared by every stream of the process."""
+
+    sample_rate = SILERO_RATE
+    """Rate at which the detectors run (input at other rates is resampled to it)."""
+    step = CHUNK_SAMPLES / SILERO_RATE
+    """Seconds per decision step (32 ms)."""
+
+    def __init__(self, params: VadParams = VadParams(), *, start_time: float = 0.0) -> None:  # noqa: B008
+        self.params = params
+        self.start_time = start_time
+        """Stream time of the first sample (e.g. the leg's offset in the call)."""
+        self._model = load_silero()
+        self._silero = SileroState()
+        self._gate = (
+            WebRtcGate(params.webrtc_mode, SILERO_RATE) if params.webrtc_mode is not None else None
+        )
+        self._endpointer = Endpointer(params)
+        self._pending = np.zeros(0, dtype=np.float32)  # 16 kHz samples not yet a whole step
+        self._gate_pending = np.zeros(0, dtype=np.int16)  # 16 kHz PCM not yet a whole frame
+        self._samples_done = 0  # 16 kHz samples already decided
+        self._gate_frames_done = 0
+        self._last_voiced_end: int | None = None  # sample just after the latest voiced frame
+        self._voiced_ends = np.zeros(0, dtype=np.int64)  # voiced frame ends of the last block
+        self._input_rate: int | None = None
+        self._resampler: soxr.ResampleStream | None = None
+        self.probability = 0.0
+        """Silero's probability for the most recent step."""
+
+    @property
+    def frame_is_speech(self) -> bool:
+        """Whether the most recent 32 ms step was speech (Silero above threshold and gate open)."""
+        return self._endpointer.frame_is_speech
+
+    @property
+    def in_speech(self) -> bool:
+        """Whether a turn is open: speech-started emitted and speech-stopped not yet."""
+        return self._endpointer.in_speech
+
+    @property
+    def time(self) -> float:
+        """Stream time (s) up to which audio has been decided."""
+        return self.start_time + self._samples_done / SILERO_RATE
+
+    def push(self, pcm16: np.ndarray | bytes, sample_rate: int) -> list[VadEvent]:
+        """Feed signed 16-bit mono PCM (array or little-endian bytes); return the events it caused.
+
+        Raises:
+            ConfigError: the sample rate changed within the stream.
+        """
+        pcm = np.frombuffer(pcm16, dtype="<i2") if isinstance(pcm16, bytes | bytearray) else pcm16
+        samples = int16_to_float(np.asarray(pcm, dtype=np.int16))
+        return self.process(self._to_16k(samples, sample_rate))
+
+    def process(self, samples: np.ndarray) -> list[VadEvent]:
+        """Feed float32 mono samples already at 16 kHz (the batch path uses this directly)."""
+        self._pending = np.concatenate([self._pending, np.asarray(samples, dtype=np.float32)])
+        usable = len(self._pending) - len(self._pending) % CHUNK_SAMPLES
+        if usable == 0:
+            return []
+        block, self._pending = self._pending[:usable], self._pending[usable:]
+        probabilities = self._model.probabilities(block, self._silero)
+        self._update_gate(block)
+        events = []
+        for i, probability in enumerate(probabilities):
+            end_sample = self._samples_done + (i + 1) * CHUNK_SAMPLES
+            event = self._endpointer.step(
+                float(probability),
+                self._gate_open(end_sample),
+                self._seconds(end_sample - CHUNK_SAMPLES),
+                self._seconds(end_sample),
+            )
+            if event is not None:
+                events.append(event)
+        self._samples_done += usable
+        self.probability = float(probabilities[-1])
+        return events
+
+    def finish(self) -> list[VadEvent]:
+        """End of input: close an open turn. The stream may not be used afterwards."""
+        event = self._endpointer.finish(self.time)
+        return [event] if event is not None else []
+
+    def _to_16k(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+        if self._input_rate is None:
+            self._input_rate = sample_rate
+            if sample_rate != SILERO_RATE:
+                self._resampler = soxr.ResampleStream(sample_rate, SILERO_RATE, 1, dtype="float32")
+        elif sample_rate != self._input_rate:
+            raise ConfigError(
+                f"sample rate changed from {self._input_rate} to {sample_rate} Hz within a stream",
+                hint="use one VadStream per leg and rate",
+            )
+        if self._resampler is None:
+            return samples
+        return np.asarray(self._resampler.resample_chunk(samples), dtype=np.float32)
+
+    def _update_gate(self, block: np.ndarray) -> None:
+        """Run WebRTC over every whole 30 ms frame now available; remember the last voiced one."""
+        if self._gate is None:
+            return
+        pcm = np.concatenate([self._gate_pending, float_to_int16(block)])
+        flags = self._gate.flags(pcm)
+        size = self._gate.frame_samples
+        self._gate_pending = pcm[len(flags) * size :]
+        self._voiced_ends = (self._gate_frames_done + np.flatnonzero(flags) + 1) * size
+        self._gate_frames_done += len(flags)
+
+    def _gate_open(self, end_sample: int) -> bool:
+        if self._gate is None:
+            return True
+        # Latest voiced frame that ended by end_sample (frames later in this block are the
+        # future for this step, so batch and streaming decide identically).
+        ends = self._voiced_ends
+        k = int(np.searchsorted(ends, end_sample, side="right"))
+        if k > 0:
+            self._last_voiced_end = int(ends[k - 1])
+        if self._last_voiced_end is None:
+            return False
+        return end_sample - self._last_voiced_end <= self.params.webrtc_hold * SILERO_RATE
+
+    def _seconds(self, sample: int) -> float:
+        return self.start_time + sample / SILERO_RATE
