@@ -75,6 +75,9 @@ class Audio:
 def load_audio(path: str | Path, *, raw: RawFormat | None = None, target_rate: int = TARGET_RATE) -> Audio:
     """Decode a file into float32 channels at ``target_rate``.
 
+    ``raw`` describes headerless PCM; it is used for ``.raw``/``.pcm``/``.s16``/``.sln`` files
+    only, so one batch can mix them with ordinary containers.
+
     Raises:
         AudioDecodeError: the file is missing, empty, truncated, not audio, or headerless PCM
             without ``raw``.
@@ -84,7 +87,7 @@ def load_audio(path: str | Path, *, raw: RawFormat | None = None, target_rate: i
         raise AudioDecodeError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise AudioDecodeError(f"{path}: the file is empty")
-    if path.suffix.lower() in RAW_SUFFIXES or raw is not None:
+    if path.suffix.lower() in RAW_SUFFIXES:
         if raw is None:
             raise AudioDecodeError(
                 f"{path}: headerless PCM has no sample rate",

@@ -13,7 +13,11 @@ import click
 # Each module defines click commands/groups and a ``register(cli)`` function.
 COMMAND_MODULES = [
     "voice.cli.models_cmd",
+    "voice.cli.transcribe_cmd",
+    "voice.cli.sample_cmd",
+    "voice.cli.serve_cmd",
     "voice.cli.eval_cmd",  # must precede the eval_* modules that add subcommands
+    "voice.cli.eval_asr",
 ]
 
 

@@ -29,8 +29,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-CallStatus = Literal["done", "failed"]
-"""``done``: a transcript is stored; ``failed``: processing failed, ``error`` says why."""
+CallStatus = Literal["active", "done", "failed"]
+"""``active``: a live call in progress; ``done``: a transcript is stored; ``failed``: processing
+failed, ``error`` says why."""
 
 # Named constraints: Alembic's batch mode (needed for ALTER on SQLite) can only drop or change
 # a constraint that has a name, so every constraint gets a predictable one.
@@ -72,6 +73,12 @@ class CallRow(Base):
     """The whole CallTranscript.to_dict(), so nothing the pipeline produced is lost."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(16), default="batch", server_default="batch", index=True)
+    """``batch`` (a transcribed recording) or ``live`` (a call through the server)."""
+    tenant: Mapped[str | None] = mapped_column(String(255), index=True)
+    agent_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     speakers: Mapped[list[SpeakerRow]] = relationship(
         back_populates="call", cascade="all, delete-orphan", passive_deletes=True
@@ -139,3 +146,7 @@ class EntityRow(Base):
     end_char: Mapped[int] = mapped_column(Integer)
 
     call: Mapped[CallRow] = relationship(back_populates="entities")
+
+
+from voice.store import tables_live  # noqa: E402,F401 - registers the live-call tables on Base.metadata
+from voice.store import tables_console  # noqa: E402,F401 - agents, call outcomes and QA reviews

@@ -1,0 +1,89 @@
+"""Audio in: every container, rate and channel layout the archive may hold, and bad files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from voice.audio import RawFormat, load_audio
+from voice.errors import AudioDecodeError
+
+pytestmark = pytest.mark.data
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+
+
+def test_flac_44k_stereo_is_resampled_to_16k_and_keeps_channels(shared_data: Path) -> None:
+    audio = load_audio(shared_data / "asr/jfk/jfk.flac")
+    assert audio.info.sample_rate == 44100 and audio.info.channels == 2
+    assert audio.sample_rate == 16000 and audio.num_channels == 2
+    assert audio.duration == pytest.approx(11.0, abs=0.05)
+    assert _rms(audio.mono()) > 0.01
+
+
+def test_float32_wav_reads_where_the_stdlib_cannot(shared_data: Path) -> None:
+    audio = load_audio(shared_data / "diarization/ami_debug_excerpts/dev00.wav")
+    assert "float" in audio.info.format
+    assert audio.duration == pytest.approx(30.0, abs=0.1)
+
+
+def test_8k_telephone_wav_and_opus(shared_data: Path) -> None:
+    calls = shared_data / "diarization/spokenwoz_calls_8k"
+    wav = load_audio(calls / "SNG0072.wav")
+    assert wav.info.sample_rate == 8000 and wav.num_channels == 2
+    # the two legs are different people: their envelopes differ
+    assert not np.allclose(wav.channel(0)[:16000], wav.channel(1)[:16000])
+    opus = load_audio(calls / "MUL1011.opus")
+    assert opus.duration == pytest.approx(182.8, abs=0.5)
+
+
+def test_raw_pcm_needs_an_explicit_rate(shared_data: Path) -> None:
+    path = shared_data / "asr/pocketsphinx_goforward/goforward.raw"
+    with pytest.raises(AudioDecodeError, match="raw-rate"):
+        load_audio(path)
+    audio = load_audio(path, raw=RawFormat(16000))
+    assert audio.duration == pytest.approx(2.79, abs=0.01)
+
+
+def test_mp3_and_48k_ogg_written_from_real_speech(shared_data: Path, tmp_path: Path) -> None:
+    speech, rate = sf.read(shared_data / "asr/librivox_sense_and_sensibility/sense_and_sensibility_01_austen_64kb-0870.wav")
+    from voice.audio import resample
+
+    up = resample(speech.astype(np.float32), rate, 48000)
+    sf.write(tmp_path / "call.ogg", up, 48000, format="OGG", subtype="OPUS")
+    sf.write(tmp_path / "call.mp3", speech, rate, format="MP3")
+    for name in ("call.ogg", "call.mp3"):
+        audio = load_audio(tmp_path / name)
+        assert audio.sample_rate == 16000
+        assert audio.duration == pytest.approx(len(speech) / rate, abs=0.1)
+        assert _rms(audio.mono()) > 0.01
+
+
+def test_bad_files_raise_a_clear_error(shared_data: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.wav"
+    text.write_text("this is not audio at all\n" * 20)
+    table = tmp_path / "table.wav"
+    shutil.copy(shared_data / "asr/asterisk_prompts_8k/transcription.tsv", table)
+    header_only = tmp_path / "header_only.wav"
+    header_only.write_bytes((shared_data / "diarization/pyannote_sample_telephone/sample.wav").read_bytes()[:44])
+    for path, reason in ((empty, "empty"), (text, "not a readable audio"), (table, "not a readable audio"),
+                         (header_only, "not a readable audio|no samples"), (tmp_path / "missing.wav", "no such file")):
+        with pytest.raises(AudioDecodeError, match=reason):
+            load_audio(path)
+
+
+def test_a_wav_cut_short_yields_the_audio_that_is_there(shared_data: Path, tmp_path: Path) -> None:
+    source = shared_data / "diarization/pyannote_sample_telephone/sample.wav"
+    cut = tmp_path / "cut.wav"
+    data = source.read_bytes()
+    cut.write_bytes(data[: len(data) // 3])  # the header still claims 30 s
+    audio = load_audio(cut)
+    assert 9.0 < audio.duration < 11.0

@@ -1,0 +1,1 @@
+"""Batch transcription of call archives: a pure per-file job plus a resumable runner."""

@@ -1,0 +1,275 @@
+"""One recording in, one ``CallTranscript`` out: VAD, speakers, ASR, roles, entities.
+
+``transcribe_file(path, options)`` is a pure function of the file and the options (models are
+a per-process cache, not state), so a distributed engine (Ray Data, Dask) can map it over an
+archive unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from voice.audio import Audio, RawFormat, load_audio
+from voice.batch import engines
+from voice.batch.options import TranscribeOptions
+from voice.frames import Role, TimedWord
+from voice.redaction import Span, mask_number_runs, merge_masks, redact_segment
+from voice.roles import SpokenTurn, decide_agent, score_text
+from voice.transcript import CallTranscript, EntityMention, Segment, Speaker
+
+if TYPE_CHECKING:
+    from asr import Transcription
+
+TELEPHONE_RATE = 8000
+"""Files recorded at or below this rate are phone calls: two parties at most."""
+SAME_CHANNEL_CORRELATION = 0.98
+"""Stereo files whose channels correlate above this are mono saved twice (JFK: 0.9996; the two
+legs of a SpokenWOZ call: about 0.0)."""
+
+
+@dataclass
+class _Stage:
+    timings: dict[str, float]
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+
+def transcribe_file(path: str | Path, options: TranscribeOptions, *, call_id: str | None = None,
+                    cpu_threads: int = 0) -> CallTranscript:
+    """Transcribe one recording.
+
+    Raises:
+        AudioDecodeError: the file is empty, truncated or not audio.
+        ConfigError: the options do not fit the file (e.g. a missing agent channel).
+    """
+    stage = _Stage({})
+    raw = RawFormat(options.raw_rate, options.raw_channels) if options.raw_rate else None
+    with stage("decode"):
+        audio = load_audio(path, raw=raw)
+    mode = _speaker_mode(audio, options)
+    if mode == "channels":
+        segments = _transcribe_channels(audio, options, stage, cpu_threads)
+    elif mode == "diarize":
+        segments = _transcribe_diarized(audio, options, stage, cpu_threads)
+    else:
+        segments = _transcribe_single(audio, options, stage, cpu_threads)
+    segments.sort(key=lambda s: (s.start, s.channel or 0))
+    for index, segment in enumerate(segments):
+        segment.id = index
+    speakers = _speakers_with_roles(segments, audio, mode, options)
+    roles = {s.id: s.role for s in speakers}
+    for segment in segments:
+        segment.role = roles.get(segment.speaker, "unknown")
+    with stage("entities"):
+        entities = _entities(segments, redact=options.redact)
+    return CallTranscript(
+        call_id=call_id or Path(path).stem,
+        audio=audio.info,
+        speakers=speakers,
+        segments=segments,
+        entities=entities,
+        options={**options.to_dict(), "speakers_used": mode},
+        timings={k: round(v, 3) for k, v in stage.timings.items()},
+        redacted=options.redact,
+    )
+
+
+def _speaker_mode(audio: Audio, options: TranscribeOptions) -> str:
+    if options.speakers != "auto":
+        return options.speakers
+    if audio.num_channels >= 2 and not _channels_identical(audio):
+        return "channels"
+    return "diarize"
+
+
+def _channels_identical(audio: Audio) -> bool:
+    first = audio.samples[0]
+    for other in audio.samples[1:]:
+        if not first.any() and not other.any():
+            continue
+        if not first.any() or not other.any() or np.corrcoef(first, other)[0, 1] < SAME_CHANNEL_CORRELATION:
+            return False
+    return True
+
+
+def _asr(signal: np.ndarray, options: TranscribeOptions, stage: _Stage, cpu_threads: int) -> Transcription:
+    from asr import AsrOptions
+
+    from voice.vad import detect_speech
+
+    with stage("vad"):
+        regions = detect_speech(signal)
+    engine = engines.whisper_engine(options.model, options.device, cpu_threads)
+    with stage("asr"):
+        return engine.transcribe(
+            signal,
+            AsrOptions(language=options.language, beam_size=options.beam_size, word_timestamps=True),
+            speech=[(r.start, r.end) for r in regions],
+        )
+
+
+def _to_words(words: Sequence[object]) -> list[TimedWord]:
+    return [TimedWord(w.text, round(w.start, 3), round(w.end, 3), round(w.probability, 4)) for w in words]  # type: ignore[attr-defined]
+
+
+def _text(words: Sequence[TimedWord], fallback: str) -> str:
+    return " ".join(w.text for w in words) if words else fallback.strip()
+
+
+def _transcribe_channels(audio: Audio, options: TranscribeOptions, stage: _Stage, cpu_threads: int) -> list[Segment]:
+    segments: list[Segment] = []
+    for channel in range(audio.num_channels):
+        result = _asr(audio.channel(channel), options, stage, cpu_threads)
+        for seg in result.segments:
+            words = _to_words(seg.words)
+            text = _text(words, seg.text)
+            if text:
+                segments.append(Segment(0, round(seg.start, 3), round(seg.end, 3), f"S{channel}", text,
+                                        channel=channel, words=words))
+    return segments
+
+
+def _transcribe_single(audio: Audio, options: TranscribeOptions, stage: _Stage, cpu_threads: int) -> list[Segment]:
+    result = _asr(audio.mono(), options, stage, cpu_threads)
+    segments = []
+    for seg in result.segments:
+        words = _to_words(seg.words)
+        text = _text(words, seg.text)
+        if text:
+            segments.append(Segment(0, round(seg.start, 3), round(seg.end, 3), "S0", text, words=words))
+    return segments
+
+
+def _diarization_options(audio: Audio, options: TranscribeOptions) -> object:
+    from diarize.types import DiarizationOptions
+
+    if options.num_speakers or options.min_speakers or options.max_speakers:
+        return DiarizationOptions(num_speakers=options.num_speakers, min_speakers=options.min_speakers,
+                                  max_speakers=options.max_speakers)
+    if audio.info.sample_rate <= TELEPHONE_RATE:
+        # measured (docs/benchmarks.md): on SpokenWOZ calls a guessed speaker count gave 34 % DER,
+        # telling the pipeline what a phone call is brought it under 20 %.
+        return DiarizationOptions(min_speakers=1, max_speakers=2)
+    return DiarizationOptions()
+
+
+def _transcribe_diarized(audio: Audio, options: TranscribeOptions, stage: _Stage, cpu_threads: int) -> list[Segment]:
+    mono = audio.mono()
+    result = _asr(mono, options, stage, cpu_threads)
+    with stage("diarize"):
+        diarization = engines.diarizer(options.diarization, options.device).diarize(
+            mono, audio.sample_rate, _diarization_options(audio, options)  # type: ignore[arg-type]
+        )
+    turns = [(t.start, t.end, t.speaker) for t in diarization.turns]
+    labels = {spk: f"S{i}" for i, spk in enumerate(sorted({t[2] for t in turns}, key=lambda s: _first_start(turns, s)))}
+    segments: list[Segment] = []
+    for seg in result.segments:
+        words = _to_words(seg.words)
+        if not words:
+            continue
+        owners = assign_speakers(words, turns)
+        for speaker, group in _runs(words, owners):
+            segments.append(Segment(0, group[0].start, group[-1].end, labels.get(speaker, "S0"),
+                                    _text(group, ""), words=group))
+    return [s for s in segments if s.text]
+
+
+def _first_start(turns: Sequence[tuple[float, float, str]], speaker: str) -> float:
+    return min(t[0] for t in turns if t[2] == speaker)
+
+
+def assign_speakers(words: Sequence[TimedWord], turns: Sequence[tuple[float, float, str]]) -> list[str | None]:
+    """Speaker of each word: most overlap with a diarization turn, else the nearest turn (<= 1 s)."""
+    owners: list[str | None] = []
+    for word in words:
+        best, best_overlap, nearest, nearest_gap = None, 0.0, None, 1.0
+        for start, end, speaker in turns:
+            overlap = min(end, word.end) - max(start, word.start)
+            if overlap > best_overlap:
+                best, best_overlap = speaker, overlap
+            gap = max(start - word.end, word.start - end, 0.0)
+            if gap < nearest_gap:
+                nearest, nearest_gap = speaker, gap
+        owners.append(best or nearest or (owners[-1] if owners else None))
+    return owners
+
+
+def _runs(words: Sequence[TimedWord], owners: Sequence[str | None]) -> Iterator[tuple[str | None, list[TimedWord]]]:
+    run: list[TimedWord] = []
+    current: str | None = None
+    for word, owner in zip(words, owners, strict=True):
+        if run and owner != current:
+            yield current, run
+            run = []
+        current = owner
+        run.append(word)
+    if run:
+        yield current, run
+
+
+def _speakers_with_roles(segments: list[Segment], audio: Audio, mode: str, options: TranscribeOptions) -> list[Speaker]:
+    ids = sorted({s.speaker for s in segments}, key=lambda sid: min(s.start for s in segments if s.speaker == sid))
+    talk = {sid: sum(s.end - s.start for s in segments if s.speaker == sid) for sid in ids}
+    channel_of = {s.speaker: s.channel for s in segments}
+    if mode == "channels" and options.agent_channel is not None:
+        if options.agent_channel >= audio.num_channels:
+            from voice.errors import ConfigError
+
+            raise ConfigError(f"agent channel {options.agent_channel} does not exist (the file has "
+                              f"{audio.num_channels} channels)", hint="use --agent-channel 0 or 1, or leave it out")
+        agent: str | None = f"S{options.agent_channel}"
+    else:
+        decision = decide_agent([SpokenTurn(s.speaker, s.start, s.text) for s in segments], ids)
+        agent = decision.agent
+    speakers = []
+    for sid in ids:
+        role: Role
+        if len(ids) == 1 and not (mode == "channels" and options.agent_channel is not None):
+            evidence = sum(score_text(s.text) for s in segments)
+            role = "agent" if evidence > 0 else "customer" if evidence < 0 else "unknown"
+        else:
+            role = "agent" if sid == agent else "customer"
+        speakers.append(Speaker(sid, role, channel_of.get(sid), round(talk[sid], 3)))
+    return speakers
+
+
+def _entities(segments: list[Segment], *, redact: bool) -> list[EntityMention]:
+    from suggest.nlu.entities import REDACTED_LABELS
+
+    extractor = engines.entity_extractor()
+    if redact:
+        _mask_number_runs(segments)
+    mentions: list[EntityMention] = []
+    for segment, found in zip(segments, extractor.extract_batch([s.text for s in segments]), strict=True):
+        spans = [Span(e.label, e.text, e.start, e.end, e.value) for e in found]
+        if redact:
+            segment.text, segment.words, spans = redact_segment(segment.text, segment.words, spans, REDACTED_LABELS)
+        mentions.extend(EntityMention(s.label, s.text, segment.id, s.start, s.end, s.value) for s in spans)
+    return mentions
+
+
+def _mask_number_runs(segments: list[Segment]) -> None:
+    """Mask long digit runs per speaker across segments (numbers read out in pieces)."""
+    for speaker in {s.speaker for s in segments}:
+        places = [(seg, i) for seg in segments if seg.speaker == speaker for i in range(len(seg.words))]
+        masked, runs = mask_number_runs([seg.words[i] for seg, i in places])
+        if not runs:
+            continue
+        for (seg, i), word in zip(places, masked, strict=True):
+            seg.words[i] = word
+        for seg in {id(seg): seg for seg, _ in places}.values():
+            seg.words = merge_masks(seg.words)
+            seg.text = " ".join(w.text for w in seg.words)

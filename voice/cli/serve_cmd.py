@@ -1,0 +1,54 @@
+"""``voice serve``: the live server (HTTP, WebSockets and SIP in one process)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("serve")
+@click.option("--host", default=None, help="Bind address (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="HTTP/WebSocket port (default 8000).")
+@click.option("--sip-port", type=int, default=None, help="SIP port, UDP and TCP (default 5060; -1 disables SIP).")
+@click.option("--model", default=None, help="Whisper model for live calls: tiny.en (default), base or a path.")
+@click.option("--suggest-model", default=None, help="Suggestion model directory (models/<tenant>/<version>).")
+@click.option("--models-root", default=None, help="Model registry root: each call's tenant picks its model there.")
+@click.option("--db", "db_url", default=None, help="Database URL (default: SQLite in --data-dir).")
+@click.option("--data-dir", default=None, help="Folder for the default database and call recordings (default ./data).")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML config file (keys as in voice/config.py; secrets only from the environment).")
+@click.option("--log-level", default="info", show_default=True)
+def serve(host: str | None, port: int | None, sip_port: int | None, model: str | None, suggest_model: str | None,
+          models_root: str | None, db_url: str | None, data_dir: str | None, config_file: Path | None,
+          log_level: str) -> None:
+    """Serve live calls: Twilio (WS /ws/twilio), AudioHook (WS /ws/audiohook), WebRTC
+    (POST /webrtc/offer) and SIP/SIPREC; events at WS /ws/calls/{id}/events and
+    GET /api/calls/{id}/events (SSE). Settings: flags > NEXTLINE_* environment > --config file.
+
+    \b
+    Example:
+      NEXTLINE_AUDIOHOOK_API_KEYS=secret:acme voice serve --suggest-model models/acme/v3
+    """
+    import logging
+
+    import uvicorn
+
+    from voice.config import load_config
+    from voice.errors import VoiceError
+    from voice.server.app import create_app
+
+    try:
+        config = load_config(config_file, {"host": host, "port": port, "sip_port": sip_port, "model": model,
+                                           "suggest_model": suggest_model, "models_root": models_root,
+                                           "db_url": db_url, "data_dir": data_dir})
+    except VoiceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    click.echo(f"nextline serving on http://{config.host}:{config.port} (SIP port {config.sip_port})", err=True)
+    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=log_level, ws="websockets")
+
+
+def register(cli: click.Group) -> None:
+    """Attach the command to the main CLI."""
+    cli.add_command(serve)

@@ -1,0 +1,101 @@
+"""``voice transcribe``: batch-transcribe recordings into JSON, RTTM, SRT, WebVTT and a database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from voice.batch.options import FORMATS
+
+
+def _formats(value: str) -> list[str]:
+    chosen = [f.strip().lower() for f in value.split(",") if f.strip()]
+    unknown = sorted(set(chosen) - set(FORMATS))
+    if unknown:
+        raise click.BadParameter(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    return ["json"] + [f for f in FORMATS if f in chosen and f != "json"]
+
+
+@click.command("transcribe")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for <name>.json/.rttm/.srt/.vtt, errors.jsonl and the default database.")
+@click.option("--model", default="base", show_default=True,
+              help="Whisper model: tiny.en, base, or the path of a CTranslate2 model directory.")
+@click.option("--speakers", type=click.Choice(["auto", "channels", "diarize", "none"]), default="auto",
+              show_default=True, help="auto: stereo by channel, mono diarized.")
+@click.option("--num-speakers", type=int, help="Exact number of speakers (diarization).")
+@click.option("--min-speakers", type=int, help="At least this many speakers (diarization).")
+@click.option("--max-speakers", type=int, help="At most this many speakers (diarization).")
+@click.option("--agent-channel", type=int, help="Channel of the agent in stereo files (default: decided from the words).")
+@click.option("--language", default="en", show_default=True, help="Spoken language code, or 'auto' to detect.")
+@click.option("--beam-size", type=int, default=5, show_default=True, help="Decoder beam width (1 = greedy, faster).")
+@click.option("--formats", "formats", default="json,rttm,srt,vtt", show_default=True,
+              help="Comma-separated outputs; JSON is always written.")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Parallel worker processes (each loads the models once and gets a share of the cores).")
+@click.option("--redact", is_flag=True, help="Mask card numbers, SSNs, e-mails and phone numbers in every output.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@click.option("--db", "db_url", help="Database URL (default: SQLite file OUT/nextline.db; "
+              "e.g. postgresql+psycopg://user@host/db).")
+@click.option("--no-db", is_flag=True, help="Do not write results to a database.")
+@click.option("--raw-rate", type=int, help="Sample rate of headerless PCM input (.raw/.pcm, s16le).")
+@click.option("--raw-channels", type=int, default=1, show_default=True, help="Channels of headerless PCM input.")
+@click.option("--print", "print_transcript", is_flag=True, help="Also print each transcript (speakers, roles, entities).")
+def transcribe(inputs: tuple[str, ...], out_dir: Path, model: str, speakers: str, num_speakers: int | None,
+               min_speakers: int | None, max_speakers: int | None, agent_channel: int | None, language: str,
+               beam_size: int, formats: str, workers: int, redact: bool, device: str, db_url: str | None,
+               no_db: bool, raw_rate: int | None, raw_channels: int, print_transcript: bool) -> None:
+    """Transcribe recordings: files, folders or globs (e.g. 'calls/**/*.wav').
+
+    \b
+    Each input gives OUT/<name>.json (schema: docs/transcript-schema.md) plus the chosen
+    formats. A second run skips finished files. Bad files are listed at the end and in
+    OUT/errors.jsonl; the exit code is 1 if any file failed.
+
+    \b
+    Examples:
+      voice transcribe calls/ --out out/
+      voice transcribe 'archive/2026-*/*.wav' --out out/ --workers 2 --redact
+      voice transcribe mono_call.mp3 --out out/ --speakers diarize --num-speakers 2
+    """
+    from voice.batch.options import TranscribeOptions
+    from voice.batch.runner import BatchRunner, expand_inputs
+    from voice.cli.progress import BatchProgress, print_summary, print_transcript_table
+    from voice.errors import VoiceError
+
+    try:
+        options = TranscribeOptions(
+            model=model, device=device, language=None if language == "auto" else language, beam_size=beam_size,
+            speakers=speakers, num_speakers=num_speakers, min_speakers=min_speakers,  # type: ignore[arg-type]
+            max_speakers=max_speakers, agent_channel=agent_channel, redact=redact,
+            raw_rate=raw_rate, raw_channels=raw_channels,
+        )
+        jobs = expand_inputs(inputs)
+        store = None if no_db else _open_store(db_url, out_dir)
+    except VoiceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    with BatchProgress(len(jobs)) as progress:
+        runner = BatchRunner(out_dir, options, _formats(formats), workers=workers, store=store,
+                             on_result=progress.update)
+        summary = runner.run(jobs)
+    if print_transcript:
+        for result in summary.results:
+            if result.transcript is not None:
+                print_transcript_table(result.transcript)
+    print_summary(summary, out_dir)
+    if summary.failed:
+        raise SystemExit(1)
+
+
+def _open_store(db_url: str | None, out_dir: Path):  # noqa: ANN202 - Store is imported lazily
+    from voice.store import Store
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return Store.open(db_url or f"sqlite:///{(out_dir / 'nextline.db').resolve()}")
+
+
+def register(cli: click.Group) -> None:
+    """Attach the command to the main CLI."""
+    cli.add_command(transcribe)

@@ -1,0 +1,121 @@
+"""Server configuration: defaults < config file (YAML) < environment (NEXTLINE_*) < flags.
+
+Secrets (API keys, database passwords in URLs) are read from the environment only and are kept
+out of ``repr``; a config file that names one is refused.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from voice.errors import ConfigError
+
+SECRET_KEYS = {"audiohook_api_keys", "db_url"}
+"""Keys that may only come from the environment (they carry credentials)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """Everything ``voice serve`` needs; one instance per process."""
+
+    host: str = "127.0.0.1"
+    """HTTP/WebSocket bind address."""
+    port: int = 8000
+    """HTTP/WebSocket port."""
+    sip_port: int = 5060
+    """SIP listener port (UDP and TCP); 0 picks a free one, -1 disables SIP."""
+    model: str = "tiny.en"
+    """Whisper model for live calls: tiny.en, base or a CTranslate2 directory."""
+    device: str = "auto"
+    """cpu, cuda or auto."""
+    asr_workers: int = 0
+    """Decode worker threads (0 = one per CPU core)."""
+    suggest_model: str | None = None
+    """Suggestion model directory (models/<tenant>/<version>), or none."""
+    models_root: str | None = None
+    """Root of the per-tenant model registry; each call's tenant picks its model from it."""
+    db_url: str | None = field(default=None, repr=False)
+    """Database URL (default: SQLite file nextline.db in the data folder). Environment only when it holds a password."""
+    data_dir: str = "data"
+    """Folder for the default SQLite database, call audio and uploads."""
+    record_audio: bool = True
+    """Keep each live call's audio (for QA replay) in data_dir/audio/<call_id>.wav."""
+    audiohook_api_keys: dict[str, str] = field(default_factory=dict, repr=False)
+    """Accepted AudioHook X-API-KEY values -> tenant (environment only: NEXTLINE_AUDIOHOOK_API_KEYS=key:tenant,...)."""
+    telephony: dict[str, Any] = field(default_factory=dict)
+    """Extra telephony settings (see telephony/settings.py), e.g. rtp_port_min."""
+
+    @property
+    def database_url(self) -> str:
+        """The URL to open: explicit, else SQLite under data_dir."""
+        return self.db_url or f"sqlite:///{(Path(self.data_dir) / 'nextline.db').resolve()}"
+
+
+def load_config(config_file: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                environ: dict[str, str] | None = None) -> ServerConfig:
+    """Build the config from a YAML file, the environment and explicit overrides (flags).
+
+    Raises:
+        ConfigError: unknown keys, a secret in the file, or a value of the wrong type.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    if config_file:
+        values.update(_read_file(Path(config_file)))
+    values.update(_from_env(env))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return replace(ServerConfig(), **values)
+    except TypeError as exc:
+        raise ConfigError(f"bad configuration: {exc}") from exc
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config file must be a mapping of settings")
+    known = {f.name for f in fields(ServerConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown settings {', '.join(unknown)}", hint=f"known: {', '.join(sorted(known))}")
+    secrets = sorted(set(data) & SECRET_KEYS)
+    if secrets:
+        raise ConfigError(f"{path}: {', '.join(secrets)} must come from the environment, not a file",
+                          hint="set NEXTLINE_DB_URL / NEXTLINE_AUDIOHOOK_API_KEYS")
+    return data
+
+
+def _from_env(env: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for f in fields(ServerConfig):
+        raw = env.get(f"NEXTLINE_{f.name.upper()}")
+        if raw is None:
+            continue
+        if f.name == "audiohook_api_keys":
+            values[f.name] = _parse_keys(raw)
+        elif f.name == "telephony":
+            values[f.name] = yaml.safe_load(raw) or {}
+        elif f.type in ("int",):
+            values[f.name] = int(raw)
+        elif f.type in ("bool",):
+            values[f.name] = raw.lower() in ("1", "true", "yes", "on")
+        else:
+            values[f.name] = raw
+    return values
+
+
+def _parse_keys(raw: str) -> dict[str, str]:
+    """``key1:tenantA,key2`` -> {key1: tenantA, key2: ''} ('' = tenant from the open message)."""
+    keys = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        key, _, tenant = item.partition(":")
+        keys[key] = tenant
+    return keys

@@ -1,0 +1,133 @@
+"""Mask sensitive entities in a segment's text, its words and its entity list, consistently.
+
+The extractor finds the spans; this module rewrites the three views of a segment so that no
+output (JSON, SRT/VTT built from words, the database) keeps the clear text, and entity offsets
+stay valid in the redacted text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from voice.frames import TimedWord
+
+
+@dataclass(frozen=True)
+class Span:
+    """An entity in a text (offsets into that text)."""
+
+    label: str
+    text: str
+    start: int
+    end: int
+    value: str | None
+
+
+def redact_segment(text: str, words: Sequence[TimedWord], spans: Sequence[Span],
+                   labels: Collection[str]) -> tuple[str, list[TimedWord], list[Span]]:
+    """(redacted text, words with masked words merged, spans re-offset into the redacted text).
+
+    ``text`` must be ``" ".join(w.text for w in words)`` when words are given, so word
+    positions can be matched to entity spans.
+    """
+    ordered = sorted(spans, key=lambda s: s.start)
+    sensitive = [s for s in ordered if s.label in labels]
+    if not sensitive:
+        return text, list(words), list(ordered)
+    pieces: list[str] = []
+    out: list[Span] = []
+    position = 0
+    for span in ordered:
+        if span.start < position:  # overlaps an earlier mask: already covered
+            continue
+        pieces.append(text[position:span.start])
+        start = sum(map(len, pieces))
+        shown = f"[{span.label}]" if span.label in labels else span.text
+        pieces.append(shown)
+        out.append(Span(span.label, shown, start, start + len(shown),
+                        None if span.label in labels else span.value))
+        position = span.end
+    pieces.append(text[position:])
+    return "".join(pieces), _mask_words(words, sensitive), out
+
+
+def _mask_words(words: Sequence[TimedWord], sensitive: Sequence[Span]) -> list[TimedWord]:
+    cursor = 0
+    masked: list[TimedWord] = []
+    for word in words:
+        start, end = cursor, cursor + len(word.text)
+        cursor = end + 1  # the joining space
+        hit = next((s for s in sensitive if start < s.end and end > s.start), None)
+        masked.append(word if hit is None else TimedWord(f"[{hit.label}]", word.start, word.end, word.probability))
+    return merge_masks(masked)
+
+
+def merge_masks(words: Sequence[TimedWord]) -> list[TimedWord]:
+    """One mask word for a number spoken as several words (``[PHONE] [PHONE]`` -> ``[PHONE]``)."""
+    merged: list[TimedWord] = []
+    for word in words:
+        previous = merged[-1] if merged else None
+        if previous is not None and word.text == previous.text and word.text.startswith("[") and word.text.endswith("]"):
+            merged[-1] = TimedWord(word.text, previous.start, word.end, min(previous.probability, word.probability))
+        else:
+            merged.append(word)
+    return merged
+
+
+SPOKEN_DIGITS = {"zero", "oh", "o", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+                 "double", "triple"}
+FILLERS = {"and", "a", "uh", "um", "dash", "-", "then", "is"}
+MIN_RUN_DIGITS = 7
+"""A run of at least this many digits is a phone, card or account number; shorter runs (times,
+prices, quantities) are kept."""
+MAX_GAP = 8.0
+"""Seconds between two pieces of a number read out in chunks, while the other party repeats each
+piece back (SpokenWOZ SNG0696: 4.5 s between "370" and "318"). Only fillers may stand between
+pieces, so a long gap does not join unrelated numbers."""
+
+
+def mask_number_runs(words: Sequence[TimedWord]) -> tuple[list[TimedWord], int]:
+    """Mask digit runs of one speaker that the entity patterns missed: numbers read out in chunks
+    across segments, with fillers between ("370, 318 and 04 82"). Returns (words, runs masked).
+
+    ``words`` are one speaker's words in time order, across the whole call.
+    """
+    out = list(words)
+    runs = 0
+    for start, end in _digit_runs(out):
+        digits = sum(_digit_count(w.text) for w in out[start:end])
+        if digits < MIN_RUN_DIGITS:
+            continue
+        label = "CARD" if 13 <= digits <= 19 else "PHONE" if digits <= 12 else "NUMBER"
+        for i in range(start, end):
+            out[i] = TimedWord(f"[{label}]", out[i].start, out[i].end, out[i].probability)
+        runs += 1
+    return out, runs
+
+
+def _digit_count(text: str) -> int:
+    token = text.strip(".,;:!?").lower()
+    if token in SPOKEN_DIGITS:
+        return {"double": 0, "triple": 0}.get(token, 1)
+    return sum(c.isdigit() for c in token)
+
+
+def _digit_runs(words: Sequence[TimedWord]) -> list[tuple[int, int]]:
+    """Index ranges [start, end) of digit words joined by at most one filler and short gaps."""
+    runs: list[tuple[int, int]] = []
+    start = last_digit = None
+    for i, word in enumerate(words):
+        is_digit = _digit_count(word.text) > 0 or word.text.strip(".,").lower() in ("double", "triple")
+        if is_digit:
+            close = last_digit is not None and i - last_digit <= 2 and word.start - words[last_digit].end <= MAX_GAP
+            fillers_ok = last_digit is None or all(
+                words[j].text.strip(".,").lower() in FILLERS for j in range(last_digit + 1, i))
+            if start is None or not (close and fillers_ok):
+                if start is not None:
+                    runs.append((start, last_digit + 1))
+                start = i
+            last_digit = i
+    if start is not None and last_digit is not None:
+        runs.append((start, last_digit + 1))
+    return runs

@@ -1,0 +1,155 @@
+"""The FastAPI application of ``voice serve``: ingress routers, call events, call listings.
+
+Engines are loaded once in the lifespan (prewarm) and shared by every call. Transports come
+from the telephony package, resolved by dotted path (voice never imports telephony directly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Query, Request, WebSocket
+from sse_starlette.sse import EventSourceResponse
+
+from voice.config import ServerConfig
+from voice.live.services import LiveServices
+from voice.registry import resolve
+from voice.server.auth import CurrentAgent, authorize_call, authorize_websocket
+from voice.server.console import close_console
+from voice.server.routers import include_console_routers
+from voice.server.sockets import stream_until_disconnected
+
+log = logging.getLogger(__name__)
+
+ROUTER_FACTORY = "telephony.routes:create_router"
+SIP_SERVER = "telephony.sip.server:SipServer"
+
+
+def create_app(config: ServerConfig, services: LiveServices | None = None) -> FastAPI:
+    """Build the app; ``services`` may be given (tests), otherwise they load in the lifespan."""
+    state: dict[str, Any] = {"services": services}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if state["services"] is None:
+            state["services"] = await asyncio.to_thread(LiveServices.load, config)
+        svc: LiveServices = state["services"]
+        app.state.services = svc
+        sip = await _start_sip(config, svc)
+        try:
+            yield
+        finally:
+            await close_console(app)
+            if sip is not None:
+                await sip.stop()
+            await svc.close()
+
+    app = FastAPI(title="nextline", version="0.1.0", lifespan=lifespan,
+                  description="Live call transcription, understanding and next-best-line suggestions.")
+    if services is not None:
+        app.state.services = services
+    app.include_router(_telephony_router(config, state))
+    _add_call_routes(app, state)
+    include_console_routers(app)
+    return app
+
+
+def _telephony_settings(config: ServerConfig) -> Any:
+    settings_cls = resolve("telephony.settings:TelephonySettings")
+    base = settings_cls.from_env()
+    overrides = {"sip_port": max(config.sip_port, 0), "sip_host": config.host, **config.telephony}
+    if config.audiohook_api_keys:
+        overrides["audiohook_api_keys"] = config.audiohook_api_keys
+    from dataclasses import replace
+
+    return replace(base, **overrides)
+
+
+def _telephony_router(config: ServerConfig, state: dict[str, Any]) -> Any:
+    class _LateHandler:
+        """The router is built before the services load; calls go to the manager once it exists."""
+
+        async def open_call(self, started: Any, output: Any) -> Any:
+            return await state["services"].manager.open_call(started, output)
+
+    return resolve(ROUTER_FACTORY)(_LateHandler(), _telephony_settings(config))
+
+
+async def _start_sip(config: ServerConfig, svc: LiveServices) -> Any:
+    if config.sip_port < 0:
+        return None
+    server = resolve(SIP_SERVER)(svc.manager, _telephony_settings(config))
+    await server.start()
+    log.info("SIP listening on %s", getattr(server, "address", config.sip_port))
+    svc.sip = server  # type: ignore[attr-defined]
+    return server
+
+
+def _add_call_routes(app: FastAPI, state: dict[str, Any]) -> None:
+    def svc() -> LiveServices:
+        services: LiveServices | None = state["services"]
+        if services is None:
+            raise HTTPException(503, "the server is still loading its models")
+        return services
+
+    @app.get("/healthz", tags=["server"])
+    async def healthz() -> dict[str, Any]:
+        """Liveness and load: active calls and the decode scheduler's queue."""
+        s = svc()
+        return {"status": "ok", "active_calls": len(s.manager.sessions), "asr": s.asr.metrics()}
+
+    @app.get("/api/calls", tags=["calls"])
+    async def list_calls(viewer: CurrentAgent, agent_id: str | None = None,
+                         status: str | None = Query(None, pattern="^(active|ended)$")) -> dict[str, Any]:
+        """Active and recent calls the caller may see (an agent: their own), newest first."""
+        calls = svc().registry.list(agent_id=agent_id, status=status)
+        return {"calls": [c.to_dict() for c in calls if viewer.can_view(agent_id=c.agent_id, tenant=c.tenant)]}
+
+    @app.get("/api/calls/{call_id}", tags=["calls"])
+    async def get_call(call_id: str, request: Request, viewer: CurrentAgent) -> dict[str, Any]:
+        """One call: its live view and, once ended, its stored transcript."""
+        s = svc()
+        await authorize_call(request, viewer, call_id)
+        state_ = s.registry.get(call_id)
+        transcript = await asyncio.to_thread(_stored_transcript, s, call_id)
+        if state_ is None and transcript is None:
+            raise HTTPException(404, f"no call {call_id!r}")
+        return {"call": state_.to_dict() if state_ else None, "transcript": transcript}
+
+    @app.websocket("/ws/calls/{call_id}/events")
+    async def call_events_ws(websocket: WebSocket, call_id: str, since: int = 0) -> None:
+        """The call's events as JSON text messages; reconnect with ?since=<last seq> to replay."""
+        s = svc()
+        if await authorize_websocket(websocket, call_id) is None:
+            return
+        await websocket.accept()
+        await stream_until_disconnected(websocket, s.hub.subscribe(call_id, since), closing=(1000, "call ended"))
+
+    @app.get("/api/calls/{call_id}/events", tags=["calls"])
+    async def call_events_sse(request: Request, call_id: str, viewer: CurrentAgent,
+                              since: int = 0) -> EventSourceResponse:
+        """The call's events as Server-Sent Events (id = seq; Last-Event-ID resumes)."""
+        s = svc()
+        await authorize_call(request, viewer, call_id)
+        last = request.headers.get("last-event-id")
+        start = int(last) if last and last.isdigit() else since
+
+        async def stream() -> AsyncIterator[dict[str, str]]:
+            async for event in s.hub.subscribe(call_id, start):
+                yield {"id": str(event["seq"]), "event": event["type"], "data": json.dumps(event)}
+
+        return EventSourceResponse(stream())
+
+
+def _stored_transcript(services: LiveServices, call_id: str) -> dict[str, Any] | None:
+    from voice.store.store import CallNotFoundError
+
+    try:
+        return services.store.get_transcript(call_id).to_dict()
+    except CallNotFoundError:
+        return None

@@ -1,0 +1,126 @@
+"""In-process publish/subscribe of call events, with per-call history for replay.
+
+Every event of a call gets an increasing ``seq``; a client that reconnects asks for the events
+after the last ``seq`` it saw and loses nothing. History is kept for active calls and for the
+most recent ended ones (bounded), which is what agent screens and supervisors need; the full
+record of a call lives in the database.
+
+Subscribers are asyncio queues; a slow subscriber's queue is bounded and it is dropped (and
+must reconnect with ``since``) rather than slowing the call down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+Event = dict[str, Any]
+SUBSCRIBER_QUEUE = 1000
+"""Events a subscriber may fall behind by before it is dropped (then it reconnects with since)."""
+
+
+@dataclass
+class _CallChannel:
+    events: list[Event] = field(default_factory=list)
+    subscribers: set[_Subscription] = field(default_factory=set)
+    closed: bool = False
+
+
+class _Subscription:
+    """A subscriber's bounded queue; ``dropped`` once it fell too far behind."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(SUBSCRIBER_QUEUE)
+        self.dropped = False
+
+    async def next(self) -> Event | None:
+        """The next event, or ``None`` when the stream ended or this subscriber was dropped."""
+        if self.dropped and self.queue.empty():
+            return None
+        return await self.queue.get()
+
+
+class EventHub:
+    """Fan-out of call events to WebSocket/SSE subscribers, with replay from a sequence number."""
+
+    def __init__(self, keep_ended_calls: int = 200) -> None:
+        self._channels: OrderedDict[str, _CallChannel] = OrderedDict()
+        self._keep_ended = keep_ended_calls
+        self._global: set[_Subscription] = set()
+
+    def publish(self, call_id: str, event: Event) -> Event:
+        """Stamp ``seq`` and ``emitted_at`` and deliver to every subscriber of the call."""
+        channel = self._channels.setdefault(call_id, _CallChannel())
+        event = {**event, "call_id": call_id, "seq": len(channel.events) + 1,
+                 "emitted_at": round(time.time(), 4)}
+        channel.events.append(event)
+        for sub in list(channel.subscribers) + list(self._global):
+            self._offer(sub, event, channel.subscribers)
+        return event
+
+    def close_call(self, call_id: str) -> None:
+        """No more events for this call: end its subscriptions; keep its history (bounded)."""
+        channel = self._channels.get(call_id)
+        if channel is None or channel.closed:
+            return
+        channel.closed = True
+        for sub in list(channel.subscribers):
+            self._offer(sub, None, channel.subscribers)
+        self._channels.move_to_end(call_id)
+        ended = [cid for cid, ch in self._channels.items() if ch.closed]
+        for cid in ended[: max(0, len(ended) - self._keep_ended)]:
+            del self._channels[cid]
+
+    def history(self, call_id: str, since: int = 0) -> list[Event]:
+        """Events of a call with ``seq > since``."""
+        channel = self._channels.get(call_id)
+        return [] if channel is None else channel.events[since:]
+
+    def knows(self, call_id: str) -> bool:
+        """Whether the hub has (or had recently) this call."""
+        return call_id in self._channels
+
+    async def subscribe(self, call_id: str, since: int = 0) -> AsyncIterator[Event]:
+        """Replay events after ``since``, then follow live ones until the call ends."""
+        channel = self._channels.setdefault(call_id, _CallChannel())
+        sub = _Subscription()
+        replay = channel.events[since:]
+        closed = channel.closed
+        channel.subscribers.add(sub)
+        try:
+            for event in replay:
+                yield event
+            if closed:
+                return
+            last = replay[-1]["seq"] if replay else since
+            while True:
+                event = await sub.next()
+                if event is None:
+                    return
+                if event["seq"] > last:
+                    last = event["seq"]
+                    yield event
+        finally:
+            channel.subscribers.discard(sub)
+
+    async def subscribe_all(self) -> AsyncIterator[Event]:
+        """Every event of every call from now on (supervisor view)."""
+        sub = _Subscription()
+        self._global.add(sub)
+        try:
+            while (event := await sub.next()) is not None:
+                yield event
+        finally:
+            self._global.discard(sub)
+
+    def _offer(self, sub: _Subscription, event: Event | None, owners: set[_Subscription]) -> None:
+        try:
+            sub.queue.put_nowait(event)
+        except asyncio.QueueFull:  # too slow: drop it; it reconnects with `since` and replays
+            sub.dropped = True
+            owners.discard(sub)
+            self._global.discard(sub)
