@@ -1,0 +1,240 @@
+"""Greedy Whisper decoding of a batch of rows with one KV cache (CTranslate2's greedy search).
+
+Every row has its own prompt (left-padded; pads are masked keys and get position 0), its own
+token budget, and optional anti-loop settings. Each step runs the decoder on one token per
+running row. Rows that ended stay in the cache (their tokens are ignored) until the running ones
+are fewer than ``compact_below`` of the cache's rows; then the cache, the cross-attention
+keys/values and the masks are cut down to the running rows, so a long row does not keep the
+whole batch's cross-attention traffic alive.
+
+Per step the logits get CTranslate2's treatment: the suppressed tokens and, at the first step,
+the ``suppress_ids_begin`` tokens (blank, end of text) are disabled; with a repetition penalty
+the scores of tokens already generated are divided (positive) or multiplied (negative) by it, and
+with ``no_repeat`` any token that would repeat an n-gram of the row's text is disabled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from asr.torch_whisper import CrossKV, KVCache, TextDecoder
+
+__all__ = ["Decoded", "GreedyRows", "greedy_decode"]
+
+
+@dataclass(frozen=True)
+class GreedyRows:
+    """The rows of one decode loop."""
+
+    prompts: list[list[int]]
+    """Prompt tokens of each row, ending with the sot sequence and ``<|notimestamps|>``."""
+    budgets: list[int]
+    """Most tokens each row may generate (the end-of-text token included)."""
+    penalty: float = 1.0
+    """Repetition penalty on tokens already generated (1 = none)."""
+    no_repeat: int = 0
+    """Disable tokens that would repeat an n-gram of this size (0 = off)."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One row's greedy result."""
+
+    tokens: list[int]
+    """Generated tokens before the end of text (timestamp tokens, if any, included)."""
+    text_probs: list[float]
+    """Probability of each of ``tokens`` among the text tokens (faster-whisper's word
+    probability); 0 for non-text tokens."""
+    sum_logprob: float
+    """Log-probability of the generated tokens and the end-of-text token, if reached."""
+    length: int
+    """Tokens scored in ``sum_logprob``."""
+    no_speech_prob: float
+    """Probability of the no-speech token at the start-of-transcript position."""
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """Token ids and masks the loop needs."""
+
+    eot: int
+    no_speech: int
+    sot_offset: int
+    """Position of ``<|startoftranscript|>`` counted back from the prompt's end (1-based)."""
+    suppress: torch.Tensor
+    """(V,) bool: never generated."""
+    suppress_begin: torch.Tensor
+    """(V,) bool: not generated as the first token."""
+
+
+class _Running:
+    """Tensors of the rows still in the cache (compacted order) and the loop's outputs."""
+
+    def __init__(
+        self,
+        budgets: torch.Tensor,
+        pads: torch.Tensor,
+        valid: torch.Tensor,
+        cross: CrossKV,
+        cache: KVCache,
+        vocab_size: int,
+        rows: GreedyRows,
+    ) -> None:
+        device = budgets.device
+        self.index = torch.arange(len(budgets), device=device)  # original row of each cache row
+        self.budgets, self.pads, self.valid, self.cross, self.cache = (
+            budgets,
+            pads,
+            valid,
+            cross,
+            cache,
+        )
+        self.count = torch.zeros_like(budgets)
+        self.done = torch.zeros(len(budgets), dtype=torch.bool, device=device)
+        self.history: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.generated = torch.empty((len(budgets), 0), dtype=torch.long, device=device)
+        self.seen = (
+            torch.zeros((len(budgets), vocab_size), dtype=torch.bool, device=device)
+            if rows.penalty != 1.0
+            else None
+        )
+
+    def keep(self, rows: torch.Tensor, used: int) -> None:
+        """Keep only cache rows ``rows``, copying the first ``used`` cached positions."""
+        self.index, self.budgets, self.pads = self.index[rows], self.budgets[rows], self.pads[rows]
+        self.valid, self.count, self.done = self.valid[rows], self.count[rows], self.done[rows]
+        self.cross = [(k[rows], v[rows]) for k, v in self.cross]
+        self.cache = self.cache.select(rows, used)
+        self.generated = self.generated[rows]
+        if self.seen is not None:
+            self.seen = self.seen[rows]
+
+
+def greedy_decode(
+    decoder: TextDecoder,
+    cross: CrossKV,
+    rows: GreedyRows,
+    vocab: Vocab,
+    *,
+    max_context: int,
+    compact_below: float = 0.5,
+) -> list[Decoded]:
+    """Decode every row greedily; results in row order."""
+    device = cross[0][0].device
+    batch = len(rows.prompts)
+    width = max(len(p) for p in rows.prompts)
+    pads = torch.tensor([width - len(p) for p in rows.prompts], device=device)
+    prompt = torch.full((batch, width), vocab.eot, dtype=torch.long)
+    for r, tokens in enumerate(rows.prompts):
+        prompt[r, width - len(tokens) :] = torch.tensor(tokens, dtype=torch.long)
+    budgets = torch.tensor(rows.budgets, device=device)
+    budgets = torch.minimum(budgets, max_context - (width - pads)).clamp_min(1)
+    budget_list = budgets.tolist()
+    steps = max(budget_list)
+    valid = torch.arange(width + steps, device=device)[None, :] >= pads[:, None]
+    cache = KVCache.empty(decoder.dims, batch, width + steps, cross[0][0])
+    eye = torch.eye(width, dtype=torch.bool, device=device)[None]
+    causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()[None]
+    mask = ((causal & valid[:, None, :width]) | eye)[:, None]
+    positions = (torch.arange(width, device=device)[None, :] - pads[:, None]).clamp_min(0)
+    hidden, _ = decoder(prompt.to(device), positions, cache, 0, mask, cross)
+    sot_logits = decoder.logits(hidden[:, width - vocab.sot_offset])
+    no_speech = sot_logits.softmax(-1)[:, vocab.no_speech] if vocab.no_speech >= 0 else None
+    logits = decoder.logits(hidden[:, -1])
+    state = _Running(budgets, pads, valid, cross, cache, logits.shape[-1], rows)
+    for step in range(steps):
+        token = _step(logits, step, state, rows, vocab)
+        alive = int((~state.done).sum())
+        if alive == 0:
+            break
+        pos = width + step
+        if alive < compact_below * len(state.index):
+            keep = (~state.done).nonzero()[:, 0]
+            state.keep(keep, pos)
+            token = token[keep]
+        state.valid[:, pos] = True
+        hidden, _ = decoder(
+            token[:, None],
+            (pos - state.pads)[:, None],
+            state.cache,
+            pos,
+            state.valid[:, None, None, : pos + 1],
+            state.cross,
+        )
+        logits = decoder.logits(hidden[:, 0])
+    return _collect(state, budget_list, vocab, no_speech)
+
+
+def _step(
+    logits: torch.Tensor, step: int, state: _Running, rows: GreedyRows, vocab: Vocab
+) -> torch.Tensor:
+    """Pick every cache row's next token; record it for rows that were still running."""
+    logits = logits.masked_fill(vocab.suppress, -torch.inf)
+    if step == 0:
+        logits = logits.masked_fill(vocab.suppress_begin, -torch.inf)
+    if state.seen is not None:
+        penalised = torch.where(logits > 0, logits / rows.penalty, logits * rows.penalty)
+        logits = torch.where(state.seen, penalised, logits)
+    if rows.no_repeat > 0:
+        logits = _ban_ngrams(logits, state.generated, rows.no_repeat)
+    logprobs = logits.log_softmax(-1)
+    token = logits.argmax(-1)
+    logprob = logprobs.gather(1, token[:, None])[:, 0]
+    text = logits[:, : vocab.eot]
+    text_prob = (
+        text.gather(1, token.clamp_max(vocab.eot - 1)[:, None])[:, 0] - text.logsumexp(-1)
+    ).exp()
+    running = ~state.done
+    state.history.append(
+        (state.index, token, torch.where(token < vocab.eot, text_prob, 0.0), logprob)
+    )
+    state.count += running.long()
+    state.done = state.done | (token == vocab.eot) | (state.count >= state.budgets)
+    if rows.no_repeat > 0:
+        state.generated = torch.cat([state.generated, token[:, None]], dim=1)
+    if state.seen is not None:
+        state.seen[torch.arange(len(token), device=token.device), token] = True
+    return token
+
+
+def _ban_ngrams(logits: torch.Tensor, generated: torch.Tensor, size: int) -> torch.Tensor:
+    """Disable tokens that would complete an n-gram already in each row's generated text."""
+    if generated.shape[1] < size:
+        return logits
+    grams = generated.unfold(1, size, 1)  # (R, G, size)
+    tail = generated[:, generated.shape[1] - size + 1 :]  # the last size - 1 tokens
+    match = (grams[:, :, :-1] == tail[:, None, :]).all(dim=2)  # (R, G)
+    banned = torch.zeros_like(logits, dtype=torch.bool)
+    rows, cols = match.nonzero(as_tuple=True)
+    banned[rows, grams[rows, cols, -1]] = True
+    return logits.masked_fill(banned, -torch.inf)
+
+
+def _collect(
+    state: _Running, budgets: list[int], vocab: Vocab, no_speech: torch.Tensor | None
+) -> list[Decoded]:
+    """Per original row: tokens up to the end of text or the budget, with their scores."""
+    batch = len(budgets)
+    tokens: list[list[int]] = [[] for _ in range(batch)]
+    probs: list[list[float]] = [[] for _ in range(batch)]
+    sums = [0.0] * batch
+    lengths = [0] * batch
+    finished = [False] * batch
+    flat = [torch.cat(parts).tolist() for parts in zip(*state.history, strict=True)]
+    for row, token, prob, logprob in zip(*flat, strict=True):
+        if finished[row]:
+            continue
+        sums[row] += logprob
+        lengths[row] += 1
+        if token == vocab.eot:
+            finished[row] = True
+            continue
+        tokens[row].append(token)
+        probs[row].append(prob)
+        finished[row] = lengths[row] >= budgets[row]
+    speech = no_speech.tolist() if no_speech is not None else [0.0] * batch
+    return [
+        Decoded(tokens[r], probs[r], sums[r], lengths[r], float(speech[r])) for r in range(batch)
+    ]

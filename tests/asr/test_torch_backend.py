@@ -1,0 +1,141 @@
+"""TorchWhisperDecoder on CPU with the real tiny.en weights: batching across streams changes
+nothing, and it plugs into StreamingTranscriber as its TurnDecoder (short clips only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from asr.models import ModelNotFoundError
+from asr.streaming import DecodeRequest, StreamingTranscriber, TurnDecoder
+from asr.torch_backend import TorchBackendConfig, TorchWhisperDecoder, WindowResult, _cut_loop
+from asr.types import AsrOptions, Word
+from voice.audio import load_audio
+
+pytestmark = pytest.mark.model
+
+RATE = 16000
+JFK_CUT = 3.2  # a pause in JFK's speech: "And so my fellow Americans." ends before it
+
+
+@pytest.fixture(scope="module")
+def decoder() -> TorchWhisperDecoder:
+    torch.set_num_threads(2)
+    try:
+        return TorchWhisperDecoder.load("tiny.en", TorchBackendConfig(device="cpu"))
+    except ModelNotFoundError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def clips(shared_data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    jfk = load_audio(shared_data / "asr" / "jfk" / "jfk.flac").mono()
+    folder = shared_data / "asr" / "librivox_sense_and_sensibility"
+    book = load_audio(folder / "sense_and_sensibility_01_austen_64kb-0880.wav").mono()  # 3 s
+    longer = load_audio(folder / "sense_and_sensibility_01_austen_64kb-0870.wav").mono()  # 7 s
+    return jfk[: round(JFK_CUT * RATE)], book, longer
+
+
+@pytest.fixture(scope="module")
+def requests(clips: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[DecodeRequest]:
+    """Three streams' requests; the longest text outlives the other two, so the decode loop
+    drops the finished rows from its cache (compaction) before it ends."""
+    jfk, book, longer = clips
+    return [
+        DecodeRequest(jfk, offset=12.0, prompt=None, final=False, turn=0),
+        DecodeRequest(
+            book, offset=3.0, prompt="Mr. John Dashwood had then leisure.", final=True, turn=4
+        ),
+        DecodeRequest(longer, offset=0.0, prompt=None, final=True, turn=1),
+    ]
+
+
+@pytest.fixture(scope="module")
+def batched(decoder: TorchWhisperDecoder, requests: list[DecodeRequest]) -> list[list[Word]]:
+    return decoder.decode_batch(requests)
+
+
+def _same(a: list[Word], b: list[Word]) -> bool:
+    return [(w.text, w.start, w.end) for w in a] == [(w.text, w.start, w.end) for w in b] and all(
+        x.probability == pytest.approx(y.probability, abs=1e-4) for x, y in zip(a, b, strict=True)
+    )
+
+
+def test_it_is_a_turn_decoder(decoder: TorchWhisperDecoder) -> None:
+    assert isinstance(decoder, TorchWhisperDecoder)
+    protocol_method = TurnDecoder.decode_batch
+    assert callable(protocol_method) and callable(decoder.decode_batch)
+
+
+def test_batched_decode_equals_decoding_each_alone(
+    decoder: TorchWhisperDecoder, requests: list[DecodeRequest], batched: list[list[Word]]
+) -> None:
+    alone = [decoder.decode_batch([r])[0] for r in requests]
+    assert all(_same(b, a) for b, a in zip(batched, alone, strict=True))
+    texts = [" ".join(w.text for w in words).lower() for words in batched]
+    assert texts[0].startswith("and so my fellow americans")
+    assert texts[1].startswith("he was not an") and "young man" in texts[1]
+    assert texts[2].endswith("in his power to do for them.")
+
+
+def test_word_times_are_relative_ordered_and_inside_the_clip(
+    requests: list[DecodeRequest], batched: list[list[Word]]
+) -> None:
+    for request, words in zip(requests, batched, strict=True):
+        duration = len(request.audio) / RATE
+        assert words and words[0].start >= 0.0 and words[-1].end <= duration + 0.05
+        assert all(
+            a.start <= a.end <= b.start + 1e-6 for a, b in zip(words, words[1:], strict=False)
+        )
+
+
+def test_empty_and_silent_requests_give_no_words(decoder: TorchWhisperDecoder) -> None:
+    silence = np.zeros(RATE, dtype=np.float32)
+    empty = np.zeros(0, dtype=np.float32)
+    out = decoder.decode_batch(
+        [DecodeRequest(empty, 0.0, None, True, 0), DecodeRequest(silence, 0.0, None, False, 1)]
+    )
+    assert out == [[], []]
+
+
+def test_it_drives_the_streaming_transcriber(
+    decoder: TorchWhisperDecoder, clips: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    jfk, _, _ = clips
+    transcriber = StreamingTranscriber(decoder)
+    transcriber.insert_audio(np.zeros(RATE // 2, dtype=np.float32))
+    transcriber.begin_turn(0.5)
+    transcriber.insert_audio(jfk)
+    update = transcriber.process()
+    assert update.tentative or update.committed
+    final = transcriber.finish()
+    assert final is not None and "fellow americans" in final.text.lower()
+    # Absolute stream times: the turn's audio starts at 0.1 s (0.4 s of pre-roll before 0.5 s).
+    assert 0.1 <= final.words[0].start and final.words[-1].end <= 0.5 + JFK_CUT + 1e-6
+
+
+def test_a_looping_window_is_decoded_again_without_its_prompt(
+    decoder: TorchWhisperDecoder, clips: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    _, book, _ = clips
+    strict = AsrOptions(beam_size=1, loop_compression_ratio=0.01)  # every text "loops"
+    result = decoder.transcribe_windows([book], ["He was not."], [strict])[0]
+    assert result.redecoded and result.text == ""  # still "looping" after the retry: cut
+
+
+def test_a_loop_that_survives_the_retry_is_cut_at_its_second_occurrence(
+    decoder: TorchWhisperDecoder,
+) -> None:
+    options = AsrOptions(loop_ngram_size=2, loop_ngram_repeats=3)
+    text = " Thank you for calling. Thank you for calling. Thank you for calling. Thank you"
+    tokens = decoder.tokens.encode(text)
+    looped = WindowResult(tokens, [0.5] * len(tokens), text.strip(), -0.2, 0.0, redecoded=True)
+    cut = _cut_loop(looped, options, decoder.tokens)
+    assert cut is not None and cut.text == "Thank you for calling."
+    assert cut.tokens == decoder.tokens.encode(" Thank you for calling.")
+    assert len(cut.token_probs) == len(cut.tokens)
+    clean = WindowResult([1], [0.9], "hello there", -0.1, 0.0)
+    assert _cut_loop(clean, options, decoder.tokens) == clean
