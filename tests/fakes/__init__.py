@@ -1,0 +1,1 @@
+"""Fakes of the engines' protocols, scripted and hermetic (no weights, no data)."""
