@@ -1,0 +1,108 @@
+"""QA replay and the supervisor view in a real browser: a processed call with its recorded audio
+(the bundled 30 s phone call), clicking a transcript line seeks the audio to that turn, the
+model's suggestions sit beside the agent's words, the outcome is set, and the supervisor view
+follows a live call."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from tests.e2e.browser import chromium, open_page, screenshot, wait_until
+from tests.server.harness import (
+    ScriptedCall,
+    ServerThread,
+    bundled_sample,
+    fake_reviewer_loader,
+    make_services,
+    new_app,
+)
+from voice.server.console import console_for
+from voice.store.agents import AgentStore
+
+pytestmark = pytest.mark.e2e
+ROLES = {"Diane": ("outbound", "agent"), "Sheila": ("inbound", "customer")}
+
+
+def _recorded_call(server: ServerThread, services, call_id: str) -> list:
+    """The bundled sample through the recorder: its audio becomes the call's WAV, its STM the turns."""
+    wav, script = bundled_sample()
+    audio, rate = sf.read(wav, dtype="int16")
+    call = ScriptedCall(services, call_id, agent_id="alice", record_audio=True)
+    server.run(call.start())
+    step = rate // 5  # 200 ms frames keep the test quick; the recorder places them by pts
+    for offset in range(0, len(audio), step):
+        server.run(call.audio("inbound", audio[offset:offset + step], rate, offset / rate))
+    for index, line in enumerate(script):
+        leg, role = ROLES[line.speaker]
+        server.run(call.final(f"t{index}", leg, role, line.text, line.start, line.end))
+    server.run(call.end(len(audio) / rate))
+    return script
+
+
+def test_qa_replay_seeks_to_the_clicked_turn(tmp_path: Path) -> None:
+    services = make_services(tmp_path, suggest_model=str(tmp_path / "models" / "v7"))
+    agents = AgentStore(services.store)
+    sue = agents.add("sue", role="supervisor")[1]
+    app = new_app(services)
+    with ServerThread(app) as server, chromium() as browser:
+        console_for(app).reviews.loader = fake_reviewer_loader
+        script = _recorded_call(server, services, "CA-qa-1")
+        page = open_page(browser)
+        page.goto(f"{server.url}/qa#token={sue}")
+        page.wait_for_selector("#calls tbody tr a.call-link")
+        screenshot(page, "qa-list")
+
+        page.locator("a.call-link", has_text="CA-qa-1").click()
+        page.wait_for_selector(".line-row .sugg", timeout=20_000)
+        wait_until(page, "document.getElementById('audio').readyState >= 1")
+        assert page.evaluate("document.getElementById('audio').duration") == pytest.approx(30.0, abs=0.2)
+        target = 7  # "And I'm Sheila in Texas, originally from Chicago."
+        line = page.locator(".line").nth(target)
+        assert script[target].text in line.inner_text()
+        line.click()
+        position = page.evaluate("document.getElementById('audio').currentTime")
+        assert script[target].start - 0.05 <= position <= script[target].start + 1.0
+        assert line.get_attribute("aria-current") == "true"
+        assert page.locator(".line[aria-current='true']").count() == 1
+        assert page.locator("#summary .stat").count() == 3
+        assert page.locator("#export-csv").get_attribute("href") == "/api/qa/calls/CA-qa-1/review.csv"
+
+        page.select_option("#outcome select", "true")
+        page.fill("#outcome input[name='value']", "42")
+        page.click("#outcome button[type='submit']")
+        page.wait_for_selector("#outcome .badge.ok")
+        page.evaluate("window.scrollTo(0, 0)")
+        screenshot(page, "qa-call")
+        screenshot(page, "qa-call-full", full_page=True)
+        page.goto(f"{server.url}/qa?outcome=success")
+        page.wait_for_selector("#calls tbody tr a.call-link")
+        assert page.locator("#calls tbody tr").count() == 1
+        assert page.script_errors == []
+
+
+def test_supervisor_view_follows_live_calls(tmp_path: Path) -> None:
+    services = make_services(tmp_path)
+    sue = AgentStore(services.store).add("sue", role="supervisor")[1]
+    with ServerThread(new_app(services)) as server, chromium() as browser:
+        page = open_page(browser)
+        page.goto(f"{server.url}/supervisor#token={sue}")
+        page.wait_for_selector('#status[data-state="live"]')
+        call = ScriptedCall(services, "CA-sup-1", agent_id="alice")
+        server.run(call.start())
+        server.run(call.final("t1", "inbound", "customer", "I'd like to cancel my subscription.", 0.5, 2.5))
+        server.run(call.nlu("t1", "customer", "cancel_subscription", [], 2.5))
+        server.run(call.suggest("t1", [("I'm sorry to hear that. May I ask why?", "retention_probe")], 2.5))
+        row = page.locator("#rows tr[data-call-id='CA-sup-1']")
+        row.locator(".chip.intent", has_text="cancel_subscription").wait_for()
+        row.locator("td.text", has_text="May I ask why?").wait_for()
+        assert page.locator("#count-active").inner_text() == "1"
+        time.sleep(0.2)
+        screenshot(page, "supervisor")
+        server.run(call.end(3.0))
+        page.wait_for_selector("#rows tr[data-call-id='CA-sup-1'][data-status='ended']")
+        assert page.locator("#count-active").inner_text() == "0"
+        assert page.script_errors == []

@@ -1,0 +1,199 @@
+"""Who is asking: agent tokens on every console, QA and call route; 401 without one, 403 when
+the call is not theirs.
+
+A token travels as ``Authorization: Bearer <token>`` (scripts, CRM integrations) or in the
+``nextline_token`` cookie that ``POST /api/session`` sets (the browser pages: WebSockets, SSE and
+``<audio>`` cannot send headers). The cookie is HttpOnly and SameSite=Strict, so another site can
+neither read it nor make the browser send it; WebSocket upgrades from another origin are refused
+as well, because browsers do not apply CORS to WebSockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket
+from pydantic import BaseModel, Field
+from starlette.requests import HTTPConnection
+from starlette.responses import PlainTextResponse
+
+from voice.server.console import console_of
+from voice.store.agents import Agent, AuthenticationError
+from voice.store.store import CallNotFoundError
+
+SESSION_COOKIE = "nextline_token"
+COOKIE_MAX_AGE = 30 * 24 * 3600
+CACHE_SECONDS = 10.0
+"""How long a checked token is trusted without asking the database again (revocation delay)."""
+
+
+class _TokenCache:
+    """token hash -> (agent, expiry): one DB lookup per token per few seconds, not per request."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[Agent, float]] = {}
+
+    def get(self, token: str) -> Agent | None:
+        entry = self._entries.get(token)
+        if entry is None or entry[1] < time.monotonic():
+            self._entries.pop(token, None)
+            return None
+        return entry[0]
+
+    def put(self, token: str, agent: Agent) -> None:
+        if len(self._entries) > 10_000:  # bounded: forget everything rather than grow
+            self._entries.clear()
+        self._entries[token] = (agent, time.monotonic() + CACHE_SECONDS)
+
+
+def token_of(connection: HTTPConnection) -> str | None:
+    """The bearer token of a request or WebSocket upgrade, if it carries one."""
+    header = connection.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return connection.cookies.get(SESSION_COOKIE) or None
+
+
+async def authenticate(connection: HTTPConnection) -> Agent:
+    """The agent behind a request.
+
+    Raises:
+        HTTPException: 401 without a valid token.
+    """
+    token = token_of(connection)
+    cache: _TokenCache = _cache(connection)
+    agent = cache.get(token) if token else None
+    if agent is not None:
+        return agent
+    console = console_of(connection)
+    try:
+        agent = await asyncio.to_thread(console.agents.authenticate, token)
+    except AuthenticationError as exc:
+        raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
+    cache.put(token or "", agent)
+    return agent
+
+
+async def current_agent(request: Request) -> Agent:
+    """FastAPI dependency: any signed-in agent or supervisor."""
+    return await authenticate(request)
+
+
+async def current_supervisor(agent: Annotated[Agent, Depends(current_agent)]) -> Agent:
+    """FastAPI dependency: a supervisor (QA uploads, outcomes, the supervisor view)."""
+    if not agent.is_supervisor:
+        raise HTTPException(403, "this needs a supervisor token")
+    return agent
+
+
+CurrentAgent = Annotated[Agent, Depends(current_agent)]
+"""A route parameter: the signed-in agent or supervisor (401 otherwise)."""
+Supervisor = Annotated[Agent, Depends(current_supervisor)]
+"""A route parameter: a signed-in supervisor (401/403 otherwise)."""
+
+
+async def authorize_call(connection: HTTPConnection, agent: Agent, call_id: str) -> dict[str, Any]:
+    """Check that ``agent`` may see ``call_id``; returns who handled it (agent_id, tenant).
+
+    Raises:
+        HTTPException: 404 for an unknown call, 403 for someone else's.
+    """
+    owner = await call_owner(connection, call_id)
+    if owner is None:
+        raise HTTPException(404, f"no call {call_id!r}")
+    if not agent.can_view(agent_id=owner["agent_id"], tenant=owner["tenant"]):
+        raise HTTPException(403, f"call {call_id!r} belongs to another agent")
+    return owner
+
+
+async def call_owner(connection: HTTPConnection, call_id: str) -> dict[str, Any] | None:
+    """Agent and tenant of a call: from the live registry, else from the database."""
+    console = console_of(connection)
+    state = console.live.registry.get(call_id)
+    if state is not None:
+        return {"agent_id": state.agent_id, "tenant": state.tenant}
+    try:
+        row = await asyncio.to_thread(console.qa.call, call_id)
+    except CallNotFoundError:
+        return None
+    return {"agent_id": row.agent_id, "tenant": row.tenant}
+
+
+async def authorize_websocket(websocket: WebSocket, call_id: str | None = None, *,
+                              supervisor: bool = False) -> Agent | None:
+    """Authenticate a WebSocket upgrade; on failure send the HTTP denial and return None."""
+    try:
+        _check_origin(websocket)
+        agent = await authenticate(websocket)
+        if supervisor and not agent.is_supervisor:
+            raise HTTPException(403, "this needs a supervisor token")
+        if call_id is not None:
+            await authorize_call(websocket, agent, call_id)
+    except HTTPException as exc:
+        await websocket.send_denial_response(PlainTextResponse(str(exc.detail), status_code=exc.status_code))
+        return None
+    return agent
+
+
+def _check_origin(websocket: WebSocket) -> None:
+    """Refuse cross-site WebSocket hijacking: a browser's Origin must be this server."""
+    origin = websocket.headers.get("origin")
+    if origin and urlsplit(origin).netloc != websocket.headers.get("host", ""):
+        raise HTTPException(403, f"WebSocket from another origin ({origin}) refused")
+
+
+def _cache(connection: HTTPConnection) -> _TokenCache:
+    cache: _TokenCache | None = getattr(connection.app.state, "token_cache", None)
+    if cache is None:
+        cache = connection.app.state.token_cache = _TokenCache()
+    return cache
+
+
+class SessionIn(BaseModel):
+    """Body of ``POST /api/session``."""
+
+    token: str = Field(min_length=8, max_length=512)
+
+
+def agent_view(agent: Agent) -> dict[str, Any]:
+    """What a page may know about the signed-in person."""
+    return {"name": agent.name, "role": agent.role, "tenant": agent.tenant}
+
+
+def create_router() -> APIRouter:
+    """``POST/DELETE /api/session`` and ``GET /api/me``."""
+    router = APIRouter(tags=["auth"])
+
+    @router.post("/api/session")
+    async def sign_in(body: SessionIn, request: Request, response: Response) -> dict[str, Any]:
+        """Check a token and keep it in an HttpOnly cookie for the pages' sockets and audio."""
+        agent = await _authenticate_token(request, body.token)
+        response.set_cookie(SESSION_COOKIE, body.token, max_age=COOKIE_MAX_AGE, httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https", path="/")
+        await asyncio.to_thread(console_of(request).agents.touch, agent.name)
+        return agent_view(agent)
+
+    @router.delete("/api/session", status_code=204)
+    async def sign_out(response: Response) -> None:
+        """Forget the cookie."""
+        response.delete_cookie(SESSION_COOKIE, path="/")
+
+    @router.get("/api/me")
+    async def me(agent: CurrentAgent) -> dict[str, Any]:
+        """The signed-in agent."""
+        return agent_view(agent)
+
+    return router
+
+
+async def _authenticate_token(connection: HTTPConnection, token: str) -> Agent:
+    try:
+        agent = await asyncio.to_thread(console_of(connection).agents.authenticate, token)
+    except AuthenticationError as exc:
+        raise HTTPException(401, str(exc)) from exc
+    _cache(connection).put(token, agent)
+    return agent

@@ -1,0 +1,167 @@
+"""QA replay API: call lists with filters, a call's transcript, audio and review, exports, outcomes.
+
+Agents see their own calls here too; supervisors see every call of their tenant, set outcomes
+(as a CRM integration would) and upload recordings (``voice.server.uploads_api``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import FileResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+
+from voice.server.auth import CurrentAgent, Supervisor, authorize_call
+from voice.server.console import console_of
+from voice.server.review import (
+    CallNotReviewableError,
+    ReviewUnavailableError,
+    review_csv,
+    review_json,
+)
+from voice.store.agents import Agent
+from voice.store.qa import CallFilter, CallOutcome
+from voice.store.store import CallNotFoundError
+
+
+class OutcomeIn(BaseModel):
+    """Body of ``PUT /api/calls/{call_id}/outcome``: what the CRM recorded."""
+
+    success: bool | None = None
+    value: float | None = Field(default=None, ge=-1e12, le=1e12)
+    label: str | None = Field(default=None, max_length=64)
+    source: str | None = Field(default="api", max_length=64)
+
+
+def _day(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+    except ValueError as exc:
+        raise HTTPException(422, f"{name} must be a date like 2026-11-27") from exc
+
+
+def _filter_for(viewer: Agent, agent_id: str | None, **values: Any) -> CallFilter:
+    """The viewer's filter: agents only ever get their own calls, tenants only their own."""
+    if not viewer.is_supervisor:
+        agent_id = viewer.name
+    return CallFilter(agent_id=agent_id or None, tenant=viewer.tenant, **values)
+
+
+def create_router() -> APIRouter:
+    """The QA routes."""
+    router = APIRouter(tags=["qa"])
+    _add_call_routes(router)
+    _add_review_routes(router)
+    _add_audio_and_outcome_routes(router)
+    return router
+
+
+def _add_call_routes(router: APIRouter) -> None:
+    @router.get("/api/qa/calls")
+    async def qa_calls(request: Request, viewer: CurrentAgent, agent_id: str | None = None,
+                       since: str | None = None,
+                       until: str | None = None,
+                       outcome: str | None = Query(None, pattern="^(success|failure|unknown)$"),
+                       kind: str | None = Query(None, pattern="^(live|batch)$"),
+                       limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)
+                       ) -> dict[str, Any]:
+        """Stored calls, newest first; ``since``/``until`` are days (``until`` inclusive)."""
+        until_day = _day(until, "until")
+        where = _filter_for(viewer, agent_id, kind=kind, outcome=outcome, since=_day(since, "since"),
+                            until=until_day + timedelta(days=1) if until_day else None, limit=limit, offset=offset)
+        console = console_of(request)
+        calls = await asyncio.to_thread(console.qa.calls, where)
+        return {"calls": [c.to_dict() for c in calls]}
+
+    @router.get("/api/qa/calls/{call_id}")
+    async def qa_call(call_id: str, request: Request, viewer: CurrentAgent) -> dict[str, Any]:
+        """A call for the replay page: listing row, transcript, and the review if computed."""
+        await authorize_call(request, viewer, call_id)
+        console = console_of(request)
+        row, transcript = await asyncio.to_thread(_call_and_transcript, console, call_id)
+        review = await asyncio.to_thread(console.reviews.cached, call_id, row.tenant)
+        return {"call": row.to_dict(), "transcript": transcript,
+                "review": review_json(review) if review else None,
+                "audio_url": f"/api/calls/{call_id}/audio" if row.has_audio else None}
+
+
+
+def _add_review_routes(router: APIRouter) -> None:
+    @router.post("/api/qa/calls/{call_id}/review")
+    async def compute_review(call_id: str, request: Request, viewer: CurrentAgent) -> dict[str, Any]:
+        """Run the suggestion model over the call (cached per model version)."""
+        owner = await authorize_call(request, viewer, call_id)
+        future = console_of(request).reviews.submit(call_id, owner["tenant"])
+        try:
+            review = await asyncio.wrap_future(future)
+        except ReviewUnavailableError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        except CallNotReviewableError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        return review_json(review)
+
+    @router.get("/api/qa/calls/{call_id}/review.{fmt}")
+    async def export_review(call_id: str, fmt: str, request: Request, viewer: CurrentAgent) -> Any:
+        """The suggested-vs-actual table as CSV or JSON (a download)."""
+        if fmt not in ("csv", "json"):
+            raise HTTPException(404, "export formats: csv, json")
+        owner = await authorize_call(request, viewer, call_id)
+        review = await asyncio.to_thread(console_of(request).reviews.cached, call_id, owner["tenant"])
+        if review is None:
+            raise HTTPException(409, "this call has no review yet: open it in QA replay first")
+        disposition = {"Content-Disposition": f'attachment; filename="{_file_stem(call_id)}-review.{fmt}"'}
+        if fmt == "csv":
+            return PlainTextResponse(review_csv(review), media_type="text/csv; charset=utf-8", headers=disposition)
+        from fastapi.responses import JSONResponse
+
+        return JSONResponse(review_json(review), headers=disposition)
+
+
+
+def _add_audio_and_outcome_routes(router: APIRouter) -> None:
+    @router.get("/api/calls/{call_id}/audio")
+    async def call_audio(call_id: str, request: Request, viewer: CurrentAgent) -> FileResponse:
+        """The call's audio (live recording or batch source), with HTTP range support for seeking."""
+        await authorize_call(request, viewer, call_id)
+        path = await asyncio.to_thread(console_of(request).qa.audio_path, call_id)
+        if not path or not await asyncio.to_thread(Path(path).is_file):
+            raise HTTPException(404, "no audio is stored for this call")
+        media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
+
+    @router.put("/api/calls/{call_id}/outcome")
+    async def set_outcome(call_id: str, body: OutcomeIn, request: Request,
+                          viewer: Supervisor) -> dict[str, Any]:
+        """Set a call's outcome (sale or not, value, label), as a CRM integration would."""
+        await authorize_call(request, viewer, call_id)
+        outcome = CallOutcome(body.success, body.value, body.label, body.source)
+        try:
+            stored = await asyncio.to_thread(console_of(request).qa.set_outcome, call_id, outcome)
+        except CallNotFoundError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        return stored.to_dict()
+
+
+def _call_and_transcript(console: Any, call_id: str) -> tuple[Any, dict[str, Any] | None]:
+    """The listing row and the transcript: stored at call end, else the live turns so far."""
+    row = console.qa.call(call_id)
+    try:
+        return row, console.live.store.get_transcript(call_id).to_dict()
+    except CallNotFoundError:
+        pass
+    turns = console.live.live_store.turns(call_id) if row.kind == "live" else []
+    segments = [{"id": i, "start": t.start, "end": t.end, "speaker": t.speaker or t.leg, "role": t.role,
+                 "text": t.text, "words": t.words} for i, t in enumerate(turns)]
+    return row, ({"call_id": call_id, "segments": segments, "speakers": [], "entities": [], "partial": True}
+                 if segments else None)
+
+
+def _file_stem(call_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in call_id)[:100]

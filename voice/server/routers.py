@@ -1,0 +1,14 @@
+"""Mounts the console's routers on the app (one call from ``create_app``)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+
+def include_console_routers(app: FastAPI) -> None:
+    """Pages, static files, sign-in, QA, uploads, feedback and the supervisor socket."""
+    from voice.server import auth, feedback_api, qa, supervisor, uploads_api, web
+
+    for module in (auth, feedback_api, qa, uploads_api, supervisor, web):
+        app.include_router(module.create_router())
+    web.mount_static(app)

@@ -1,0 +1,114 @@
+// Sign-in and authenticated requests.
+//
+// The token is asked for once and kept in localStorage; every page load trades it for the
+// HttpOnly session cookie (POST /api/session), which WebSockets and <audio> need because they
+// cannot send an Authorization header. fetch() calls send the header as well.
+
+import { h } from "./dom.js";
+
+const TOKEN_KEY = "nextline.token";
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function token() {
+  return localStorage.getItem(TOKEN_KEY);
+}
+
+/** JSON request to the server; throws ApiError with the server's message on failure. */
+export async function api(path, { method = "GET", body, headers = {} } = {}) {
+  const auth = token() ? { Authorization: `Bearer ${token()}` } : {};
+  const isFile = body instanceof Blob;
+  const init = { method, credentials: "same-origin", headers: { ...auth, ...headers } };
+  if (body !== undefined) {
+    init.body = isFile ? body : JSON.stringify(body);
+    if (!isFile) init.headers["Content-Type"] = "application/json";
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (err) {
+    throw new ApiError(0, "the server cannot be reached");
+  }
+  if (!response.ok) {
+    const detail = await response.json().then((d) => d.detail, () => null);
+    throw new ApiError(response.status, typeof detail === "string" ? detail : response.statusText);
+  }
+  return response.status === 204 ? null : response.json();
+}
+
+/** Sign in with a stored token, a #token=... link, or by asking; resolves to {name, role, tenant}. */
+export async function signIn() {
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromLink) {
+    localStorage.setItem(TOKEN_KEY, fromLink);
+    history.replaceState(null, "", location.pathname + location.search); // keep it out of history
+  }
+  if (token()) {
+    try {
+      return await api("/api/session", { method: "POST", body: { token: token() } });
+    } catch (err) {
+      if (err.status !== 401 && err.status !== 422) throw err;
+      localStorage.removeItem(TOKEN_KEY);
+    }
+  }
+  return askForToken();
+}
+
+/** Forget the token and the cookie, then reload to the sign-in dialog. */
+export async function signOut() {
+  localStorage.removeItem(TOKEN_KEY);
+  await fetch("/api/session", { method: "DELETE", credentials: "same-origin" }).catch(() => null);
+  location.reload();
+}
+
+function askForToken() {
+  return new Promise((resolve) => {
+    const input = h("input", { type: "password", id: "token", name: "token", autocomplete: "off", required: true,
+      spellcheck: "false", "aria-describedby": "signin-help signin-error" });
+    const error = h("p", { class: "form-error", id: "signin-error", role: "alert" });
+    const form = h("form", { method: "dialog" },
+      h("h1", { id: "signin-title" }, "Sign in to nextline"),
+      h("p", { id: "signin-help" }, "Paste the access token you were given (",
+        h("code", {}, "voice agents add NAME"), " prints one). It is remembered on this computer."),
+      h("label", { class: "field", for: "token" }, "Access token", input),
+      error,
+      h("div", { class: "actions" }, h("button", { class: "btn primary", type: "submit" }, "Sign in")));
+    const dialog = h("dialog", { class: "signin", "aria-labelledby": "signin-title" }, form);
+    dialog.addEventListener("cancel", (event) => event.preventDefault()); // nothing works without a token
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      error.textContent = "";
+      try {
+        const me = await api("/api/session", { method: "POST", body: { token: input.value.trim() } });
+        localStorage.setItem(TOKEN_KEY, input.value.trim());
+        dialog.close();
+        dialog.remove();
+        resolve(me);
+      } catch (err) {
+        error.textContent = err.status === 401 || err.status === 422 ? "That token is not valid." : err.message;
+        input.select();
+      }
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+    input.focus();
+  });
+}
+
+/** Fill the top bar: which pages this person may open, who is signed in, sign out. */
+export function renderTopbar(me, page) {
+  const nav = document.querySelector(".nav");
+  for (const link of nav.querySelectorAll("a")) {
+    if (link.dataset.page === page) link.setAttribute("aria-current", "page");
+    if (link.dataset.role === "supervisor" && me.role !== "supervisor") link.hidden = true;
+  }
+  const who = document.querySelector(".who");
+  who.replaceChildren(
+    h("span", {}, h("strong", {}, me.name), ` · ${me.role}${me.tenant ? ` · ${me.tenant}` : ""}`),
+    h("button", { class: "btn ghost small", type: "button", onclick: signOut }, "Sign out"));
+}

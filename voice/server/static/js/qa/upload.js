@@ -1,0 +1,69 @@
+// QA uploads: send a recording, then follow its job (transcribing -> reviewing -> done).
+
+import { api } from "../api.js";
+import { h, setChildren } from "../dom.js";
+
+const $ = (id) => document.getElementById(id);
+const STATUS = { receiving: "Uploading", queued: "Queued", transcribing: "Transcribing", reviewing: "Running the suggestion model",
+  done: "Done", failed: "Failed" };
+const POLL_MS = 1000;
+
+function jobItem(job) {
+  const link = job.call_id && job.status === "done"
+    ? h("a", { href: `/qa/calls/${encodeURIComponent(job.call_id)}` }, "Open") : null;
+  const running = !["done", "failed"].includes(job.status);
+  const detail = job.status === "failed" ? job.error
+    : job.warning || (running ? `${STATUS[job.status]}… ${Math.round(job.elapsed)} s` : `${Math.round(job.elapsed)} s`);
+  return h("li", { class: "job", dataset: { status: job.status } },
+    h("div", { class: "job-top" },
+      running ? h("span", { class: "spinner", "aria-hidden": "true" }) : null,
+      h("span", { class: "job-name", title: job.filename }, job.filename),
+      h("span", { class: `badge ${job.status === "done" ? "ok" : job.status === "failed" ? "bad" : ""}` }, STATUS[job.status] || job.status),
+      link),
+    h("span", { class: "sub" }, detail));
+}
+
+/** Bind the upload form and keep the job list fresh while jobs run; `onDone` reloads the call list. */
+export function startUploads({ onDone }) {
+  const form = $("upload");
+  let finished = new Set();
+  let timer = null;
+
+  async function refresh() {
+    timer = null;
+    try {
+      const { jobs } = await api("/api/qa/uploads");
+      setChildren($("jobs"), jobs.slice(0, 8).map(jobItem));
+      const nowDone = jobs.filter((j) => j.status === "done").map((j) => j.job_id);
+      if (nowDone.some((id) => !finished.has(id))) onDone();
+      finished = new Set(nowDone);
+      if (jobs.some((j) => !["done", "failed"].includes(j.status))) timer = setTimeout(refresh, POLL_MS);
+    } catch (err) {
+      $("upload-error").textContent = err.message;
+    }
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    $("upload-error").textContent = "";
+    const file = form.elements.file.files[0];
+    if (!file) return;
+    const query = new URLSearchParams({ filename: file.name });
+    if (form.elements.agent_id.value.trim()) query.set("agent_id", form.elements.agent_id.value.trim());
+    const button = form.querySelector("button");
+    button.disabled = true;
+    button.textContent = "Uploading…";
+    try {
+      await api(`/api/qa/uploads?${query}`, { method: "POST", body: file,
+        headers: { "Content-Type": file.type || "application/octet-stream" } });
+      form.reset();
+    } catch (err) {
+      $("upload-error").textContent = err.message;
+    } finally {
+      button.disabled = false;
+      button.textContent = "Upload and analyse";
+      if (!timer) refresh();
+    }
+  });
+  refresh();
+}

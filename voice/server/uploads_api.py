@@ -1,0 +1,84 @@
+"""``POST /api/qa/uploads``: a supervisor uploads a recording for QA; ``GET`` shows the jobs.
+
+The body is the file itself (``Content-Type`` of the audio, name in ``?filename=``), streamed
+to disk in chunks, so large recordings never sit in memory and no multipart parser is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from starlette.requests import ClientDisconnect
+
+from voice.batch.runner import AUDIO_SUFFIXES
+from voice.server.auth import Supervisor
+from voice.server.console import console_of
+from voice.server.uploads import MAX_UPLOAD_BYTES, UploadJob, UploadQueue
+from voice.store.agents import Agent
+
+
+def create_router() -> APIRouter:
+    """The upload routes."""
+    router = APIRouter(tags=["qa"])
+
+    @router.post("/api/qa/uploads", status_code=202)
+    async def upload(request: Request, viewer: Supervisor, filename: str = Query(min_length=1, max_length=255),
+                     tenant: str | None = Query(None, max_length=255),
+                     agent_id: str | None = Query(None, max_length=255)) -> dict[str, Any]:
+        """Receive a recording and queue it: transcription, then the suggestion model."""
+        if Path(filename).suffix.lower() not in AUDIO_SUFFIXES:
+            raise HTTPException(415, f"{filename}: not an audio file name ({', '.join(sorted(AUDIO_SUFFIXES))})")
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
+        queue: UploadQueue = console_of(request).uploads
+        job = queue.create(filename, tenant=viewer.tenant or tenant, agent_id=agent_id, uploaded_by=viewer.name)
+        try:
+            size = await _receive(request, Path(job.path))
+        except (ClientDisconnect, _TooLarge) as exc:
+            queue.fail(job, "the upload broke off" if isinstance(exc, ClientDisconnect) else str(exc))
+            raise HTTPException(413 if isinstance(exc, _TooLarge) else 400, job.error or "upload failed") from exc
+        if size == 0:
+            queue.fail(job, "the file is empty")
+            raise HTTPException(400, "the file is empty")
+        queue.start(job)
+        return job.to_dict()
+
+    @router.get("/api/qa/uploads")
+    async def uploads(request: Request, viewer: Supervisor) -> dict[str, Any]:
+        """Recent upload jobs of this server, newest first."""
+        jobs = console_of(request).uploads.list()
+        return {"jobs": [j.to_dict() for j in jobs if _visible(viewer, j)]}
+
+    @router.get("/api/qa/uploads/{job_id}")
+    async def upload_status(job_id: str, request: Request, viewer: Supervisor) -> dict[str, Any]:
+        """One job: status, the call it became, errors."""
+        job = console_of(request).uploads.get(job_id)
+        if job is None or not _visible(viewer, job):
+            raise HTTPException(404, f"no upload {job_id!r}")
+        return job.to_dict()
+
+    return router
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _receive(request: Request, path: Path) -> int:
+    """Stream the body to ``path``; returns its size."""
+    size = 0
+    with path.open("wb") as out:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_UPLOAD_BYTES:
+                raise _TooLarge(f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
+            await asyncio.to_thread(out.write, chunk)
+    return size
+
+
+def _visible(viewer: Agent, job: UploadJob) -> bool:
+    return viewer.tenant is None or job.tenant == viewer.tenant
