@@ -201,8 +201,9 @@ class DemoRun:
     async def _replay(self, call: DemoCall, app: Any) -> None:
         load_call = resolve("telephony.clients:load_call")
         replay_twilio = resolve("telephony.clients:replay_twilio")
+        # A mono recording carries both parties: flag it so the server attributes speakers.
         options = resolve("telephony.clients:ReplayOptions")(speed=self.options.speed, tenant="demo",
-                                                            agent_id=DEMO_AGENT)
+                                                            agent_id=DEMO_AGENT, mixed=True)
         audio = await asyncio.to_thread(load_call, call.path)
         url = f"ws://{self.options.host}:{self.options.port}/ws/twilio"
         for number in range(self.options.calls):

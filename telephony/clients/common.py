@@ -26,6 +26,8 @@ class ReplayOptions:
     """1.0 = real time, 2.0 = twice as fast, 0 = as fast as the socket takes it."""
     tenant: str | None = None
     agent_id: str | None = None
+    mixed: bool = False
+    """Twilio: a mono file carries both parties (sent as customParameters ``mixed=true``)."""
     customer_channel: int = 0
     """Which channel of a stereo file is the customer (Twilio inbound, AudioHook external)."""
     dtmf: Sequence[tuple[float, str]] = ()

@@ -67,6 +67,8 @@ def _start_message(stream_sid: str, stereo: bool, options: ReplayOptions) -> dic
         for key, value in (("tenant", options.tenant), ("agent_id", options.agent_id))
         if value
     }
+    if options.mixed and not stereo:
+        params["mixed"] = "true"
     return {
         "event": "start",
         "start": {

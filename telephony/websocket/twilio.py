@@ -7,7 +7,9 @@ mu-law 8 kHz mono), ``dtmf`` (track, digit), ``mark`` (name; playback reached a 
 
 Mapping: leg ``inbound`` (what the caller says) is the customer, ``outbound`` (what Twilio plays
 to the caller: the agent with ``both_tracks``) is the agent. ``start.customParameters``
-(``<Parameter>`` in TwiML) give ``tenant`` and ``agent_id``. ``pts`` comes from each media
+(``<Parameter>`` in TwiML) give ``tenant`` and ``agent_id``; ``mixed=true`` says a single
+inbound track carries both parties (a conference or recorder feed), so its role is ``unknown``
+and the pipeline attributes speakers itself. ``pts`` comes from each media
 message's ``timestamp``, so gaps Twilio leaves become silence and both tracks share one clock.
 """
 
@@ -152,7 +154,7 @@ class TwilioSerializer(FrameSerializer):
             call_id=new_call_id("twilio"),
             tenant=clean_id(params.get("tenant")) or self.settings.default_tenant,
             agent_id=clean_id(params.get("agent_id")),
-            legs={name: TRACK_ROLES[name] for name in names},
+            legs=_leg_roles(names, params),
             source="twilio",
             metadata={
                 "stream_sid": self.stream_sid,
@@ -204,3 +206,11 @@ class TwilioSerializer(FrameSerializer):
                 self._outbound = StreamResampler(frame.sample_rate, WIRE_RATE)
             pcm = self._outbound.process(pcm)
         return base64.b64encode(codecs.ulaw_encode(pcm)).decode("ascii")
+
+
+def _leg_roles(names: list[str], params: dict[str, Any]) -> dict[str, Role]:
+    """Track roles; a lone track flagged ``mixed`` carries both parties (role unknown)."""
+    mixed = str(params.get("mixed", "")).strip().lower() in ("1", "true", "yes")
+    if mixed and len(names) == 1:
+        return {names[0]: "unknown"}
+    return {name: TRACK_ROLES[name] for name in names}

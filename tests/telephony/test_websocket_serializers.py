@@ -73,6 +73,16 @@ def test_twilio_start_maps_tracks_and_custom_parameters() -> None:
     assert started.metadata["call_sid"] == "CA1"
 
 
+def test_twilio_single_track_flagged_mixed_has_an_unknown_role() -> None:
+    mono = json.loads(twilio_start(mixed="true"))
+    mono["start"]["tracks"] = ["inbound"]
+    (started,) = TwilioSerializer(SETTINGS).deserialize(json.dumps(mono))
+    assert started.legs == {"inbound": "unknown"}  # the pipeline attributes speakers itself
+    # the flag means nothing for two tracks: each is one party
+    (stereo,) = TwilioSerializer(SETTINGS).deserialize(twilio_start(mixed="true"))
+    assert stereo.legs == {"inbound": "customer", "outbound": "agent"}
+
+
 def test_twilio_media_decodes_per_track_on_the_timestamp_clock() -> None:
     serializer = TwilioSerializer(SETTINGS)
     serializer.deserialize(twilio_start())
