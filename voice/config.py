@@ -39,6 +39,8 @@ class ServerConfig:
     """Suggestion model directory (models/<tenant>/<version>), or none."""
     models_root: str | None = None
     """Root of the per-tenant model registry; each call's tenant picks its model from it."""
+    ab_split: str | None = None
+    """A/B experiment file (JSON/YAML: experiment, unit call|agent, arms of name/model/weight)."""
     db_url: str | None = field(default=None, repr=False)
     """Database URL (default: SQLite file nextline.db in the data folder). Environment only when it holds a password."""
     data_dir: str = "data"

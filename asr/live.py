@@ -1,0 +1,104 @@
+"""Load the live path's Whisper: one model per process, several concurrent decodes.
+
+The live server loads one model and runs ``workers`` decodes on it at once from as many
+threads (CTranslate2 ``inter_threads``; it releases the GIL). On CPU each decode is
+single-threaded (``cpu_threads=1``), one per core: measured on 2 cores with tiny.en, that serves
+more decodes per second than one 2-thread decode at a time (docs/results/streaming.md).
+
+``encoder_window="trimmed"`` encodes only the audio actually handed in (plus a margin of
+padding) instead of Whisper's fixed 30 s window. CTranslate2 accepts shorter inputs; the cost of
+the encoder, most of a short decode on CPU, falls with the length. It changes what the model
+sees (it was trained on 30 s windows), so its accuracy is measured before use
+(docs/results/streaming.md records the decision).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from asr.engine import WhisperEngine, resolve_device
+from asr.models import resolve_whisper_model
+from asr.types import AsrError
+
+if TYPE_CHECKING:
+    import ctranslate2
+
+__all__ = ["EncoderWindow", "load_streaming_engine"]
+
+EncoderWindow = Literal["full", "trimmed"]
+
+_TRIM_MARGIN_FRAMES = 100  # 1 s of zero-padding kept after the audio when trimming
+
+
+def load_streaming_engine(
+    model: str = "tiny.en",
+    *,
+    device: str = "auto",
+    compute_type: str = "auto",
+    workers: int = 1,
+    cpu_threads: int = 1,
+    encoder_window: EncoderWindow = "full",
+) -> WhisperEngine:
+    """Load a model that ``workers`` threads may decode with at the same time.
+
+    Args:
+        model: ``tiny.en``, ``base`` or a CTranslate2 model directory.
+        device: ``cpu``, ``cuda`` or ``auto``.
+        compute_type: CTranslate2 type; ``auto`` is int8 on CPU and float16 on CUDA.
+        workers: concurrent decodes (CTranslate2 ``num_workers``); one per core on CPU.
+        cpu_threads: threads per decode on CPU.
+        encoder_window: ``full`` (Whisper's 30 s window) or ``trimmed`` (module docstring).
+
+    Raises:
+        asr.models.ModelNotFoundError: the model is not installed.
+        AsrError: the device or compute type is not available.
+    """
+    from faster_whisper import WhisperModel
+
+    path = resolve_whisper_model(model)
+    resolved_device, resolved_type = resolve_device(device, compute_type)
+    cls = _trimmed_model_class() if encoder_window == "trimmed" else WhisperModel
+    try:
+        whisper = cls(
+            str(path),
+            device=resolved_device,
+            compute_type=resolved_type,
+            cpu_threads=cpu_threads,
+            num_workers=max(1, workers),
+        )
+    except (RuntimeError, ValueError) as exc:
+        raise AsrError(
+            f"could not load Whisper from {path} on {resolved_device}/{resolved_type}: {exc}",
+            hint="pick a compute_type the device supports (int8 or float32 on CPU)",
+        ) from exc
+    return WhisperEngine(whisper, name=model, device=resolved_device, compute_type=resolved_type)
+
+
+def _trimmed_model_class() -> type[Any]:
+    """The subclass is built on first use so importing this module needs no faster-whisper."""
+    from faster_whisper import WhisperModel
+
+    class TrimmedWhisperModel(WhisperModel):  # type: ignore[misc]
+        """Encodes the real audio plus 1 s of padding instead of the whole 30 s window."""
+
+        def encode(self, features: np.ndarray) -> ctranslate2.StorageView:
+            return super().encode(_trim_padding(features))
+
+    return TrimmedWhisperModel
+
+
+def _trim_padding(features: np.ndarray) -> np.ndarray:
+    """Cut faster-whisper's zero feature padding down to ``_TRIM_MARGIN_FRAMES`` frames.
+
+    faster-whisper pads the log-mel features of a short window with exact zeros
+    (``pad_or_trim``); real frames are never all zero, so the last non-zero frame is the end
+    of the audio.
+    """
+    batch = features if features.ndim == 3 else features[None]
+    voiced = np.flatnonzero(np.any(batch != 0, axis=(0, 1)))
+    last = int(voiced[-1]) + 1 if len(voiced) else 1
+    keep = min(batch.shape[-1], last + _TRIM_MARGIN_FRAMES)
+    keep += keep % 2  # the encoder's stride-2 convolution halves the frame count
+    return features[..., :keep]

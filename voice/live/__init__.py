@@ -1,0 +1,1 @@
+"""The live call path: per-call sessions, the decode scheduler and process-wide services."""

@@ -1,0 +1,111 @@
+"""Process-wide services of the live server, loaded once at start (prewarm), shared by all calls.
+
+One Whisper model and one decode scheduler serve every call; one entity extractor; one
+suggestion engine per tenant model behind one micro-batcher; one database writer thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from voice.config import ServerConfig
+from voice.frames import CallStartedFrame
+from voice.live.session import CallManager
+from voice.processor import FrameProcessor, Pipeline
+from voice.server.calls import CallRegistry
+from voice.server.hub import EventHub
+from voice.transport import CallOutput
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LiveServices:
+    """Everything a call's pipeline is built from."""
+
+    config: ServerConfig
+    hub: EventHub
+    registry: CallRegistry
+    store: Any
+    live_store: Any
+    extractor: Any
+    asr: Any
+    """The streaming ASR runtime (engine + decode scheduler), see voice.live.asr_runtime."""
+    suggestions: Any = None
+    """voice.live.suggestions.SuggestionRouter, or None when no model is configured."""
+    speaker_embedder: Any = None
+    """CAM++ for legs that carry both parties (online speaker attribution); loaded on first need."""
+    db_executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "db-writer"))
+    speakers_executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "speakers"))
+    nlu_executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(2, "nlu"))
+    manager: CallManager = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.manager = CallManager(self.build_pipeline)
+
+    @classmethod
+    def load(cls, config: ServerConfig) -> LiveServices:
+        """Open the database and load every model (blocking; run before serving)."""
+        from voice.batch.engines import entity_extractor
+        from voice.live.asr_runtime import AsrRuntime
+        from voice.live.suggestions import SuggestionRouter
+        from voice.store import Store
+        from voice.store.live import LiveCallStore
+
+        Path(config.data_dir).mkdir(parents=True, exist_ok=True)
+        store = Store.open(config.database_url)
+        suggestions = SuggestionRouter.load(config) if (config.suggest_model or config.models_root) else None
+        return cls(config=config, hub=EventHub(), registry=CallRegistry(), store=store,
+                   live_store=LiveCallStore(store), extractor=entity_extractor(),
+                   asr=AsrRuntime.load(config), suggestions=suggestions)
+
+    def build_pipeline(self, started: CallStartedFrame, output: CallOutput) -> Pipeline:
+        """The processors of one call: ASR -> NLU -> suggestions -> recorder."""
+        from voice.processors.nlu import NluProcessor
+        from voice.processors.recorder import CallRecorder
+
+        processors: list[FrameProcessor] = [self.asr.processor_for(started)]
+        if any(role not in ("agent", "customer") for role in started.legs.values()):
+            from voice.processors.speakers import SpeakerAttributionProcessor
+
+            # Before NLU and suggestions, which need each turn's role.
+            processors.append(SpeakerAttributionProcessor(embedder=self._speaker_embedder(),
+                                                          executor=self.speakers_executor))
+        intent = self.suggestions.intent_fn(started) if self.suggestions else None
+        processors.append(NluProcessor(extractor=self.extractor, executor=self.nlu_executor, intent=intent))
+        if self.suggestions is not None:
+            processor = self.suggestions.processor_for(started)
+            if processor is not None:
+                processors.append(processor)
+        audio_dir = Path(self.config.data_dir) / "audio" if self.config.record_audio else None
+        processors.append(CallRecorder(hub=self.hub, registry=self.registry, live_store=self.live_store,
+                                       store=self.store, executor=self.db_executor, audio_dir=audio_dir,
+                                       model_name=self.config.model))
+        return Pipeline(processors)
+
+    def _speaker_embedder(self) -> Any:
+        if self.speaker_embedder is None:
+            import torch
+
+            from diarize.embedding import SpeakerEmbedder
+
+            # measured: with torch's default of 2 threads CAM++ ran several times slower beside
+            # the ASR workers on 2 cores (docs/results/online_diarization.md).
+            torch.set_num_threads(1)
+            self.speaker_embedder = SpeakerEmbedder.load()
+        return self.speaker_embedder
+
+    async def close(self) -> None:
+        """Drain calls, stop workers and close the database."""
+        await self.manager.drain()
+        self.asr.close()
+        if self.suggestions is not None:
+            self.suggestions.close()
+        self.db_executor.shutdown(wait=True)
+        self.nlu_executor.shutdown(wait=True)
+        self.speakers_executor.shutdown(wait=True)
+        self.store.close()

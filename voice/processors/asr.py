@@ -1,0 +1,426 @@
+"""Streaming ASR for one call: per leg VAD turns, LocalAgreement partials and whole-turn finals.
+
+Per leg the processor keeps a 16 kHz resampler (soxr stream), a :class:`~voice.vad.VadStream`
+and an :class:`asr.streaming.StreamingTranscriber`. Audio frames feed both; VAD events become
+``SpeechStartedFrame`` / ``SpeechStoppedFrame``; while a turn is open, partial decodes go to the
+process-wide :class:`~voice.live.scheduler.DecodeScheduler` (coalesced, newest audio first) and
+come back as ``TranscriptPartialFrame``; when the VAD closes the turn, its final pass is
+submitted ahead of every partial and comes back as ``TranscriptFinalFrame``.
+
+Guarantees per leg: partials of a turn are never emitted after that turn's final; stale partial
+results are dropped; finals come out in turn order, and a partial of the next turn waits until
+the previous turn's final is out. ``EndOfInputFrame`` and ``CallEndedFrame`` close open turns
+and are forwarded only after their finals. Results come back from worker threads through
+``loop.call_soon_threadsafe`` and are applied and pushed on the event loop by one task, under
+the same lock as forwarded frames, so downstream sees one ordered stream from this processor.
+
+Bad audio (odd dtype, changing rate, garbage) is reported as a non-fatal ``ErrorFrame`` and the
+call goes on; a failed final decode still emits the turn, from the words streamed so far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Hashable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import soxr
+
+from asr.streaming import (
+    SAMPLE_RATE,
+    DecodeRequest,
+    StreamingConfig,
+    StreamingTranscriber,
+    TranscriptUpdate,
+    TurnTranscript,
+)
+from asr.types import Word
+from voice.frames import (
+    AudioFrame,
+    CallEndedFrame,
+    CallStartedFrame,
+    EndOfInputFrame,
+    ErrorFrame,
+    Frame,
+    Role,
+    SpeechStartedFrame,
+    SpeechStoppedFrame,
+    TimedWord,
+    TranscriptFinalFrame,
+    TranscriptPartialFrame,
+)
+from voice.live.scheduler import DecodeKind, DecodeScheduler
+from voice.processor import FrameProcessor
+from voice.vad import VadEvent, VadEventType, VadParams, VadStream
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AsrScheduler", "StreamingAsrProcessor"]
+
+AsrScheduler = DecodeScheduler[DecodeRequest, list[Word]]
+"""The process-wide scheduler type this processor submits to."""
+
+
+@dataclass(frozen=True)
+class _Result:
+    """A finished (or cancelled) decode on its way from a worker to the event loop."""
+
+    leg: _Leg
+    kind: DecodeKind
+    future: Future[Any]
+    request: DecodeRequest | None = None
+    """The final's request (kept here so a failed final can still close its turn)."""
+
+
+@dataclass
+class _Leg:
+    """Per-leg state; touched only on the event loop (the transcriber also from workers)."""
+
+    name: str
+    role: Role
+    key: Hashable
+    vad: VadStream
+    transcriber: StreamingTranscriber
+    input_rate: int | None = None
+    resampler: Any = None  # soxr.ResampleStream
+    started: bool = False
+    ended: bool = False
+    last_speech: float = 0.0
+    partial_pending: bool = False
+    shown_turns: set[int] = field(default_factory=set)  # turns with a partial on screen
+    finals_submitted: int = 0
+    next_final: int = 0  # index of the next final to emit (they leave in turn order)
+    ready_finals: dict[int, TranscriptFinalFrame | None] = field(default_factory=dict)
+    held_partial: TranscriptUpdate | None = None
+    finals_done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def finals_outstanding(self) -> int:
+        return self.finals_submitted - self.next_final
+
+
+class StreamingAsrProcessor(FrameProcessor):
+    """Two-pass streaming ASR over every leg of one call (see the module docstring)."""
+
+    def __init__(
+        self,
+        scheduler: AsrScheduler,
+        *,
+        config: StreamingConfig = StreamingConfig(),  # noqa: B008 - frozen
+        vad_params: VadParams = VadParams(),  # noqa: B008 - frozen
+        max_turn: float = 30.0,
+        flush_timeout: float = 30.0,
+        name: str | None = None,
+    ) -> None:
+        """Build the processor of one call.
+
+        Args:
+            scheduler: the process-wide decode scheduler (owns the model and its workers).
+            config: streaming policy and latency contract of every leg.
+            vad_params: endpointing of every leg.
+            max_turn: a turn longer than this is finalised and a new one opened at once, so a
+                monologue still gets final text (and prompts) at a bounded delay.
+            flush_timeout: seconds an end of input waits for its leg's finals before it is
+                forwarded anyway (an ErrorFrame reports the finals that were given up).
+            name: processor name in logs.
+        """
+        super().__init__(name)
+        self.scheduler = scheduler
+        self.config = config
+        self.vad_params = vad_params
+        self.max_turn = max_turn
+        self.flush_timeout = flush_timeout
+        self.call_id = ""
+        self._roles: dict[str, Role] = {}
+        self._legs: dict[str, _Leg] = {}
+        self._push_lock = asyncio.Lock()
+        self._quiet = asyncio.Event()  # set whenever a result was handled (see drained)
+        self._results: asyncio.Queue[_Result] = asyncio.Queue()
+        self._drain_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- frames in ----------------------------------------------------------------------------
+
+    async def process_frame(self, frame: Frame) -> None:
+        """Handle audio and call lifecycle frames; forward every frame."""
+        self._ensure_drain_task()
+        if isinstance(frame, AudioFrame):
+            await self._on_audio(frame)
+        elif isinstance(frame, CallStartedFrame):
+            self.call_id = frame.call_id
+            self._roles = dict(frame.legs)
+        elif isinstance(frame, EndOfInputFrame):
+            await self._flush_legs([frame.leg])
+        elif isinstance(frame, CallEndedFrame):
+            await self._flush_legs(list(self._legs))
+        await self._emit(frame)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a decode of this call is queued, running, or its result not yet pushed."""
+        pending = any(leg.partial_pending or leg.finals_outstanding for leg in self._legs.values())
+        return pending or self._results.qsize() > 0
+
+    async def drained(self) -> None:
+        """Wait until :attr:`busy` is false (replay harnesses; the server never needs it)."""
+        while self.busy:
+            self._quiet.clear()
+            await self._quiet.wait()
+
+    async def close(self) -> None:
+        """Stop the result task and forget this call's streams in the scheduler."""
+        for leg in self._legs.values():
+            self.scheduler.forget(leg.key)
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+            self._drain_task = None
+
+    # --- audio --------------------------------------------------------------------------------
+
+    async def _on_audio(self, frame: AudioFrame) -> None:
+        leg = self._leg(frame.leg)
+        if leg.ended:
+            return
+        try:
+            samples = self._to_16k(leg, frame)
+        except (ValueError, TypeError) as exc:
+            await self._error(f"bad audio on leg {frame.leg!r}: {exc}")
+            return
+        if not leg.started:
+            leg.started = True
+            leg.vad.start_time = frame.pts
+            leg.transcriber.reset(frame.pts)
+        await self._feed(leg, samples)
+
+    async def _feed(self, leg: _Leg, samples: np.ndarray) -> None:
+        if len(samples) == 0:
+            return
+        leg.transcriber.insert_audio(samples)
+        for event in leg.vad.process(samples):
+            await self._on_vad(leg, event)
+        self._note_pause(leg)
+        transcriber = leg.transcriber
+        turn_start = transcriber.turn_start
+        if turn_start is not None and leg.vad.time - turn_start > self.max_turn:
+            await self._close_turn(leg, leg.vad.time, emit_stop=False)
+            transcriber.begin_turn(leg.vad.time)
+        if not leg.partial_pending and transcriber.partial_due():
+            self._submit_partial(leg)
+
+    def _note_pause(self, leg: _Leg) -> None:
+        if not leg.vad.in_speech:
+            return
+        if leg.vad.frame_is_speech:
+            leg.last_speech = leg.vad.time
+            leg.transcriber.note_pause(None)
+        else:
+            leg.transcriber.note_pause(leg.last_speech)
+
+    async def _on_vad(self, leg: _Leg, event: VadEvent) -> None:
+        if event.type is VadEventType.SPEECH_STARTED:
+            leg.last_speech = leg.vad.time
+            leg.transcriber.begin_turn(event.time)
+            await self._emit(SpeechStartedFrame(leg=leg.name, audio_time=event.time))
+        else:
+            await self._close_turn(leg, event.time, turn_start=event.speech_start)
+
+    async def _close_turn(
+        self, leg: _Leg, end: float, *, turn_start: float | None = None, emit_stop: bool = True
+    ) -> None:
+        request = leg.transcriber.close_turn(end)
+        if request is not None:  # submitted before anything is awaited: finals go first
+            leg.finals_submitted += 1
+            leg.finals_done.clear()
+            future = self.scheduler.submit_final(leg.key, lambda: request)
+            result = lambda f: _Result(leg, DecodeKind.FINAL, f, request)  # noqa: E731
+            future.add_done_callback(lambda f: self._from_worker(result(f)))
+        if emit_stop:
+            start = turn_start if turn_start is not None else end
+            await self._emit(SpeechStoppedFrame(leg=leg.name, audio_time=end, turn_start=start))
+
+    def _submit_partial(self, leg: _Leg) -> None:
+        leg.partial_pending = True
+        future = self.scheduler.submit_partial(leg.key, leg.transcriber.partial_request)
+        future.add_done_callback(lambda f: self._from_worker(_Result(leg, DecodeKind.PARTIAL, f)))
+
+    def _to_16k(self, leg: _Leg, frame: AudioFrame) -> np.ndarray:
+        if frame.sample_rate <= 0:
+            raise ValueError(f"sample rate {frame.sample_rate}")
+        pcm = np.asarray(frame.pcm).reshape(-1)
+        if np.issubdtype(pcm.dtype, np.floating):
+            samples = np.clip(np.nan_to_num(pcm.astype(np.float32)), -1.0, 1.0)
+        else:
+            samples = pcm.astype(np.float32) / 32768.0
+        if leg.input_rate != frame.sample_rate:
+            if leg.input_rate is not None:
+                log.warning("leg %s: rate %s -> %s", leg.name, leg.input_rate, frame.sample_rate)
+            leg.input_rate = frame.sample_rate
+            leg.resampler = (
+                None
+                if frame.sample_rate == SAMPLE_RATE
+                else soxr.ResampleStream(frame.sample_rate, SAMPLE_RATE, 1, dtype="float32")
+            )
+        if leg.resampler is None:
+            return samples
+        return np.asarray(leg.resampler.resample_chunk(samples), dtype=np.float32)
+
+    # --- results (worker thread -> event loop) ------------------------------------------------
+
+    def _from_worker(self, result: _Result) -> None:
+        """Runs on a worker thread (or inline when cancelled): hand the result to the loop."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._results.put_nowait, result)
+        except RuntimeError:  # loop shut down while the decode ran
+            pass
+
+    async def _drain_results(self) -> None:
+        while True:
+            result = await self._results.get()
+            leg = result.leg
+            try:
+                if result.kind is DecodeKind.PARTIAL:
+                    await self._on_partial(leg, result.future)
+                else:
+                    assert result.request is not None
+                    await self._on_final(leg, result.future, result.request)
+            except Exception as exc:  # one bad result must not stop the call's transcripts
+                log.exception("ASR result handling failed on leg %s", leg.name)
+                await self._error(f"ASR result on leg {leg.name!r}: {exc}")
+            finally:
+                self._results.task_done()
+                self._quiet.set()
+
+    async def _on_partial(self, leg: _Leg, future: Future[Any]) -> None:
+        leg.partial_pending = False
+        if not future.cancelled():
+            exc = future.exception()
+            if exc is not None:
+                await self._error(f"partial decode failed on leg {leg.name!r}: {exc}")
+            elif future.result() is not None:
+                request, words = future.result()
+                update = leg.transcriber.apply_partial(request, words)
+                if update is not None:
+                    await self._show_partial(leg, update)
+        if not leg.ended and leg.transcriber.partial_due():
+            self._submit_partial(leg)
+
+    async def _show_partial(self, leg: _Leg, update: TranscriptUpdate) -> None:
+        if leg.finals_outstanding:  # an earlier turn's final goes first
+            leg.held_partial = update
+            return
+        leg.shown_turns.add(update.turn)
+        await self._emit(
+            TranscriptPartialFrame(
+                leg=leg.name,
+                committed=_timed(update.committed),
+                tentative=_timed(update.tentative),
+                audio_time=update.audio_end,
+                role=leg.role,
+            )
+        )
+
+    async def _on_final(self, leg: _Leg, future: Future[Any], request: DecodeRequest) -> None:
+        turn = await self._final_transcript(leg, future, request)
+        frame = None
+        if turn.words or turn.turn in leg.shown_turns:  # an empty final clears shown partials
+            frame = TranscriptFinalFrame(
+                turn_id=f"{leg.name}-{turn.turn + 1}",
+                leg=leg.name,
+                text=turn.text,
+                words=_timed(turn.words),
+                start=turn.start,
+                end=turn.end,
+                audio_time=turn.end,
+                role=leg.role,
+            )
+        leg.ready_finals[turn.turn] = frame
+        await self._emit_ready_finals(leg)
+
+    async def _final_transcript(
+        self, leg: _Leg, future: Future[Any], request: DecodeRequest
+    ) -> TurnTranscript:
+        exc = None if future.cancelled() else future.exception()
+        if exc is None and not future.cancelled() and future.result() is not None:
+            _, words = future.result()
+            return leg.transcriber.apply_final(request, words)
+        # Keep the turn: its streamed (committed) words stand in for the failed final.
+        await self._error(f"final decode failed on leg {leg.name!r}: {exc or 'cancelled'}")
+        fallback = leg.transcriber.apply_final(request, [])
+        return TurnTranscript(fallback.turn, fallback.start, fallback.end, fallback.streamed,
+                              fallback.streamed)  # fmt: skip
+
+    async def _emit_ready_finals(self, leg: _Leg) -> None:
+        while leg.next_final in leg.ready_finals:
+            frame = leg.ready_finals.pop(leg.next_final)
+            leg.shown_turns.discard(leg.next_final)
+            leg.next_final += 1
+            if frame is not None:
+                await self._emit(frame)
+        if leg.finals_outstanding == 0:
+            leg.finals_done.set()
+            held, leg.held_partial = leg.held_partial, None
+            open_turn = leg.transcriber.turn_index if leg.transcriber.in_turn else None
+            if held is not None and held.turn == open_turn:
+                await self._show_partial(leg, held)
+
+    # --- flushing -----------------------------------------------------------------------------
+
+    async def _flush_legs(self, names: list[str]) -> None:
+        legs = [self._legs[n] for n in names if n in self._legs]
+        for leg in legs:
+            if leg.ended:
+                continue
+            if leg.resampler is not None:
+                await self._feed(leg, np.asarray(leg.resampler.resample_chunk(
+                    np.zeros(0, dtype=np.float32), last=True), dtype=np.float32))  # fmt: skip
+            for event in leg.vad.finish():
+                await self._on_vad(leg, event)
+            leg.ended = True
+            self.scheduler.cancel_partial(leg.key)
+        for leg in legs:
+            if leg.finals_outstanding:
+                try:
+                    await asyncio.wait_for(leg.finals_done.wait(), self.flush_timeout)
+                except TimeoutError:
+                    await self._error(f"leg {leg.name!r}: finals still pending at end of input")
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _leg(self, name: str) -> _Leg:
+        leg = self._legs.get(name)
+        if leg is None:
+            leg = _Leg(
+                name=name,
+                role=self._roles.get(name, "unknown"),
+                key=(self.call_id, id(self), name),
+                vad=VadStream(self.vad_params),
+                transcriber=StreamingTranscriber(config=self.config),
+            )
+            self._legs[name] = leg
+        return leg
+
+    def _ensure_drain_task(self) -> None:
+        if self._drain_task is None:
+            self._loop = asyncio.get_running_loop()
+            self._drain_task = self._loop.create_task(
+                self._drain_results(), name=f"{self.name}-results"
+            )
+
+    async def _emit(self, frame: Frame) -> None:
+        async with self._push_lock:
+            await self.push_frame(frame)
+
+    async def _error(self, message: str) -> None:
+        log.warning("%s: %s", self.name, message)
+        await self._emit(ErrorFrame(message=message, fatal=False, source=self.name))
+
+
+def _timed(words: list[Word]) -> list[TimedWord]:
+    return [TimedWord(w.text, w.start, w.end, w.probability) for w in words]

@@ -1,0 +1,57 @@
+"""Understanding of each final turn: entities (and the customer's intent, when a model is loaded).
+
+The work runs on a thread pool; the final transcript is forwarded at once and the NluFrame
+follows when ready, so understanding never delays the transcript on the agent's screen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+from voice.frames import CallEndedFrame, Frame, NluFrame, TranscriptFinalFrame
+from voice.processor import FrameProcessor
+
+IntentFn = Callable[[str], tuple[str, float] | None]
+"""Text of a customer turn -> (intent name, confidence), or None when there is no intent model."""
+
+
+class NluProcessor(FrameProcessor):
+    """Emits an NluFrame (entities, intent) after each TranscriptFinalFrame."""
+
+    def __init__(self, *, extractor: Any, executor: Executor, intent: IntentFn | None = None) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.executor = executor
+        self.intent = intent
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def process_frame(self, frame: Frame) -> None:
+        """Forward everything; start understanding a final turn in the background."""
+        if isinstance(frame, CallEndedFrame):
+            await self.close()  # the last turn's understanding belongs to the call: emit it first
+        await self.push_frame(frame)
+        if isinstance(frame, TranscriptFinalFrame) and frame.text.strip():
+            task = asyncio.get_running_loop().create_task(self._understand(frame))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _understand(self, frame: TranscriptFinalFrame) -> None:
+        loop = asyncio.get_running_loop()
+        entities, intent = await loop.run_in_executor(self.executor, self._analyse, frame.text, frame.role)
+        await self.push_frame(NluFrame(turn_id=frame.turn_id, role=frame.role, intent=intent[0] if intent else None,
+                                       intent_score=round(intent[1], 3) if intent else None, entities=entities,
+                                       audio_time=frame.audio_time))
+
+    def _analyse(self, text: str, role: str) -> tuple[list[dict[str, Any]], tuple[str, float] | None]:
+        entities = [{"label": e.label, "text": e.text, "value": e.value, "start": e.start, "end": e.end}
+                    for e in self.extractor.extract(text)]
+        intent = self.intent(text) if self.intent is not None and role == "customer" else None
+        return entities, intent
+
+    async def close(self) -> None:
+        """Wait for understanding still in flight (the call's end waits for its last turn)."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)

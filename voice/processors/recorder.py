@@ -1,0 +1,181 @@
+"""The call's observer at the end of the pipeline: events to the hub, turns to the database,
+the call's audio to a WAV file, and the whole transcript (batch JSON schema) at call end.
+
+Database and file writes run on one background thread shared by all calls (SQLite has one
+writer), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Executor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voice.audio import AudioInfo
+from voice.frames import (
+    AudioFrame,
+    CallEndedFrame,
+    CallStartedFrame,
+    Frame,
+    NluFrame,
+    TranscriptFinalFrame,
+)
+from voice.processor import FrameProcessor
+from voice.server.calls import CallRegistry
+from voice.server.events import frame_to_event
+from voice.server.hub import EventHub
+from voice.transcript import CallTranscript, EntityMention, Segment, Speaker
+
+log = logging.getLogger(__name__)
+
+
+class CallRecorder(FrameProcessor):
+    """Publishes events, persists turns and, at the end, the transcript and audio of one call."""
+
+    def __init__(self, *, hub: EventHub, registry: CallRegistry, live_store: Any, store: Any,
+                 executor: Executor, audio_dir: Path | None, model_name: str) -> None:
+        super().__init__()
+        self.hub, self.registry = hub, registry
+        self.live_store, self.store, self.executor = live_store, store, executor
+        self.audio_dir = audio_dir
+        self.model_name = model_name
+        self.started: CallStartedFrame | None = None
+        self.finals: list[TranscriptFinalFrame] = []
+        self.nlu: dict[str, NluFrame] = {}
+        self.audio: dict[str, list[tuple[float, np.ndarray, int]]] = {}
+        self._db_tasks: list[asyncio.Future[Any]] = []
+
+    async def process_frame(self, frame: Frame) -> None:
+        """Record the frames this observer cares about; forward nothing (it is the end)."""
+        if isinstance(frame, AudioFrame):
+            if self.audio_dir is not None:
+                self.audio.setdefault(frame.leg, []).append((frame.pts, frame.pcm, frame.sample_rate))
+            return
+        if isinstance(frame, CallStartedFrame):
+            self.started = frame
+            self.registry.started(frame)
+            self._db(self.live_store.start_call, frame.call_id, tenant=frame.tenant, agent_id=frame.agent_id,
+                     source=frame.source, metadata=frame.metadata)
+        elif isinstance(frame, TranscriptFinalFrame):
+            self.finals.append(frame)
+            self._db(self.live_store.add_turn, self._call_id, _live_turn(frame))
+        elif isinstance(frame, NluFrame):
+            self.nlu[frame.turn_id] = frame
+            self._db(self.live_store.set_turn_nlu, self._call_id, frame.turn_id, frame.intent, frame.entities)
+        event = frame_to_event(frame)
+        if event is not None and self.started is not None:
+            self.registry.observe(self._call_id, event)
+            self.hub.publish(self._call_id, event)
+        if isinstance(frame, CallEndedFrame):
+            await self._finish(frame)
+
+    @property
+    def _call_id(self) -> str:
+        assert self.started is not None
+        return self.started.call_id
+
+    def _db(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+        future.add_done_callback(_log_failure)
+        self._db_tasks.append(future)
+
+    async def _finish(self, ended: CallEndedFrame) -> None:
+        if self.started is None:
+            return
+        transcript = self._transcript(ended)
+        audio_path = self._audio_path()
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*self._db_tasks, return_exceptions=True)
+        try:
+            await loop.run_in_executor(self.executor, self._persist, transcript, audio_path, ended.audio_time)
+        except Exception:
+            log.exception("could not store the transcript of call %s", self._call_id)
+        self.registry.ended(self._call_id, ended.reason)
+        self.hub.close_call(self._call_id)
+
+    def _persist(self, transcript: CallTranscript, audio_path: Path | None, duration: float) -> None:
+        if audio_path is not None:
+            _write_wav(audio_path, self.audio, list(self.started.legs) if self.started else [])
+        self.store.save_transcript(transcript, source=self.started.source if self.started else None)
+        self.live_store.end_call(self._call_id, duration=duration)
+
+    def _audio_path(self) -> Path | None:
+        if self.audio_dir is None or not self.audio:
+            return None
+        return self.audio_dir / f"{_safe(self._call_id)}.wav"
+
+    def _transcript(self, ended: CallEndedFrame) -> CallTranscript:
+        assert self.started is not None
+        finals = sorted(self.finals, key=lambda f: (f.start, f.leg))
+        legs = list(self.started.legs) or sorted({f.leg for f in finals})
+        segments, entities = [], []
+        for index, final in enumerate(finals):
+            speaker = final.speaker or final.leg
+            segments.append(Segment(index, round(final.start, 3), round(final.end, 3), speaker, final.text,
+                                    final.role, legs.index(final.leg) if final.leg in legs else None,
+                                    list(final.words)))
+            nlu = self.nlu.get(final.turn_id)
+            for e in nlu.entities if nlu else []:
+                entities.append(EntityMention(e["label"], e["text"], index, e.get("start", 0), e.get("end", 0),
+                                              e.get("value")))
+        speakers = {}
+        for seg in segments:
+            spk = speakers.setdefault(seg.speaker, Speaker(seg.speaker, seg.role, seg.channel, 0.0))
+            spk.talk_time = round(spk.talk_time + seg.end - seg.start, 3)
+        audio_path = self._audio_path()
+        info = AudioInfo(str(audio_path) if audio_path else f"live:{self.started.source}",
+                         f"live/{self.started.source}", 16000, len(legs), round(ended.audio_time, 3))
+        return CallTranscript(call_id=self._call_id, audio=info, speakers=list(speakers.values()),
+                              segments=segments, entities=entities,
+                              options={"model": self.model_name, "source": self.started.source,
+                                       "tenant": self.started.tenant, "agent_id": self.started.agent_id,
+                                       "legs": dict(self.started.legs)})
+
+
+def _live_turn(frame: TranscriptFinalFrame) -> Any:
+    from voice.store.live import LiveTurn
+
+    return LiveTurn(frame.turn_id, frame.leg, frame.role, frame.start, frame.end, frame.text,
+                    [asdict(w) for w in frame.words], frame.speaker)
+
+
+def _write_wav(path: Path, audio: dict[str, list[tuple[float, np.ndarray, int]]], legs: list[str]) -> None:
+    """Legs side by side as channels (leg order of the call), gaps filled with silence."""
+    import soundfile as sf
+
+    from voice.audio import resample
+
+    order = [leg for leg in legs if leg in audio] + [leg for leg in audio if leg not in legs]
+    tracks = []
+    for leg in order:
+        chunks = audio[leg]
+        rate = chunks[0][2]
+        end = max(int(round(pts * rate)) + len(pcm) for pts, pcm, _ in chunks)
+        track = np.zeros(end, dtype=np.int16)
+        for pts, pcm, _ in chunks:
+            start = int(round(pts * rate))
+            track[start:start + len(pcm)] = pcm
+        tracks.append(resample(track.astype(np.float32) / 32768.0, rate, 16000))
+    length = max(len(t) for t in tracks)
+    data = np.zeros((length, len(tracks)), dtype=np.float32)
+    for i, t in enumerate(tracks):
+        data[: len(t), i] = t
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.wav")
+    sf.write(tmp, data, 16000, subtype="PCM_16")
+    tmp.replace(path)
+
+
+def _safe(call_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in call_id)[:200]
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("database write failed: %s", future.exception())

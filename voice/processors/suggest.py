@@ -1,0 +1,98 @@
+"""Next-best-line suggestions after each finished turn, from the call's tenant model.
+
+Triggered by the turn's NluFrame (which follows its final transcript within milliseconds), so
+the engine sees the turn's entities for refilling. The engine runs behind a micro-batcher
+shared by all calls of the process; this processor only awaits its future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import Future
+from typing import Any, Protocol
+
+from voice.frames import (
+    CallEndedFrame,
+    CallStartedFrame,
+    ErrorFrame,
+    Frame,
+    NluFrame,
+    SuggestionFrame,
+    TranscriptFinalFrame,
+)
+from voice.processor import FrameProcessor
+
+
+class SuggestionService(Protocol):
+    """What the processor needs of the engine: a non-blocking submit returning a future."""
+
+    def submit(self, context: Any) -> Future[Any]:
+        """Queue a suggestion request; the future resolves to a ``suggest.types.SuggestResult``."""
+        ...
+
+
+class SuggestProcessor(FrameProcessor):
+    """Asks the suggestion engine for the next agent line after every customer and agent turn."""
+
+    def __init__(self, *, service: SuggestionService, arm: str | None = None, k: int = 3) -> None:
+        super().__init__()
+        self.service = service
+        self.arm = arm
+        self.k = k
+        self.started: CallStartedFrame | None = None
+        self._finals: dict[str, TranscriptFinalFrame] = {}
+        self._turns: list[Any] = []
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def process_frame(self, frame: Frame) -> None:
+        """Forward everything; request a suggestion when a turn's understanding arrives."""
+        if isinstance(frame, CallStartedFrame):
+            self.started = frame
+        elif isinstance(frame, TranscriptFinalFrame):
+            self._finals[frame.turn_id] = frame
+        elif isinstance(frame, CallEndedFrame):
+            await self.close()
+        await self.push_frame(frame)
+        if isinstance(frame, NluFrame) and frame.turn_id in self._finals and frame.role in ("agent", "customer"):
+            self._add_turn(self._finals.pop(frame.turn_id), frame)
+            task = asyncio.get_running_loop().create_task(self._suggest(frame))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    def _add_turn(self, final: TranscriptFinalFrame, nlu: NluFrame) -> None:
+        from suggest.nlu.types import Entity
+        from suggest.types import Turn
+
+        entities = tuple(Entity(e["label"], e["text"], e.get("start", 0), e.get("end", 0), e.get("value") or e["text"])
+                         for e in nlu.entities)
+        self._turns.append(Turn(final.role, final.text, final.start, final.end, entities))  # type: ignore[arg-type]
+        self._turns.sort(key=lambda t: t.start or 0.0)
+
+    async def _suggest(self, nlu: NluFrame) -> None:
+        from suggest.types import SuggestContext
+
+        assert self.started is not None
+        asked = time.perf_counter()
+        context = SuggestContext(call_id=self.started.call_id, turns=tuple(self._turns),
+                                 agent_id=self.started.agent_id, tenant=self.started.tenant, k=self.k)
+        try:
+            result = await asyncio.wrap_future(self.service.submit(context))
+        except Exception as exc:  # a failed suggestion is reported, the call goes on
+            await self.push_frame(ErrorFrame(message=f"suggestion failed: {exc}", source=self.name))
+            return
+        waited_ms = (time.perf_counter() - asked) * 1000
+        latency = {"total": round(waited_ms, 2), "engine": round(result.latency.total_ms, 2),
+                   "queue": round(result.latency.queue_ms, 2), "encode": round(result.latency.encode_ms, 2),
+                   "policy": round(result.latency.policy_ms, 2), "realise": round(result.latency.realise_ms, 2),
+                   "batch_size": result.latency.batch_size}
+        suggestions = [{"id": s.id, "text": s.text, "action": s.action, "score": round(s.score, 4), "why": s.why,
+                        "source": s.source} for s in result.suggestions]
+        await self.push_frame(SuggestionFrame(turn_id=nlu.turn_id, suggestions=suggestions,
+                                              model_version=result.model_version, latency_ms=latency,
+                                              audio_time=nlu.audio_time, arm=result.arm or self.arm))
+
+    async def close(self) -> None:
+        """Wait for suggestions still in flight."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
