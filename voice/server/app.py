@@ -17,6 +17,7 @@ from fastapi import FastAPI, HTTPException, Query, Request, WebSocket
 from sse_starlette.sse import EventSourceResponse
 
 from voice.config import ServerConfig
+from voice.errors import VoiceError
 from voice.live.services import LiveServices
 from voice.registry import resolve
 from voice.server.auth import CurrentAgent, authorize_call, authorize_websocket
@@ -75,7 +76,10 @@ def _telephony_router(config: ServerConfig, state: dict[str, Any]) -> Any:
         """The router is built before the services load; calls go to the manager once it exists."""
 
         async def open_call(self, started: Any, output: Any) -> Any:
-            return await state["services"].manager.open_call(started, output)
+            services: LiveServices | None = state["services"]
+            if services is None:  # the transport refuses the call in its own terms (503, 1013)
+                raise VoiceError("the server is still loading its models", hint="retry in a few seconds")
+            return await services.manager.open_call(started, output)
 
     return resolve(ROUTER_FACTORY)(_LateHandler(), _telephony_settings(config))
 
