@@ -16,9 +16,14 @@ COMMAND_MODULES = [
     "voice.cli.transcribe_cmd",
     "voice.cli.sample_cmd",
     "voice.cli.serve_cmd",
+    "voice.cli.agents_cmd",
+    "voice.cli.demo_cmd",
     "voice.cli.eval_cmd",  # must precede the eval_* modules that add subcommands
     "voice.cli.eval_asr",
     "voice.cli.eval_diarization",
+    "voice.cli.data_cmd",
+    "voice.cli.suggest_cmds",
+    "voice.cli.ab_cmd",
 ]
 
 

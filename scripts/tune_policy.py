@@ -1,0 +1,140 @@
+#!/usr/bin/env python
+"""Choose the policy's hyperparameters by cross-validation on the *training* side only.
+
+Grouped 3-fold cross-validation over training conversations (the held-out split is never
+read): behaviour cloning and the outcome-aware policy (AWR) are both scored by next-action
+top-3 on validation turns of successful conversations (the target metric; behaviour cloning's
+top-3 on all turns is reported too), each over the grid below. The value model is cross-fitted
+inside each training fold, as in training. The winners become ``TrainConfig`` defaults; the
+table goes to docs/results/suggest.md.
+
+    python scripts/tune_policy.py --data data/pfg.jsonl --tenant persuasionforgood
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import GroupKFold
+
+from suggest.data.format import read_conversations
+from suggest.data.split import select
+from suggest.encoder.export import ensure_encoder
+from suggest.encoder.onnx_encoder import OnnxSentenceEncoder
+from suggest.train.config import TrainConfig
+from suggest.train.dataset import TrainingRows
+from suggest.train.pipeline import discover_spaces, prepare_rows
+from suggest.train.policy_fit import fit_policies
+from suggest.train.texts import embed_all, extract_all
+
+GRID = {
+    "projection_dim": (32, 64),
+    "regularization": (0.001, 0.003, 0.01),
+    "awr_temperature": (0.5, 1.0),
+}
+
+
+def subset(rows: TrainingRows, mask: np.ndarray) -> TrainingRows:
+    """The rows where ``mask`` holds."""
+    return TrainingRows(
+        **{f.name: getattr(rows, f.name)[mask] for f in dataclasses.fields(TrainingRows)}
+    )
+
+
+def top3(weights: np.ndarray, bias: np.ndarray, rows: TrainingRows) -> np.ndarray:
+    """Per row: is the actual action among the policy's top 3?"""
+    scores = rows.features @ weights.T + bias
+    return (np.argsort(-scores, axis=1)[:, :3] == rows.actions[:, None]).any(axis=1)
+
+
+def cross_validate(
+    rows: TrainingRows, folds: list, n_actions: int, config: TrainConfig
+) -> dict[str, float]:
+    """Top-3 of behaviour cloning (all turns, successful turns) and AWR (successful turns)."""
+    bc_all, bc_won, awr_won = [], [], []
+    every = np.arange(len(rows.actions))
+    for train_index, valid_index in folds:
+        fitted = fit_policies(subset(rows, np.isin(every, train_index)), n_actions, config)
+        valid = subset(rows, np.isin(every, valid_index))
+        hits = top3(fitted.behaviour_cloning.weights, fitted.behaviour_cloning.bias, valid)
+        bc_all.append(hits)
+        bc_won.append(hits[valid.success])
+        awr_won.append(
+            top3(fitted.policy.weights, fitted.policy.bias, subset(valid, valid.success))
+        )
+    return {
+        "bc_top3_all": float(np.concatenate(bc_all).mean()),
+        "bc_top3_successful": float(np.concatenate(bc_won).mean()),
+        "awr_top3_successful": float(np.concatenate(awr_won).mean()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--tenant", required=True)
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(os.environ.get("NEXTLINE_CACHE") or Path.home() / ".cache" / "nextline"),
+    )
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    base = TrainConfig(tenant=args.tenant)
+    chosen = select(
+        [c for c in read_conversations(args.data).conversations if c.tenant == args.tenant], "train"
+    )
+    encoder = OnnxSentenceEncoder(ensure_encoder(args.cache_dir), parallel=2)
+    vectors = embed_all([t.text for c in chosen for t in c.turns], encoder, args.cache_dir)
+    extracted = extract_all([t for c in chosen for t in c.turns], args.cache_dir)
+    actions, intents = discover_spaces(chosen, vectors, base)
+    results = []
+    for projection in GRID["projection_dim"]:
+        _vocabulary, rows = prepare_rows(
+            chosen,
+            vectors,
+            extracted,
+            actions,
+            intents,
+            encoder.dim,
+            dataclasses.replace(base, projection_dim=projection),
+        )
+        folds = list(GroupKFold(n_splits=args.folds).split(rows.features, groups=rows.conversation))
+        for c, beta in itertools.product(GRID["regularization"], GRID["awr_temperature"]):
+            config = dataclasses.replace(
+                base, projection_dim=projection, regularization=c, awr_temperature=beta
+            )
+            started = time.perf_counter()
+            scores = cross_validate(rows, folds, actions.k, config)
+            results.append(
+                {
+                    "projection_dim": projection,
+                    "regularization": c,
+                    "awr_temperature": beta,
+                    **scores,
+                    "seconds": round(time.perf_counter() - started, 1),
+                }
+            )
+            print(json.dumps(results[-1]), flush=True)
+    # Each method gets the settings that serve the target metric best, behaviour cloning too.
+    best_bc = max(results, key=lambda r: r["bc_top3_successful"])
+    best_awr = max(results, key=lambda r: r["awr_top3_successful"])
+    summary = {"grid": results, "best_behaviour_cloning": best_bc, "best_outcome_aware": best_awr}
+    print(json.dumps({k: v for k, v in summary.items() if k != "grid"}, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(summary, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""A/B experiments: deterministic assignment of calls or agents to model versions, and a report.
+
+Assignment hashes ``<experiment>:<unit id>`` into [0, 1) and walks the arms' cumulative weights,
+so the same call (or agent) always gets the same arm, in any process, without storing anything;
+the arm is still recorded with every suggestion (``SuggestResult.arm``) and in the database.
+The report compares arms on call outcome and suggestion acceptance with Wilson intervals per arm
+and, against the first (control) arm, a Newcombe interval for the difference plus Fisher's exact
+test for outcomes and a bootstrap over calls for acceptance (suggestions of one call are not
+independent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from suggest.errors import ConfigError
+from suggest.types import SuggestContext, SuggestResult
+
+Unit = Literal["call", "agent"]
+
+
+@dataclass(frozen=True)
+class ABArm:
+    """One arm: a name, the model it serves, and its share of units."""
+
+    name: str
+    model: str
+    """Model directory (or registry reference ``tenant/version``)."""
+    weight: float
+
+
+@dataclass(frozen=True)
+class ABSplit:
+    """An experiment: ``{"experiment", "unit", "arms": [{name, model, weight}]}``."""
+
+    experiment: str
+    unit: Unit
+    arms: tuple[ABArm, ...]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ABSplit:
+        """Validate a parsed configuration.
+
+        Raises:
+            ConfigError: missing fields, unknown unit, duplicate arm names or non-positive weights.
+        """
+        try:
+            arms = tuple(
+                ABArm(str(a["name"]), str(a["model"]), float(a.get("weight", 1.0)))
+                for a in data["arms"]
+            )
+            split = cls(
+                experiment=str(data["experiment"]), unit=data.get("unit", "call"), arms=arms
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ConfigError(
+                f"bad A/B split ({error!r})",
+                hint='{"experiment": "e1", "unit": "call", '
+                '"arms": [{"name": "control", "model": "models/t/v1", "weight": 0.5}, ...]}',
+            ) from error
+        if split.unit not in ("call", "agent"):
+            raise ConfigError(f"unit {split.unit!r} is not 'call' or 'agent'")
+        if (
+            len(arms) < 1
+            or len({a.name for a in arms}) != len(arms)
+            or any(a.weight <= 0 for a in arms)
+        ):
+            raise ConfigError(
+                "arms need unique names and positive weights", hint="e.g. weights 0.9 and 0.1"
+            )
+        return split
+
+    @classmethod
+    def load(cls, path: Path) -> ABSplit:
+        """Read a JSON (or YAML) split file."""
+        text = path.read_text(encoding="utf-8")
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            return cls.from_dict(yaml.safe_load(text))
+        return cls.from_dict(json.loads(text))
+
+    def unit_id(self, call_id: str, agent_id: str | None) -> str:
+        """The id that is assigned: the call, or the agent (no agent: the call)."""
+        return agent_id if self.unit == "agent" and agent_id else call_id
+
+    def assign(self, call_id: str, agent_id: str | None = None) -> ABArm:
+        """The arm of a call (or of its agent): deterministic, proportional to the weights."""
+        key = f"{self.experiment}:{self.unit_id(call_id, agent_id)}".encode()
+        point = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
+        total = sum(a.weight for a in self.arms)
+        cumulative = 0.0
+        for arm in self.arms:
+            cumulative += arm.weight / total
+            if point < cumulative:
+                return arm
+        return self.arms[-1]
+
+
+class ABRouter:
+    """Serves each call from its arm's engine and stamps the arm on the result."""
+
+    def __init__(self, split: ABSplit, load_engine: Callable[[str], Any]) -> None:
+        """``load_engine(model)`` returns an object with ``suggest(context)``."""
+        self.split = split
+        self.engines = {arm.name: load_engine(arm.model) for arm in split.arms}
+
+    def suggest(self, context: SuggestContext) -> SuggestResult:
+        """The suggestion of the call's arm, with ``arm`` set."""
+        arm = self.split.assign(context.call_id, context.agent_id)
+        return replace(self.engines[arm.name].suggest(context), arm=arm.name)
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """What the report needs of one call of the experiment."""
+
+    call_id: str
+    arm: str
+    success: bool | None
+    """Outcome from the CRM; None while unknown (counted for acceptance only)."""
+    shown: int
+    accepted: int
+
+
+@dataclass(frozen=True)
+class Proportion:
+    """A rate with its 95 % Wilson interval."""
+
+    successes: int
+    total: int
+    rate: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class ArmReport:
+    """One arm's numbers, and (for non-control arms) their difference to control."""
+
+    arm: str
+    calls: int
+    outcome: Proportion
+    acceptance: Proportion
+    outcome_diff: tuple[float, float, float] | None = None
+    """(difference, low, high) of the success rate vs control, Newcombe 95 %."""
+    outcome_p: float | None = None
+    acceptance_diff: tuple[float, float, float] | None = None
+    """(difference, low, high) of the acceptance rate vs control, bootstrap over calls 95 %."""
+
+
+def wilson(successes: int, total: int) -> Proportion:
+    """Rate and 95 % Wilson interval (scipy's binomtest)."""
+    from scipy.stats import binomtest
+
+    if total == 0:
+        return Proportion(0, 0, float("nan"), float("nan"), float("nan"))
+    interval = binomtest(successes, total).proportion_ci(confidence_level=0.95, method="wilson")
+    return Proportion(
+        successes, total, successes / total, float(interval.low), float(interval.high)
+    )
+
+
+def newcombe(a: Proportion, b: Proportion) -> tuple[float, float, float]:
+    """b - a with Newcombe's hybrid score interval (method 10) from the two Wilson intervals."""
+    diff = b.rate - a.rate
+    low = diff - float(np.sqrt((b.rate - b.low) ** 2 + (a.high - a.rate) ** 2))
+    high = diff + float(np.sqrt((b.high - b.rate) ** 2 + (a.rate - a.low) ** 2))
+    return diff, low, high
+
+
+def ab_report(
+    records: Sequence[CallRecord], arms: Sequence[str], *, seed: int = 0
+) -> list[ArmReport]:
+    """Per-arm outcome and acceptance, each non-first arm compared with the first (control)."""
+    from scipy.stats import fisher_exact
+
+    by_arm = {arm: [r for r in records if r.arm == arm] for arm in arms}
+    reports: list[ArmReport] = []
+    control: ArmReport | None = None
+    for arm in arms:
+        calls = by_arm[arm]
+        judged = [r for r in calls if r.success is not None]
+        report = ArmReport(
+            arm=arm,
+            calls=len(calls),
+            outcome=wilson(sum(bool(r.success) for r in judged), len(judged)),
+            acceptance=wilson(sum(r.accepted for r in calls), sum(r.shown for r in calls)),
+        )
+        if control is None:
+            control = report
+        elif report.outcome.total and control.outcome.total:
+            table = [
+                [report.outcome.successes, report.outcome.total - report.outcome.successes],
+                [control.outcome.successes, control.outcome.total - control.outcome.successes],
+            ]
+            report = replace(
+                report,
+                outcome_diff=newcombe(control.outcome, report.outcome),
+                outcome_p=float(fisher_exact(table).pvalue),
+                acceptance_diff=_acceptance_diff(by_arm[control.arm], calls, seed),
+            )
+        reports.append(report)
+    return reports
+
+
+def _acceptance_diff(
+    control: Sequence[CallRecord], treated: Sequence[CallRecord], seed: int
+) -> tuple[float, float, float] | None:
+    from scipy.stats import bootstrap
+
+    control = [r for r in control if r.shown]
+    treated = [r for r in treated if r.shown]
+    if len(control) < 2 or len(treated) < 2:
+        return None
+    accepted = np.array([r.accepted for r in (*control, *treated)], dtype=float)
+    shown = np.array([r.shown for r in (*control, *treated)], dtype=float)
+
+    def difference(a: np.ndarray, b: np.ndarray) -> float:
+        return accepted[b].sum() / shown[b].sum() - accepted[a].sum() / shown[a].sum()
+
+    first = np.arange(len(control))
+    second = np.arange(len(control), len(control) + len(treated))
+    result = bootstrap(
+        (first, second),
+        difference,
+        vectorized=False,
+        n_resamples=2000,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return (
+        difference(first, second),
+        float(result.confidence_interval.low),
+        float(result.confidence_interval.high),
+    )

@@ -1,0 +1,151 @@
+"""Micro-batching front of the engine: concurrent requests from many calls, one embedding pass.
+
+Callers (one per live call, from any thread) ``submit`` a context and get a Future. A worker
+thread takes the first waiting request, keeps collecting for at most ``max_wait_ms`` or until
+``max_batch`` requests are in, and serves them with one ``engine.suggest_batch``. Batching
+amortises onnxruntime's per-call overhead and runs the encoder on a wider matrix; the bounded
+wait caps the latency it adds. Several workers let one batch encode (onnxruntime releases the
+GIL) while another does its Python work.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Protocol
+
+from suggest.engine import validate
+from suggest.errors import SuggestError
+from suggest.types import SuggestContext, SuggestResult
+
+
+class BatchEngine(Protocol):
+    """What the batcher needs of an engine."""
+
+    def suggest_batch(
+        self, contexts: Sequence[SuggestContext], queue_ms: Sequence[float] | None = None
+    ) -> list[SuggestResult]:
+        """Serve many contexts at once."""
+        ...
+
+
+class BatcherClosedError(SuggestError):
+    """The batcher was closed; no more requests are accepted."""
+
+
+@dataclass
+class _Request:
+    context: SuggestContext
+    future: Future[SuggestResult]
+    arrived: float
+
+
+_STOP = object()
+
+
+class MicroBatcher:
+    """Bounded-wait request batching in front of a :class:`~suggest.engine.SuggestionEngine`."""
+
+    def __init__(
+        self,
+        engine: BatchEngine,
+        *,
+        max_batch: int = 16,
+        max_wait_ms: float = 4.0,
+        workers: int = 2,
+    ) -> None:
+        """Start ``workers`` threads serving ``engine``."""
+        self.engine = engine
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000.0
+        self._queue: queue.Queue[_Request | object] = queue.Queue()
+        self._closed = False
+        self._workers = [
+            threading.Thread(target=self._run, name=f"suggest-batcher-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    def submit(self, context: SuggestContext) -> Future[SuggestResult]:
+        """Queue a request; the Future holds its result (or its error, e.g. an invalid context)."""
+        future: Future[SuggestResult] = Future()
+        if self._closed:
+            future.set_exception(BatcherClosedError("the micro-batcher is closed"))
+            return future
+        try:
+            validate(context)  # a bad context fails alone, never its batch
+        except SuggestError as error:
+            future.set_exception(error)
+            return future
+        self._queue.put(_Request(context, future, time.perf_counter()))
+        return future
+
+    def suggest(self, context: SuggestContext, timeout: float | None = None) -> SuggestResult:
+        """Blocking convenience: submit and wait."""
+        return self.submit(context).result(timeout)
+
+    def close(self) -> None:
+        """Serve what is queued, then stop the workers."""
+        if self._closed:
+            return
+        self._closed = True
+        for _ in self._workers:
+            self._queue.put(_STOP)
+        for worker in self._workers:
+            worker.join()
+
+    def __enter__(self) -> MicroBatcher:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        while True:
+            batch, stop = self._collect()
+            if batch:
+                self._serve(batch)
+            if stop:
+                return
+
+    def _collect(self) -> tuple[list[_Request], bool]:
+        """The next batch: first request (blocking), then more until full or the wait ends."""
+        first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        assert isinstance(first, _Request)
+        batch = [first]
+        deadline = first.arrived + self.max_wait
+        while len(batch) < self.max_batch:
+            remaining = deadline - time.perf_counter()
+            try:
+                item = (
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
+            except queue.Empty:
+                break
+            if item is _STOP:
+                self._queue.put(_STOP)  # leave it for after this batch
+                break
+            assert isinstance(item, _Request)
+            batch.append(item)
+        return batch, False
+
+    def _serve(self, batch: list[_Request]) -> None:
+        started = time.perf_counter()
+        waits = [(started - r.arrived) * 1e3 for r in batch]
+        try:
+            results = self.engine.suggest_batch([r.context for r in batch], queue_ms=waits)
+        except Exception as error:  # noqa: BLE001 - delivered to every waiting caller, never lost
+            for request in batch:
+                request.future.set_exception(error)
+            return
+        for request, result in zip(batch, results, strict=True):
+            request.future.set_result(result)

@@ -1,0 +1,217 @@
+"""Unsupervised discovery of discrete moves: agent actions and customer intents.
+
+Both are spherical k-means over unit-length sentence embeddings. ``K`` is chosen from the data:
+the smallest ``K`` of a grid whose *coverage* (share of turns whose cosine to their own centroid
+is at least ``threshold``) reaches ``target_coverage`` — the "80/20 cover" of what is said. Each
+cluster is named by its top c-TF-IDF keywords and shown by its medoid and nearest examples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from suggest.errors import TrainingError
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What one cluster is, for people (names, keywords, examples) and for the record (size)."""
+
+    id: int
+    name: str
+    keywords: tuple[str, ...]
+    medoid: str
+    """The member text closest to the centroid."""
+    examples: tuple[str, ...]
+    size: int
+    share: float
+    """Share of the clustered turns assigned to this cluster."""
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """How to cluster one kind of turn."""
+
+    k_grid: tuple[int, ...] = (8, 12, 16, 24, 32, 48, 64)
+    """Candidate sizes, smallest first; the first reaching ``target_coverage`` wins."""
+    threshold: float = 0.5
+    """Cosine to the own centroid at or above which a turn counts as covered."""
+    target_coverage: float = 0.8
+    selection_sample: int = 3000
+    """K is chosen on at most this many turns (the final fit uses all): keeps training fast."""
+    keywords: int = 4
+    examples: int = 5
+    seed: int = 0
+
+
+@dataclass
+class ClusterSet:
+    """Fitted clusters: unit centroids plus their descriptions and how K was chosen."""
+
+    centroids: np.ndarray
+    infos: list[ClusterInfo]
+    threshold: float
+    coverage: float
+    coverage_by_k: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def k(self) -> int:
+        """Number of clusters."""
+        return len(self.infos)
+
+    def assign(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(nearest cluster id, cosine to it) per row of unit-length ``embeddings``."""
+        sims = embeddings @ self.centroids.T
+        labels = sims.argmax(axis=1)
+        return labels, sims[np.arange(len(labels)), labels]
+
+
+def discover(embeddings: np.ndarray, texts: Sequence[str], options: ClusterOptions) -> ClusterSet:
+    """Cluster the turns, choosing K by coverage (see module docstring).
+
+    Raises:
+        TrainingError: fewer turns than the smallest K.
+    """
+    if len(texts) < max(2, options.k_grid[0]):
+        raise TrainingError(
+            f"{len(texts)} turns cannot form {options.k_grid[0]} clusters", hint="add conversations"
+        )
+    rng = np.random.default_rng(options.seed)
+    sample = rng.choice(len(texts), size=min(len(texts), options.selection_sample), replace=False)
+    coverage_by_k: dict[int, float] = {}
+    chosen = options.k_grid[-1]
+    for k in options.k_grid:
+        if k >= len(sample):
+            break
+        centroids = _spherical_kmeans(embeddings[sample], k, options.seed, n_init=1)
+        sims = (embeddings[sample] @ centroids.T).max(axis=1)
+        coverage_by_k[k] = float((sims >= options.threshold).mean())
+        if coverage_by_k[k] >= options.target_coverage:
+            chosen = k
+            break
+    else:
+        chosen = max(coverage_by_k) if coverage_by_k else options.k_grid[0]
+    centroids = _spherical_kmeans(embeddings, min(chosen, len(texts) - 1), options.seed)
+    labels, sims = ClusterSet(centroids, [], options.threshold, 0.0).assign(embeddings)
+    infos = describe(centroids, labels, sims, embeddings, texts, options)
+    return ClusterSet(
+        centroids=centroids,
+        infos=infos,
+        threshold=options.threshold,
+        coverage=float((sims >= options.threshold).mean()),
+        coverage_by_k=coverage_by_k,
+    )
+
+
+def describe(
+    centroids: np.ndarray,
+    labels: np.ndarray,
+    sims: np.ndarray,
+    embeddings: np.ndarray,
+    texts: Sequence[str],
+    options: ClusterOptions,
+) -> list[ClusterInfo]:
+    """Names (top keywords), medoids and examples of fitted clusters."""
+    keywords = _ctfidf_keywords(texts, labels, len(centroids), options.keywords)
+    infos: list[ClusterInfo] = []
+    used: set[str] = set()
+    for cluster in range(len(centroids)):
+        members = np.flatnonzero(labels == cluster)
+        ranked = members[np.argsort(-sims[members])] if len(members) else members
+        examples = tuple(dict.fromkeys(texts[i] for i in ranked[: options.examples * 3]))[
+            : options.examples
+        ]
+        words = keywords[cluster] or ("misc",)
+        name = "_".join(w.replace(" ", "-") for w in words[:3])
+        if name in used:
+            name = f"{name}_{cluster}"
+        used.add(name)
+        infos.append(
+            ClusterInfo(
+                id=cluster,
+                name=name,
+                keywords=words,
+                medoid=examples[0] if examples else "",
+                examples=examples,
+                size=int(len(members)),
+                share=float(len(members) / max(1, len(labels))),
+            )
+        )
+    return infos
+
+
+def _spherical_kmeans(embeddings: np.ndarray, k: int, seed: int, n_init: int = 2) -> np.ndarray:
+    """k-means on unit vectors, centroids re-normalised: cosine k-means, sklearn's solver."""
+    from sklearn.cluster import KMeans
+
+    model = KMeans(n_clusters=k, n_init=n_init, random_state=seed, max_iter=100).fit(embeddings)
+    centroids = model.cluster_centers_.astype(np.float32)
+    return centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-9)
+
+
+def _stop_words() -> list[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    # Contraction tails ("I've" -> "ve") and chat fillers would otherwise name clusters.
+    return sorted(
+        ENGLISH_STOP_WORDS
+        | {
+            "ve",
+            "ll",
+            "re",
+            "don",
+            "didn",
+            "doesn",
+            "isn",
+            "wasn",
+            "haven",
+            "im",
+            "ok",
+            "okay",
+            "oh",
+            "yeah",
+            "just",
+            "really",
+        }
+    )
+
+
+def _ctfidf_keywords(
+    texts: Sequence[str], labels: np.ndarray, k: int, top: int
+) -> list[tuple[str, ...]]:
+    """Class-based TF-IDF (BERTopic's c-TF-IDF): each cluster's text as one document."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    documents = [" ".join(texts[i] for i in np.flatnonzero(labels == c).tolist()) for c in range(k)]
+    try:
+        counts = CountVectorizer(
+            stop_words=_stop_words(),
+            token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b",
+            ngram_range=(1, 2),
+            max_features=30000,
+        ).fit(documents)
+    except ValueError:  # every word is a stop word
+        return [() for _ in range(k)]
+    matrix = counts.transform(documents).astype(np.float64).toarray()
+    frequency = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1.0)
+    idf = np.log(1.0 + matrix.sum(axis=1).mean() / np.maximum(matrix.sum(axis=0), 1.0))
+    scores = frequency * idf
+    vocabulary = counts.get_feature_names_out()
+    return [_distinct_terms(vocabulary, row, top) for row in scores]
+
+
+def _distinct_terms(vocabulary: np.ndarray, scores: np.ndarray, top: int) -> tuple[str, ...]:
+    """Best-scoring terms sharing no word with a better one ("donate", then not "like donate")."""
+    chosen: list[str] = []
+    words: set[str] = set()
+    for j in np.argsort(-scores)[: top * 10]:
+        if scores[j] <= 0 or len(chosen) == top:
+            break
+        term_words = set(str(vocabulary[j]).split())
+        if not term_words & words:
+            chosen.append(str(vocabulary[j]))
+            words |= term_words
+    return tuple(chosen)

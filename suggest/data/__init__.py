@@ -1,0 +1,1 @@
+"""Conversation data: the versioned JSONL format, dataset importers and the fixed held-out split."""

@@ -1,0 +1,259 @@
+"""Importers of the public dialogue sets into conversation JSONL v1.
+
+Who is the agent and what counts as success, per set (documented in docs/suggestion-model.md):
+
+- PersuasionForGood: the persuader is the agent; success = the persuadee's actual donation
+  (``B6``) is above 0; ``value`` = donation clipped to the task's $0-2 range (outliers reach 700).
+- CaSiNo: the participant who sends the first message is the agent (the opener, as in a call);
+  success = a deal was accepted (no walk-away) and the agent scored at least as many points as
+  the partner; ``value`` = the agent's points.
+- Deal or No Deal: each dialogue is stored twice, once per side; the side that speaks first is
+  the agent and the other copy is skipped. Success = agreement and the agent's reward is at least
+  the partner's; ``value`` = the agent's reward (0 without agreement). CC BY-NC 4.0: evaluation
+  only, marked ``meta.license`` so training refuses it unless told it is internal.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from suggest.data.format import ImportReport, RowIssue
+from suggest.errors import DataFormatError
+from suggest.types import Conversation, Outcome, Role, Turn
+
+NONCOMMERCIAL_LICENSE = "CC-BY-NC-4.0"
+PFG_VALUE_RANGE = (0.0, 2.0)
+CASINO_DEAL_MESSAGES = frozenset({"Submit-Deal", "Accept-Deal", "Reject-Deal", "Walk-Away"})
+
+
+def import_persuasionforgood(src: Path, tenant: str = "persuasionforgood") -> ImportReport:
+    """Read ``full_dialog.csv`` and ``full_info.csv`` of PersuasionForGood."""
+    dialog_csv, info_csv = _need(src, "full_dialog.csv"), _need(src, "full_info.csv")
+    report = ImportReport()
+    info = _pfg_info(info_csv, report)
+    rows: dict[str, list[tuple[int, int, int, str]]] = defaultdict(list)
+    first_line: dict[str, int] = {}
+    with dialog_csv.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        for row in reader:
+            line = reader.line_num
+            try:
+                dialogue, turn, role, text = (
+                    row["B2"],
+                    int(row["Turn"]),
+                    int(row["B4"]),
+                    row["Unit"],
+                )
+                if role not in (0, 1) or not dialogue or text is None:
+                    raise ValueError(f"role B4={row['B4']!r} must be 0 or 1 and B2, Unit present")
+            except (KeyError, TypeError, ValueError) as error:
+                report.issues.append(
+                    RowIssue(f"{dialog_csv.name} line {line}", f"bad row ({error})")
+                )
+                continue
+            if not text.strip():
+                report.issues.append(RowIssue(f"{dialog_csv.name} line {line}", "empty utterance"))
+                continue
+            first_line.setdefault(dialogue, line)
+            rows[dialogue].append((turn, role, line, text.strip()))
+    for dialogue, utterances in rows.items():
+        if dialogue not in info or info[dialogue][1] is None:
+            where = f"{dialog_csv.name} line {first_line[dialogue]}"
+            report.issues.append(
+                RowIssue(where, f"dialogue {dialogue} has no persuadee donation in {info_csv.name}")
+            )
+            continue
+        persuader, donation = info[dialogue]
+        assert donation is not None  # checked above
+        utterances.sort(key=lambda u: (u[0], u[1], u[2]))  # turn, then persuader (0) first
+        low, high = PFG_VALUE_RANGE
+        report.conversations.append(
+            Conversation(
+                id=dialogue,
+                tenant=tenant,
+                agent_id=persuader,
+                outcome=Outcome(success=donation > 0, value=min(max(donation, low), high)),
+                turns=tuple(
+                    Turn(role="agent" if r == 0 else "customer", text=t)
+                    for _, r, _, t in utterances
+                ),
+                meta={"source": "persuasionforgood", "license": "Apache-2.0"},
+            )
+        )
+    return report
+
+
+def _pfg_info(info_csv: Path, report: ImportReport) -> dict[str, tuple[str | None, float | None]]:
+    """dialogue id -> (persuader user id, persuadee donation)."""
+    info: dict[str, tuple[str | None, float | None]] = {}
+    with info_csv.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        for row in reader:
+            try:
+                dialogue, role = row["B2"], int(row["B4"])
+                persuader, donation = info.get(dialogue, (None, None))
+                if role == 0:
+                    persuader = row["B3"] or None
+                elif role == 1:
+                    donation = float(row["B6"])
+                else:
+                    raise ValueError(f"role B4={role} must be 0 or 1")
+            except (KeyError, TypeError, ValueError) as error:
+                report.issues.append(
+                    RowIssue(f"{info_csv.name} line {reader.line_num}", f"bad row ({error})")
+                )
+                continue
+            info[dialogue] = (persuader, donation)
+    return info
+
+
+def import_casino(src: Path, tenant: str = "casino") -> ImportReport:
+    """Read every ``casino*.json`` in ``src`` (the train and valid splits)."""
+    files = sorted(src.glob("casino*.json"))
+    if not files:
+        raise DataFormatError(
+            f"no casino*.json in {src}", hint="point at shared/data/dialogues/casino"
+        )
+    report = ImportReport()
+    for path in files:
+        for index, item in enumerate(_json_list(path)):
+            where = f"{path.name} item {index + 1}"
+            try:
+                report.conversations.append(_casino_conversation(item, tenant))
+            except (KeyError, TypeError, ValueError, IndexError) as error:
+                report.issues.append(RowIssue(where, f"bad dialogue ({error!r})"))
+    return report
+
+
+def _casino_conversation(item: dict[str, Any], tenant: str) -> Conversation:
+    logs = item["chat_logs"]
+    opener = logs[0]["id"]
+    partner = next(p for p in item["participant_info"] if p != opener)
+    turns = tuple(
+        Turn(role="agent" if log["id"] == opener else "customer", text=log["text"].strip())
+        for log in logs
+        if log["text"] not in CASINO_DEAL_MESSAGES and log["text"].strip()
+    )
+    if not turns:
+        raise ValueError("no chat messages")
+    deal = any(log["text"] == "Accept-Deal" for log in logs)
+    points = int(item["participant_info"][opener]["outcomes"]["points_scored"])
+    partner_points = int(item["participant_info"][partner]["outcomes"]["points_scored"])
+    return Conversation(
+        id=f"casino-{item['dialogue_id']}",
+        tenant=tenant,
+        agent_id=None,  # CaSiNo does not identify workers across dialogues
+        outcome=Outcome(success=deal and points >= partner_points, value=float(points)),
+        turns=turns,
+        meta={"source": "casino", "license": "CC-BY-4.0"},
+    )
+
+
+_DOND_LINE = re.compile(
+    r"^(?P<mine>(?:\d+ ){6})(?P<dialogue>.*?)<selection>(?P<selection>.*?)<eos>\s*"
+    r"reward=(?P<reward>\d+|no agreement|disconnect)\s*(?P<agree>agree|disagree)?\s*"
+    r"(?P<partner>(?:\d+\s*){6})$"
+)
+_DOND_UTTERANCE = re.compile(r"(YOU|THEM):\s*(.*?)\s*<eos>")
+
+
+def import_dealornodeal(src: Path, tenant: str = "dealornodeal") -> ImportReport:
+    """Read ``data.txt`` of Deal or No Deal (one line per dialogue per side)."""
+    path = _need(src, "data.txt")
+    report = ImportReport()
+    seen: set[str] = set()
+    other_side = duplicates = 0
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                conversation = _dond_conversation(line.strip(), tenant)
+            except ValueError as error:
+                report.issues.append(RowIssue(f"{path.name} line {number}", str(error)))
+                continue
+            if conversation is None:
+                other_side += 1
+            elif conversation.id in seen:
+                duplicates += 1
+            else:
+                seen.add(conversation.id)
+                report.conversations.append(conversation)
+    report.notes.append(
+        f"{other_side} lines skipped: the same dialogue seen from the partner's side"
+    )
+    report.notes.append(f"{duplicates} duplicate dialogues skipped")
+    report.notes.append(
+        "license CC BY-NC 4.0: internal evaluation only, never ship a model trained on it"
+    )
+    return report
+
+
+def _dond_conversation(line: str, tenant: str) -> Conversation | None:
+    """The conversation of one line, or None when the line is the partner's copy."""
+    match = _DOND_LINE.match(line)
+    if match is None:
+        raise ValueError(
+            "not '<6 ints> YOU:/THEM: ... <selection> ... reward=R agree|disagree <6 ints>'"
+        )
+    utterances = _DOND_UTTERANCE.findall(match["dialogue"])
+    if not utterances:
+        raise ValueError("no YOU:/THEM: utterances before <selection>")
+    if utterances[0][0] != "YOU":
+        return None
+    mine = [int(x) for x in match["mine"].split()]
+    partner_values = [int(x) for x in match["partner"].split()][1::2]
+    agreed = match["reward"].isdigit() and match["agree"] == "agree"
+    reward = int(match["reward"]) if agreed else 0
+    partner_reward = (
+        _dond_partner_reward(mine[0::2], partner_values, match["selection"]) if agreed else 0
+    )
+    turns = tuple(Turn(role=_dond_role(who), text=text) for who, text in utterances if text)
+    canonical = "\n".join(f"{t.role}:{t.text}" for t in turns) + match["mine"] + match["partner"]
+    return Conversation(
+        id="dond-" + hashlib.sha1(canonical.encode()).hexdigest()[:16],
+        tenant=tenant,
+        agent_id=None,
+        outcome=Outcome(success=agreed and reward >= partner_reward, value=float(reward)),
+        turns=turns,
+        meta={"source": "dealornodeal", "license": NONCOMMERCIAL_LICENSE},
+    )
+
+
+def _dond_role(who: str) -> Role:
+    return "agent" if who == "YOU" else "customer"
+
+
+def _dond_partner_reward(counts: list[int], partner_values: list[int], selection: str) -> int:
+    """The partner gets what the agent did not select: sum((count - mine) * partner value)."""
+    taken = [int(x.split("=")[1]) for x in selection.split()]
+    if len(taken) != len(counts):
+        raise ValueError(f"selection {selection.strip()!r} does not list {len(counts)} items")
+    return sum((c - t) * v for c, t, v in zip(counts, taken, partner_values, strict=True))
+
+
+def _need(src: Path, name: str) -> Path:
+    path = src / name
+    if not path.is_file():
+        raise DataFormatError(f"{path} not found", hint=f"SRC_DIR must contain {name}")
+    return path
+
+
+def _json_list(path: Path) -> list[Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataFormatError(
+            f"{path} is not JSON ({error})", hint="expected a JSON list of dialogues"
+        ) from error
+    if not isinstance(data, list):
+        raise DataFormatError(
+            f"{path} holds a {type(data).__name__}", hint="expected a JSON list of dialogues"
+        )
+    return data

@@ -1,0 +1,195 @@
+"""Import ``voice transcribe`` output plus a CRM outcomes CSV into conversation JSONL v1.
+
+The transcript JSON is a documented file contract (schema 1.x, docs/transcript-schema.md); it is
+parsed here without importing ``voice``. Used fields: ``call_id``, ``segments[]`` (``start``,
+``end``, ``role``, ``text``, ``id``) and ``entities[]`` (``segment``, char offsets).
+
+Outcomes CSV (what a CRM export gives), header required::
+
+    call_id,success,value,agent_id,tenant
+    call-001,true,129.90,agent-7,acme
+
+``success`` accepts true/false, 1/0, yes/no, won/lost; ``value``, ``agent_id`` and ``tenant`` may
+be empty or absent. Consecutive segments of one role become one turn; ``unknown`` segments are
+dropped (counted in the notes).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from suggest.data.format import ImportReport, RowIssue
+from suggest.errors import DataFormatError
+from suggest.types import Conversation, Outcome, Turn
+
+TRUE_WORDS = frozenset({"true", "1", "yes", "y", "won", "success"})
+FALSE_WORDS = frozenset({"false", "0", "no", "n", "lost", "failure"})
+TRANSCRIPT_MAJOR = "1"
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    """One row of the outcomes CSV."""
+
+    outcome: Outcome
+    agent_id: str | None
+    tenant: str | None
+
+
+def read_outcomes(path: Path, report: ImportReport) -> dict[str, CallOutcome]:
+    """call id -> outcome; bad rows go to ``report.issues`` with their line number."""
+    if not path.is_file():
+        raise DataFormatError(
+            f"{path} not found", hint="--outcomes takes a CSV: call_id,success,value,agent_id"
+        )
+    outcomes: dict[str, CallOutcome] = {}
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"call_id", "success"} <= set(reader.fieldnames):
+            raise DataFormatError(
+                f"{path} has no call_id,success header",
+                hint="first line: call_id,success,value,agent_id",
+            )
+        for row in reader:
+            try:
+                call_id, outcome = _outcome_row(row)
+            except ValueError as error:
+                report.issues.append(RowIssue(f"{path.name} line {reader.line_num}", str(error)))
+                continue
+            outcomes[call_id] = CallOutcome(
+                outcome,
+                (row.get("agent_id") or "").strip() or None,
+                (row.get("tenant") or "").strip() or None,
+            )
+    return outcomes
+
+
+def _outcome_row(row: dict[str, str | None]) -> tuple[str, Outcome]:
+    call_id = (row.get("call_id") or "").strip()
+    if not call_id:
+        raise ValueError("empty call_id")
+    word = (row.get("success") or "").strip().lower()
+    if word not in TRUE_WORDS | FALSE_WORDS:
+        raise ValueError(f"success {word!r} is not true/false, 1/0, yes/no or won/lost")
+    raw_value = (row.get("value") or "").strip()
+    value = None
+    if raw_value:
+        value = float(raw_value)  # ValueError names the bad text
+        if not math.isfinite(value):
+            raise ValueError(f"value {raw_value!r} is not a finite number")
+    return call_id, Outcome(success=word in TRUE_WORDS, value=value)
+
+
+def import_transcripts(src: Path, outcomes_csv: Path, tenant: str = "default") -> ImportReport:
+    """Every ``*.json`` transcript under ``src`` joined with its outcome by call id."""
+    if not src.is_dir():
+        raise DataFormatError(
+            f"{src} is not a directory", hint="pass the --out folder of `voice transcribe`"
+        )
+    report = ImportReport()
+    outcomes = read_outcomes(outcomes_csv, report)
+    dropped_unknown = 0
+    for path in sorted(src.rglob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or "segments" not in data:
+                continue  # not a transcript (e.g. a summary file next to them)
+            call_id = str(data.get("call_id") or path.stem)
+            if call_id not in outcomes:
+                raise ValueError(f"call {call_id!r} has no row in {outcomes_csv.name}")
+            turns, unknown = transcript_turns(data)
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+            report.issues.append(RowIssue(path.name, str(error)))
+            continue
+        dropped_unknown += unknown
+        row = outcomes[call_id]
+        report.conversations.append(
+            Conversation(
+                id=call_id,
+                tenant=row.tenant or tenant,
+                agent_id=row.agent_id,
+                outcome=row.outcome,
+                turns=turns,
+                meta={"source": f"transcript:{path.name}"},
+            )
+        )
+    report.notes.append(f"{dropped_unknown} segments with role 'unknown' dropped")
+    return report
+
+
+def transcript_turns(data: dict[str, Any]) -> tuple[tuple[Turn, ...], int]:
+    """Turns of one transcript (same-role segments merged) and the count of unknown segments.
+
+    Raises:
+        ValueError: unsupported schema version, or no agent/customer segments at all.
+    """
+    version = str(data.get("schema_version", "1.0"))
+    if version.split(".")[0] != TRANSCRIPT_MAJOR:
+        raise ValueError(f"transcript schema_version {version!r} is not 1.x")
+    entities = _entities_by_segment(data.get("entities") or [])
+    segments = sorted(data["segments"], key=lambda s: (float(s["start"]), float(s["end"])))
+    merged: list[dict[str, Any]] = []
+    unknown = 0
+    for segment in segments:
+        role, text = segment.get("role"), str(segment.get("text", "")).strip()
+        if role not in ("agent", "customer"):
+            unknown += 1
+            continue
+        if not text:
+            continue
+        found = entities.get(segment.get("id"), [])
+        if merged and merged[-1]["role"] == role:
+            last = merged[-1]
+            shift = len(last["text"]) + 1
+            last["entities"].extend(
+                (lbl, txt, s + shift, e + shift, val) for lbl, txt, s, e, val in found
+            )
+            last["text"] += " " + text
+            last["end"] = float(segment["end"])
+        else:
+            merged.append(
+                {
+                    "role": role,
+                    "text": text,
+                    "start": float(segment["start"]),
+                    "end": float(segment["end"]),
+                    "entities": list(found),
+                }
+            )
+    if not merged:
+        raise ValueError(
+            "no agent or customer segments (roles are all unknown or the text is empty)"
+        )
+    return tuple(_turn(m) for m in merged), unknown
+
+
+def _entities_by_segment(
+    items: list[dict[str, Any]],
+) -> dict[Any, list[tuple[str, str, int, int, str]]]:
+    by_segment: dict[Any, list[tuple[str, str, int, int, str]]] = {}
+    for e in items:
+        value = e.get("value") or e["text"]
+        by_segment.setdefault(e["segment"], []).append(
+            (str(e["label"]), str(e["text"]), int(e["start_char"]), int(e["end_char"]), str(value))
+        )
+    return by_segment
+
+
+def _turn(merged: dict[str, Any]) -> Turn:
+    entities = None
+    if merged["entities"]:
+        from suggest.nlu.types import Entity  # lazy: the nlu package loads spaCy on import
+
+        entities = tuple(Entity(*e) for e in merged["entities"])
+    return Turn(
+        role=merged["role"],
+        text=merged["text"],
+        start=merged["start"],
+        end=merged["end"],
+        entities=entities,
+    )

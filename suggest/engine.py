@@ -1,0 +1,336 @@
+"""The serving engine: load a model once per process, suggest per finished turn.
+
+``SuggestionEngine.load(dir)`` reads the model and its ONNX encoder; ``suggest(context)``
+returns the top-k next agent lines with action, score, why, model version and a latency
+breakdown. Per call, a fixed-size :class:`~suggest.state.CallState` is kept (LRU-bounded), so a
+warm call embeds only its newest turn and a turn-100 suggestion costs what a turn-5 one does.
+``suggest_batch`` serves many calls with one embedding pass (see ``suggest.batching``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from suggest.encoder.onnx_encoder import OnnxSentenceEncoder
+from suggest.errors import ModelFormatError, SuggestError
+from suggest.model import SuggestionModel, load_model
+from suggest.realise import Realisation
+from suggest.state import CallState
+
+if TYPE_CHECKING:
+    from suggest.nlu.entities import EntityExtractor
+
+from suggest.types import (
+    ROLES,
+    IntentPrediction,
+    LatencyBreakdown,
+    SuggestContext,
+    Suggestion,
+    SuggestResult,
+    Turn,
+)
+
+
+class InvalidContextError(SuggestError):
+    """A context the engine cannot use (unknown role, non-text turn)."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Serving options (not part of the model)."""
+
+    k: int = 3
+    """Suggestions per request unless the context asks otherwise."""
+    encoder_parallel: int = 2
+    """Texts of one batch embedded at once (threads, one core each): the 2-core target."""
+    max_calls: int = 10_000
+    """Call states kept (least recently used are dropped; a dropped call is rebuilt cold)."""
+    extract_entities: bool = False
+    """Run the entity extractor on turns that arrive without entities (costs ms per turn)."""
+
+
+@dataclass
+class _Pending:
+    """One context in a batch: its state and the turns still to consume."""
+
+    context: SuggestContext
+    state: CallState
+    new_turns: Sequence[Turn]
+    lock: threading.Lock
+
+
+class SuggestionEngine:
+    """Suggestions from one trained model; thread-safe; share one per process."""
+
+    def __init__(
+        self, model: SuggestionModel, encoder: OnnxSentenceEncoder, config: EngineConfig
+    ) -> None:
+        """Prefer :meth:`load`."""
+        self.model = model
+        self.encoder = encoder
+        self.config = config
+        self._calls: OrderedDict[str, tuple[CallState, threading.Lock]] = OrderedDict()
+        self._calls_lock = threading.Lock()
+        self._extractor: EntityExtractor | None = None
+
+    @classmethod
+    def load(cls, directory: str | Path, config: EngineConfig | None = None) -> SuggestionEngine:
+        """Load a model directory (``models/<tenant>/<version>``); blocking, once per process."""
+        config = config or EngineConfig()
+        path = Path(directory)
+        model = load_model(path)
+        encoder = OnnxSentenceEncoder(path / "encoder", parallel=config.encoder_parallel)
+        digest = hashlib.sha256((path / "encoder" / "model.onnx").read_bytes()).hexdigest()
+        if digest != model.encoder.sha256:  # the export is deterministic: any change is a new space
+            raise ModelFormatError(
+                f"{path / 'encoder'} is not the encoder this model was trained with",
+                hint="restore the model's encoder/ folder or retrain the model",
+            )
+        return cls(model, encoder, config)
+
+    @property
+    def model_version(self) -> str:
+        """``<tenant>/<version>`` of the loaded model."""
+        return self.model.version
+
+    def suggest(self, context: SuggestContext) -> SuggestResult:
+        """Top-k suggestions for the next agent turn of ``context``'s call."""
+        return self.suggest_batch([context])[0]
+
+    def suggest_batch(
+        self, contexts: Sequence[SuggestContext], queue_ms: Sequence[float] | None = None
+    ) -> list[SuggestResult]:
+        """Suggestions for many calls with one embedding pass over all their new turns.
+
+        Raises:
+            InvalidContextError: a context has a turn with an unknown role or non-text.
+        """
+        for context in contexts:
+            validate(context)
+        results: list[SuggestResult | None] = [None] * len(contexts)
+        for wave in _waves(contexts):  # a call appearing twice is served in order
+            for index, result in zip(wave, self._serve([contexts[i] for i in wave]), strict=True):
+                results[index] = result
+        if queue_ms is not None:
+            results = [
+                replace(r, latency=replace(r.latency, queue_ms=q, total_ms=r.latency.total_ms + q))
+                for r, q in zip(results, queue_ms, strict=True)
+                if r is not None
+            ]
+        return [r for r in results if r is not None]
+
+    def classify_intents(self, texts: Sequence[str]) -> list[IntentPrediction]:
+        """Customer intent of each text (nearest intent centroid), without touching call state."""
+        sims = self.encoder.encode(texts) @ self.model.vocabulary.intent_centroids.T
+        found = []
+        for row in sims:
+            info = self.model.intents[int(row.argmax())]
+            found.append(IntentPrediction(info.id, info.name, float(row.max())))
+        return found
+
+    def end_call(self, call_id: str) -> None:
+        """Forget a call's state (call it when the call ends)."""
+        with self._calls_lock:
+            self._calls.pop(call_id, None)
+
+    def _serve(self, contexts: Sequence[SuggestContext]) -> list[SuggestResult]:
+        started = time.perf_counter()
+        pending: list[_Pending] = []
+        try:  # each call's lock is held until its answer is built from its state
+            for context in contexts:
+                pending.append(self._pending(context))
+            embeddings = self.encoder.encode([t.text for p in pending for t in p.new_turns])
+            encoded = time.perf_counter()
+            features = self._features(pending, embeddings)
+            stated = time.perf_counter()
+            intents = np.array([p.state.last_intent for p in pending])
+            probabilities = self.model.policy.probabilities(
+                features, self.model.feedback_bias[intents]
+            )
+            ranked = np.argsort(-probabilities, axis=1)
+            decided = time.perf_counter()
+            results = []
+            for i, p in enumerate(pending):
+                begin = time.perf_counter()
+                suggestions = self._realise(p, ranked[i], probabilities[i])
+                done = time.perf_counter()
+                latency = LatencyBreakdown(
+                    total_ms=(decided - started + done - begin) * 1e3,
+                    encode_ms=(encoded - started) * 1e3,
+                    state_ms=(stated - encoded) * 1e3,
+                    policy_ms=(decided - stated) * 1e3,
+                    realise_ms=(done - begin) * 1e3,
+                    batch_size=len(pending),
+                    turns_encoded=len(p.new_turns),
+                )
+                results.append(
+                    SuggestResult(
+                        call_id=p.context.call_id,
+                        turn_index=len(p.context.turns),
+                        suggestions=tuple(suggestions),
+                        intent=self._intent(p.state),
+                        model_version=self.model_version,
+                        tenant=p.context.tenant,
+                        latency=latency,
+                    )
+                )
+            return results
+        finally:
+            for p in pending:
+                p.lock.release()
+
+    def _features(self, pending: Sequence[_Pending], embeddings: np.ndarray) -> np.ndarray:
+        """Advance every call's state by its new turns; one state vector per call."""
+        vocabulary = self.model.vocabulary
+        features = np.zeros((len(pending), self.model.specs.n_features), np.float32)
+        row = 0
+        for i, p in enumerate(pending):
+            self._advance(p, embeddings[row : row + len(p.new_turns)])
+            row += len(p.new_turns)
+            p.state.features(vocabulary, vocabulary.style_of(p.context.agent_id), out=features[i])
+        return features
+
+    def _pending(self, context: SuggestContext) -> _Pending:
+        """The call's state (locked) and the turns it has not consumed yet."""
+        with self._calls_lock:
+            entry = self._calls.get(context.call_id)
+            if entry is None:
+                entry = (CallState(self.model.specs), threading.Lock())
+                self._calls[context.call_id] = entry
+                while len(self._calls) > self.config.max_calls:
+                    self._calls.popitem(last=False)
+            self._calls.move_to_end(context.call_id)
+        state, lock = entry
+        lock.acquire()
+        turns = context.turns
+        consumed = state.turns
+        if consumed > len(turns) or (
+            consumed and state.fingerprint != turn_fingerprint(turns[consumed - 1])
+        ):
+            state = CallState(self.model.specs)  # not an extension of what we saw: rebuild cold
+            with self._calls_lock:
+                self._calls[context.call_id] = (state, lock)
+            consumed = 0
+        return _Pending(context, state, turns[consumed:], lock)
+
+    def _advance(self, pending: _Pending, embeddings: np.ndarray) -> None:
+        entities = self._entities(pending.new_turns)
+        for turn, embedding, found in zip(pending.new_turns, embeddings, entities, strict=True):
+            pending.state.advance(turn.role, embedding, self.model.vocabulary, found)
+        if pending.new_turns:
+            pending.state.fingerprint = turn_fingerprint(pending.new_turns[-1])
+
+    def _entities(self, turns: Sequence[Turn]) -> list[list[tuple[str, str]]]:
+        missing = [i for i, t in enumerate(turns) if t.entities is None]
+        extracted: dict[int, list[tuple[str, str]]] = {}
+        if missing and self.config.extract_entities:
+            if self._extractor is None:
+                from suggest.nlu.entities import EntityExtractor
+
+                self._extractor = EntityExtractor.load()
+            found = self._extractor.extract_batch([turns[i].text for i in missing])
+            extracted = {
+                i: [(e.label, e.text) for e in f] for i, f in zip(missing, found, strict=True)
+            }
+        return [
+            [(e.label, e.text) for e in t.entities]
+            if t.entities is not None
+            else extracted.get(i, [])
+            for i, t in enumerate(turns)
+        ]
+
+    def _realise(
+        self, pending: _Pending, ranked: np.ndarray, probabilities: np.ndarray
+    ) -> list[Suggestion]:
+        state, context = pending.state, pending.context
+        chosen = propose(
+            self.model, state, ranked, agent_id=context.agent_id, k=context.k or self.config.k
+        )
+        intent_name = self.model.intents[state.last_intent].name if state.last_intent >= 0 else ""
+        suggestions = []
+        for rank, (action, realised) in enumerate(chosen):
+            info = self.model.actions[action]
+            suggestions.append(
+                Suggestion(
+                    id=suggestion_id(context.call_id, len(context.turns), self.model_version, rank),
+                    text=realised.text,
+                    action=info.name,
+                    action_id=action,
+                    score=float(probabilities[action]),
+                    why=self.model.why.explain(state.last_intent, action, intent_name, info.name),
+                    source=self.model.bank.exemplars[realised.exemplar].source,
+                )
+            )
+        return suggestions
+
+    def _intent(self, state: CallState) -> IntentPrediction | None:
+        if state.last_intent < 0:
+            return None
+        info = self.model.intents[state.last_intent]
+        return IntentPrediction(info.id, info.name, state.intent_confidence)
+
+
+def propose(
+    model: SuggestionModel, state: CallState, ranked: np.ndarray, *, agent_id: str | None, k: int
+) -> list[tuple[int, Realisation]]:
+    """The first ``k`` actions of ``ranked`` that have a usable wording here, with that wording."""
+    where = state.context_vector()
+    chosen: list[tuple[int, Realisation]] = []
+    for action in ranked:
+        if len(chosen) == k:
+            break
+        realised = model.bank.realise(
+            int(action), where, agent_id, state.entity_values, state.last_agent
+        )
+        if realised is not None:
+            chosen.append((int(action), realised))
+    return chosen
+
+
+def validate(context: SuggestContext) -> None:
+    """Reject contexts the engine cannot read, with a hint.
+
+    Raises:
+        InvalidContextError: a turn's role is not agent/customer or its text is not a string.
+    """
+    for index, turn in enumerate(context.turns):
+        if turn.role not in ROLES or not isinstance(turn.text, str):
+            raise InvalidContextError(
+                f"call {context.call_id!r} turn {index}: "
+                f"role {turn.role!r} / text {type(turn.text).__name__}",
+                hint="turns need role 'agent' or 'customer' and text as a string",
+            )
+
+
+def turn_fingerprint(turn: Turn) -> str:
+    """Digest of one turn: the state remembers the last consumed one to detect rewrites."""
+    return hashlib.blake2b(f"{turn.role}\x00{turn.text}".encode(), digest_size=8).hexdigest()
+
+
+def suggestion_id(call_id: str, turn_index: int, model_version: str, rank: int) -> str:
+    """Stable id of one suggestion (feedback refers to it)."""
+    return hashlib.blake2b(
+        f"{call_id}|{turn_index}|{model_version}|{rank}".encode(), digest_size=8
+    ).hexdigest()
+
+
+def _waves(contexts: Sequence[SuggestContext]) -> list[list[int]]:
+    """Index groups in which each call id appears at most once: its n-th request is in wave n."""
+    waves: list[list[int]] = []
+    occurrences: dict[str, int] = {}
+    for index, context in enumerate(contexts):
+        n = occurrences.get(context.call_id, 0)
+        occurrences[context.call_id] = n + 1
+        if n == len(waves):
+            waves.append([])
+        waves[n].append(index)
+    return waves

@@ -1,0 +1,271 @@
+"""Offline evaluation of a model on conversations (the body of ``voice evaluate``).
+
+Every conversation is replayed turn by turn through the serving code (``CallState``, the policy,
+``propose``); at each agent turn the model's view is compared with what the agent did:
+
+- **next-action accuracy** (top-1/top-3) of the outcome-aware policy, behaviour cloning and the
+  majority baseline, against the model's own action for the actual turn; reported on all turns
+  and on turns of successful conversations (what the best agents did);
+- **outcome discrimination**: per conversation, the mean log-likelihood ratio of the agent's
+  actual actions under the outcome-aware policy vs behaviour cloning; ROC AUC for won vs lost
+  with a 95 % bootstrap interval over conversations;
+- **relevance**: cosine between the top-1 suggestion and the actual agent turn, against a fixed
+  baseline that always suggests the training data's most common agent reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from suggest.engine import propose
+from suggest.model import SuggestionModel
+from suggest.state import CallState
+from suggest.types import Conversation
+
+EmbedTexts = Callable[[Sequence[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    """The model's view at one agent turn of one conversation."""
+
+    conversation: str
+    turn: int
+    success: bool
+    actual_text: str
+    action: int
+    """The model's action for the actual turn (nearest centroid)."""
+    rank_policy: int
+    """0-based rank of ``action`` under the outcome-aware policy."""
+    rank_bc: int
+    rank_majority: int
+    logp_policy: float
+    logp_bc: float
+    suggestions: tuple[str, ...]
+    suggestion_actions: tuple[int, ...]
+    relevance: float
+    """Cosine of the top-1 suggestion with the actual turn (0 when nothing was suggested)."""
+    relevance_best: float
+    """Best cosine among the top-k suggestions."""
+    relevance_bc: float
+    """Cosine of behaviour cloning's top-1, realised the same way (isolates the policy)."""
+    relevance_baseline: float
+    """Cosine of the fixed most-common reply with the actual turn."""
+
+
+@dataclass
+class EvaluationReport:
+    """Per-turn records and their summary."""
+
+    turns: list[TurnRecord]
+    conversations: int
+    won: int
+    model_version: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """Headline numbers (computed once)."""
+        if not self.metrics:
+            self.metrics = summarise(self.turns)
+        return self.metrics
+
+    def turn_dicts(self) -> list[dict[str, Any]]:
+        """JSON-ready per-turn records."""
+        return [asdict(t) for t in self.turns]
+
+
+def evaluate_model(
+    model: SuggestionModel,
+    conversations: Sequence[Conversation],
+    *,
+    embed_texts: EmbedTexts | None,
+    encoder_dir: Path | None = None,
+    known: dict[str, np.ndarray] | None = None,
+    k: int = 3,
+) -> EvaluationReport:
+    """Replay ``conversations`` through ``model`` (see module docstring).
+
+    Embeddings come from ``known`` where present, else from ``embed_texts`` (or a fresh encoder
+    over ``encoder_dir``), so evaluation right after training re-encodes nothing.
+    """
+    baseline = model.manifest.get("baselines", {}).get("most_common_reply", "")
+    vectors = _embeddings(
+        [t.text for c in conversations for t in c.turns] + [baseline],
+        embed_texts,
+        encoder_dir,
+        known,
+    )
+    records: list[TurnRecord] = []
+    for conversation in conversations:
+        records.extend(_replay(model, conversation, vectors, vectors[baseline], k))
+    return EvaluationReport(
+        records, len(conversations), sum(c.outcome.success for c in conversations), model.version
+    )
+
+
+def _embeddings(
+    texts: list[str],
+    embed_texts: EmbedTexts | None,
+    encoder_dir: Path | None,
+    known: dict[str, np.ndarray] | None,
+) -> dict[str, np.ndarray]:
+    vectors = dict(known or {})
+    missing = list(dict.fromkeys(t for t in texts if t not in vectors))
+    if missing:
+        if embed_texts is None:
+            from suggest.encoder.onnx_encoder import OnnxSentenceEncoder
+
+            if encoder_dir is None:
+                raise ValueError(
+                    "evaluate_model needs embed_texts or encoder_dir for texts it does not know"
+                )
+            embed_texts = OnnxSentenceEncoder(encoder_dir, parallel=2).encode
+        vectors.update(zip(missing, embed_texts(missing), strict=True))
+    return vectors
+
+
+def _replay(
+    model: SuggestionModel,
+    conversation: Conversation,
+    vectors: dict[str, np.ndarray],
+    baseline: np.ndarray,
+    k: int,
+) -> list[TurnRecord]:
+    vocabulary = model.vocabulary
+    style = vocabulary.style_of(conversation.agent_id)
+    state = CallState(model.specs)
+    records = []
+    for index, turn in enumerate(conversation.turns):
+        actual = vectors[turn.text]
+        if turn.role == "agent":
+            features = state.features(vocabulary, style)[None, :]
+            intent = state.last_intent if state.last_intent >= 0 else model.specs.n_intents
+            policy = model.policy.probabilities(features, model.feedback_bias[intent][None, :])[0]
+            bc = model.behaviour_cloning.probabilities(features)[0]
+            action = int((vocabulary.action_centroids @ actual).argmax())
+            chosen = propose(model, state, np.argsort(-policy), agent_id=conversation.agent_id, k=k)
+            bc_top = propose(model, state, np.argsort(-bc), agent_id=conversation.agent_id, k=1)
+            cosines = [float(model.bank.texts[r.exemplar] @ actual) for _, r in chosen]
+            records.append(
+                TurnRecord(
+                    conversation=conversation.id,
+                    turn=index,
+                    success=conversation.outcome.success,
+                    actual_text=turn.text,
+                    action=action,
+                    rank_policy=_rank(policy, action),
+                    rank_bc=_rank(bc, action),
+                    rank_majority=_rank(model.majority, action),
+                    logp_policy=float(np.log(policy[action] + 1e-12)),
+                    logp_bc=float(np.log(bc[action] + 1e-12)),
+                    suggestions=tuple(r.text for _, r in chosen),
+                    suggestion_actions=tuple(a for a, _ in chosen),
+                    relevance=cosines[0] if cosines else 0.0,
+                    relevance_best=max(cosines, default=0.0),
+                    relevance_bc=float(model.bank.texts[bc_top[0][1].exemplar] @ actual)
+                    if bc_top
+                    else 0.0,
+                    relevance_baseline=float(baseline @ actual),
+                )
+            )
+        entities = [(e.label, e.text) for e in turn.entities] if turn.entities is not None else []
+        state.advance(turn.role, actual, vocabulary, entities)
+    return records
+
+
+def _rank(probabilities: np.ndarray, action: int) -> int:
+    """How many actions score strictly higher (ties count in favour of the actual action)."""
+    return int((probabilities > probabilities[action]).sum())
+
+
+def summarise(turns: Sequence[TurnRecord], *, seed: int = 0) -> dict[str, Any]:
+    """Accuracy, discrimination and relevance numbers of per-turn records."""
+    if not turns:
+        return {"agent_turns": 0}
+    won = np.array([t.success for t in turns])
+    out: dict[str, Any] = {"agent_turns": len(turns), "agent_turns_successful": int(won.sum())}
+    for method in ("policy", "bc", "majority"):
+        ranks = np.array([getattr(t, f"rank_{method}") for t in turns])
+        out[f"top1_{method}"] = float((ranks < 1).mean())
+        out[f"top3_{method}"] = float((ranks < 3).mean())
+        out[f"top3_{method}_successful"] = (
+            float((ranks[won] < 3).mean()) if won.any() else float("nan")
+        )
+    out["top3_policy_vs_bc_successful_p"] = _mcnemar([t for t in turns if t.success])
+    out.update(_discrimination(turns, seed))
+    for name in ("relevance", "relevance_best", "relevance_bc", "relevance_baseline"):
+        values = np.array([getattr(t, name) for t in turns])
+        out[name] = float(values.mean())
+    out["relevance_minus_baseline_ci95"] = _mean_ci(
+        np.array([t.relevance - t.relevance_baseline for t in turns]), seed
+    )
+    return out
+
+
+def _mcnemar(turns: Sequence[TurnRecord]) -> float:
+    """Exact McNemar p-value: does the policy's top-3 hit differ from behaviour cloning's?"""
+    from scipy.stats import binomtest
+
+    policy_only = sum(t.rank_policy < 3 <= t.rank_bc for t in turns)
+    bc_only = sum(t.rank_bc < 3 <= t.rank_policy for t in turns)
+    return (
+        float(binomtest(policy_only, policy_only + bc_only).pvalue)
+        if policy_only + bc_only
+        else 1.0
+    )
+
+
+def _discrimination(turns: Sequence[TurnRecord], seed: int) -> dict[str, Any]:
+    """Conversation-level AUC of the policy/BC likelihood ratio, with a bootstrap 95 % CI."""
+    from scipy.stats import bootstrap
+    from sklearn.metrics import roc_auc_score
+
+    by_conversation: dict[str, list[TurnRecord]] = {}
+    for t in turns:
+        by_conversation.setdefault(t.conversation, []).append(t)
+    scores = np.array(
+        [np.mean([t.logp_policy - t.logp_bc for t in ts]) for ts in by_conversation.values()]
+    )
+    likelihood = np.array([np.mean([t.logp_policy for t in ts]) for ts in by_conversation.values()])
+    labels = np.array([ts[0].success for ts in by_conversation.values()])
+    if len(np.unique(labels)) < 2:
+        return {
+            "auc": float("nan"),
+            "auc_ci95": [float("nan"), float("nan")],
+            "auc_likelihood": float("nan"),
+        }
+
+    def auc(s: np.ndarray, y: np.ndarray) -> float:
+        return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else 0.5
+
+    interval = bootstrap(
+        (scores, labels),
+        auc,
+        paired=True,
+        vectorized=False,
+        n_resamples=2000,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    ).confidence_interval
+    return {
+        "auc": auc(scores, labels),
+        "auc_ci95": [float(interval.low), float(interval.high)],
+        "auc_likelihood": auc(likelihood, labels),
+        "auc_conversations": int(len(labels)),
+    }
+
+
+def _mean_ci(values: np.ndarray, seed: int) -> list[float]:
+    from scipy.stats import bootstrap
+
+    if len(values) < 2:
+        return [float("nan"), float("nan")]
+    interval = bootstrap(
+        (values,), np.mean, n_resamples=2000, method="percentile", rng=np.random.default_rng(seed)
+    ).confidence_interval
+    return [float(interval.low), float(interval.high)]

@@ -1,0 +1,289 @@
+"""A trained suggestion model and its self-describing directory (no pickle anywhere).
+
+Layout of ``models/<tenant>/<version>/`` (see docs/suggestion-model.md):
+
+- ``manifest.json``: schema version, architecture (module, class), library versions, specs,
+  encoder, training data hash and split, parameters, metrics, created time, file digests;
+- ``weights.safetensors``: every array (centroids, policy and baselines, value model, feedback
+  bias, why-statistics, agent styles, exemplar vectors);
+- ``actions.json``, ``intents.json``, ``exemplars.json``, ``agents.json``: the readable parts;
+- ``encoder/``: the ONNX sentence encoder the model was trained with.
+
+Saving is a pure function of the loaded content (sorted keys, fixed formatting, the stored
+``created`` time), so load-then-save reproduces every file byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from suggest.clusters import ClusterInfo
+from suggest.encoder.onnx_encoder import ENCODER_FILES, EncoderSpec
+from suggest.errors import ModelFormatError
+from suggest.policy import LinearPolicy, OutcomeModel, WhyStats
+from suggest.realise import Exemplar, ExemplarBank, Slot
+from suggest.specs import Specifications
+from suggest.state import Vocabulary
+
+MODEL_SCHEMA_VERSION = 1
+ARCHITECTURE = {"module": "suggest.engine", "class": "SuggestionEngine"}
+JSON_FILES = ("actions.json", "intents.json", "exemplars.json", "agents.json")
+
+
+@dataclass
+class SuggestionModel:
+    """Everything a model directory holds, in memory."""
+
+    specs: Specifications
+    vocabulary: Vocabulary
+    actions: list[ClusterInfo]
+    intents: list[ClusterInfo]
+    policy: LinearPolicy
+    behaviour_cloning: LinearPolicy
+    majority: np.ndarray
+    """(n_actions,) action frequencies: the majority baseline."""
+    outcome: OutcomeModel
+    feedback_bias: np.ndarray
+    """(n_intents + 1, n_actions) logits added from agent feedback (zeros without feedback)."""
+    why: WhyStats
+    bank: ExemplarBank
+    encoder: EncoderSpec
+    manifest: dict[str, Any] = field(default_factory=dict)
+    """Tenant, version, training, parameters, metrics, created (see module docstring)."""
+
+    @property
+    def version(self) -> str:
+        """``<tenant>/<version>``: what every suggestion records."""
+        tenant = self.manifest.get("tenant", "default")
+        return f"{tenant}/{self.manifest.get('version', 'unversioned')}"
+
+
+def save_model(model: SuggestionModel, directory: Path, encoder_dir: Path) -> None:
+    """Write ``model`` into ``directory`` (created; existing files are overwritten)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "encoder").mkdir(exist_ok=True)
+    for name in ENCODER_FILES:
+        if (encoder_dir / name).resolve() != (directory / "encoder" / name).resolve():
+            shutil.copyfile(encoder_dir / name, directory / "encoder" / name)
+    _save_weights(model, directory / "weights.safetensors")
+    _write_json(directory / "actions.json", [_cluster_to_dict(c) for c in model.actions])
+    _write_json(directory / "intents.json", [_cluster_to_dict(c) for c in model.intents])
+    _write_json(directory / "exemplars.json", [_exemplar_to_dict(e) for e in model.bank.exemplars])
+    _write_json(directory / "agents.json", sorted(model.vocabulary.style))
+    manifest = dict(model.manifest)
+    manifest.update(
+        {
+            "schema_version": MODEL_SCHEMA_VERSION,
+            "architecture": ARCHITECTURE,
+            "specs": model.specs.to_dict(),
+            "encoder": model.encoder.to_dict(),
+            "files": {
+                name: _sha256(directory / name) for name in ("weights.safetensors", *JSON_FILES)
+            },
+        }
+    )
+    _write_json(directory / "manifest.json", manifest)
+
+
+def load_model(directory: Path) -> SuggestionModel:
+    """Read a model directory written by :func:`save_model`.
+
+    Raises:
+        ModelFormatError: missing files or arrays, a digest mismatch, or an unknown schema version.
+    """
+    try:
+        return _load_model(directory)
+    except (KeyError, TypeError, ValueError) as error:  # a field or array this reader needs
+        raise ModelFormatError(
+            f"{directory} lacks or garbles {error}",
+            hint="the model predates this reader; retrain it",
+        ) from error
+
+
+def _load_model(directory: Path) -> SuggestionModel:
+    manifest = read_manifest(directory)
+    for name, digest in manifest.get("files", {}).items():
+        if _sha256(directory / name) != digest:
+            raise ModelFormatError(
+                f"{directory / name} does not match its manifest digest",
+                hint="the model was modified or truncated; retrain or restore it",
+            )
+    specs = Specifications.from_dict(manifest["specs"])
+    from safetensors.numpy import load_file
+
+    w = load_file(str(directory / "weights.safetensors"))
+    agents = _read_json(directory / "agents.json")
+    vocabulary = Vocabulary(
+        specs=specs,
+        action_centroids=w["action_centroids"],
+        intent_centroids=w["intent_centroids"],
+        projection=w["projection"],
+        projection_mean=w["projection_mean"],
+        style={agent: w["agent_styles"][i] for i, agent in enumerate(agents)},
+        global_style=w["global_style"],
+    )
+    exemplars = [_exemplar_from_dict(e) for e in _read_json(directory / "exemplars.json")]
+    return SuggestionModel(
+        specs=specs,
+        vocabulary=vocabulary,
+        actions=[_cluster_from_dict(c) for c in _read_json(directory / "actions.json")],
+        intents=[_cluster_from_dict(c) for c in _read_json(directory / "intents.json")],
+        policy=LinearPolicy(w["policy.weights"], w["policy.bias"]),
+        behaviour_cloning=LinearPolicy(w["behaviour_cloning.weights"], w["behaviour_cloning.bias"]),
+        majority=w["majority"],
+        outcome=OutcomeModel(w["outcome.weights"], float(w["outcome.bias"][0])),
+        feedback_bias=w["feedback_bias"],
+        why=WhyStats(
+            w["why.won"],
+            w["why.lost"],
+            w["why.won_total"],
+            w["why.lost_total"],
+            w["why.won_any"],
+            w["why.lost_any"],
+            w["why.calls"],
+        ),
+        bank=ExemplarBank(exemplars, w["exemplar.contexts"], w["exemplar.texts"], specs.n_actions),
+        encoder=EncoderSpec(**manifest["encoder"]),
+        manifest={
+            k: v
+            for k, v in manifest.items()
+            if k not in ("specs", "encoder", "files", "architecture", "schema_version")
+        },
+    )
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """The manifest of a model directory, checked for schema version and architecture."""
+    path = directory / "manifest.json"
+    if not path.is_file():
+        raise ModelFormatError(
+            f"{directory} is not a suggestion model (no manifest.json)",
+            hint="train one with `voice train`",
+        )
+    manifest = _read_json(path)
+    if manifest.get("schema_version") != MODEL_SCHEMA_VERSION:
+        raise ModelFormatError(
+            f"{directory} has model schema {manifest.get('schema_version')!r}; "
+            f"this nextline reads {MODEL_SCHEMA_VERSION}",
+            hint="retrain with this version",
+        )
+    if manifest.get("architecture") != ARCHITECTURE:
+        raise ModelFormatError(
+            f"{directory} was written for {manifest.get('architecture')}",
+            hint="load it with the class it names",
+        )
+    return manifest
+
+
+def _save_weights(model: SuggestionModel, path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    vocabulary = model.vocabulary
+    agents = sorted(vocabulary.style)
+    styles = (
+        np.stack([vocabulary.style[a] for a in agents])
+        if agents
+        else np.zeros((0, model.specs.n_actions), np.float32)
+    )
+    arrays = {
+        "action_centroids": vocabulary.action_centroids,
+        "intent_centroids": vocabulary.intent_centroids,
+        "agent_styles": styles,
+        "global_style": vocabulary.global_style,
+        "projection": vocabulary.projection,
+        "projection_mean": vocabulary.projection_mean,
+        "policy.weights": model.policy.weights,
+        "policy.bias": model.policy.bias,
+        "behaviour_cloning.weights": model.behaviour_cloning.weights,
+        "behaviour_cloning.bias": model.behaviour_cloning.bias,
+        "majority": model.majority,
+        "outcome.weights": model.outcome.weights,
+        "outcome.bias": np.array([model.outcome.bias]),
+        "feedback_bias": model.feedback_bias,
+        "why.won": model.why.won,
+        "why.lost": model.why.lost,
+        "why.won_total": model.why.won_total,
+        "why.lost_total": model.why.lost_total,
+        "why.won_any": model.why.won_any,
+        "why.lost_any": model.why.lost_any,
+        "why.calls": model.why.calls,
+        "exemplar.contexts": model.bank.contexts,
+        "exemplar.texts": model.bank.texts,
+    }
+    save_file(
+        {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sorted(arrays.items())}, str(path)
+    )
+
+
+def _cluster_to_dict(info: ClusterInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "name": info.name,
+        "keywords": list(info.keywords),
+        "medoid": info.medoid,
+        "examples": list(info.examples),
+        "size": info.size,
+        "share": info.share,
+    }
+
+
+def _cluster_from_dict(data: dict[str, Any]) -> ClusterInfo:
+    return ClusterInfo(
+        id=data["id"],
+        name=data["name"],
+        keywords=tuple(data["keywords"]),
+        medoid=data["medoid"],
+        examples=tuple(data["examples"]),
+        size=data["size"],
+        share=data["share"],
+    )
+
+
+def _exemplar_to_dict(exemplar: Exemplar) -> dict[str, Any]:
+    return {
+        "action": exemplar.action,
+        "text": exemplar.text,
+        "agent_id": exemplar.agent_id,
+        "source": exemplar.source,
+        "slots": [{"label": s.label, "start": s.start, "end": s.end} for s in exemplar.slots],
+    }
+
+
+def _exemplar_from_dict(data: dict[str, Any]) -> Exemplar:
+    return Exemplar(
+        action=data["action"],
+        text=data["text"],
+        agent_id=data["agent_id"],
+        source=data["source"],
+        slots=tuple(Slot(s["label"], s["start"], s["end"]) for s in data["slots"]),
+    )
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(
+        json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise ModelFormatError(
+            f"{path} is missing", hint="the model directory is incomplete; retrain it"
+        )
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ModelFormatError(
+            f"{path} is not valid JSON ({error})", hint="the file is corrupt; retrain"
+        ) from error
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

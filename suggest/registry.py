@@ -1,0 +1,110 @@
+"""Per-tenant model registry on disk: ``<root>/<tenant>/<version>/`` (one model per folder).
+
+Versions are UTC timestamps (``20250101T120000Z``), so they sort in training order; a model is
+referred to by its directory or as ``<tenant>/<version>`` (``<tenant>`` alone: the newest).
+``id@revision`` strings are rejected: a version is a path component, never a remote revision.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from suggest.errors import ConfigError, ModelFormatError
+from suggest.model import read_manifest
+
+DEFAULT_ROOT = Path("models")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered model."""
+
+    tenant: str
+    version: str
+    path: Path
+    created: str
+    metrics: dict[str, object]
+
+
+class ModelRegistry:
+    """Find, list and allocate model directories under ``root``."""
+
+    def __init__(self, root: Path = DEFAULT_ROOT) -> None:
+        """Use ``root`` (default ``./models``)."""
+        self.root = root
+
+    def new_version(self, tenant: str, now: datetime | None = None) -> Path:
+        """A fresh, not yet existing directory for the tenant's next model."""
+        check_name(tenant, "tenant")
+        stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+        candidate, n = self.root / tenant / stamp, 1
+        while candidate.exists():
+            n += 1
+            candidate = self.root / tenant / f"{stamp}-{n}"
+        return candidate
+
+    def versions(self, tenant: str) -> list[ModelEntry]:
+        """The tenant's models, oldest first (folders without a manifest are ignored)."""
+        folder = self.root / tenant
+        entries = []
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if (path / "manifest.json").is_file():
+                manifest = read_manifest(path)
+                entries.append(
+                    ModelEntry(
+                        tenant,
+                        path.name,
+                        path,
+                        str(manifest.get("created", "")),
+                        manifest.get("metrics", {}),
+                    )
+                )
+        return entries
+
+    def tenants(self) -> list[str]:
+        """Tenants with at least one model."""
+        return (
+            sorted(p.name for p in self.root.iterdir() if p.is_dir() and self.versions(p.name))
+            if self.root.is_dir()
+            else []
+        )
+
+    def resolve(self, reference: str | Path) -> Path:
+        """A model directory from a path, ``tenant/version`` or ``tenant`` (newest).
+
+        Raises:
+            ConfigError: ``id@revision`` syntax.
+            ModelFormatError: nothing matches.
+        """
+        text = str(reference)
+        if "@" in text:
+            raise ConfigError(
+                f"{text!r}: revisions are not supported",
+                hint="use a model directory or <tenant>/<version>",
+            )
+        path = Path(text)
+        if (path / "manifest.json").is_file():
+            return path
+        parts = text.strip("/").split("/")
+        if len(parts) == 2 and (self.root / parts[0] / parts[1] / "manifest.json").is_file():
+            return self.root / parts[0] / parts[1]
+        if len(parts) == 1 and (entries := self.versions(parts[0])):
+            return entries[-1].path
+        raise ModelFormatError(
+            f"no model at {text!r} (registry {self.root})",
+            hint="train one with `voice train` or pass its directory",
+        )
+
+
+def check_name(value: str, what: str) -> str:
+    """Tenant and version names become folder names: letters, digits, ``.``, ``_``, ``-`` only."""
+    if not _SAFE_NAME.match(value):
+        raise ConfigError(
+            f"{what} {value!r} is not a safe folder name",
+            hint="use letters, digits, '.', '_' or '-'",
+        )
+    return value

@@ -1,0 +1,56 @@
+"""Training options: one frozen dataclass, recorded in the manifest as ``parameters``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from suggest.clusters import ClusterOptions
+from suggest.data.split import Split
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train one tenant's model. Defaults are the measured choices (docs/results)."""
+
+    tenant: str = "default"
+    split: Split = "train"
+    """Which side of the fixed held-out split to train on; ``all`` for a production model."""
+    actions: ClusterOptions = field(default_factory=ClusterOptions)
+    intents: ClusterOptions = field(default_factory=ClusterOptions)
+    projection_dim: int = 32
+    """PCA size of turn embeddings inside the policy's state."""
+    reward: Literal["success", "value"] = "success"
+    """Return of a conversation: success (0/1), or value scaled to 0..1 by its 95th percentile."""
+    awr_temperature: float = 1.0
+    """beta of advantage-weighted behaviour cloning: weight = exp((R - V(s)) / beta)."""
+    awr_lambda: float = 0.0
+    """Mix of Monte-Carlo (1) and one-step (0) advantage; see ``policy_fit.advantages``."""
+    awr_max_weight: float = 20.0
+    regularization: float = 0.003
+    """Inverse L2 strength (sklearn ``C``) of every logistic model."""
+    max_iter: int = 1000
+    value_folds: int = 5
+    """V(s) is cross-fitted over this many conversation folds, so advantages are honest."""
+    max_exemplars_per_action: int = 400
+    feedback_weight: float = 2.0
+    """Sample weight of a training row added by an accepted or edited suggestion."""
+    feedback_prior: float = 10.0
+    """Pseudo-count shrinking the feedback log-odds bias toward 0 when feedback is scarce."""
+    entities: bool = True
+    """Extract entities (spaCy + patterns) for state bits and exemplar delexicalisation."""
+    encoder_quantization: Literal["none", "int8"] = "int8"
+    max_tokens: int = 128
+    min_conversations: int = 20
+    allow_noncommercial: bool = False
+    """Train on CC BY-NC data (internal evaluation only; the manifest marks the model)."""
+    evaluate_heldout: bool = True
+    """Score the held-out side into the manifest's metrics when training on ``train``."""
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (nested cluster options included)."""
+        data = asdict(self)
+        for key in ("actions", "intents"):
+            data[key]["k_grid"] = list(data[key]["k_grid"])
+        return data

@@ -1,0 +1,432 @@
+"""``train``: conversations in, a model directory out (the body of ``voice train``)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from suggest.clusters import ClusterSet, discover
+from suggest.data.format import data_hash
+from suggest.data.importers import NONCOMMERCIAL_LICENSE
+from suggest.data.split import HELDOUT_FRACTION, SPLIT_SALT, select
+from suggest.encoder.export import ensure_encoder
+from suggest.encoder.onnx_encoder import OnnxSentenceEncoder
+from suggest.errors import LicenseError, TrainingError
+from suggest.feedback import FeedbackRecord
+from suggest.model import SuggestionModel, save_model
+from suggest.realise import Exemplar, ExemplarBank, Slot
+from suggest.specs import Specifications
+from suggest.state import Vocabulary
+from suggest.train.config import TrainConfig
+from suggest.train.dataset import (
+    TrainingRows,
+    agent_styles,
+    conversation_actions,
+    replay,
+    why_statistics,
+)
+from suggest.train.feedback_rows import FeedbackSignal, feedback_signal, feedback_texts
+from suggest.train.policy_fit import fit_policies
+from suggest.train.texts import EntityTuple, embed_all, entity_lookup, extract_all
+from suggest.types import Conversation, Turn
+
+CONSTANT_MIN_CONVERSATIONS = 3
+CONSTANT_SHARE = 0.01
+"""An entity value in agents' turns of >= max(3, 1 %) conversations is a tenant constant."""
+
+Hook = Callable[[str], None]
+"""Progress callback: receives a short description of the step that starts."""
+
+
+@dataclass
+class TrainResult:
+    """A trained model, where it was written and what it cost."""
+
+    directory: Path
+    model: SuggestionModel
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: float = 0.0
+    """Process CPU time (all threads): on a contended machine, wall time overstates the cost."""
+
+
+def train(
+    conversations: Sequence[Conversation],
+    config: TrainConfig,
+    out_dir: Path,
+    *,
+    cache_dir: Path,
+    feedback: Sequence[FeedbackRecord] = (),
+    hook: Hook | None = None,
+) -> TrainResult:
+    """Train a model on ``conversations`` (filtered to the tenant and split) into ``out_dir``.
+
+    Raises:
+        TrainingError: too few conversations, one outcome only, or no conversation of the tenant.
+        LicenseError: non-commercial data without ``allow_noncommercial``.
+    """
+    started, cpu_started = time.perf_counter(), time.process_time()
+    timings: dict[str, float] = {}
+    say = hook or (lambda _step: None)
+
+    def lap(name: str) -> None:
+        timings[name] = round(time.perf_counter() - started - sum(timings.values()), 3)
+
+    chosen = _chosen(conversations, config)
+    say("exporting the sentence encoder")
+    encoder_dir = ensure_encoder(cache_dir, config.encoder_quantization, config.max_tokens)
+    encoder = OnnxSentenceEncoder(encoder_dir, parallel=2)
+    lap("encoder")
+    say(f"embedding {sum(len(c.turns) for c in chosen)} turns")
+    texts = [t.text for c in chosen for t in c.turns] + feedback_texts(feedback)
+    vectors = embed_all(texts, encoder, cache_dir)
+    lap("embed")
+    extracted: dict[str, list[EntityTuple]] = {}
+    if config.entities:
+        say("extracting entities")
+        extracted = extract_all([t for c in chosen for t in c.turns], cache_dir)
+    lap("entities")
+    say("clustering actions and intents")
+    actions, intents = discover_spaces(chosen, vectors, config)
+    lap("cluster")
+    model, signal = _fit(
+        chosen, vectors, extracted, actions, intents, encoder, config, feedback, say, lap
+    )
+    model.manifest = _manifest(
+        conversations, chosen, config, actions, intents, signal, out_dir.name
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_model(model, out_dir, encoder_dir)
+    lap("save")
+    if config.evaluate_heldout and config.split == "train":
+        say("evaluating on the held-out split")
+        _record_heldout(model, conversations, config, out_dir, encoder_dir, vectors)
+        lap("evaluate")
+    return TrainResult(
+        out_dir, model, time.perf_counter() - started, timings, time.process_time() - cpu_started
+    )
+
+
+def _chosen(conversations: Sequence[Conversation], config: TrainConfig) -> list[Conversation]:
+    tenants = Counter(c.tenant for c in conversations)
+    if config.tenant not in tenants:
+        raise TrainingError(
+            f"no conversation of tenant {config.tenant!r}",
+            hint=f"tenants in the data: {dict(tenants)}",
+        )
+    chosen = select([c for c in conversations if c.tenant == config.tenant], config.split)
+    if len(chosen) < config.min_conversations:
+        raise TrainingError(
+            f"{len(chosen)} conversations on the {config.split!r} side; "
+            f"need {config.min_conversations}",
+            hint="add data or lower min_conversations",
+        )
+    if not config.allow_noncommercial and any(
+        c.meta.get("license") == NONCOMMERCIAL_LICENSE for c in chosen
+    ):
+        raise LicenseError(
+            "the data includes CC BY-NC conversations (Deal or No Deal)",
+            hint="internal evaluation only: pass --allow-noncommercial and never ship the model",
+        )
+    return chosen
+
+
+def discover_spaces(
+    chosen: Sequence[Conversation], vectors: dict[str, np.ndarray], config: TrainConfig
+) -> tuple[ClusterSet, ClusterSet]:
+    agent = [t.text for c in chosen for t in c.turns if t.role == "agent"]
+    customer = [t.text for c in chosen for t in c.turns if t.role == "customer"]
+    if not agent or not customer:
+        raise TrainingError("the conversations need both agent and customer turns")
+    actions = discover(np.stack([vectors[t] for t in agent]), agent, config.actions)
+    intents = discover(np.stack([vectors[t] for t in customer]), customer, config.intents)
+    return actions, intents
+
+
+def prepare_rows(
+    chosen: Sequence[Conversation],
+    vectors: dict[str, np.ndarray],
+    extracted: dict[str, list[EntityTuple]],
+    actions: ClusterSet,
+    intents: ClusterSet,
+    dim: int,
+    config: TrainConfig,
+) -> tuple[Vocabulary, TrainingRows]:
+    """The state vocabulary (PCA, styles) and the training rows of ``chosen``."""
+    from sklearn.decomposition import PCA
+
+    labels = sorted(
+        {e[0] for found in extracted.values() for e in found}
+        | {e.label for c in chosen for t in c.turns for e in (t.entities or ())}
+    )
+    specs = Specifications(
+        embedding_dim=dim,
+        projection_dim=min(config.projection_dim, dim),
+        n_actions=actions.k,
+        n_intents=intents.k,
+        entity_labels=tuple(labels),
+    )
+    pca = PCA(specs.projection_dim, random_state=config.seed).fit(np.stack(list(vectors.values())))
+    embed, entities = vectors.__getitem__, entity_lookup(extracted)
+    partial = Vocabulary(
+        specs,
+        actions.centroids,
+        intents.centroids,
+        pca.components_.T.astype(np.float32),
+        pca.mean_.astype(np.float32),
+        {},
+        np.zeros(specs.n_actions, np.float32),
+    )
+    per_conversation = conversation_actions(chosen, embed, partial)
+    styles, global_style, loo = agent_styles(
+        chosen, per_conversation, specs.n_actions, specs.style_prior
+    )
+    vocabulary = Vocabulary(
+        specs,
+        actions.centroids,
+        intents.centroids,
+        partial.projection,
+        partial.projection_mean,
+        styles,
+        global_style,
+    )
+    return vocabulary, replay(chosen, returns(chosen, config), embed, entities, vocabulary, loo)
+
+
+def _fit(
+    chosen: Sequence[Conversation],
+    vectors: dict[str, np.ndarray],
+    extracted: dict[str, list[EntityTuple]],
+    actions: ClusterSet,
+    intents: ClusterSet,
+    encoder: OnnxSentenceEncoder,
+    config: TrainConfig,
+    feedback: Sequence[FeedbackRecord],
+    say: Hook,
+    lap: Callable[[str], None],
+) -> tuple[SuggestionModel, FeedbackSignal]:
+    say("replaying conversations into states")
+    vocabulary, rows = prepare_rows(
+        chosen, vectors, extracted, actions, intents, encoder.dim, config
+    )
+    specs = vocabulary.specs
+    lap("replay")
+    signal = feedback_signal(
+        feedback,
+        chosen,
+        vocabulary,
+        vectors.__getitem__,
+        entity_lookup(extracted),
+        config.feedback_weight,
+        config.feedback_prior,
+    )
+    say(f"fitting the policy on {len(rows.actions)} agent turns")
+    fitted = fit_policies(rows, specs.n_actions, config, signal.rows)
+    lap("fit")
+    model = SuggestionModel(
+        specs=specs,
+        vocabulary=vocabulary,
+        actions=actions.infos,
+        intents=intents.infos,
+        policy=fitted.policy,
+        behaviour_cloning=fitted.behaviour_cloning,
+        majority=fitted.majority,
+        outcome=fitted.outcome,
+        feedback_bias=signal.bias,
+        why=why_statistics(rows, specs.n_intents, specs.n_actions),
+        bank=_exemplar_bank(chosen, rows, vectors, extracted, actions, config),
+        encoder=encoder.spec,
+    )
+    return model, signal
+
+
+def returns(chosen: Sequence[Conversation], config: TrainConfig) -> np.ndarray:
+    """Per-conversation return: success (0/1), or value / its 95th percentile, clipped to 0..1."""
+    if config.reward == "success":
+        return np.array([float(c.outcome.success) for c in chosen], np.float32)
+    values = np.array(
+        [
+            c.outcome.value if c.outcome.value is not None else float(c.outcome.success)
+            for c in chosen
+        ],
+        np.float32,
+    )
+    scale = float(np.percentile(values, 95)) or 1.0
+    return np.clip(values / scale, 0.0, 1.0)
+
+
+def _exemplar_bank(
+    chosen: Sequence[Conversation],
+    rows: TrainingRows,
+    vectors: dict[str, np.ndarray],
+    extracted: dict[str, list[EntityTuple]],
+    actions: ClusterSet,
+    config: TrainConfig,
+) -> ExemplarBank:
+    """Covered agent turns of successful conversations, most typical first, capped per action."""
+    texts = [chosen[c].turns[t].text for c, t in zip(rows.conversation, rows.turn, strict=True)]
+    text_vectors = (
+        np.stack([vectors[t] for t in texts])
+        if texts
+        else np.zeros((0, actions.centroids.shape[1]), np.float32)
+    )
+    typicality = (
+        (text_vectors @ actions.centroids.T)[np.arange(len(texts)), rows.actions]
+        if texts
+        else np.zeros(0)
+    )
+    keep: list[int] = []
+    for action in range(actions.k):
+        members = np.flatnonzero(
+            rows.success & (rows.actions == action) & (typicality >= actions.threshold)
+        )
+        keep.extend(
+            members[np.argsort(-typicality[members], kind="stable")][
+                : config.max_exemplars_per_action
+            ].tolist()
+        )
+    keep.sort()
+    constants = _tenant_constants(chosen, extracted)
+    exemplars = []
+    for i in keep:
+        conversation = chosen[rows.conversation[i]]
+        turn = conversation.turns[rows.turn[i]]
+        exemplars.append(
+            Exemplar(
+                action=int(rows.actions[i]),
+                text=turn.text,
+                slots=tuple(
+                    Slot(label, start, end)
+                    for label, text, start, end in _entities_of(turn, extracted)
+                    if (label, text.lower()) not in constants
+                ),
+                agent_id=conversation.agent_id,
+                source=f"{conversation.id}#{rows.turn[i]}",
+            )
+        )
+    return ExemplarBank(exemplars, rows.contexts[keep], text_vectors[keep], actions.k)
+
+
+def _entities_of(
+    turn: Turn, extracted: dict[str, list[EntityTuple]]
+) -> list[tuple[str, str, int, int]]:
+    if turn.entities is not None:
+        return [(e.label, e.text, e.start, e.end) for e in turn.entities]
+    return [(e[0], e[1], e[2], e[3]) for e in extracted.get(turn.text, ())]
+
+
+def _tenant_constants(
+    chosen: Sequence[Conversation], extracted: dict[str, list[EntityTuple]]
+) -> set[tuple[str, str]]:
+    """Entity values agents use across many conversations: part of the script, not slots.
+
+    "Save the Children" (even when NER calls "Children" a PERSON) recurs in hundreds of calls; a
+    customer's name or order number does not. Only conversation-specific values are refilled.
+    """
+    seen: Counter[tuple[str, str]] = Counter()
+    for conversation in chosen:
+        values = {
+            (label, text.lower())
+            for turn in conversation.turns
+            if turn.role == "agent"
+            for label, text, _start, _end in _entities_of(turn, extracted)
+        }
+        seen.update(values)
+    limit = max(CONSTANT_MIN_CONVERSATIONS, CONSTANT_SHARE * len(chosen))
+    return {value for value, count in seen.items() if count >= limit}
+
+
+def _manifest(
+    conversations: Sequence[Conversation],
+    chosen: Sequence[Conversation],
+    config: TrainConfig,
+    actions: ClusterSet,
+    intents: ClusterSet,
+    signal: FeedbackSignal,
+    version_name: str,
+) -> dict[str, Any]:
+    agent_texts = Counter(t.text.strip() for c in chosen for t in c.turns if t.role == "agent")
+    licenses = sorted({c.meta.get("license", "unknown") for c in chosen})
+    return {
+        "tenant": config.tenant,
+        "version": version_name,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": _library_versions(),
+        "training": {
+            "data_sha256": data_hash(chosen),
+            "conversations": len(chosen),
+            "successful": sum(c.outcome.success for c in chosen),
+            "agent_turns": sum(1 for c in chosen for t in c.turns if t.role == "agent"),
+            "split": config.split,
+            "heldout_fraction": HELDOUT_FRACTION,
+            "split_salt": SPLIT_SALT,
+            "licenses": licenses,
+            "noncommercial": NONCOMMERCIAL_LICENSE in licenses,
+            "sources": dict(Counter(c.meta.get("source", "unknown") for c in chosen)),
+            "feedback": {"used": signal.used, "skipped": signal.skipped},
+        },
+        "parameters": config.to_dict(),
+        "metrics": {
+            "actions": {
+                "k": actions.k,
+                "coverage": actions.coverage,
+                "threshold": actions.threshold,
+                "coverage_by_k": {str(k): v for k, v in actions.coverage_by_k.items()},
+            },
+            "intents": {
+                "k": intents.k,
+                "coverage": intents.coverage,
+                "threshold": intents.threshold,
+                "coverage_by_k": {str(k): v for k, v in intents.coverage_by_k.items()},
+            },
+        },
+        "baselines": {"most_common_reply": agent_texts.most_common(1)[0][0] if agent_texts else ""},
+    }
+
+
+def _library_versions() -> dict[str, str]:
+    found = {}
+    for package in (
+        "nextline",
+        "numpy",
+        "scikit-learn",
+        "onnxruntime",
+        "tokenizers",
+        "safetensors",
+        "torch",
+        "transformers",
+    ):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "absent"
+    return found
+
+
+def _record_heldout(
+    model: SuggestionModel,
+    conversations: Sequence[Conversation],
+    config: TrainConfig,
+    out_dir: Path,
+    encoder_dir: Path,
+    vectors: dict[str, np.ndarray],
+) -> None:
+    """Evaluate on the held-out side and store the metrics in the manifest (rewritten)."""
+    from suggest.evaluate import evaluate_model
+
+    heldout = select([c for c in conversations if c.tenant == config.tenant], "test")
+    if not heldout:
+        return
+    report = evaluate_model(
+        model, heldout, embed_texts=None, encoder_dir=encoder_dir, known=vectors
+    )
+    model.manifest["metrics"]["heldout"] = report.summary()
+    save_model(model, out_dir, encoder_dir)

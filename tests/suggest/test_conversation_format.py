@@ -1,0 +1,139 @@
+"""Conversation JSONL v1: round trip, malformed rows, schema versions, the fixed split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from suggest.data.format import data_hash, read_conversations, write_conversations
+from suggest.data.split import HELDOUT_FRACTION, is_heldout, select, split_counts
+from suggest.errors import DataFormatError
+from suggest.types import Conversation, Outcome, Turn
+
+pytestmark = pytest.mark.unit
+
+
+def _conversation(index: int, success: bool = True) -> Conversation:
+    return Conversation(
+        id=f"c{index}",
+        tenant="acme",
+        agent_id="a1",
+        outcome=Outcome(success=success, value=1.5 if success else 0.0),
+        turns=(
+            Turn("agent", "Hello, how can I help?", 0.0, 1.2),
+            Turn("customer", "I want to cancel my plan."),
+        ),
+        meta={"source": "test"},
+    )
+
+
+def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
+    conversations = [_conversation(i, success=i % 2 == 0) for i in range(5)]
+    path = tmp_path / "c.jsonl"
+    assert write_conversations(path, conversations) == 5
+    report = read_conversations(path)
+    assert report.conversations == conversations
+    assert report.issues == []
+    first = json.loads(path.read_text().splitlines()[0])
+    assert first["schema"] == "conversation/1" and first["turns"][0]["start"] == 0.0
+
+
+def test_malformed_rows_are_reported_with_line_numbers_and_the_rest_imported(
+    tmp_path: Path,
+) -> None:
+    good = json.dumps(
+        {
+            "id": "ok1",
+            "tenant": "t",
+            "outcome": {"success": True},
+            "turns": [{"role": "agent", "text": "hi"}],
+        }
+    )
+    lines = [
+        good,
+        "{not json",
+        json.dumps(
+            {
+                "id": "x",
+                "tenant": "t",
+                "outcome": {"success": "yes"},
+                "turns": [{"role": "agent", "text": "hi"}],
+            }
+        ),
+        json.dumps(
+            {
+                "id": "y",
+                "tenant": "t",
+                "outcome": {"success": True},
+                "turns": [{"role": "bot", "text": "hi"}],
+            }
+        ),
+        json.dumps({"id": "z", "tenant": "t", "outcome": {"success": True}, "turns": []}),
+        "",
+        json.dumps(
+            {
+                "schema": "conversation/2",
+                "id": "v2",
+                "tenant": "t",
+                "outcome": {"success": True},
+                "turns": [{"role": "agent", "text": "a"}],
+            }
+        ),
+        good.replace("ok1", "ok2"),
+    ]
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    report = read_conversations(path)
+    assert [c.id for c in report.conversations] == ["ok1", "ok2"]
+    where = {issue.where: issue.message for issue in report.issues}
+    assert set(where) == {"line 2", "line 3", "line 4", "line 5", "line 7"}
+    assert "not JSON" in where["line 2"]
+    assert "outcome.success" in where["line 3"]
+    assert "role" in where["line 4"]
+    assert "turns" in where["line 5"]
+    assert "unsupported schema" in where["line 7"]
+    assert "2 conversations imported" in report.summary() and "5 rows skipped" in report.summary()
+
+
+def test_missing_or_binary_file_is_a_typed_error(tmp_path: Path) -> None:
+    with pytest.raises(DataFormatError, match="does not exist"):
+        read_conversations(tmp_path / "nope.jsonl")
+    binary = tmp_path / "b.jsonl"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(DataFormatError, match="UTF-8"):
+        read_conversations(binary)
+
+
+def test_data_hash_depends_on_content_not_file() -> None:
+    a = [_conversation(1), _conversation(2)]
+    assert data_hash(a) == data_hash([_conversation(1), _conversation(2)])
+    assert data_hash(a) != data_hash([_conversation(1), _conversation(3)])
+
+
+def test_heldout_split_is_fixed_and_sized_as_documented() -> None:
+    ids = [f"conv-{i}" for i in range(5000)]
+    first = [is_heldout(i) for i in ids]
+    assert first == [is_heldout(i) for i in ids]
+    assert abs(sum(first) / len(ids) - HELDOUT_FRACTION) < 0.02
+    conversations = [_conversation(i) for i in range(200)]
+    counts = split_counts(conversations)
+    assert counts["train"] + counts["test"] == 200
+    assert {c.id for c in select(conversations, "test")}.isdisjoint(
+        {c.id for c in select(conversations, "train")}
+    )
+
+
+def test_data_check_cli_lists_bad_lines_and_counts(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from voice.cli import cli
+
+    path = tmp_path / "mixed.jsonl"
+    write_conversations(path, [_conversation(i) for i in range(3)])
+    with path.open("a") as out:
+        out.write('{"id": "broken", "tenant": "acme"}\n')
+    result = CliRunner().invoke(cli, ["data", "check", str(path)])
+    assert result.exit_code == 1
+    assert "line 4" in result.output and "3 conversations imported" in result.output

@@ -1,0 +1,118 @@
+"""Importers of the shared dialogue sets: who is the agent, what success means, bad rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from suggest.data.importers import (
+    CASINO_DEAL_MESSAGES,
+    NONCOMMERCIAL_LICENSE,
+    import_casino,
+    import_dealornodeal,
+    import_persuasionforgood,
+)
+from suggest.errors import LicenseError
+from suggest.train.config import TrainConfig
+from suggest.train.pipeline import train
+
+pytestmark = pytest.mark.data
+
+
+def test_persuasionforgood_persuader_is_the_agent_and_donation_is_success(
+    shared_data: Path,
+) -> None:
+    report = import_persuasionforgood(shared_data / "dialogues" / "persuasionforgood")
+    assert report.issues == []
+    conversations = report.conversations
+    assert len(conversations) == 814
+    assert sum(c.outcome.success for c in conversations) == 447  # B6 > 0, as the data README says
+    assert all(
+        0.0 <= c.outcome.value <= 2.0 for c in conversations
+    )  # outliers up to 700 are clipped
+    assert all(c.turns[0].role == "agent" for c in conversations)  # the persuader opens
+    assert all((c.outcome.value > 0) == c.outcome.success for c in conversations)
+    assert sum(len(c.turns) for c in conversations) == 16736
+    assert all(c.agent_id and c.agent_id.startswith("user_") for c in conversations)
+
+
+def test_casino_opener_is_the_agent_and_deal_messages_are_outcomes(shared_data: Path) -> None:
+    source = shared_data / "dialogues" / "casino"
+    report = import_casino(source)
+    assert report.issues == [] and len(report.conversations) == 930
+    raw = {
+        f"casino-{d['dialogue_id']}": d
+        for f in sorted(source.glob("casino*.json"))
+        for d in json.loads(f.read_text())
+    }
+    for conversation in report.conversations[:200]:
+        dialogue = raw[conversation.id]
+        opener = dialogue["chat_logs"][0]["id"]
+        partner = next(p for p in dialogue["participant_info"] if p != opener)
+        points = dialogue["participant_info"][opener]["outcomes"]["points_scored"]
+        deal = any(m["text"] == "Accept-Deal" for m in dialogue["chat_logs"])
+        expected = (
+            deal and points >= dialogue["participant_info"][partner]["outcomes"]["points_scored"]
+        )
+        assert conversation.outcome.success == expected and conversation.outcome.value == points
+        assert conversation.turns[0].role == "agent"
+        assert not any(t.text in CASINO_DEAL_MESSAGES for t in conversation.turns)
+
+
+def test_dealornodeal_keeps_one_side_and_is_marked_noncommercial(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    report = import_dealornodeal(shared_data / "dialogues" / "dealornodeal")
+    conversations = report.conversations
+    assert report.issues == []
+    assert 5000 < len(conversations) < 6200  # about half of the 12,234 lines
+    assert len({c.id for c in conversations}) == len(conversations)
+    assert all(c.turns[0].role == "agent" for c in conversations)
+    assert all(c.meta["license"] == NONCOMMERCIAL_LICENSE for c in conversations)
+    assert all(not c.outcome.success for c in conversations if c.outcome.value == 0)
+    assert any("partner's side" in note for note in report.notes)
+    with pytest.raises(LicenseError, match="allow-noncommercial"):
+        train(
+            conversations,
+            TrainConfig(tenant="dealornodeal"),
+            tmp_path / "m",
+            cache_dir=tmp_path / "cache",
+        )
+
+
+def test_bad_csv_rows_are_reported_with_line_numbers(shared_data: Path, tmp_path: Path) -> None:
+    source = shared_data / "dialogues" / "persuasionforgood"
+    lines = (source / "full_dialog.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    broken = tmp_path / "pfg"
+    broken.mkdir()
+    (broken / "full_info.csv").write_text(
+        (source / "full_info.csv").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    lines[5] = "5,Some text,not-a-number,0,20180904-045349_715_live\n"
+    lines[6] = '6,"   ",3,1,20180904-045349_715_live\n'
+    (broken / "full_dialog.csv").write_text("".join(lines), encoding="utf-8")
+    report = import_persuasionforgood(broken)
+    assert [str(i).split(":")[0] for i in report.issues] == [
+        "full_dialog.csv line 6",
+        "full_dialog.csv line 7",
+    ]
+    assert len(report.conversations) == 814
+
+
+def test_import_cli_writes_jsonl_and_prints_counts(shared_data: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from suggest.data.format import read_conversations
+    from voice.cli import cli
+
+    out = tmp_path / "casino.jsonl"
+    source = shared_data / "dialogues" / "casino"
+    result = CliRunner().invoke(
+        cli, ["data", "import", "casino", str(source), "--out", str(out), "--tenant", "camp"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "930 conversations imported" in result.output
+    back = read_conversations(out)
+    assert len(back.conversations) == 930 and {c.tenant for c in back.conversations} == {"camp"}

@@ -1,0 +1,99 @@
+"""``voice transcribe`` JSON + a CRM outcomes CSV become conversations; bad rows are reported."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from suggest.data.transcripts import import_transcripts
+
+pytestmark = pytest.mark.unit
+
+
+def _transcript(call_id: str, segments: list[tuple[str, str, float]]) -> dict:
+    return {
+        "schema_version": "1.0",
+        "call_id": call_id,
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "redacted": False,
+        "audio": {
+            "path": f"{call_id}.wav",
+            "format": "wav",
+            "sample_rate": 8000,
+            "channels": 2,
+            "duration": 30.0,
+        },
+        "speakers": [{"id": "A", "role": "agent", "channel": 0, "talk_time": 1.0}],
+        "segments": [
+            {
+                "id": i,
+                "start": t,
+                "end": t + 1.0,
+                "speaker": role[0].upper(),
+                "role": role,
+                "channel": None,
+                "text": text,
+                "words": [],
+            }
+            for i, (role, text, t) in enumerate(segments)
+        ],
+        "entities": [
+            {
+                "label": "MONEY",
+                "text": "$40",
+                "value": "40.00 USD",
+                "segment": 2,
+                "start_char": 9,
+                "end_char": 12,
+            }
+        ],
+    }
+
+
+def test_transcripts_join_outcomes_merge_turns_and_keep_entities(tmp_path: Path) -> None:
+    calls = tmp_path / "out"
+    calls.mkdir()
+    segments = [
+        ("agent", "Thanks for calling.", 0.0),
+        ("agent", "How can I help?", 1.5),
+        ("customer", "It costs $40 a month.", 3.0),
+        ("unknown", "[music]", 4.0),
+        ("agent", "Let me check that.", 5.0),
+    ]
+    (calls / "c1.json").write_text(json.dumps(_transcript("c1", segments)))
+    (calls / "c2.json").write_text(json.dumps(_transcript("c2", [("customer", "Hello?", 0.0)])))
+    (calls / "c3.json").write_text(
+        json.dumps(_transcript("c3", [("agent", "Hi", 0.0)]))
+    )  # no outcome row
+    (calls / "broken.json").write_text("{not json")
+    outcomes = tmp_path / "crm.csv"
+    outcomes.write_text(
+        "call_id,success,value,agent_id\nc1,won,129.90,agent-7\nc2,no,,\nc9,maybe,1,\n,true,1,\nc4,true,abc,\n"
+    )
+    report = import_transcripts(calls, outcomes, tenant="acme")
+    by_id = {c.id: c for c in report.conversations}
+    assert set(by_id) == {"c1", "c2"}
+    c1 = by_id["c1"]
+    assert (
+        c1.outcome.success
+        and c1.outcome.value == pytest.approx(129.9)
+        and c1.agent_id == "agent-7"
+        and c1.tenant == "acme"
+    )
+    assert [t.role for t in c1.turns] == ["agent", "customer", "agent"]
+    assert c1.turns[0].text == "Thanks for calling. How can I help?" and c1.turns[0].end == 2.5
+    money = c1.turns[1].entities[0]
+    assert c1.turns[1].text[money.start : money.end] == "$40" and money.value == "40.00 USD"
+    assert not by_id["c2"].outcome.success
+    problems = {issue.where: issue.message for issue in report.issues}
+    assert set(problems) == {
+        "crm.csv line 4",
+        "crm.csv line 5",
+        "crm.csv line 6",
+        "c3.json",
+        "broken.json",
+    }
+    assert "maybe" in problems["crm.csv line 4"] and "no row" in problems["c3.json"]
+    assert any("unknown" in note for note in report.notes)

@@ -1,0 +1,152 @@
+"""``voice data``: import dialogue sets and call transcripts into conversation JSONL (format v1)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+MAX_ISSUES_SHOWN = 20
+
+
+@click.group("data")
+def data_group() -> None:
+    """Conversation data for the suggestion model: `voice data import ...`, `voice data check`."""
+
+
+@data_group.group("import")
+def import_group() -> None:
+    """Convert a dataset or transcripts into conversation JSONL (docs/suggestion-model.md).
+
+    \b
+    Examples:
+      voice data import persuasionforgood ../shared/data/dialogues/persuasionforgood \\
+          --out data/pfg.jsonl
+      voice data import transcripts out/ --outcomes crm.csv --out data/calls.jsonl --tenant acme
+    """
+
+
+def _dataset_command(name: str, loader: str, default_tenant: str, summary: str) -> click.Command:
+    @click.command(name, help=summary)
+    @click.argument("src_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+    @click.option(
+        "--out",
+        "out_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        required=True,
+        help="JSONL file to write.",
+    )
+    @click.option(
+        "--tenant",
+        default=default_tenant,
+        show_default=True,
+        help="Tenant written on every conversation.",
+    )
+    def command(src_dir: Path, out_file: Path, tenant: str) -> None:
+        from suggest.data import importers
+
+        importer: Callable = getattr(importers, loader)
+        _finish(_run(lambda: importer(src_dir, tenant=tenant)), out_file)
+
+    return command
+
+
+for _name, _loader, _summary in (
+    (
+        "persuasionforgood",
+        "import_persuasionforgood",
+        "PersuasionForGood: persuader = agent; donation > 0 = success.",
+    ),
+    (
+        "casino",
+        "import_casino",
+        "CaSiNo: opener = agent; success = deal with at least the partner's points.",
+    ),
+    (
+        "dealornodeal",
+        "import_dealornodeal",
+        "Deal or No Deal (CC BY-NC, evaluation only): opener = agent; "
+        "success = deal with at least the partner's reward.",
+    ),
+):
+    import_group.add_command(_dataset_command(_name, _loader, _name, _summary))
+
+
+@import_group.command("transcripts")
+@click.argument("src_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--outcomes",
+    "outcomes_csv",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="CSV with call_id,success[,value,agent_id,tenant] (a CRM export).",
+)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="JSONL file to write.",
+)
+@click.option(
+    "--tenant",
+    default="default",
+    show_default=True,
+    help="Tenant for calls whose CSV row names none.",
+)
+def import_transcripts(src_dir: Path, outcomes_csv: Path, out_file: Path, tenant: str) -> None:
+    """`voice transcribe` output (DIR/*.json) joined with call outcomes from a CSV."""
+    from suggest.data.transcripts import import_transcripts as run_import
+
+    _finish(_run(lambda: run_import(src_dir, outcomes_csv, tenant=tenant)), out_file)
+
+
+@data_group.command("check")
+@click.argument("data_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def check(data_file: Path) -> None:
+    """Validate a conversation JSONL file: counts, outcomes, split sizes and bad lines."""
+    from suggest.data.format import read_conversations
+    from suggest.data.split import split_counts
+
+    report = _run(lambda: read_conversations(data_file))
+    _print_issues(report.issues)
+    counts = split_counts(report.conversations)
+    click.echo(
+        f"{report.summary()}; held-out split: {counts['train']} train / {counts['test']} test"
+    )
+    if report.issues:
+        raise SystemExit(1)
+
+
+def _run(action: Callable):  # noqa: ANN202 - returns the importer's ImportReport
+    from suggest.errors import SuggestError
+
+    try:
+        return action()
+    except SuggestError as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _finish(report, out_file: Path) -> None:  # noqa: ANN001 - suggest.data.format.ImportReport
+    from suggest.data.format import write_conversations
+
+    written = write_conversations(out_file, report.conversations)
+    _print_issues(report.issues)
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"{report.summary()} -> {out_file} ({written} lines)")
+    if report.issues:
+        raise SystemExit(1)
+
+
+def _print_issues(issues: list) -> None:
+    for issue in issues[:MAX_ISSUES_SHOWN]:
+        click.echo(f"skipped {issue}", err=True)
+    if len(issues) > MAX_ISSUES_SHOWN:
+        click.echo(f"... and {len(issues) - MAX_ISSUES_SHOWN} more skipped rows", err=True)
+
+
+def register(cli: click.Group) -> None:
+    """Attach ``voice data``."""
+    cli.add_command(data_group)

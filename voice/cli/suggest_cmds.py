@@ -1,0 +1,431 @@
+"""``voice train | evaluate | compare | suggest``: the suggestion model's command line.
+
+The engine (``suggest``) does the work; these commands read files and the database, print, and
+turn typed errors into one-line messages with hints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+T = TypeVar("T")
+CACHE_ENV = "NEXTLINE_CACHE"
+
+
+def default_cache() -> Path:
+    """``$NEXTLINE_CACHE`` or ``~/.cache/nextline``: exported encoders, embeddings, entities."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "nextline")
+
+
+def guarded(action: Callable[[], T]) -> T:
+    """Run ``action``; engine errors become a clean CLI error carrying their hint."""
+    from suggest.errors import SuggestError
+    from voice.errors import VoiceError
+
+    try:
+        return action()
+    except (SuggestError, VoiceError) as error:
+        raise click.ClickException(str(error)) from error
+
+
+def load_conversations(path: Path) -> list:
+    """Conversations of a JSONL file; bad lines are reported (line numbers) and skipped."""
+    from suggest.data.format import read_conversations
+
+    report = guarded(lambda: read_conversations(path))
+    for issue in report.issues[:20]:
+        click.echo(f"skipped {path.name} {issue}", err=True)
+    if report.issues:
+        click.echo(f"{len(report.issues)} bad lines skipped in {path}", err=True)
+    return report.conversations
+
+
+@click.command("train")
+@click.option(
+    "--data",
+    "data_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Conversation JSONL.",
+)
+@click.option(
+    "--tenant",
+    required=True,
+    help="Tenant whose conversations are used; the model is registered under it.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Model directory (default: MODELS/<tenant>/<UTC time>).",
+)
+@click.option(
+    "--models",
+    "models_root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("models"),
+    show_default=True,
+    help="Registry root.",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["train", "all"]),
+    default="train",
+    show_default=True,
+    help="train: leave the fixed held-out split out (and score it); all: production model.",
+)
+@click.option(
+    "--feedback",
+    "use_feedback",
+    is_flag=True,
+    help="Use agent feedback stored in the database (--db).",
+)
+@click.option(
+    "--db",
+    "db_url",
+    help="Database URL for --feedback (default: $NEXTLINE_DATABASE_URL or ./nextline.db).",
+)
+@click.option(
+    "--feedback-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Feedback JSONL instead of the database.",
+)
+@click.option(
+    "--reward",
+    type=click.Choice(["success", "value"]),
+    default="success",
+    show_default=True,
+    help="Return used for advantage weighting.",
+)
+@click.option(
+    "--encoder",
+    type=click.Choice(["int8", "none"]),
+    default="int8",
+    show_default=True,
+    help="Quantisation of the ONNX sentence encoder.",
+)
+@click.option(
+    "--no-entities",
+    is_flag=True,
+    help="Skip entity extraction (no delexicalisation, no entity state bits).",
+)
+@click.option("--no-eval", is_flag=True, help="Do not score the held-out split after training.")
+@click.option(
+    "--allow-noncommercial",
+    is_flag=True,
+    help="Accept CC BY-NC data (internal evaluation only; never ship the model).",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help=f"Training cache (default ${CACHE_ENV} or ~/.cache/nextline).",
+)
+def train_command(
+    data_file: Path,
+    tenant: str,
+    out_dir: Path | None,
+    models_root: Path,
+    split: str,
+    use_feedback: bool,
+    db_url: str | None,
+    feedback_file: Path | None,
+    reward: str,
+    encoder: str,
+    no_entities: bool,
+    no_eval: bool,
+    allow_noncommercial: bool,
+    cache_dir: Path | None,
+) -> None:
+    """Train a tenant's suggestion model from conversations with outcomes.
+
+    \b
+    Example:
+      voice data import persuasionforgood ../shared/data/dialogues/persuasionforgood \\
+          --out data/pfg.jsonl
+      voice train --data data/pfg.jsonl --tenant persuasionforgood
+    """
+    from suggest.registry import ModelRegistry, check_name
+    from suggest.train.config import TrainConfig
+    from suggest.train.pipeline import train
+
+    conversations = load_conversations(data_file)
+    feedback = _feedback(use_feedback, db_url, feedback_file, tenant)
+    config = TrainConfig(
+        tenant=tenant,
+        split=split,  # type: ignore[arg-type]  # click.Choice restricts it to the Literal
+        reward=reward,  # type: ignore[arg-type]
+        encoder_quantization=encoder,  # type: ignore[arg-type]
+        entities=not no_entities,
+        evaluate_heldout=not no_eval,
+        allow_noncommercial=allow_noncommercial,
+    )
+    target = out_dir or guarded(
+        lambda: ModelRegistry(models_root).new_version(check_name(tenant, "tenant"))
+    )
+    result = guarded(
+        lambda: train(
+            conversations,
+            config,
+            target,
+            cache_dir=cache_dir or default_cache(),
+            feedback=feedback,
+            hook=lambda step: click.echo(f"  {step} ...", err=True),
+        )
+    )
+    _print_training(result)
+
+
+def _print_training(result: Any) -> None:
+    """Where the model went, what it cost, K and coverage, the held-out metrics."""
+    metrics = result.model.manifest["metrics"]
+    click.echo(
+        f"model {result.model.version} -> {result.directory} in {result.seconds:.1f} s "
+        f"(CPU {result.cpu_seconds:.1f} s) {result.timings}"
+    )
+    click.echo(
+        f"actions K={metrics['actions']['k']} coverage {metrics['actions']['coverage']:.3f}; "
+        f"intents K={metrics['intents']['k']} coverage {metrics['intents']['coverage']:.3f}"
+    )
+    if "heldout" in metrics:
+        _print_metrics({"held-out": metrics["heldout"]})
+
+
+def _feedback(use_db: bool, db_url: str | None, path: Path | None, tenant: str) -> list:
+    from suggest.feedback import feedback_from_dict, read_feedback
+
+    if path is not None:
+        found = guarded(lambda: read_feedback(path))
+        for issue in found.issues[:20]:
+            click.echo(f"skipped feedback {issue}", err=True)
+        return found.records
+    if not use_db:
+        return []
+    from voice.store import Store
+    from voice.store.feedback import FeedbackStore
+
+    store = guarded(lambda: Store.open(db_url))
+    try:
+        rows = guarded(lambda: FeedbackStore(store).records(tenant=tenant))
+    finally:
+        store.close()
+    records = []
+    for row in rows:
+        try:
+            records.append(feedback_from_dict(row))
+        except ValueError as error:
+            click.echo(f"skipped feedback {row.get('suggestion_id')}: {error}", err=True)
+    click.echo(f"{len(records)} feedback events from the database", err=True)
+    return records
+
+
+@click.command("evaluate")
+@click.option("--model", "model_ref", required=True, help="Model directory or <tenant>/<version>.")
+@click.option(
+    "--data",
+    "data_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+)
+@click.option(
+    "--split",
+    type=click.Choice(["test", "train", "all"]),
+    default="test",
+    show_default=True,
+    help="Side of the fixed split to score.",
+)
+@click.option(
+    "--models",
+    "models_root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("models"),
+    show_default=True,
+)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the metrics and per-turn records as JSON.",
+)
+def evaluate_command(
+    model_ref: str, data_file: Path, split: str, models_root: Path, out_file: Path | None
+) -> None:
+    """Next-action accuracy (policy vs behaviour cloning vs majority), outcome AUC, relevance."""
+    report = _evaluate(model_ref, data_file, split, models_root)
+    _print_metrics({report.model_version: report.summary()})
+    if out_file:
+        out_file.write_text(
+            json.dumps(
+                {
+                    "model": report.model_version,
+                    "metrics": report.summary(),
+                    "turns": report.turn_dicts(),
+                },
+                indent=1,
+            )
+        )
+
+
+def _evaluate(model_ref: str, data_file: Path, split: str, models_root: Path) -> Any:
+    from suggest.data.split import select
+    from suggest.evaluate import evaluate_model
+    from suggest.model import load_model
+    from suggest.registry import ModelRegistry
+
+    directory = guarded(lambda: ModelRegistry(models_root).resolve(model_ref))
+    model = guarded(lambda: load_model(directory))
+    trained_on = model.manifest.get("training", {}).get("split")
+    if split == "test" and trained_on == "all":
+        click.echo(
+            f"warning: {directory} was trained on all data, including the held-out split", err=True
+        )
+    tenant = model.manifest.get("tenant")
+    side = select(load_conversations(data_file), split)  # type: ignore[arg-type]  # click.Choice
+    conversations = [c for c in side if c.tenant == tenant] or side  # other tenant: score them all
+    started = time.perf_counter()
+    report = guarded(
+        lambda: evaluate_model(
+            model, conversations, embed_texts=None, encoder_dir=directory / "encoder"
+        )
+    )
+    click.echo(
+        f"evaluated {len(conversations)} conversations in {time.perf_counter() - started:.1f} s",
+        err=True,
+    )
+    return report
+
+
+@click.command("compare")
+@click.option(
+    "--model", "model_refs", multiple=True, required=True, help="Give twice: --model A --model B."
+)
+@click.option(
+    "--data",
+    "data_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+)
+@click.option(
+    "--split", type=click.Choice(["test", "train", "all"]), default="test", show_default=True
+)
+@click.option(
+    "--models",
+    "models_root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("models"),
+    show_default=True,
+)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write metrics and per-turn differences as JSON.",
+)
+def compare_command(
+    model_refs: tuple[str, ...],
+    data_file: Path,
+    split: str,
+    models_root: Path,
+    out_file: Path | None,
+) -> None:
+    """Two models side by side, per-turn differences, and which is better (significance test)."""
+    from dataclasses import asdict
+
+    from suggest.compare import compare_reports
+
+    if len(model_refs) != 2:
+        raise click.UsageError("give exactly two models: --model A --model B")
+    a, b = (_evaluate(ref, data_file, split, models_root) for ref in model_refs)
+    comparison = compare_reports(a, b)
+    _print_metrics(
+        {f"A {a.model_version}": comparison.metrics_a, f"B {b.model_version}": comparison.metrics_b}
+    )
+    low, high = comparison.relevance_diff_ci95
+    click.echo(
+        f"relevance B-A {comparison.relevance_diff:+.4f} (95 % CI {low:+.4f} .. {high:+.4f}, "
+        f"Wilcoxon p {comparison.relevance_p:.3g}); "
+        f"top-3 McNemar p {comparison.top3_p:.3g}"
+    )
+    click.echo(comparison.verdict)
+    if out_file:
+        out_file.write_text(json.dumps({**asdict(comparison)}, indent=1))
+
+
+@click.command("suggest")
+@click.option("--model", "model_ref", required=True, help="Model directory or <tenant>/<version>.")
+@click.option(
+    "--dialogues",
+    "data_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Conversation JSONL.",
+)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="JSONL: one line per agent turn.",
+)
+@click.option(
+    "--k", default=3, show_default=True, type=click.IntRange(1, 20), help="Suggestions per turn."
+)
+@click.option(
+    "--models",
+    "models_root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("models"),
+    show_default=True,
+)
+def suggest_command(
+    model_ref: str, data_file: Path, out_file: Path, k: int, models_root: Path
+) -> None:
+    """QA replay: at every agent turn, the top-k suggestions beside what the agent said."""
+    from suggest.engine import SuggestionEngine
+    from suggest.registry import ModelRegistry
+    from suggest.replay import replay_conversation
+
+    engine = guarded(lambda: SuggestionEngine.load(ModelRegistry(models_root).resolve(model_ref)))
+    conversations = load_conversations(data_file)
+    rows = similarity = 0.0
+    with out_file.open("w", encoding="utf-8") as out:
+        for conversation in conversations:
+            for row in replay_conversation(engine, conversation, k):
+                out.write(json.dumps(row.to_dict(), ensure_ascii=False) + "\n")
+                rows += 1
+                similarity += row.similarities[0] if row.similarities else 0.0
+    click.echo(
+        f"{int(rows)} agent turns of {len(conversations)} conversations -> {out_file}; "
+        f"mean top-1 similarity {similarity / max(rows, 1):.3f}"
+    )
+
+
+def _print_metrics(columns: dict[str, dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("metric", *columns.keys())
+    keys = list(dict.fromkeys(k for metrics in columns.values() for k in metrics))
+    for key in keys:
+        table.add_row(key, *(_fmt(metrics.get(key)) for metrics in columns.values()))
+    Console().print(table)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return "" if value is None else str(value)
+
+
+def register(cli: click.Group) -> None:
+    """Attach the suggestion-model commands."""
+    for command in (train_command, evaluate_command, compare_command, suggest_command):
+        cli.add_command(command)
