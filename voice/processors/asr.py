@@ -113,6 +113,7 @@ class StreamingAsrProcessor(FrameProcessor):
         config: StreamingConfig = StreamingConfig(),  # noqa: B008 - frozen
         vad_params: VadParams = VadParams(),  # noqa: B008 - frozen
         max_turn: float = 30.0,
+        mixed_turn_split: float = 8.0,
         flush_timeout: float = 30.0,
         name: str | None = None,
     ) -> None:
@@ -124,6 +125,10 @@ class StreamingAsrProcessor(FrameProcessor):
             vad_params: endpointing of every leg.
             max_turn: a turn longer than this is finalised and a new one opened at once, so a
                 monologue still gets final text (and prompts) at a bounded delay.
+            mixed_turn_split: on a leg carrying both parties (role unknown), a turn longer
+                than this is finalised at its next short pause (a VAD step below threshold
+                inside speech): two people talking back and forth rarely leave the 0.6 s of
+                silence that ends a turn, and the demo call's second turn ran 22 s without one.
             flush_timeout: seconds an end of input waits for its leg's finals before it is
                 forwarded anyway (an ErrorFrame reports the finals that were given up).
             name: processor name in logs.
@@ -133,6 +138,7 @@ class StreamingAsrProcessor(FrameProcessor):
         self.config = config
         self.vad_params = vad_params
         self.max_turn = max_turn
+        self.mixed_turn_split = mixed_turn_split
         self.flush_timeout = flush_timeout
         self.call_id = ""
         self._roles: dict[str, Role] = {}
@@ -205,11 +211,18 @@ class StreamingAsrProcessor(FrameProcessor):
         self._note_pause(leg)
         transcriber = leg.transcriber
         turn_start = transcriber.turn_start
-        if turn_start is not None and leg.vad.time - turn_start > self.max_turn:
+        if turn_start is not None and (
+            leg.vad.time - turn_start > self.max_turn or self._split_mixed_turn(leg, turn_start)
+        ):
             await self._close_turn(leg, leg.vad.time, emit_stop=False)
             transcriber.begin_turn(leg.vad.time)
         if not leg.partial_pending and transcriber.partial_due():
             self._submit_partial(leg)
+
+    def _split_mixed_turn(self, leg: _Leg, turn_start: float) -> bool:
+        mixed = self._roles.get(leg.name) not in ("agent", "customer")
+        long = leg.vad.time - turn_start > self.mixed_turn_split
+        return mixed and long and leg.vad.in_speech and not leg.vad.frame_is_speech
 
     def _note_pause(self, leg: _Leg) -> None:
         if not leg.vad.in_speech:

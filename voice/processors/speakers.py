@@ -68,11 +68,13 @@ class SpeakerRoles:
     is the agent (who answers an inbound call). Speakers first heard after the decision get
     the role left over. measured (SpokenWOZ, reference words): deciding on the first phrase,
     or falling back to the first speaker on a tie after 4 turns, inverted SNG0696, whose
-    customer opens with "is this Nan's customer service center?" (an agent phrase).
+    customer opens with "is this Nan's customer service center?" (an agent phrase). The
+    fallback comes after 6 turns: a casual call (the demo's) has no role phrases at all, and a
+    call whose roles stay unknown gets no suggestions.
     """
 
     def __init__(
-        self, *, decide_after_turns: int = 4, min_margin: float = 4.0, give_up_turns: int = 12
+        self, *, decide_after_turns: int = 4, min_margin: float = 4.0, give_up_turns: int = 6
     ) -> None:
         self.decide_after_turns = decide_after_turns
         self.min_margin = min_margin

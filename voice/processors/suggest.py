@@ -43,6 +43,8 @@ class SuggestProcessor(FrameProcessor):
         self.started: CallStartedFrame | None = None
         self._finals: dict[str, TranscriptFinalFrame] = {}
         self._turns: list[Any] = []
+        self._unresolved: list[tuple[TranscriptFinalFrame, NluFrame]] = []
+        """Turns of a mixed leg heard before its speakers' roles were decided."""
         self._pending: set[asyncio.Task[None]] = set()
 
     async def process_frame(self, frame: Frame) -> None:
@@ -54,28 +56,47 @@ class SuggestProcessor(FrameProcessor):
         elif isinstance(frame, CallEndedFrame):
             await self.close()
         await self.push_frame(frame)
-        if isinstance(frame, NluFrame) and frame.turn_id in self._finals and frame.role in ("agent", "customer"):
-            self._add_turn(self._finals.pop(frame.turn_id), frame)
-            task = asyncio.get_running_loop().create_task(self._suggest(frame))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+        if not isinstance(frame, NluFrame) or frame.turn_id not in self._finals:
+            return
+        final = self._finals.pop(frame.turn_id)
+        if frame.role not in ("agent", "customer"):
+            self._unresolved.append((final, frame))
+            return
+        self._resolve_earlier(final.speaker, frame.role)
+        self._add_turn(final, frame, frame.role)
+        # The context is taken now: the task may run after later turns have arrived.
+        task = asyncio.get_running_loop().create_task(self._suggest(frame, self._context()))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
-    def _add_turn(self, final: TranscriptFinalFrame, nlu: NluFrame) -> None:
+    def _resolve_earlier(self, speaker: str | None, role: str) -> None:
+        """Give earlier turns of ``speaker`` its role, now decided, so they count as context
+        (roles of a mixed leg are decided once and never change, see SpeakerRoles)."""
+        if speaker is None:
+            return
+        waiting = [(f, n) for f, n in self._unresolved if f.speaker == speaker]
+        self._unresolved = [(f, n) for f, n in self._unresolved if f.speaker != speaker]
+        for final, nlu in waiting:
+            self._add_turn(final, nlu, role)
+
+    def _add_turn(self, final: TranscriptFinalFrame, nlu: NluFrame, role: str) -> None:
         from suggest.nlu.types import Entity
         from suggest.types import Turn
 
         entities = tuple(Entity(e["label"], e["text"], e.get("start", 0), e.get("end", 0), e.get("value") or e["text"])
                          for e in nlu.entities)
-        self._turns.append(Turn(final.role, final.text, final.start, final.end, entities))  # type: ignore[arg-type]
+        self._turns.append(Turn(role, final.text, final.start, final.end, entities))  # type: ignore[arg-type]
         self._turns.sort(key=lambda t: t.start or 0.0)
 
-    async def _suggest(self, nlu: NluFrame) -> None:
+    def _context(self) -> Any:
         from suggest.types import SuggestContext
 
         assert self.started is not None
+        return SuggestContext(call_id=self.started.call_id, turns=tuple(self._turns),
+                              agent_id=self.started.agent_id, tenant=self.started.tenant, k=self.k)
+
+    async def _suggest(self, nlu: NluFrame, context: Any) -> None:
         asked = time.perf_counter()
-        context = SuggestContext(call_id=self.started.call_id, turns=tuple(self._turns),
-                                 agent_id=self.started.agent_id, tenant=self.started.tenant, k=self.k)
         try:
             result = await asyncio.wrap_future(self.service.submit(context))
         except Exception as exc:  # a failed suggestion is reported, the call goes on
