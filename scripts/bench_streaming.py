@@ -53,6 +53,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from voice.live.replay import growth, percentile  # noqa: E402 - after the path set-up
+
 DATA = Path(os.environ.get("NEXTLINE_SHARED_DATA", REPO.parent / "shared" / "data"))
 DEFAULT_CALLS = DATA / "diarization" / "spokenwoz_calls_8k"
 LEGS = {"A": ("customer", 0), "B": ("agent", 1)}  # SpokenWOZ: speaker A left, B right
@@ -310,15 +312,15 @@ def summarize(raws: list[RunRaw], offline: dict[str, str], refs: dict[str, str])
     wall = max(r.wall_seconds for r in raws)
     return {
         "calls": merged.calls,
-        "commit_p50": _pct(merged.commit, 50), "commit_p95": _pct(merged.commit, 95),
+        "commit_p50": percentile(merged.commit, 50), "commit_p95": percentile(merged.commit, 95),
         "words": len(merged.commit), "words_by_final": merged.commit_by_final,
-        "final_close_p50": _pct(merged.final_from_close, 50),
-        "final_close_p95": _pct(merged.final_from_close, 95),
-        "final_word_p50": _pct(merged.final_from_word, 50),
-        "final_word_p95": _pct(merged.final_from_word, 95),
+        "final_close_p50": percentile(merged.final_from_close, 50),
+        "final_close_p95": percentile(merged.final_from_close, 95),
+        "final_word_p50": percentile(merged.final_from_word, 50),
+        "final_word_p95": percentile(merged.final_from_word, 95),
         "wer": wers,
-        "lag_p50": _pct([lag for _, lag in merged.lag_points], 50),
-        "lag_growth": _growth(merged.lag_points), "final_growth": _growth(merged.final_points),
+        "lag_p50": percentile([lag for _, lag in merged.lag_points], 50),
+        "lag_growth": growth(merged.lag_points), "final_growth": growth(merged.final_points),
         "max_slip": max(r.max_slip for r in raws),
         "cpu_cores": sum(r.cpu_seconds for r in raws) / wall if wall else 0.0,
         "cpu_per_call_second": sum(r.cpu_seconds for r in raws)
@@ -330,19 +332,6 @@ def summarize(raws: list[RunRaw], offline: dict[str, str], refs: dict[str, str])
     }  # fmt: skip
 
 
-def _pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
-
-
-def _growth(points: list[tuple[float, float]]) -> float:
-    """Median of the last third minus median of the first third (by audio time)."""
-    if len(points) < 6:
-        return 0.0
-    times = np.array([t for t, _ in points])
-    values = np.array([v for _, v in points])
-    lo, hi = np.percentile(times, [33.3, 66.7])
-    first, last = values[times <= lo], values[times >= hi]
-    return float(np.median(last) - np.median(first)) if len(first) and len(last) else 0.0
 
 
 def sustained(row: dict[str, Any]) -> bool:

@@ -72,7 +72,7 @@ async def _main(args: argparse.Namespace) -> int:
             failures += 1
             print(json.dumps({"call": number, "file": path, "error": repr(result)}))
             continue
-        summary = {k: v for k, v in asdict(result).items() if k != "received"}
+        summary = {k: v for k, v in asdict(result).items() if k not in ("received", "sent_at")}
         print(
             json.dumps(
                 {"call": number, "file": path, **summary, "server_messages": len(result.received)}

@@ -161,6 +161,7 @@ async def _stream(
                 await session.send("paused", {})
                 paused_sent = True
             session.position = audio_time + step / WIRE_RATE  # discarded audio still advances
+            session.result.sent_at.append(time.time())
             continue
         if paused_sent:
             await session.send(
@@ -176,6 +177,7 @@ async def _stream(
             channels.append(agent[offset : offset + step])
         interleaved = np.stack(channels, axis=1).reshape(-1)
         await session.send_audio(codecs.ulaw_encode(interleaved), len(channels[0]) / WIRE_RATE)
+        session.result.sent_at.append(time.time())
         if options.ping_every and audio_time >= next_ping:
             await session.send("ping", {})
             next_ping += options.ping_every

@@ -54,6 +54,10 @@ class ReplayResult:
     close_reason: str = ""
     max_lag: float = 0.0
     """Worst lateness of a send against the real-time schedule (seconds)."""
+    sent_at: list[float] = field(default_factory=list)
+    """Wall clock (``time.time()``, as the server's ``emitted_at``) when the audio chunk ``k``
+    (call audio ``[k * chunk_ms, (k + 1) * chunk_ms)``, every channel) had been sent: latency
+    benchmarks subtract it from event times."""
 
 
 def load_call(path: str | Path) -> np.ndarray:

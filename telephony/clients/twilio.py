@@ -113,6 +113,7 @@ async def _stream_audio(
                     },
                 }
             )
+        result.sent_at.append(time.time())
     result.audio_seconds = len(customer) / WIRE_RATE
     result.max_lag = pacer.max_lag
 

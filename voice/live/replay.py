@@ -269,3 +269,20 @@ def partial_text(log: ReplayLog, leg: str, *, committed_only: bool = False) -> s
             texts.append(" ".join(w.text for w in words))
             last = None
     return " ".join(t for t in texts if t).strip()
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile, NaN when there are no values (a run with no turns)."""
+    return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
+def growth(points: Sequence[tuple[float, float]]) -> float:
+    """How much a latency grew over a run: median of its last third minus median of its first
+    third (by call-audio time); 0 with fewer than 6 points. A sustained load does not grow."""
+    if len(points) < 6:
+        return 0.0
+    times = np.array([t for t, _ in points])
+    values = np.array([v for _, v in points])
+    lo, hi = np.percentile(times, [33.3, 66.7])
+    first, last = values[times <= lo], values[times >= hi]
+    return float(np.median(last) - np.median(first)) if len(first) and len(last) else 0.0

@@ -30,6 +30,12 @@ def _words(words: list[TimedWord]) -> list[dict[str, Any]]:
              "probability": round(w.probability, 3)} for w in words]
 
 
+def _joined(words: list[TimedWord]) -> str:
+    # The streaming policy's words carry no leading space (asr.engine strips Whisper's), so
+    # join with spaces; stripping first keeps words that still have one from doubling it.
+    return " ".join(text for text in (w.text.strip() for w in words) if text)
+
+
 def frame_to_event(frame: Frame) -> Event | None:
     """The event for a frame the agent's screen cares about, else ``None``."""
     converter = _CONVERTERS.get(type(frame))
@@ -44,7 +50,7 @@ def _started(f: CallStartedFrame) -> Event:
 def _partial(f: TranscriptPartialFrame) -> Event:
     return {"type": "transcript.partial", "audio_time": round(f.audio_time, 3), "leg": f.leg, "role": f.role,
             "speaker": f.speaker, "committed": _words(f.committed), "tentative": _words(f.tentative),
-            "text": "".join(w.text for w in f.committed + f.tentative).strip()}
+            "text": _joined(f.committed + f.tentative)}
 
 
 def _final(f: TranscriptFinalFrame) -> Event:
