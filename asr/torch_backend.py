@@ -14,6 +14,11 @@ recently served partials) hands it every pending request at once. One ``decode_b
 4. word times by cross-attention DTW over the model's alignment heads (:mod:`asr.word_timing`),
    again batched: word-level, not segment-level, since LocalAgreement compares word times.
 
+Shapes are static (:mod:`asr.torch_shapes`): rows are padded to powers of two, token widths to
+multiples of 32, the KV cache has one length, and :meth:`TorchWhisperDecoder.warm_up` runs every
+combination once at load, so no request pays a shape's first-use cost (55-100 ms each on the
+H200 before this).
+
 Decoding is greedy for partials and finals alike (``AsrOptions.beam_size`` is not used here) and
 deterministic for a given batch; float16 on CUDA can make a row's text depend on which other
 rows share its batch in rare near-ties. Requests longer than one window are cut into 30 s windows.
@@ -24,7 +29,9 @@ Weights come from a CTranslate2 model directory (converted in memory) or a trans
 from __future__ import annotations
 
 import math
+import os
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +44,8 @@ from asr.loops import is_repetition_loop, most_repeated_ngram
 from asr.models import resolve_whisper_model
 from asr.streaming import DecodeRequest
 from asr.torch_greedy import Decoded, GreedyRows, Vocab, greedy_decode
+from asr.torch_profile import PhaseTimer, profile_line
+from asr.torch_shapes import ShapePlan
 from asr.torch_whisper import (
     HOP,
     N_FRAMES,
@@ -78,6 +87,17 @@ class TorchBackendConfig:
     align_rows: int = 128
     """Rows per word-alignment pass (its median filter holds up to rows x heads x tokens x
     frames x 7 floats: 2.6 GB at 128 rows of 60 tokens over 30 s with tiny.en's 8 heads)."""
+    width_step: int = 32
+    """Prompt and word-alignment token widths are padded to multiples of this (static shapes)."""
+    warm_up: bool | None = None
+    """Run every shape bucket once at construction (:meth:`TorchWhisperDecoder.warm_up`);
+    ``None``: on CUDA only (on CPU a new shape costs nothing worth a warm-up)."""
+    cudnn_attention: bool = False
+    """Allow cuDNN's attention kernels (CUDA, process-wide). torch 2.9+ built for CUDA 13 puts
+    them first on sm90 (H100/H200) when cuDNN > 9.15; they build and NVRTC-compile a graph per
+    (shape, strides, mask) and cache it per thread (aten/src/ATen/native/cudnn/MHA.cpp), which
+    fits what the H200 showed: 55-100 ms per new shape, paid again by each decode thread. The
+    flash and memory-efficient kernels used instead need no build."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +155,21 @@ class TorchWhisperDecoder:
         self._align_heads: dict[int, list[int]] = {}
         for layer, head in weights.config.get("alignment_heads") or _default_heads(self.dims):
             self._align_heads.setdefault(int(layer), []).append(int(head))
+        sot = len(self.tokens.sot_sequence)
+        self.shapes = ShapePlan(
+            max_rows=max(1, config.max_rows),
+            align_rows=max(1, config.align_rows),
+            max_prompt=1 + config.prompt_tokens + sot + 1,
+            max_align=sot + 1 + config.max_new_tokens + 1,
+            max_new_tokens=config.max_new_tokens,
+            width_step=config.width_step,
+        )
+        if self.device.type == "cuda" and not config.cudnn_attention:
+            torch.backends.cuda.enable_cudnn_sdp(False)
+        self.warm_up_seconds = 0.0
+        """Seconds the last :meth:`warm_up` took (0 when none ran)."""
+        if config.warm_up or (config.warm_up is None and self.device.type == "cuda"):
+            self.warm_up()
 
     @classmethod
     def load(
@@ -204,16 +239,22 @@ class TorchWhisperDecoder:
         live = [i for i, audio in enumerate(audios) if len(audio) >= HOP]
         if not live:
             return results
+        timer = PhaseTimer(self.device, len(live))
         clips = [np.asarray(audios[i], dtype=np.float32) for i in live]
         opts = [options[i] for i in live]
         features, frames = log_mel_batch(clips, self._filters, self.device)
-        cross = self.model.decoder.cross_kv(self.model.encoder(features.to(self.dtype)))
+        timer.lap("mel")
+        cross = self._encode(features)
+        timer.lap("encoder", bucket=cross[0][0].shape[0])
         seconds = [len(c) / SAMPLE_RATE for c in clips]
         budgets = [self._budget(s) for s in seconds]
         rows = GreedyRows(
             [self.tokens.prompt(prompts[i], self.config.prompt_tokens) for i in live], budgets
         )
-        chosen = [self._window(d, o) for d, o in zip(self._greedy(cross, rows), opts, strict=True)]
+        first_pass = self._greedy(cross, rows)
+        steps = max((d.length for d in first_pass), default=0)
+        timer.lap("greedy", steps=steps, budget=max(budgets))
+        chosen = [self._window(d, o) for d, o in zip(first_pass, opts, strict=True)]
         looping = [k for k, r in enumerate(chosen) if r is None]
         if looping:
             first = opts[looping[0]]
@@ -223,12 +264,14 @@ class TorchWhisperDecoder:
                 penalty=first.loop_repetition_penalty,
                 no_repeat=first.loop_no_repeat_ngram_size,
             )
-            for k, decoded in zip(
-                looping, self._greedy(_subset(cross, looping), retry), strict=True
-            ):
+            padded = _subset(cross, looping, self.shapes.rows(len(looping)))
+            for k, decoded in zip(looping, self._greedy(padded, retry), strict=True):
                 redone = self._window(decoded, opts[k], retry=True)
                 chosen[k] = _cut_loop(redone, opts[k], self.tokens)
+            timer.lap("retry", rows=len(looping))
         timed = self._with_words(cross, chosen, [f // 2 for f in frames], seconds, opts)
+        timer.lap("align")
+        timer.report()
         for k, i in enumerate(live):
             results[i] = timed[k]
         return results
@@ -237,14 +280,27 @@ class TorchWhisperDecoder:
         by_rate = 8 + math.ceil(self.config.tokens_per_second * seconds)
         return max(1, min(self.config.max_new_tokens, by_rate))
 
-    def _greedy(self, cross: CrossKV, rows: GreedyRows) -> list[Decoded]:
+    def _encode(self, features: torch.Tensor) -> CrossKV:
+        """Cross-attention keys/values of a row bucket: zero features pad the batch."""
+        rows = features.shape[0]
+        padded = self.shapes.rows(rows)
+        if padded > rows:
+            fill = features.new_zeros((padded - rows, *features.shape[1:]))
+            features = torch.cat([features, fill])
+        return self.model.decoder.cross_kv(self.model.encoder(features.to(self.dtype)))
+
+    def _greedy(
+        self, cross: CrossKV, rows: GreedyRows, vocab: Vocab | None = None
+    ) -> list[Decoded]:
         return greedy_decode(
             self.model.decoder,
             cross,
             rows,
-            self._vocab,
+            vocab or self._vocab,
             max_context=self.dims.n_text_ctx,
             compact_below=self.config.compact_below,
+            width_step=self.shapes.width_step,
+            cache_length=self.shapes.cache_length,
         )
 
     def _window(
@@ -272,6 +328,57 @@ class TorchWhisperDecoder:
             return None
         return result
 
+    # --- warm-up ------------------------------------------------------------------------------
+
+    def warm_up(self) -> float:
+        """Run every shape bucket once with dummy inputs; the seconds it took.
+
+        First one log-mel pass (cuFFT set-up); then per row bucket: an encoder pass, a decode
+        loop (prompt pass, a step, compaction to one row) per prompt width, an anti-loop decode
+        (penalty, n-gram ban), a word-alignment forward per width and one whole alignment
+        (median filter, DTW). cuDNN keeps its plans per thread, so call this on the thread that
+        will decode (:class:`asr.torch_processes.DecoderProcesses` does so in each process).
+        """
+        began = time.perf_counter()
+        vocab = replace(self._vocab, suppress=self._vocab.suppress.clone())
+        vocab.suppress[self.tokens.eot] = True  # rows end by their budgets only
+        done = 0
+        with torch.inference_mode():
+            log_mel_batch([np.zeros(SAMPLE_RATE, np.float32)], self._filters, self.device)
+            for rows in self.shapes.row_grid():
+                features = torch.zeros((rows, self.dims.n_mels, N_FRAMES), device=self.device)
+                cross = self._encode(features)
+                self._warm_decode(cross, vocab)
+                for size in [a for a in self.shapes.align_grid() if done < a <= rows]:
+                    self._warm_align(_subset(cross, list(range(size)), size))
+                done = rows
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.warm_up_seconds = time.perf_counter() - began
+        profile_line({"warm_up_ms": round(1000 * self.warm_up_seconds, 1), "pid": os.getpid()})
+        return self.warm_up_seconds
+
+    def _warm_decode(self, cross: CrossKV, vocab: Vocab) -> None:
+        rows = cross[0][0].shape[0]
+        sot = [*self.tokens.sot_sequence, self.tokens.no_timestamps]
+        previous = [self.tokens.special("<|startofprev|>")]
+        word = self.tokens.encode(" hello")[0]
+        budgets = [3] + [2] * (rows - 1)  # a step on every row, then compaction to one row
+        for width in self.shapes.prompt_widths():
+            prompt = [*previous, *[word] * max(0, width - len(sot) - 1), *sot]
+            self._greedy(cross, GreedyRows([prompt] * rows, budgets), vocab)
+        retry = GreedyRows([sot] * rows, [4] * rows, penalty=1.1, no_repeat=2)
+        self._greedy(cross, retry, vocab)
+
+    def _warm_align(self, cross: CrossKV) -> None:
+        rows = cross[0][0].shape[0]
+        sot = [*self.tokens.sot_sequence, self.tokens.no_timestamps]
+        word = self.tokens.encode(" hello")[0]
+        for width in self.shapes.align_widths():
+            text = [word] * max(1, width - len(sot) - 1)
+            self._align_logits(cross, [[*sot, *text, self.tokens.eot]] * rows)
+        self._align(cross, [[word] * 4] * rows, [100] * rows)
+
     # --- word times ---------------------------------------------------------------------------
 
     def _with_words(
@@ -288,7 +395,8 @@ class TorchWhisperDecoder:
         for start in range(0, len(todo), step):
             part = todo[start : start + step]
             texts = [done[k].tokens for k in part]
-            jumps = self._align(_subset(cross, part), texts, [frames[k] for k in part])
+            padded = _subset(cross, part, self.shapes.align_rows_for(len(part)))
+            jumps = self._align(padded, texts, [frames[k] for k in part])
             for k, jump in zip(part, jumps, strict=True):
                 probs = np.asarray(done[k].token_probs, dtype=np.float64)
                 words = timed_words(self.tokens, done[k].tokens, jump, probs, seconds[k])
@@ -296,11 +404,32 @@ class TorchWhisperDecoder:
         return done
 
     def _align(self, cross: CrossKV, texts: list[list[int]], frames: list[int]) -> list[np.ndarray]:
-        """DTW jumps of each text over its audio (teacher-forced, unprompted, as CTranslate2)."""
+        """DTW jumps of each text over its audio (teacher-forced, unprompted, as CTranslate2).
+
+        ``cross`` may hold more rows than ``texts``: the extra rows align a copy of the first
+        text and are dropped."""
         device = self.device
         sot = [*self.tokens.sot_sequence, self.tokens.no_timestamps]
         inputs = [[*sot, *t, self.tokens.eot] for t in texts]
-        width = max(len(i) for i in inputs)
+        extra = cross[0][0].shape[0] - len(inputs)
+        inputs += [inputs[0]] * extra
+        logits = self._align_logits(cross, inputs)
+        frames = [max(1, f) for f in frames] + [max(1, frames[0])] * extra
+        matrix = alignment_matrix(
+            logits,
+            torch.tensor([len(i) for i in inputs], device=device),
+            torch.tensor(frames, device=device),
+            len(sot) - 1,
+        )
+        rows = [len(i) - len(sot) for i in inputs]  # text tokens + 1
+        jumps = dtw_jumps(matrix[:, : max(rows)], rows, frames)  # no DTW steps over the padding
+        return jumps[: len(texts)]
+
+    def _align_logits(self, cross: CrossKV, inputs: list[list[int]]) -> torch.Tensor:
+        """Alignment heads' cross-attention logits of teacher-forced ``inputs`` (right-padded to
+        the width bucket with end of text; causal, so the padding changes no earlier token)."""
+        device = self.device
+        width = self.shapes.width(max(len(i) for i in inputs))
         tokens = torch.full((len(inputs), width), self.tokens.eot, dtype=torch.long)
         for r, seq in enumerate(inputs):
             tokens[r, : len(seq)] = torch.tensor(seq, dtype=torch.long)
@@ -310,20 +439,15 @@ class TorchWhisperDecoder:
         _, logits = self.model.decoder(
             tokens.to(device), positions, cache, 0, mask, cross, self._align_heads
         )
-        frames = [max(1, f) for f in frames]
-        matrix = alignment_matrix(
-            torch.cat(logits, dim=1),
-            torch.tensor([len(i) for i in inputs], device=device),
-            torch.tensor(frames, device=device),
-            len(sot) - 1,
-        )
-        return dtw_jumps(matrix, [len(t) + 1 for t in texts], frames)
+        return torch.cat(logits, dim=1)
 
 
 _EMPTY = WindowResult([], [], "", 0.0, 0.0)
 
 
-def _subset(cross: CrossKV, rows: list[int]) -> CrossKV:
+def _subset(cross: CrossKV, rows: list[int], size: int) -> CrossKV:
+    """``rows`` of ``cross``, padded to ``size`` rows with copies of the first (dummy rows)."""
+    rows = [*rows, *[rows[0]] * (size - len(rows))]
     if rows == list(range(cross[0][0].shape[0])):
         return cross
     index = torch.tensor(rows, device=cross[0][0].device)

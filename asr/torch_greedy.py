@@ -4,8 +4,13 @@ Every row has its own prompt (left-padded; pads are masked keys and get position
 token budget, and optional anti-loop settings. Each step runs the decoder on one token per
 running row. Rows that ended stay in the cache (their tokens are ignored) until the running ones
 are fewer than ``compact_below`` of the cache's rows; then the cache, the cross-attention
-keys/values and the masks are cut down to the running rows, so a long row does not keep the
-whole batch's cross-attention traffic alive.
+keys/values and the masks are cut down to the running rows' bucket, so a long row does not keep
+the whole batch's cross-attention traffic alive.
+
+Shapes are static (:mod:`asr.torch_shapes`): the cross-attention keys/values may hold more rows
+than there are prompts (dummy rows, finished from the start, results dropped), compaction keeps
+a power-of-two number of rows (finished rows fill the gap), the prompt width is rounded up to
+``width_step``, and every step attends over the whole ``cache_length`` cache under a mask.
 
 Per step the logits get CTranslate2's treatment: the suppressed tokens and, at the first step,
 the ``suppress_ids_begin`` tokens (blank, end of text) are disabled; with a repetition penalty
@@ -101,12 +106,12 @@ class _Running:
             else None
         )
 
-    def keep(self, rows: torch.Tensor, used: int) -> None:
-        """Keep only cache rows ``rows``, copying the first ``used`` cached positions."""
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only cache rows ``rows``."""
         self.index, self.budgets, self.pads = self.index[rows], self.budgets[rows], self.pads[rows]
         self.valid, self.count, self.done = self.valid[rows], self.count[rows], self.done[rows]
         self.cross = [(k[rows], v[rows]) for k, v in self.cross]
-        self.cache = self.cache.select(rows, used)
+        self.cache = self.cache.select(rows)
         self.generated = self.generated[rows]
         if self.seen is not None:
             self.seen = self.seen[rows]
@@ -120,39 +125,60 @@ def greedy_decode(
     *,
     max_context: int,
     compact_below: float = 0.5,
+    width_step: int = 1,
+    cache_length: int = 0,
 ) -> list[Decoded]:
-    """Decode every row greedily; results in row order."""
+    """Decode every row greedily; results in row order.
+
+    ``cross`` may hold more rows than ``rows`` has prompts: the extra rows are dummies (a copy of
+    the first prompt, finished from the start). The prompt width is rounded up to
+    ``width_step``; the cache has ``cache_length`` positions (more if the batch needs more).
+
+    Raises:
+        ValueError: ``cross`` has fewer rows than there are prompts.
+    """
     device = cross[0][0].device
-    batch = len(rows.prompts)
-    width = max(len(p) for p in rows.prompts)
-    pads = torch.tensor([width - len(p) for p in rows.prompts], device=device)
-    prompt = torch.full((batch, width), vocab.eot, dtype=torch.long)
-    for r, tokens in enumerate(rows.prompts):
+    batch, total = len(rows.prompts), cross[0][0].shape[0]
+    if total < batch:
+        raise ValueError(f"{batch} prompts but cross-attention keys of {total} rows")
+    prompts = [*rows.prompts, *[rows.prompts[0]] * (total - batch)]
+    width = -(-max(len(p) for p in prompts) // width_step) * width_step
+    pads = torch.tensor([width - len(p) for p in prompts], device=device)
+    prompt = torch.full((total, width), vocab.eot, dtype=torch.long)
+    for r, tokens in enumerate(prompts):
         prompt[r, width - len(tokens) :] = torch.tensor(tokens, dtype=torch.long)
-    budgets = torch.tensor(rows.budgets, device=device)
+    budgets = torch.tensor([*rows.budgets, *[1] * (total - batch)], device=device)
     budgets = torch.minimum(budgets, max_context - (width - pads)).clamp_min(1)
-    budget_list = budgets.tolist()
+    budget_list = budgets.tolist()[:batch]
     steps = max(budget_list)
-    valid = torch.arange(width + steps, device=device)[None, :] >= pads[:, None]
-    cache = KVCache.empty(decoder.dims, batch, width + steps, cross[0][0])
-    eye = torch.eye(width, dtype=torch.bool, device=device)[None]
-    causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()[None]
-    mask = ((causal & valid[:, None, :width]) | eye)[:, None]
-    positions = (torch.arange(width, device=device)[None, :] - pads[:, None]).clamp_min(0)
-    hidden, _ = decoder(prompt.to(device), positions, cache, 0, mask, cross)
+    length = max(cache_length, width + steps)
+    places = torch.arange(length, device=device)[None, :]
+    valid = (places >= pads[:, None]) & (places < width)  # each step adds its own position
+    cache = KVCache.empty(decoder.dims, total, length, cross[0][0])
+    hidden, _ = decoder(
+        prompt.to(device),
+        (places[:, :width] - pads[:, None]).clamp_min(0),
+        cache,
+        0,
+        _prompt_mask(valid, width),
+        cross,
+    )
     sot_logits = decoder.logits(hidden[:, width - vocab.sot_offset])
     no_speech = sot_logits.softmax(-1)[:, vocab.no_speech] if vocab.no_speech >= 0 else None
     logits = decoder.logits(hidden[:, -1])
     state = _Running(budgets, pads, valid, cross, cache, logits.shape[-1], rows)
+    state.done[batch:] = True
     for step in range(steps):
         token = _step(logits, step, state, rows, vocab)
         alive = int((~state.done).sum())
         if alive == 0:
             break
         pos = width + step
-        if alive < compact_below * len(state.index):
-            keep = (~state.done).nonzero()[:, 0]
-            state.keep(keep, pos)
+        target = 1 << (alive - 1).bit_length()  # the running rows' power-of-two bucket
+        if alive < compact_below * len(state.index) and target < len(state.index):
+            order = torch.argsort(state.done.to(torch.int8), stable=True)  # running rows first
+            keep = order[:target]
+            state.keep(keep)
             token = token[keep]
         state.valid[:, pos] = True
         hidden, _ = decoder(
@@ -160,11 +186,22 @@ def greedy_decode(
             (pos - state.pads)[:, None],
             state.cache,
             pos,
-            state.valid[:, None, None, : pos + 1],
+            state.valid[:, None, None, :],
             state.cross,
         )
         logits = decoder.logits(hidden[:, 0])
     return _collect(state, budget_list, vocab, no_speech)
+
+
+def _prompt_mask(valid: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, 1, width, length): causal over the prompt's valid keys; a pad query sees itself
+    (so no row of the softmax is all masked); positions after the prompt are hidden."""
+    device = valid.device
+    eye = torch.eye(width, dtype=torch.bool, device=device)[None]
+    causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()[None]
+    mask = torch.zeros((*valid.shape[:1], width, valid.shape[1]), dtype=torch.bool, device=device)
+    mask[:, :, :width] = (causal & valid[:, None, :width]) | eye
+    return mask[:, None]
 
 
 def _step(
@@ -224,7 +261,7 @@ def _collect(
     finished = [False] * batch
     flat = [torch.cat(parts).tolist() for parts in zip(*state.history, strict=True)]
     for row, token, prob, logprob in zip(*flat, strict=True):
-        if finished[row]:
+        if row >= batch or finished[row]:  # a dummy row, or a row already ended
             continue
         sums[row] += logprob
         lengths[row] += 1

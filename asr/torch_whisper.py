@@ -172,7 +172,8 @@ class AudioEncoder(nn.Module):
 
 @dataclass
 class KVCache:
-    """Self-attention keys and values of every decoder layer, (layers, B, heads, length, dim)."""
+    """Self-attention keys and values of every decoder layer, (layers, B, heads, length, dim);
+    zeros where nothing was written."""
 
     keys: torch.Tensor
     values: torch.Tensor
@@ -184,13 +185,11 @@ class KVCache:
         shape = (dims.n_text_layer, batch, dims.n_text_head, length, head_dim)
         return cls(like.new_zeros(shape), like.new_zeros(shape))
 
-    def select(self, rows: torch.Tensor, used: int) -> KVCache:
-        """Only ``rows`` of the batch (first ``used`` positions copied; the rest left empty)."""
-        keys = self.keys.new_empty((self.keys.shape[0], len(rows), *self.keys.shape[2:]))
-        values = torch.empty_like(keys)
-        keys[:, :, :, :used] = self.keys[:, rows, :, :used]
-        values[:, :, :, :used] = self.values[:, rows, :, :used]
-        return KVCache(keys, values)
+    def select(self, rows: torch.Tensor) -> KVCache:
+        """Only ``rows`` of the batch, every position copied: attention reads the whole cache
+        (masked), so positions not written yet must stay zeros, never uninitialised memory (a
+        NaN there would reach the output through a zero attention weight)."""
+        return KVCache(self.keys.index_select(1, rows), self.values.index_select(1, rows))
 
 
 CrossKV = list[tuple[torch.Tensor, torch.Tensor]]
@@ -220,16 +219,20 @@ class DecoderLayer(nn.Module):
         cross: tuple[torch.Tensor, torch.Tensor],
         heads: list[int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Tokens at cache positions ``[start, start + T)``; ``mask`` (B, 1, T, start + T) says
-        which cached positions each query may see. With ``heads``, also the scaled cross-attention
-        logits of those heads, (B, len(heads), T, frames)."""
+        """Tokens at cache positions ``[start, start + T)``; ``mask`` (B, 1, T, length) says which
+        of the cache's positions each query may see. With ``heads``, also the scaled
+        cross-attention logits of those heads, (B, len(heads), T, frames).
+
+        Attention reads the whole preallocated cache, not ``cache[:, :, :start + T]``: a slice
+        is a new shape at every decode step, and on the H200 each new shape cost 55-100 ms the
+        first time (cuDNN attention builds a graph per shape; docs/results/gpu.md)."""
         attn = self.self_attn
         h = self.self_attn_layer_norm(x)
         end = start + x.shape[1]
         cache_k[:, :, start:end] = attn.split(attn.k_proj(h))
         cache_v[:, :, start:end] = attn.split(attn.v_proj(h))
         q = attn.split(attn.q_proj(h))
-        out = F.scaled_dot_product_attention(q, cache_k[:, :, :end], cache_v[:, :, :end], mask)
+        out = F.scaled_dot_product_attention(q, cache_k, cache_v, mask)
         x = x + attn.merge(out)
         cross_attn = self.encoder_attn
         q = cross_attn.split(cross_attn.q_proj(self.encoder_attn_layer_norm(x)))

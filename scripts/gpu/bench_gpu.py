@@ -401,9 +401,15 @@ def _nvml() -> Any:
 
 
 def capacity(
-    decoder: TorchWhisperDecoder, calls: list[tuple[LegData, LegData]], sizes: list[int]
+    decoder: Any, calls: list[tuple[LegData, LegData]], sizes: list[int]
 ) -> list[dict[str, float]]:
-    """Decode time of one batch of B partial-like requests (2-8 s of speech, short prompt)."""
+    """Decode time of one batch of B partial-like requests (2-8 s of speech, short prompt).
+
+    The batch is decoded twice by the same decoder (with decoder processes: the same process)
+    and the second call is timed; the first call's time shows what warm-up left to pay."""
+    decode = decoder.decode_batch
+    if hasattr(decoder, "decode_on"):  # DecoderProcesses: both calls on process 0
+        decode = lambda requests: decoder.decode_on(0, requests)  # noqa: E731
     rng = np.random.default_rng(0)
     legs = [leg for pair in calls for leg in pair]
     out = []
@@ -415,14 +421,23 @@ def capacity(
             start = float(rng.uniform(0, leg.duration - seconds))
             audio = leg.audio[round(start * RATE) : round((start + seconds) * RATE)]
             requests.append(DecodeRequest(audio, start, "Hello, how can I help you?", False, 0))
-        decoder.decode_batch(requests)  # warm this shape
         begin = time.perf_counter()
-        decoder.decode_batch(requests)
+        decode(requests)
+        first = time.perf_counter() - begin
+        begin = time.perf_counter()
+        decode(requests)
         seconds = time.perf_counter() - begin
-        out.append({"batch": size, "ms": 1000 * seconds, "requests_per_s": size / seconds})
+        out.append(
+            {
+                "batch": size,
+                "ms": 1000 * seconds,
+                "first_ms": 1000 * first,
+                "requests_per_s": size / seconds,
+            }
+        )
         print(
             f"  capacity: batch {size:4d}: {1000 * seconds:7.1f} ms, "  # noqa: T201
-            f"{size / seconds:7.1f} requests/s",
+            f"{size / seconds:7.1f} requests/s (first call {1000 * first:.1f} ms)",
             flush=True,
         )
     return out
@@ -455,6 +470,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-batch", type=int, default=256)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        help="decoder processes (each its own model and GIL); 0 = decode in this process",
+    )
+    parser.add_argument(
+        "--no-warm-up", action="store_true", help="skip the decoders' warm-up (to measure it)"
+    )
+    parser.add_argument(
         "--step", type=float, default=0.5, help="partial step of the sweep (the CPU default is 1.0)"
     )
     parser.add_argument(
@@ -476,9 +500,23 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     import torch
 
-    weights = load_transfer(args.weights or args.data / "model.safetensors")
-    config = TorchBackendConfig(device=args.device, dtype=args.dtype, max_rows=args.max_batch)
-    decoder = TorchWhisperDecoder(weights, config)
+    transfer = args.weights or args.data / "model.safetensors"
+    probe = _probe(args.device)
+    config = TorchBackendConfig(
+        device=args.device, dtype=args.dtype, max_rows=args.max_batch, warm_up=not args.no_warm_up
+    )
+    if args.processes > 0:  # one decoder per process: no GIL shared with the calls' Python work
+        from asr.torch_processes import DecoderProcesses
+
+        decoder: Any = DecoderProcesses(transfer, config, args.processes)
+        args.workers = args.processes
+        source = Path(transfer).name
+        warm = list(decoder.warm_up_seconds)
+    else:  # warms up on this thread; the scheduler's threads build their own cuDNN conv plans
+        weights = load_transfer(transfer)
+        decoder = TorchWhisperDecoder(weights, config)
+        source = weights.source
+        warm = [decoder.warm_up_seconds]
     device = (
         torch.cuda.get_device_name(0)
         if decoder.device.type == "cuda"
@@ -486,15 +524,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     info = {
         "device": device,
-        "model": weights.source,
+        "model": source,
+        "processes": args.processes,
         "dtype": str(decoder.dtype),
         "workers": args.workers,
         "max_batch": args.max_batch,
         "duration": args.duration,
         "step": args.step,
         "torch": torch.__version__,
+        "warm_up_s": [round(w, 2) for w in warm],
+        "sdpa_probe": probe,
     }
-    print(f"loaded {weights.source} on {device} in {time.perf_counter() - began:.1f} s", flush=True)  # noqa: T201
+    loaded = time.perf_counter() - began
+    print(f"loaded {source} on {device} in {loaded:.1f} s, warm-up included", flush=True)  # noqa: T201
+    print(  # noqa: T201
+        f"warm-up: {max(warm):.1f} s ({', '.join(f'{w:.1f}' for w in warm)} s per decoder; "
+        f"{len(config_grid(config))} row buckets)",
+        flush=True,
+    )
     calls = load_calls(args.data)
     sizes = [int(s) for s in args.capacity.split(",") if s and int(s) <= args.max_batch]
     info["capacity"] = capacity(decoder, calls, sizes)
@@ -504,8 +551,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _probe(device: str) -> dict[str, Any]:
+    """The SDPA first-use probe on CUDA (``sdpa_probe.py``), printed; empty on CPU."""
+    import torch
+
+    if device == "cpu" or not torch.cuda.is_available():
+        return {}
+    from sdpa_probe import probe
+
+    result = probe()
+    print(f"sdpa first use (ms: new shape, same, new): {json.dumps(result)}", flush=True)  # noqa: T201
+    return result
+
+
+def config_grid(config: TorchBackendConfig) -> list[int]:
+    """The row buckets a decoder with ``config`` warms up."""
+    from asr.torch_shapes import row_buckets
+
+    return row_buckets(max(1, config.max_rows))
+
+
 def sweep(
-    decoder: TorchWhisperDecoder,
+    decoder: Any,
     calls: list[tuple[LegData, LegData]],
     args: argparse.Namespace,
     info: dict[str, Any],

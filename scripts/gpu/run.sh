@@ -5,9 +5,11 @@
 #   GPU_DATA=.gpu-torch-base bash scripts/gpu/run.sh    # another prepared folder (base 4-bit)
 #
 # Writes into $OUT (default out/gpu): env.txt, bench.log, gpu_bench.json, gpu_bench.md and
-# frontend_cost.json. The benchmark stops starting new runs after --budget seconds (360) and is
-# killed at BENCH_TIMEOUT (420 s); the front-end cost step runs last, at most 45 s, so the whole
-# command stays under 8 minutes. SKIP_FRONTEND=1 skips that step (CPU dry runs here).
+# frontend_cost.json. The benchmark (decoder load and warm-up included) stops starting new runs
+# after BENCH_BUDGET seconds (330) and is killed at BENCH_TIMEOUT (350 s); the front-end cost
+# step runs last, at most 45 s, so the whole command stays under 7 minutes. SKIP_FRONTEND=1
+# skips that step (CPU dry runs here). NEXTLINE_TORCH_PROFILE=$OUT/prof.jsonl adds one line of
+# phase times per decoded batch (and one per decoder warm-up).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-out/gpu}"
@@ -30,8 +32,8 @@ if [ ! -f "$DATA/model.safetensors" ]; then
   exit 2
 fi
 
-timeout "${BENCH_TIMEOUT:-420}" "$PY" scripts/gpu/bench_gpu.py --data "$DATA" --out "$OUT" \
-  --budget "${BENCH_BUDGET:-360}" "$@" 2>&1 | tee "$OUT/bench.log"
+timeout "${BENCH_TIMEOUT:-350}" "$PY" scripts/gpu/bench_gpu.py --data "$DATA" --out "$OUT" \
+  --budget "${BENCH_BUDGET:-330}" "$@" 2>&1 | tee "$OUT/bench.log"
 status=$?
 
 if [ "${SKIP_FRONTEND:-0}" != 1 ] && ls "$DATA"/whl/*.whl > /dev/null 2>&1; then

@@ -4,6 +4,7 @@ nothing, and it plugs into StreamingTranscriber as its TurnDecoder (short clips 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -139,3 +140,83 @@ def test_a_loop_that_survives_the_retry_is_cut_at_its_second_occurrence(
     assert len(cut.token_probs) == len(cut.tokens)
     clean = WindowResult([1], [0.9], "hello there", -0.1, 0.0)
     assert _cut_loop(clean, options, decoder.tokens) == clean
+
+
+LONG_PROMPT = (
+    "And so my fellow Americans, ask not what your country can do for you, ask what you can do"
+    " for your country. Mr. John Dashwood had then leisure to consider how much there might be"
+    " prudently in his power to do for them."
+)  # over 32 tokens: the second prompt width bucket
+
+
+@pytest.fixture(scope="module")
+def five(shared_data: Path, requests: list[DecodeRequest]) -> list[DecodeRequest]:
+    """Five streams' requests: padded to 8 rows (3 dummy rows), texts of different lengths."""
+    folder = shared_data / "asr" / "librivox_sense_and_sensibility"
+    other = load_audio(folder / "sense_and_sensibility_01_austen_64kb-0920.wav").mono()  # 6 s
+    rest = load_audio(shared_data / "asr" / "jfk" / "jfk.flac").mono()[round(JFK_CUT * RATE) :]
+    return [
+        *requests,
+        DecodeRequest(other, offset=5.0, prompt=LONG_PROMPT, final=False, turn=2),
+        DecodeRequest(
+            rest, offset=JFK_CUT, prompt="And so my fellow Americans.", final=True, turn=1
+        ),
+    ]
+
+
+def _shapes_seen(decoder: TorchWhisperDecoder) -> tuple[list[tuple[int, ...]], list[Any]]:
+    """Records (0, rows) per encoder pass and (rows, tokens) per decoder forward."""
+    seen: list[tuple[int, ...]] = []
+    hooks = [
+        decoder.model.encoder.register_forward_hook(
+            lambda _m, args, _o: seen.append((0, args[0].shape[0]))
+        ),
+        decoder.model.decoder.register_forward_hook(
+            lambda _m, args, _o: seen.append(tuple(args[0].shape))
+        ),
+    ]
+    return seen, hooks
+
+
+def test_a_batch_padded_to_its_bucket_gives_each_row_its_single_decode_words(
+    decoder: TorchWhisperDecoder, five: list[DecodeRequest]
+) -> None:
+    seen, hooks = _shapes_seen(decoder)
+    try:
+        padded = decoder.decode_batch(five)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert [s for s in seen if s[0] == 0] == [(0, 8)]  # one encoder pass over 8 rows
+    forwards = [s for s in seen if s[0] != 0]
+    assert all(rows & (rows - 1) == 0 for rows, _ in forwards)  # powers of two only
+    assert (8, 64) in forwards  # the prompt pass: the long prompt's width bucket
+    steps = [rows for rows, tokens in forwards if tokens == 1]
+    assert steps[0] == 8 and min(steps) < 8  # finished rows were compacted to a smaller bucket
+    assert all(tokens == 1 or tokens % 32 == 0 for _, tokens in forwards)
+    # Unpadded reference: each request alone (one row) with exact prompt widths.
+    exact = TorchWhisperDecoder.load("tiny.en", TorchBackendConfig(device="cpu", width_step=1))
+    alone = [exact.decode_batch([r])[0] for r in five]
+    assert all(_same(p, a) for p, a in zip(padded, alone, strict=True))
+    assert all(padded)
+
+
+def test_warm_up_runs_every_bucket_and_changes_no_result(
+    requests: list[DecodeRequest], batched: list[list[Word]]
+) -> None:
+    config = TorchBackendConfig(  # a small grid: 2 row buckets, 1 prompt and 2 align widths
+        device="cpu", max_rows=2, prompt_tokens=20, max_new_tokens=48, warm_up=False
+    )
+    small = TorchWhisperDecoder.load("tiny.en", config)
+    assert small.shapes.prompt_widths() == [32] and small.shapes.align_widths() == [32, 64]
+    seen, hooks = _shapes_seen(small)
+    try:
+        seconds = small.warm_up()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert seconds > 0 and small.warm_up_seconds == seconds
+    assert sorted(rows for kind, rows in seen if kind == 0) == [1, 2]  # encoder passes
+    for rows in (1, 2):  # prompt passes, steps, alignment passes
+        assert {(rows, 32), (rows, 1), (rows, 64)} <= set(seen)
+    assert all(_same(s, b) for s, b in zip(small.decode_batch(requests), batched, strict=True))
