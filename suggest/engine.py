@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from suggest.encoder.onnx_encoder import OnnxSentenceEncoder
+from suggest.encoder import SentenceEncoder, load_encoder
 from suggest.errors import ModelFormatError, SuggestError
 from suggest.model import SuggestionModel, load_model
 from suggest.realise import Realisation
@@ -72,7 +72,7 @@ class SuggestionEngine:
     """Suggestions from one trained model; thread-safe; share one per process."""
 
     def __init__(
-        self, model: SuggestionModel, encoder: OnnxSentenceEncoder, config: EngineConfig
+        self, model: SuggestionModel, encoder: SentenceEncoder, config: EngineConfig
     ) -> None:
         """Prefer :meth:`load`."""
         self.model = model
@@ -88,9 +88,10 @@ class SuggestionEngine:
         config = config or EngineConfig()
         path = Path(directory)
         model = load_model(path)
-        encoder = OnnxSentenceEncoder(path / "encoder", parallel=config.encoder_parallel)
-        digest = hashlib.sha256((path / "encoder" / "model.onnx").read_bytes()).hexdigest()
-        if digest != model.encoder.sha256:  # the export is deterministic: any change is a new space
+        encoder = load_encoder(path / "encoder", parallel=config.encoder_parallel)
+        weights = path / "encoder" / model.encoder.weights_file
+        same = encoder.spec == model.encoder and weights.is_file()
+        if not same or hashlib.sha256(weights.read_bytes()).hexdigest() != model.encoder.sha256:
             raise ModelFormatError(
                 f"{path / 'encoder'} is not the encoder this model was trained with",
                 hint="restore the model's encoder/ folder or retrain the model",

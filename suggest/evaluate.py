@@ -118,13 +118,13 @@ def _embeddings(
     missing = list(dict.fromkeys(t for t in texts if t not in vectors))
     if missing:
         if embed_texts is None:
-            from suggest.encoder.onnx_encoder import OnnxSentenceEncoder
+            from suggest.encoder import load_encoder
 
             if encoder_dir is None:
                 raise ValueError(
                     "evaluate_model needs embed_texts or encoder_dir for texts it does not know"
                 )
-            embed_texts = OnnxSentenceEncoder(encoder_dir, parallel=2).encode
+            embed_texts = load_encoder(encoder_dir, parallel=2).encode
         vectors.update(zip(missing, embed_texts(missing), strict=True))
     return vectors
 

@@ -7,7 +7,8 @@ Layout of ``models/<tenant>/<version>/`` (see docs/suggestion-model.md):
 - ``weights.safetensors``: every array (centroids, policy and baselines, value model, feedback
   bias, why-statistics, agent styles, exemplar vectors);
 - ``actions.json``, ``intents.json``, ``exemplars.json``, ``agents.json``: the readable parts;
-- ``encoder/``: the ONNX sentence encoder the model was trained with.
+- ``encoder/``: the sentence encoder the model was trained with (ONNX MiniLM or a static
+  table, as ``manifest.encoder.kind`` says; absent kind = ONNX, the original format).
 
 Saving is a pure function of the loaded content (sorted keys, fixed formatting, the stored
 ``created`` time), so load-then-save reproduces every file byte for byte.
@@ -25,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from suggest.clusters import ClusterInfo
-from suggest.encoder.onnx_encoder import ENCODER_FILES, EncoderSpec
+from suggest.encoder import encoder_files
+from suggest.encoder.spec import EncoderSpec
 from suggest.errors import ModelFormatError
 from suggest.policy import LinearPolicy, OutcomeModel, WhyStats
 from suggest.realise import Exemplar, ExemplarBank, Slot
@@ -69,7 +71,7 @@ def save_model(model: SuggestionModel, directory: Path, encoder_dir: Path) -> No
     """Write ``model`` into ``directory`` (created; existing files are overwritten)."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "encoder").mkdir(exist_ok=True)
-    for name in ENCODER_FILES:
+    for name in encoder_files(model.encoder):
         if (encoder_dir / name).resolve() != (directory / "encoder" / name).resolve():
             shutil.copyfile(encoder_dir / name, directory / "encoder" / name)
     _save_weights(model, directory / "weights.safetensors")
@@ -150,7 +152,7 @@ def _load_model(directory: Path) -> SuggestionModel:
             w["why.calls"],
         ),
         bank=ExemplarBank(exemplars, w["exemplar.contexts"], w["exemplar.texts"], specs.n_actions),
-        encoder=EncoderSpec(**manifest["encoder"]),
+        encoder=EncoderSpec.from_dict(manifest["encoder"]),
         manifest={
             k: v
             for k, v in manifest.items()

@@ -1,9 +1,74 @@
-"""Sentence embeddings for the engine: MiniLM exported to ONNX, run by onnxruntime.
+"""Sentence encoders for the engine: MiniLM exported to ONNX, or a static table distilled from it.
 
-``OnnxSentenceEncoder`` (serving) needs only onnxruntime, tokenizers and numpy;
-``suggest.encoder.export`` (training) needs torch, transformers and onnx.
+``load_encoder(dir)`` picks the class from ``encoder.json`` (``kind``). Serving needs only
+numpy and tokenizers (plus onnxruntime for ``onnx``); building an encoder
+(``suggest.encoder.export``, ``suggest.encoder.distill``) needs torch and transformers.
 """
 
-from suggest.encoder.onnx_encoder import ENCODER_FILES, EncoderSpec, OnnxSentenceEncoder
+from __future__ import annotations
 
-__all__ = ["ENCODER_FILES", "EncoderSpec", "OnnxSentenceEncoder"]
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from suggest.encoder.onnx_encoder import ENCODER_FILES, OnnxSentenceEncoder
+from suggest.encoder.spec import EncoderSpec
+from suggest.encoder.static_encoder import STATIC_FILES, StaticSentenceEncoder
+from suggest.errors import ModelFormatError
+
+__all__ = [
+    "ENCODER_FILES",
+    "EncoderSpec",
+    "OnnxSentenceEncoder",
+    "SentenceEncoder",
+    "StaticSentenceEncoder",
+    "encoder_files",
+    "load_encoder",
+    "read_spec",
+]
+
+
+class SentenceEncoder(Protocol):
+    """What training, evaluation and serving need of an encoder."""
+
+    spec: EncoderSpec
+
+    @property
+    def dim(self) -> int:
+        """Embedding size."""
+        ...
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim) float32 unit vectors; a row depends on its own text only."""
+        ...
+
+
+def read_spec(directory: Path) -> EncoderSpec:
+    """The spec in ``directory/encoder.json``.
+
+    Raises:
+        ModelFormatError: the file is missing or not a spec.
+    """
+    path = directory / "encoder.json"
+    if not path.is_file():
+        raise ModelFormatError(f"{directory} holds no encoder.json", hint="retrain the model")
+    try:
+        return EncoderSpec.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as error:
+        raise ModelFormatError(f"{path} is not an encoder spec ({error})", hint="retrain") from error
+
+
+def encoder_files(spec: EncoderSpec) -> tuple[str, ...]:
+    """The files an encoder directory of this kind holds (copied into every model)."""
+    return STATIC_FILES if spec.kind == "static" else ENCODER_FILES
+
+
+def load_encoder(directory: Path, *, parallel: int = 1) -> SentenceEncoder:
+    """The encoder in ``directory``, of the kind its ``encoder.json`` names."""
+    spec = read_spec(directory)
+    if spec.kind == "static":
+        return StaticSentenceEncoder(directory, parallel=parallel)
+    return OnnxSentenceEncoder(directory, parallel=parallel)

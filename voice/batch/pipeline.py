@@ -107,7 +107,6 @@ def _channels_identical(audio: Audio) -> bool:
 
 def _asr(signal: np.ndarray, options: TranscribeOptions, stage: _Stage, cpu_threads: int) -> Transcription:
     from asr import AsrOptions
-
     from voice.vad import detect_speech
 
     with stage("vad"):

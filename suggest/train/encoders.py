@@ -1,0 +1,57 @@
+"""The sentence encoder a model is trained with (and then served with): built or reused.
+
+``minilm``: all-MiniLM-L6-v2 exported to ONNX (``encoder_layers`` < 6 keeps its first layers);
+``static``: a token table distilled from that MiniLM, with a linear map fitted so that its
+vectors approximate MiniLM's on the training texts (``suggest.encoder.distill``). The map is
+fitted on the *training side* only, so held-out scores stay honest.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from suggest.encoder.distill import ensure_static_encoder
+from suggest.encoder.export import ensure_encoder
+from suggest.encoder.onnx_encoder import OnnxSentenceEncoder
+from suggest.train.config import TrainConfig
+from suggest.train.texts import embed_all
+
+
+def prepare_encoder(
+    config: TrainConfig,
+    cache_dir: Path,
+    texts: Sequence[str],
+    say: Callable[[str], None] = lambda _step: None,
+) -> Path:
+    """Directory of the encoder ``config`` asks for, built into ``cache_dir`` when missing.
+
+    ``texts``: the training texts (the static map is fitted on at most
+    ``config.static_fit_texts`` of them, drawn with ``config.seed``).
+    """
+    if config.encoder == "minilm":
+        say("exporting the sentence encoder")
+        return ensure_encoder(
+            cache_dir, config.encoder_quantization, config.max_tokens, config.encoder_layers
+        )
+    say("distilling the static encoder from MiniLM")
+    reference_dir = ensure_encoder(cache_dir, "int8", config.max_tokens)
+    reference = OnnxSentenceEncoder(reference_dir, parallel=2)
+    distinct = sorted(set(texts))
+    if len(distinct) > config.static_fit_texts:
+        distinct = sorted(random.Random(config.seed).sample(distinct, config.static_fit_texts))
+
+    def targets(fit: Sequence[str]) -> np.ndarray:
+        # MiniLM vectors by text hash from the embedding cache: computed once per text.
+        vectors = embed_all(fit, reference, cache_dir)
+        return np.stack([vectors[t] for t in fit])
+
+    return ensure_static_encoder(
+        cache_dir,
+        dims=config.static_dims,
+        fit_texts=distinct if config.static_fit_texts else (),
+        embed_reference=targets if config.static_fit_texts else None,
+    )

@@ -1,0 +1,90 @@
+"""The static encoder (``--encoder static``): distilled from MiniLM, trained and served together.
+
+Trains a small model on the same PersuasionForGood slice as ``test_engine`` with the static
+encoder and checks what makes it usable in place of MiniLM: its vectors are unit length and do
+not depend on their batch, they agree with MiniLM's on which turns are alike (the fitted map),
+the model round-trips through the engine with its own encoder, and a model cannot be served with
+another model's encoder.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from suggest.data.importers import import_persuasionforgood
+from suggest.encoder import StaticSentenceEncoder, load_encoder
+from suggest.engine import SuggestionEngine
+from suggest.errors import ModelFormatError
+from suggest.train.config import TrainConfig
+from suggest.train.pipeline import TrainResult, train
+from suggest.types import Conversation, SuggestContext, Turn
+
+pytestmark = pytest.mark.model
+
+SLICE = 120
+
+
+def _cache() -> Path:
+    import os
+
+    return Path(os.environ.get("NEXTLINE_CACHE") or Path.home() / ".cache" / "nextline")
+
+
+@pytest.fixture(scope="module")
+def conversations(shared_data: Path) -> list[Conversation]:
+    report = import_persuasionforgood(shared_data / "dialogues" / "persuasionforgood", tenant="pfg")
+    return sorted(report.conversations, key=lambda c: c.id)[:SLICE]
+
+
+@pytest.fixture(scope="module")
+def static_model(conversations: list[Conversation], tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    config = TrainConfig(tenant="pfg", min_conversations=20, encoder="static", static_dims=128)
+    return train(conversations, config, tmp_path_factory.mktemp("models") / "static", cache_dir=_cache())
+
+
+def test_static_vectors_are_unit_length_batch_independent_and_close_to_minilm(
+    static_model: TrainResult, conversations: list[Conversation]
+) -> None:
+    encoder = load_encoder(static_model.directory / "encoder")
+    assert isinstance(encoder, StaticSentenceEncoder) and encoder.spec.kind == "static"
+    texts = [t.text for c in conversations[-10:] for t in c.turns][:60]
+    vectors = encoder.encode(texts)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert np.allclose(encoder.encode(texts[:1])[0], vectors[0], atol=1e-6)
+    # the fitted map puts the vectors in MiniLM's space: pairwise similarities rank alike
+    from scipy.stats import spearmanr
+
+    from suggest.encoder.export import ensure_encoder
+
+    minilm = load_encoder(ensure_encoder(_cache()))
+    reference = minilm.encode(texts)
+    upper = np.triu_indices(len(texts), 1)
+    rho = spearmanr((vectors @ vectors.T)[upper], (reference @ reference.T)[upper]).statistic
+    assert rho > 0.5, rho
+
+
+def test_a_static_model_serves_suggestions_and_refuses_a_foreign_encoder(
+    static_model: TrainResult, tmp_path: Path
+) -> None:
+    engine = SuggestionEngine.load(static_model.directory)
+    context = SuggestContext(call_id="c", turns=(
+        Turn("agent", "Hi there! Have you heard of the charity Save the Children?"),
+        Turn("customer", "Sorry, I can't afford to donate anything right now, money is really tight."),
+    ), k=3)
+    result = engine.suggest(context)
+    assert 1 <= len(result.suggestions) <= 3
+    assert all(s.text.strip() for s in result.suggestions)
+    assert result.latency.total_ms < 100
+
+    foreign = tmp_path / "foreign"
+    shutil.copytree(static_model.directory, foreign)
+    from suggest.encoder.export import ensure_encoder
+
+    shutil.rmtree(foreign / "encoder")
+    shutil.copytree(ensure_encoder(_cache()), foreign / "encoder")
+    with pytest.raises(ModelFormatError):
+        SuggestionEngine.load(foreign)
