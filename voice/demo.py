@@ -217,14 +217,35 @@ class DemoRun:
                      f"http://{self.options.host}:{self.options.port}/qa/calls/{call_id}")
 
     async def _watch(self, app: Any) -> None:
-        """Report when the console would first show words and a suggestion."""
+        """Print the call as the console shows it (turns with speaker, role, entities and
+        intent; suggestions), and note when words and a suggestion first appeared."""
         hub = app.state.services.hub
+        finals: dict[str, dict[str, Any]] = {}
         async for event in hub.subscribe_all():
             kind = event.get("type")
-            if kind == "transcript.final" and "first_final" not in self.milestones:
-                self.say(f"first final transcript at {self.mark('first_final'):.1f} s")
-            elif kind == "suggestion" and "first_suggestion" not in self.milestones:
-                self.say(f"first suggestion at {self.mark('first_suggestion'):.1f} s")
+            if kind == "transcript.final":
+                if "first_final" not in self.milestones:
+                    self.say(f"first final transcript at {self.mark('first_final'):.1f} s")
+                finals[str(event.get("turn_id"))] = event
+            elif kind == "nlu" and str(event.get("turn_id")) in finals:
+                self.say(turn_line(finals.pop(str(event["turn_id"])), event))
+            elif kind == "suggestion":
+                if "first_suggestion" not in self.milestones:
+                    self.say(f"first suggestion at {self.mark('first_suggestion'):.1f} s")
+                for item in event.get("suggestions", [])[:1]:
+                    self.say(f"      suggested next line ({item.get('action')}, "
+                             f"{event.get('latency_ms', {}).get('total', 0):.0f} ms): {item.get('text')}")
+
+
+def turn_line(final: dict[str, Any], nlu: dict[str, Any]) -> str:
+    """One transcript line: time, role and speaker, text, entities and intent."""
+    entities = ", ".join(f"{e.get('label')}={e.get('text')}" for e in nlu.get("entities") or [])
+    extras = [f"entities: {entities}"] if entities else []
+    if nlu.get("intent"):
+        extras.append(f"intent: {nlu['intent']}")
+    speaker = f" {final['speaker']}" if final.get("speaker") else ""
+    line = f"  [{final.get('start', 0):6.1f} s] {final.get('role')}{speaker}: {final.get('text')}"
+    return line + (f"   ({'; '.join(extras)})" if extras else "")
 
 
 async def _until_started(server: Any, serving: asyncio.Task[Any]) -> None:
