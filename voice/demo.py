@@ -90,7 +90,8 @@ def demo_model(shared: Path | None, data_dir: Path, say: Callable[[str], None], 
                prefer_bundled: bool = False) -> tuple[Path | None, str]:
     """The suggestion model directory and a line saying what it is (None: no suggestions)."""
     bundled = (BUNDLED_MODEL / "manifest.json").is_file()
-    if shared is not None and (shared / "dialogues" / "persuasionforgood").is_dir() and not (prefer_bundled and bundled):
+    has_pfg = shared is not None and (shared / "dialogues" / "persuasionforgood").is_dir()
+    if has_pfg and shared is not None and not (prefer_bundled and bundled):
         from voice.batch.demo_model import cached_pfg_model
 
         path = cached_pfg_model(shared / "dialogues" / "persuasionforgood", data_dir / "models",

@@ -68,7 +68,8 @@ def merge_masks(words: Sequence[TimedWord]) -> list[TimedWord]:
     merged: list[TimedWord] = []
     for word in words:
         previous = merged[-1] if merged else None
-        if previous is not None and word.text == previous.text and word.text.startswith("[") and word.text.endswith("]"):
+        masked = word.text.startswith("[") and word.text.endswith("]")
+        if previous is not None and word.text == previous.text and masked:
             merged[-1] = TimedWord(word.text, previous.start, word.end, min(previous.probability, word.probability))
         else:
             merged.append(word)
@@ -124,7 +125,7 @@ def _digit_runs(words: Sequence[TimedWord]) -> list[tuple[int, int]]:
             fillers_ok = last_digit is None or all(
                 words[j].text.strip(".,").lower() in FILLERS for j in range(last_digit + 1, i))
             if start is None or not (close and fillers_ok):
-                if start is not None:
+                if start is not None and last_digit is not None:
                     runs.append((start, last_digit + 1))
                 start = i
             last_digit = i

@@ -52,7 +52,8 @@ def test_raw_pcm_needs_an_explicit_rate(shared_data: Path) -> None:
 
 
 def test_mp3_and_48k_ogg_written_from_real_speech(shared_data: Path, tmp_path: Path) -> None:
-    speech, rate = sf.read(shared_data / "asr/librivox_sense_and_sensibility/sense_and_sensibility_01_austen_64kb-0870.wav")
+    clip = shared_data / "asr/librivox_sense_and_sensibility/sense_and_sensibility_01_austen_64kb-0870.wav"
+    speech, rate = sf.read(clip)
     from voice.audio import resample
 
     up = resample(speech.astype(np.float32), rate, 48000)

@@ -182,7 +182,7 @@ def _transcribe_diarized(audio: Audio, options: TranscribeOptions, stage: _Stage
             continue
         owners = assign_speakers(words, turns)
         for speaker, group in _runs(words, owners):
-            segments.append(Segment(0, group[0].start, group[-1].end, labels.get(speaker, "S0"),
+            segments.append(Segment(0, group[0].start, group[-1].end, labels.get(speaker, "S0") if speaker else "S0",
                                     _text(group, ""), words=group))
     return [s for s in segments if s.text]
 

@@ -28,7 +28,8 @@ def _formats(value: str) -> list[str]:
 @click.option("--num-speakers", type=int, help="Exact number of speakers (diarization).")
 @click.option("--min-speakers", type=int, help="At least this many speakers (diarization).")
 @click.option("--max-speakers", type=int, help="At most this many speakers (diarization).")
-@click.option("--agent-channel", type=int, help="Channel of the agent in stereo files (default: decided from the words).")
+@click.option("--agent-channel", type=int,
+              help="Channel of the agent in stereo files (default: decided from the words).")
 @click.option("--language", default="en", show_default=True, help="Spoken language code, or 'auto' to detect.")
 @click.option("--beam-size", type=int, default=5, show_default=True, help="Decoder beam width (1 = greedy, faster).")
 @click.option("--formats", "formats", default="json,rttm,srt,vtt", show_default=True,
@@ -42,7 +43,8 @@ def _formats(value: str) -> list[str]:
 @click.option("--no-db", is_flag=True, help="Do not write results to a database.")
 @click.option("--raw-rate", type=int, help="Sample rate of headerless PCM input (.raw/.pcm, s16le).")
 @click.option("--raw-channels", type=int, default=1, show_default=True, help="Channels of headerless PCM input.")
-@click.option("--print", "print_transcript", is_flag=True, help="Also print each transcript (speakers, roles, entities).")
+@click.option("--print", "print_transcript", is_flag=True,
+              help="Also print each transcript (speakers, roles, entities).")
 def transcribe(inputs: tuple[str, ...], out_dir: Path, model: str, speakers: str, num_speakers: int | None,
                min_speakers: int | None, max_speakers: int | None, agent_channel: int | None, language: str,
                beam_size: int, formats: str, workers: int, redact: bool, device: str, db_url: str | None,

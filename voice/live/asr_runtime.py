@@ -60,7 +60,7 @@ class AsrRuntime:
         from dataclasses import asdict, is_dataclass
 
         m = self.scheduler.metrics()
-        return asdict(m) if is_dataclass(m) else dict(m)
+        return asdict(m) if is_dataclass(m) and not isinstance(m, type) else dict(m)
 
     def close(self) -> None:
         """Stop the decode workers."""

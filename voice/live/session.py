@@ -113,7 +113,7 @@ class CallManager:
     def _forget(self, session: CallSession) -> None:
         self.sessions.pop(session.call_id, None)
 
-    async def drain(self, timeout: float = 30.0) -> None:
+    async def drain(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109 - one bound for the whole drain
         """Refuse new calls, end the running ones, and wait for their pipelines to flush."""
         self._draining = True
         for session in list(self.sessions.values()):

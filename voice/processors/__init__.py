@@ -1,1 +1,2 @@
-"""Processors that adapt the engines (ASR, speakers, NLU, suggestions) to frames; the only voice modules besides voice.batch that import engines."""
+"""Processors that adapt the engines (ASR, speakers, NLU, suggestions) to frames; the only voice
+modules besides voice.batch that import engines."""

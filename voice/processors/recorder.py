@@ -124,7 +124,7 @@ class CallRecorder(FrameProcessor):
             for e in nlu.entities if nlu else []:
                 entities.append(EntityMention(e["label"], e["text"], index, e.get("start", 0), e.get("end", 0),
                                               e.get("value")))
-        speakers = {}
+        speakers: dict[str, Speaker] = {}
         for seg in segments:
             spk = speakers.setdefault(seg.speaker, Speaker(seg.speaker, seg.role, seg.channel, 0.0))
             spk.talk_time = round(spk.talk_time + seg.end - seg.start, 3)

@@ -98,12 +98,12 @@ class EventHub:
                 return
             last = replay[-1]["seq"] if replay else since
             while True:
-                event = await sub.next()
-                if event is None:
+                following = await sub.next()
+                if following is None:
                     return
-                if event["seq"] > last:
-                    last = event["seq"]
-                    yield event
+                if following["seq"] > last:
+                    last = following["seq"]
+                    yield following
         finally:
             channel.subscribers.discard(sub)
 
