@@ -1,1 +1,2 @@
-"""Fakes of the engines' protocols, scripted and hermetic (no weights, no data)."""
+"""Test helpers shared by the test packages: scripted fakes of the engines' protocols (no weights,
+no data), a frame collector, and what tests with real peer programs need."""

@@ -10,25 +10,16 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile as sf
 
-SIPP_PCAPS = Path("/usr/share/sip-tester")
+from tests.fakes.peers import SIPP_PCAPS
+
 SIPREC_SCENARIO = Path(__file__).resolve().parent.parent / "telephony" / "sipp" / "siprec_uac.xml"
 PROMPT_RATE = 8000
 
-
-def need(*tools: str) -> None:
-    """Skip unless the peer programs are installed (scripts/setup.sh installs them)."""
-    missing = [tool for tool in tools if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not installed (scripts/setup.sh installs them)")
-    if "sipp" in tools and not (SIPP_PCAPS / "g711a.pcap").is_file():
-        pytest.skip("sipp's pcaps are not in /usr/share/sip-tester")
 
 
 async def run_sipp(args: list[str], workdir: Path, limit: float = 60.0) -> tuple[int, str]:

@@ -15,9 +15,10 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
+from tests.fakes.peers import need
 from tests.live.conftest import replay_and_follow
 from tests.live.events import CallRecord, EventClient, check_event_order, check_stored, wer
-from tests.live.peers import Prompts, need, send_rtp_with_ffmpeg
+from tests.live.peers import Prompts, send_rtp_with_ffmpeg
 from tests.live.server import AUDIOHOOK_KEY, LiveServer
 from tests.telephony.sip_peer import G729_OFFER, PCMU_OFFER, RtpSender, SipPeer
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.peers import need
 from tests.live.events import EventClient, check_event_order, check_stored, wer
-from tests.live.peers import SIPREC_SCENARIO, Prompts, need, run_sipp, send_rtp_with_ffmpeg
+from tests.live.peers import SIPREC_SCENARIO, Prompts, run_sipp, send_rtp_with_ffmpeg
 from tests.live.server import LiveServer
 from tests.telephony.sip_peer import PCMU_OFFER, SipPeer
 

@@ -9,7 +9,6 @@ import fractions
 import time
 from pathlib import Path
 
-import aioice.ice
 import av
 import httpx
 import numpy as np
@@ -17,6 +16,7 @@ import pytest
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from tests.fakes.peers import ice_on_loopback_only
 from tests.live.events import EventClient, check_event_order, check_stored, wer
 from tests.live.peers import PROMPT_RATE, Prompts, read_pcm
 from tests.live.server import LiveServer
@@ -29,8 +29,7 @@ MAX_PROMPT_WER = 0.2
 
 @pytest.fixture(autouse=True)
 def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """aioice skips 127.0.0.1 when gathering host candidates; offer only loopback instead."""
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    ice_on_loopback_only(monkeypatch)
 
 
 class SpeechTrack(MediaStreamTrack):

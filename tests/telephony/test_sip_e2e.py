@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,12 +14,12 @@ import pytest
 
 from telephony.settings import TelephonySettings
 from telephony.sip import SipServer
+from tests.fakes.peers import SIPP_PCAPS, need
 from tests.telephony.fakes import CollectingHandler, RecordedCall
 from tests.telephony.sip_peer import G729_OFFER, PCMU_OFFER, RtpSender, SipPeer
 from voice.frames import AudioFrame, DtmfFrame
 
 pytestmark = pytest.mark.e2e
-SIPP_PCAPS = Path("/usr/share/sip-tester")
 SIPREC_SCENARIO = Path(__file__).parent / "sipp" / "siprec_uac.xml"
 RATE = 16000
 
@@ -28,13 +27,6 @@ RATE = 16000
 def run(coroutine, timeout: float = 60.0):
     return asyncio.run(asyncio.wait_for(coroutine, timeout))
 
-
-def need(*tools: str) -> None:
-    missing = [tool for tool in tools if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not installed (scripts/setup.sh installs them)")
-    if "sipp" in tools and not (SIPP_PCAPS / "g711a.pcap").is_file():
-        pytest.skip("sipp's pcaps are not in /usr/share/sip-tester")
 
 
 @contextlib.asynccontextmanager

@@ -6,7 +6,6 @@ import asyncio
 import fractions
 import time
 
-import aioice.ice
 import av
 import httpx
 import numpy as np
@@ -16,6 +15,7 @@ from aiortc.mediastreams import MediaStreamError
 from fastapi import FastAPI
 
 from telephony.webrtc import create_router
+from tests.fakes.peers import ice_on_loopback_only
 from tests.telephony.fakes import CollectingHandler
 from tests.telephony.http_server import serve
 
@@ -25,8 +25,7 @@ RATE = 16000
 
 @pytest.fixture(autouse=True)
 def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """aioice skips 127.0.0.1 when gathering host candidates; offer only loopback instead."""
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    ice_on_loopback_only(monkeypatch)
 
 
 class ToneTrack(MediaStreamTrack):

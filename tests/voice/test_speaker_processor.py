@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from tests.fakes.frames import Collector
 from tests.fakes.speakers import BandEnergyEmbedder, Said, speak
 from voice.audio import float_to_int16, resample
 from voice.frames import (
@@ -21,7 +22,7 @@ from voice.frames import (
     TranscriptFinalFrame,
     TranscriptPartialFrame,
 )
-from voice.processor import FrameProcessor, Pipeline
+from voice.processor import Pipeline
 from voice.processors.speakers import SpeakerAttributionProcessor, SpeakerRoles
 
 pytestmark = pytest.mark.unit
@@ -47,16 +48,6 @@ TURNS = [  # (turn id, text, start, end) as the ASR would finalise them on the m
     ("mixed-4", "to the station tonight okay let me check that", 10.4, 14.4),
 ]
 
-
-class Collector(FrameProcessor):
-    """End of the test pipeline: keeps what reaches it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.frames: list[Frame] = []
-
-    async def process_frame(self, frame: Frame) -> None:
-        self.frames.append(frame)
 
 
 def words_of(text: str, start: float, end: float) -> list[TimedWord]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.frames import Collector
 from voice.frames import (
     CallEndedFrame,
     CallStartedFrame,
@@ -16,7 +17,7 @@ from voice.frames import (
     SuggestionFrame,
     TranscriptFinalFrame,
 )
-from voice.processor import FrameProcessor, Pipeline
+from voice.processor import Pipeline
 from voice.processors.suggest import SuggestProcessor
 
 pytestmark = pytest.mark.unit
@@ -38,14 +39,6 @@ class RecordingService:
                                         intent=None, model_version="test", tenant="default", latency=latency))
         return future
 
-
-class Collector(FrameProcessor):
-    def __init__(self) -> None:
-        super().__init__()
-        self.frames: list[Frame] = []
-
-    async def process_frame(self, frame: Frame) -> None:
-        self.frames.append(frame)
 
 
 def _turn(index: int, speaker: str, role: str, text: str) -> list[Frame]:
