@@ -23,6 +23,7 @@ from voice.frames import (
     CallStartedFrame,
     Frame,
     NluFrame,
+    Role,
     TranscriptFinalFrame,
 )
 from voice.processor import FrameProcessor
@@ -114,11 +115,13 @@ class CallRecorder(FrameProcessor):
         assert self.started is not None
         finals = sorted(self.finals, key=lambda f: (f.start, f.leg))
         legs = list(self.started.legs) or sorted({f.leg for f in finals})
+        decided = _decided_roles(finals)
         segments, entities = [], []
         for index, final in enumerate(finals):
             speaker = final.speaker or final.leg
+            role = final.role if final.role != "unknown" else decided.get(speaker, "unknown")
             segments.append(Segment(index, round(final.start, 3), round(final.end, 3), speaker, final.text,
-                                    final.role, legs.index(final.leg) if final.leg in legs else None,
+                                    role, legs.index(final.leg) if final.leg in legs else None,
                                     list(final.words)))
             nlu = self.nlu.get(final.turn_id)
             for e in nlu.entities if nlu else []:
@@ -179,3 +182,14 @@ def _safe(call_id: str) -> str:
 def _log_failure(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("database write failed: %s", future.exception())
+
+
+def _decided_roles(finals: list[TranscriptFinalFrame]) -> dict[str, Role]:
+    """Speaker -> role, from the turns heard after the call's roles were decided. A mixed leg's
+    first turns go out with role ``unknown`` (the decision needs a few turns) and the decision
+    never changes, so the stored transcript gives those turns their speaker's role."""
+    roles: dict[str, Role] = {}
+    for final in finals:
+        if final.role != "unknown":
+            roles.setdefault(final.speaker or final.leg, final.role)
+    return roles
