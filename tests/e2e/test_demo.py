@@ -43,6 +43,14 @@ def test_demo_serves_a_replayed_call_to_the_console(tmp_path: Path, monkeypatch:
         assert page.locator("#transcript .turn").count() >= 1
         screenshot(page, "demo-console")
         runner.join(timeout=120)
+        # once a speaker's role is decided, their earlier "unknown" turns show it as well
+        page.wait_for_selector('#status[data-state="ended"]', timeout=30_000)
+        stale = page.evaluate("""() => {
+            const turns = [...document.querySelectorAll('#transcript .turn')];
+            const known = new Set(turns.filter(t => !t.classList.contains('unknown')).map(t => t.dataset.speaker));
+            return turns.filter(t => t.classList.contains('unknown') && known.has(t.dataset.speaker)).length;
+        }""")
+        assert stale == 0
     assert not runner.is_alive()
     assert any(line.startswith("call 1 ended and is stored") for line in said), said
     milestones = run.milestones

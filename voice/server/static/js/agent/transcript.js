@@ -76,6 +76,7 @@ export class TranscriptView {
         this.legs.delete(event.leg);
       }
       if (!event.text || this.turns.has(event.turn_id)) return;
+      this.resolveSpeaker(event.speaker, event.role);
       const item = this.turnItem(event);
       this.turns.set(event.turn_id, item);
       this.insertByStart(item, event.start);
@@ -83,9 +84,23 @@ export class TranscriptView {
     });
   }
 
+  // A mixed leg's first turns arrive as "unknown" until the call's roles are decided (then they
+  // never change): once a speaker's role is known, their earlier turns get it too.
+  resolveSpeaker(speaker, role) {
+    if (!speaker || !role || role === "unknown") return;
+    for (const item of this.turns.values()) {
+      if (item.dataset.speaker !== speaker || !item.classList.contains("unknown")) continue;
+      item.classList.replace("unknown", role);
+      const label = item.querySelector(".role");
+      label.className = `role ${role}`;
+      label.textContent = roleName(role);
+    }
+  }
+
   turnItem(event) {
     const role = event.role || "unknown";
-    return h("li", { class: `turn ${role} fresh`, dataset: { turnId: event.turn_id, start: event.start } },
+    const dataset = { turnId: event.turn_id, start: event.start, speaker: event.speaker || "" };
+    return h("li", { class: `turn ${role} fresh`, dataset },
       h("div", { class: "turn-side" },
         h("span", { class: `role ${role}` }, roleName(role)),
         h("span", { class: "turn-time" }, clock(event.start))),
