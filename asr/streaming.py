@@ -346,15 +346,18 @@ class StreamingTranscriber:
                 self._pre_roll.keep_last(round((self.config.pre_roll + 1.0) * SAMPLE_RATE))
             self._time += len(samples) / SAMPLE_RATE
 
-    def begin_turn(self, start: float) -> None:
+    def begin_turn(self, start: float, *, pre_roll: bool = True) -> None:
         """The VAD heard speech start at stream time ``start``: open a turn (pre-roll kept).
 
+        ``pre_roll=False`` when a long turn is split inside speech: the audio before ``start``
+        is then the previous turn's, and decoding it again would repeat its last words.
         A turn that is still open is closed without a final (call :meth:`close_turn` first).
         """
         with self._lock:
             if self._turn is not None:
                 self._end_turn()
-            audio_start = max(start - self.config.pre_roll, self._time - self._pre_roll.seconds)
+            keep = self.config.pre_roll if pre_roll else 0.0
+            audio_start = max(start - keep, self._time - self._pre_roll.seconds)
             turn = _Turn(self._turns_done, start, audio_start, self.config.agreement)
             skip = round((audio_start - (self._time - self._pre_roll.seconds)) * SAMPLE_RATE)
             turn.audio.append(self._pre_roll.view(max(0, skip)))

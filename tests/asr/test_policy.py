@@ -166,3 +166,18 @@ def test_long_turns_trim_the_buffer_and_prompt_with_committed_text() -> None:
     assert len(last.audio) / RATE <= 6.0 + 1.0
     assert last.prompt is not None and "w0" not in last.prompt.split()[-1]
     assert last.offset > 10.0
+
+
+def test_a_turn_split_inside_speech_does_not_decode_the_previous_turns_words_again() -> None:
+    script = words("one two three four five six seven eight", start=0.0, step=0.5)
+    decoder = ScriptedDecoder(script)
+    t = StreamingTranscriber(decoder, StreamingConfig(pause_commit=None, final_context=0.0))
+    t.begin_turn(0.0)
+    feed(t, 2.0)
+    first = t.finish(end=2.0)  # a split at 2.0 s: the speech goes on
+    t.begin_turn(2.0, pre_roll=False)
+    feed(t, 2.0)
+    second = t.finish(end=4.0)
+    assert first is not None and second is not None
+    assert first.text == "one two three four" and second.text == "five six seven eight"
+    assert decoder.requests[-1].offset == pytest.approx(2.0)

@@ -131,3 +131,40 @@ def test_final_wer_is_close_to_offline(
 
 def test_a_silent_leg_gives_no_text(replayed: FrameRecorder) -> None:
     assert _frames(replayed, "silent") == []
+
+
+def _replay_mono_sample(scheduler: AsrScheduler, role: str) -> list[TranscriptFinalFrame]:
+    """The pyannote wheel's 30 s two-party call as one leg with ``role``; its finals."""
+    import importlib.util
+
+    import soundfile as sf
+
+    spec = importlib.util.find_spec("pyannote.audio")
+    assert spec is not None and spec.submodule_search_locations
+    path = Path(next(iter(spec.submodule_search_locations))) / "sample" / "sample.wav"
+    audio, rate = sf.read(path, dtype="int16")
+    clock = ReplayClock(ReplayMode.UNAWARE)
+    processor = StreamingAsrProcessor(scheduler, config=StreamingConfig())
+    recorder = FrameRecorder(clock)
+    pipeline = Pipeline([processor, recorder])
+
+    async def run() -> None:
+        await replay_call(pipeline, {"mixed": audio}, rate, call_id=f"mono-{role}", roles={"mixed": role},
+                          mode=ReplayMode.UNAWARE, clock=clock, busy=lambda: processor.busy,
+                          drained=processor.drained)
+        await pipeline.close()
+
+    asyncio.run(run())
+    return [f for f in _frames(recorder, "mixed") if isinstance(f, TranscriptFinalFrame)]
+
+
+def test_long_turns_of_a_mixed_leg_are_split_at_a_pause(scheduler: AsrScheduler) -> None:
+    # Two people talking back and forth leave no 0.6 s silence: as one party's leg, the sample
+    # has a turn of well over 8 s; as a mixed leg it is cut at pauses, so finals (and prompts)
+    # come while the call goes on.
+    whole = _replay_mono_sample(scheduler, "agent")
+    split = _replay_mono_sample(scheduler, "unknown")
+    assert max(f.end - f.start for f in whole) > 12.0
+    assert len(split) > len(whole)
+    assert all(f.end - f.start < 12.0 for f in split), [(f.start, f.end) for f in split]
+    assert all(f.text.strip() for f in split)

@@ -103,6 +103,12 @@ class _Leg:
         return self.finals_submitted - self.next_final
 
 
+MIXED_SPLIT_PAUSE = 0.15
+"""Seconds of pause inside speech at which a long mixed-leg turn may be split: a gap between
+words or speakers, not a dip inside a word (the demo call lost "Texas" to a split at the first
+non-speech VAD step)."""
+
+
 class StreamingAsrProcessor(FrameProcessor):
     """Two-pass streaming ASR over every leg of one call (see the module docstring)."""
 
@@ -215,14 +221,15 @@ class StreamingAsrProcessor(FrameProcessor):
             leg.vad.time - turn_start > self.max_turn or self._split_mixed_turn(leg, turn_start)
         ):
             await self._close_turn(leg, leg.vad.time, emit_stop=False)
-            transcriber.begin_turn(leg.vad.time)
+            transcriber.begin_turn(leg.vad.time, pre_roll=False)  # split inside speech
         if not leg.partial_pending and transcriber.partial_due():
             self._submit_partial(leg)
 
     def _split_mixed_turn(self, leg: _Leg, turn_start: float) -> bool:
         mixed = self._roles.get(leg.name) not in ("agent", "customer")
         long = leg.vad.time - turn_start > self.mixed_turn_split
-        return mixed and long and leg.vad.in_speech and not leg.vad.frame_is_speech
+        paused = leg.vad.in_speech and leg.vad.time - leg.last_speech >= MIXED_SPLIT_PAUSE
+        return mixed and long and paused
 
     def _note_pause(self, leg: _Leg) -> None:
         if not leg.vad.in_speech:
