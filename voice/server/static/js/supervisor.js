@@ -73,12 +73,21 @@ function render() {
 function connect(attempt = 0) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${location.host}/ws/supervisor`);
+  // Updates that arrive while the snapshot is loading are held and applied after it, so a
+  // snapshot taken a moment earlier never overwrites them (a turn may then count twice).
+  let held = [];
   socket.onopen = async () => {
-    setStatus("live", "Live");
     attempt = 0;
-    await snapshot().catch(() => null); // a turn racing the snapshot may count twice until the next one
+    await snapshot().catch(() => null);
+    const pending = held;
+    held = null;
+    pending.forEach(apply);
+    setStatus("live", "Live");
   };
-  socket.onmessage = (message) => apply(JSON.parse(message.data));
+  socket.onmessage = (message) => {
+    const update = JSON.parse(message.data);
+    if (held) held.push(update); else apply(update);
+  };
   socket.onclose = () => {
     const delay = Math.min(4000, 250 * 2 ** attempt);
     setStatus("reconnecting", "Reconnecting");
