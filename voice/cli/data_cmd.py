@@ -27,16 +27,14 @@ def import_group() -> None:
     """
 
 
+out_jsonl_option = click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+                                required=True, help="JSONL file to write.")
+
+
 def _dataset_command(name: str, loader: str, default_tenant: str, summary: str) -> click.Command:
     @click.command(name, help=summary)
     @click.argument("src_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-    @click.option(
-        "--out",
-        "out_file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        required=True,
-        help="JSONL file to write.",
-    )
+    @out_jsonl_option
     @click.option(
         "--tenant",
         default=default_tenant,
@@ -82,13 +80,7 @@ for _name, _loader, _summary in (
     required=True,
     help="CSV with call_id,success[,value,agent_id,tenant] (a CRM export).",
 )
-@click.option(
-    "--out",
-    "out_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="JSONL file to write.",
-)
+@out_jsonl_option
 @click.option(
     "--tenant",
     default="default",

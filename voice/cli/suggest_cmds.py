@@ -19,6 +19,24 @@ T = TypeVar("T")
 CACHE_ENV = "NEXTLINE_CACHE"
 
 
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def conversations_option(flag: str = "--data") -> Decorator:
+    """The conversation JSONL a command reads (``data_file``)."""
+    return click.option(flag, "data_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                        required=True, help="Conversation JSONL.")
+
+
+def models_root_option() -> Decorator:
+    """The model registry root (``models_root``)."""
+    return click.option("--models", "models_root", type=click.Path(file_okay=False, path_type=Path),
+                        default=Path("models"), show_default=True, help="Registry root.")
+
+
+model_option = click.option("--model", "model_ref", required=True, help="Model directory or <tenant>/<version>.")
+
+
 def default_cache() -> Path:
     """``$NEXTLINE_CACHE`` or ``~/.cache/nextline``: exported encoders, embeddings, entities."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "nextline")
@@ -48,13 +66,7 @@ def load_conversations(path: Path) -> list:
 
 
 @click.command("train")
-@click.option(
-    "--data",
-    "data_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="Conversation JSONL.",
-)
+@conversations_option()
 @click.option(
     "--tenant",
     required=True,
@@ -66,14 +78,7 @@ def load_conversations(path: Path) -> list:
     type=click.Path(file_okay=False, path_type=Path),
     help="Model directory (default: MODELS/<tenant>/<UTC time>).",
 )
-@click.option(
-    "--models",
-    "models_root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("models"),
-    show_default=True,
-    help="Registry root.",
-)
+@models_root_option()
 @click.option(
     "--split",
     type=click.Choice(["train", "all"]),
@@ -245,13 +250,8 @@ def _feedback(use_db: bool, db_url: str | None, path: Path | None, tenant: str) 
 
 
 @click.command("evaluate")
-@click.option("--model", "model_ref", required=True, help="Model directory or <tenant>/<version>.")
-@click.option(
-    "--data",
-    "data_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-)
+@model_option
+@conversations_option()
 @click.option(
     "--split",
     type=click.Choice(["test", "train", "all"]),
@@ -259,13 +259,7 @@ def _feedback(use_db: bool, db_url: str | None, path: Path | None, tenant: str) 
     show_default=True,
     help="Side of the fixed split to score.",
 )
-@click.option(
-    "--models",
-    "models_root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("models"),
-    show_default=True,
-)
+@models_root_option()
 @click.option(
     "--out",
     "out_file",
@@ -324,22 +318,11 @@ def _evaluate(model_ref: str, data_file: Path, split: str, models_root: Path) ->
 @click.option(
     "--model", "model_refs", multiple=True, required=True, help="Give twice: --model A --model B."
 )
-@click.option(
-    "--data",
-    "data_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-)
+@conversations_option()
 @click.option(
     "--split", type=click.Choice(["test", "train", "all"]), default="test", show_default=True
 )
-@click.option(
-    "--models",
-    "models_root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("models"),
-    show_default=True,
-)
+@models_root_option()
 @click.option(
     "--out",
     "out_file",
@@ -377,14 +360,8 @@ def compare_command(
 
 
 @click.command("suggest")
-@click.option("--model", "model_ref", required=True, help="Model directory or <tenant>/<version>.")
-@click.option(
-    "--dialogues",
-    "data_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="Conversation JSONL.",
-)
+@model_option
+@conversations_option("--dialogues")
 @click.option(
     "--out",
     "out_file",
@@ -395,13 +372,7 @@ def compare_command(
 @click.option(
     "--k", default=3, show_default=True, type=click.IntRange(1, 20), help="Suggestions per turn."
 )
-@click.option(
-    "--models",
-    "models_root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("models"),
-    show_default=True,
-)
+@models_root_option()
 def suggest_command(
     model_ref: str, data_file: Path, out_file: Path, k: int, models_root: Path
 ) -> None:
