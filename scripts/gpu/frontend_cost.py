@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
-    from bench_gpu import ulaw_to_float
+    from bench_data import ulaw_to_float
 
     coded = np.load(args.data / "calls.npz")
     audio_seconds = 0.0
