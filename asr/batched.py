@@ -29,7 +29,7 @@ import numpy as np
 
 from asr.engine import SAMPLE_RATE, WINDOW_SECONDS, WhisperEngine
 from asr.loops import is_repetition_loop
-from asr.streaming import DecodeRequest
+from asr.turn_decoding import DecodeRequest, WhisperTurnDecoder
 from asr.types import AsrOptions, Word
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ _PREPEND = "\"'“¿([{-"  # faster-whisper's defaults for attaching punctuation
 _APPEND = "\"'.。,，!！?？:：”)]}、"
 
 
-class BatchedWhisperDecoder:
+class BatchedWhisperDecoder(WhisperTurnDecoder):
     """:class:`asr.streaming.TurnDecoder` that decodes a list of requests as one batch."""
 
     def __init__(
@@ -57,9 +57,8 @@ class BatchedWhisperDecoder:
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
-        self.engine = engine
-        self.partial_options = partial
-        self.final_options = final
+        super().__init__(engine, partial=partial, final=final)
+        self.engine: WhisperEngine = engine
         model = self._model
         self._tokenizer = Tokenizer(
             model.hf_tokenizer, model.model.is_multilingual, task="transcribe",

@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from asr.policy import LocalAgreement, shifted
-from asr.types import AsrInputError, AsrOptions, Word
+from asr.turn_decoding import SAMPLE_RATE, DecodeRequest, TurnDecoder, WhisperTurnDecoder
+from asr.types import AsrInputError, Word
 
 __all__ = [
+    "SAMPLE_RATE",
     "DecodeRequest",
     "StreamingConfig",
     "StreamingTranscriber",
@@ -43,9 +44,6 @@ __all__ = [
     "TurnTranscript",
     "WhisperTurnDecoder",
 ]
-
-SAMPLE_RATE = 16000
-"""Rate of the audio the transcriber takes (Whisper's)."""
 
 _HISTORY_TURNS = 8  # earlier turns' texts kept for prompts (more than prompt_chars needs)
 
@@ -72,7 +70,15 @@ class StreamingConfig:
     """When the VAD has heard this many seconds of pause inside a turn, decode at once and commit
     the words that end before the pause, without waiting for a second hypothesis. ``None``
     gives plain LocalAgreement. measured (4 calls x 40 s): commit p50/p95 1.24/2.16 s ->
-    1.04/1.90 s, partial WER 26.9 -> 26.0 %, for 17 % more partial decodes."""
+    1.04/1.90 s, partial WER 26.9 -> 26.0 %, for 17 % more partial decodes. With
+    ``early_final`` the early final does this commit instead (one decode per pause)."""
+
+    early_final: bool = False
+    """Start the turn's final decode ``end_pad`` seconds into a pause, before the VAD closes
+    the turn (``min_silence_duration`` in), on exactly the audio the final would get. If the
+    turn closes at that pause, the final is already under way; if speech resumes, its words
+    serve as the pause commit of the open turn (:meth:`StreamingTranscriber.apply_early`).
+    For the live server, where the end of a turn -> final delay is the goal."""
 
     pre_roll: float = 0.4
     """Seconds of audio before the VAD onset included in the turn (soft word onsets; the batch
@@ -117,43 +123,6 @@ class StreamingConfig:
 
 
 @dataclass(frozen=True)
-class DecodeRequest:
-    """One decode to run: a stretch of audio plus what the decoder needs to know."""
-
-    audio: np.ndarray
-    """Float32 mono 16 kHz samples."""
-    offset: float
-    """Stream time of ``audio[0]``; the decoder returns times relative to it."""
-    prompt: str | None
-    """Earlier text shown to the decoder as context."""
-    final: bool
-    """True for a closed turn's final pass (decode carefully), False for a partial."""
-    turn: int
-    """Turn number within the stream (stale results are recognised by it)."""
-    seq: int = 0
-    """Partial request number within the turn."""
-    pause_start: float | None = None
-    """Stream time at which the VAD pause covering the end of ``audio`` began, if any."""
-    context: float = 0.0
-    """Seconds at the start of ``audio`` that are only context (earlier speech, not
-    contiguous with the rest): their words are dropped. ``offset`` is chosen so that the
-    times after the context are right."""
-
-    @property
-    def end(self) -> float:
-        """Stream time just after the last sample."""
-        return self.offset + len(self.audio) / SAMPLE_RATE
-
-
-class TurnDecoder(Protocol):
-    """What the transcriber needs from an ASR model: words with times for pieces of audio."""
-
-    def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[list[Word]]:
-        """Words of each request's audio, times relative to the request's first sample."""
-        ...
-
-
-@dataclass(frozen=True)
 class TranscriptUpdate:
     """The open turn's transcript after a partial decode."""
 
@@ -188,50 +157,6 @@ class TurnTranscript:
         return " ".join(w.text for w in self.words)
 
 
-class WhisperTurnDecoder:
-    """:class:`TurnDecoder` over an ``asr.WhisperEngine``; greedy partials and finals.
-
-    measured (docs/results/streaming.md, tiny.en, 126 SpokenWOZ turns with 10 s of earlier
-    speech as context): final WER 27.9 % greedy vs 27.0 % beam 5 (offline 25.8 %), at 22 % less
-    decode CPU; greedy keeps end-of-turn -> final shorter. Pass ``final=AsrOptions()`` for beam 5.
-    """
-
-    def __init__(
-        self,
-        engine: WhisperLike,
-        *,
-        partial: AsrOptions = AsrOptions(beam_size=1),  # noqa: B008 - frozen
-        final: AsrOptions = AsrOptions(beam_size=1),  # noqa: B008 - frozen
-    ) -> None:
-        self.engine = engine
-        self.partial_options = partial
-        """Options of partial decodes."""
-        self.final_options = final
-        """Options of the final pass."""
-
-    def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[list[Word]]:
-        """Decode each request in turn (on CPU, batching streams does not pay; see module doc)."""
-        out = []
-        for request in requests:
-            options = self.final_options if request.final else self.partial_options
-            result = self.engine.transcribe_turn(request.audio, options, prompt=request.prompt)
-            out.append(list(result.words))
-        return out
-
-
-class WhisperLike(Protocol):
-    """The part of ``asr.WhisperEngine`` the decoder uses."""
-
-    def transcribe_turn(
-        self, audio: np.ndarray, options: AsrOptions = ..., *, prompt: str | None = None
-    ) -> _HasWords: ...
-
-
-class _HasWords(Protocol):
-    @property
-    def words(self) -> tuple[Word, ...]: ...
-
-
 class _Turn:
     """Audio and agreement state of the open turn."""
 
@@ -246,7 +171,9 @@ class _Turn:
         self.policy = LocalAgreement(agreement)
         self.seq = 0
         self.applied_seq = 0
+        self.applied_end = audio_start  # end of the newest hypothesis fed to the policy
         self.pause_start: float | None = None
+        self.early_pause: float | None = None  # pause whose early final was requested
 
     @property
     def end(self) -> float:
@@ -411,6 +338,7 @@ class StreamingTranscriber:
             if turn is None or request.turn != turn.index or request.seq <= turn.applied_seq:
                 return None
             turn.applied_seq = request.seq
+            turn.applied_end = max(turn.applied_end, request.end)
             policy = turn.policy
             policy.insert(shifted(words, request.offset))
             new = policy.flush()
@@ -423,6 +351,24 @@ class StreamingTranscriber:
                 turn.index, list(policy.committed), policy.tentative, new, request.end
             )
 
+    def early_final_request(self) -> DecodeRequest | None:
+        """The open turn's final request, ahead of the VAD's close (``config.early_final``).
+
+        Due once per pause, when ``end_pad`` seconds of it have been heard: the request then
+        equals the one :meth:`close_turn` returns if the VAD closes the turn at that pause
+        (same audio, same context), so the caller may use the early decode as the final.
+        ``None`` when not due.
+        """
+        with self._lock:
+            turn = self._turn
+            if not self.config.early_final or turn is None or turn.pause_start is None:
+                return None
+            pause = turn.pause_start
+            if turn.early_pause == pause or turn.end - pause < self.config.end_pad - 1e-6:
+                return None
+            turn.early_pause = pause
+            return replace(self._final_request(turn, pause), pause_start=pause)
+
     def close_turn(self, end: float | None = None) -> DecodeRequest | None:
         """The VAD closed the turn (speech ended at stream time ``end``; default: now).
 
@@ -434,23 +380,37 @@ class StreamingTranscriber:
             if turn is None:
                 return None
             end = self._time if end is None else min(end, self._time)
-            stop = min(self._time, end + self.config.end_pad)
-            audio = turn.window(turn.audio_start)[: round((stop - turn.audio_start) * SAMPLE_RATE)]
-            prompt = self._prompt([], turn.audio_start) if self.config.final_prompt else None
-            context = self._context.view()
-            request = DecodeRequest(
-                audio=np.concatenate([context, audio]) if len(context) else audio,
-                offset=turn.audio_start - len(context) / SAMPLE_RATE, prompt=prompt, final=True,
-                turn=turn.index, seq=turn.seq + 1, context=len(context) / SAMPLE_RATE,
-            )  # fmt: skip
+            request = self._final_request(turn, end)
+            own = request.audio[round(request.context * SAMPLE_RATE) :]
             if self.config.final_context > 0:
-                self._context.append(audio)
+                self._context.append(own)
                 self._context.keep_last(round(self.config.final_context * SAMPLE_RATE))
             self._closing[turn.index] = (turn.start, end, list(turn.policy.committed))
-            tail = turn.window(stop - self.config.pre_roll - 1.0)
+            tail = turn.window(request.end - self.config.pre_roll - 1.0)
             self._end_turn()
             self._pre_roll.append(tail)  # the next turn's onset may fall in this audio
             return request
+
+    def apply_early(self, request: DecodeRequest, words: Sequence[Word]) -> TranscriptUpdate | None:
+        """Use an early final whose turn went on (speech resumed) as the open turn's pause commit.
+
+        Its words that end before the pause are committed, as a pause partial would commit them.
+        ``None`` when the turn closed or a newer hypothesis was applied already.
+        """
+        with self._lock:
+            turn = self._turn
+            if turn is None or request.turn != turn.index or request.end < turn.applied_end:
+                return None
+            turn.applied_end = request.end
+            own = [w for w in words if (w.start + w.end) / 2 >= request.context - 0.05]
+            policy = turn.policy
+            policy.insert(shifted(own, request.offset))
+            new = policy.flush()
+            if request.pause_start is not None and self.config.pause_commit is not None:
+                new += policy.commit_until(request.pause_start + self.config.pause_commit)
+            return TranscriptUpdate(
+                turn.index, list(policy.committed), policy.tentative, new, request.end
+            )
 
     def apply_final(self, request: DecodeRequest, words: Sequence[Word]) -> TurnTranscript:
         """The closed turn's transcript from its final decode (absolute times)."""
@@ -509,9 +469,21 @@ class StreamingTranscriber:
         self._turn = None
         self._turns_done += 1
 
+    def _final_request(self, turn: _Turn, end: float) -> DecodeRequest:
+        """The whole turn up to ``end + end_pad``, after up to ``final_context`` s of context."""
+        stop = min(self._time, end + self.config.end_pad)
+        audio = turn.window(turn.audio_start)[: round((stop - turn.audio_start) * SAMPLE_RATE)]
+        prompt = self._prompt([], turn.audio_start) if self.config.final_prompt else None
+        context = self._context.view()
+        return DecodeRequest(
+            audio=np.concatenate([context, audio]) if len(context) else audio,
+            offset=turn.audio_start - len(context) / SAMPLE_RATE, prompt=prompt, final=True,
+            turn=turn.index, seq=turn.seq + 1, context=len(context) / SAMPLE_RATE,
+        )  # fmt: skip
+
     def _pause_due(self, turn: _Turn) -> bool:
         pause = turn.pause_start
-        if self.config.pause_commit is None or pause is None:
+        if self.config.pause_commit is None or pause is None or self.config.early_final:
             return False
         heard = turn.end - pause >= self.config.pause_commit
         return heard and (turn.requested_pause != pause) and pause > turn.policy.last_committed_end

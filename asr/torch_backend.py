@@ -42,7 +42,6 @@ import torch
 from asr.ct2_convert import WhisperDims, WhisperWeights, load_transfer, read_ct2_model
 from asr.loops import is_repetition_loop, most_repeated_ngram
 from asr.models import resolve_whisper_model
-from asr.streaming import DecodeRequest
 from asr.torch_greedy import Decoded, GreedyRows, Vocab, greedy_decode
 from asr.torch_profile import PhaseTimer, profile_line
 from asr.torch_shapes import ShapePlan
@@ -56,6 +55,7 @@ from asr.torch_whisper import (
     log_mel_batch,
     mel_filters,
 )
+from asr.turn_decoding import DecodeRequest
 from asr.types import AsrError, AsrOptions, Word
 from asr.word_timing import WhisperTokens, alignment_matrix, dtw_jumps, timed_words
 

@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from asr.streaming import DecodeRequest
+from asr.turn_decoding import DecodeRequest
 from asr.types import AsrError, Word
 
 __all__ = ["DecoderProcesses"]

@@ -112,6 +112,11 @@ class Endpointer:
         self._speech_start = 0.0
         self._last_speech_end = 0.0
 
+    @property
+    def last_speech_end(self) -> float:
+        """End of the latest speech step of the open turn (where a pause began)."""
+        return self._last_speech_end
+
     def step(self, probability: float, voiced: bool, start: float, end: float) -> VadEvent | None:
         """Account for the step [start, end) and return an event if one is due."""
         # Hysteresis from the first step above threshold on, also while a start is pending:

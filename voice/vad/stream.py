@@ -58,6 +58,12 @@ class VadStream:
         return self._endpointer.in_speech
 
     @property
+    def last_speech_end(self) -> float:
+        """Stream time (s) at which the open turn's latest speech step ended: the start of a
+        pause, and the ``time`` of the speech-stopped event if the turn closes there."""
+        return self._endpointer.last_speech_end
+
+    @property
     def time(self) -> float:
         """Stream time (s) up to which audio has been decided."""
         return self.start_time + self._samples_done / SILERO_RATE
