@@ -34,7 +34,9 @@ class ServerConfig:
     device: str = "auto"
     """cpu, cuda or auto."""
     asr_workers: int = 0
-    """Decode worker threads (0 = one per CPU core)."""
+    """Concurrent decodes (0 = one on CPU, each using ``asr_threads`` cores; one per core on CUDA)."""
+    asr_threads: int = 0
+    """CPU threads per decode (0 = every core when one decode runs at a time, else 1)."""
     suggest_model: str | None = None
     """Suggestion model directory (models/<tenant>/<version>), or none."""
     models_root: str | None = None

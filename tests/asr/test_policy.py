@@ -181,3 +181,46 @@ def test_a_turn_split_inside_speech_does_not_decode_the_previous_turns_words_aga
     assert first is not None and second is not None
     assert first.text == "one two three four" and second.text == "five six seven eight"
     assert decoder.requests[-1].offset == pytest.approx(2.0)
+
+
+def test_early_final_is_the_close_request_started_end_pad_into_a_pause() -> None:
+    script = words("one two three four five six", start=0.5)
+    decoder = ScriptedDecoder(script)
+    config = StreamingConfig(early_final=True, end_pad=0.4, pause_commit=0.25)
+    t = StreamingTranscriber(decoder, config)
+    t.begin_turn(0.5)
+    for _ in range(2):
+        feed(t, 1.0)
+        t.process()
+    t.note_pause(2.0)
+    feed(t, 0.3)
+    assert t.early_final_request() is None  # 0.3 s of pause: not yet end_pad
+    assert not t.partial_due()  # the early final does the pause commit, not a partial
+    feed(t, 0.1)
+    early = t.early_final_request()
+    assert early is not None and early.final and early.end == pytest.approx(2.4)
+    assert t.early_final_request() is None  # once per pause
+    feed(t, 0.2)
+    closing = t.close_turn(2.0)  # the VAD closes the turn at that pause
+    assert closing is not None
+    assert (closing.offset, closing.context, closing.turn) == (early.offset, early.context, early.turn)
+    assert np.array_equal(closing.audio, early.audio)
+
+
+def test_an_early_final_whose_turn_goes_on_commits_the_words_before_the_pause() -> None:
+    script = words("one two three four five six", start=0.5)
+    t = StreamingTranscriber(ScriptedDecoder(script), StreamingConfig(early_final=True))
+    t.begin_turn(0.5)
+    feed(t, 2.0)
+    t.note_pause(2.0)
+    feed(t, 0.4)
+    early = t.early_final_request()
+    assert early is not None
+    t.note_pause(None)  # speech again before the VAD closed the turn
+    words_heard = ScriptedDecoder(script).decode_batch([early])[0]
+    update = t.apply_early(early, words_heard)
+    assert update is not None and texts(update.committed) == ["one", "two", "three"]
+    feed(t, 1.0)
+    assert t.early_final_request() is None  # no pause now
+    t.close_turn(3.5)
+    assert t.apply_early(early, words_heard) is None  # its turn is closed

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asr import WhisperEngine
+from asr import AsrOptions, WhisperEngine
 from asr.live import load_streaming_engine
-from asr.streaming import StreamingConfig, WhisperTurnDecoder
+from asr.streaming import WhisperTurnDecoder
 from asr.wer import word_errors
 from voice.audio import resample
 from voice.frames import (
@@ -25,6 +25,7 @@ from voice.frames import (
     TranscriptFinalFrame,
     TranscriptPartialFrame,
 )
+from voice.live.asr_runtime import live_streaming_config
 from voice.live.replay import FrameRecorder, ReplayClock, ReplayMode, replay_call
 from voice.live.scheduler import DecodeScheduler, SchedulerConfig
 from voice.processor import Pipeline
@@ -42,9 +43,11 @@ WER_MARGIN = 0.10
 
 @pytest.fixture(scope="module")
 def scheduler() -> Iterator[AsrScheduler]:
-    engine = load_streaming_engine("tiny.en", workers=2, cpu_threads=1)
-    decoder = WhisperTurnDecoder(engine)
-    scheduler: AsrScheduler = DecodeScheduler(decoder.decode_batch, SchedulerConfig(workers=2))
+    # the live server's CPU set-up (voice.live.asr_runtime): one 2-thread decode at a time,
+    # 20 s encoder window, beam-5 finals
+    engine = load_streaming_engine("tiny.en", workers=1, cpu_threads=2, encoder_window="trimmed")
+    decoder = WhisperTurnDecoder(engine, final=AsrOptions(beam_size=5))
+    scheduler: AsrScheduler = DecodeScheduler(decoder.decode_batch, SchedulerConfig(workers=1))
     yield scheduler
     scheduler.close()
 
@@ -63,10 +66,13 @@ def agent_leg(shared_data: Path) -> tuple[np.ndarray, str]:
 
 
 @pytest.fixture(scope="module")
-def replayed(scheduler: AsrScheduler, agent_leg: tuple[np.ndarray, str]) -> FrameRecorder:
+def replay_run(
+    scheduler: AsrScheduler, agent_leg: tuple[np.ndarray, str]
+) -> tuple[FrameRecorder, StreamingAsrProcessor]:
+    """The leg replayed with the live server's streaming policy on CPU (early finals on)."""
     pcm, _ = agent_leg
     clock = ReplayClock(ReplayMode.UNAWARE)
-    processor = StreamingAsrProcessor(scheduler, config=StreamingConfig())
+    processor = StreamingAsrProcessor(scheduler, config=live_streaming_config(on_cpu=True))
     recorder = FrameRecorder(clock)
     pipeline = Pipeline([processor, recorder])
 
@@ -79,7 +85,12 @@ def replayed(scheduler: AsrScheduler, agent_leg: tuple[np.ndarray, str]) -> Fram
         await pipeline.close()
 
     asyncio.run(run())
-    return recorder
+    return recorder, processor
+
+
+@pytest.fixture(scope="module")
+def replayed(replay_run: tuple[FrameRecorder, StreamingAsrProcessor]) -> FrameRecorder:
+    return replay_run[0]
 
 
 def _frames(recorder: FrameRecorder, leg: str) -> list[object]:
@@ -106,6 +117,16 @@ def test_partials_then_finals_in_order(replayed: FrameRecorder) -> None:
             texts = [w.text for w in frame.committed]
             assert texts[: len(committed)] == committed, "committed words were retracted"
             committed = texts
+
+
+def test_turns_closed_at_a_pause_reuse_their_early_final(
+    replay_run: tuple[FrameRecorder, StreamingAsrProcessor],
+) -> None:
+    recorder, processor = replay_run
+    finals = [f for f in _frames(recorder, "agent") if isinstance(f, TranscriptFinalFrame)]
+    started, adopted = processor.early_finals["started"], processor.early_finals["adopted"]
+    # Every turn the VAD closed (not the call's end) closed at a pause whose early final ran.
+    assert len(finals) - 1 <= adopted <= len(finals) <= started
 
 
 def test_final_words_are_timed_inside_their_turn(replayed: FrameRecorder) -> None:
@@ -144,7 +165,7 @@ def _replay_mono_sample(scheduler: AsrScheduler, role: str) -> list[TranscriptFi
     path = Path(next(iter(spec.submodule_search_locations))) / "sample" / "sample.wav"
     audio, rate = sf.read(path, dtype="int16")
     clock = ReplayClock(ReplayMode.UNAWARE)
-    processor = StreamingAsrProcessor(scheduler, config=StreamingConfig())
+    processor = StreamingAsrProcessor(scheduler, config=live_streaming_config(on_cpu=True))
     recorder = FrameRecorder(clock)
     pipeline = Pipeline([processor, recorder])
 

@@ -12,6 +12,10 @@ import click
 @click.option("--port", type=int, default=None, help="HTTP/WebSocket port (default 8000).")
 @click.option("--sip-port", type=int, default=None, help="SIP port, UDP and TCP (default 5060; -1 disables SIP).")
 @click.option("--model", default=None, help="Whisper model for live calls: tiny.en (default), base or a path.")
+@click.option("--asr-workers", type=int, default=None,
+              help="Concurrent decodes (default: 1 on CPU using every core, one per core on CUDA).")
+@click.option("--asr-threads", type=int, default=None,
+              help="CPU threads per decode (default: all cores for one decode).")
 @click.option("--suggest-model", default=None, help="Suggestion model directory (models/<tenant>/<version>).")
 @click.option("--models-root", default=None, help="Model registry root: each call's tenant picks its model there.")
 @click.option("--db", "db_url", default=None, help="Database URL (default: SQLite in --data-dir).")
@@ -19,8 +23,9 @@ import click
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="YAML config file (keys as in voice/config.py; secrets only from the environment).")
 @click.option("--log-level", default="info", show_default=True)
-def serve(host: str | None, port: int | None, sip_port: int | None, model: str | None, suggest_model: str | None,
-          models_root: str | None, db_url: str | None, data_dir: str | None, config_file: Path | None,
+def serve(host: str | None, port: int | None, sip_port: int | None, model: str | None, asr_workers: int | None,
+          asr_threads: int | None, suggest_model: str | None, models_root: str | None, db_url: str | None,
+          data_dir: str | None, config_file: Path | None,
           log_level: str) -> None:
     """Serve live calls: Twilio (WS /ws/twilio), AudioHook (WS /ws/audiohook), WebRTC
     (POST /webrtc/offer) and SIP/SIPREC; events at WS /ws/calls/{id}/events and
@@ -40,6 +45,7 @@ def serve(host: str | None, port: int | None, sip_port: int | None, model: str |
 
     try:
         config = load_config(config_file, {"host": host, "port": port, "sip_port": sip_port, "model": model,
+                                           "asr_workers": asr_workers, "asr_threads": asr_threads,
                                            "suggest_model": suggest_model, "models_root": models_root,
                                            "db_url": db_url, "data_dir": data_dir})
     except VoiceError as exc:

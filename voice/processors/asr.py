@@ -74,6 +74,22 @@ class _Result:
     future: Future[Any]
     request: DecodeRequest | None = None
     """The final's request (kept here so a failed final can still close its turn)."""
+    early: _Early | None = None
+    """Set for an early final (see :class:`_Early`)."""
+
+
+@dataclass
+class _Early:
+    """A turn's final decode started ``end_pad`` into a pause, before the VAD closed the turn.
+
+    If the VAD closes the turn at that pause, the close *adopts* it (no second decode) and its
+    result is handled as the final; if speech resumes first, its words are the pause commit.
+    """
+
+    request: DecodeRequest
+    future: Future[Any]
+    adopted: DecodeRequest | None = None
+    delivered: bool = False
 
 
 @dataclass
@@ -97,6 +113,7 @@ class _Leg:
     ready_finals: dict[int, TranscriptFinalFrame | None] = field(default_factory=dict)
     held_partial: TranscriptUpdate | None = None
     finals_done: asyncio.Event = field(default_factory=asyncio.Event)
+    early: _Early | None = None  # the open turn's early final, while its pause lasts
 
     @property
     def finals_outstanding(self) -> int:
@@ -147,6 +164,8 @@ class StreamingAsrProcessor(FrameProcessor):
         self.mixed_turn_split = mixed_turn_split
         self.flush_timeout = flush_timeout
         self.call_id = ""
+        self.early_finals = {"started": 0, "adopted": 0}
+        """Early finals started, and those the VAD's close used as the turn's final."""
         self._roles: dict[str, Role] = {}
         self._legs: dict[str, _Leg] = {}
         self._push_lock = asyncio.Lock()
@@ -174,7 +193,10 @@ class StreamingAsrProcessor(FrameProcessor):
     @property
     def busy(self) -> bool:
         """Whether a decode of this call is queued, running, or its result not yet pushed."""
-        pending = any(leg.partial_pending or leg.finals_outstanding for leg in self._legs.values())
+        pending = any(
+            leg.partial_pending or leg.finals_outstanding or (leg.early is not None and not leg.early.delivered)
+            for leg in self._legs.values()
+        )
         return pending or self._results.qsize() > 0
 
     async def drained(self) -> None:
@@ -215,6 +237,7 @@ class StreamingAsrProcessor(FrameProcessor):
         for event in leg.vad.process(samples):
             await self._on_vad(leg, event)
         self._note_pause(leg)
+        self._submit_early_final(leg)
         transcriber = leg.transcriber
         turn_start = transcriber.turn_start
         if turn_start is not None and (
@@ -237,8 +260,10 @@ class StreamingAsrProcessor(FrameProcessor):
         if leg.vad.frame_is_speech:
             leg.last_speech = leg.vad.time
             leg.transcriber.note_pause(None)
+            if leg.early is not None and leg.early.adopted is None:
+                leg.early.future.cancel()  # still queued: not needed; done: its words stay useful
         else:
-            leg.transcriber.note_pause(leg.last_speech)
+            leg.transcriber.note_pause(leg.vad.last_speech_end)
 
     async def _on_vad(self, leg: _Leg, event: VadEvent) -> None:
         if event.type is VadEventType.SPEECH_STARTED:
@@ -252,7 +277,17 @@ class StreamingAsrProcessor(FrameProcessor):
         self, leg: _Leg, end: float, *, turn_start: float | None = None, emit_stop: bool = True
     ) -> None:
         request = leg.transcriber.close_turn(end)
-        if request is not None:  # submitted before anything is awaited: finals go first
+        early, leg.early = leg.early, None
+        if request is not None and early is not None and _same_request(early.request, request):
+            leg.finals_submitted += 1
+            leg.finals_done.clear()
+            early.adopted = request  # its decode is (or will be) this turn's final
+            self.early_finals["adopted"] += 1
+            if early.delivered:
+                self._results.put_nowait(_Result(leg, DecodeKind.FINAL, early.future, request))
+        elif request is not None:  # submitted before anything is awaited: finals go first
+            if early is not None:
+                early.future.cancel()
             leg.finals_submitted += 1
             leg.finals_done.clear()
             future = self.scheduler.submit_final(leg.key, lambda: request)
@@ -261,6 +296,18 @@ class StreamingAsrProcessor(FrameProcessor):
         if emit_stop:
             start = turn_start if turn_start is not None else end
             await self._emit(SpeechStoppedFrame(leg=leg.name, audio_time=end, turn_start=start))
+
+    def _submit_early_final(self, leg: _Leg) -> None:
+        request = leg.transcriber.early_final_request()
+        if request is None:
+            return
+        future = self.scheduler.submit_final(leg.key, lambda: request)
+        early = _Early(request, future)
+        leg.early = early
+        self.early_finals["started"] += 1
+        future.add_done_callback(
+            lambda f: self._from_worker(_Result(leg, DecodeKind.FINAL, f, request, early))
+        )
 
     def _submit_partial(self, leg: _Leg) -> None:
         leg.partial_pending = True
@@ -305,7 +352,9 @@ class StreamingAsrProcessor(FrameProcessor):
             result = await self._results.get()
             leg = result.leg
             try:
-                if result.kind is DecodeKind.PARTIAL:
+                if result.early is not None:
+                    await self._on_early(leg, result.early)
+                elif result.kind is DecodeKind.PARTIAL:
                     await self._on_partial(leg, result.future)
                 else:
                     assert result.request is not None
@@ -330,6 +379,19 @@ class StreamingAsrProcessor(FrameProcessor):
                     await self._show_partial(leg, update)
         if not leg.ended and leg.transcriber.partial_due():
             self._submit_partial(leg)
+
+    async def _on_early(self, leg: _Leg, early: _Early) -> None:
+        early.delivered = True
+        if early.adopted is not None:  # the turn closed at the early final's pause
+            await self._on_final(leg, early.future, early.adopted)
+            return
+        future = early.future
+        if future.cancelled() or future.exception() is not None or future.result() is None:
+            return  # speech resumed before it ran, or it failed: the close will decode again
+        request, words = future.result()
+        update = leg.transcriber.apply_early(request, words)
+        if update is not None:
+            await self._show_partial(leg, update)
 
     async def _show_partial(self, leg: _Leg, update: TranscriptUpdate) -> None:
         if leg.finals_outstanding:  # an earlier turn's final goes first
@@ -440,6 +502,16 @@ class StreamingAsrProcessor(FrameProcessor):
     async def _error(self, message: str) -> None:
         log.warning("%s: %s", self.name, message)
         await self._emit(ErrorFrame(message=message, fatal=False, source=self.name))
+
+
+def _same_request(early: DecodeRequest, closing: DecodeRequest) -> bool:
+    """Whether an early final decoded exactly the audio the turn's final needs."""
+    return (
+        early.turn == closing.turn
+        and early.offset == closing.offset
+        and early.context == closing.context
+        and np.array_equal(early.audio, closing.audio)
+    )
 
 
 def _timed(words: list[Word]) -> list[TimedWord]:
