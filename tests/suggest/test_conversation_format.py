@@ -137,3 +137,27 @@ def test_data_check_cli_lists_bad_lines_and_counts(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["data", "check", str(path)])
     assert result.exit_code == 1
     assert "line 4" in result.output and "3 conversations imported" in result.output
+
+
+def test_train_cli_passes_the_policy_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    import suggest.train.pipeline as pipeline
+    from voice.cli import cli
+
+    seen = {}
+
+    def fake_train(conversations: object, config: object, target: object, **kwargs: object) -> None:
+        seen["config"] = config
+        raise SystemExit(0)  # stop before anything is written
+
+    monkeypatch.setattr(pipeline, "train", fake_train)
+    path = tmp_path / "c.jsonl"
+    write_conversations(path, [_conversation(i) for i in range(3)])
+    args = ["train", "--data", str(path), "--tenant", "acme", "--out", str(tmp_path / "m")]
+    CliRunner().invoke(cli, [*args, "--beta", "0.5", "--advantage-lambda", "1"])
+    assert (seen["config"].awr_temperature, seen["config"].awr_lambda) == (0.5, 1.0)
+    CliRunner().invoke(cli, args)
+    assert (seen["config"].awr_temperature, seen["config"].awr_lambda) == (1.0, 0.0)  # the defaults
+    bad = CliRunner().invoke(cli, [*args, "--advantage-lambda", "2"])
+    assert bad.exit_code == 2 and "advantage-lambda" in bad.output

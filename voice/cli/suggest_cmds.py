@@ -110,6 +110,20 @@ def load_conversations(path: Path) -> list:
     help="Return used for advantage weighting.",
 )
 @click.option(
+    "--beta",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="Temperature of the advantage weights, exp(advantage / beta); smaller is sharper "
+    "(default: TrainConfig's, chosen by cross-validation).",
+)
+@click.option(
+    "--advantage-lambda",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="0: one-step (TD) advantage; 1: Monte-Carlo (the conversation's outcome); between: "
+    "lambda-return (default: TrainConfig's).",
+)
+@click.option(
     "--encoder",
     type=click.Choice(["minilm", "static"]),
     default=None,
@@ -156,6 +170,8 @@ def train_command(
     db_url: str | None,
     feedback_file: Path | None,
     reward: str,
+    beta: float | None,
+    advantage_lambda: float | None,
     encoder: str | None,
     quantization: str,
     encoder_layers: int,
@@ -178,12 +194,16 @@ def train_command(
 
     conversations = load_conversations(data_file)
     feedback = _feedback(use_feedback, db_url, feedback_file, tenant)
-    chosen_encoder = {"encoder": encoder} if encoder else {}
+    chosen: dict[str, Any] = {"encoder": encoder} if encoder else {}
+    if beta is not None:
+        chosen["awr_temperature"] = beta
+    if advantage_lambda is not None:
+        chosen["awr_lambda"] = advantage_lambda
     config = TrainConfig(
         tenant=tenant,
         split=split,  # type: ignore[arg-type]  # click.Choice restricts it to the Literal
         reward=reward,  # type: ignore[arg-type]
-        **chosen_encoder,  # type: ignore[arg-type]
+        **chosen,  # type: ignore[arg-type]
         encoder_quantization=quantization,  # type: ignore[arg-type]
         encoder_layers=encoder_layers,
         entities=not no_entities,
