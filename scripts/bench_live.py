@@ -320,8 +320,9 @@ async def run_twilio(
     before = await idle(server)
     load = os.getloadavg()[0]
     t0 = time.time()
+    row_tag = f"{n}-{int(t0 * 1000) % 100_000_000}"  # unique per row: "--calls 1,1,1" repeats N
     jobs = [
-        twilio_call(server, calls[i % len(calls)], f"bench-n{n}-{i}", i * args.stagger)
+        twilio_call(server, calls[i % len(calls)], f"bench-n{row_tag}-{i}", i * args.stagger)
         for i in range(n)
     ]
     runs, usage = await measured(server, jobs)
