@@ -1,9 +1,10 @@
 """Load the live path's Whisper: one model per process, several concurrent decodes.
 
 The live server loads one model and runs ``workers`` decodes on it at once from as many
-threads (CTranslate2 ``inter_threads``; it releases the GIL). On CPU each decode is
-single-threaded (``cpu_threads=1``), one per core: measured on 2 cores with tiny.en, that serves
-more decodes per second than one 2-thread decode at a time (docs/results/streaming.md).
+threads (CTranslate2 ``inter_threads``; it releases the GIL), each on ``cpu_threads`` cores. On
+2 CPU cores with tiny.en the server runs one 2-thread decode at a time: a final returns in
+about 55 % of the single-thread time, and the end of a turn waits for exactly one decode
+(``voice.live.asr_runtime``; docs/results/streaming.md).
 
 ``encoder_window="trimmed"`` encodes a shorter window than Whisper's fixed 30 s: the audio plus
 at least ``_TRIM_PADDING_FRAMES`` of its zero padding, and never less than ``_TRIM_MIN_FRAMES``.
@@ -50,7 +51,7 @@ def load_streaming_engine(
         model: ``tiny.en``, ``base`` or a CTranslate2 model directory.
         device: ``cpu``, ``cuda`` or ``auto``.
         compute_type: CTranslate2 type; ``auto`` is int8 on CPU and float16 on CUDA.
-        workers: concurrent decodes (CTranslate2 ``num_workers``); one per core on CPU.
+        workers: concurrent decodes (CTranslate2 ``num_workers``); see the module docstring.
         cpu_threads: threads per decode on CPU.
         encoder_window: ``full`` (Whisper's 30 s window) or ``trimmed`` (module docstring).
 

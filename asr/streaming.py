@@ -338,18 +338,7 @@ class StreamingTranscriber:
             if turn is None or request.turn != turn.index or request.seq <= turn.applied_seq:
                 return None
             turn.applied_seq = request.seq
-            turn.applied_end = max(turn.applied_end, request.end)
-            policy = turn.policy
-            policy.insert(shifted(words, request.offset))
-            new = policy.flush()
-            if self._pause_covers(request):
-                assert request.pause_start is not None and self.config.pause_commit is not None
-                # Whisper's word ends may lie a little after the VAD's last speech step.
-                new += policy.commit_until(request.pause_start + self.config.pause_commit)
-            self._maybe_trim(turn, request.end)
-            return TranscriptUpdate(
-                turn.index, list(policy.committed), policy.tentative, new, request.end
-            )
+            return self._agree(turn, request, words)
 
     def early_final_request(self) -> DecodeRequest | None:
         """The open turn's final request, ahead of the VAD's close (``config.early_final``).
@@ -401,25 +390,14 @@ class StreamingTranscriber:
             turn = self._turn
             if turn is None or request.turn != turn.index or request.end < turn.applied_end:
                 return None
-            turn.applied_end = request.end
-            own = [w for w in words if (w.start + w.end) / 2 >= request.context - 0.05]
-            policy = turn.policy
-            policy.insert(shifted(own, request.offset))
-            new = policy.flush()
-            if request.pause_start is not None and self.config.pause_commit is not None:
-                new += policy.commit_until(request.pause_start + self.config.pause_commit)
-            return TranscriptUpdate(
-                turn.index, list(policy.committed), policy.tentative, new, request.end
-            )
+            return self._agree(turn, request, words)
 
     def apply_final(self, request: DecodeRequest, words: Sequence[Word]) -> TurnTranscript:
         """The closed turn's transcript from its final decode (absolute times)."""
         with self._lock:
             default: tuple[float, float, list[Word]] = (request.offset, request.end, [])
             start, end, streamed = self._closing.pop(request.turn, default)
-            # Words of the context audio are dropped (by their middle, like the batch timeline).
-            own = [w for w in words if (w.start + w.end) / 2 >= request.context - 0.05]
-            final = [w for w in shifted(own, request.offset) if w.text]
+            final = [w for w in shifted(_own_words(request, words), request.offset) if w.text]
             text = " ".join(w.text for w in final).strip()
             if text:
                 self._history.append(text)
@@ -480,6 +458,19 @@ class StreamingTranscriber:
             offset=turn.audio_start - len(context) / SAMPLE_RATE, prompt=prompt, final=True,
             turn=turn.index, seq=turn.seq + 1, context=len(context) / SAMPLE_RATE,
         )  # fmt: skip
+
+    def _agree(self, turn: _Turn, request: DecodeRequest, words: Sequence[Word]) -> TranscriptUpdate:
+        """Feed one hypothesis of the open turn to LocalAgreement (and commit up to its pause)."""
+        turn.applied_end = max(turn.applied_end, request.end)
+        policy = turn.policy
+        policy.insert(shifted(_own_words(request, words), request.offset))
+        new = policy.flush()
+        if self._pause_covers(request):
+            assert request.pause_start is not None and self.config.pause_commit is not None
+            # Whisper's word ends may lie a little after the VAD's last speech step.
+            new += policy.commit_until(request.pause_start + self.config.pause_commit)
+        self._maybe_trim(turn, request.end)
+        return TranscriptUpdate(turn.index, list(policy.committed), policy.tentative, new, request.end)
 
     def _pause_due(self, turn: _Turn) -> bool:
         pause = turn.pause_start
@@ -549,6 +540,12 @@ class _Samples:
         if self._size > count:
             self._data[:count] = self._data[self._size - count : self._size]
             self._size = count
+
+
+def _own_words(request: DecodeRequest, words: Sequence[Word]) -> list[Word]:
+    """The words of the request's own audio: those of its context are dropped by their middle,
+    like the batch timeline drops words at region joins."""
+    return [w for w in words if (w.start + w.end) / 2 >= request.context - 0.05]
 
 
 def _check_chunk(chunk: np.ndarray) -> np.ndarray:

@@ -13,10 +13,9 @@ transcript and the suggestion engine). A fixed pool of worker threads serves the
   shrinks again below ``low_water``. Workers keep some headroom, so a final rarely waits behind
   partials, and under overload partials get rarer instead of later: the backlog never grows.
 
-Measured on 2 CPU cores with tiny.en (docs/results/streaming.md): one single-threaded decode per
-core (``cpu_threads=1`` with ``num_workers=N`` on one shared CTranslate2 model) outran one
-2-thread decode at a time; batching streams pays only on CUDA, where ``max_batch`` > 1 hands a
-worker several requests at once.
+On 2 CPU cores the live server runs one worker whose decodes use both cores (a final returns
+sooner than from one single-threaded worker per core; docs/results/streaming.md); batching
+streams pays only on CUDA, where ``max_batch`` > 1 hands a worker several requests at once.
 
 Plain threads and ``concurrent.futures.Future``; no asyncio here (an event loop consumes the
 futures with ``loop.call_soon_threadsafe``). ``clock`` is injectable for tests.
@@ -63,7 +62,7 @@ class SchedulerConfig:
     """Size and load policy of a :class:`DecodeScheduler`."""
 
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    """Worker threads; on CPU one per core, each running single-threaded decodes."""
+    """Worker threads, each running one decode at a time (the live server: 1 on CPU)."""
     max_batch: int = 1
     """Jobs handed to one ``decode_batch`` call (1 on CPU; more on CUDA, finals first)."""
     high_water: float = 0.85
