@@ -78,7 +78,10 @@ class StreamingConfig:
     the turn (``min_silence_duration`` in), on exactly the audio the final would get. If the
     turn closes at that pause, the final is already under way; if speech resumes, its words
     serve as the pause commit of the open turn (:meth:`StreamingTranscriber.apply_early`).
-    For the live server, where the end of a turn -> final delay is the goal."""
+    No partial starts in a pause until its early final is requested: with one decode at a
+    time the final would wait for it, and the final supersedes it. For the live server, where
+    the end of a turn -> final delay is the goal. measured (1 call, 2 cores): holding partials
+    took VAD close -> final p50 from 644 to 407-506 ms and commit p95 from 2.81 to 2.1-3.4 s."""
 
     pre_roll: float = 0.4
     """Seconds of audio before the VAD onset included in the turn (soft word onsets; the batch
@@ -305,6 +308,8 @@ class StreamingTranscriber:
             turn = self._turn
             if turn is None or turn.end - turn.audio_start < self.config.first_decode:
                 return False
+            if self._early_final_pending(turn):
+                return False
             if turn.end - turn.requested_end >= self.config.step - 1e-6:
                 return True
             return self._pause_due(turn)
@@ -471,6 +476,12 @@ class StreamingTranscriber:
             new += policy.commit_until(request.pause_start + self.config.pause_commit)
         self._maybe_trim(turn, request.end)
         return TranscriptUpdate(turn.index, list(policy.committed), policy.tentative, new, request.end)
+
+    def _early_final_pending(self, turn: _Turn) -> bool:
+        """A pause whose early final is due within ``end_pad``: a partial now would only delay it
+        (one decode at a time on CPU) and be superseded by it."""
+        pause = turn.pause_start
+        return self.config.early_final and pause is not None and turn.early_pause != pause
 
     def _pause_due(self, turn: _Turn) -> bool:
         pause = turn.pause_start

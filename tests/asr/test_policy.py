@@ -207,6 +207,23 @@ def test_early_final_is_the_close_request_started_end_pad_into_a_pause() -> None
     assert np.array_equal(closing.audio, early.audio)
 
 
+@pytest.mark.parametrize("early_final", [True, False])
+def test_no_partial_starts_in_a_pause_until_its_early_final_is_requested(early_final: bool) -> None:
+    script = words("one two three four five six", start=0.5)
+    config = StreamingConfig(early_final=early_final, step=0.25, end_pad=0.4, pause_commit=0.25)
+    t = StreamingTranscriber(ScriptedDecoder(script), config)
+    t.begin_turn(0.5)
+    feed(t, 1.5)
+    t.process()
+    t.note_pause(1.5)
+    feed(t, 0.3)  # a whole step of new audio, all of it pause
+    assert t.partial_due() is not early_final  # without early finals: the pause partial
+    feed(t, 0.1)
+    if early_final:
+        assert t.early_final_request() is not None
+        assert t.partial_due()  # requested: speech may resume, partials go on
+
+
 def test_an_early_final_whose_turn_goes_on_commits_the_words_before_the_pause() -> None:
     script = words("one two three four five six", start=0.5)
     t = StreamingTranscriber(ScriptedDecoder(script), StreamingConfig(early_final=True))

@@ -152,8 +152,15 @@ def test_partials_are_spaced_out_under_load_and_not_when_idle() -> None:
 
     config = SchedulerConfig(workers=1, window=3.0, high_water=0.8, low_water=0.5)
     scheduler: DecodeScheduler[str, str] = DecodeScheduler(decode, config, clock=clock)
-    for i in range(6):  # a new stream each time: none is held back by its own spacing
-        scheduler.submit_partial(f"s{i}", lambda i=i: f"p{i}").result(TIMEOUT)
+    for i in range(6):  # one stream back to back: busy, but nothing else waits
+        scheduler.submit_partial("alone", lambda i=i: f"p{i}").result(TIMEOUT)
+    assert scheduler.metrics().busy_fraction > 0.8
+    assert scheduler.metrics().partial_spacing == 0.0
+    for i in range(6):  # streams competing (new ones each round: none held back by its spacing)
+        streams = [f"s{i}-{k}" for k in range(3)]
+        pending = [scheduler.submit_partial(s, lambda s=s: f"p-{s}") for s in streams]
+        for future in pending:
+            future.result(TIMEOUT)
     loaded = scheduler.metrics()
     assert loaded.busy_fraction > 0.8
     assert loaded.partial_spacing > 0.5

@@ -20,10 +20,12 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 from enum import StrEnum
 
 import numpy as np
 
+from asr.policy import word_key
 from voice.frames import (
     AudioFrame,
     CallEndedFrame,
@@ -187,25 +189,41 @@ def commit_latencies(log: ReplayLog, leg: str) -> list[WordCommit]:
     """Per word: first committed display time minus the time its audio end was fed.
 
     A partial's newly committed words count at its emission; a final's words count only if
-    they end after the last word the turn's partials committed (the rest were shown already).
+    they end after the last word the turn's partials committed and are not one of those words
+    again (same word, in order, ending within ``_SAME_WORD_SECONDS``: the final's timestamps of
+    a word differ a little from the partial's, and it was shown already).
     """
     out: list[WordCommit] = []
-    shown = 0  # committed words of the current turn already counted
-    last_end = float("-inf")
+    shown: list[TimedWord] = []  # committed words of the current turn already counted
     for emitted in log.frames(leg):
         frame = emitted.frame
         if isinstance(frame, TranscriptPartialFrame):
-            for word in frame.committed[shown:]:
+            for word in frame.committed[len(shown) :]:
                 out.append(WordCommit(word, emitted.at - log.fed_time(word.end), False))
-            shown = max(shown, len(frame.committed))
-            if frame.committed:
-                last_end = frame.committed[-1].end
+            if len(frame.committed) > len(shown):
+                shown = list(frame.committed)
         elif isinstance(frame, TranscriptFinalFrame):
-            for word in frame.words:
-                if word.end > last_end + 0.05:
+            last_end = shown[-1].end if shown else float("-inf")
+            again = _shown_again(shown, frame.words)
+            for index, word in enumerate(frame.words):
+                if word.end > last_end + 0.05 and index not in again:
                     out.append(WordCommit(word, emitted.at - log.fed_time(word.end), True))
-            shown, last_end = 0, float("-inf")
+            shown = []
     return out
+
+
+_SAME_WORD_SECONDS = 0.5
+
+
+def _shown_again(shown: Sequence[TimedWord], final: Sequence[TimedWord]) -> set[int]:
+    """Indices of ``final`` words that repeat a shown word (aligned in order by text)."""
+    matcher = SequenceMatcher(None, [word_key(w.text) for w in shown], [word_key(w.text) for w in final], False)
+    return {
+        b + k
+        for a, b, size in matcher.get_matching_blocks()
+        for k in range(size)
+        if abs(shown[a + k].end - final[b + k].end) <= _SAME_WORD_SECONDS
+    }
 
 
 @dataclass(frozen=True)
