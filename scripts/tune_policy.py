@@ -6,7 +6,10 @@ read): behaviour cloning and the outcome-aware policy (AWR) are both scored by n
 top-3 on validation turns of successful conversations (the target metric; behaviour cloning's
 top-3 on all turns is reported too), each over the grid below. The value model is cross-fitted
 inside each training fold, as in training. The winners become ``TrainConfig`` defaults; the
-table goes to docs/results/suggest.md.
+table goes to docs/results/suggest.md. Call-start facts (``context``) enter the state as in
+``voice train`` unless ``--no-context``; the grid's axes are options (``--lambdas 0,1``,
+``--rewards success,value``, ...), and the cross-fitted value model's AUC on the training rows
+is printed per PCA size (how much of the outcome the state can see).
 
     python scripts/tune_policy.py --data data/pfg.jsonl --tenant persuasionforgood
 """
@@ -30,7 +33,7 @@ from suggest.encoder.export import ensure_encoder
 from suggest.encoder.onnx_encoder import OnnxSentenceEncoder
 from suggest.train.config import TrainConfig
 from suggest.train.dataset import TrainingRows
-from suggest.train.pipeline import discover_spaces, prepare_rows
+from suggest.train.pipeline import discover_spaces, prepare_rows, returns
 from suggest.train.policy_fit import fit_policies
 from suggest.train.texts import embed_all, extract_all
 
@@ -76,7 +79,23 @@ def cross_validate(
     }
 
 
-def main() -> None:
+def value_auc(rows: TrainingRows, config: TrainConfig) -> float:
+    """AUC of the cross-fitted V(s) for success on the training rows (does the state see it?)."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.preprocessing import StandardScaler
+
+    from suggest.train.policy_fit import _cross_fitted_value
+
+    scaled = StandardScaler().fit_transform(rows.features).astype(np.float32)
+    success_config = dataclasses.replace(config, reward="success")
+    return float(roc_auc_score(rows.success, _cross_fitted_value(scaled, rows, success_config)))
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(","))
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -89,9 +108,23 @@ def main() -> None:
     )
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--no-context", action="store_true", help="leave call-start facts out of the state"
+    )
+    parser.add_argument("--projection-dims", type=_floats, default=GRID["projection_dim"])
+    parser.add_argument("--cs", type=_floats, default=GRID["regularization"], help="C grid")
+    parser.add_argument("--betas", type=_floats, default=GRID["awr_temperature"])
+    parser.add_argument("--lambdas", type=_floats, default=(0.0,), help="advantage mix grid")
+    parser.add_argument(
+        "--rewards", default="success", help="comma-separated returns: success,value"
+    )
+    return parser.parse_args()
 
-    base = TrainConfig(tenant=args.tenant)
+
+def main() -> None:
+    """Embed, cluster and replay the training side once per PCA size; cross-validate the grid."""
+    args = _arguments()
+    base = TrainConfig(tenant=args.tenant, context=not args.no_context)
     chosen = select(
         [c for c in read_conversations(args.data).conversations if c.tenant == args.tenant], "train"
     )
@@ -100,40 +133,58 @@ def main() -> None:
     extracted = extract_all([t for c in chosen for t in c.turns], args.cache_dir)
     actions, intents = discover_spaces(chosen, vectors, base)
     results = []
-    for projection in GRID["projection_dim"]:
-        _vocabulary, rows = prepare_rows(
-            chosen,
-            vectors,
-            extracted,
-            actions,
-            intents,
-            encoder.dim,
-            dataclasses.replace(base, projection_dim=projection),
+    for projection in (int(d) for d in args.projection_dims):
+        projected = dataclasses.replace(base, projection_dim=projection)
+        vocabulary, rows = prepare_rows(
+            chosen, vectors, extracted, actions, intents, encoder.dim, projected
+        )
+        print(
+            json.dumps(
+                {
+                    "projection_dim": projection,
+                    "context_names": list(vocabulary.specs.context_names),
+                    "value_auc": round(value_auc(rows, projected), 4),
+                }
+            ),
+            flush=True,
         )
         folds = list(GroupKFold(n_splits=args.folds).split(rows.features, groups=rows.conversation))
-        for c, beta in itertools.product(GRID["regularization"], GRID["awr_temperature"]):
+        for reward, c, beta, lam in itertools.product(
+            args.rewards.split(","), args.cs, args.betas, args.lambdas
+        ):
             config = dataclasses.replace(
-                base, projection_dim=projection, regularization=c, awr_temperature=beta
+                projected,
+                reward=reward,  # type: ignore[arg-type]  # checked by TrainConfig's users
+                regularization=c,
+                awr_temperature=beta,
+                awr_lambda=lam,
             )
+            rows.reward = returns(chosen, config)[rows.conversation]
             started = time.perf_counter()
             scores = cross_validate(rows, folds, actions.k, config)
             results.append(
                 {
                     "projection_dim": projection,
+                    "reward": reward,
                     "regularization": c,
                     "awr_temperature": beta,
+                    "awr_lambda": lam,
                     **scores,
                     "seconds": round(time.perf_counter() - started, 1),
                 }
             )
             print(json.dumps(results[-1]), flush=True)
+    _report(results, args.out)
+
+
+def _report(results: list[dict], out: Path | None) -> None:
     # Each method gets the settings that serve the target metric best, behaviour cloning too.
     best_bc = max(results, key=lambda r: r["bc_top3_successful"])
     best_awr = max(results, key=lambda r: r["awr_top3_successful"])
     summary = {"grid": results, "best_behaviour_cloning": best_bc, "best_outcome_aware": best_awr}
     print(json.dumps({k: v for k, v in summary.items() if k != "grid"}, indent=1))
-    if args.out:
-        args.out.write_text(json.dumps(summary, indent=1) + "\n")
+    if out:
+        out.write_text(json.dumps(summary, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -197,6 +197,7 @@ class SuggestionEngine:
         for i, p in enumerate(pending):
             self._advance(p, embeddings[row : row + len(p.new_turns)])
             row += len(p.new_turns)
+            p.state.set_context(p.context.context)
             p.state.features(vocabulary, vocabulary.style_of(p.context.agent_id), out=features[i])
         return features
 

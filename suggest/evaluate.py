@@ -139,6 +139,7 @@ def _replay(
     vocabulary = model.vocabulary
     style = vocabulary.style_of(conversation.agent_id)
     state = CallState(model.specs)
+    state.set_context(conversation.context)
     records = []
     for index, turn in enumerate(conversation.turns):
         actual = vectors[turn.text]

@@ -67,6 +67,7 @@ def replay_conversation(
                 agent_id=conversation.agent_id,
                 tenant=conversation.tenant,
                 k=k,
+                context=conversation.context,
             )
             rows.append(ReplayRow(conversation.id, index, turn.text, engine.suggest(context)))
     finally:

@@ -32,6 +32,9 @@ class Specifications:
     style_prior: float = 20.0
     """Pseudo-count pulling an agent's action mix toward everyone's (few calls: little style)."""
     version: int = SPECS_VERSION
+    context_names: tuple[str, ...] = ()
+    """Call-start facts (``Conversation.context``) in the state, in this order: each name's
+    value, then each name's presence bit. Empty: no context block (and none in the manifest)."""
 
     def blocks(self) -> list[tuple[str, int]]:
         """(name, width) of each feature block, in vector order."""
@@ -47,6 +50,11 @@ class Specifications:
             ("last_role", 3),
             ("entities", len(self.entity_labels)),
             ("agent_style", k),
+            *(
+                [("context", len(self.context_names)), ("context_present", len(self.context_names))]
+                if self.context_names
+                else []
+            ),
         ]
 
     @property
@@ -59,6 +67,10 @@ class Specifications:
         data = asdict(self)
         data["entity_labels"] = list(self.entity_labels)
         data["phase_edges"] = list(self.phase_edges)
+        if self.context_names:
+            data["context_names"] = list(self.context_names)
+        else:  # models without context keep their manifests byte for byte
+            del data["context_names"]
         return data
 
     @classmethod
@@ -69,5 +81,6 @@ class Specifications:
                 **data,
                 "entity_labels": tuple(data["entity_labels"]),
                 "phase_edges": tuple(data["phase_edges"]),
+                "context_names": tuple(data.get("context_names", ())),
             }
         )

@@ -7,7 +7,7 @@ replays every conversation through the same :class:`CallState`, so train and ser
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,10 +59,18 @@ class CallState:
     """Latest value per entity label (for refilling suggestion templates)."""
     fingerprint: str = ""
     """Chained hash of the turns consumed: detects a context that is not an extension."""
+    context: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    """The ``context`` and ``context_present`` blocks (``set_context``); zeros until set."""
 
     def __post_init__(self) -> None:
         if self.action_history.size == 0:
             self.action_history = np.zeros(self.specs.n_actions, np.float32)
+        if self.context.size == 0:
+            self.context = np.zeros(2 * len(self.specs.context_names), np.float32)
+
+    def set_context(self, values: Mapping[str, float]) -> None:
+        """Take the call-start facts the model knows by name (others are ignored)."""
+        self.context = context_block(self.specs.context_names, values)
 
     def advance(
         self,
@@ -127,6 +135,8 @@ class CallState:
             vector[offset + i] = label in self.entity_values
         offset += len(specs.entity_labels)
         vector[offset : offset + k] = style
+        offset += k
+        vector[offset : offset + self.context.size] = self.context
         return vector
 
     def context_vector(self) -> np.ndarray:
@@ -143,6 +153,16 @@ class CallState:
             vector += 0.5 * self.summary
         norm = float(np.linalg.norm(vector))
         return vector / norm if norm > 0 else vector
+
+
+def context_block(names: tuple[str, ...], values: Mapping[str, float]) -> np.ndarray:
+    """Each named value (0 when absent), then a presence bit per name, in ``names`` order."""
+    block = np.zeros(2 * len(names), np.float32)
+    for i, name in enumerate(names):
+        if name in values:
+            block[i] = float(values[name])
+            block[len(names) + i] = 1.0
+    return block
 
 
 def phase_bucket(turn_index: int, edges: tuple[int, ...]) -> int:

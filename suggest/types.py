@@ -52,6 +52,11 @@ class Conversation:
     agent_id: str | None = None
     meta: Mapping[str, str] = field(default_factory=dict)
     """Free-form provenance: ``source``, ``license`` (``CC-BY-NC-4.0`` blocks shipping), ..."""
+    context: Mapping[str, float] = field(default_factory=dict)
+    """Numeric facts the agent knows at call start, by name (CRM tier, campaign, own priorities).
+
+    A model trained with context names reads the same names from ``SuggestContext.context``.
+    """
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,12 @@ class SuggestContext:
     tenant: str = "default"
     k: int | None = None
     """Number of suggestions wanted; None uses the engine's configured ``k``."""
+    context: Mapping[str, float] = field(default_factory=dict)
+    """Numeric facts known at call start, as in ``Conversation.context``.
+
+    Names the model was not trained with are ignored; a trained name that is absent reads as 0
+    with its presence bit off.
+    """
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,10 @@ A line::
      "turns": [{"role": "agent", "text": "Hi!", "start": 0.0, "end": 1.2}, ...],
      "meta": {"source": "persuasionforgood", "license": "Apache-2.0"}}
 
-``schema`` may be absent (read as v1); ``start``/``end``, ``agent_id``, ``value``, ``entities``
-and ``meta`` are optional. A malformed line becomes a :class:`RowIssue` with its line number;
-the other lines are still read.
+``schema`` may be absent (read as v1); ``start``/``end``, ``agent_id``, ``value``, ``entities``,
+``meta`` and ``context`` (numeric facts the agent knows at call start, e.g.
+``{"priority_food": 2}``; an optional v1 field) are optional. A malformed line becomes a
+:class:`RowIssue` with its line number; the other lines are still read.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
     }
     if conversation.meta:
         line["meta"] = dict(sorted(conversation.meta.items()))
+    if conversation.context:  # absent when empty: files and data hashes without it are unchanged
+        line["context"] = dict(sorted(conversation.context.items()))
     return line
 
 
@@ -120,6 +123,7 @@ def conversation_from_dict(data: Any) -> Conversation:
         outcome=_outcome_from_dict(data.get("outcome")),
         turns=turns,
         meta={str(k): str(v) for k, v in meta.items()},
+        context=_context_from_dict(data.get("context")),
     )
 
 
@@ -202,6 +206,26 @@ def _outcome_from_dict(data: Any) -> Outcome:
             raise ValueError("'outcome.value' must be a finite number or absent")
         value = float(value)
     return Outcome(success=success, value=value)
+
+
+def _context_from_dict(data: Any) -> dict[str, float]:
+    """``context``: an object of non-empty names to finite numbers (booleans are not numbers)."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError("'context' must be an object of name -> number")
+    context = {}
+    for name, value in data.items():
+        if not name.strip():
+            raise ValueError("'context' names must be non-empty strings")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ValueError(f"'context.{name}' must be a finite number, got {value!r}")
+        context[name] = float(value)
+    return context
 
 
 def _turn_from_dict(data: Any, index: int) -> Turn:

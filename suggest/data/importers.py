@@ -6,11 +6,13 @@ Who is the agent and what counts as success, per set (documented in docs/suggest
   (``B6``) is above 0; ``value`` = donation clipped to the task's $0-2 range (outliers reach 700).
 - CaSiNo: the participant who sends the first message is the agent (the opener, as in a call);
   success = a deal was accepted (no walk-away) and the agent scored at least as many points as
-  the partner; ``value`` = the agent's points.
+  the partner; ``value`` = the agent's points. ``context`` = the agent's private item priorities
+  (``priority_food``/``priority_water``/``priority_firewood``: High 2, Medium 1, Low 0).
 - Deal or No Deal: each dialogue is stored twice, once per side; the side that speaks first is
   the agent and the other copy is skipped. Success = agreement and the agent's reward is at least
-  the partner's; ``value`` = the agent's reward (0 without agreement). CC BY-NC 4.0: evaluation
-  only, marked ``meta.license`` so training refuses it unless told it is internal.
+  the partner's; ``value`` = the agent's reward (0 without agreement). ``context`` = the agent's
+  item counts and private values (``count_book``, ``value_book``, ... hat, ball). CC BY-NC 4.0:
+  evaluation only, marked ``meta.license`` so training refuses it unless told it is internal.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ from suggest.types import Conversation, Outcome, Role, Turn
 NONCOMMERCIAL_LICENSE = "CC-BY-NC-4.0"
 PFG_VALUE_RANGE = (0.0, 2.0)
 CASINO_DEAL_MESSAGES = frozenset({"Submit-Deal", "Accept-Deal", "Reject-Deal", "Walk-Away"})
+CASINO_PRIORITY = {"High": 2.0, "Medium": 1.0, "Low": 0.0}
+"""CaSiNo's ``value2issue`` levels as numbers (the task scores them 5, 4 and 3 points per item)."""
+DOND_ITEMS = ("book", "hat", "ball")
+"""Deal or No Deal's ``item0``..``item2`` (the order of the counts/values in every line)."""
 
 
 def import_persuasionforgood(src: Path, tenant: str = "persuasionforgood") -> ImportReport:
@@ -152,7 +158,18 @@ def _casino_conversation(item: dict[str, Any], tenant: str) -> Conversation:
         outcome=Outcome(success=deal and points >= partner_points, value=float(points)),
         turns=turns,
         meta={"source": "casino", "license": "CC-BY-4.0"},
+        context=_casino_priorities(item["participant_info"][opener]["value2issue"]),
     )
+
+
+def _casino_priorities(value2issue: dict[str, str]) -> dict[str, float]:
+    """The agent's private priorities: ``priority_<issue>`` = 2 (High), 1 (Medium), 0 (Low)."""
+    context = {
+        f"priority_{issue.lower()}": CASINO_PRIORITY[level] for level, issue in value2issue.items()
+    }
+    if len(context) != len(CASINO_PRIORITY):
+        raise ValueError(f"value2issue {value2issue!r} does not rank three distinct issues")
+    return context
 
 
 _DOND_LINE = re.compile(
@@ -223,6 +240,11 @@ def _dond_conversation(line: str, tenant: str) -> Conversation | None:
         outcome=Outcome(success=agreed and reward >= partner_reward, value=float(reward)),
         turns=turns,
         meta={"source": "dealornodeal", "license": NONCOMMERCIAL_LICENSE},
+        context={
+            f"{name}_{item}": float(number)
+            for i, item in enumerate(DOND_ITEMS)
+            for name, number in zip(("count", "value"), mine[2 * i : 2 * i + 2], strict=True)
+        },
     )
 
 

@@ -53,6 +53,8 @@ class TrainConfig:
     min_conversations: int = 20
     allow_noncommercial: bool = False
     """Train on CC BY-NC data (internal evaluation only; the manifest marks the model)."""
+    context: bool = True
+    """Append the conversations' call-start facts (``Conversation.context``) to the state."""
     evaluate_heldout: bool = True
     """Score the held-out side into the manifest's metrics when training on ``train``."""
     seed: int = 0

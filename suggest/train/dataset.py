@@ -115,6 +115,7 @@ def replay(
     }
     for index, conversation in enumerate(conversations):
         state = CallState(specs)
+        state.set_context(conversation.context)
         for turn_index, turn in enumerate(conversation.turns):
             embedding = embed(turn.text)
             if turn.role == "agent":

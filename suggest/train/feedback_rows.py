@@ -58,6 +58,8 @@ def feedback_signal(
             skipped += 1
             continue
         state = CallState(specs)
+        call = by_call.get(record.call_id)  # call-start facts: known only for training calls
+        state.set_context(call.context if call is not None else {})
         for turn in context:
             state.advance(turn.role, embed(turn.text), vocabulary, entities(turn))
         wording = (

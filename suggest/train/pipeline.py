@@ -172,6 +172,9 @@ def prepare_rows(
         n_actions=actions.k,
         n_intents=intents.k,
         entity_labels=tuple(labels),
+        context_names=tuple(sorted({n for c in chosen for n in c.context}))
+        if config.context
+        else (),
     )
     pca = PCA(specs.projection_dim, random_state=config.seed).fit(np.stack(list(vectors.values())))
     embed, entities = vectors.__getitem__, entity_lookup(extracted)

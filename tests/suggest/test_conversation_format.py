@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -97,6 +98,49 @@ def test_malformed_rows_are_reported_with_line_numbers_and_the_rest_imported(
     assert "2 conversations imported" in report.summary() and "5 rows skipped" in report.summary()
 
 
+def test_context_round_trips_and_is_absent_from_lines_without_it(tmp_path: Path) -> None:
+    plain = _conversation(0)
+    with_context = dataclasses.replace(
+        _conversation(1), context={"tier": 2.0, "campaign_id": 7.0, "churn_risk": 0.25}
+    )
+    path = tmp_path / "c.jsonl"
+    write_conversations(path, [plain, with_context])
+    report = read_conversations(path)
+    assert report.conversations == [plain, with_context] and report.issues == []
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert "context" not in lines[0]  # files and data hashes of context-free data are unchanged
+    assert list(lines[1]["context"]) == ["campaign_id", "churn_risk", "tier"]  # sorted names
+    assert lines[1]["schema"] == "conversation/1"  # an optional field, not a new major version
+    assert data_hash([with_context]) != data_hash([dataclasses.replace(with_context, context={})])
+
+
+def test_malformed_context_is_reported_with_its_line_number(tmp_path: Path) -> None:
+    def line(context: object) -> str:
+        row = {"id": "c", "tenant": "t", "outcome": {"success": True}, "context": context}
+        return json.dumps({**row, "turns": [{"role": "agent", "text": "hi"}]})
+
+    lines = [
+        line({"tier": 1}),
+        line({"tier": "gold"}),
+        line([1, 2]),
+        line({"vip": True}),
+        line({"tier": float("nan")}),  # json.dumps writes NaN, json.loads reads it back
+        line({" ": 1}),
+        line({"tier": 1.5}),
+    ]
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    report = read_conversations(path)
+    assert [c.context for c in report.conversations] == [{"tier": 1.0}, {"tier": 1.5}]
+    where = {issue.where: issue.message for issue in report.issues}
+    assert set(where) == {"line 2", "line 3", "line 4", "line 5", "line 6"}
+    assert "'context.tier' must be a finite number" in where["line 2"] and "gold" in where["line 2"]
+    assert "'context' must be an object" in where["line 3"]
+    assert "'context.vip'" in where["line 4"]  # booleans are not numbers
+    assert "finite" in where["line 5"]
+    assert "non-empty" in where["line 6"]
+
+
 def test_missing_or_binary_file_is_a_typed_error(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError, match="does not exist"):
         read_conversations(tmp_path / "nope.jsonl")
@@ -159,5 +203,8 @@ def test_train_cli_passes_the_policy_settings(tmp_path: Path, monkeypatch: pytes
     assert (seen["config"].awr_temperature, seen["config"].awr_lambda) == (0.5, 1.0)
     CliRunner().invoke(cli, args)
     assert (seen["config"].awr_temperature, seen["config"].awr_lambda) == (1.0, 0.0)  # the defaults
+    assert seen["config"].context  # call-start facts are used when the data has them
+    CliRunner().invoke(cli, [*args, "--no-context"])
+    assert not seen["config"].context
     bad = CliRunner().invoke(cli, [*args, "--advantage-lambda", "2"])
     assert bad.exit_code == 2 and "advantage-lambda" in bad.output

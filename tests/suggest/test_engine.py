@@ -316,3 +316,43 @@ def test_bad_contexts_are_typed_errors(engine: SuggestionEngine) -> None:
         )  # type: ignore[arg-type]
     empty = engine.suggest(SuggestContext(call_id="empty", turns=()))
     assert empty.suggestions and empty.intent is None  # an opening line before anyone spoke
+
+
+def test_a_model_trained_with_context_reads_the_same_names_when_serving(
+    conversations: list[Conversation],
+    trained: TrainResult,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with_context = [  # a CRM-like fact, missing for every fourth call
+        dataclasses.replace(c, context={"tier": float(i % 3)} if i % 4 != 3 else {})
+        for i, c in enumerate(conversations)
+    ]
+    config = TrainConfig(tenant=TENANT, min_conversations=20, evaluate_heldout=False)
+    result = train(
+        with_context, config, tmp_path_factory.mktemp("models") / "context", cache_dir=_cache()
+    )
+    assert result.model.specs.context_names == ("tier",)
+    manifest = json.loads((result.directory / "manifest.json").read_text())
+    assert manifest["specs"]["context_names"] == ["tier"]
+    plain = json.loads((trained.directory / "manifest.json").read_text())
+    assert "context_names" not in plain["specs"]  # a model without context: manifest unchanged
+    copy = tmp_path_factory.mktemp("copy")
+    save_model(load_model(result.directory), copy, result.directory / "encoder")
+    names = sorted([p.name for p in result.directory.glob("*.json")] + ["weights.safetensors"])
+    assert sorted(filecmp.cmpfiles(result.directory, copy, names, shallow=False)[0]) == names
+    engine = SuggestionEngine.load(result.directory)
+    model = engine.model
+    for tier, expected in ((2.0, [2.0, 1.0]), (None, [0.0, 0.0])):
+        context = {"tier": tier, "not_trained": 5.0} if tier is not None else {}
+        served = engine.suggest(
+            SuggestContext(call_id="ctx", turns=_objection_call(), context=context, k=3)
+        )
+        state, _lock = engine._calls["ctx"]
+        features = state.features(model.vocabulary, model.vocabulary.style_of(None))
+        assert features[-2:].tolist() == expected  # the value, then its presence bit
+        intent = state.last_intent if state.last_intent >= 0 else model.specs.n_intents
+        policy = model.policy.probabilities(features[None, :], model.feedback_bias[intent][None, :])
+        assert [s.score for s in served.suggestions] == pytest.approx(
+            [float(policy[0][s.action_id]) for s in served.suggestions], abs=1e-6
+        )
+    engine.end_call("ctx")

@@ -82,6 +82,51 @@ def test_dealornodeal_keeps_one_side_and_is_marked_noncommercial(
         )
 
 
+def test_casino_context_is_the_agents_own_priorities(shared_data: Path, tmp_path: Path) -> None:
+    source = shared_data / "dialogues" / "casino" / "casino_valid.json"
+    dialogues = json.loads(source.read_text())[:25]
+    (tmp_path / "casino_slice.json").write_text(json.dumps(dialogues))
+    report = import_casino(tmp_path)
+    assert report.issues == [] and len(report.conversations) == len(dialogues)
+    levels = {"High": 2.0, "Medium": 1.0, "Low": 0.0}
+    for conversation, dialogue in zip(report.conversations, dialogues, strict=True):
+        opener = dialogue["chat_logs"][0]["id"]
+        ranked = dialogue["participant_info"][opener]["value2issue"]
+        expected = {f"priority_{issue.lower()}": levels[level] for level, issue in ranked.items()}
+        assert conversation.context == expected
+        assert sorted(conversation.context.values()) == [0.0, 1.0, 2.0]
+    assert any(  # the partner's priorities differ somewhere, so the opener's were taken
+        d["participant_info"][d["chat_logs"][0]["id"]]["value2issue"]
+        != next(v for p, v in d["participant_info"].items() if p != d["chat_logs"][0]["id"])[
+            "value2issue"
+        ]
+        for d in dialogues
+    )
+
+
+def test_dealornodeal_context_is_the_agents_counts_and_values(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    lines = (shared_data / "dialogues" / "dealornodeal" / "data.txt").read_text().splitlines()[:40]
+    (tmp_path / "data.txt").write_text("\n".join(lines) + "\n")
+    report = import_dealornodeal(tmp_path)
+    assert report.issues == [] and report.conversations
+    agent_lines = [line for line in lines if line.split()[6] == "YOU:"]
+    assert len(report.conversations) == len(agent_lines)
+    for conversation, line in zip(report.conversations, agent_lines, strict=True):
+        numbers = [float(x) for x in line.split()[:6]]
+        assert conversation.context == {
+            "count_book": numbers[0],
+            "value_book": numbers[1],
+            "count_hat": numbers[2],
+            "value_hat": numbers[3],
+            "count_ball": numbers[4],
+            "value_ball": numbers[5],
+        }
+        # The agent's points without a deal would be sum(count * value): 10 in this task.
+        assert sum(numbers[0::2][i] * numbers[1::2][i] for i in range(3)) == 10
+
+
 def test_bad_csv_rows_are_reported_with_line_numbers(shared_data: Path, tmp_path: Path) -> None:
     source = shared_data / "dialogues" / "persuasionforgood"
     lines = (source / "full_dialog.csv").read_text(encoding="utf-8").splitlines(keepends=True)

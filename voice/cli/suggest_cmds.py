@@ -149,6 +149,12 @@ def load_conversations(path: Path) -> list:
     is_flag=True,
     help="Skip entity extraction (no delexicalisation, no entity state bits).",
 )
+@click.option(
+    "--no-context",
+    is_flag=True,
+    help="Leave the conversations' call-start facts (the optional 'context' field) out of the "
+    "state (an ablation; by default every context name in the data becomes a feature).",
+)
 @click.option("--no-eval", is_flag=True, help="Do not score the held-out split after training.")
 @click.option(
     "--allow-noncommercial",
@@ -176,6 +182,7 @@ def train_command(
     quantization: str,
     encoder_layers: int,
     no_entities: bool,
+    no_context: bool,
     no_eval: bool,
     allow_noncommercial: bool,
     cache_dir: Path | None,
@@ -207,6 +214,7 @@ def train_command(
         encoder_quantization=quantization,  # type: ignore[arg-type]
         encoder_layers=encoder_layers,
         entities=not no_entities,
+        context=not no_context,
         evaluate_heldout=not no_eval,
         allow_noncommercial=allow_noncommercial,
     )
