@@ -67,6 +67,9 @@ class CallStartedFrame(SystemFrame):
     """Ingress that produced the call: twilio, audiohook, sip, siprec, webrtc, file."""
     metadata: dict[str, Any] = field(default_factory=dict)
     """Ingress-specific fields (call SID, SIP Call-ID, custom parameters)."""
+    context: dict[str, float] = field(default_factory=dict)
+    """Numeric facts known at call start (CRM: customer tier, campaign, price), by name; the
+    suggestion model reads the names it was trained with (``SuggestContext.context``)."""
 
 
 @dataclass(kw_only=True)

@@ -27,7 +27,7 @@ from telephony import codecs
 from telephony.errors import MalformedMessageError, ProtocolError
 from telephony.legs import LegAudio
 from telephony.settings import TelephonySettings
-from telephony.websocket.common import clean_id, load_json_object, new_call_id
+from telephony.websocket.common import call_context, clean_id, load_json_object, new_call_id
 from voice.frames import (
     CallEndedFrame,
     CallStartedFrame,
@@ -207,6 +207,7 @@ class AudioHookSerializer(FrameSerializer):
             agent_id=self._agent(params),
             legs={ch: CHANNEL_ROLES[ch] for ch in self._channels},
             source="audiohook",
+            context=call_context(params.get("customConfig"), params.get("inputVariables")),
             metadata={
                 "session_id": self.session_id,
                 "conversation_id": params.get("conversationId"),

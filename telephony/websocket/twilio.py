@@ -25,7 +25,7 @@ from telephony.errors import MalformedMessageError, ProtocolError
 from telephony.legs import LegAudio
 from telephony.resample import StreamResampler
 from telephony.settings import TelephonySettings
-from telephony.websocket.common import clean_id, load_json_object, new_call_id, require_dict
+from telephony.websocket.common import call_context, clean_id, load_json_object, new_call_id, require_dict
 from voice.frames import (
     AudioFrame,
     CallStartedFrame,
@@ -156,6 +156,7 @@ class TwilioSerializer(FrameSerializer):
             agent_id=clean_id(params.get("agent_id")),
             legs=_leg_roles(names, params),
             source="twilio",
+            context=call_context(params),
             metadata={
                 "stream_sid": self.stream_sid,
                 "call_sid": start.get("callSid"),

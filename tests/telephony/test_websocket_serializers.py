@@ -73,6 +73,16 @@ def test_twilio_start_maps_tracks_and_custom_parameters() -> None:
     assert started.metadata["call_sid"] == "CA1"
 
 
+def test_call_start_facts_come_from_context_parameters_and_bad_ones_are_left_out() -> None:
+    serializer = TwilioSerializer(SETTINGS)
+    params = {"context.customer_tier": "2", "context.monthly_price": "39.9", "context.plan": "gold",
+              "context.churn": "nan", "campaign": "7"}  # fmt: skip
+    (started,) = serializer.deserialize(twilio_start(tenant="acme", **params))
+    assert started.context == {"customer_tier": 2.0, "monthly_price": 39.9}
+    (plain,) = TwilioSerializer(SETTINGS).deserialize(twilio_start(tenant="acme"))
+    assert plain.context == {}
+
+
 def test_twilio_single_track_flagged_mixed_has_an_unknown_role() -> None:
     mono = json.loads(twilio_start(mixed="true"))
     mono["start"]["tracks"] = ["inbound"]
@@ -202,10 +212,11 @@ def open_session(serializer: AudioHookSerializer, client: Client, **open_params:
 def test_audiohook_open_prefers_pcmu_and_maps_channels() -> None:
     serializer, client = AudioHookSerializer(SETTINGS, session_id=SESSION), Client()
     frames, replies = open_session(
-        serializer, client, inputVariables={"tenant": "acme", "agent_id": "a9"}
+        serializer, client, inputVariables={"tenant": "acme", "agent_id": "a9", "context.tier": "3"}
     )
     (started,) = frames
     assert started.legs == {"external": "customer", "internal": "agent"}
+    assert started.context == {"tier": 3.0}
     assert (started.tenant, started.agent_id, started.source) == ("acme", "a9", "audiohook")
     (opened,) = replies
     assert opened["type"] == "opened" and opened["clientseq"] == 1 and opened["seq"] == 1

@@ -82,3 +82,13 @@ def test_turns_heard_before_the_roles_were_decided_join_the_context_once_their_s
     assert [t.role for t in second.turns] == ["agent", "customer", "agent", "customer"]
     assert [t.text for t in second.turns][1] == "hi I want to ask about my bill"
     assert sum(isinstance(f, SuggestionFrame) for f in collector.frames) == 2
+
+
+def test_call_start_facts_reach_every_suggestion_request() -> None:
+    started = CallStartedFrame(call_id="c1", legs={"mixed": "unknown"}, context={"customer_tier": 2.0})
+    frames: list[Frame] = [started,
+                           *_turn(0, "S0", "agent", "thanks for calling"),
+                           *_turn(1, "S1", "customer", "the price is too high"),
+                           CallEndedFrame(call_id="c1")]
+    service, _ = _run(frames)
+    assert service.contexts and all(c.context == {"customer_tier": 2.0} for c in service.contexts)

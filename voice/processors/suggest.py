@@ -93,7 +93,8 @@ class SuggestProcessor(FrameProcessor):
 
         assert self.started is not None
         return SuggestContext(call_id=self.started.call_id, turns=tuple(self._turns),
-                              agent_id=self.started.agent_id, tenant=self.started.tenant, k=self.k)
+                              agent_id=self.started.agent_id, tenant=self.started.tenant, k=self.k,
+                              context=self.started.context)
 
     async def _suggest(self, nlu: NluFrame, context: Any) -> None:
         asked = time.perf_counter()
