@@ -1,7 +1,9 @@
 """``POST /webrtc/offer``: a softphone posts its SDP offer and gets aiortc's answer.
 
 Request JSON: ``{"sdp": "...", "type": "offer", "tenant": "acme", "agent_id": "a42",
-"role": "agent" | "customer" | "unknown", "codec": "opus" | "pcmu" | "pcma"}``.
+"role": "agent" | "customer" | "unknown", "codec": "opus" | "pcmu" | "pcma",
+"context": {"customer_tier": 2}}`` (``context``: numeric call-start facts for the suggestion
+model; a value that is not a finite number is a 422, like any other invalid field).
 Response: ``{"sdp": "...", "type": "answer", "call_id": "webrtc-..."}``. Non-trickle ICE: the
 answer carries all our candidates. 400 for an unusable offer, 503 when the call is refused.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, FastAPI, HTTPException
 from pydantic import BaseModel, Field
@@ -21,6 +23,9 @@ from voice.errors import VoiceError
 from voice.transport import CallHandler
 
 MAX_SDP_CHARS = 100_000
+_ID_PATTERN = r"^[A-Za-z0-9_.@:+-]+$"
+FactName = Annotated[str, Field(min_length=1, max_length=128, pattern=_ID_PATTERN)]
+FactValue = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class OfferRequest(BaseModel):
@@ -28,10 +33,11 @@ class OfferRequest(BaseModel):
 
     sdp: str = Field(max_length=MAX_SDP_CHARS)
     type: Literal["offer"] = "offer"
-    tenant: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9_.@:+-]+$")
-    agent_id: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9_.@:+-]+$")
+    tenant: str | None = Field(default=None, max_length=128, pattern=_ID_PATTERN)
+    agent_id: str | None = Field(default=None, max_length=128, pattern=_ID_PATTERN)
     role: Literal["agent", "customer", "unknown"] = "unknown"
     codec: Literal["opus", "pcmu", "pcma"] | None = None
+    context: dict[FactName, FactValue] = Field(default_factory=dict, max_length=64)
 
 
 class AnswerResponse(BaseModel):
@@ -65,6 +71,7 @@ def create_router(
             agent_id=request.agent_id,
             role=request.role,
             codec=request.codec,
+            context=dict(request.context),
         )
         try:
             call, answer = await ingress.accept(offer)

@@ -52,6 +52,8 @@ class WebRtcOffer:
     codec: Codec | None = None
     """Force a codec; by default the offer's order decides (browsers put Opus first)."""
     ice_servers: list[str] = field(default_factory=list)
+    context: dict[str, float] = field(default_factory=dict)
+    """Numeric call-start facts (``CallStartedFrame.context``)."""
 
 
 class WebRtcCall:
@@ -67,6 +69,7 @@ class WebRtcCall:
             agent_id=offer.agent_id,
             legs={self.leg: offer.role},
             source="webrtc",
+            context=dict(offer.context),
             metadata={"codec_preference": offer.codec},
         )
         servers = [RTCIceServer(urls=url) for url in offer.ice_servers]

@@ -77,9 +77,12 @@ def test_aiortc_peer_streams_a_tone(codec: str | None) -> None:
                         "agent_id": "agent-3",
                         "role": "agent",
                         "codec": codec,
+                        "context": {"customer_tier": 2},
                     },
                 )
                 bad = await client.post(f"http://{host}/webrtc/offer", json={"sdp": "v=0 nonsense"})
+                bad_fact = {"sdp": pc.localDescription.sdp, "context": {"tier": "gold"}}
+                assert (await client.post(f"http://{host}/webrtc/offer", json=bad_fact)).status_code == 422
             answer = response.json()
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
             call = (await handler.wait_for_calls(1))[0]
@@ -99,7 +102,7 @@ def test_aiortc_peer_streams_a_tone(codec: str | None) -> None:
     assert wanted in answer["sdp"].split("m=audio")[1].split("a=rtpmap:")[1]  # first codec answered
     started = call.started
     assert (started.source, started.tenant, started.agent_id) == ("webrtc", "acme", "agent-3")
-    assert started.legs == {"agent": "agent"}
+    assert started.legs == {"agent": "agent"} and started.context == {"customer_tier": 2.0}
     call.check_contract()
     audio = call.audio("agent")[-RATE:]
     spectrum = np.abs(np.fft.rfft(audio.astype(np.float64)))
