@@ -87,6 +87,7 @@ class SipCall:
             tenant=self.plan.tenant,
             agent_id=self.plan.agent_id,
             legs={leg.leg: leg.role for leg in self.plan.legs},
+            context=dict(self.plan.context),
             source=self.plan.source,
             metadata=dict(self.plan.metadata, rtp_ports={str(k): v for k, v in self.ports.items()}),
         )

@@ -11,6 +11,8 @@ The mapping (also in ``docs/telephony.md``):
 - **Plain SIP**: one leg per accepted m-line, named after the ``X-Leg-Role`` header
   (``customer`` or ``agent``) or ``mixed`` (role ``unknown``) when the stream carries both
   parties, as a recorder port does. ``agent_id`` = ``X-Agent-Id`` header.
+- **Call-start facts**, both kinds: ``X-Context-<name>: <number>`` headers (``CallPlan.context``,
+  names in lower case, as SIP header names have no case).
 - **Tenant**, both kinds: ``X-Tenant`` header, else ``tenant_by_domain`` of the agent AOR's
   domain, else of the request URI's domain, else ``default_tenant``.
 """
@@ -21,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from telephony.far_end import CONTEXT_PREFIX, call_context
 from telephony.settings import TelephonySettings
 from telephony.sip.message import SipMessage, uri_host, uri_user
 from telephony.sip.sdp import MediaChoice
@@ -30,6 +33,7 @@ from voice.frames import Role
 _SAFE = re.compile(r"[^A-Za-z0-9_.@:+-]")
 LEG_ROLE_HEADER = "X-Leg-Role"
 AGENT_HEADER = "X-Agent-Id"
+CONTEXT_HEADER_PREFIX = "X-Context-"
 TENANT_HEADER = "X-Tenant"
 
 
@@ -51,6 +55,8 @@ class CallPlan:
     agent_id: str | None
     legs: list[LegPlan]
     metadata: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, float] = field(default_factory=dict)
+    """Call-start facts from ``X-Context-<name>`` headers (names in lower case)."""
 
 
 def is_siprec(invite: SipMessage, recording: RecordingMetadata | None) -> bool:
@@ -89,7 +95,15 @@ def plan_call(
     else:
         legs, agent_id, agent_aor, source = _plain_legs(accepted, invite), agent_hint, None, "sip"
     tenant = _tenant(invite, agent_aor, settings)
-    return CallPlan(source=source, tenant=tenant, agent_id=agent_id, legs=legs, metadata=metadata)
+    return CallPlan(source=source, tenant=tenant, agent_id=agent_id, legs=legs, metadata=metadata,
+                    context=_call_context(invite))  # fmt: skip
+
+
+def _call_context(invite: SipMessage) -> dict[str, float]:
+    """``X-Context-<name>: <number>`` headers as call-start facts (SIP header names have no case)."""
+    prefix = CONTEXT_HEADER_PREFIX.lower()
+    facts = {key.lower()[len(prefix) :]: value for key, value in invite.headers if key.lower().startswith(prefix)}
+    return call_context({CONTEXT_PREFIX + name: value for name, value in facts.items()})
 
 
 def _siprec_legs(

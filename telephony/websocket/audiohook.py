@@ -25,9 +25,10 @@ import numpy as np
 
 from telephony import codecs
 from telephony.errors import MalformedMessageError, ProtocolError
+from telephony.far_end import call_context, clean_id
 from telephony.legs import LegAudio
 from telephony.settings import TelephonySettings
-from telephony.websocket.common import call_context, clean_id, load_json_object, new_call_id
+from telephony.websocket.common import load_json_object, new_call_id
 from voice.frames import (
     CallEndedFrame,
     CallStartedFrame,

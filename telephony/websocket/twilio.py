@@ -22,10 +22,11 @@ from typing import Any
 
 from telephony import codecs
 from telephony.errors import MalformedMessageError, ProtocolError
+from telephony.far_end import call_context, clean_id
 from telephony.legs import LegAudio
 from telephony.resample import StreamResampler
 from telephony.settings import TelephonySettings
-from telephony.websocket.common import call_context, clean_id, load_json_object, new_call_id, require_dict
+from telephony.websocket.common import load_json_object, new_call_id, require_dict
 from voice.frames import (
     AudioFrame,
     CallStartedFrame,

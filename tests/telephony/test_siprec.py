@@ -141,10 +141,12 @@ def test_siprec_call_plan_from_metadata(xml: str, labels, agent: str, legs: dict
 
 
 def test_tenant_header_and_unknown_roles_without_an_agent() -> None:
-    invite = siprec_invite(RFC7865.replace("agent42", "user42"), **{"X-Tenant": "globex"})
+    headers = {"X-Tenant": "globex", "X-Context-Customer_Tier": "2", "X-Context-Plan": "gold"}
+    invite = siprec_invite(RFC7865.replace("agent42", "user42"), **headers)
     offer, recording = read_offer(invite)
     plan = plan_call(invite, negotiate(offer), recording, TelephonySettings())
     assert plan.tenant == "globex" and plan.agent_id is None
+    assert plan.context == {"customer_tier": 2.0}  # a fact that is not a number is left out
     assert {leg.role for leg in plan.legs} == {"unknown"}
 
 
@@ -159,11 +161,13 @@ def test_plain_sip_plan_uses_headers() -> None:
             ("X-Agent-Id", "a-17"),
             ("X-Tenant", "acme"),
             ("X-Leg-Role", "customer"),
+            ("x-context-monthly_price", "39.9"),
         ],
     )
     offer, recording = read_offer(invite)
     plan = plan_call(invite, negotiate(offer), recording, TelephonySettings())
     assert (plan.source, plan.tenant, plan.agent_id) == ("sip", "acme", "a-17")
+    assert plan.context == {"monthly_price": 39.9}
     assert [(leg.leg, leg.role) for leg in plan.legs] == [
         ("customer", "customer"),
         ("customer-2", "customer"),
