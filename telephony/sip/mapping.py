@@ -19,18 +19,16 @@ The mapping (also in ``docs/telephony.md``):
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from telephony.far_end import CONTEXT_PREFIX, call_context
+from telephony.far_end import CONTEXT_PREFIX, call_context, clean_id
 from telephony.settings import TelephonySettings
 from telephony.sip.message import SipMessage, uri_host, uri_user
 from telephony.sip.sdp import MediaChoice
 from telephony.sip.siprec import RecordingMetadata, find_agent
 from voice.frames import Role
 
-_SAFE = re.compile(r"[^A-Za-z0-9_.@:+-]")
 LEG_ROLE_HEADER = "X-Leg-Role"
 AGENT_HEADER = "X-Agent-Id"
 CONTEXT_HEADER_PREFIX = "X-Context-"
@@ -102,8 +100,9 @@ def plan_call(
 def _call_context(invite: SipMessage) -> dict[str, float]:
     """``X-Context-<name>: <number>`` headers as call-start facts (SIP header names have no case)."""
     prefix = CONTEXT_HEADER_PREFIX.lower()
-    facts = {key.lower()[len(prefix) :]: value for key, value in invite.headers if key.lower().startswith(prefix)}
-    return call_context({CONTEXT_PREFIX + name: value for name, value in facts.items()})
+    headers = [(key.lower(), value) for key, value in invite.headers]
+    facts = {CONTEXT_PREFIX + key.removeprefix(prefix): value for key, value in headers if key.startswith(prefix)}
+    return call_context(facts)
 
 
 def _siprec_legs(
@@ -120,7 +119,8 @@ def _siprec_legs(
     legs = []
     for position, choice in enumerate(accepted):
         label = choice.media.label
-        name = f"label-{_SAFE.sub('_', label)}" if label else f"stream-{position + 1}"
+        safe_label = clean_id(label)
+        name = f"label-{safe_label}" if safe_label else f"stream-{position + 1}"
         sender = recording.sender_of_label(label) if recording and label else None
         role: Role = "unknown"
         if agent is not None and sender is not None:
@@ -150,5 +150,4 @@ def _tenant(invite: SipMessage, agent_aor: str | None, settings: TelephonySettin
 
 
 def _header(invite: SipMessage, name: str) -> str | None:
-    value = (invite.get(name) or "").strip()
-    return _SAFE.sub("_", value)[:128] or None
+    return clean_id(invite.get(name))

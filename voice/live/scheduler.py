@@ -10,10 +10,10 @@ transcript and the suggestion engine). A fixed pool of worker threads serves the
 - among waiting partials, the stream served least recently goes first (no stream starves);
 - partial rate adapts to load: while the workers' busy fraction stays above ``high_water``
   and work of other streams is waiting, each stream's partials are spaced further apart (up to
-  ``max_spacing`` s); the spacing shrinks again below ``low_water``.
-  Workers keep some headroom, so a final rarely waits behind partials, and under overload
-  partials get rarer instead of later: the backlog never grows. One stream decoding back to
-  back (one caller talking on a one-worker CPU server) is not overload and is not slowed.
+  ``max_spacing`` s); the spacing shrinks again below ``low_water``. Workers keep some
+  headroom, so a final rarely waits behind partials, and under overload partials get rarer
+  instead of later: the backlog never grows. One stream decoding back to back (one caller
+  talking on a one-worker CPU server) is not overload and is not slowed.
 
 On 2 CPU cores the live server runs one worker whose decodes use both cores (a final returns
 sooner than from one single-threaded worker per core; docs/results/streaming.md); batching
