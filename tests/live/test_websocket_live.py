@@ -96,3 +96,29 @@ def test_audiohook_call_over_sse(
     )
     assert started["legs"] == {"external": "customer", "internal": "agent"}
     check_parties(record, spokenwoz, {"external": ("customer", "A"), "internal": ("agent", "B")})
+
+
+def test_metrics_count_what_the_call_did(twilio_alone: CallRecord, live_server: LiveServer) -> None:
+    """/metrics after a real call: Prometheus-parsable, and at least what this call's events show
+    (the server is shared by the folder's tests, so other calls may have added more)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = httpx.get(f"http://{live_server.host}/metrics", timeout=10)
+    assert response.status_code == 200
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            key = sample.name + "".join(f"|{k}={v}" for k, v in sorted(sample.labels.items()))
+            values[key] = values.get(key, 0.0) + sample.value
+    record = twilio_alone
+    finals = record.finals()
+    by_role = {role: sum(e["role"] == role for e in finals) for role in ("agent", "customer")}
+    assert values["nextline_calls_started_total|source=twilio"] >= 1
+    for role, count in by_role.items():
+        assert values[f"nextline_transcript_finals_total|role={role}"] >= count > 0
+    assert values["nextline_event_lag_seconds_count|type=transcript.final"] >= len(finals)
+    assert values["nextline_asr_decodes_total|kind=final"] >= len(finals)
+    assert values["nextline_asr_early_finals_total|outcome=started"] >= values[
+        "nextline_asr_early_finals_total|outcome=adopted"] > 0
+    assert values["nextline_asr_queue_depth|kind=final"] >= 0 and values["process_resident_memory_bytes"] > 1e8

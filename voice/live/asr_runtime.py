@@ -8,7 +8,8 @@ tiny.en (docs/results/streaming.md, "Latency goals on 2 CPU cores"): see
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,6 +31,8 @@ class AsrRuntime:
     streaming_config: Any
     speakers: Any = None
     """Process-wide speaker embedder for mixed legs (loaded on first mixed call)."""
+    early_final_counts: Counter[str] = field(default_factory=Counter)
+    """Early finals of every call so far: started, and adopted as the turn's final (/metrics)."""
 
     @classmethod
     def load(cls, config: ServerConfig) -> AsrRuntime:
@@ -57,7 +60,8 @@ class AsrRuntime:
         """The streaming ASR processor of a new call (and speaker attribution for mixed legs)."""
         from voice.processors.asr import StreamingAsrProcessor
 
-        return StreamingAsrProcessor(self.scheduler, config=self.streaming_config)
+        return StreamingAsrProcessor(self.scheduler, config=self.streaming_config,
+                                     early_final_totals=self.early_final_counts)
 
     def needs_speakers(self, started: CallStartedFrame) -> bool:
         """True when a leg carries both parties (its role is unknown)."""

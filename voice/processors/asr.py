@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -138,6 +139,7 @@ class StreamingAsrProcessor(FrameProcessor):
         max_turn: float = 30.0,
         mixed_turn_split: float = 8.0,
         flush_timeout: float = 30.0,
+        early_final_totals: Counter[str] | None = None,
         name: str | None = None,
     ) -> None:
         """Build the processor of one call.
@@ -154,6 +156,8 @@ class StreamingAsrProcessor(FrameProcessor):
                 silence that ends a turn, and the demo call's second turn ran 22 s without one.
             flush_timeout: seconds an end of input waits for its leg's finals before it is
                 forwarded anyway (an ErrorFrame reports the finals that were given up).
+            early_final_totals: process-wide counts that this call's early finals are added to
+                (the server's /metrics), beside the call's own ``early_finals``.
             name: processor name in logs.
         """
         super().__init__(name)
@@ -166,6 +170,7 @@ class StreamingAsrProcessor(FrameProcessor):
         self.call_id = ""
         self.early_finals = {"started": 0, "adopted": 0}
         """Early finals started, and those the VAD's close used as the turn's final."""
+        self._early_final_totals = early_final_totals
         self._roles: dict[str, Role] = {}
         self._legs: dict[str, _Leg] = {}
         self._push_lock = asyncio.Lock()
@@ -282,7 +287,7 @@ class StreamingAsrProcessor(FrameProcessor):
             leg.finals_submitted += 1
             leg.finals_done.clear()
             early.adopted = request  # its decode is (or will be) this turn's final
-            self.early_finals["adopted"] += 1
+            self._count_early_final("adopted")
             if early.delivered:
                 self._results.put_nowait(_Result(leg, DecodeKind.FINAL, early.future, request))
         elif request is not None:  # submitted before anything is awaited: finals go first
@@ -297,6 +302,11 @@ class StreamingAsrProcessor(FrameProcessor):
             start = turn_start if turn_start is not None else end
             await self._emit(SpeechStoppedFrame(leg=leg.name, audio_time=end, turn_start=start))
 
+    def _count_early_final(self, outcome: str) -> None:
+        self.early_finals[outcome] += 1
+        if self._early_final_totals is not None:
+            self._early_final_totals[outcome] += 1
+
     def _submit_early_final(self, leg: _Leg) -> None:
         request = leg.transcriber.early_final_request()
         if request is None:
@@ -304,7 +314,7 @@ class StreamingAsrProcessor(FrameProcessor):
         future = self.scheduler.submit_final(leg.key, lambda: request)
         early = _Early(request, future)
         leg.early = early
-        self.early_finals["started"] += 1
+        self._count_early_final("started")
         future.add_done_callback(
             lambda f: self._from_worker(_Result(leg, DecodeKind.FINAL, f, request, early))
         )

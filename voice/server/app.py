@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query, Request, WebSocket
+from fastapi import FastAPI, HTTPException, Query, Request, Response, WebSocket
 from sse_starlette.sse import EventSourceResponse
 
 from voice.config import ServerConfig
@@ -22,6 +22,7 @@ from voice.live.services import LiveServices
 from voice.registry import resolve
 from voice.server.auth import CurrentAgent, authorize_call, authorize_websocket
 from voice.server.console import close_console
+from voice.server.metrics import CONTENT_TYPE, ServerMetrics
 from voice.server.routers import include_console_routers
 from voice.server.sockets import stream_until_disconnected
 
@@ -34,6 +35,7 @@ SIP_SERVER = "telephony.sip.server:SipServer"
 def create_app(config: ServerConfig, services: LiveServices | None = None) -> FastAPI:
     """Build the app; ``services`` may be given (tests), otherwise they load in the lifespan."""
     state: dict[str, Any] = {"services": services}
+    metrics = ServerMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,6 +43,7 @@ def create_app(config: ServerConfig, services: LiveServices | None = None) -> Fa
             state["services"] = await asyncio.to_thread(LiveServices.load, config)
         svc: LiveServices = state["services"]
         app.state.services = svc
+        _attach_metrics(metrics, svc)
         sip = await _start_sip(config, svc)
         try:
             yield
@@ -52,12 +55,31 @@ def create_app(config: ServerConfig, services: LiveServices | None = None) -> Fa
 
     app = FastAPI(title="nextline", version="0.1.0", lifespan=lifespan,
                   description="Live call transcription, understanding and next-best-line suggestions.")
+    app.state.metrics = metrics
     if services is not None:
         app.state.services = services
+        _attach_metrics(metrics, services)
     app.include_router(_telephony_router(config, state))
     _add_call_routes(app, state)
+    _add_metrics_route(app, metrics)
     include_console_routers(app)
     return app
+
+
+def _attach_metrics(metrics: ServerMetrics, services: LiveServices) -> None:
+    metrics.attach(services)
+    if metrics.observe_event not in services.hub.observers:
+        services.hub.observers.append(metrics.observe_event)
+
+
+def _add_metrics_route(app: FastAPI, metrics: ServerMetrics) -> None:
+    @app.get("/metrics", tags=["server"], response_class=Response)
+    async def prometheus_metrics() -> Response:
+        """Prometheus metrics: calls, event lag behind the audio, suggestion latency, decode queue, CPU, memory.
+
+        Answers while the models are still loading too (process metrics only until then).
+        """
+        return Response(content=metrics.exposition(), media_type=CONTENT_TYPE)
 
 
 def _telephony_settings(config: ServerConfig) -> Any:

@@ -174,6 +174,9 @@ def create_router() -> APIRouter:
             await asyncio.to_thread(recorder.store_records, records)
         except FeedbackUnavailableError as exc:
             raise HTTPException(503, str(exc)) from exc
+        metrics = getattr(request.app.state, "metrics", None)
+        if metrics is not None:
+            metrics.observe_feedback([record.event for record in records])
         return {"stored": len(records)}
 
     return router

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,8 @@ class EventHub:
         self._channels: OrderedDict[str, _CallChannel] = OrderedDict()
         self._keep_ended = keep_ended_calls
         self._global: set[_Subscription] = set()
+        self.observers: list[Callable[[Event], None]] = []
+        """Called with every published event (the server's metrics); must neither raise nor block."""
 
     def publish(self, call_id: str, event: Event) -> Event:
         """Stamp ``seq`` and ``emitted_at`` and deliver to every subscriber of the call."""
@@ -58,6 +60,8 @@ class EventHub:
         event = {**event, "call_id": call_id, "seq": len(channel.events) + 1,
                  "emitted_at": round(time.time(), 4)}
         channel.events.append(event)
+        for observe in self.observers:
+            observe(event)
         for sub in list(channel.subscribers) + list(self._global):
             self._offer(sub, event, channel.subscribers)
         return event
