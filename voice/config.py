@@ -49,6 +49,9 @@ class ServerConfig:
     """Folder for the default SQLite database, call audio and uploads."""
     record_audio: bool = True
     """Keep each live call's audio (for QA replay) in data_dir/audio/<call_id>.wav."""
+    retention_days: float = 0.0
+    """Erase stored calls (transcripts, recordings, feedback quoting them) this many days after they were
+    created, checked hourly; 0 keeps them until erased (``voice calls purge``)."""
     audiohook_api_keys: dict[str, str] = field(default_factory=dict, repr=False)
     """Accepted AudioHook X-API-KEY values -> tenant (environment only: NEXTLINE_AUDIOHOOK_API_KEYS=key:tenant,...)."""
     telephony: dict[str, Any] = field(default_factory=dict)
@@ -107,8 +110,11 @@ def _from_env(env: Any) -> dict[str, Any]:
             values[f.name] = _parse_keys(raw)
         elif f.name == "telephony":
             values[f.name] = yaml.safe_load(raw) or {}
-        elif f.type in ("int",):
-            values[f.name] = int(raw)
+        elif f.type in ("int", "float"):
+            try:
+                values[f.name] = int(raw) if f.type == "int" else float(raw)
+            except ValueError as exc:
+                raise ConfigError(f"NEXTLINE_{f.name.upper()}={raw!r} is not a number") from exc
         elif f.type in ("bool",):
             values[f.name] = raw.lower() in ("1", "true", "yes", "on")
         else:

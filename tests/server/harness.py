@@ -322,3 +322,33 @@ def scripted_services_loader(lines: list[tuple[float, float, str, str, str]]) ->
                             asr=ScriptedAsrRuntime(lines), suggestions=suggestions)
 
     return load
+
+
+@dataclass
+class Env:
+    """The app under a TestClient, its services, and a token per named agent (``env`` fixture)."""
+
+    client: Any
+    services: Any
+    tokens: dict[str, str]
+
+    def headers(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+    def run(self, fn: Any, *args: Any) -> Any:
+        return self.client.portal.call(fn, *args)
+
+
+def scripted(env: Env, call_id: str, agent_id: str, *, end: bool = False, tenant: str = "default",
+             audio: bool = False) -> ScriptedCall:
+    """A two-turn call (customer, then agent) through the real recorder, with a 4 s tone if ``audio``."""
+    call = ScriptedCall(env.services, call_id, agent_id=agent_id, tenant=tenant, record_audio=audio)
+    env.run(call.start)
+    if audio:
+        tone = (np.sin(np.arange(16000 * 4) / 16000 * 2 * np.pi * 440) * 8000).astype(np.int16)
+        env.run(call.audio, "inbound", tone, 16000, 0.0)
+    env.run(call.final, "t1", "inbound", "customer", "Hi, my order never arrived.", 0.5, 2.0)
+    env.run(call.final, "t2", "outbound", "agent", "I'm sorry. Let me check that order for you right now.", 2.2, 4.0)
+    if end:
+        env.run(call.end, 4.0)
+    return call

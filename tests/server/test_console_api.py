@@ -7,67 +7,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from sqlalchemy import text
-from starlette.testclient import TestClient, WebSocketDenialResponse
+from starlette.testclient import WebSocketDenialResponse
 
-from tests.server.harness import (
-    ScriptedCall,
-    fake_reviewer_loader,
-    make_services,
-    new_app,
-    stored_feedback,
-)
+from tests.server.harness import Env, scripted, stored_feedback
 from voice.server.console import console_for
 from voice.store.agents import AgentError, AgentStore, AuthenticationError, hash_token
 
 pytestmark = pytest.mark.unit
-
-
-@dataclass
-class Env:
-    client: TestClient
-    services: Any
-    tokens: dict[str, str]
-
-    def headers(self, who: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[who]}"}
-
-    def run(self, fn: Any, *args: Any) -> Any:
-        return self.client.portal.call(fn, *args)  # type: ignore[union-attr]
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    services = make_services(tmp_path, suggest_model=str(tmp_path / "model-v1"))
-    agents = AgentStore(services.store)
-    tokens = {name: agents.add(name, role=role, tenant=tenant)[1] for name, role, tenant in (
-        ("alice", "agent", None), ("bob", "agent", None), ("sue", "supervisor", None),
-        ("gus", "supervisor", "globex"))}
-    app = new_app(services)
-    with TestClient(app) as client:
-        console_for(app).reviews.loader = fake_reviewer_loader
-        yield Env(client, services, tokens)
-
-
-def scripted(env: Env, call_id: str, agent_id: str, *, end: bool = False, tenant: str = "default",
-             audio: bool = False) -> ScriptedCall:
-    call = ScriptedCall(env.services, call_id, agent_id=agent_id, tenant=tenant, record_audio=audio)
-    env.run(call.start)
-    if audio:
-        tone = (np.sin(np.arange(16000 * 4) / 16000 * 2 * np.pi * 440) * 8000).astype(np.int16)
-        env.run(call.audio, "inbound", tone, 16000, 0.0)
-    env.run(call.final, "t1", "inbound", "customer", "Hi, my order never arrived.", 0.5, 2.0)
-    env.run(call.final, "t2", "outbound", "agent", "I'm sorry. Let me check that order for you right now.", 2.2, 4.0)
-    if end:
-        env.run(call.end, 4.0)
-    return call
 
 
 def test_tokens_are_stored_hashed_and_check_out(env: Env) -> None:

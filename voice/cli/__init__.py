@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "voice.cli.sample_cmd",
     "voice.cli.serve_cmd",
     "voice.cli.agents_cmd",
+    "voice.cli.calls_cmd",
     "voice.cli.demo_cmd",
     "voice.cli.eval_cmd",  # must precede the eval_* modules that add subcommands
     "voice.cli.eval_asr",

@@ -7,12 +7,7 @@ from typing import Any
 
 import click
 
-_db_option = click.option("--db", "db_url", default=None,
-                          help="Database URL (default: the server's, SQLite in --data-dir).")
-_data_dir_option = click.option("--data-dir", default=None, help="The server's data folder (default ./data).")
-_config_option = click.option("--config", "config_file", default=None,
-                              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                              help="The server's YAML config file.")
+from voice.cli.server_options import config_option, data_dir_option, db_option
 
 
 def _agents(db_url: str | None, data_dir: str | None, config_file: Path | None) -> Any:
@@ -44,9 +39,9 @@ def agents() -> None:
 @click.option("--role", type=click.Choice(["agent", "supervisor"]), default="agent", show_default=True,
               help="supervisor: every call (of --tenant), QA uploads, outcomes, the supervisor view.")
 @click.option("--tenant", default=None, help="Restrict to one tenant's calls (default: all tenants).")
-@_db_option
-@_data_dir_option
-@_config_option
+@db_option
+@data_dir_option
+@config_option
 def add(name: str, role: str, tenant: str | None, db_url: str | None, data_dir: str | None,
         config_file: Path | None) -> None:
     """Create an agent and print their token (shown only this once)."""
@@ -67,9 +62,9 @@ def add(name: str, role: str, tenant: str | None, db_url: str | None, data_dir: 
 
 @agents.command("token")
 @click.argument("name")
-@_db_option
-@_data_dir_option
-@_config_option
+@db_option
+@data_dir_option
+@config_option
 def token(name: str, db_url: str | None, data_dir: str | None, config_file: Path | None) -> None:
     """Issue a new token for NAME; the old one stops working."""
     from voice.errors import VoiceError
@@ -86,9 +81,9 @@ def token(name: str, db_url: str | None, data_dir: str | None, config_file: Path
 
 @agents.command("remove")
 @click.argument("name")
-@_db_option
-@_data_dir_option
-@_config_option
+@db_option
+@data_dir_option
+@config_option
 def remove(name: str, db_url: str | None, data_dir: str | None, config_file: Path | None) -> None:
     """Delete NAME (their calls stay in the database)."""
     from voice.errors import VoiceError
@@ -104,9 +99,9 @@ def remove(name: str, db_url: str | None, data_dir: str | None, config_file: Pat
 
 
 @agents.command("list")
-@_db_option
-@_data_dir_option
-@_config_option
+@db_option
+@data_dir_option
+@config_option
 def list_agents(db_url: str | None, data_dir: str | None, config_file: Path | None) -> None:
     """List agents: name, role, tenant, token hint, last sign-in."""
     store = _agents(db_url, data_dir, config_file)

@@ -22,10 +22,13 @@ import click
 @click.option("--data-dir", default=None, help="Folder for the default database and call recordings (default ./data).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="YAML config file (keys as in voice/config.py; secrets only from the environment).")
+@click.option("--retention-days", type=click.FloatRange(min=0), default=None,
+              help="Erase stored calls (transcript, recording, feedback quoting them) this many days after they "
+                   "were created; checked hourly. Default 0: keep until `voice calls purge`.")
 @click.option("--log-level", default="info", show_default=True)
 def serve(host: str | None, port: int | None, sip_port: int | None, model: str | None, asr_workers: int | None,
           asr_threads: int | None, suggest_model: str | None, models_root: str | None, db_url: str | None,
-          data_dir: str | None, config_file: Path | None,
+          data_dir: str | None, config_file: Path | None, retention_days: float | None,
           log_level: str) -> None:
     """Serve live calls: Twilio (WS /ws/twilio), AudioHook (WS /ws/audiohook), WebRTC
     (POST /webrtc/offer) and SIP/SIPREC; events at WS /ws/calls/{id}/events and
@@ -47,7 +50,8 @@ def serve(host: str | None, port: int | None, sip_port: int | None, model: str |
         config = load_config(config_file, {"host": host, "port": port, "sip_port": sip_port, "model": model,
                                            "asr_workers": asr_workers, "asr_threads": asr_threads,
                                            "suggest_model": suggest_model, "models_root": models_root,
-                                           "db_url": db_url, "data_dir": data_dir})
+                                           "db_url": db_url, "data_dir": data_dir,
+                                           "retention_days": retention_days})
     except VoiceError as exc:
         raise click.ClickException(str(exc)) from exc
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -23,6 +23,7 @@ from voice.registry import resolve
 from voice.server.auth import CurrentAgent, authorize_call, authorize_websocket
 from voice.server.console import close_console
 from voice.server.metrics import CONTENT_TYPE, ServerMetrics
+from voice.server.retention_api import retention_task
 from voice.server.routers import include_console_routers
 from voice.server.sockets import stream_until_disconnected
 
@@ -46,7 +47,8 @@ def create_app(config: ServerConfig, services: LiveServices | None = None) -> Fa
         _attach_metrics(metrics, svc)
         sip = await _start_sip(config, svc)
         try:
-            yield
+            async with retention_task(svc):
+                yield
         finally:
             await close_console(app)
             if sip is not None:

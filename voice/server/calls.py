@@ -74,6 +74,12 @@ class CallRegistry:
         for cid in ended[: max(0, len(ended) - self._keep)]:
             del self._calls[cid]
 
+    def forget(self, call_id: str) -> None:
+        """Drop an ended call (its data was erased); an active call stays."""
+        state = self._calls.get(call_id)
+        if state is not None and state.status == "ended":
+            del self._calls[call_id]
+
     def get(self, call_id: str) -> CallState | None:
         """One call's view, if the server has it."""
         return self._calls.get(call_id)

@@ -79,6 +79,12 @@ class EventHub:
         for cid in ended[: max(0, len(ended) - self._keep_ended)]:
             del self._channels[cid]
 
+    def forget(self, call_id: str) -> None:
+        """Drop an ended call's history (its data was erased); subscribers of an active call stay."""
+        channel = self._channels.get(call_id)
+        if channel is not None and channel.closed:
+            del self._channels[call_id]
+
     def history(self, call_id: str, since: int = 0) -> list[Event]:
         """Events of a call with ``seq > since``."""
         channel = self._channels.get(call_id)

@@ -6,9 +6,9 @@ from fastapi import FastAPI
 
 
 def include_console_routers(app: FastAPI) -> None:
-    """Pages, static files, sign-in, QA, uploads, feedback and the supervisor socket."""
-    from voice.server import auth, feedback_api, qa, supervisor, uploads_api, web
+    """Pages, static files, sign-in, QA, uploads, feedback, erasure and the supervisor socket."""
+    from voice.server import auth, feedback_api, qa, retention_api, supervisor, uploads_api, web
 
-    for module in (auth, feedback_api, qa, uploads_api, supervisor, web):
+    for module in (auth, feedback_api, qa, retention_api, uploads_api, supervisor, web):
         app.include_router(module.create_router())
     web.mount_static(app)

@@ -1,0 +1,60 @@
+"""Erasure at the store level on both backends (SQLite and PostgreSQL): the call row's children go
+through the database's ON DELETE CASCADE, feedback and A/B assignments by call id, nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from voice.store import Store
+from voice.store.feedback import FeedbackStore
+from voice.store.live import LiveCallStore, LiveTurn
+from voice.store.qa import CallOutcome, QaStore
+from voice.store.retention import CallEraser
+from voice.transcript import CallTranscript
+
+pytestmark = pytest.mark.e2e
+
+TABLES = ("calls", "speakers", "segments", "entities", "live_turns", "call_outcomes", "suggestion_feedback",
+          "ab_assignments")
+
+
+def counts(store: Store) -> dict[str, int]:
+    with store.engine.connect() as connection:
+        return {t: connection.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}  # noqa: S608
+
+
+def live_call(store: Store, call_id: str) -> None:
+    live = LiveCallStore(store)
+    live.start_call(call_id, tenant="acme", agent_id="alice", source="twilio")
+    live.add_turn(call_id, LiveTurn("t1", "inbound", "customer", 0.5, 2.0, "my card number is 4111", []))
+    live.end_call(call_id, duration=3.0)
+    QaStore(store).set_outcome(call_id, CallOutcome(success=True, value=50.0))
+    FeedbackStore(store).record_many([{"suggestion_id": f"{call_id}:t1:0", "call_id": call_id, "event": "accepted",
+                                       "text": "Thanks!", "context": [{"role": "customer", "text": "my card"}]}])
+    FeedbackStore(store).assign("exp1", "call", call_id, "A", "model-v1")
+
+
+def test_erasing_a_call_removes_its_rows_only(database_url: str, sample_transcript: CallTranscript,
+                                              tmp_path: Path) -> None:
+    store = Store.open(database_url)
+    try:
+        store.save_transcript(sample_transcript)
+        live_call(store, "L1")
+        live_call(store, "L2")
+        before = counts(store)
+        eraser = CallEraser(store, tmp_path / "data")
+        report = eraser.erase(eraser.find(call_ids=["L1", "missing"]))
+        assert report.calls == ["L1"] and (report.feedback_rows, report.assignments) == (1, 1)
+        after = counts(store)
+        assert {t: before[t] - after[t] for t in TABLES} == {
+            "calls": 1, "speakers": 0, "segments": 0, "entities": 0, "live_turns": 1, "call_outcomes": 1,
+            "suggestion_feedback": 1, "ab_assignments": 1}
+        assert QaStore(store).call("L2").agent_id == "alice"
+        assert store.get_transcript(sample_transcript.call_id).segments == sample_transcript.segments
+        report = eraser.erase(eraser.find(call_ids=[sample_transcript.call_id]))
+        assert counts(store)["segments"] == 0 and report.kept_source_files == [sample_transcript.audio.path]
+    finally:
+        store.close()

@@ -1,0 +1,172 @@
+"""Erasing calls: one call on request (a customer's right to erasure), or all calls past a
+retention period.
+
+A call's personal data lives in four places, and erasure covers all of them:
+
+- the call row and everything keyed to it (speakers, segments, entities, live turns, outcome,
+  QA reviews: foreign keys with ``ON DELETE CASCADE``);
+- suggestion feedback, which quotes the turns before each suggestion (keyed by call id);
+- A/B assignments of the call (``unit = call``);
+- audio the server itself wrote: live recordings (``data_dir/audio``) and QA uploads
+  (``data_dir/uploads/<job>/``). A batch call's ``audio_path`` is the operator's own source
+  recording, outside those folders: it is reported, never deleted (that archive is theirs).
+
+Files go first, then the rows in one transaction: if the database step fails, the call is still
+listed and the erasure can be run again; the reverse order could leave an orphaned recording
+nobody can find any more. Calls in progress are refused (their recorder would write them again).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import delete, select
+
+from voice.errors import StorageError
+from voice.store.store import Store
+from voice.store.tables import CallRow
+from voice.store.tables_feedback import ABAssignmentRow, SuggestionFeedbackRow
+
+log = logging.getLogger(__name__)
+
+
+class CallActiveError(StorageError):
+    """The call is still in progress; erase it once it has ended."""
+
+    retryable = True
+
+
+@dataclass(frozen=True)
+class CallToErase:
+    """A call matched for erasure, with what erasing it removes."""
+
+    call_id: str
+    kind: str
+    tenant: str | None
+    created_at: datetime
+    audio_path: str | None
+    audio_owned: bool
+    """Whether the audio is the server's own (deleted) or the operator's source file (kept)."""
+    active: bool = False
+    """A call in progress: never erased (its recorder would write it again)."""
+
+
+@dataclass
+class ErasureReport:
+    """What an erasure removed (or, with ``dry_run``, would remove)."""
+
+    calls: list[str] = field(default_factory=list)
+    feedback_rows: int = 0
+    assignments: int = 0
+    files: list[str] = field(default_factory=list)
+    bytes_freed: int = 0
+    kept_source_files: list[str] = field(default_factory=list)
+    """Operator recordings referenced by batch calls: not ours to delete."""
+    refused_active: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+
+def cutoff(days: float, now: datetime | None = None) -> datetime:
+    """The creation time before which calls are past a retention of ``days``."""
+    if days <= 0:
+        raise ValueError("a retention period must be more than 0 days")
+    return (now or datetime.now(UTC)) - timedelta(days=days)
+
+
+class CallEraser:
+    """Finds and erases calls of one database and data folder."""
+
+    def __init__(self, store: Store, data_dir: str | Path) -> None:
+        self.store = store
+        root = Path(data_dir).resolve()
+        self.owned_roots = (root / "audio", root / "uploads")
+
+    def find(self, *, call_ids: Iterable[str] | None = None, created_before: datetime | None = None,
+             tenant: str | None = None) -> list[CallToErase]:
+        """Calls by id (unknown ids are skipped), or all created before a time (of one tenant)."""
+        query = select(CallRow.call_id, CallRow.kind, CallRow.tenant, CallRow.created_at, CallRow.audio_path,
+                       CallRow.status).order_by(CallRow.created_at)
+        if call_ids is not None:
+            query = query.where(CallRow.call_id.in_(list(call_ids)))
+        if created_before is not None:
+            query = query.where(CallRow.created_at < created_before)
+        if tenant is not None:
+            query = query.where(CallRow.tenant == tenant)
+        with self.store.session() as session:
+            rows = session.execute(query).all()
+        return [CallToErase(r.call_id, r.kind, r.tenant, _utc(r.created_at), r.audio_path, self._owned(r.audio_path),
+                            active=r.status == "active") for r in rows]
+
+    def erase(self, calls: list[CallToErase], *, dry_run: bool = False) -> ErasureReport:
+        """Delete the calls' owned files, then their rows, feedback and assignments.
+
+        Calls in progress are left alone and listed in ``refused_active``.
+        """
+        report = ErasureReport(dry_run=dry_run)
+        report.refused_active = sorted(c.call_id for c in calls if c.active)
+        targets = [c for c in calls if not c.active]
+        for call in targets:
+            self._files(call, report, dry_run)
+        ids = [c.call_id for c in targets]
+        report.calls = ids
+        if not ids:
+            return report
+        with self.store.session() as session:
+            feedback = select(SuggestionFeedbackRow.id).where(SuggestionFeedbackRow.call_id.in_(ids))
+            assigned = select(ABAssignmentRow.id).where(ABAssignmentRow.unit == "call",
+                                                        ABAssignmentRow.unit_id.in_(ids))
+            report.feedback_rows = len(session.execute(feedback).all())
+            report.assignments = len(session.execute(assigned).all())
+            if not dry_run:
+                session.execute(delete(SuggestionFeedbackRow).where(SuggestionFeedbackRow.call_id.in_(ids)))
+                session.execute(delete(ABAssignmentRow).where(ABAssignmentRow.unit == "call",
+                                                              ABAssignmentRow.unit_id.in_(ids)))
+                for row in session.execute(select(CallRow).where(CallRow.call_id.in_(ids))).scalars():
+                    session.delete(row)  # cascades to turns, segments, entities, outcome, reviews
+        if not dry_run:
+            log.info("erased %d calls, %d feedback rows, %d files", len(ids), report.feedback_rows,
+                     len(report.files))
+        return report
+
+    def _files(self, call: CallToErase, report: ErasureReport, dry_run: bool) -> None:
+        if not call.audio_path or call.audio_path.startswith("live:"):
+            return
+        path = Path(call.audio_path)
+        if not call.audio_owned:
+            report.kept_source_files.append(str(path))
+            return
+        upload_dir = self._upload_job_dir(path)
+        victims = sorted(p for p in upload_dir.rglob("*") if p.is_file()) if upload_dir else [path]
+        for victim in victims:
+            if not victim.exists():
+                continue
+            report.bytes_freed += victim.stat().st_size
+            report.files.append(str(victim))
+            if not dry_run:
+                victim.unlink()
+        if upload_dir is not None and not dry_run and upload_dir.exists():
+            for folder in sorted((p for p in upload_dir.rglob("*") if p.is_dir()), reverse=True):
+                folder.rmdir()
+            upload_dir.rmdir()
+
+    def _owned(self, audio_path: str | None) -> bool:
+        if not audio_path or audio_path.startswith("live:"):
+            return False
+        resolved = Path(audio_path).resolve()
+        return any(resolved.is_relative_to(root) for root in self.owned_roots)
+
+    def _upload_job_dir(self, path: Path) -> Path | None:
+        """``data_dir/uploads/<job>`` for an uploaded file: the whole job folder goes."""
+        uploads = self.owned_roots[1]
+        resolved = path.resolve()
+        if not resolved.is_relative_to(uploads) or resolved.parent == uploads:
+            return None
+        return uploads / resolved.relative_to(uploads).parts[0]
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
