@@ -9,7 +9,7 @@ cluster is named by its top c-TF-IDF keywords and shown by its medoid and neares
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -46,6 +46,12 @@ class ClusterOptions:
     examples: int = 5
     seed: int = 0
 
+    def fixed(self, k: int) -> ClusterOptions:
+        """The same options with K fixed to ``k`` instead of chosen by coverage."""
+        if k < 2:
+            raise ValueError(f"K must be at least 2, got {k}")
+        return replace(self, k_grid=(k,))
+
 
 @dataclass
 class ClusterSet:
@@ -71,6 +77,8 @@ class ClusterSet:
 
 def discover(embeddings: np.ndarray, texts: Sequence[str], options: ClusterOptions) -> ClusterSet:
     """Cluster the turns, choosing K by coverage (see module docstring).
+
+    A one-entry ``k_grid`` fixes K (``ClusterOptions.fixed``); coverage is still reported.
 
     Raises:
         TrainingError: fewer turns than the smallest K.

@@ -17,7 +17,9 @@ class TrainConfig:
     split: Split = "train"
     """Which side of the fixed held-out split to train on; ``all`` for a production model."""
     actions: ClusterOptions = field(default_factory=ClusterOptions)
+    """How agent turns become actions; ``ClusterOptions().fixed(K)`` fixes K (``--actions``)."""
     intents: ClusterOptions = field(default_factory=ClusterOptions)
+    """How customer turns become intents; ``fixed(K)`` as for actions (``--intents``)."""
     projection_dim: int = 32
     """PCA size of turn embeddings inside the policy's state."""
     reward: Literal["success", "value"] = "success"

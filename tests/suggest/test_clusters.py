@@ -57,3 +57,14 @@ def test_the_grid_stops_at_its_largest_k_when_coverage_is_never_reached() -> Non
         vectors, [f"text {i}" for i in range(200)], ClusterOptions(k_grid=(2, 4, 8), threshold=0.99)
     )
     assert found.k == 8 and found.coverage < 0.8
+
+
+def test_a_fixed_k_gives_exactly_k_clusters() -> None:
+    vectors, texts = _data()
+    options = ClusterOptions(threshold=0.9).fixed(5)
+    assert options.k_grid == (5,)
+    found = discover(vectors, texts, options)
+    assert found.k == len(found.infos) == len(found.centroids) == 5
+    assert set(found.coverage_by_k) == {5}
+    with pytest.raises(ValueError):
+        ClusterOptions().fixed(1)

@@ -124,6 +124,24 @@ def load_conversations(path: Path) -> list:
     "lambda-return (default: TrainConfig's).",
 )
 @click.option(
+    "--actions",
+    "action_k",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Number of actions K: how many groups the agents' utterances are sorted into (each "
+    "group is one move the model can suggest, e.g. 'asks for the order number'). More groups "
+    "are finer moves, each seen less often. Default: chosen from the data, the smallest K of "
+    "8, 12, 16, 24, 32, 48, 64 that covers 80 % of agent turns.",
+)
+@click.option(
+    "--intents",
+    "intent_k",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Number of customer intents K (groups of customer utterances, e.g. 'price "
+    "objection'); default chosen from the data as for --actions.",
+)
+@click.option(
     "--encoder",
     type=click.Choice(["minilm", "static"]),
     default=None,
@@ -178,6 +196,8 @@ def train_command(
     reward: str,
     beta: float | None,
     advantage_lambda: float | None,
+    action_k: int | None,
+    intent_k: int | None,
     encoder: str | None,
     quantization: str,
     encoder_layers: int,
@@ -194,7 +214,9 @@ def train_command(
       voice data import persuasionforgood ../shared/data/dialogues/persuasionforgood \\
           --out data/pfg.jsonl
       voice train --data data/pfg.jsonl --tenant persuasionforgood
+      voice train --data data/pfg.jsonl --tenant persuasionforgood --actions 32
     """
+    from suggest.clusters import ClusterOptions
     from suggest.registry import ModelRegistry, check_name
     from suggest.train.config import TrainConfig
     from suggest.train.pipeline import train
@@ -206,6 +228,10 @@ def train_command(
         chosen["awr_temperature"] = beta
     if advantage_lambda is not None:
         chosen["awr_lambda"] = advantage_lambda
+    if action_k is not None:
+        chosen["actions"] = ClusterOptions().fixed(action_k)
+    if intent_k is not None:
+        chosen["intents"] = ClusterOptions().fixed(intent_k)
     config = TrainConfig(
         tenant=tenant,
         split=split,  # type: ignore[arg-type]  # click.Choice restricts it to the Literal
