@@ -38,6 +38,8 @@ LAG_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0, 20
 SUGGESTION_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 """Seconds; the goal is p50 <= 20 ms, p99 <= 100 ms."""
 TIMED_EVENTS = ("transcript.partial", "transcript.final", "nlu", "suggestion")
+MAX_TRACKED_CALLS = 10_000
+"""Call starts remembered for lag; a call that never ends (a crashed ingress) ages out."""
 _WORD = re.compile(r"[a-z]+")
 
 
@@ -110,6 +112,8 @@ class ServerMetrics:
         kind, call_id = event.get("type"), str(event.get("call_id", ""))
         if kind == "call.started":
             self._call_start[call_id] = float(event["emitted_at"])
+            if len(self._call_start) > MAX_TRACKED_CALLS:
+                del self._call_start[next(iter(self._call_start))]
             self.calls_started.labels(source=str(event.get("source") or "unknown")).inc()
             return
         if kind == "call.ended":
