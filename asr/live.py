@@ -7,7 +7,8 @@ about 55 % of the single-thread time, and the end of a turn waits for exactly on
 (``voice.live.asr_runtime``; docs/results/streaming.md).
 
 ``encoder_window="trimmed"`` encodes a shorter window than Whisper's fixed 30 s: the audio plus
-at least ``_TRIM_PADDING_FRAMES`` of its zero padding, and never less than ``_TRIM_MIN_FRAMES``.
+some of its zero padding, with a minimum length (:class:`EncoderTrim`; partials may use a shorter
+one than finals, see :func:`trimmed_to`).
 CTranslate2 accepts shorter inputs, and the encoder, most of a short decode on CPU, costs about
 its length. Whisper was trained on padded 30 s windows and needs to see several seconds of that
 padding after the speech: measured on the 126 SpokenWOZ turns (docs/results/streaming.md), a
@@ -17,6 +18,10 @@ window cut 1 s after the audio wrecked the text (+20 WER points), while windows 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -28,12 +33,37 @@ from asr.types import AsrError
 if TYPE_CHECKING:
     import ctranslate2
 
-__all__ = ["EncoderWindow", "load_streaming_engine"]
+__all__ = ["FINAL_TRIM", "PARTIAL_TRIM", "EncoderTrim", "EncoderWindow", "load_streaming_engine", "trimmed_to"]
 
 EncoderWindow = Literal["full", "trimmed"]
 
-_TRIM_PADDING_FRAMES = 1000  # 10 s of zero padding kept after the audio (100 frames a second)
-_TRIM_MIN_FRAMES = 2000  # and a window of at least 20 s
+
+@dataclass(frozen=True)
+class EncoderTrim:
+    """How far a ``trimmed`` model cuts Whisper's 30 s window: the audio plus ``padding``
+    seconds of its zero padding, and never less than ``minimum`` seconds in all."""
+
+    minimum: float = 20.0
+    padding: float = 10.0
+
+
+FINAL_TRIM = EncoderTrim(20.0, 10.0)
+"""Every decode's window unless :func:`trimmed_to` says otherwise (the final pass)."""
+PARTIAL_TRIM = EncoderTrim(12.0, 8.0)
+"""Partials: a shorter window for the tentative text a final replaces anyway. On 41 short
+telephone prompts the same words as the 20 s window at about 0.75 of its cost; SpokenWOZ turns
+decoded as well at 15 s as at 30 s (docs/results/streaming.md)."""
+_trim: ContextVar[EncoderTrim] = ContextVar("encoder_trim", default=FINAL_TRIM)
+
+
+@contextmanager
+def trimmed_to(trim: EncoderTrim) -> Iterator[None]:
+    """Decodes in this block (this thread or task) use ``trim``; a ``full`` model ignores it."""
+    token = _trim.set(trim)
+    try:
+        yield
+    finally:
+        _trim.reset(token)
 
 
 def load_streaming_engine(
@@ -85,17 +115,17 @@ def _trimmed_model_class() -> type[Any]:
     from faster_whisper import WhisperModel
 
     class TrimmedWhisperModel(WhisperModel):  # type: ignore[misc]
-        """Encodes the audio plus 10 s of padding (at least 20 s) instead of the 30 s window."""
+        """Encodes the audio plus some padding (:class:`EncoderTrim`) instead of the 30 s window."""
 
         def encode(self, features: np.ndarray) -> ctranslate2.StorageView:
-            return super().encode(_trim_padding(features))
+            return super().encode(_trim_padding(features, _trim.get()))
 
     return TrimmedWhisperModel
 
 
-def _trim_padding(features: np.ndarray) -> np.ndarray:
-    """Cut faster-whisper's zero feature padding down to ``_TRIM_PADDING_FRAMES`` frames (the
-    window keeps at least ``_TRIM_MIN_FRAMES``).
+def _trim_padding(features: np.ndarray, trim: EncoderTrim = FINAL_TRIM) -> np.ndarray:
+    """Cut faster-whisper's zero feature padding down to ``trim.padding`` seconds (the window
+    keeps at least ``trim.minimum`` seconds; 100 feature frames a second).
 
     faster-whisper pads the log-mel features of a short window with exact zeros
     (``pad_or_trim``); real frames are never all zero, so the last non-zero frame is the end
@@ -104,6 +134,6 @@ def _trim_padding(features: np.ndarray) -> np.ndarray:
     batch = features if features.ndim == 3 else features[None]
     voiced = np.flatnonzero(np.any(batch != 0, axis=(0, 1)))
     last = int(voiced[-1]) + 1 if len(voiced) else 1
-    keep = min(batch.shape[-1], max(_TRIM_MIN_FRAMES, last + _TRIM_PADDING_FRAMES))
+    keep = min(batch.shape[-1], max(round(trim.minimum * 100), last + round(trim.padding * 100)))
     keep += keep % 2  # the encoder's stride-2 convolution halves the frame count
     return features[..., :keep]

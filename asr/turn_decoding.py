@@ -6,7 +6,8 @@ depend on the request type only, not on the streaming policy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -71,8 +72,12 @@ class WhisperTurnDecoder:
         *,
         partial: AsrOptions = AsrOptions(beam_size=1),  # noqa: B008 - frozen
         final: AsrOptions = AsrOptions(beam_size=1),  # noqa: B008 - frozen
+        around: Callable[[bool], AbstractContextManager[None]] | None = None,
     ) -> None:
+        """``around(final)`` is entered around each decode, e.g. ``asr.live.trimmed_to`` a shorter
+        encoder window for partials (``voice.live.asr_runtime``)."""
         self.engine = engine
+        self.around = around
         self.partial_options = partial
         """Options of partial decodes."""
         self.final_options = final
@@ -83,7 +88,8 @@ class WhisperTurnDecoder:
         out = []
         for request in requests:
             options = self.final_options if request.final else self.partial_options
-            result = self.engine.transcribe_turn(request.audio, options, prompt=request.prompt)
+            with self.around(request.final) if self.around else nullcontext():
+                result = self.engine.transcribe_turn(request.audio, options, prompt=request.prompt)
             out.append(list(result.words))
         return out
 

@@ -162,8 +162,13 @@ def build_scheduler(args: argparse.Namespace) -> Any:
     )  # fmt: skip
     partial = AsrOptions(beam_size=args.partial_beam)
     final = AsrOptions(beam_size=args.final_beam)
-    decoder_cls = BatchedWhisperDecoder if args.max_batch > 1 else WhisperTurnDecoder
-    decoder = decoder_cls(engine, partial=partial, final=final)
+    if args.max_batch > 1:
+        decoder: Any = BatchedWhisperDecoder(engine, partial=partial, final=final)
+    else:
+        from voice.live.asr_runtime import partial_window
+
+        around = partial_window(args.partial_window) if args.partial_window else None
+        decoder = WhisperTurnDecoder(engine, partial=partial, final=final, around=around)
     silence = np.zeros(16000, dtype=np.float32)
     decoder.decode_batch([DecodeRequest(silence, 0.0, None, True, 0)])  # warm-up
     config = SchedulerConfig(workers=args.workers, max_batch=args.max_batch)
@@ -393,6 +398,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-batch", type=int, default=1, help=">1: cross-stream batches (CUDA)")
     p.add_argument("--procs", type=int, default=1, help="worker processes, each with a model")
     p.add_argument("--encoder-window", default="full", choices=["full", "trimmed"])
+    p.add_argument("--partial-window", default=None, metavar="MIN,PAD",
+                   help="trimmed window of partials, e.g. 12,8 (as voice serve's asr_partial_window); default: "
+                        "the finals' 20,10")
     p.add_argument("--step", type=float, default=1.0)
     p.add_argument("--first-decode", type=float, default=1.0)
     p.add_argument("--agreement", type=int, default=2)

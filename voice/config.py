@@ -37,6 +37,9 @@ class ServerConfig:
     """Concurrent decodes (0 = one on CPU, each using ``asr_threads`` cores; one per core on CUDA)."""
     asr_threads: int = 0
     """CPU threads per decode (0 = every core when one decode runs at a time, else 1)."""
+    asr_partial_window: str = "12,8"
+    """CPU: encoder window of partial decodes as "minimum,padding" seconds ("20,10" = the finals').
+    Shorter is cheaper; finals replace the partials' words anyway (docs/results/streaming.md)."""
     suggest_model: str | None = None
     """Suggestion model directory (models/<tenant>/<version>), or none."""
     models_root: str | None = None

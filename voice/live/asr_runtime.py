@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from voice.config import ServerConfig
+from voice.errors import ConfigError
 from voice.frames import CallStartedFrame
 from voice.processor import FrameProcessor
 
@@ -44,6 +47,7 @@ class AsrRuntime:
         from voice.live.scheduler import DecodeScheduler, SchedulerConfig
 
         on_cpu = resolve_device(config.device, "auto")[0] == "cpu"
+        around = partial_window(config.asr_partial_window) if on_cpu else None  # a bad setting fails before the load
         workers, threads = decode_slots(config, on_cpu=on_cpu)
         window: EncoderWindow = "trimmed" if on_cpu else "full"
         engine = load_streaming_engine(
@@ -51,7 +55,8 @@ class AsrRuntime:
         )
         # measured (128 SpokenWOZ turns through mu-law, 20 s window, 3 s context): beam-5 finals
         # 25.0 % WER against greedy 28.3 % (offline 24.3 %), for 725 instead of 547 ms a final.
-        decoder = WhisperTurnDecoder(engine, partial=AsrOptions(beam_size=1), final=AsrOptions(beam_size=5))
+        decoder = WhisperTurnDecoder(engine, partial=AsrOptions(beam_size=1), final=AsrOptions(beam_size=5),
+                                     around=around)
         decoder.decode_batch([DecodeRequest(np.zeros(16000, dtype=np.float32), 0.0, None, True, 0)])  # warm-up
         scheduler = DecodeScheduler(decoder.decode_batch, SchedulerConfig(workers=workers))
         return cls(engine=engine, scheduler=scheduler, streaming_config=live_streaming_config(on_cpu=on_cpu))
@@ -77,6 +82,26 @@ class AsrRuntime:
     def close(self) -> None:
         """Stop the decode workers."""
         self.scheduler.close(wait=False)
+
+
+def partial_window(setting: str) -> Callable[[bool], AbstractContextManager[None]]:
+    """``around`` for the decoder: partials use the ``"minimum,padding"`` encoder window, finals
+    the default (``asr.live.FINAL_TRIM``).
+
+    Raises:
+        ConfigError: the setting is not two positive numbers.
+    """
+    from asr.live import FINAL_TRIM, EncoderTrim, trimmed_to
+
+    try:
+        minimum, padding = (float(part) for part in setting.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"asr_partial_window {setting!r} is not 'minimum,padding' in seconds",
+                          hint='e.g. "12,8"; "20,10" decodes partials like finals') from exc
+    if minimum <= 0 or padding <= 0:
+        raise ConfigError(f"asr_partial_window {setting!r}: both numbers must be positive")
+    partial = EncoderTrim(minimum, padding)
+    return lambda final: trimmed_to(FINAL_TRIM if final else partial)
 
 
 def decode_slots(config: ServerConfig, *, on_cpu: bool) -> tuple[int, int]:
