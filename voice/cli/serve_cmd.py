@@ -16,6 +16,9 @@ import click
               help="Concurrent decodes (default: 1 on CPU using every core, one per core on CUDA).")
 @click.option("--asr-threads", type=int, default=None,
               help="CPU threads per decode (default: all cores for one decode).")
+@click.option("--asr-partial-window", default=None, metavar="MIN,PAD",
+              help='CPU: encoder window of partial decodes, minimum and padding seconds (default "12,8"; '
+                   '"20,10" decodes partials like finals: lower one-call p95, more CPU).')
 @click.option("--suggest-model", default=None, help="Suggestion model directory (models/<tenant>/<version>).")
 @click.option("--models-root", default=None, help="Model registry root: each call's tenant picks its model there.")
 @click.option("--db", "db_url", default=None, help="Database URL (default: SQLite in --data-dir).")
@@ -27,9 +30,9 @@ import click
                    "were created; checked hourly. Default 0: keep until `voice calls purge`.")
 @click.option("--log-level", default="info", show_default=True)
 def serve(host: str | None, port: int | None, sip_port: int | None, model: str | None, asr_workers: int | None,
-          asr_threads: int | None, suggest_model: str | None, models_root: str | None, db_url: str | None,
-          data_dir: str | None, config_file: Path | None, retention_days: float | None,
-          log_level: str) -> None:
+          asr_threads: int | None, asr_partial_window: str | None, suggest_model: str | None,
+          models_root: str | None, db_url: str | None, data_dir: str | None, config_file: Path | None,
+          retention_days: float | None, log_level: str) -> None:
     """Serve live calls: Twilio (WS /ws/twilio), AudioHook (WS /ws/audiohook), WebRTC
     (POST /webrtc/offer) and SIP/SIPREC; events at WS /ws/calls/{id}/events and
     GET /api/calls/{id}/events (SSE). Settings: flags > NEXTLINE_* environment > --config file.
@@ -44,14 +47,17 @@ def serve(host: str | None, port: int | None, sip_port: int | None, model: str |
 
     from voice.config import load_config
     from voice.errors import VoiceError
+    from voice.live.asr_runtime import partial_window
     from voice.server.app import create_app
 
     try:
         config = load_config(config_file, {"host": host, "port": port, "sip_port": sip_port, "model": model,
                                            "asr_workers": asr_workers, "asr_threads": asr_threads,
+                                           "asr_partial_window": asr_partial_window,
                                            "suggest_model": suggest_model, "models_root": models_root,
                                            "db_url": db_url, "data_dir": data_dir,
                                            "retention_days": retention_days})
+        partial_window(config.asr_partial_window)  # a bad window fails here, not after the models load
     except VoiceError as exc:
         raise click.ClickException(str(exc)) from exc
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
