@@ -1,10 +1,9 @@
 """Load the live path's Whisper: one model per process, several concurrent decodes.
 
 The live server loads one model and runs ``workers`` decodes on it at once from as many
-threads (CTranslate2 ``inter_threads``; it releases the GIL), each on ``cpu_threads`` cores. On
-2 CPU cores with tiny.en the server runs one 2-thread decode at a time: a final returns in
-about 55 % of the single-thread time, and the end of a turn waits for exactly one decode
-(``voice.live.asr_runtime``; docs/results/streaming.md).
+threads (CTranslate2 ``inter_threads``; it releases the GIL), each on ``cpu_threads`` cores. The
+live server runs one single-thread decode per core (``voice.live.asr_runtime.decode_slots``;
+measured in docs/results/streaming.md).
 
 ``encoder_window="trimmed"`` encodes a shorter window than Whisper's fixed 30 s: the audio plus
 some of its zero padding, with a minimum length (:class:`EncoderTrim`; partials may use a shorter

@@ -479,7 +479,7 @@ class StreamingTranscriber:
 
     def _early_final_pending(self, turn: _Turn) -> bool:
         """A pause whose early final is due within ``end_pad``: a partial now would only delay it
-        (one decode at a time on CPU) and be superseded by it."""
+        (it may hold the decoder the final needs) and be superseded by it."""
         pause = turn.pause_start
         return self.config.early_final and pause is not None and turn.early_pause != pause
 

@@ -34,9 +34,9 @@ class ServerConfig:
     device: str = "auto"
     """cpu, cuda or auto."""
     asr_workers: int = 0
-    """Concurrent decodes (0 = one on CPU, each using ``asr_threads`` cores; one per core on CUDA)."""
+    """Concurrent decodes (0 = one per core, on CPU and CUDA)."""
     asr_threads: int = 0
-    """CPU threads per decode (0 = every core when one decode runs at a time, else 1)."""
+    """CPU threads per decode (0 = 1, or every core when ``asr_workers`` is 1)."""
     asr_partial_window: str = "12,8"
     """CPU: encoder window of partial decodes as "minimum,padding" seconds ("20,10" = the finals').
     Shorter is cheaper; finals replace the partials' words anyway (docs/results/streaming.md)."""

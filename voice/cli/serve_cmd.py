@@ -13,9 +13,9 @@ import click
 @click.option("--sip-port", type=int, default=None, help="SIP port, UDP and TCP (default 5060; -1 disables SIP).")
 @click.option("--model", default=None, help="Whisper model for live calls: tiny.en (default), base or a path.")
 @click.option("--asr-workers", type=int, default=None,
-              help="Concurrent decodes (default: 1 on CPU using every core, one per core on CUDA).")
+              help="Concurrent decodes (default: one per core).")
 @click.option("--asr-threads", type=int, default=None,
-              help="CPU threads per decode (default: all cores for one decode).")
+              help="CPU threads per decode (default 1; every core with --asr-workers 1).")
 @click.option("--asr-partial-window", default=None, metavar="MIN,PAD",
               help='CPU: encoder window of partial decodes, minimum and padding seconds (default "12,8"; '
                    '"20,10" decodes partials like finals: lower one-call p95, more CPU).')

@@ -107,15 +107,15 @@ def partial_window(setting: str) -> Callable[[bool], AbstractContextManager[None
 def decode_slots(config: ServerConfig, *, on_cpu: bool) -> tuple[int, int]:
     """(concurrent decodes, CPU threads per decode) for ``config``.
 
-    On CPU by default one decode at a time on every core: the end of a turn waits for one
-    decode, and a 2-thread decode takes about 55 % of a single-thread one. On CUDA one decode
-    per core (the host threads feed the GPU).
+    By default one single-thread decode per core, on CPU as on CUDA (where the host threads feed
+    the GPU). Measured on 2 cores (docs/results/streaming.md, "Two single-thread decodes"): with
+    early finals hiding the final's own decode time, two decodes at once beat one 2-thread
+    decode at one call (commit 1.01 / 1.81 s against 1.05 / 1.98 s) and far more at two and four
+    calls, where a final no longer waits behind another stream's partial.
     """
     cores = os.cpu_count() or 1
-    if not on_cpu:
-        return config.asr_workers or cores, 1
-    workers = config.asr_workers or 1
-    return workers, config.asr_threads or (cores if workers == 1 else 1)
+    workers = config.asr_workers or cores
+    return workers, config.asr_threads or (cores if workers == 1 and on_cpu else 1)
 
 
 def live_streaming_config(*, on_cpu: bool) -> StreamingConfig:

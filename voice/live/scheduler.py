@@ -64,7 +64,7 @@ class SchedulerConfig:
     """Size and load policy of a :class:`DecodeScheduler`."""
 
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    """Worker threads, each running one decode at a time (the live server: 1 on CPU)."""
+    """Worker threads, each running one decode at a time (the live server: one per core)."""
     max_batch: int = 1
     """Jobs handed to one ``decode_batch`` call (1 on CPU; more on CUDA, finals first)."""
     high_water: float = 0.85
