@@ -58,3 +58,23 @@ def test_erasing_a_call_removes_its_rows_only(database_url: str, sample_transcri
         assert counts(store)["segments"] == 0 and report.kept_source_files == [sample_transcript.audio.path]
     finally:
         store.close()
+
+
+def test_an_uploaded_call_takes_its_upload_folder_with_it(database_url: str, sample_transcript: CallTranscript,
+                                                         tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    job = tmp_path / "data" / "uploads" / "job1"
+    (job / "parts").mkdir(parents=True)
+    (job / "call.wav").write_bytes(b"RIFF" * 10)
+    (job / "parts" / "meta.json").write_text("{}")
+    store = Store.open(database_url)
+    try:
+        store.save_transcript(replace(sample_transcript, audio=replace(sample_transcript.audio,
+                                                                       path=str(job / "call.wav"))))
+        eraser = CallEraser(store, tmp_path / "data")
+        report = eraser.erase(eraser.find(call_ids=[sample_transcript.call_id]))
+        assert report.bytes_freed == 42 and len(report.files) == 2 and report.kept_source_files == []
+        assert not job.exists() and (tmp_path / "data" / "uploads").exists()
+    finally:
+        store.close()

@@ -19,6 +19,7 @@ nobody can find any more. Calls in progress are refused (their recorder would wr
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,18 +27,11 @@ from pathlib import Path
 
 from sqlalchemy import delete, select
 
-from voice.errors import StorageError
-from voice.store.store import Store
+from voice.store.store import Store, _as_utc
 from voice.store.tables import CallRow
 from voice.store.tables_feedback import ABAssignmentRow, SuggestionFeedbackRow
 
 log = logging.getLogger(__name__)
-
-
-class CallActiveError(StorageError):
-    """The call is still in progress; erase it once it has ended."""
-
-    retryable = True
 
 
 @dataclass(frozen=True)
@@ -98,7 +92,7 @@ class CallEraser:
             query = query.where(CallRow.tenant == tenant)
         with self.store.session() as session:
             rows = session.execute(query).all()
-        return [CallToErase(r.call_id, r.kind, r.tenant, _utc(r.created_at), r.audio_path, self._owned(r.audio_path),
+        return [CallToErase(r.call_id, r.kind, r.tenant, _as_utc(r.created_at), r.audio_path, self._owned(r.audio_path),
                             active=r.status == "active") for r in rows]
 
     def erase(self, calls: list[CallToErase], *, dry_run: bool = False) -> ErasureReport:
@@ -148,10 +142,8 @@ class CallEraser:
             report.files.append(str(victim))
             if not dry_run:
                 victim.unlink()
-        if upload_dir is not None and not dry_run and upload_dir.exists():
-            for folder in sorted((p for p in upload_dir.rglob("*") if p.is_dir()), reverse=True):
-                folder.rmdir()
-            upload_dir.rmdir()
+        if upload_dir is not None and not dry_run:
+            shutil.rmtree(upload_dir, ignore_errors=True)  # its files are gone; empty folders remain
 
     def _owned(self, audio_path: str | None) -> bool:
         if not audio_path or audio_path.startswith("live:"):
@@ -167,6 +159,3 @@ class CallEraser:
             return None
         return uploads / resolved.relative_to(uploads).parts[0]
 
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
