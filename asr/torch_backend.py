@@ -28,6 +28,7 @@ Weights come from a CTranslate2 model directory (converted in memory) or a trans
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -42,6 +43,7 @@ import torch
 from asr.ct2_convert import WhisperDims, WhisperWeights, load_transfer, read_ct2_model
 from asr.loops import is_repetition_loop, most_repeated_ngram
 from asr.models import resolve_whisper_model
+from asr.torch_graphs import StepGraphPool
 from asr.torch_greedy import Decoded, GreedyRows, Vocab, greedy_decode
 from asr.torch_profile import PhaseTimer, profile_line
 from asr.torch_shapes import ShapePlan
@@ -61,6 +63,7 @@ from asr.word_timing import WhisperTokens, alignment_matrix, dtw_jumps, timed_wo
 
 __all__ = ["TorchBackendConfig", "TorchWhisperDecoder", "WindowResult"]
 
+_log = logging.getLogger(__name__)
 _WINDOW = N_FRAMES * HOP  # samples in one 30 s window
 _WORD = re.compile(r"[\w']+")  # asr.loops' notion of a word
 
@@ -92,6 +95,14 @@ class TorchBackendConfig:
     warm_up: bool | None = None
     """Run every shape bucket once at construction (:meth:`TorchWhisperDecoder.warm_up`);
     ``None``: on CUDA only (on CPU a new shape costs nothing worth a warm-up)."""
+    cuda_graphs: bool | None = None
+    """Replay each row bucket's decode step as a CUDA graph (:mod:`asr.torch_graphs`), captured
+    during :meth:`TorchWhisperDecoder.warm_up`; ``None``: on CUDA with a warm-up. On CPU the
+    same buffers are used without capturing (tests)."""
+    graph_copies: int = 2
+    """Graphs per row bucket: how many decode loops replay at once (one per decoding thread);
+    a loop that finds none free runs eagerly. Memory: about 12 MB per row of a bucket with
+    tiny.en (cross-attention keys/values and cache), 6 GB for one copy of every bucket to 256."""
     cudnn_attention: bool = False
     """Allow cuDNN's attention kernels (CUDA, process-wide). torch 2.9+ built for CUDA 13 puts
     them first on sm90 (H100/H200) when cuDNN > 9.15; they build and NVRTC-compile a graph per
@@ -140,9 +151,7 @@ class TorchWhisperDecoder:
         self.model = WhisperTorch.from_weights(weights, self.device, self.dtype)
         self.dims = weights.dims
         multilingual = weights.dims.n_vocab >= 51865
-        self.tokens = WhisperTokens(
-            weights.tokenizer_json, multilingual=multilingual, language=final.language or "en"
-        )
+        self.tokens = WhisperTokens(weights.tokenizer_json, multilingual=multilingual, language=final.language or "en")
         self._filters = torch.from_numpy(mel_filters(self.dims.n_mels)).to(self.device)
         size = self.dims.n_vocab
         self._vocab = Vocab(
@@ -168,8 +177,18 @@ class TorchWhisperDecoder:
             torch.backends.cuda.enable_cudnn_sdp(False)
         self.warm_up_seconds = 0.0
         """Seconds the last :meth:`warm_up` took (0 when none ran)."""
-        if config.warm_up or (config.warm_up is None and self.device.type == "cuda"):
+        self.graphs: StepGraphPool | None = None
+        """The decode-step graphs, once :meth:`warm_up` (or :meth:`build_graphs`) made them."""
+        warm = config.warm_up or (config.warm_up is None and self.device.type == "cuda")
+        if warm:
             self.warm_up()
+        on_cuda = self.device.type == "cuda"
+        if config.cuda_graphs or (config.cuda_graphs is None and warm and on_cuda):
+            try:
+                self.build_graphs()
+            except RuntimeError as exc:  # a capture this torch/driver refuses: decode eagerly
+                _log.warning("decode-step CUDA graphs off (%s); decoding eagerly", exc)
+                self.graphs = None
 
     @classmethod
     def load(
@@ -202,9 +221,7 @@ class TorchWhisperDecoder:
                 prompt = request.prompt if start == 0 else None
                 chunk = request.audio[start : start + _WINDOW]
                 windows.append((index, start / SAMPLE_RATE, chunk, prompt, options))
-        results = self.transcribe_windows(
-            [w[2] for w in windows], [w[3] for w in windows], [w[4] for w in windows]
-        )
+        results = self.transcribe_windows([w[2] for w in windows], [w[3] for w in windows], [w[4] for w in windows])
         out: list[list[Word]] = [[] for _ in requests]
         for (index, offset, _, _, _), result in zip(windows, results, strict=True):
             out[index].extend(_shift(result.words, offset) if offset else result.words)
@@ -224,9 +241,7 @@ class TorchWhisperDecoder:
         with torch.inference_mode():
             for start in range(0, len(audios), step):
                 stop = start + step
-                results.extend(
-                    self._chunk(audios[start:stop], prompts[start:stop], options[start:stop])
-                )
+                results.extend(self._chunk(audios[start:stop], prompts[start:stop], options[start:stop]))
         return results
 
     def _chunk(
@@ -248,9 +263,7 @@ class TorchWhisperDecoder:
         timer.lap("encoder", bucket=cross[0][0].shape[0])
         seconds = [len(c) / SAMPLE_RATE for c in clips]
         budgets = [self._budget(s) for s in seconds]
-        rows = GreedyRows(
-            [self.tokens.prompt(prompts[i], self.config.prompt_tokens) for i in live], budgets
-        )
+        rows = GreedyRows([self.tokens.prompt(prompts[i], self.config.prompt_tokens) for i in live], budgets)
         first_pass = self._greedy(cross, rows)
         steps = max((d.length for d in first_pass), default=0)
         timer.lap("greedy", steps=steps, budget=max(budgets))
@@ -289,9 +302,7 @@ class TorchWhisperDecoder:
             features = torch.cat([features, fill])
         return self.model.decoder.cross_kv(self.model.encoder(features.to(self.dtype)))
 
-    def _greedy(
-        self, cross: CrossKV, rows: GreedyRows, vocab: Vocab | None = None
-    ) -> list[Decoded]:
+    def _greedy(self, cross: CrossKV, rows: GreedyRows, vocab: Vocab | None = None) -> list[Decoded]:
         return greedy_decode(
             self.model.decoder,
             cross,
@@ -301,17 +312,13 @@ class TorchWhisperDecoder:
             compact_below=self.config.compact_below,
             width_step=self.shapes.width_step,
             cache_length=self.shapes.cache_length,
+            graphs=self.graphs,
         )
 
-    def _window(
-        self, decoded: Decoded, options: AsrOptions, *, retry: bool = False
-    ) -> WindowResult | None:
+    def _window(self, decoded: Decoded, options: AsrOptions, *, retry: bool = False) -> WindowResult | None:
         """Apply the no-speech rule; ``None`` for a repetition loop (first pass only)."""
         avg = decoded.sum_logprob / decoded.length if decoded.length else -math.inf
-        if (
-            decoded.no_speech_prob > options.no_speech_threshold
-            and avg < options.log_prob_threshold
-        ):
+        if decoded.no_speech_prob > options.no_speech_threshold and avg < options.log_prob_threshold:
             return WindowResult([], [], "", avg, decoded.no_speech_prob, redecoded=retry)
         keep = [k for k, t in enumerate(decoded.tokens) if t < self.tokens.eot]
         tokens = [decoded.tokens[k] for k in keep]
@@ -357,6 +364,26 @@ class TorchWhisperDecoder:
         self.warm_up_seconds = time.perf_counter() - began
         profile_line({"warm_up_ms": round(1000 * self.warm_up_seconds, 1), "pid": os.getpid()})
         return self.warm_up_seconds
+
+    def build_graphs(self) -> float:
+        """Make ``graph_copies`` decode-step graphs per row bucket (captured on CUDA, after the
+        warm-up has run every kernel once); the seconds it took."""
+        began = time.perf_counter()
+        like = torch.zeros((), dtype=self.dtype, device=self.device)
+        with torch.inference_mode():
+            self.graphs = StepGraphPool(
+                self.model.decoder,
+                self.shapes.row_grid(),
+                self.shapes.cache_length,
+                like,
+                copies=self.config.graph_copies,
+                capture=self.device.type == "cuda",
+            )
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - began
+        profile_line({"graphs_ms": round(1000 * seconds, 1), "pid": os.getpid()})
+        return seconds
 
     def _warm_decode(self, cross: CrossKV, vocab: Vocab) -> None:
         rows = cross[0][0].shape[0]
@@ -436,9 +463,7 @@ class TorchWhisperDecoder:
         cache = KVCache.empty(self.dims, len(inputs), width, cross[0][0])
         mask = torch.ones(width, width, dtype=torch.bool, device=device).tril()[None, None]
         positions = torch.arange(width, device=device)[None, :].expand(len(inputs), -1)
-        _, logits = self.model.decoder(
-            tokens.to(device), positions, cache, 0, mask, cross, self._align_heads
-        )
+        _, logits = self.model.decoder(tokens.to(device), positions, cache, 0, mask, cross, self._align_heads)
         return torch.cat(logits, dim=1)
 
 
@@ -463,9 +488,7 @@ def _loops(text: str, options: AsrOptions) -> bool:
     )
 
 
-def _cut_loop(
-    result: WindowResult | None, options: AsrOptions, tokens: WhisperTokens
-) -> WindowResult | None:
+def _cut_loop(result: WindowResult | None, options: AsrOptions, tokens: WhisperTokens) -> WindowResult | None:
     """An anti-loop decode that still loops keeps its words up to the second occurrence of its
     most repeated phrase (the engine's last resort drops repeated lines the same way)."""
     if result is None or not _loops(result.text, options):
@@ -480,16 +503,12 @@ def _cut_loop(
             if seen == 2:
                 kept = [t for group in groups[: flat[i][0]] for t in group]
                 text = tokens.decode(kept).strip()
-                return replace(
-                    result, tokens=kept, token_probs=result.token_probs[: len(kept)], text=text
-                )
+                return replace(result, tokens=kept, token_probs=result.token_probs[: len(kept)], text=text)
     return replace(result, tokens=[], token_probs=[], text="")
 
 
 def _shift(words: list[Word], seconds: float) -> list[Word]:
-    return [
-        replace(w, start=round(w.start + seconds, 3), end=round(w.end + seconds, 3)) for w in words
-    ]
+    return [replace(w, start=round(w.start + seconds, 3), end=round(w.end + seconds, 3)) for w in words]
 
 
 def _mask(ids: Sequence[int], size: int, device: torch.device) -> torch.Tensor:
@@ -501,20 +520,14 @@ def _mask(ids: Sequence[int], size: int, device: torch.device) -> torch.Tensor:
 def _default_heads(dims: WhisperDims) -> list[tuple[int, int]]:
     """CTranslate2's default when a model lists no alignment heads: the last half of the layers."""
     half = dims.n_text_layer // 2
-    return [
-        (layer, head)
-        for layer in range(half, dims.n_text_layer)
-        for head in range(dims.n_text_head)
-    ]
+    return [(layer, head) for layer in range(half, dims.n_text_layer) for head in range(dims.n_text_head)]
 
 
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AsrError(
-            "device='cuda' but torch sees no CUDA GPU", hint="use device='cpu' or 'auto'"
-        )
+        raise AsrError("device='cuda' but torch sees no CUDA GPU", hint="use device='cpu' or 'auto'")
     return torch.device(name)
 
 

@@ -12,6 +12,10 @@ than there are prompts (dummy rows, finished from the start, results dropped), c
 a power-of-two number of rows (finished rows fill the gap), the prompt width is rounded up to
 ``width_step``, and every step attends over the whole ``cache_length`` cache under a mask.
 
+With a :class:`asr.torch_graphs.StepGraphPool`, the one-token steps of plain rows (no penalty, no
+n-gram ban) replay a captured CUDA graph of the bucket instead of launching the decoder's kernels
+one by one; compaction moves the loop to the smaller bucket's graph.
+
 Per step the logits get CTranslate2's treatment: the suppressed tokens and, at the first step,
 the ``suppress_ids_begin`` tokens (blank, end of text) are disabled; with a repetition penalty
 the scores of tokens already generated are divided (positive) or multiplied (negative) by it, and
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from asr.torch_graphs import StepGraph, StepGraphPool
 from asr.torch_whisper import CrossKV, KVCache, TextDecoder
 
 __all__ = ["Decoded", "GreedyRows", "greedy_decode"]
@@ -101,9 +106,7 @@ class _Running:
         self.history: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.generated = torch.empty((len(budgets), 0), dtype=torch.long, device=device)
         self.seen = (
-            torch.zeros((len(budgets), vocab_size), dtype=torch.bool, device=device)
-            if rows.penalty != 1.0
-            else None
+            torch.zeros((len(budgets), vocab_size), dtype=torch.bool, device=device) if rows.penalty != 1.0 else None
         )
 
     def keep(self, rows: torch.Tensor) -> None:
@@ -127,12 +130,14 @@ def greedy_decode(
     compact_below: float = 0.5,
     width_step: int = 1,
     cache_length: int = 0,
+    graphs: StepGraphPool | None = None,
 ) -> list[Decoded]:
     """Decode every row greedily; results in row order.
 
     ``cross`` may hold more rows than ``rows`` has prompts: the extra rows are dummies (a copy of
     the first prompt, finished from the start). The prompt width is rounded up to
     ``width_step``; the cache has ``cache_length`` positions (more if the batch needs more).
+    With ``graphs``, steps replay the pool's graphs where it has a free one of the bucket.
 
     Raises:
         ValueError: ``cross`` has fewer rows than there are prompts.
@@ -152,45 +157,74 @@ def greedy_decode(
     budget_list = budgets.tolist()[:batch]
     steps = max(budget_list)
     length = max(cache_length, width + steps)
-    places = torch.arange(length, device=device)[None, :]
-    valid = (places >= pads[:, None]) & (places < width)  # each step adds its own position
-    cache = KVCache.empty(decoder.dims, total, length, cross[0][0])
-    hidden, _ = decoder(
-        prompt.to(device),
-        (places[:, :width] - pads[:, None]).clamp_min(0),
-        cache,
-        0,
-        _prompt_mask(valid, width),
-        cross,
-    )
-    sot_logits = decoder.logits(hidden[:, width - vocab.sot_offset])
-    no_speech = sot_logits.softmax(-1)[:, vocab.no_speech] if vocab.no_speech >= 0 else None
-    logits = decoder.logits(hidden[:, -1])
-    state = _Running(budgets, pads, valid, cross, cache, logits.shape[-1], rows)
-    state.done[batch:] = True
-    for step in range(steps):
-        token = _step(logits, step, state, rows, vocab)
-        alive = int((~state.done).sum())
-        if alive == 0:
-            break
-        pos = width + step
-        target = 1 << (alive - 1).bit_length()  # the running rows' power-of-two bucket
-        if alive < compact_below * len(state.index) and target < len(state.index):
-            order = torch.argsort(state.done.to(torch.int8), stable=True)  # running rows first
-            keep = order[:target]
-            state.keep(keep)
-            token = token[keep]
-        state.valid[:, pos] = True
+    plain = rows.penalty == 1.0 and rows.no_repeat == 0
+    usable = graphs if graphs is not None and plain and graphs.length == length else None
+    graph = usable.acquire(total) if usable is not None else None
+    try:
+        if graph is not None:
+            graph.load(cross)
+            cache, cross = graph.cache, graph.cross
+        else:
+            cache = KVCache.empty(decoder.dims, total, length, cross[0][0])
+        places = torch.arange(length, device=device)[None, :]
+        valid = (places >= pads[:, None]) & (places < width)  # each step adds its own position
         hidden, _ = decoder(
-            token[:, None],
-            (pos - state.pads)[:, None],
-            state.cache,
-            pos,
-            state.valid[:, None, None, :],
-            state.cross,
+            prompt.to(device),
+            (places[:, :width] - pads[:, None]).clamp_min(0),
+            cache,
+            0,
+            _prompt_mask(valid, width),
+            cross,
         )
-        logits = decoder.logits(hidden[:, 0])
+        sot_logits = decoder.logits(hidden[:, width - vocab.sot_offset])
+        no_speech = sot_logits.softmax(-1)[:, vocab.no_speech] if vocab.no_speech >= 0 else None
+        logits = decoder.logits(hidden[:, -1])
+        state = _Running(budgets, pads, valid, cross, cache, logits.shape[-1], rows)
+        state.done[batch:] = True
+        for step in range(steps):
+            token = _step(logits, step, state, rows, vocab)
+            alive = int((~state.done).sum())
+            if alive == 0:
+                break
+            pos = width + step
+            target = 1 << (alive - 1).bit_length()  # the running rows' power-of-two bucket
+            if alive < compact_below * len(state.index) and target < len(state.index):
+                order = torch.argsort(state.done.to(torch.int8), stable=True)  # running first
+                keep = order[:target]
+                state.keep(keep)
+                token = token[keep]
+                graph = _move(usable, graph, state)
+            state.valid[:, pos] = True
+            positions = (pos - state.pads)[:, None]
+            if graph is not None:
+                logits = graph.step(token[:, None], positions, pos, state.valid)
+                continue
+            hidden, _ = decoder(
+                token[:, None],
+                positions,
+                state.cache,
+                pos,
+                state.valid[:, None, None, :],
+                state.cross,
+            )
+            logits = decoder.logits(hidden[:, 0])
+    finally:
+        if graph is not None and usable is not None:
+            usable.release(graph)
     return _collect(state, budget_list, vocab, no_speech)
+
+
+def _move(pool: StepGraphPool | None, graph: StepGraph | None, state: _Running) -> StepGraph | None:
+    """After compaction: the loop's graph for the smaller bucket, loaded with the kept rows'
+    cache and cross-attention (``None``, and the loop goes on eagerly, if none is free)."""
+    if pool is None or graph is None:
+        return None
+    pool.release(graph)
+    smaller = pool.acquire(len(state.index))
+    if smaller is not None:
+        smaller.load(state.cross, state.cache)
+        state.cache, state.cross = smaller.cache, smaller.cross
+    return smaller
 
 
 def _prompt_mask(valid: torch.Tensor, width: int) -> torch.Tensor:
@@ -204,9 +238,7 @@ def _prompt_mask(valid: torch.Tensor, width: int) -> torch.Tensor:
     return mask[:, None]
 
 
-def _step(
-    logits: torch.Tensor, step: int, state: _Running, rows: GreedyRows, vocab: Vocab
-) -> torch.Tensor:
+def _step(logits: torch.Tensor, step: int, state: _Running, rows: GreedyRows, vocab: Vocab) -> torch.Tensor:
     """Pick every cache row's next token; record it for rows that were still running."""
     logits = logits.masked_fill(vocab.suppress, -torch.inf)
     if step == 0:
@@ -220,13 +252,9 @@ def _step(
     token = logits.argmax(-1)
     logprob = logprobs.gather(1, token[:, None])[:, 0]
     text = logits[:, : vocab.eot]
-    text_prob = (
-        text.gather(1, token.clamp_max(vocab.eot - 1)[:, None])[:, 0] - text.logsumexp(-1)
-    ).exp()
+    text_prob = (text.gather(1, token.clamp_max(vocab.eot - 1)[:, None])[:, 0] - text.logsumexp(-1)).exp()
     running = ~state.done
-    state.history.append(
-        (state.index, token, torch.where(token < vocab.eot, text_prob, 0.0), logprob)
-    )
+    state.history.append((state.index, token, torch.where(token < vocab.eot, text_prob, 0.0), logprob))
     state.count += running.long()
     state.done = state.done | (token == vocab.eot) | (state.count >= state.budgets)
     if rows.no_repeat > 0:
@@ -249,9 +277,7 @@ def _ban_ngrams(logits: torch.Tensor, generated: torch.Tensor, size: int) -> tor
     return logits.masked_fill(banned, -torch.inf)
 
 
-def _collect(
-    state: _Running, budgets: list[int], vocab: Vocab, no_speech: torch.Tensor | None
-) -> list[Decoded]:
+def _collect(state: _Running, budgets: list[int], vocab: Vocab, no_speech: torch.Tensor | None) -> list[Decoded]:
     """Per original row: tokens up to the end of text or the budget, with their scores."""
     batch = len(budgets)
     tokens: list[list[int]] = [[] for _ in range(batch)]
@@ -272,6 +298,4 @@ def _collect(
         probs[row].append(prob)
         finished[row] = lengths[row] >= budgets[row]
     speech = no_speech.tolist() if no_speech is not None else [0.0] * batch
-    return [
-        Decoded(tokens[r], probs[r], sums[r], lengths[r], float(speech[r])) for r in range(batch)
-    ]
+    return [Decoded(tokens[r], probs[r], sums[r], lengths[r], float(speech[r])) for r in range(batch)]

@@ -214,7 +214,7 @@ class DecoderLayer(nn.Module):
         x: torch.Tensor,
         cache_k: torch.Tensor,
         cache_v: torch.Tensor,
-        start: int,
+        start: int | torch.Tensor,
         mask: torch.Tensor,
         cross: tuple[torch.Tensor, torch.Tensor],
         heads: list[int] | None = None,
@@ -225,12 +225,19 @@ class DecoderLayer(nn.Module):
 
         Attention reads the whole preallocated cache, not ``cache[:, :, :start + T]``: a slice
         is a new shape at every decode step, and on the H200 each new shape cost 55-100 ms the
-        first time (cuDNN attention builds a graph per shape; docs/results/gpu.md)."""
+        first time (cuDNN attention builds a graph per shape; docs/results/gpu.md).
+
+        ``start`` may be a (1,) tensor for a one-token step: the write position is then read on
+        the device, so a CUDA graph captured once serves every step (:mod:`asr.torch_graphs`)."""
         attn = self.self_attn
         h = self.self_attn_layer_norm(x)
-        end = start + x.shape[1]
-        cache_k[:, :, start:end] = attn.split(attn.k_proj(h))
-        cache_v[:, :, start:end] = attn.split(attn.v_proj(h))
+        keys, values = attn.split(attn.k_proj(h)), attn.split(attn.v_proj(h))
+        if isinstance(start, torch.Tensor):
+            cache_k.index_copy_(2, start, keys)
+            cache_v.index_copy_(2, start, values)
+        else:
+            cache_k[:, :, start : start + x.shape[1]] = keys
+            cache_v[:, :, start : start + x.shape[1]] = values
         q = attn.split(attn.q_proj(h))
         out = F.scaled_dot_product_attention(q, cache_k, cache_v, mask)
         x = x + attn.merge(out)
@@ -273,7 +280,7 @@ class TextDecoder(nn.Module):
         tokens: torch.Tensor,
         positions: torch.Tensor,
         cache: KVCache,
-        start: int,
+        start: int | torch.Tensor,
         mask: torch.Tensor,
         cross: CrossKV,
         align_heads: dict[int, list[int]] | None = None,

@@ -33,8 +33,11 @@ class ServerConfig:
     """Whisper model for live calls: tiny.en, base or a CTranslate2 directory."""
     device: str = "auto"
     """cpu, cuda or auto."""
+    asr_backend: str = "faster-whisper"
+    """faster-whisper (CTranslate2; the CPU path) or torch: batched decoding across calls with
+    CUDA-graph decode steps, for a GPU (docs/results/gpu.md)."""
     asr_workers: int = 0
-    """Concurrent decodes (0 = one per core, on CPU and CUDA)."""
+    """Concurrent decodes (0 = one per core with faster-whisper; 4 with the torch backend)."""
     asr_threads: int = 0
     """CPU threads per decode (0 = 1, or every core when ``asr_workers`` is 1)."""
     asr_partial_window: str = "12,8"

@@ -94,9 +94,7 @@ class Leg:
 class RunLog:
     """Raw measurements of one N."""
 
-    commits: list[tuple[float, float, bool]] = field(
-        default_factory=list
-    )  # (audio, latency, final)
+    commits: list[tuple[float, float, bool]] = field(default_factory=list)  # (audio, latency, final)
     finals: list[tuple[float, float]] = field(default_factory=list)  # (audio, latency)
     lags: list[tuple[float, float]] = field(default_factory=list)  # (audio, partial lag)
     batches: list[tuple[float, int, int, float]] = field(default_factory=list)  # (t, n, finals, s)
@@ -117,6 +115,7 @@ class Run:
         n: int,
         args: argparse.Namespace,
         step: float,
+        ids: list[int] | None = None,
     ) -> None:
         self.decoder, self.args = decoder, args
         self.log = RunLog()
@@ -127,7 +126,7 @@ class Run:
         self.feeding = True  # no new partials once the input has ended
         self.legs: list[Leg] = []
         span = args.duration + 1.0
-        for i in range(n):
+        for i in ids if ids is not None else range(n):  # a shard plays its share of the ids
             pair = calls[i % len(calls)]
             room = max(0.0, min(p.duration for p in pair) - span)
             offset = round((i * 7.37) % room, 2) if room > 0 else 0.0
@@ -145,9 +144,7 @@ class Run:
                         in_turn=open_turn,
                     )
                 )
-        self.scheduler = DecodeScheduler(
-            self._decode, SchedulerConfig(workers=args.workers, max_batch=args.max_batch)
-        )
+        self.scheduler = DecodeScheduler(self._decode, SchedulerConfig(workers=args.workers, max_batch=args.max_batch))
 
     def now(self) -> float:
         return time.perf_counter() - self.t0
@@ -163,9 +160,7 @@ class Run:
         start = time.perf_counter()
         out = self.decoder.decode_batch(requests)
         seconds = time.perf_counter() - start
-        self.log.batches.append(
-            (start - self.t0, len(requests), sum(r.final for r in requests), seconds)
-        )
+        self.log.batches.append((start - self.t0, len(requests), sum(r.final for r in requests), seconds))
         return out
 
     # --- feeding (main thread) ----------------------------------------------------------------
@@ -262,9 +257,7 @@ class Run:
             update = leg.transcriber.apply_partial(request, words)
             now = self.now()
             if update is not None:
-                self.log.lags.append(
-                    (request.end - leg.offset, now - self.fed_wall(leg, request.end))
-                )
+                self.log.lags.append((request.end - leg.offset, now - self.fed_wall(leg, request.end)))
                 with self.lock:
                     for word in update.newly_committed:
                         self._commit(leg, word.end, now, by_final=False)
@@ -301,9 +294,7 @@ class Run:
             leg.finals_out -= 1
             if leg.finals_out == 0:
                 for end, _ in leg.held:
-                    self.log.commits.append(
-                        (end - leg.offset, now - self.fed_wall(leg, end), False)
-                    )
+                    self.log.commits.append((end - leg.offset, now - self.fed_wall(leg, end), False))
                     self.log.words += 1
                 leg.held.clear()
 
@@ -331,9 +322,22 @@ def _nvml() -> Any:
 # --- capacity and sweep -------------------------------------------------------------------------
 
 
-def capacity(
-    decoder: Any, calls: list[tuple[LegData, LegData]], sizes: list[int]
-) -> list[dict[str, float]]:
+def partial_like(
+    calls: list[tuple[LegData, LegData]], size: int, rng: np.random.Generator, prompt: str | None
+) -> list[DecodeRequest]:
+    """``size`` partial-like requests: 2-8 s of the carried legs from random starts."""
+    legs = [leg for pair in calls for leg in pair]
+    requests = []
+    for i in range(size):
+        leg = legs[i % len(legs)]
+        seconds = float(rng.uniform(2.0, 8.0))
+        start = float(rng.uniform(0, leg.duration - seconds))
+        audio = leg.audio[round(start * RATE) : round((start + seconds) * RATE)]
+        requests.append(DecodeRequest(audio, start, prompt, False, 0))
+    return requests
+
+
+def capacity(decoder: Any, calls: list[tuple[LegData, LegData]], sizes: list[int]) -> list[dict[str, float]]:
     """Decode time of one batch of B partial-like requests (2-8 s of speech, short prompt).
 
     The batch is decoded twice by the same decoder (with decoder processes: the same process)
@@ -342,16 +346,9 @@ def capacity(
     if hasattr(decoder, "decode_on"):  # DecoderProcesses: both calls on process 0
         decode = lambda requests: decoder.decode_on(0, requests)  # noqa: E731
     rng = np.random.default_rng(0)
-    legs = [leg for pair in calls for leg in pair]
     out = []
     for size in sizes:
-        requests = []
-        for i in range(size):
-            leg = legs[i % len(legs)]
-            seconds = float(rng.uniform(2.0, 8.0))
-            start = float(rng.uniform(0, leg.duration - seconds))
-            audio = leg.audio[round(start * RATE) : round((start + seconds) * RATE)]
-            requests.append(DecodeRequest(audio, start, "Hello, how can I help you?", False, 0))
+        requests = partial_like(calls, size, rng, "Hello, how can I help you?")
         begin = time.perf_counter()
         decode(requests)
         first = time.perf_counter() - begin
@@ -391,9 +388,7 @@ def next_n(tried: dict[int, bool], plan: list[int]) -> int | None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO / ".gpu-torch")
-    parser.add_argument(
-        "--weights", type=Path, default=None, help="default: DATA/model.safetensors"
-    )
+    parser.add_argument("--weights", type=Path, default=None, help="default: DATA/model.safetensors")
     parser.add_argument("--calls", default="16,64,128,256,384,512,768,1024,1536")
     parser.add_argument("--duration", type=float, default=30.0, help="wall seconds per N")
     parser.add_argument("--device", default="auto")
@@ -406,17 +401,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=2,
         help="decoder processes (each its own model and GIL); 0 = decode in this process",
     )
-    parser.add_argument(
-        "--no-warm-up", action="store_true", help="skip the decoders' warm-up (to measure it)"
-    )
-    parser.add_argument(
-        "--step", type=float, default=0.5, help="partial step of the sweep (the CPU default is 1.0)"
-    )
+    parser.add_argument("--no-warm-up", action="store_true", help="skip the decoders' warm-up (to measure it)")
+    parser.add_argument("--step", type=float, default=0.5, help="partial step of the sweep (the CPU default is 1.0)")
     parser.add_argument(
         "--reference-steps",
         default="1.0",
         help="also run the smallest N at these steps (comma list; '' for none)",
     )
+    parser.add_argument(
+        "--graphs",
+        choices=["on", "off", "force"],
+        default="on",
+        help="replay the decode step as CUDA graphs (asr.torch_graphs); force: also on CPU, "
+        "where the graphs' buffers are used without capturing (dry runs)",
+    )
+    parser.add_argument("--graph-copies", type=int, default=0, help="graphs per row bucket (0: one per worker)")
+    parser.add_argument(
+        "--eager-reference",
+        type=int,
+        default=0,
+        help="also run this N with the graphs set aside first (same process, same warm-up)",
+    )
+    parser.add_argument(
+        "--shard",
+        default="",
+        help="I/K: this process plays call ids I, I+K, ... of each N (N counts all shards); "
+        "the K processes start each N together through --barrier and bench_shards.py merges",
+    )
+    parser.add_argument("--barrier", type=Path, default=None, help="shared folder of the shards")
     parser.add_argument("--tick", type=float, default=0.04)
     parser.add_argument("--drain", type=float, default=15.0)
     parser.add_argument("--capacity", default="1,16,64,128,256")
@@ -434,7 +446,12 @@ def main(argv: list[str] | None = None) -> int:
     transfer = args.weights or args.data / "model.safetensors"
     probe = _probe(args.device)
     config = TorchBackendConfig(
-        device=args.device, dtype=args.dtype, max_rows=args.max_batch, warm_up=not args.no_warm_up
+        device=args.device,
+        dtype=args.dtype,
+        max_rows=args.max_batch,
+        warm_up=not args.no_warm_up,
+        cuda_graphs={"on": None, "off": False, "force": True}[args.graphs],
+        graph_copies=args.graph_copies or max(1, args.workers),
     )
     if args.processes > 0:  # one decoder per process: no GIL shared with the calls' Python work
         from asr.torch_processes import DecoderProcesses
@@ -449,9 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         source = weights.source
         warm = [decoder.warm_up_seconds]
     device = (
-        torch.cuda.get_device_name(0)
-        if decoder.device.type == "cuda"
-        else f"cpu ({torch.get_num_threads()} threads)"
+        torch.cuda.get_device_name(0) if decoder.device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     )
     info = {
         "device": device,
@@ -464,6 +479,9 @@ def main(argv: list[str] | None = None) -> int:
         "step": args.step,
         "torch": torch.__version__,
         "warm_up_s": [round(w, 2) for w in warm],
+        "graphs": getattr(decoder, "graphs", None) is not None,
+        "graph_copies": config.graph_copies,
+        "shard": args.shard,
         "sdpa_probe": probe,
     }
     loaded = time.perf_counter() - began
@@ -476,6 +494,15 @@ def main(argv: list[str] | None = None) -> int:
     calls = load_calls(args.data)
     sizes = [int(s) for s in args.capacity.split(",") if s and int(s) <= args.max_batch]
     info["capacity"] = capacity(decoder, calls, sizes)
+    if info["graphs"] and sizes:
+        from bench_graphs import graph_check
+
+        info["graph_check"] = graph_check(decoder, calls, max(sizes))
+    if args.shard:
+        from bench_shards import shard_sweep
+
+        shard_sweep(decoder, calls, args, info, began, Run)
+        return 0
     rows = sweep(decoder, calls, args, info, began)
     print(markdown(rows, info), flush=True)  # noqa: T201
     print(f"total {time.perf_counter() - began:.0f} s", flush=True)  # noqa: T201
@@ -517,9 +544,16 @@ def sweep(
     tried: dict[int, bool] = {}
     criterion = "goals_met"  # until the smallest N misses the goals: then only lag growth
     references = [float(x) for x in args.reference_steps.split(",") if x]
-    queue = [(min(plan), step) for step in references if step != args.step]
+    queue: list[tuple[int, float, bool]] = [(min(plan), step, True) for step in references if step != args.step]
+    if args.eager_reference and getattr(decoder, "graphs", None) is not None:
+        queue.insert(0, (args.eager_reference, args.step, False))
     while queue or (n := next_n(tried, plan)) is not None:
-        n, step = queue.pop(0) if queue else (n, args.step)
+        n, step, graphed = queue.pop(0) if queue else (n, args.step, True)
+        if not graphed:  # the same N with the graphs set aside: the eager reference row
+            from bench_graphs import eager_row
+
+            rows.append(eager_row(decoder, calls, n, args, step, Run))
+            continue
         if time.perf_counter() - began + args.duration + args.drain + 5 > args.budget:
             print(f"budget reached before N={n}", flush=True)  # noqa: T201
             break
@@ -531,6 +565,7 @@ def sweep(
         row = summarize(n, log, args, time.perf_counter() - start, step)
         if cuda:
             row["gpu_mem_gb"] = torch.cuda.max_memory_allocated() / 1e9
+        row["graphs"] = getattr(decoder, "graphs", None) is not None
         rows.append(row)
         if step == args.step:
             if not tried and not row["goals_met"]:
@@ -538,7 +573,7 @@ def sweep(
             tried[n] = bool(row[criterion]) and row["errors"] == 0
         rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
         print(json.dumps(rounded), flush=True)  # noqa: T201
-        rows.sort(key=lambda r: (r["step"] != args.step, r["calls"]))
+        rows.sort(key=lambda r: (r["step"] != args.step, not r.get("graphs", True), r["calls"]))
         (args.out / "gpu_bench.json").write_text(json.dumps({"info": info, "rows": rows}, indent=1))
         (args.out / "gpu_bench.md").write_text(markdown(rows, info))
     return rows

@@ -27,9 +27,7 @@ def growth(points: list[tuple[float, float]]) -> float:
     return float(np.median(last) - np.median(first)) if len(first) and len(last) else 0.0
 
 
-def summarize(
-    n: int, log: Any, args: argparse.Namespace, wall: float, step: float
-) -> dict[str, Any]:
+def summarize(n: int, log: Any, args: argparse.Namespace, wall: float, step: float) -> dict[str, Any]:
     """One table row from a run's raw measurements (a ``bench_gpu.RunLog``)."""
     commits = [c[1] for c in log.commits]
     finals = [f[1] for f in log.finals]
@@ -63,9 +61,7 @@ def summarize(
         "max_queue": max((q[1] for q in log.queue), default=0),
         "max_spacing": max((q[2] for q in log.queue), default=0.0),
     }
-    row["sustained"] = (
-        row["lag_growth"] < 0.5 and row["final_growth"] < 0.5 and row["max_slip"] < 0.25
-    )
+    row["sustained"] = row["lag_growth"] < 0.5 and row["final_growth"] < 0.5 and row["max_slip"] < 0.25
     row["goals_met"] = bool(
         row["sustained"]
         and row["errors"] == 0
@@ -91,9 +87,13 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
         head,
         "|" + "---|" * 13,
     ]
+
+    def eager(row: dict[str, Any]) -> str:  # the eager reference of a graphed run
+        return " (eager)" if info.get("graphs") and row.get("graphs") is False else ""
+
     for r in rows:
         lines.append(
-            f"| {r['calls']} | {r['legs']} | {r['step']:.2f} | {r['commit_p50']:.2f} / "
+            f"| {r['calls']}{eager(r)} | {r['legs']} | {r['step']:.2f} | {r['commit_p50']:.2f} / "
             f"{r['commit_p95']:.2f} | {r['final_p50']:.2f} / {r['final_p95']:.2f} | "
             f"{r['lag_growth']:+.2f} / "
             f"{r['final_growth']:+.2f} | {r['max_slip']:.2f} | {r['batch_mean']:.1f} / "
@@ -101,7 +101,7 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
             f"{r['decode_ms_p95']:.0f} | {r['gpu_util']:.0f} % | {100 * r['busy']:.0f} % | "
             f"{r['max_spacing']:.1f} | {'yes' if r['goals_met'] else 'no'} |"
         )
-    sweep = [r for r in rows if r["step"] == info.get("step")]
+    sweep = [r for r in rows if r["step"] == info.get("step") and not eager(r)]
     best = max((r["calls"] for r in sweep if r["goals_met"]), default=0)
     held = max((r["calls"] for r in sweep if r["sustained"] and r["errors"] == 0), default=0)
     lines += [

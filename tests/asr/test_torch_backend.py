@@ -220,3 +220,29 @@ def test_warm_up_runs_every_bucket_and_changes_no_result(
     for rows in (1, 2):  # prompt passes, steps, alignment passes
         assert {(rows, 32), (rows, 1), (rows, 64)} <= set(seen)
     assert all(_same(s, b) for s, b in zip(small.decode_batch(requests), batched, strict=True))
+
+
+def test_decode_step_graph_buffers_change_no_result(
+    decoder: TorchWhisperDecoder, five: list[DecodeRequest]
+) -> None:
+    """The CUDA-graph path's buffers on CPU (no capture): same words as the plain loop, the
+    one-token steps go through the pool's graphs, compaction moves to the smaller bucket's."""
+    config = TorchBackendConfig(device="cpu", max_rows=8, cuda_graphs=True, graph_copies=1)
+    graphed = TorchWhisperDecoder.load("tiny.en", config)
+    assert graphed.graphs is not None
+    written_at: list[tuple[int, bool]] = []  # (rows, write position given as a tensor)
+    hook = graphed.model.decoder.register_forward_hook(
+        lambda _m, args, _o: written_at.append((args[0].shape[0], torch.is_tensor(args[3])))
+    )
+    try:
+        words = graphed.decode_batch(five)
+    finally:
+        hook.remove()
+    plain = decoder.decode_batch(five)
+    assert all(_same(g, p) for g, p in zip(words, plain, strict=True))
+    steps = [rows for rows, by_tensor in written_at if by_tensor]
+    assert steps and steps[0] == 8 and min(steps) < 8  # graph steps, then a smaller bucket's
+    assert graphed.graphs.misses == 0
+    taken = graphed.graphs.acquire(8)
+    assert taken is not None and graphed.graphs.acquire(8) is None  # one copy: lent out
+    graphed.graphs.release(taken)

@@ -7,7 +7,6 @@ are in flight, so every partial decodes exactly the audio at its step (no clock,
 from __future__ import annotations
 
 import asyncio
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from asr import AsrOptions, WhisperEngine
 from asr.live import load_streaming_engine
 from asr.streaming import WhisperTurnDecoder
 from asr.wer import word_errors
+from tests.voice.spokenwoz import spokenwoz_leg
 from voice.audio import resample
 from voice.frames import (
     SpeechStartedFrame,
@@ -54,15 +54,7 @@ def scheduler() -> Iterator[AsrScheduler]:
 
 @pytest.fixture(scope="module")
 def agent_leg(shared_data: Path) -> tuple[np.ndarray, str]:
-    """Speaker B's leg (right channel, 8 kHz int16) of the first SECONDS, and its reference."""
-    folder = shared_data / "diarization" / "spokenwoz_calls_8k"
-    with wave.open(str(folder / f"{CALL}.wav")) as w:
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
-    import json
-
-    words = json.loads((folder / f"{CALL}.json").read_text())
-    ref = " ".join(w["word"] for w in words if w["speaker"] == "B" and w["end"] <= SECONDS)
-    return np.ascontiguousarray(pcm[: int(SECONDS * 8000), 1]), ref
+    return spokenwoz_leg(shared_data, CALL, SECONDS)
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,11 @@ import click
 @click.option("--port", type=int, default=None, help="HTTP/WebSocket port (default 8000).")
 @click.option("--sip-port", type=int, default=None, help="SIP port, UDP and TCP (default 5060; -1 disables SIP).")
 @click.option("--model", default=None, help="Whisper model for live calls: tiny.en (default), base or a path.")
+@click.option("--asr-backend", type=click.Choice(["faster-whisper", "torch"]), default=None,
+              help="faster-whisper (default; CPU) or torch: batches every call's decodes on a GPU, "
+                   "CUDA-graph decode steps (docs/results/gpu.md).")
 @click.option("--asr-workers", type=int, default=None,
-              help="Concurrent decodes (default: one per core).")
+              help="Concurrent decodes (default: one per core; 4 with --asr-backend torch).")
 @click.option("--asr-threads", type=int, default=None,
               help="CPU threads per decode (default 1; every core with --asr-workers 1).")
 @click.option("--asr-partial-window", default=None, metavar="MIN,PAD",
@@ -29,7 +32,8 @@ import click
               help="Erase stored calls (transcript, recording, feedback quoting them) this many days after they "
                    "were created; checked hourly. Default 0: keep until `voice calls purge`.")
 @click.option("--log-level", default="info", show_default=True)
-def serve(host: str | None, port: int | None, sip_port: int | None, model: str | None, asr_workers: int | None,
+def serve(host: str | None, port: int | None, sip_port: int | None, model: str | None,
+          asr_backend: str | None, asr_workers: int | None,
           asr_threads: int | None, asr_partial_window: str | None, suggest_model: str | None,
           models_root: str | None, db_url: str | None, data_dir: str | None, config_file: Path | None,
           retention_days: float | None, log_level: str) -> None:
@@ -47,17 +51,19 @@ def serve(host: str | None, port: int | None, sip_port: int | None, model: str |
 
     from voice.config import load_config
     from voice.errors import VoiceError
-    from voice.live.asr_runtime import partial_window
+    from voice.live.asr_runtime import check_backend, partial_window
     from voice.server.app import create_app
 
     try:
         config = load_config(config_file, {"host": host, "port": port, "sip_port": sip_port, "model": model,
-                                           "asr_workers": asr_workers, "asr_threads": asr_threads,
+                                           "asr_backend": asr_backend, "asr_workers": asr_workers,
+                                           "asr_threads": asr_threads,
                                            "asr_partial_window": asr_partial_window,
                                            "suggest_model": suggest_model, "models_root": models_root,
                                            "db_url": db_url, "data_dir": data_dir,
                                            "retention_days": retention_days})
         partial_window(config.asr_partial_window)  # a bad window fails here, not after the models load
+        check_backend(config.asr_backend)
     except VoiceError as exc:
         raise click.ClickException(str(exc)) from exc
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -36,6 +36,9 @@ class AsrRuntime:
     """Process-wide speaker embedder for mixed legs (loaded on first mixed call)."""
     early_final_counts: Counter[str] = field(default_factory=Counter)
     """Early finals of every call so far: started, and adopted as the turn's final (/metrics)."""
+    join_on_close: bool = False
+    """Wait for the decode workers at close: a torch worker still alive when the interpreter
+    exits aborts the process ("terminate called without an active exception")."""
 
     @classmethod
     def load(cls, config: ServerConfig) -> AsrRuntime:
@@ -46,6 +49,8 @@ class AsrRuntime:
         from asr.streaming import DecodeRequest, WhisperTurnDecoder
         from voice.live.scheduler import DecodeScheduler, SchedulerConfig
 
+        if check_backend(config.asr_backend) == "torch":
+            return cls._load_torch(config)
         on_cpu = resolve_device(config.device, "auto")[0] == "cpu"
         around = partial_window(config.asr_partial_window) if on_cpu else None  # a bad setting fails before the load
         workers, threads = decode_slots(config, on_cpu=on_cpu)
@@ -60,6 +65,24 @@ class AsrRuntime:
         decoder.decode_batch([DecodeRequest(np.zeros(16000, dtype=np.float32), 0.0, None, True, 0)])  # warm-up
         scheduler = DecodeScheduler(decoder.decode_batch, SchedulerConfig(workers=workers))
         return cls(engine=engine, scheduler=scheduler, streaming_config=live_streaming_config(on_cpu=on_cpu))
+
+    @classmethod
+    def _load_torch(cls, config: ServerConfig) -> AsrRuntime:
+        """The batched torch decoder (asr.torch_backend): every pending request of every call in
+        one encoder pass and one decode loop, the decode step a CUDA graph on a GPU. Settings as
+        measured on an H200 (docs/results/gpu.md): 4 decode workers (8 were worse), one graph per
+        row bucket for each, partials every 0.5 s with prompts and the full window."""
+        from asr.streaming import StreamingConfig
+        from asr.torch_backend import TorchBackendConfig, TorchWhisperDecoder
+        from voice.live.scheduler import DecodeScheduler, SchedulerConfig
+
+        workers = config.asr_workers or TORCH_WORKERS
+        backend = TorchBackendConfig(device=config.device, graph_copies=workers)
+        decoder = TorchWhisperDecoder.load(config.model, backend)
+        scheduler = DecodeScheduler(decoder.decode_batch,
+                                    SchedulerConfig(workers=workers, max_batch=backend.max_rows))
+        return cls(engine=decoder, scheduler=scheduler, streaming_config=StreamingConfig(step=0.5),
+                   join_on_close=True)
 
     def processor_for(self, started: CallStartedFrame) -> FrameProcessor:
         """The streaming ASR processor of a new call (and speaker attribution for mixed legs)."""
@@ -81,7 +104,26 @@ class AsrRuntime:
 
     def close(self) -> None:
         """Stop the decode workers."""
-        self.scheduler.close(wait=False)
+        self.scheduler.close(wait=self.join_on_close)
+
+
+TORCH_WORKERS = 4
+"""Decode workers of the torch backend by default (H200: 4 met the goals at 56 calls in one
+process, 8 missed at 64)."""
+
+ASR_BACKENDS = ("faster-whisper", "torch")
+
+
+def check_backend(setting: str) -> str:
+    """``setting`` if it names an ASR backend.
+
+    Raises:
+        ConfigError: it does not.
+    """
+    if setting not in ASR_BACKENDS:
+        raise ConfigError(f"asr_backend {setting!r} is not one of {', '.join(ASR_BACKENDS)}",
+                          hint="faster-whisper on CPU; torch batches calls on a GPU")
+    return setting
 
 
 def partial_window(setting: str) -> Callable[[bool], AbstractContextManager[None]]:
