@@ -38,6 +38,10 @@ class ServerConfig:
     CUDA-graph decode steps, for a GPU (docs/results/gpu.md)."""
     asr_workers: int = 0
     """Concurrent decodes (0 = one per core with faster-whisper; 4 with the torch backend)."""
+    asr_max_batch: int = 0
+    """Torch backend: requests per decode batch at most (0 = 256). Each decode worker holds one
+    CUDA graph per power-of-two bucket up to it, about 12 MB per row with tiny.en (25 GB for 4
+    workers at 256); several processes per GPU want less (12 processes: 2 workers, 64)."""
     asr_threads: int = 0
     """CPU threads per decode (0 = 1, or every core when ``asr_workers`` is 1)."""
     asr_partial_window: str = "12,8"

@@ -35,8 +35,9 @@ WER_MARGIN = 0.15  # greedy finals here against offline beam 5, on ~30 words
 
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[AsrRuntime]:
-    config = ServerConfig(asr_backend="torch", device="cpu", asr_workers=1, sip_port=-1)
+    config = ServerConfig(asr_backend="torch", device="cpu", asr_workers=1, asr_max_batch=8, sip_port=-1)
     runtime = AsrRuntime.load(config)
+    assert runtime.engine.config.max_rows == 8
     yield runtime
     runtime.close()
 

@@ -17,6 +17,9 @@ import click
                    "CUDA-graph decode steps (docs/results/gpu.md).")
 @click.option("--asr-workers", type=int, default=None,
               help="Concurrent decodes (default: one per core; 4 with --asr-backend torch).")
+@click.option("--asr-max-batch", type=click.IntRange(min=1), default=None,
+              help="Torch backend: requests per decode batch at most (default 256; 64 when a GPU "
+                   "runs 12 server processes under MPS).")
 @click.option("--asr-threads", type=int, default=None,
               help="CPU threads per decode (default 1; every core with --asr-workers 1).")
 @click.option("--asr-partial-window", default=None, metavar="MIN,PAD",
@@ -33,7 +36,7 @@ import click
                    "were created; checked hourly. Default 0: keep until `voice calls purge`.")
 @click.option("--log-level", default="info", show_default=True)
 def serve(host: str | None, port: int | None, sip_port: int | None, model: str | None,
-          asr_backend: str | None, asr_workers: int | None,
+          asr_backend: str | None, asr_workers: int | None, asr_max_batch: int | None,
           asr_threads: int | None, asr_partial_window: str | None, suggest_model: str | None,
           models_root: str | None, db_url: str | None, data_dir: str | None, config_file: Path | None,
           retention_days: float | None, log_level: str) -> None:
@@ -57,6 +60,7 @@ def serve(host: str | None, port: int | None, sip_port: int | None, model: str |
     try:
         config = load_config(config_file, {"host": host, "port": port, "sip_port": sip_port, "model": model,
                                            "asr_backend": asr_backend, "asr_workers": asr_workers,
+                                           "asr_max_batch": asr_max_batch,
                                            "asr_threads": asr_threads,
                                            "asr_partial_window": asr_partial_window,
                                            "suggest_model": suggest_model, "models_root": models_root,

@@ -77,7 +77,8 @@ class AsrRuntime:
         from voice.live.scheduler import DecodeScheduler, SchedulerConfig
 
         workers = config.asr_workers or TORCH_WORKERS
-        backend = TorchBackendConfig(device=config.device, graph_copies=workers)
+        backend = TorchBackendConfig(device=config.device, graph_copies=workers,
+                                     max_rows=config.asr_max_batch or TorchBackendConfig.max_rows)
         decoder = TorchWhisperDecoder.load(config.model, backend)
         scheduler = DecodeScheduler(decoder.decode_batch,
                                     SchedulerConfig(workers=workers, max_batch=backend.max_rows))
