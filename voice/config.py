@@ -47,6 +47,9 @@ class ServerConfig:
     asr_partial_window: str = "12,8"
     """CPU: encoder window of partial decodes as "minimum,padding" seconds ("20,10" = the finals').
     Shorter is cheaper; finals replace the partials' words anyway (docs/results/streaming.md)."""
+    event_relay: bool = False
+    """Share call events with the other server processes on the same PostgreSQL database
+    (LISTEN/NOTIFY; voice/server/relay.py): each process then lists and streams every call."""
     suggest_model: str | None = None
     """Suggestion model directory (models/<tenant>/<version>), or none."""
     models_root: str | None = None

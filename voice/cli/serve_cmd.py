@@ -34,12 +34,15 @@ import click
 @click.option("--retention-days", type=click.FloatRange(min=0), default=None,
               help="Erase stored calls (transcript, recording, feedback quoting them) this many days after they "
                    "were created; checked hourly. Default 0: keep until `voice calls purge`.")
+@click.option("--event-relay", is_flag=True, default=None,
+              help="Share call events with the other server processes on the same PostgreSQL --db, so "
+                   "each lists and streams every call (several processes per GPU).")
 @click.option("--log-level", default="info", show_default=True)
 def serve(host: str | None, port: int | None, sip_port: int | None, model: str | None,
           asr_backend: str | None, asr_workers: int | None, asr_max_batch: int | None,
           asr_threads: int | None, asr_partial_window: str | None, suggest_model: str | None,
           models_root: str | None, db_url: str | None, data_dir: str | None, config_file: Path | None,
-          retention_days: float | None, log_level: str) -> None:
+          retention_days: float | None, event_relay: bool | None, log_level: str) -> None:
     """Serve live calls: Twilio (WS /ws/twilio), AudioHook (WS /ws/audiohook), WebRTC
     (POST /webrtc/offer) and SIP/SIPREC; events at WS /ws/calls/{id}/events and
     GET /api/calls/{id}/events (SSE). Settings: flags > NEXTLINE_* environment > --config file.
@@ -56,6 +59,7 @@ def serve(host: str | None, port: int | None, sip_port: int | None, model: str |
     from voice.errors import VoiceError
     from voice.live.asr_runtime import check_backend, partial_window
     from voice.server.app import create_app
+    from voice.server.relay import relay_conninfo
 
     try:
         config = load_config(config_file, {"host": host, "port": port, "sip_port": sip_port, "model": model,
@@ -65,9 +69,11 @@ def serve(host: str | None, port: int | None, sip_port: int | None, model: str |
                                            "asr_partial_window": asr_partial_window,
                                            "suggest_model": suggest_model, "models_root": models_root,
                                            "db_url": db_url, "data_dir": data_dir,
-                                           "retention_days": retention_days})
+                                           "retention_days": retention_days, "event_relay": event_relay})
         partial_window(config.asr_partial_window)  # a bad window fails here, not after the models load
         check_backend(config.asr_backend)
+        if config.event_relay:
+            relay_conninfo(config.database_url)  # PostgreSQL only: say so before the models load
     except VoiceError as exc:
         raise click.ClickException(str(exc)) from exc
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

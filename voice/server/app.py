@@ -23,6 +23,7 @@ from voice.registry import resolve
 from voice.server.auth import CurrentAgent, authorize_call, authorize_websocket
 from voice.server.console import close_console
 from voice.server.metrics import CONTENT_TYPE, ServerMetrics
+from voice.server.relay import EventRelay, relay_conninfo
 from voice.server.retention_api import retention_task
 from voice.server.routers import include_console_routers
 from voice.server.sockets import stream_until_disconnected
@@ -46,10 +47,14 @@ def create_app(config: ServerConfig, services: LiveServices | None = None) -> Fa
         app.state.services = svc
         _attach_metrics(metrics, svc)
         sip = await _start_sip(config, svc)
+        relay = _start_relay(config, svc)
+        app.state.relay = relay
         try:
             async with retention_task(svc):
                 yield
         finally:
+            if relay is not None:
+                await asyncio.to_thread(relay.close)
             await close_console(app)
             if sip is not None:
                 await sip.stop()
@@ -66,6 +71,15 @@ def create_app(config: ServerConfig, services: LiveServices | None = None) -> Fa
     _add_metrics_route(app, metrics)
     include_console_routers(app)
     return app
+
+
+def _start_relay(config: ServerConfig, services: LiveServices) -> EventRelay | None:
+    """The cross-process event relay, when configured (``--event-relay``)."""
+    if not config.event_relay:
+        return None
+    relay = EventRelay(relay_conninfo(config.database_url), services.hub, services.registry)
+    relay.start(asyncio.get_running_loop())
+    return relay
 
 
 def _attach_metrics(metrics: ServerMetrics, services: LiveServices) -> None:
@@ -129,7 +143,9 @@ def _add_call_routes(app: FastAPI, state: dict[str, Any]) -> None:
     async def healthz() -> dict[str, Any]:
         """Liveness and load: active calls and the decode scheduler's queue."""
         s = svc()
-        return {"status": "ok", "active_calls": len(s.manager.sessions), "asr": s.asr.metrics()}
+        relay = getattr(app.state, "relay", None)
+        return {"status": "ok", "active_calls": len(s.manager.sessions), "asr": s.asr.metrics(),
+                **({"event_relay": dict(relay.counts)} if relay is not None else {})}
 
     @app.get("/api/calls", tags=["calls"])
     async def list_calls(viewer: CurrentAgent, agent_id: str | None = None,

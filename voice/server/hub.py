@@ -66,6 +66,17 @@ class EventHub:
             self._offer(sub, event, channel.subscribers)
         return event
 
+    def ingest(self, call_id: str, event: Event) -> None:
+        """Deliver an event another server process published (``voice.server.relay``): it keeps
+        its own ``seq`` and ``emitted_at``, and observers (this process's metrics) skip it. A
+        call joined midway has a history that starts at its first relayed event."""
+        channel = self._channels.setdefault(call_id, _CallChannel())
+        if channel.events and event["seq"] <= channel.events[-1]["seq"]:
+            return  # already here (a listener that reconnected)
+        channel.events.append(event)
+        for sub in list(channel.subscribers) + list(self._global):
+            self._offer(sub, event, channel.subscribers)
+
     def close_call(self, call_id: str) -> None:
         """No more events for this call: end its subscriptions; keep its history (bounded)."""
         channel = self._channels.get(call_id)
@@ -88,7 +99,7 @@ class EventHub:
     def history(self, call_id: str, since: int = 0) -> list[Event]:
         """Events of a call with ``seq > since``."""
         channel = self._channels.get(call_id)
-        return [] if channel is None else channel.events[since:]
+        return [] if channel is None else _after(channel.events, since)
 
     def knows(self, call_id: str) -> bool:
         """Whether the hub has (or had recently) this call."""
@@ -98,7 +109,7 @@ class EventHub:
         """Replay events after ``since``, then follow live ones until the call ends."""
         channel = self._channels.setdefault(call_id, _CallChannel())
         sub = _Subscription()
-        replay = channel.events[since:]
+        replay = _after(channel.events, since)
         closed = channel.closed
         channel.subscribers.add(sub)
         try:
@@ -134,3 +145,11 @@ class EventHub:
             sub.dropped = True
             owners.discard(sub)
             self._global.discard(sub)
+
+
+def _after(events: list[Event], since: int) -> list[Event]:
+    """Events with ``seq > since``: a local call's ``seq`` is its index + 1, a relayed call's
+    history may start later."""
+    if not events or events[0]["seq"] == 1:
+        return events[since:]
+    return [e for e in events if e["seq"] > since]

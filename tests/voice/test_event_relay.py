@@ -1,0 +1,150 @@
+"""Call events relayed between server processes through a real PostgreSQL (LISTEN/NOTIFY).
+
+Two hubs with their own registries and relays stand for two ``voice serve --event-relay``
+processes on one database: what one publishes, the other lists, replays and streams."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from voice.errors import ConfigError
+from voice.server.calls import CallRegistry
+from voice.server.hub import EventHub
+from voice.server.relay import MAX_PAYLOAD, RELAY_CHANNEL, EventRelay, relay_conninfo
+
+
+def _process(conninfo: str) -> tuple[EventHub, CallRegistry, EventRelay]:
+    hub, registry = EventHub(), CallRegistry()
+    return hub, registry, EventRelay(conninfo, hub, registry)
+
+
+def _words(n: int) -> list[dict[str, Any]]:
+    return [{"text": f"word{i}", "start": i * 0.3, "end": i * 0.3 + 0.25, "probability": 0.9} for i in range(n)]
+
+
+async def _until(check: Any, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "relayed events did not arrive"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.e2e
+def test_events_of_one_process_reach_the_other(postgres_url: str) -> None:
+    conninfo = relay_conninfo(postgres_url)
+    hub_a, registry_a, relay_a = _process(conninfo)
+    hub_b, registry_b, relay_b = _process(conninfo)
+
+    async def run() -> list[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        relay_a.start(loop)
+        relay_b.start(loop)
+        await _until(lambda: relay_a.listening.is_set() and relay_b.listening.is_set())
+        streamed: list[dict[str, Any]] = []
+
+        async def follow() -> None:  # an agent screen on process B, open before the call starts
+            async for event in hub_b.subscribe("call-1"):
+                streamed.append(event)
+
+        follower = asyncio.create_task(follow())
+        await asyncio.sleep(0.05)
+        with psycopg.connect(conninfo, autocommit=True) as stray:  # junk on the channel
+            stray.execute("SELECT pg_notify(%s, %s)", (RELAY_CHANNEL, "not an event"))
+        hub_a.publish("call-1", {"type": "call.started", "audio_time": 0.0, "tenant": "acme",
+                                 "agent_id": "a1", "legs": {"inbound": "customer"}, "source": "twilio"})
+        hub_a.publish("call-1", {"type": "transcript.final", "audio_time": 4.2, "role": "customer",
+                                 "text": "I want to cancel", "words": _words(4)})
+        hub_a.publish("call-1", {"type": "transcript.partial", "audio_time": 40.0, "role": "agent",
+                                 "text": "long", "committed": _words(200), "tentative": []})
+        hub_a.publish("call-1", {"type": "call.ended", "audio_time": 41.0, "reason": "hangup"})
+        await asyncio.wait_for(follower, 10)
+        return streamed
+
+    try:
+        streamed = asyncio.run(run())
+    finally:
+        relay_a.close()
+        relay_b.close()
+    local = hub_a.history("call-1")
+    assert [e["type"] for e in streamed] == [e["type"] for e in local]  # in order, nothing lost
+    assert [(e["seq"], e["emitted_at"]) for e in streamed] == [(e["seq"], e["emitted_at"]) for e in local]
+    assert streamed[1]["words"] == local[1]["words"]
+    assert len(local[2]["committed"]) == 200 and "committed" not in streamed[2] and streamed[2]["words_omitted"]
+    state = registry_b.get("call-1")
+    assert state is not None and (state.agent_id, state.tenant, state.status) == ("a1", "acme", "ended")
+    assert state.last_text == "customer: I want to cancel" and state.end_reason == "hangup"
+    assert hub_b.history("call-1", since=2)[0]["seq"] == 3  # replay from a sequence number
+    assert relay_b.counts["received"] == 4 and relay_b.counts["malformed"] == 1
+    assert relay_a.counts["sent"] == 4 and relay_a.counts["words_omitted"] == 1
+    assert len(hub_a.history("call-1")) == 4  # its own events did not come back to A
+
+
+@pytest.mark.unit
+def test_the_relay_needs_postgresql() -> None:
+    with pytest.raises(ConfigError, match="PostgreSQL"):
+        relay_conninfo("sqlite:///nextline.db")
+    assert relay_conninfo("postgresql+psycopg://u:p@127.0.0.1:5432/db").startswith("postgresql://u:p@")
+    assert MAX_PAYLOAD < 8000
+
+
+@pytest.mark.e2e
+def test_two_servers_on_one_database_each_show_every_call(postgres_url: str, tmp_path: Path) -> None:
+    """Two apps as ``voice serve --event-relay`` builds them, one database: a call carried by
+    server A is listed and streamed to its agent by server B, and only to its agent."""
+    from starlette.testclient import TestClient
+
+    from tests.server.harness import Env, make_services, new_app, scripted
+    from voice.store.agents import AgentStore
+
+    a = make_services(tmp_path / "a", db_url=postgres_url, event_relay=True)
+    b = make_services(tmp_path / "b", db_url=postgres_url, event_relay=True)
+    agents = AgentStore(a.store)
+    tokens = {name: agents.add(name, role="agent")[1] for name in ("alice", "bob")}
+    app_a, app_b = new_app(a), new_app(b)
+    with TestClient(app_a) as client_a, TestClient(app_b) as client_b:
+        for app in (app_a, app_b):
+            assert app.state.relay.listening.wait(10)
+        env_a = Env(client_a, a, tokens)
+        scripted(env_a, "CA-relayed", "alice", end=True)
+        alice, bob = env_a.headers("alice"), env_a.headers("bob")
+        deadline = time.monotonic() + 10
+        while not (listed := client_b.get("/api/calls", headers=alice).json()["calls"]):
+            assert time.monotonic() < deadline, "server B never listed the call"
+            time.sleep(0.05)
+        assert [c["call_id"] for c in listed] == ["CA-relayed"]
+        assert client_b.get("/api/calls", headers=bob).json()["calls"] == []
+        with client_b.stream("GET", "/api/calls/CA-relayed/events", headers=alice) as response:
+            lines = [line for line in response.iter_lines() if line.startswith("data:")]
+        types = [line.split('"type":"')[1].split('"')[0] for line in (x.replace(" ", "") for x in lines)]
+        assert types[0] == "call.started" and types[-1] == "call.ended" and types.count("transcript.final") == 2
+        assert client_b.get("/healthz").json()["event_relay"]["received"] == len(types)
+
+
+@pytest.mark.unit
+def test_an_unreachable_database_never_holds_up_a_call() -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    hub, registry, relay = _process(f"postgresql://nobody@127.0.0.1:{port}/none?connect_timeout=1")
+
+    async def run() -> None:
+        relay.start(asyncio.get_running_loop())
+        started = time.monotonic()
+        for seq in range(50):
+            hub.publish("call-x", {"type": "transcript.partial", "audio_time": seq, "text": "x"})
+        assert time.monotonic() - started < 0.5
+        await asyncio.sleep(0.3)
+
+    asyncio.run(run())
+    began = time.monotonic()
+    relay.close()
+    assert time.monotonic() - began < 6
+    assert len(hub.history("call-x")) == 50 and relay.counts["sent"] == 0 and not relay.listening.is_set()

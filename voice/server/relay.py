@@ -1,0 +1,175 @@
+"""Call events shared by several server processes through PostgreSQL LISTEN/NOTIFY.
+
+Why: one GPU serves 200+ calls only as several server processes (docs/results/gpu.md: 12
+processes under MPS; one process is bound by its own Python at about 56 calls), and each process
+knows only the calls it carries. With the relay on (``voice serve --event-relay``, a PostgreSQL
+``--db`` shared by the processes), every process publishes its calls' events on one channel and
+takes in everyone else's, so any process lists every call (``GET /api/calls``), streams any
+call's events to the agent console and supervisors, and checks feedback against any call's
+suggestions. PostgreSQL is already the shared store of such a set-up, so no new service is
+needed; NOTIFY is delivered in commit order, so a call's events arrive in order.
+
+A notification carries at most 8000 bytes: an event over :data:`MAX_PAYLOAD` travels without its
+word timings (``"words_omitted": true``; the text stays), and one still too large is counted and
+not relayed. Relayed events keep the ``seq`` and ``emitted_at`` of the process that made them,
+and are not counted in this process's ``/metrics`` (each process counts its own calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import threading
+import uuid
+from typing import Any
+
+from sqlalchemy import make_url
+
+from voice.errors import ConfigError
+from voice.frames import CallStartedFrame
+from voice.server.calls import CallRegistry
+from voice.server.hub import Event, EventHub
+
+__all__ = ["MAX_PAYLOAD", "RELAY_CHANNEL", "EventRelay", "relay_conninfo"]
+
+log = logging.getLogger(__name__)
+
+RELAY_CHANNEL = "nextline_events"
+MAX_PAYLOAD = 7900
+"""Bytes of one notification at most (PostgreSQL's limit is 8000, less some headroom)."""
+_WORD_LISTS = ("words", "committed", "tentative")
+
+
+def relay_conninfo(database_url: str) -> str:
+    """A psycopg connection string for the server's SQLAlchemy ``database_url``.
+
+    Raises:
+        ConfigError: the database is not PostgreSQL.
+    """
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        raise ConfigError("the event relay needs a PostgreSQL database shared by the server processes",
+                          hint="give every process the same --db postgresql+psycopg://...")
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class EventRelay:
+    """Publishes this process's call events and delivers the other processes' into the hub."""
+
+    def __init__(self, conninfo: str, hub: EventHub, registry: CallRegistry, *,
+                 channel: str = RELAY_CHANNEL) -> None:
+        self.conninfo, self.hub, self.registry, self.channel = conninfo, hub, registry, channel
+        self.origin = uuid.uuid4().hex[:12]
+        """This process's id in the notifications (its own come back and are skipped)."""
+        self.counts = {"sent": 0, "received": 0, "words_omitted": 0, "too_large": 0, "malformed": 0,
+                       "dropped": 0}
+        self._outbox: queue.Queue[str | None] = queue.Queue(10_000)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.listening = threading.Event()
+        """Set once LISTEN is in place (events published after that reach this process)."""
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the sender and listener threads; relayed events are delivered on ``loop``."""
+        self._loop = loop
+        self.hub.observers.append(self.offer)
+        for name, target in (("relay-send", self._send), ("relay-listen", self._listen)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def close(self) -> None:
+        """Stop both threads (events still queued are sent first)."""
+        if self.offer in self.hub.observers:
+            self.hub.observers.remove(self.offer)
+        self._stop.set()
+        self._outbox.put(None)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    # --- this process's events --------------------------------------------------------------
+
+    def offer(self, event: Event) -> None:
+        """Hub observer: queue one of this process's events (never blocks the call)."""
+        payload = json.dumps({"origin": self.origin, "event": event}, separators=(",", ":"))
+        if len(payload.encode()) > MAX_PAYLOAD:
+            slim = {k: v for k, v in event.items() if k not in _WORD_LISTS} | {"words_omitted": True}
+            payload = json.dumps({"origin": self.origin, "event": slim}, separators=(",", ":"))
+            self.counts["words_omitted"] += 1
+            if len(payload.encode()) > MAX_PAYLOAD:
+                self.counts["too_large"] += 1
+                log.warning("event %s of call %s too large to relay", event.get("type"), event.get("call_id"))
+                return
+        try:
+            self._outbox.put_nowait(payload)
+        except queue.Full:  # the database is unreachable for long: calls go on, events are dropped
+            self.counts["dropped"] += 1
+
+    def _send(self) -> None:
+        import psycopg
+
+        while not self._stop.is_set() or not self._outbox.empty():
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True) as connection:
+                    while (payload := self._outbox.get()) is not None:
+                        connection.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
+                        self.counts["sent"] += 1
+                    return
+            except psycopg.Error as exc:  # reconnect; the payload in hand is lost, later ones are not
+                if self._stop.is_set():  # closing with the database gone: nothing left to do
+                    return
+                log.warning("event relay: cannot publish (%s); retrying", exc)
+                self._stop.wait(1.0)
+
+    # --- the other processes' events --------------------------------------------------------
+
+    def _listen(self) -> None:
+        import psycopg
+
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True) as connection:
+                    connection.execute(f'LISTEN "{self.channel}"')
+                    self.listening.set()
+                    while not self._stop.is_set():
+                        for notice in connection.notifies(timeout=0.5):
+                            self._received(notice.payload)
+            except psycopg.Error as exc:
+                self.listening.clear()
+                log.warning("event relay: listener lost its connection (%s); reconnecting", exc)
+                self._stop.wait(1.0)
+
+    def _received(self, payload: str) -> None:
+        try:
+            message = json.loads(payload)
+            event, origin = message["event"], message["origin"]
+            call_id = event["call_id"]
+            event["type"], event["seq"]  # noqa: B018 - a relayed event must carry both
+        except (ValueError, KeyError, TypeError):
+            self.counts["malformed"] += 1
+            return
+        if origin == self.origin:
+            return
+        self.counts["received"] += 1
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self.deliver, call_id, event)
+
+    def deliver(self, call_id: str, event: Event) -> None:
+        """Take in another process's event (on the event loop): registry, then subscribers."""
+        kind = event["type"]
+        if kind == "call.started":
+            self.registry.started(_started_frame(call_id, event))
+        self.registry.observe(call_id, event)
+        self.hub.ingest(call_id, event)
+        if kind == "call.ended":
+            self.registry.ended(call_id, str(event.get("reason") or "ended"))
+            self.hub.close_call(call_id)
+
+
+def _started_frame(call_id: str, event: dict[str, Any]) -> CallStartedFrame:
+    return CallStartedFrame(call_id=call_id, tenant=str(event.get("tenant") or "default"),
+                            agent_id=event.get("agent_id"), legs=dict(event.get("legs") or {}),
+                            source=str(event.get("source") or "unknown"), metadata={"relayed": True})
