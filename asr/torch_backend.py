@@ -19,9 +19,10 @@ multiples of 32, the KV cache has one length, and :meth:`TorchWhisperDecoder.war
 combination once at load, so no request pays a shape's first-use cost (55-100 ms each on the
 H200 before this).
 
-Decoding is greedy for partials and finals alike (``AsrOptions.beam_size`` is not used here) and
-deterministic for a given batch; float16 on CUDA can make a row's text depend on which other
-rows share its batch in rare near-ties. Requests longer than one window are cut into 30 s windows.
+Rows whose options ask for a beam (``AsrOptions.beam_size`` > 1, e.g. finals) are beam-searched
+(:mod:`asr.torch_beam`), the others decoded greedily. Decoding is deterministic for a given
+batch; float16 on CUDA can make a row's text depend on which other rows share its batch in rare
+near-ties. Requests longer than one window are cut into 30 s windows.
 Weights come from a CTranslate2 model directory (converted in memory) or a transfer file
 (:func:`asr.ct2_convert.save_transfer`), so no CTranslate2 runtime is needed.
 """
@@ -43,6 +44,7 @@ import torch
 from asr.ct2_convert import WhisperDims, WhisperWeights, load_transfer, read_ct2_model
 from asr.loops import is_repetition_loop, most_repeated_ngram
 from asr.models import resolve_whisper_model
+from asr.torch_beam import beam_decode
 from asr.torch_graphs import StepGraphPool
 from asr.torch_greedy import Decoded, GreedyRows, Vocab, greedy_decode
 from asr.torch_profile import PhaseTimer, profile_line
@@ -264,7 +266,7 @@ class TorchWhisperDecoder:
         seconds = [len(c) / SAMPLE_RATE for c in clips]
         budgets = [self._budget(s) for s in seconds]
         rows = GreedyRows([self.tokens.prompt(prompts[i], self.config.prompt_tokens) for i in live], budgets)
-        first_pass = self._greedy(cross, rows)
+        first_pass = self._first_pass(cross, rows, opts)
         steps = max((d.length for d in first_pass), default=0)
         timer.lap("greedy", steps=steps, budget=max(budgets))
         chosen = [self._window(d, o) for d, o in zip(first_pass, opts, strict=True)]
@@ -301,6 +303,35 @@ class TorchWhisperDecoder:
             fill = features.new_zeros((padded - rows, *features.shape[1:]))
             features = torch.cat([features, fill])
         return self.model.decoder.cross_kv(self.model.encoder(features.to(self.dtype)))
+
+    def _first_pass(self, cross: CrossKV, rows: GreedyRows, options: list[AsrOptions]) -> list[Decoded]:
+        """Greedy rows (``beam_size`` 1) in one loop, beam-search rows in another."""
+        beams = [k for k, o in enumerate(options) if o.beam_size > 1]
+        if not beams:
+            return self._greedy(cross, rows)
+        greedy = [k for k, o in enumerate(options) if o.beam_size <= 1]
+        out: list[Decoded | None] = [None] * len(options)
+        for part, beam in ((greedy, 1), (beams, max(options[k].beam_size for k in beams))):
+            if not part:
+                continue
+            subset = _subset(cross, part, self.shapes.rows(len(part)))
+            sub_rows = GreedyRows([rows.prompts[k] for k in part], [rows.budgets[k] for k in part])
+            decoded = self._greedy(subset, sub_rows) if beam == 1 else self._beam(subset, sub_rows, beam)
+            for k, d in zip(part, decoded, strict=True):
+                out[k] = d
+        return [d for d in out if d is not None]
+
+    def _beam(self, cross: CrossKV, rows: GreedyRows, beam: int) -> list[Decoded]:
+        return beam_decode(
+            self.model.decoder,
+            cross,
+            rows,
+            self._vocab,
+            beam=beam,
+            max_context=self.dims.n_text_ctx,
+            width_step=self.shapes.width_step,
+            cache_length=self.shapes.cache_length,
+        )
 
     def _greedy(self, cross: CrossKV, rows: GreedyRows, vocab: Vocab | None = None) -> list[Decoded]:
         return greedy_decode(

@@ -24,6 +24,7 @@ with ``no_repeat`` any token that would repeat an n-gram of the row's text is di
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -31,7 +32,7 @@ import torch
 from asr.torch_graphs import StepGraph, StepGraphPool
 from asr.torch_whisper import CrossKV, KVCache, TextDecoder
 
-__all__ = ["Decoded", "GreedyRows", "greedy_decode"]
+__all__ = ["Decoded", "GreedyRows", "Prompted", "greedy_decode", "prompt_pass"]
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,79 @@ class _Running:
             self.seen = self.seen[rows]
 
 
+@dataclass
+class Prompted:
+    """A batch after its prompt pass: what a decode loop (greedy or beam) starts from."""
+
+    width: int
+    """Padded prompt width: the first step writes cache position ``width``."""
+    pads: torch.Tensor
+    """Left padding of each row's prompt (its positions start after it)."""
+    valid: torch.Tensor
+    """(rows, length) bool: cache positions each row attends to (its prompt so far)."""
+    budgets: torch.Tensor
+    """Most new tokens of every row (dummy rows 1), within the model's text context."""
+    cache: KVCache
+    cross: CrossKV
+    logits: torch.Tensor
+    """(rows, vocabulary) logits of each row's next token."""
+    no_speech: torch.Tensor | None
+    """Probability of the no-speech token at each row's start-of-transcript position."""
+
+
+def prompt_pass(
+    decoder: TextDecoder,
+    cross: CrossKV,
+    rows: GreedyRows,
+    vocab: Vocab,
+    *,
+    max_context: int,
+    width_step: int = 1,
+    cache_length: int = 0,
+    buffers: Callable[[int], tuple[KVCache, CrossKV] | None] | None = None,
+) -> Prompted:
+    """Run every row's prompt through the decoder (dummy rows copy the first prompt).
+
+    ``buffers(length)`` may hand in a preallocated cache and cross-attention of the batch (a
+    step graph's), else a new cache of ``length`` positions is made.
+
+    Raises:
+        ValueError: ``cross`` has fewer rows than there are prompts.
+    """
+    device = cross[0][0].device
+    batch, total = len(rows.prompts), cross[0][0].shape[0]
+    if total < batch:
+        raise ValueError(f"{batch} prompts but cross-attention keys of {total} rows")
+    prompts = [*rows.prompts, *[rows.prompts[0]] * (total - batch)]
+    width = -(-max(len(p) for p in prompts) // width_step) * width_step
+    pads = torch.tensor([width - len(p) for p in prompts], device=device)
+    prompt = torch.full((total, width), vocab.eot, dtype=torch.long)
+    for r, tokens in enumerate(prompts):
+        prompt[r, width - len(tokens) :] = torch.tensor(tokens, dtype=torch.long)
+    budgets = torch.tensor([*rows.budgets, *[1] * (total - batch)], device=device)
+    budgets = torch.minimum(budgets, max_context - (width - pads)).clamp_min(1)
+    length = max(cache_length, width + int(budgets[:batch].max()))
+    given = buffers(length) if buffers is not None else None
+    if given is not None:
+        cache, cross = given
+    else:
+        cache = KVCache.empty(decoder.dims, total, length, cross[0][0])
+    places = torch.arange(length, device=device)[None, :]
+    valid = (places >= pads[:, None]) & (places < width)  # each step adds its own position
+    hidden, _ = decoder(
+        prompt.to(device),
+        (places[:, :width] - pads[:, None]).clamp_min(0),
+        cache,
+        0,
+        _prompt_mask(valid, width),
+        cross,
+    )
+    sot_logits = decoder.logits(hidden[:, width - vocab.sot_offset])
+    no_speech = sot_logits.softmax(-1)[:, vocab.no_speech] if vocab.no_speech >= 0 else None
+    logits = decoder.logits(hidden[:, -1])
+    return Prompted(width, pads, valid, budgets, cache, cross, logits, no_speech)
+
+
 def greedy_decode(
     decoder: TextDecoder,
     cross: CrossKV,
@@ -142,46 +216,37 @@ def greedy_decode(
     Raises:
         ValueError: ``cross`` has fewer rows than there are prompts.
     """
-    device = cross[0][0].device
     batch, total = len(rows.prompts), cross[0][0].shape[0]
-    if total < batch:
-        raise ValueError(f"{batch} prompts but cross-attention keys of {total} rows")
-    prompts = [*rows.prompts, *[rows.prompts[0]] * (total - batch)]
-    width = -(-max(len(p) for p in prompts) // width_step) * width_step
-    pads = torch.tensor([width - len(p) for p in prompts], device=device)
-    prompt = torch.full((total, width), vocab.eot, dtype=torch.long)
-    for r, tokens in enumerate(prompts):
-        prompt[r, width - len(tokens) :] = torch.tensor(tokens, dtype=torch.long)
-    budgets = torch.tensor([*rows.budgets, *[1] * (total - batch)], device=device)
-    budgets = torch.minimum(budgets, max_context - (width - pads)).clamp_min(1)
-    budget_list = budgets.tolist()[:batch]
-    steps = max(budget_list)
-    length = max(cache_length, width + steps)
     plain = rows.penalty == 1.0 and rows.no_repeat == 0
-    usable = graphs if graphs is not None and plain and graphs.length == length else None
-    graph = usable.acquire(total) if usable is not None else None
+    usable = graphs if graphs is not None and plain else None
+    graph: StepGraph | None = None
+
+    def graph_buffers(length: int) -> tuple[KVCache, CrossKV] | None:
+        nonlocal graph
+        if usable is None or usable.length != length:
+            return None
+        graph = usable.acquire(total)
+        if graph is None:
+            return None
+        graph.load(cross)
+        return graph.cache, graph.cross
+
     try:
-        if graph is not None:
-            graph.load(cross)
-            cache, cross = graph.cache, graph.cross
-        else:
-            cache = KVCache.empty(decoder.dims, total, length, cross[0][0])
-        places = torch.arange(length, device=device)[None, :]
-        valid = (places >= pads[:, None]) & (places < width)  # each step adds its own position
-        hidden, _ = decoder(
-            prompt.to(device),
-            (places[:, :width] - pads[:, None]).clamp_min(0),
-            cache,
-            0,
-            _prompt_mask(valid, width),
+        start = prompt_pass(
+            decoder,
             cross,
+            rows,
+            vocab,
+            max_context=max_context,
+            width_step=width_step,
+            cache_length=cache_length,
+            buffers=graph_buffers,
         )
-        sot_logits = decoder.logits(hidden[:, width - vocab.sot_offset])
-        no_speech = sot_logits.softmax(-1)[:, vocab.no_speech] if vocab.no_speech >= 0 else None
-        logits = decoder.logits(hidden[:, -1])
-        state = _Running(budgets, pads, valid, cross, cache, logits.shape[-1], rows)
+        budget_list = start.budgets.tolist()[:batch]
+        width, logits = start.width, start.logits
+        state = _Running(start.budgets, start.pads, start.valid, start.cross, start.cache, logits.shape[-1], rows)
         state.done[batch:] = True
-        for step in range(steps):
+        for step in range(max(budget_list)):
             token = _step(logits, step, state, rows, vocab)
             alive = int((~state.done).sum())
             if alive == 0:
@@ -211,7 +276,7 @@ def greedy_decode(
     finally:
         if graph is not None and usable is not None:
             usable.release(graph)
-    return _collect(state, budget_list, vocab, no_speech)
+    return _collect(state, budget_list, vocab, start.no_speech)
 
 
 def _move(pool: StepGraphPool | None, graph: StepGraph | None, state: _Running) -> StepGraph | None:

@@ -11,6 +11,7 @@ audio through G.711 mu-law first, as the Twilio and SIP paths receive it.
 
 Usage:
     .venv/bin/python scripts/bench_final_pass.py --window trimmed --context 3 --beam 5 --mulaw
+    .venv/bin/python scripts/bench_final_pass.py --backend torch --context 10 --beam 5 --mulaw  # GPU path
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of the decode")
     parser.add_argument("--mulaw", action="store_true", help="G.711 mu-law round trip first")
     parser.add_argument("--duration", type=float, default=None, help="first seconds of each call only")
+    parser.add_argument("--backend", choices=["faster-whisper", "torch"], default="faster-whisper",
+                        help="torch: the GPU path's decoder (full window), here on CPU in float32")
     parser.add_argument("--cache", default=str(REPO / "runs" / "bench_streaming_offline.json"))
     args = parser.parse_args()
 
@@ -91,8 +94,18 @@ def main() -> int:
     calls = load_calls(DATA / "diarization" / "spokenwoz_calls_8k", args.duration)
     offline = offline_texts(calls, argparse.Namespace(cache=args.cache, model="tiny.en", device="cpu",
                                                       duration=args.duration))
-    engine = load_streaming_engine("tiny.en", workers=1, cpu_threads=args.threads, encoder_window=args.window)
-    decoder = TimedDecoder(WhisperTurnDecoder(engine, final=AsrOptions(beam_size=args.beam)))
+    if args.backend == "torch":
+        import torch
+
+        from asr.torch_backend import TorchBackendConfig, TorchWhisperDecoder
+
+        torch.set_num_threads(args.threads)
+        args.window = "full"
+        final = AsrOptions(beam_size=args.beam)
+        decoder = TimedDecoder(TorchWhisperDecoder.load("tiny.en", TorchBackendConfig(device="cpu"), final=final))
+    else:
+        engine = load_streaming_engine("tiny.en", workers=1, cpu_threads=args.threads, encoder_window=args.window)
+        decoder = TimedDecoder(WhisperTurnDecoder(engine, final=AsrOptions(beam_size=args.beam)))
     config = StreamingConfig(final_context=args.context)
     streamed = offline_total = None
     for call in calls:
@@ -104,7 +117,7 @@ def main() -> int:
             streamed = ours if streamed is None else streamed + ours
             offline_total = theirs if offline_total is None else offline_total + theirs
     assert streamed is not None and offline_total is not None
-    print(f"window {args.window}, context {args.context:g} s, beam {args.beam}, mu-law {args.mulaw}: "
+    print(f"{args.backend}: window {args.window}, context {args.context:g} s, beam {args.beam}, mu-law {args.mulaw}: "
           f"final WER {100 * streamed.wer:.1f} % (offline {100 * offline_total.wer:.1f} %, "
           f"{streamed.reference_words} words), {decoder.count} finals, "
           f"{1000 * decoder.seconds / max(1, decoder.count):.0f} ms each ({args.threads} threads)")

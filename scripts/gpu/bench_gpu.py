@@ -63,6 +63,7 @@ for _name in ("asr", "voice", "voice.live"):
 from asr.ct2_convert import load_transfer  # noqa: E402
 from asr.streaming import DecodeRequest, StreamingConfig, StreamingTranscriber  # noqa: E402
 from asr.torch_backend import TorchBackendConfig, TorchWhisperDecoder  # noqa: E402
+from asr.types import AsrOptions  # noqa: E402
 from voice.live.scheduler import DecodeScheduler, SchedulerConfig  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -415,6 +416,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="replay the decode step as CUDA graphs (asr.torch_graphs); force: also on CPU, "
         "where the graphs' buffers are used without capturing (dry runs)",
     )
+    parser.add_argument("--final-beam", type=int, default=1, help="beam size of finals (the server's default is 5)")
     parser.add_argument("--graph-copies", type=int, default=0, help="graphs per row bucket (0: one per worker)")
     parser.add_argument(
         "--eager-reference",
@@ -462,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         warm = list(decoder.warm_up_seconds)
     else:  # warms up on this thread; the scheduler's threads build their own cuDNN conv plans
         weights = load_transfer(transfer)
-        decoder = TorchWhisperDecoder(weights, config)
+        decoder = TorchWhisperDecoder(weights, config, final=AsrOptions(beam_size=args.final_beam))
         source = weights.source
         warm = [decoder.warm_up_seconds]
     device = (
@@ -481,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         "warm_up_s": [round(w, 2) for w in warm],
         "graphs": getattr(decoder, "graphs", None) is not None,
         "graph_copies": config.graph_copies,
+        "final_beam": args.final_beam,
         "shard": args.shard,
         "sdpa_probe": probe,
     }

@@ -60,8 +60,8 @@ class AsrRuntime:
         )
         # measured (128 SpokenWOZ turns through mu-law, 20 s window, 3 s context): beam-5 finals
         # 25.0 % WER against greedy 28.3 % (offline 24.3 %), for 725 instead of 547 ms a final.
-        decoder = WhisperTurnDecoder(engine, partial=AsrOptions(beam_size=1), final=AsrOptions(beam_size=5),
-                                     around=around)
+        decoder = WhisperTurnDecoder(engine, partial=AsrOptions(beam_size=1),
+                                     final=AsrOptions(beam_size=config.asr_final_beam), around=around)
         decoder.decode_batch([DecodeRequest(np.zeros(16000, dtype=np.float32), 0.0, None, True, 0)])  # warm-up
         scheduler = DecodeScheduler(decoder.decode_batch, SchedulerConfig(workers=workers))
         return cls(engine=engine, scheduler=scheduler, streaming_config=live_streaming_config(on_cpu=on_cpu))
@@ -71,7 +71,9 @@ class AsrRuntime:
         """The batched torch decoder (asr.torch_backend): every pending request of every call in
         one encoder pass and one decode loop, the decode step a CUDA graph on a GPU. Settings as
         measured on an H200 (docs/results/gpu.md): 4 decode workers (8 were worse), one graph per
-        row bucket for each, partials every 0.5 s with prompts and the full window."""
+        row bucket for each, partials every 0.5 s with prompts and the full window. Finals are
+        beam-searched (``asr_final_beam``, 5): the H200 capacity runs used greedy finals."""
+        from asr import AsrOptions
         from asr.streaming import StreamingConfig
         from asr.torch_backend import TorchBackendConfig, TorchWhisperDecoder
         from voice.live.scheduler import DecodeScheduler, SchedulerConfig
@@ -79,7 +81,7 @@ class AsrRuntime:
         workers = config.asr_workers or TORCH_WORKERS
         backend = TorchBackendConfig(device=config.device, graph_copies=workers,
                                      max_rows=config.asr_max_batch or TorchBackendConfig.max_rows)
-        decoder = TorchWhisperDecoder.load(config.model, backend)
+        decoder = TorchWhisperDecoder.load(config.model, backend, final=AsrOptions(beam_size=config.asr_final_beam))
         scheduler = DecodeScheduler(decoder.decode_batch,
                                     SchedulerConfig(workers=workers, max_batch=backend.max_rows))
         return cls(engine=decoder, scheduler=scheduler, streaming_config=StreamingConfig(step=0.5),
