@@ -153,7 +153,9 @@ class TorchWhisperDecoder:
         self.model = WhisperTorch.from_weights(weights, self.device, self.dtype)
         self.dims = weights.dims
         multilingual = weights.dims.n_vocab >= 51865
-        self.tokens = WhisperTokens(weights.tokenizer_json, multilingual=multilingual, language=final.language or "en")
+        self.tokens = WhisperTokens(
+            weights.tokenizer_json, multilingual=multilingual, language=final.language or "en"
+        )
         self._filters = torch.from_numpy(mel_filters(self.dims.n_mels)).to(self.device)
         size = self.dims.n_vocab
         self._vocab = Vocab(
@@ -223,7 +225,9 @@ class TorchWhisperDecoder:
                 prompt = request.prompt if start == 0 else None
                 chunk = request.audio[start : start + _WINDOW]
                 windows.append((index, start / SAMPLE_RATE, chunk, prompt, options))
-        results = self.transcribe_windows([w[2] for w in windows], [w[3] for w in windows], [w[4] for w in windows])
+        results = self.transcribe_windows(
+            [w[2] for w in windows], [w[3] for w in windows], [w[4] for w in windows]
+        )
         out: list[list[Word]] = [[] for _ in requests]
         for (index, offset, _, _, _), result in zip(windows, results, strict=True):
             out[index].extend(_shift(result.words, offset) if offset else result.words)
@@ -243,7 +247,9 @@ class TorchWhisperDecoder:
         with torch.inference_mode():
             for start in range(0, len(audios), step):
                 stop = start + step
-                results.extend(self._chunk(audios[start:stop], prompts[start:stop], options[start:stop]))
+                results.extend(
+                    self._chunk(audios[start:stop], prompts[start:stop], options[start:stop])
+                )
         return results
 
     def _chunk(
@@ -265,7 +271,9 @@ class TorchWhisperDecoder:
         timer.lap("encoder", bucket=cross[0][0].shape[0])
         seconds = [len(c) / SAMPLE_RATE for c in clips]
         budgets = [self._budget(s) for s in seconds]
-        rows = GreedyRows([self.tokens.prompt(prompts[i], self.config.prompt_tokens) for i in live], budgets)
+        rows = GreedyRows(
+            [self.tokens.prompt(prompts[i], self.config.prompt_tokens) for i in live], budgets
+        )
         first_pass = self._first_pass(cross, rows, opts)
         steps = max((d.length for d in first_pass), default=0)
         timer.lap("greedy", steps=steps, budget=max(budgets))
@@ -304,7 +312,9 @@ class TorchWhisperDecoder:
             features = torch.cat([features, fill])
         return self.model.decoder.cross_kv(self.model.encoder(features.to(self.dtype)))
 
-    def _first_pass(self, cross: CrossKV, rows: GreedyRows, options: list[AsrOptions]) -> list[Decoded]:
+    def _first_pass(
+        self, cross: CrossKV, rows: GreedyRows, options: list[AsrOptions]
+    ) -> list[Decoded]:
         """Greedy rows (``beam_size`` 1) in one loop, beam-search rows in another."""
         beams = [k for k, o in enumerate(options) if o.beam_size > 1]
         if not beams:
@@ -316,7 +326,9 @@ class TorchWhisperDecoder:
                 continue
             subset = _subset(cross, part, self.shapes.rows(len(part)))
             sub_rows = GreedyRows([rows.prompts[k] for k in part], [rows.budgets[k] for k in part])
-            decoded = self._greedy(subset, sub_rows) if beam == 1 else self._beam(subset, sub_rows, beam)
+            decoded = (
+                self._greedy(subset, sub_rows) if beam == 1 else self._beam(subset, sub_rows, beam)
+            )
             for k, d in zip(part, decoded, strict=True):
                 out[k] = d
         return [d for d in out if d is not None]
@@ -333,7 +345,9 @@ class TorchWhisperDecoder:
             cache_length=self.shapes.cache_length,
         )
 
-    def _greedy(self, cross: CrossKV, rows: GreedyRows, vocab: Vocab | None = None) -> list[Decoded]:
+    def _greedy(
+        self, cross: CrossKV, rows: GreedyRows, vocab: Vocab | None = None
+    ) -> list[Decoded]:
         return greedy_decode(
             self.model.decoder,
             cross,
@@ -346,10 +360,15 @@ class TorchWhisperDecoder:
             graphs=self.graphs,
         )
 
-    def _window(self, decoded: Decoded, options: AsrOptions, *, retry: bool = False) -> WindowResult | None:
+    def _window(
+        self, decoded: Decoded, options: AsrOptions, *, retry: bool = False
+    ) -> WindowResult | None:
         """Apply the no-speech rule; ``None`` for a repetition loop (first pass only)."""
         avg = decoded.sum_logprob / decoded.length if decoded.length else -math.inf
-        if decoded.no_speech_prob > options.no_speech_threshold and avg < options.log_prob_threshold:
+        if (
+            decoded.no_speech_prob > options.no_speech_threshold
+            and avg < options.log_prob_threshold
+        ):
             return WindowResult([], [], "", avg, decoded.no_speech_prob, redecoded=retry)
         keep = [k for k, t in enumerate(decoded.tokens) if t < self.tokens.eot]
         tokens = [decoded.tokens[k] for k in keep]
@@ -494,7 +513,9 @@ class TorchWhisperDecoder:
         cache = KVCache.empty(self.dims, len(inputs), width, cross[0][0])
         mask = torch.ones(width, width, dtype=torch.bool, device=device).tril()[None, None]
         positions = torch.arange(width, device=device)[None, :].expand(len(inputs), -1)
-        _, logits = self.model.decoder(tokens.to(device), positions, cache, 0, mask, cross, self._align_heads)
+        _, logits = self.model.decoder(
+            tokens.to(device), positions, cache, 0, mask, cross, self._align_heads
+        )
         return torch.cat(logits, dim=1)
 
 
@@ -519,7 +540,9 @@ def _loops(text: str, options: AsrOptions) -> bool:
     )
 
 
-def _cut_loop(result: WindowResult | None, options: AsrOptions, tokens: WhisperTokens) -> WindowResult | None:
+def _cut_loop(
+    result: WindowResult | None, options: AsrOptions, tokens: WhisperTokens
+) -> WindowResult | None:
     """An anti-loop decode that still loops keeps its words up to the second occurrence of its
     most repeated phrase (the engine's last resort drops repeated lines the same way)."""
     if result is None or not _loops(result.text, options):
@@ -534,12 +557,16 @@ def _cut_loop(result: WindowResult | None, options: AsrOptions, tokens: WhisperT
             if seen == 2:
                 kept = [t for group in groups[: flat[i][0]] for t in group]
                 text = tokens.decode(kept).strip()
-                return replace(result, tokens=kept, token_probs=result.token_probs[: len(kept)], text=text)
+                return replace(
+                    result, tokens=kept, token_probs=result.token_probs[: len(kept)], text=text
+                )
     return replace(result, tokens=[], token_probs=[], text="")
 
 
 def _shift(words: list[Word], seconds: float) -> list[Word]:
-    return [replace(w, start=round(w.start + seconds, 3), end=round(w.end + seconds, 3)) for w in words]
+    return [
+        replace(w, start=round(w.start + seconds, 3), end=round(w.end + seconds, 3)) for w in words
+    ]
 
 
 def _mask(ids: Sequence[int], size: int, device: torch.device) -> torch.Tensor:
@@ -551,14 +578,20 @@ def _mask(ids: Sequence[int], size: int, device: torch.device) -> torch.Tensor:
 def _default_heads(dims: WhisperDims) -> list[tuple[int, int]]:
     """CTranslate2's default when a model lists no alignment heads: the last half of the layers."""
     half = dims.n_text_layer // 2
-    return [(layer, head) for layer in range(half, dims.n_text_layer) for head in range(dims.n_text_head)]
+    return [
+        (layer, head)
+        for layer in range(half, dims.n_text_layer)
+        for head in range(dims.n_text_head)
+    ]
 
 
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AsrError("device='cuda' but torch sees no CUDA GPU", hint="use device='cpu' or 'auto'")
+        raise AsrError(
+            "device='cuda' but torch sees no CUDA GPU", hint="use device='cpu' or 'auto'"
+        )
     return torch.device(name)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from asr.torch_greedy import Decoded, GreedyRows, Vocab, prompt_pass
+from asr.torch_greedy import Decoded, GreedyRows, Vocab, prompt_pass, suppressed
 from asr.torch_whisper import CrossKV, TextDecoder
 
 __all__ = ["beam_decode"]
@@ -67,7 +67,13 @@ def beam_decode(
     order, in :func:`asr.torch_greedy.greedy_decode`'s form."""
     batch = len(rows.prompts)
     start = prompt_pass(
-        decoder, cross, rows, vocab, max_context=max_context, width_step=width_step, cache_length=cache_length
+        decoder,
+        cross,
+        rows,
+        vocab,
+        max_context=max_context,
+        width_step=width_step,
+        cache_length=cache_length,
     )
     budgets = start.budgets.tolist()
     steps = max(budgets[:batch])
@@ -75,7 +81,7 @@ def beam_decode(
     cache = start.cache.select(expand)
     cross = [(k[expand], v[expand]) for k, v in cross]
     valid, pads = start.valid[expand], start.pads[expand]
-    masked = _masked(start.logits[:batch], vocab, first=True).repeat_interleave(beam, dim=0)
+    masked = suppressed(start.logits[:batch], vocab, first=True).repeat_interleave(beam, dim=0)
     requests = [_Request([_Hypothesis()]) for _ in range(batch)]
     scores = torch.full((batch, beam), -torch.inf, device=masked.device)
     scores[:, 0] = 0.0  # one live hypothesis per request at the start
@@ -88,7 +94,7 @@ def beam_decode(
         cache = cache.select(parents)
         valid, pads = valid[parents], pads[parents]
         valid[:, pos] = True
-        hidden, _ = decoder(
+        logits = decoder.step(
             torch.tensor(tokens, device=valid.device)[:, None],
             (pos - pads)[:, None],
             cache,
@@ -96,16 +102,8 @@ def beam_decode(
             valid[:, None, None, :],
             cross,
         )
-        masked = _masked(decoder.logits(hidden[:, 0]), vocab, first=False)
+        masked = suppressed(logits, vocab, first=False)
     return [_decoded(r, start.no_speech, i) for i, r in enumerate(requests)]
-
-
-def _masked(logits: torch.Tensor, vocab: Vocab, *, first: bool) -> torch.Tensor:
-    """Logits with the suppressed tokens disabled (and, first, blank and end of text)."""
-    logits = logits.masked_fill(vocab.suppress, -torch.inf)
-    if first:
-        logits = logits.masked_fill(vocab.suppress_begin, -torch.inf)
-    return logits
 
 
 def _advance(
@@ -133,11 +131,19 @@ def _advance(
     for b, request in enumerate(requests):
         kept: list[tuple[int, _Hypothesis]] = []
         if request.live:
-            for score, row, token, prob in zip(values_l[b], rows_l[b], tokens_l[b], probs_l[b], strict=True):
-                parent = request.live[row - b * beam] if row - b * beam < len(request.live) else None
+            for score, row, token, prob in zip(
+                values_l[b], rows_l[b], tokens_l[b], probs_l[b], strict=True
+            ):
+                parent = (
+                    request.live[row - b * beam] if row - b * beam < len(request.live) else None
+                )
                 if parent is None or score == -float("inf"):
                     continue
-                grown = _Hypothesis(parent.tokens + [token], parent.probs + [prob if token < vocab.eot else 0.0], score)
+                grown = _Hypothesis(
+                    parent.tokens + [token],
+                    parent.probs + [prob if token < vocab.eot else 0.0],
+                    score,
+                )
                 if token == vocab.eot or len(grown.tokens) >= budgets[b]:
                     if len(request.finished) < beam:
                         if token == vocab.eot:

@@ -45,13 +45,16 @@ class StepGraph:
         self.cache = KVCache.empty(dims, rows, length, like)
         head_dim = dims.n_text_state // dims.n_text_head
         shape = (rows, dims.n_text_head, dims.n_audio_ctx, head_dim)
-        self.cross: CrossKV = [(like.new_zeros(shape), like.new_zeros(shape)) for _ in range(dims.n_text_layer)]
+        self.cross: CrossKV = [
+            (like.new_zeros(shape), like.new_zeros(shape)) for _ in range(dims.n_text_layer)
+        ]
         self.graph: torch.cuda.CUDAGraph | None = None
         self.logits: torch.Tensor | None = None
 
     def _forward(self) -> torch.Tensor:
-        hidden, _ = self.decoder(self.tokens, self.positions, self.cache, self.write_at, self.mask, self.cross)
-        return self.decoder.logits(hidden[:, 0])
+        return self.decoder.step(
+            self.tokens, self.positions, self.cache, self.write_at, self.mask, self.cross
+        )
 
     def capture(self) -> None:
         """Record the step (CUDA only). A couple of eager runs on a side stream first, as torch's
@@ -80,7 +83,9 @@ class StepGraph:
             self.cache.keys.copy_(cache.keys)
             self.cache.values.copy_(cache.values)
 
-    def step(self, tokens: torch.Tensor, positions: torch.Tensor, write_at: int, valid: torch.Tensor) -> torch.Tensor:
+    def step(
+        self, tokens: torch.Tensor, positions: torch.Tensor, write_at: int, valid: torch.Tensor
+    ) -> torch.Tensor:
         """Logits (rows, vocabulary) of one token per row written at cache position
         ``write_at``; ``valid`` (rows, length) says which cache positions each row sees. The
         result is this graph's own buffer: read it before the next step."""

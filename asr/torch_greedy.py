@@ -32,7 +32,7 @@ import torch
 from asr.torch_graphs import StepGraph, StepGraphPool
 from asr.torch_whisper import CrossKV, KVCache, TextDecoder
 
-__all__ = ["Decoded", "GreedyRows", "Prompted", "greedy_decode", "prompt_pass"]
+__all__ = ["Decoded", "GreedyRows", "Prompted", "greedy_decode", "prompt_pass", "suppressed"]
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,9 @@ class _Running:
         self.history: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.generated = torch.empty((len(budgets), 0), dtype=torch.long, device=device)
         self.seen = (
-            torch.zeros((len(budgets), vocab_size), dtype=torch.bool, device=device) if rows.penalty != 1.0 else None
+            torch.zeros((len(budgets), vocab_size), dtype=torch.bool, device=device)
+            if rows.penalty != 1.0
+            else None
         )
 
     def keep(self, rows: torch.Tensor) -> None:
@@ -216,21 +218,9 @@ def greedy_decode(
     Raises:
         ValueError: ``cross`` has fewer rows than there are prompts.
     """
-    batch, total = len(rows.prompts), cross[0][0].shape[0]
+    batch = len(rows.prompts)
     plain = rows.penalty == 1.0 and rows.no_repeat == 0
-    usable = graphs if graphs is not None and plain else None
-    graph: StepGraph | None = None
-
-    def graph_buffers(length: int) -> tuple[KVCache, CrossKV] | None:
-        nonlocal graph
-        if usable is None or usable.length != length:
-            return None
-        graph = usable.acquire(total)
-        if graph is None:
-            return None
-        graph.load(cross)
-        return graph.cache, graph.cross
-
+    lease = _GraphLease(graphs if plain else None, cross)
     try:
         start = prompt_pass(
             decoder,
@@ -240,11 +230,13 @@ def greedy_decode(
             max_context=max_context,
             width_step=width_step,
             cache_length=cache_length,
-            buffers=graph_buffers,
+            buffers=lease.buffers,
         )
         budget_list = start.budgets.tolist()[:batch]
         width, logits = start.width, start.logits
-        state = _Running(start.budgets, start.pads, start.valid, start.cross, start.cache, logits.shape[-1], rows)
+        state = _Running(
+            start.budgets, start.pads, start.valid, start.cross, start.cache, logits.shape[-1], rows
+        )
         state.done[batch:] = True
         for step in range(max(budget_list)):
             token = _step(logits, step, state, rows, vocab)
@@ -258,38 +250,55 @@ def greedy_decode(
                 keep = order[:target]
                 state.keep(keep)
                 token = token[keep]
-                graph = _move(usable, graph, state)
+                lease.move(state)
             state.valid[:, pos] = True
             positions = (pos - state.pads)[:, None]
-            if graph is not None:
-                logits = graph.step(token[:, None], positions, pos, state.valid)
-                continue
-            hidden, _ = decoder(
-                token[:, None],
-                positions,
-                state.cache,
-                pos,
-                state.valid[:, None, None, :],
-                state.cross,
-            )
-            logits = decoder.logits(hidden[:, 0])
+            if lease.graph is not None:
+                logits = lease.graph.step(token[:, None], positions, pos, state.valid)
+            else:
+                mask = state.valid[:, None, None, :]
+                logits = decoder.step(
+                    token[:, None], positions, state.cache, pos, mask, state.cross
+                )
     finally:
-        if graph is not None and usable is not None:
-            usable.release(graph)
+        lease.release()
     return _collect(state, budget_list, vocab, start.no_speech)
 
 
-def _move(pool: StepGraphPool | None, graph: StepGraph | None, state: _Running) -> StepGraph | None:
-    """After compaction: the loop's graph for the smaller bucket, loaded with the kept rows'
-    cache and cross-attention (``None``, and the loop goes on eagerly, if none is free)."""
-    if pool is None or graph is None:
-        return None
-    pool.release(graph)
-    smaller = pool.acquire(len(state.index))
-    if smaller is not None:
-        smaller.load(state.cross, state.cache)
-        state.cache, state.cross = smaller.cache, smaller.cross
-    return smaller
+class _GraphLease:
+    """The step graph a decode loop borrowed from the pool, if any (else its steps run eagerly)."""
+
+    def __init__(self, pool: StepGraphPool | None, cross: CrossKV) -> None:
+        self.pool, self.cross = pool, cross
+        self.graph: StepGraph | None = None
+
+    def buffers(self, length: int) -> tuple[KVCache, CrossKV] | None:
+        """For :func:`prompt_pass`: the graph's cache and cross-attention, loaded with the
+        batch's, when the pool has a free graph of the batch's rows and cache length."""
+        if self.pool is None or self.pool.length != length:
+            return None
+        self.graph = self.pool.acquire(self.cross[0][0].shape[0])
+        if self.graph is None:
+            return None
+        self.graph.load(self.cross)
+        return self.graph.cache, self.graph.cross
+
+    def move(self, state: _Running) -> None:
+        """After compaction: the smaller bucket's graph, loaded with the kept rows' cache and
+        cross-attention (none free: the loop goes on eagerly)."""
+        if self.pool is None or self.graph is None:
+            return
+        self.pool.release(self.graph)
+        self.graph = self.pool.acquire(len(state.index))
+        if self.graph is not None:
+            self.graph.load(state.cross, state.cache)
+            state.cache, state.cross = self.graph.cache, self.graph.cross
+
+    def release(self) -> None:
+        """Give the graph back when the loop ends."""
+        if self.pool is not None and self.graph is not None:
+            self.pool.release(self.graph)
+            self.graph = None
 
 
 def _prompt_mask(valid: torch.Tensor, width: int) -> torch.Tensor:
@@ -303,11 +312,11 @@ def _prompt_mask(valid: torch.Tensor, width: int) -> torch.Tensor:
     return mask[:, None]
 
 
-def _step(logits: torch.Tensor, step: int, state: _Running, rows: GreedyRows, vocab: Vocab) -> torch.Tensor:
+def _step(
+    logits: torch.Tensor, step: int, state: _Running, rows: GreedyRows, vocab: Vocab
+) -> torch.Tensor:
     """Pick every cache row's next token; record it for rows that were still running."""
-    logits = logits.masked_fill(vocab.suppress, -torch.inf)
-    if step == 0:
-        logits = logits.masked_fill(vocab.suppress_begin, -torch.inf)
+    logits = suppressed(logits, vocab, first=step == 0)
     if state.seen is not None:
         penalised = torch.where(logits > 0, logits / rows.penalty, logits * rows.penalty)
         logits = torch.where(state.seen, penalised, logits)
@@ -317,9 +326,13 @@ def _step(logits: torch.Tensor, step: int, state: _Running, rows: GreedyRows, vo
     token = logits.argmax(-1)
     logprob = logprobs.gather(1, token[:, None])[:, 0]
     text = logits[:, : vocab.eot]
-    text_prob = (text.gather(1, token.clamp_max(vocab.eot - 1)[:, None])[:, 0] - text.logsumexp(-1)).exp()
+    text_prob = (
+        text.gather(1, token.clamp_max(vocab.eot - 1)[:, None])[:, 0] - text.logsumexp(-1)
+    ).exp()
     running = ~state.done
-    state.history.append((state.index, token, torch.where(token < vocab.eot, text_prob, 0.0), logprob))
+    state.history.append(
+        (state.index, token, torch.where(token < vocab.eot, text_prob, 0.0), logprob)
+    )
     state.count += running.long()
     state.done = state.done | (token == vocab.eot) | (state.count >= state.budgets)
     if rows.no_repeat > 0:
@@ -327,6 +340,15 @@ def _step(logits: torch.Tensor, step: int, state: _Running, rows: GreedyRows, vo
     if state.seen is not None:
         state.seen[torch.arange(len(token), device=token.device), token] = True
     return token
+
+
+def suppressed(logits: torch.Tensor, vocab: Vocab, *, first: bool) -> torch.Tensor:
+    """Logits with the never-generated tokens disabled (and, at the first step, blank and end of
+    text: CTranslate2's ``suppress_ids_begin``)."""
+    logits = logits.masked_fill(vocab.suppress, -torch.inf)
+    if first:
+        logits = logits.masked_fill(vocab.suppress_begin, -torch.inf)
+    return logits
 
 
 def _ban_ngrams(logits: torch.Tensor, generated: torch.Tensor, size: int) -> torch.Tensor:
@@ -342,7 +364,9 @@ def _ban_ngrams(logits: torch.Tensor, generated: torch.Tensor, size: int) -> tor
     return logits.masked_fill(banned, -torch.inf)
 
 
-def _collect(state: _Running, budgets: list[int], vocab: Vocab, no_speech: torch.Tensor | None) -> list[Decoded]:
+def _collect(
+    state: _Running, budgets: list[int], vocab: Vocab, no_speech: torch.Tensor | None
+) -> list[Decoded]:
     """Per original row: tokens up to the end of text or the budget, with their scores."""
     batch = len(budgets)
     tokens: list[list[int]] = [[] for _ in range(batch)]
@@ -363,4 +387,6 @@ def _collect(state: _Running, budgets: list[int], vocab: Vocab, no_speech: torch
         probs[row].append(prob)
         finished[row] = lengths[row] >= budgets[row]
     speech = no_speech.tolist() if no_speech is not None else [0.0] * batch
-    return [Decoded(tokens[r], probs[r], sums[r], lengths[r], float(speech[r])) for r in range(batch)]
+    return [
+        Decoded(tokens[r], probs[r], sums[r], lengths[r], float(speech[r])) for r in range(batch)
+    ]

@@ -298,6 +298,20 @@ class TextDecoder(nn.Module):
                 collected.append(logits)
         return self.layer_norm(x), collected
 
+    def step(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        cache: KVCache,
+        start: int | torch.Tensor,
+        mask: torch.Tensor,
+        cross: CrossKV,
+    ) -> torch.Tensor:
+        """Next-token logits (B, vocabulary) of one token per row (``tokens`` (B, 1)) written at
+        cache position ``start``: the decode loops' step (greedy, beam, CUDA graph)."""
+        hidden, _ = self(tokens, positions, cache, start, mask, cross)
+        return self.logits(hidden[:, 0])
+
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits (float32) of hidden states."""
         return torch.matmul(hidden, self.embed_tokens.weight.T).float()

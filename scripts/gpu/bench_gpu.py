@@ -95,7 +95,9 @@ class Leg:
 class RunLog:
     """Raw measurements of one N."""
 
-    commits: list[tuple[float, float, bool]] = field(default_factory=list)  # (audio, latency, final)
+    commits: list[tuple[float, float, bool]] = field(
+        default_factory=list
+    )  # (audio, latency, final)
     finals: list[tuple[float, float]] = field(default_factory=list)  # (audio, latency)
     lags: list[tuple[float, float]] = field(default_factory=list)  # (audio, partial lag)
     batches: list[tuple[float, int, int, float]] = field(default_factory=list)  # (t, n, finals, s)
@@ -145,7 +147,9 @@ class Run:
                         in_turn=open_turn,
                     )
                 )
-        self.scheduler = DecodeScheduler(self._decode, SchedulerConfig(workers=args.workers, max_batch=args.max_batch))
+        self.scheduler = DecodeScheduler(
+            self._decode, SchedulerConfig(workers=args.workers, max_batch=args.max_batch)
+        )
 
     def now(self) -> float:
         return time.perf_counter() - self.t0
@@ -161,7 +165,9 @@ class Run:
         start = time.perf_counter()
         out = self.decoder.decode_batch(requests)
         seconds = time.perf_counter() - start
-        self.log.batches.append((start - self.t0, len(requests), sum(r.final for r in requests), seconds))
+        self.log.batches.append(
+            (start - self.t0, len(requests), sum(r.final for r in requests), seconds)
+        )
         return out
 
     # --- feeding (main thread) ----------------------------------------------------------------
@@ -258,7 +264,9 @@ class Run:
             update = leg.transcriber.apply_partial(request, words)
             now = self.now()
             if update is not None:
-                self.log.lags.append((request.end - leg.offset, now - self.fed_wall(leg, request.end)))
+                self.log.lags.append(
+                    (request.end - leg.offset, now - self.fed_wall(leg, request.end))
+                )
                 with self.lock:
                     for word in update.newly_committed:
                         self._commit(leg, word.end, now, by_final=False)
@@ -295,7 +303,9 @@ class Run:
             leg.finals_out -= 1
             if leg.finals_out == 0:
                 for end, _ in leg.held:
-                    self.log.commits.append((end - leg.offset, now - self.fed_wall(leg, end), False))
+                    self.log.commits.append(
+                        (end - leg.offset, now - self.fed_wall(leg, end), False)
+                    )
                     self.log.words += 1
                 leg.held.clear()
 
@@ -338,7 +348,9 @@ def partial_like(
     return requests
 
 
-def capacity(decoder: Any, calls: list[tuple[LegData, LegData]], sizes: list[int]) -> list[dict[str, float]]:
+def capacity(
+    decoder: Any, calls: list[tuple[LegData, LegData]], sizes: list[int]
+) -> list[dict[str, float]]:
     """Decode time of one batch of B partial-like requests (2-8 s of speech, short prompt).
 
     The batch is decoded twice by the same decoder (with decoder processes: the same process)
@@ -389,7 +401,9 @@ def next_n(tried: dict[int, bool], plan: list[int]) -> int | None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO / ".gpu-torch")
-    parser.add_argument("--weights", type=Path, default=None, help="default: DATA/model.safetensors")
+    parser.add_argument(
+        "--weights", type=Path, default=None, help="default: DATA/model.safetensors"
+    )
     parser.add_argument("--calls", default="16,64,128,256,384,512,768,1024,1536")
     parser.add_argument("--duration", type=float, default=30.0, help="wall seconds per N")
     parser.add_argument("--device", default="auto")
@@ -402,8 +416,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=2,
         help="decoder processes (each its own model and GIL); 0 = decode in this process",
     )
-    parser.add_argument("--no-warm-up", action="store_true", help="skip the decoders' warm-up (to measure it)")
-    parser.add_argument("--step", type=float, default=0.5, help="partial step of the sweep (the CPU default is 1.0)")
+    parser.add_argument(
+        "--no-warm-up", action="store_true", help="skip the decoders' warm-up (to measure it)"
+    )
+    parser.add_argument(
+        "--step", type=float, default=0.5, help="partial step of the sweep (the CPU default is 1.0)"
+    )
     parser.add_argument(
         "--reference-steps",
         default="1.0",
@@ -416,8 +434,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="replay the decode step as CUDA graphs (asr.torch_graphs); force: also on CPU, "
         "where the graphs' buffers are used without capturing (dry runs)",
     )
-    parser.add_argument("--final-beam", type=int, default=1, help="beam size of finals (the server's default is 5)")
-    parser.add_argument("--graph-copies", type=int, default=0, help="graphs per row bucket (0: one per worker)")
+    parser.add_argument(
+        "--final-beam", type=int, default=1, help="beam size of finals (the server's default is 5)"
+    )
+    parser.add_argument(
+        "--graph-copies", type=int, default=0, help="graphs per row bucket (0: one per worker)"
+    )
     parser.add_argument(
         "--eager-reference",
         type=int,
@@ -468,7 +490,9 @@ def main(argv: list[str] | None = None) -> int:
         source = weights.source
         warm = [decoder.warm_up_seconds]
     device = (
-        torch.cuda.get_device_name(0) if decoder.device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+        torch.cuda.get_device_name(0)
+        if decoder.device.type == "cuda"
+        else f"cpu ({torch.get_num_threads()} threads)"
     )
     info = {
         "device": device,
@@ -547,7 +571,9 @@ def sweep(
     tried: dict[int, bool] = {}
     criterion = "goals_met"  # until the smallest N misses the goals: then only lag growth
     references = [float(x) for x in args.reference_steps.split(",") if x]
-    queue: list[tuple[int, float, bool]] = [(min(plan), step, True) for step in references if step != args.step]
+    queue: list[tuple[int, float, bool]] = [
+        (min(plan), step, True) for step in references if step != args.step
+    ]
     if args.eager_reference and getattr(decoder, "graphs", None) is not None:
         queue.insert(0, (args.eager_reference, args.step, False))
     while queue or (n := next_n(tried, plan)) is not None:

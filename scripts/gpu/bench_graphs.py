@@ -57,6 +57,11 @@ def graph_check(decoder: Any, calls: list[Any], size: int) -> dict[str, Any]:
         decoder.graphs = graphs
     text = [[" ".join(w.text for w in words) for words in out] for out in (graphed, eager)]
     same = sum(a == b for a, b in zip(*text, strict=True))
-    result = {"rows": size, "same_text": same, "graphed_ms": 1000 * graphed_s, "eager_ms": 1000 * eager_s}
+    result = {
+        "rows": size,
+        "same_text": same,
+        "graphed_ms": 1000 * graphed_s,
+        "eager_ms": 1000 * eager_s,
+    }
     print(f"  graph check: {json.dumps(result)}", flush=True)  # noqa: T201
     return result

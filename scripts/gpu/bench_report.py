@@ -27,7 +27,9 @@ def growth(points: list[tuple[float, float]]) -> float:
     return float(np.median(last) - np.median(first)) if len(first) and len(last) else 0.0
 
 
-def summarize(n: int, log: Any, args: argparse.Namespace, wall: float, step: float) -> dict[str, Any]:
+def summarize(
+    n: int, log: Any, args: argparse.Namespace, wall: float, step: float
+) -> dict[str, Any]:
     """One table row from a run's raw measurements (a ``bench_gpu.RunLog``)."""
     commits = [c[1] for c in log.commits]
     finals = [f[1] for f in log.finals]
@@ -61,7 +63,9 @@ def summarize(n: int, log: Any, args: argparse.Namespace, wall: float, step: flo
         "max_queue": max((q[1] for q in log.queue), default=0),
         "max_spacing": max((q[2] for q in log.queue), default=0.0),
     }
-    row["sustained"] = row["lag_growth"] < 0.5 and row["final_growth"] < 0.5 and row["max_slip"] < 0.25
+    row["sustained"] = (
+        row["lag_growth"] < 0.5 and row["final_growth"] < 0.5 and row["max_slip"] < 0.25
+    )
     row["goals_met"] = bool(
         row["sustained"]
         and row["errors"] == 0

@@ -60,7 +60,12 @@ def wait_for_all(folder: Path, name: str, index: int, count: int) -> float | Non
 
 
 def shard_sweep(
-    decoder: Any, calls: list[Any], args: argparse.Namespace, info: dict[str, Any], began: float, run: Any
+    decoder: Any,
+    calls: list[Any],
+    args: argparse.Namespace,
+    info: dict[str, Any],
+    began: float,
+    run: Any,
 ) -> None:
     """Every N of the plan on this shard's calls, started together with the other shards."""
     index, count = parse_shard(args.shard)
@@ -109,7 +114,9 @@ def merge(folder: Path, count: int) -> tuple[list[dict[str, Any]], dict[str, Any
             for name in names:
                 value = record["log"][name]
                 if isinstance(value, list):
-                    getattr(pooled, name).extend(tuple(v) if isinstance(v, list) else v for v in value)
+                    getattr(pooled, name).extend(
+                        tuple(v) if isinstance(v, list) else v for v in value
+                    )
             pooled.errors += record["log"]["errors"]
             pooled.words += record["log"]["words"]
             pooled.slip = max(pooled.slip, record["log"]["slip"])

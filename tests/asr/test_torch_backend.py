@@ -269,14 +269,18 @@ def test_beam_finals_match_faster_whisper_beam_search(
     beamed = TorchWhisperDecoder.load(
         "tiny.en", TorchBackendConfig(device="cpu"), final=AsrOptions(beam_size=5)
     )
-    reference = WhisperModel(str(resolve_whisper_model("tiny.en")), device="cpu", compute_type="int8")
+    reference = WhisperModel(
+        str(resolve_whisper_model("tiny.en")), device="cpu", compute_type="int8"
+    )
     finals = [DecodeRequest(c, 0.0, None, True, k) for k, c in enumerate(clips)]
     for request, words in zip(finals, beamed.decode_batch(finals), strict=True):
         segments, _ = reference.transcribe(
             request.audio, beam_size=5, without_timestamps=True, temperature=0.0,
             condition_on_previous_text=False,
         )  # fmt: skip
-        assert _letters(" ".join(w.text for w in words)) == _letters(" ".join(s.text for s in segments))
+        assert _letters(" ".join(w.text for w in words)) == _letters(
+            " ".join(s.text for s in segments)
+        )
     mixed = beamed.decode_batch(five)  # partials and finals, prompts, one batch
     alone = [beamed.decode_batch([r])[0] for r in five]
     assert all(_same(m, a) for m, a in zip(mixed, alone, strict=True))

@@ -145,10 +145,10 @@ class EventRelay:
     def _received(self, payload: str) -> None:
         try:
             message = json.loads(payload)
-            event, origin = message["event"], message["origin"]
-            call_id = event["call_id"]
-            event["type"], event["seq"]  # noqa: B018 - a relayed event must carry both
+            event, origin, call_id = message["event"], message["origin"], message["event"]["call_id"]
         except (ValueError, KeyError, TypeError):
+            event = None
+        if not isinstance(event, dict) or not {"type", "seq"} <= event.keys():
             self.counts["malformed"] += 1
             return
         if origin == self.origin:
