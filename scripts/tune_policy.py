@@ -95,6 +95,19 @@ def value_auc(rows: TrainingRows, config: TrainConfig) -> float:
     return float(roc_auc_score(rows.success, _cross_fitted_value(scaled, rows, success_config)))
 
 
+def training_side(
+    data: Path, tenant: str, cache_dir: Path
+) -> tuple[list, OnnxSentenceEncoder, dict[str, np.ndarray], dict]:
+    """The training side's conversations, the encoder, and their (cached) embeddings and entities."""
+    chosen = select(
+        [c for c in read_conversations(data).conversations if c.tenant == tenant], "train"
+    )
+    encoder = OnnxSentenceEncoder(ensure_encoder(cache_dir), parallel=2)
+    vectors = embed_all([t.text for c in chosen for t in c.turns], encoder, cache_dir)
+    extracted = extract_all([t for c in chosen for t in c.turns], cache_dir)
+    return chosen, encoder, vectors, extracted
+
+
 def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(x) for x in text.split(","))
 
@@ -139,12 +152,7 @@ def main() -> None:
     """Embed and cluster the training side once per action K, replay it once per PCA size."""
     args = _arguments()
     base = TrainConfig(tenant=args.tenant, context=not args.no_context)
-    chosen = select(
-        [c for c in read_conversations(args.data).conversations if c.tenant == args.tenant], "train"
-    )
-    encoder = OnnxSentenceEncoder(ensure_encoder(args.cache_dir), parallel=2)
-    vectors = embed_all([t.text for c in chosen for t in c.turns], encoder, args.cache_dir)
-    extracted = extract_all([t for c in chosen for t in c.turns], args.cache_dir)
+    chosen, encoder, vectors, extracted = training_side(args.data, args.tenant, args.cache_dir)
     first = base.actions.fixed(args.action_ks[0]) if args.action_ks else base.actions
     actions, intents = discover_spaces(chosen, vectors, dataclasses.replace(base, actions=first))
     agent = [t.text for c in chosen for t in c.turns if t.role == "agent"]
