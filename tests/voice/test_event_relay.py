@@ -85,6 +85,51 @@ def test_events_of_one_process_reach_the_other(postgres_url: str) -> None:
     assert len(hub_a.history("call-1")) == 4  # its own events did not come back to A
 
 
+@pytest.mark.e2e
+def test_a_process_that_joins_midway_gets_the_call_history(postgres_url: str) -> None:
+    """A restarted process hears of a running call midway: it asks for the history once, and
+    then lists the call and replays it from the start (partials excepted), in order."""
+    conninfo = relay_conninfo(postgres_url)
+    hub_a, registry_a, relay_a = _process(conninfo)
+    hub_b, registry_b, relay_b = _process(conninfo)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        relay_a.start(loop)
+        await _until(relay_a.listening.is_set)
+        hub_a.publish("call-2", {"type": "call.started", "audio_time": 0.0, "tenant": "acme",
+                                 "agent_id": "a7", "legs": {}, "source": "sip"})
+        hub_a.publish("call-2", {"type": "transcript.final", "audio_time": 3.0, "role": "customer",
+                                 "text": "my order never came", "words": _words(4)})
+        hub_a.publish("call-2", {"type": "transcript.partial", "audio_time": 4.0, "role": "agent",
+                                 "text": "sorry", "committed": [], "tentative": []})
+        hub_a.publish("call-2", {"type": "transcript.final", "audio_time": 6.0, "role": "agent",
+                                 "text": "sorry to hear that", "words": _words(4)})
+        await _until(lambda: relay_a.counts["sent"] == 4)  # all before B listens
+        relay_b.start(loop)  # B (re)starts while the call runs
+        await _until(relay_b.listening.is_set)
+        hub_a.publish("call-2", {"type": "transcript.final", "audio_time": 9.0, "role": "customer",
+                                 "text": "can you resend it", "words": _words(4)})
+        await _until(lambda: hub_b.first_seq("call-2") == 1 and len(hub_b.history("call-2")) == 4)
+        hub_a.publish("call-2", {"type": "call.ended", "audio_time": 10.0, "reason": "hangup"})
+        await _until(lambda: len(hub_b.history("call-2")) == 5)
+
+    try:
+        asyncio.run(run())
+    finally:
+        relay_a.close()
+        relay_b.close()
+    assert [e["seq"] for e in hub_b.history("call-2")] == [1, 2, 4, 5, 6]  # the partial is not back-filled
+    assert [e["seq"] for e in hub_b.history("call-2", since=2)] == [4, 5, 6]
+    assert [e["emitted_at"] for e in hub_b.history("call-2")] == [
+        e["emitted_at"] for e in hub_a.history("call-2") if e["type"] != "transcript.partial"]
+    state = registry_b.get("call-2")
+    assert state is not None and (state.agent_id, state.tenant, state.status) == ("a7", "acme", "ended")
+    assert state.turns == 3 and state.last_text == "customer: can you resend it"  # newest, not back-filled
+    assert relay_b.counts["history_requests"] == 1 and relay_a.counts["backfilled"] == 4
+    assert registry_a.get("call-2") is None  # A's own registry is the server's business, not the relay's
+
+
 @pytest.mark.unit
 def test_the_relay_needs_postgresql() -> None:
     with pytest.raises(ConfigError, match="PostgreSQL"):

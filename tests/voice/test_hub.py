@@ -62,3 +62,39 @@ def test_a_slow_subscriber_is_dropped_without_blocking_the_call(monkeypatch: pyt
     seen, total = asyncio.run(scenario())
     assert total == 6  # the call's history is complete for a replay
     assert seen[0] == 1 and len(seen) < 6  # the slow reader got what fit, then its stream ended
+
+
+def test_relayed_events_back_fill_in_order_without_streaming_old_ones() -> None:
+    """A call joined midway: live events first (seq 7, 8), then the back-filled history."""
+
+    async def scenario() -> tuple[list[int], list[str]]:
+        hub = EventHub()
+        streamed: list[int] = []
+        placed = [hub.ingest("c", {"type": "x", "seq": 7})]
+
+        async def reader() -> None:
+            async for event in hub.subscribe("c", since=7):
+                streamed.append(event["seq"])
+
+        task = asyncio.create_task(reader())
+        await asyncio.sleep(0)
+        for seq in (8, 1, 3, 7, 8, 9):
+            placed.append(hub.ingest("c", {"type": "x", "seq": seq}))
+        await asyncio.sleep(0)
+        task.cancel()
+        return streamed, placed
+
+    streamed, placed = asyncio.run(scenario())
+    assert streamed == [8, 9]  # back-filled ones are for replay, not pushed to live readers
+    assert placed == ["latest", "latest", "backfill", "backfill", "held", "held", "latest"]
+
+
+def test_replay_after_a_sequence_number_with_gaps() -> None:
+    hub = EventHub()
+    for seq in (4, 5, 1, 2):  # relayed: live from 4, then back-filled 1-2 (3 was a partial)
+        hub.ingest("c", {"type": "x", "seq": seq})
+    assert hub.first_seq("c") == 1 and hub.first_seq("unknown") is None
+    assert [e["seq"] for e in hub.history("c")] == [1, 2, 4, 5]
+    assert [e["seq"] for e in hub.history("c", since=2)] == [4, 5]
+    assert [e["seq"] for e in hub.history("c", since=3)] == [4, 5]
+    assert [e["seq"] for e in hub.history("c", since=5)] == []

@@ -48,8 +48,9 @@ class CallRegistry:
         self._calls[frame.call_id] = CallState(frame.call_id, frame.tenant, frame.agent_id, frame.source,
                                                dict(frame.legs), time.time(), metadata=dict(frame.metadata))
 
-    def observe(self, call_id: str, event: dict[str, Any]) -> None:
-        """Update the call's view from one of its events."""
+    def observe(self, call_id: str, event: dict[str, Any], *, latest: bool = True) -> None:
+        """Update the call's view from one of its events; ``latest=False`` (an older event
+        back-filled by the relay) counts it without replacing the newer "last" fields."""
         state = self._calls.get(call_id)
         if state is None:
             return
@@ -58,6 +59,9 @@ class CallRegistry:
         kind = event["type"]
         if kind == "transcript.final":
             state.turns += 1
+        if not latest:
+            return
+        if kind == "transcript.final":
             state.last_text = f"{event.get('role')}: {event.get('text')}"
         elif kind == "nlu" and event.get("role") == "customer" and event.get("intent"):
             state.last_intent = event["intent"]

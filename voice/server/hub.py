@@ -12,11 +12,12 @@ must reconnect with ``since``) rather than slowing the call down.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 Event = dict[str, Any]
 SUBSCRIBER_QUEUE = 1000
@@ -66,16 +67,33 @@ class EventHub:
             self._offer(sub, event, channel.subscribers)
         return event
 
-    def ingest(self, call_id: str, event: Event) -> None:
+    def ingest(self, call_id: str, event: Event) -> Literal["latest", "backfill", "held"]:
         """Deliver an event another server process published (``voice.server.relay``): it keeps
-        its own ``seq`` and ``emitted_at``, and observers (this process's metrics) skip it. A
-        call joined midway has a history that starts at its first relayed event."""
+        its own ``seq`` and ``emitted_at``, and observers (this process's metrics) skip it.
+
+        An event older than the newest one held is a back-fill of a call joined midway (the
+        relay asked its process for the history): it is put in ``seq`` order for replay, and
+        not streamed to subscribers, who have moved past it. One already held is skipped.
+        Returns which of the three happened.
+        """
         channel = self._channels.setdefault(call_id, _CallChannel())
-        if channel.events and event["seq"] <= channel.events[-1]["seq"]:
-            return  # already here (a listener that reconnected)
+        seq = event["seq"]
+        if channel.events and seq <= channel.events[-1]["seq"]:
+            at = bisect.bisect_left(channel.events, seq, key=lambda e: e["seq"])
+            if channel.events[at]["seq"] == seq:
+                return "held"
+            channel.events.insert(at, event)
+            return "backfill"
         channel.events.append(event)
         for sub in list(channel.subscribers) + list(self._global):
             self._offer(sub, event, channel.subscribers)
+        return "latest"
+
+    def first_seq(self, call_id: str) -> int | None:
+        """``seq`` of the oldest event held for the call (None: none); above 1 means history is
+        missing (a relayed call joined midway)."""
+        channel = self._channels.get(call_id)
+        return channel.events[0]["seq"] if channel is not None and channel.events else None
 
     def close_call(self, call_id: str) -> None:
         """No more events for this call: end its subscriptions; keep its history (bounded)."""
@@ -148,8 +166,8 @@ class EventHub:
 
 
 def _after(events: list[Event], since: int) -> list[Event]:
-    """Events with ``seq > since``: a local call's ``seq`` is its index + 1, a relayed call's
-    history may start later."""
-    if not events or events[0]["seq"] == 1:
+    """Events with ``seq > since``: a local call's ``seq`` is its index + 1; a relayed call's
+    history may start later or have gaps (partials are not back-filled)."""
+    if not events or events[-1]["seq"] == len(events):
         return events[since:]
-    return [e for e in events if e["seq"] > since]
+    return events[bisect.bisect_right(events, since, key=lambda e: e["seq"]) :]

@@ -13,11 +13,19 @@ A notification carries at most 8000 bytes: an event over :data:`MAX_PAYLOAD` tra
 word timings (``"words_omitted": true``; the text stays), and one still too large is counted and
 not relayed. Relayed events keep the ``seq`` and ``emitted_at`` of the process that made them,
 and are not counted in this process's ``/metrics`` (each process counts its own calls).
+
+A process that joins while calls are running (a restart, a rolling deploy) first hears of such a
+call midway. It then asks, once per call, for the call's history (``{"sync": call_id}``); the
+process carrying the call publishes the events it holds, except superseded partial transcripts,
+on a back-fill queue that its sender drains only when no live event waits, so a late joiner
+lists the call with its tenant and agent and replays its transcript from the start, and live
+events are never held up by back-fill.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import queue
@@ -40,6 +48,12 @@ RELAY_CHANNEL = "nextline_events"
 MAX_PAYLOAD = 7900
 """Bytes of one notification at most (PostgreSQL's limit is 8000, less some headroom)."""
 _WORD_LISTS = ("words", "committed", "tentative")
+_NOT_BACKFILLED = frozenset({"transcript.partial"})
+"""Event types a back-fill leaves out: each partial is superseded by the next and by the final."""
+BACKFILL_QUEUE = 50_000
+"""Back-fill notifications waiting at most; beyond it a history request is answered in part."""
+_WAKE = ""
+"""Put on the live queue to wake the sender for back-fill (never sent)."""
 
 
 def relay_conninfo(database_url: str) -> str:
@@ -64,8 +78,13 @@ class EventRelay:
         self.origin = uuid.uuid4().hex[:12]
         """This process's id in the notifications (its own come back and are skipped)."""
         self.counts = {"sent": 0, "received": 0, "words_omitted": 0, "too_large": 0, "malformed": 0,
-                       "dropped": 0}
+                       "dropped": 0, "history_requests": 0, "backfilled": 0}
         self._outbox: queue.Queue[str | None] = queue.Queue(10_000)
+        self._backfill: queue.Queue[str] = queue.Queue(BACKFILL_QUEUE)
+        self._carried: set[str] = set()
+        """Calls this process carries (publishes) and that have not ended: it answers for them."""
+        self._requested: set[str] = set()
+        """Calls whose history this process asked for (once each)."""
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -94,6 +113,21 @@ class EventRelay:
 
     def offer(self, event: Event) -> None:
         """Hub observer: queue one of this process's events (never blocks the call)."""
+        call_id = event.get("call_id")
+        if event.get("type") == "call.ended":
+            self._carried.discard(call_id)  # type: ignore[arg-type]
+        elif isinstance(call_id, str):
+            self._carried.add(call_id)
+        payload = self._payload(event)
+        if payload is None:
+            return
+        try:
+            self._outbox.put_nowait(payload)
+        except queue.Full:  # the database is unreachable for long: calls go on, events are dropped
+            self.counts["dropped"] += 1
+
+    def _payload(self, event: Event) -> str | None:
+        """The notification for ``event``: without word lists when too large; None if still so."""
         payload = json.dumps({"origin": self.origin, "event": event}, separators=(",", ":"))
         if len(payload.encode()) > MAX_PAYLOAD:
             slim = {k: v for k, v in event.items() if k not in _WORD_LISTS} | {"words_omitted": True}
@@ -102,11 +136,8 @@ class EventRelay:
             if len(payload.encode()) > MAX_PAYLOAD:
                 self.counts["too_large"] += 1
                 log.warning("event %s of call %s too large to relay", event.get("type"), event.get("call_id"))
-                return
-        try:
-            self._outbox.put_nowait(payload)
-        except queue.Full:  # the database is unreachable for long: calls go on, events are dropped
-            self.counts["dropped"] += 1
+                return None
+        return payload
 
     def _send(self) -> None:
         import psycopg
@@ -114,15 +145,56 @@ class EventRelay:
         while not self._stop.is_set() or not self._outbox.empty():
             try:
                 with psycopg.connect(self.conninfo, autocommit=True) as connection:
-                    while (payload := self._outbox.get()) is not None:
-                        connection.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
-                        self.counts["sent"] += 1
+                    while (payload := self._next_payload()) is not None:
+                        if payload:
+                            connection.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
+                            self.counts["sent"] += 1
                     return
             except psycopg.Error as exc:  # reconnect; the payload in hand is lost, later ones are not
                 if self._stop.is_set():  # closing with the database gone: nothing left to do
                     return
                 log.warning("event relay: cannot publish (%s); retrying", exc)
                 self._stop.wait(1.0)
+
+    def _next_payload(self) -> str | None:
+        """A live payload first; back-fill only when no live one waits; None: closing."""
+        if not self._backfill.empty():
+            try:
+                return self._outbox.get_nowait()
+            except queue.Empty:
+                try:
+                    return self._backfill.get_nowait()
+                except queue.Empty:
+                    pass
+        return self._outbox.get()
+
+    def _answer_history(self, call_id: str) -> None:
+        """Another process asked for a call's history (on the event loop): back-fill it if ours."""
+        if call_id not in self._carried:
+            return
+        for event in self.hub.history(call_id):
+            if event["type"] in _NOT_BACKFILLED or (payload := self._payload(event)) is None:
+                continue
+            try:
+                self._backfill.put_nowait(payload)
+            except queue.Full:
+                self.counts["dropped"] += 1
+                break
+            self.counts["backfilled"] += 1
+        with contextlib.suppress(queue.Full):  # a full live queue keeps the sender busy anyway
+            self._outbox.put_nowait(_WAKE)
+
+    def _ask_history(self, call_id: str) -> None:
+        """Ask the process carrying ``call_id`` for its history (once per call)."""
+        if call_id in self._requested:
+            return
+        self._requested.add(call_id)
+        self.counts["history_requests"] += 1
+        message = json.dumps({"origin": self.origin, "sync": call_id}, separators=(",", ":"))
+        try:
+            self._outbox.put_nowait(message)
+        except queue.Full:
+            self.counts["dropped"] += 1
 
     # --- the other processes' events --------------------------------------------------------
 
@@ -143,9 +215,15 @@ class EventRelay:
                 self._stop.wait(1.0)
 
     def _received(self, payload: str) -> None:
+        assert self._loop is not None
         try:
             message = json.loads(payload)
-            event, origin, call_id = message["event"], message["origin"], message["event"]["call_id"]
+            origin = message["origin"]
+            if isinstance(message.get("sync"), str):
+                if origin != self.origin:
+                    self._loop.call_soon_threadsafe(self._answer_history, message["sync"])
+                return
+            event, call_id = message["event"], message["event"]["call_id"]
         except (ValueError, KeyError, TypeError):
             event = None
         if not isinstance(event, dict) or not {"type", "seq"} <= event.keys():
@@ -154,16 +232,26 @@ class EventRelay:
         if origin == self.origin:
             return
         self.counts["received"] += 1
-        assert self._loop is not None
         self._loop.call_soon_threadsafe(self.deliver, call_id, event)
 
     def deliver(self, call_id: str, event: Event) -> None:
-        """Take in another process's event (on the event loop): registry, then subscribers."""
+        """Take in another process's event (on the event loop): subscribers, then the registry.
+
+        The first event of a call that started before this process listened asks for the
+        call's history; the back-filled ``call.started`` then registers the call, and the events
+        that had arrived live before it are counted into the call's view.
+        """
         kind = event["type"]
-        if kind == "call.started":
+        if self.hub.first_seq(call_id) is None and event["seq"] > 1:
+            self._ask_history(call_id)
+        placed = self.hub.ingest(call_id, event)
+        if placed == "held":
+            return  # a back-fill of what this process already had
+        if kind == "call.started" and self.registry.get(call_id) is None:
             self.registry.started(_started_frame(call_id, event))
-        self.registry.observe(call_id, event)
-        self.hub.ingest(call_id, event)
+            for live in self.hub.history(call_id, since=event["seq"]) if placed == "backfill" else ():
+                self.registry.observe(call_id, live)
+        self.registry.observe(call_id, event, latest=placed == "latest")
         if kind == "call.ended":
             self.registry.ended(call_id, str(event.get("reason") or "ended"))
             self.hub.close_call(call_id)
