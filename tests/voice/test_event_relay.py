@@ -6,6 +6,7 @@ processes on one database: what one publishes, the other lists, replays and stre
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,26 @@ def test_two_servers_on_one_database_each_show_every_call(postgres_url: str, tmp
         types = [line.split('"type":"')[1].split('"')[0] for line in (x.replace(" ", "") for x in lines)]
         assert types[0] == "call.started" and types[-1] == "call.ended" and types.count("transcript.final") == 2
         assert client_b.get("/healthz").json()["event_relay"]["received"] == len(types)
+
+
+@pytest.mark.unit
+def test_live_events_go_out_before_back_fill() -> None:
+    """A history answer queues back-fill; live events published meanwhile are sent first."""
+    hub, registry, relay = _process("postgresql://unused@127.0.0.1:1/none")
+    hub.observers.append(relay.offer)  # what start() does, without the threads
+    for seq in range(3):
+        hub.publish("old-call", {"type": "transcript.final", "text": f"old {seq}"})
+    while relay._outbox.qsize():  # what the sender had already sent before the request
+        relay._next_payload()
+    relay._answer_history("old-call")
+    relay._answer_history("someone-elses-call")  # not carried here: no answer
+    hub.publish("new-call", {"type": "transcript.final", "text": "live"})
+    sent = []
+    while relay._outbox.qsize() or relay._backfill.qsize():
+        payload = relay._next_payload()
+        if payload:
+            sent.append(json.loads(payload)["event"]["text"])
+    assert sent == ["live", "old 0", "old 1", "old 2"] and relay.counts["backfilled"] == 3
 
 
 @pytest.mark.unit
