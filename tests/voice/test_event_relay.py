@@ -93,11 +93,13 @@ def test_a_process_that_joins_midway_gets_the_call_history(postgres_url: str) ->
     conninfo = relay_conninfo(postgres_url)
     hub_a, registry_a, relay_a = _process(conninfo)
     hub_b, registry_b, relay_b = _process(conninfo)
+    hub_c, _, relay_c = _process(conninfo)  # listening all along: the back-fill is not for it
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
         relay_a.start(loop)
-        await _until(relay_a.listening.is_set)
+        relay_c.start(loop)
+        await _until(lambda: relay_a.listening.is_set() and relay_c.listening.is_set())
         hub_a.publish("call-2", {"type": "call.started", "audio_time": 0.0, "tenant": "acme",
                                  "agent_id": "a7", "legs": {}, "source": "sip"})
         hub_a.publish("call-2", {"type": "transcript.final", "audio_time": 3.0, "role": "customer",
@@ -118,8 +120,8 @@ def test_a_process_that_joins_midway_gets_the_call_history(postgres_url: str) ->
     try:
         asyncio.run(run())
     finally:
-        relay_a.close()
-        relay_b.close()
+        for relay in (relay_a, relay_b, relay_c):
+            relay.close()
     assert [e["seq"] for e in hub_b.history("call-2")] == [1, 2, 4, 5, 6]  # the partial is not back-filled
     assert [e["seq"] for e in hub_b.history("call-2", since=2)] == [4, 5, 6]
     assert [e["emitted_at"] for e in hub_b.history("call-2")] == [
@@ -128,6 +130,7 @@ def test_a_process_that_joins_midway_gets_the_call_history(postgres_url: str) ->
     assert state is not None and (state.agent_id, state.tenant, state.status) == ("a7", "acme", "ended")
     assert state.turns == 3 and state.last_text == "customer: can you resend it"  # newest, not back-filled
     assert relay_b.counts["history_requests"] == 1 and relay_a.counts["backfilled"] == 4
+    assert relay_c.counts["received"] == 6 and len(hub_c.history("call-2")) == 6  # live only, whole
     assert registry_a.get("call-2") is None  # A's own registry is the server's business, not the relay's
 
 
@@ -181,15 +184,16 @@ def test_live_events_go_out_before_back_fill() -> None:
         hub.publish("old-call", {"type": "transcript.final", "text": f"old {seq}"})
     while relay._outbox.qsize():  # what the sender had already sent before the request
         relay._next_payload()
-    relay._answer_history("old-call")
-    relay._answer_history("someone-elses-call")  # not carried here: no answer
+    relay._answer_history("old-call", "asker")
+    relay._answer_history("someone-elses-call", "asker")  # not carried here: no answer
     hub.publish("new-call", {"type": "transcript.final", "text": "live"})
     sent = []
     while relay._outbox.qsize() or relay._backfill.qsize():
         payload = relay._next_payload()
         if payload:
-            sent.append(json.loads(payload)["event"]["text"])
-    assert sent == ["live", "old 0", "old 1", "old 2"] and relay.counts["backfilled"] == 3
+            sent.append(json.loads(payload))
+    assert [m["event"]["text"] for m in sent] == ["live", "old 0", "old 1", "old 2"]
+    assert [m.get("to") for m in sent] == [None, "asker", "asker", "asker"] and relay.counts["backfilled"] == 3
 
 
 @pytest.mark.unit

@@ -15,11 +15,12 @@ not relayed. Relayed events keep the ``seq`` and ``emitted_at`` of the process t
 and are not counted in this process's ``/metrics`` (each process counts its own calls).
 
 A process that joins while calls are running (a restart, a rolling deploy) first hears of such a
-call midway. It then asks, once per call, for the call's history (``{"sync": call_id}``); the
+call midway. It then asks, once per call, for the call's history (``{"sync": call_id}``). The
 process carrying the call publishes the events it holds, except superseded partial transcripts,
-on a back-fill queue that its sender drains only when no live event waits, so a late joiner
-lists the call with its tenant and agent and replays its transcript from the start, and live
-events are never held up by back-fill.
+addressed to the asker (``"to"``, which the others skip unparsed), from a back-fill queue that
+its sender drains only when no live event waits. So a late joiner lists the call with its
+tenant and agent and replays its transcript from the start, and back-fill never holds up a live
+event.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class EventRelay:
         self.conninfo, self.hub, self.registry, self.channel = conninfo, hub, registry, channel
         self.origin = uuid.uuid4().hex[:12]
         """This process's id in the notifications (its own come back and are skipped)."""
+        self._addressed_here = f'{{"to":"{self.origin}"'
         self.counts = {"sent": 0, "received": 0, "words_omitted": 0, "too_large": 0, "malformed": 0,
                        "dropped": 0, "history_requests": 0, "backfilled": 0}
         self._outbox: queue.Queue[str | None] = queue.Queue(10_000)
@@ -126,12 +128,17 @@ class EventRelay:
         except queue.Full:  # the database is unreachable for long: calls go on, events are dropped
             self.counts["dropped"] += 1
 
-    def _payload(self, event: Event) -> str | None:
-        """The notification for ``event``: without word lists when too large; None if still so."""
-        payload = json.dumps({"origin": self.origin, "event": event}, separators=(",", ":"))
+    def _payload(self, event: Event, to: str | None = None) -> str | None:
+        """The notification for ``event``: without word lists when too large; None if still so.
+
+        ``to``: the one process a back-fill is for, written first so that the others can skip
+        it without parsing it.
+        """
+        head = {"to": to} if to else {}
+        payload = json.dumps(head | {"origin": self.origin, "event": event}, separators=(",", ":"))
         if len(payload.encode()) > MAX_PAYLOAD:
             slim = {k: v for k, v in event.items() if k not in _WORD_LISTS} | {"words_omitted": True}
-            payload = json.dumps({"origin": self.origin, "event": slim}, separators=(",", ":"))
+            payload = json.dumps(head | {"origin": self.origin, "event": slim}, separators=(",", ":"))
             self.counts["words_omitted"] += 1
             if len(payload.encode()) > MAX_PAYLOAD:
                 self.counts["too_large"] += 1
@@ -168,12 +175,12 @@ class EventRelay:
                     pass
         return self._outbox.get()
 
-    def _answer_history(self, call_id: str) -> None:
+    def _answer_history(self, call_id: str, requester: str) -> None:
         """Another process asked for a call's history (on the event loop): back-fill it if ours."""
         if call_id not in self._carried:
             return
         for event in self.hub.history(call_id):
-            if event["type"] in _NOT_BACKFILLED or (payload := self._payload(event)) is None:
+            if event["type"] in _NOT_BACKFILLED or (payload := self._payload(event, requester)) is None:
                 continue
             try:
                 self._backfill.put_nowait(payload)
@@ -216,12 +223,14 @@ class EventRelay:
 
     def _received(self, payload: str) -> None:
         assert self._loop is not None
+        if payload.startswith('{"to":"') and not payload.startswith(self._addressed_here):
+            return  # a back-fill for another process
         try:
             message = json.loads(payload)
             origin = message["origin"]
             if isinstance(message.get("sync"), str):
                 if origin != self.origin:
-                    self._loop.call_soon_threadsafe(self._answer_history, message["sync"])
+                    self._loop.call_soon_threadsafe(self._answer_history, message["sync"], origin)
                 return
             event, call_id = message["event"], message["event"]["call_id"]
         except (ValueError, KeyError, TypeError):
