@@ -36,12 +36,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold
 from sklearn.preprocessing import StandardScaler
-from tune_policy import subset, training_side
+from tune_policy import training_side
 
 from suggest.train.config import TrainConfig
 from suggest.train.dataset import TrainingRows
 from suggest.train.pipeline import discover_spaces, prepare_rows, returns
 from suggest.train.policy_fit import fit_policies
+from suggest.train.tuning import subset
 
 ALPHAS = (0.25, 0.5, 1.0, 2.0)
 Q_CS = (0.003, 0.03, 0.3)

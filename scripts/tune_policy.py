@@ -38,49 +38,14 @@ from suggest.encoder.onnx_encoder import OnnxSentenceEncoder
 from suggest.train.config import TrainConfig
 from suggest.train.dataset import TrainingRows
 from suggest.train.pipeline import discover_spaces, prepare_rows, returns
-from suggest.train.policy_fit import fit_policies
 from suggest.train.texts import embed_all, extract_all
+from suggest.train.tuning import cross_validate
 
 GRID = {
     "projection_dim": (32, 64),
     "regularization": (0.001, 0.003, 0.01),
     "awr_temperature": (0.5, 1.0),
 }
-
-
-def subset(rows: TrainingRows, mask: np.ndarray) -> TrainingRows:
-    """The rows where ``mask`` holds."""
-    return TrainingRows(
-        **{f.name: getattr(rows, f.name)[mask] for f in dataclasses.fields(TrainingRows)}
-    )
-
-
-def top3(weights: np.ndarray, bias: np.ndarray, rows: TrainingRows) -> np.ndarray:
-    """Per row: is the actual action among the policy's top 3?"""
-    scores = rows.features @ weights.T + bias
-    return (np.argsort(-scores, axis=1)[:, :3] == rows.actions[:, None]).any(axis=1)
-
-
-def cross_validate(
-    rows: TrainingRows, folds: list, n_actions: int, config: TrainConfig
-) -> dict[str, float]:
-    """Top-3 of behaviour cloning (all turns, successful turns) and AWR (successful turns)."""
-    bc_all, bc_won, awr_won = [], [], []
-    every = np.arange(len(rows.actions))
-    for train_index, valid_index in folds:
-        fitted = fit_policies(subset(rows, np.isin(every, train_index)), n_actions, config)
-        valid = subset(rows, np.isin(every, valid_index))
-        hits = top3(fitted.behaviour_cloning.weights, fitted.behaviour_cloning.bias, valid)
-        bc_all.append(hits)
-        bc_won.append(hits[valid.success])
-        awr_won.append(
-            top3(fitted.policy.weights, fitted.policy.bias, subset(valid, valid.success))
-        )
-    return {
-        "bc_top3_all": float(np.concatenate(bc_all).mean()),
-        "bc_top3_successful": float(np.concatenate(bc_won).mean()),
-        "awr_top3_successful": float(np.concatenate(awr_won).mean()),
-    }
 
 
 def value_auc(rows: TrainingRows, config: TrainConfig) -> float:

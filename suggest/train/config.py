@@ -31,6 +31,11 @@ class TrainConfig:
     awr_max_weight: float = 20.0
     regularization: float = 0.003
     """Inverse L2 strength (sklearn ``C``) of every logistic model."""
+    bc_regularization: float | None = None
+    """``C`` of the behaviour-cloning baseline when it differs (``tune`` picks each its own)."""
+    tune: bool = False
+    """Choose return, C, beta and lambda by cross-validation on the training side
+    (``suggest.train.tuning``) instead of taking the defaults above."""
     max_iter: int = 1000
     value_folds: int = 5
     """V(s) is cross-fitted over this many conversation folds, so advantages are honest."""
@@ -66,4 +71,7 @@ class TrainConfig:
         data = asdict(self)
         for key in ("actions", "intents"):
             data[key]["k_grid"] = list(data[key]["k_grid"])
+        for key, unset in (("bc_regularization", None), ("tune", False)):
+            if data[key] == unset:  # untuned models keep their manifests byte for byte
+                del data[key]
         return data

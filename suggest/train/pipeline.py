@@ -36,6 +36,7 @@ from suggest.train.encoders import prepare_encoder
 from suggest.train.feedback_rows import FeedbackSignal, feedback_signal, feedback_texts
 from suggest.train.policy_fit import fit_policies
 from suggest.train.texts import EntityTuple, embed_all, entity_lookup, extract_all
+from suggest.train.tuning import TuningGrid, TuningResult, tune
 from suggest.types import Conversation, Turn
 
 CONSTANT_MIN_CONVERSATIONS = 3
@@ -96,12 +97,14 @@ def train(
     say("clustering actions and intents")
     actions, intents = discover_spaces(chosen, vectors, config)
     lap("cluster")
-    model, signal = _fit(
+    model, signal, config, tuning = _fit(
         chosen, vectors, extracted, actions, intents, encoder, config, feedback, say, lap
     )
     model.manifest = _manifest(
         conversations, chosen, config, actions, intents, signal, out_dir.name
     )
+    if tuning is not None:
+        model.manifest["tuning"] = tuning.to_dict()
     out_dir.mkdir(parents=True, exist_ok=True)
     save_model(model, out_dir, encoder_dir)
     lap("save")
@@ -214,13 +217,21 @@ def _fit(
     feedback: Sequence[FeedbackRecord],
     say: Hook,
     lap: Callable[[str], None],
-) -> tuple[SuggestionModel, FeedbackSignal]:
+) -> tuple[SuggestionModel, FeedbackSignal, TrainConfig, TuningResult | None]:
+    """The model, the feedback signal, and the config it was fitted with (tuned when asked)."""
     say("replaying conversations into states")
     vocabulary, rows = prepare_rows(
         chosen, vectors, extracted, actions, intents, encoder.dim, config
     )
     specs = vocabulary.specs
     lap("replay")
+    tuning = None
+    if config.tune:
+        grid = TuningGrid()
+        say(f"tuning the policy: {len(grid.settings())} settings x {grid.folds} folds")
+        tuning = tune(rows, chosen, specs.n_actions, config, returns, grid)
+        config = tuning.apply(config)
+        lap("tune")
     signal = feedback_signal(
         feedback,
         chosen,
@@ -247,7 +258,7 @@ def _fit(
         bank=_exemplar_bank(chosen, rows, vectors, extracted, actions, config),
         encoder=encoder.spec,
     )
-    return model, signal
+    return model, signal, config, tuning
 
 
 def returns(chosen: Sequence[Conversation], config: TrainConfig) -> np.ndarray:

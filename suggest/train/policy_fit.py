@@ -14,6 +14,7 @@ Feature scaling is folded into the weights, so serving is ``x @ W.T + b`` on raw
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,7 +79,12 @@ def fit_policies(
         actions = np.concatenate([rows.actions, extra.actions])
         sample_weight = np.concatenate([weights, np.full(len(extra.actions), extra.weight)])
     policy = _fit_softmax(features, actions, sample_weight, n_actions, config)
-    behaviour_cloning = _fit_softmax(scaled, rows.actions, None, n_actions, config)
+    bc_config = (
+        config
+        if config.bc_regularization is None
+        else dataclasses.replace(config, regularization=config.bc_regularization)
+    )
+    behaviour_cloning = _fit_softmax(scaled, rows.actions, None, n_actions, bc_config)
     outcome = _fit_outcome(scaled, rows.success, config)
     majority = np.bincount(rows.actions, minlength=n_actions).astype(np.float32)
     return FittedPolicies(
