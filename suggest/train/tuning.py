@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from suggest.errors import TrainingError
 from suggest.train.config import TrainConfig
 from suggest.train.dataset import TrainingRows
 from suggest.train.policy_fit import fit_policies
@@ -129,9 +130,19 @@ def tune(
 
     ``rows.reward`` is rewritten per setting (the return depends on it) and left at the chosen
     policy's return. ``progress(done, total)`` is called after each setting.
+
+    Raises:
+        TrainingError: a fold's training side has one outcome only (nothing to cross-validate).
     """
     grid = grid or TuningGrid()
     folds = group_folds(rows, grid.folds)
+    for train_index, _ in folds:
+        if len(np.unique(rows.success[train_index])) < 2:
+            raise TrainingError(
+                f"--tune: a {grid.folds}-fold split leaves a fold whose training side has only "
+                "one outcome (too few won or lost conversations)",
+                hint="train without --tune (the defaults), or add conversations of the rarer outcome",
+            )
     settings = grid.settings()
     table = []
     for done, setting in enumerate(settings, start=1):

@@ -69,3 +69,29 @@ def test_untuned_manifests_do_not_change() -> None:
     assert "tune" not in parameters and "bc_regularization" not in parameters
     tuned = TrainConfig(tune=True, bc_regularization=0.01).to_dict()
     assert tuned["tune"] is True and tuned["bc_regularization"] == 0.01
+
+
+def test_tune_refuses_data_a_fold_cannot_learn_from() -> None:
+    """One won conversation among twenty: some fold trains on lost calls only."""
+    import numpy as np
+
+    from suggest.errors import TrainingError
+    from suggest.train.config import TrainConfig
+    from suggest.train.dataset import TrainingRows
+    from suggest.train.tuning import tune
+
+    rng = np.random.default_rng(0)
+    conversation = np.repeat(np.arange(20), 5)
+    success = conversation == 0
+    rows = TrainingRows(
+        features=rng.standard_normal((100, 4)).astype(np.float32),
+        actions=rng.integers(0, 3, 100),
+        conversation=conversation,
+        turn=np.tile(np.arange(5), 20),
+        intent_before=np.full(100, -1),
+        contexts=np.zeros((100, 4), np.float32),
+        reward=success.astype(np.float32),
+        success=success,
+    )
+    with pytest.raises(TrainingError, match="only one outcome"):
+        tune(rows, [], 3, TrainConfig(), lambda chosen, config: np.zeros(20, np.float32))
