@@ -59,32 +59,11 @@ def fit_policies(
     """
     from sklearn.preprocessing import StandardScaler
 
-    if len(np.unique(rows.success)) < 2:
-        raise TrainingError(
-            "every training conversation has the same outcome",
-            hint="the policy learns from won vs lost calls; add both",
-        )
+    _check_outcomes(rows)
     scaler = StandardScaler().fit(rows.features)
     scaled = scaler.transform(rows.features).astype(np.float32)
-    value = _cross_fitted_value(scaled, rows, config)
-    weights = np.clip(
-        np.exp(advantages(rows, value, config.awr_lambda) / config.awr_temperature),
-        0.0,
-        config.awr_max_weight,
-    )
-    weights = weights / weights.mean()
-    features, actions, sample_weight = scaled, rows.actions, weights
-    if extra is not None and len(extra.actions):
-        features = np.vstack([scaled, scaler.transform(extra.features).astype(np.float32)])
-        actions = np.concatenate([rows.actions, extra.actions])
-        sample_weight = np.concatenate([weights, np.full(len(extra.actions), extra.weight)])
-    policy = _fit_softmax(features, actions, sample_weight, n_actions, config)
-    bc_config = (
-        config
-        if config.bc_regularization is None
-        else dataclasses.replace(config, regularization=config.bc_regularization)
-    )
-    behaviour_cloning = _fit_softmax(scaled, rows.actions, None, n_actions, bc_config)
+    policy, weights = _fit_awr(scaled, scaler, rows, n_actions, config, extra)
+    behaviour_cloning = _fit_softmax(scaled, rows.actions, None, n_actions, _bc_config(config))
     outcome = _fit_outcome(scaled, rows.success, config)
     majority = np.bincount(rows.actions, minlength=n_actions).astype(np.float32)
     return FittedPolicies(
@@ -94,6 +73,73 @@ def fit_policies(
         outcome=_unscale_outcome(outcome, scaler),
         advantage_weights=weights.astype(np.float32),
     )
+
+
+def fit_outcome_aware(rows: TrainingRows, n_actions: int, config: TrainConfig) -> LinearPolicy:
+    """The AWR policy alone, as :func:`fit_policies` fits it (cross-validation's inner loop).
+
+    Raises:
+        TrainingError: all conversations share one outcome.
+    """
+    from sklearn.preprocessing import StandardScaler
+
+    _check_outcomes(rows)
+    scaler = StandardScaler().fit(rows.features)
+    scaled = scaler.transform(rows.features).astype(np.float32)
+    policy, _ = _fit_awr(scaled, scaler, rows, n_actions, config, None)
+    return _unscale_softmax(policy, scaler)
+
+
+def fit_behaviour_cloning(rows: TrainingRows, n_actions: int, config: TrainConfig) -> LinearPolicy:
+    """Behaviour cloning alone, as :func:`fit_policies` fits it: it depends on C only, so
+    cross-validation fits it once per C instead of once per AWR setting."""
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(rows.features)
+    scaled = scaler.transform(rows.features).astype(np.float32)
+    return _unscale_softmax(
+        _fit_softmax(scaled, rows.actions, None, n_actions, _bc_config(config)), scaler
+    )
+
+
+def _check_outcomes(rows: TrainingRows) -> None:
+    if len(np.unique(rows.success)) < 2:
+        raise TrainingError(
+            "every training conversation has the same outcome",
+            hint="the policy learns from won vs lost calls; add both",
+        )
+
+
+def _bc_config(config: TrainConfig) -> TrainConfig:
+    """``config`` with behaviour cloning's own C, when it has one."""
+    if config.bc_regularization is None:
+        return config
+    return dataclasses.replace(config, regularization=config.bc_regularization)
+
+
+def _fit_awr(
+    scaled: np.ndarray,
+    scaler: object,
+    rows: TrainingRows,
+    n_actions: int,
+    config: TrainConfig,
+    extra: ExtraRows | None,
+) -> tuple[LinearPolicy, np.ndarray]:
+    """The advantage-weighted softmax on scaled features (+ feedback rows) and its row weights."""
+    value = _cross_fitted_value(scaled, rows, config)
+    weights = np.clip(
+        np.exp(advantages(rows, value, config.awr_lambda) / config.awr_temperature),
+        0.0,
+        config.awr_max_weight,
+    )
+    weights = weights / weights.mean()
+    features, actions, sample_weight = scaled, rows.actions, weights
+    if extra is not None and len(extra.actions):
+        transform = scaler.transform  # type: ignore[attr-defined]
+        features = np.vstack([scaled, transform(extra.features).astype(np.float32)])
+        actions = np.concatenate([rows.actions, extra.actions])
+        sample_weight = np.concatenate([weights, np.full(len(extra.actions), extra.weight)])
+    return _fit_softmax(features, actions, sample_weight, n_actions, config), weights
 
 
 def advantages(rows: TrainingRows, value: np.ndarray, lam: float) -> np.ndarray:

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from suggest.errors import TrainingError
+from suggest.policy import LinearPolicy
 from suggest.train.config import TrainConfig
 from suggest.train.dataset import TrainingRows
-from suggest.train.policy_fit import fit_policies
+from suggest.train.policy_fit import fit_behaviour_cloning, fit_outcome_aware
 from suggest.types import Conversation
 
 Returns = Callable[[Sequence[Conversation], TrainConfig], np.ndarray]
@@ -96,20 +97,33 @@ def group_folds(rows: TrainingRows, folds: int) -> list[tuple[np.ndarray, np.nda
 
 
 def cross_validate(
-    rows: TrainingRows, folds: list, n_actions: int, config: TrainConfig
+    rows: TrainingRows,
+    folds: list,
+    n_actions: int,
+    config: TrainConfig,
+    bc_fits: dict[tuple[int, float], LinearPolicy] | None = None,
 ) -> dict[str, float]:
-    """Top-3 of behaviour cloning (all turns, successful turns) and AWR (successful turns)."""
+    """Top-3 of behaviour cloning (all turns, successful turns) and AWR (successful turns).
+
+    ``bc_fits`` keeps behaviour cloning per (fold, C) across calls: it does not depend on the
+    AWR settings, so a grid fits it once per C.
+    """
     bc_all, bc_won, awr_won = [], [], []
     every = np.arange(len(rows.actions))
-    for train_index, valid_index in folds:
-        fitted = fit_policies(subset(rows, np.isin(every, train_index)), n_actions, config)
+    bc_c = config.bc_regularization or config.regularization
+    for fold, (train_index, valid_index) in enumerate(folds):
+        train = subset(rows, np.isin(every, train_index))
         valid = subset(rows, np.isin(every, valid_index))
-        hits = top3(fitted.behaviour_cloning.weights, fitted.behaviour_cloning.bias, valid)
+        bc = bc_fits.get((fold, bc_c)) if bc_fits is not None else None
+        if bc is None:
+            bc = fit_behaviour_cloning(train, n_actions, config)
+            if bc_fits is not None:
+                bc_fits[(fold, bc_c)] = bc
+        policy = fit_outcome_aware(train, n_actions, config)
+        hits = top3(bc.weights, bc.bias, valid)
         bc_all.append(hits)
         bc_won.append(hits[valid.success])
-        awr_won.append(
-            top3(fitted.policy.weights, fitted.policy.bias, subset(valid, valid.success))
-        )
+        awr_won.append(top3(policy.weights, policy.bias, subset(valid, valid.success)))
     return {
         "bc_top3_all": float(np.concatenate(bc_all).mean()),
         "bc_top3_successful": float(np.concatenate(bc_won).mean()),
@@ -144,11 +158,12 @@ def tune(
                 hint="train without --tune (the defaults), or add conversations of the rarer outcome",
             )
     settings = grid.settings()
-    table = []
+    table: list[dict[str, Any]] = []
+    bc_fits: dict[tuple[int, float], LinearPolicy] = {}
     for done, setting in enumerate(settings, start=1):
         trial = dataclasses.replace(config, **setting, bc_regularization=None)
         rows.reward = returns(chosen, trial)[rows.conversation]
-        scores = cross_validate(rows, folds, n_actions, trial)
+        scores = cross_validate(rows, folds, n_actions, trial, bc_fits)
         table.append({**setting, **{k: round(v, 4) for k, v in scores.items()}})
         if progress:
             progress(done, len(settings))
