@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from asr.engine import SAMPLE_RATE, WINDOW_SECONDS, WhisperEngine
-from asr.loops import is_repetition_loop
+from asr.loops import loops_under
 from asr.turn_decoding import DecodeRequest, WhisperTurnDecoder
 from asr.types import AsrOptions, Word
 
@@ -122,7 +122,7 @@ class BatchedWhisperDecoder(WhisperTurnDecoder):
             if _is_silence(result, len(tokens), options):
                 tokens = []
             text = tokenizer.decode(tokens)
-            keep.append(not _loops(text, options))
+            keep.append(not loops_under(text, options))
             seconds = size / model.frames_per_second
             segments.append([dict(seek=0, start=0.0, end=seconds, tokens=tokens, text=text)])
             sizes.append(size)
@@ -145,15 +145,6 @@ def _is_silence(result: Any, length: int, options: AsrOptions) -> bool:
     return bool(
         result.no_speech_prob > options.no_speech_threshold
         and avg_logprob < options.log_prob_threshold
-    )
-
-
-def _loops(text: str, options: AsrOptions) -> bool:
-    return is_repetition_loop(
-        text,
-        max_compression_ratio=options.loop_compression_ratio,
-        ngram_size=options.loop_ngram_size,
-        max_ngram_repeats=options.loop_ngram_repeats,
     )
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from asr.loops import drop_repeated_lines, is_repetition_loop
+from asr.loops import drop_repeated_lines, loops_under
 from asr.models import resolve_whisper_model
 from asr.timeline import SpeechTimeline
 from asr.types import AsrError, AsrInputError, AsrOptions, Segment, Transcription, Word
@@ -214,13 +214,7 @@ def _decode_kwargs(
 
 
 def _window_loops(window: list[Segment], options: AsrOptions) -> bool:
-    text = " ".join(s.text for s in window)
-    return is_repetition_loop(
-        text,
-        max_compression_ratio=options.loop_compression_ratio,
-        ngram_size=options.loop_ngram_size,
-        max_ngram_repeats=options.loop_ngram_repeats,
-    )
+    return loops_under(" ".join(s.text for s in window), options)
 
 
 def _unlooped(window: list[Segment], options: AsrOptions) -> Iterable[Segment]:

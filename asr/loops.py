@@ -11,6 +11,8 @@ import re
 import zlib
 from collections import Counter
 
+from asr.types import AsrOptions
+
 _WORD = re.compile(r"[\w']+")
 
 
@@ -39,6 +41,16 @@ def is_repetition_loop(
     if compression_ratio(text) > max_compression_ratio:
         return True
     return most_repeated_ngram(text, ngram_size)[1] >= max_ngram_repeats
+
+
+def loops_under(text: str, options: AsrOptions) -> bool:
+    """:func:`is_repetition_loop` with the thresholds of ``options``."""
+    return is_repetition_loop(
+        text,
+        max_compression_ratio=options.loop_compression_ratio,
+        ngram_size=options.loop_ngram_size,
+        max_ngram_repeats=options.loop_ngram_repeats,
+    )
 
 
 def drop_repeated_lines(texts: list[str]) -> list[bool]:

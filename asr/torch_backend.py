@@ -42,8 +42,9 @@ import numpy as np
 import torch
 
 from asr.ct2_convert import WhisperDims, WhisperWeights, load_transfer, read_ct2_model
-from asr.loops import is_repetition_loop, most_repeated_ngram
+from asr.loops import loops_under, most_repeated_ngram
 from asr.models import resolve_whisper_model
+from asr.policy import shifted
 from asr.torch_beam import beam_decode
 from asr.torch_graphs import StepGraphPool
 from asr.torch_greedy import Decoded, GreedyRows, Vocab, greedy_decode
@@ -230,7 +231,7 @@ class TorchWhisperDecoder:
         )
         out: list[list[Word]] = [[] for _ in requests]
         for (index, offset, _, _, _), result in zip(windows, results, strict=True):
-            out[index].extend(_shift(result.words, offset) if offset else result.words)
+            out[index].extend(shifted(result.words, offset) if offset else result.words)
         return out
 
     # --- windows ------------------------------------------------------------------------------
@@ -381,7 +382,7 @@ class TorchWhisperDecoder:
             decoded.no_speech_prob,
             redecoded=retry,
         )
-        if not retry and _loops(text, options):
+        if not retry and loops_under(text, options):
             return None
         return result
 
@@ -531,21 +532,12 @@ def _subset(cross: CrossKV, rows: list[int], size: int) -> CrossKV:
     return [(k[index], v[index]) for k, v in cross]
 
 
-def _loops(text: str, options: AsrOptions) -> bool:
-    return is_repetition_loop(
-        text,
-        max_compression_ratio=options.loop_compression_ratio,
-        ngram_size=options.loop_ngram_size,
-        max_ngram_repeats=options.loop_ngram_repeats,
-    )
-
-
 def _cut_loop(
     result: WindowResult | None, options: AsrOptions, tokens: WhisperTokens
 ) -> WindowResult | None:
     """An anti-loop decode that still loops keeps its words up to the second occurrence of its
     most repeated phrase (the engine's last resort drops repeated lines the same way)."""
-    if result is None or not _loops(result.text, options):
+    if result is None or not loops_under(result.text, options):
         return result
     gram, _ = most_repeated_ngram(result.text, options.loop_ngram_size)
     words, groups = tokens.split_words(result.tokens)
@@ -561,12 +553,6 @@ def _cut_loop(
                     result, tokens=kept, token_probs=result.token_probs[: len(kept)], text=text
                 )
     return replace(result, tokens=[], token_probs=[], text="")
-
-
-def _shift(words: list[Word], seconds: float) -> list[Word]:
-    return [
-        replace(w, start=round(w.start + seconds, 3), end=round(w.end + seconds, 3)) for w in words
-    ]
 
 
 def _mask(ids: Sequence[int], size: int, device: torch.device) -> torch.Tensor:
