@@ -113,10 +113,19 @@ def test_a_process_that_joins_midway_gets_the_call_history(postgres_url: str) ->
         await _until(relay_b.listening.is_set)
         hub_a.publish("call-2", {"type": "transcript.final", "audio_time": 9.0, "role": "customer",
                                  "text": "can you resend it", "words": _words(4)})
+        await _until(lambda: hub_b.knows("call-2"), seconds=10.0)  # the first it hears of the call
+
+        async def agent_screen() -> None:  # opened at once, while the history is on its way
+            async for event in hub_b.subscribe("call-2"):
+                screen.append(event["seq"])
+
+        screen_task = asyncio.create_task(agent_screen())
         await _until(lambda: hub_b.first_seq("call-2") == 1 and len(hub_b.history("call-2")) == 4)
         hub_a.publish("call-2", {"type": "call.ended", "audio_time": 10.0, "reason": "hangup"})
         await _until(lambda: len(hub_b.history("call-2")) == 5)
+        await asyncio.wait_for(screen_task, 10)
 
+    screen: list[int] = []
     try:
         asyncio.run(run())
     finally:
@@ -130,6 +139,8 @@ def test_a_process_that_joins_midway_gets_the_call_history(postgres_url: str) ->
     assert state is not None and (state.agent_id, state.tenant, state.status) == ("a7", "acme", "ended")
     assert state.turns == 3 and state.last_text == "customer: can you resend it"  # newest, not back-filled
     assert relay_b.counts["history_requests"] == 1 and relay_a.counts["backfilled"] == 4
+    assert relay_b.counts["histories_received"] == 1 and relay_c.counts["histories_received"] == 0
+    assert screen == [1, 2, 4, 5, 6]  # the screen opened midway got the whole call, in order
     assert relay_c.counts["received"] == 6 and len(hub_c.history("call-2")) == 6  # live only, whole
     assert registry_a.get("call-2") is None  # A's own registry is the server's business, not the relay's
 
@@ -192,8 +203,9 @@ def test_live_events_go_out_before_back_fill() -> None:
         payload = relay._next_payload()
         if payload:
             sent.append(json.loads(payload))
-    assert [m["event"]["text"] for m in sent] == ["live", "old 0", "old 1", "old 2"]
-    assert [m.get("to") for m in sent] == [None, "asker", "asker", "asker"] and relay.counts["backfilled"] == 3
+    assert [m["event"]["text"] for m in sent[:-1]] == ["live", "old 0", "old 1", "old 2"]
+    assert sent[-1] == {"to": "asker", "origin": relay.origin, "synced": "old-call"}  # the history is complete
+    assert [m.get("to") for m in sent] == [None] + ["asker"] * 4 and relay.counts["backfilled"] == 3
 
 
 @pytest.mark.unit

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -98,3 +99,40 @@ def test_replay_after_a_sequence_number_with_gaps() -> None:
     assert [e["seq"] for e in hub.history("c", since=2)] == [4, 5]
     assert [e["seq"] for e in hub.history("c", since=3)] == [4, 5]
     assert [e["seq"] for e in hub.history("c", since=5)] == []
+
+
+def test_a_stream_opened_while_history_is_back_filled_waits_for_it() -> None:
+    """A relayed call heard of midway (seq 5): a stream opened before its history arrives
+    replays it from the start once it is complete; with no answer it waits a bounded time."""
+
+    async def scenario() -> tuple[list[int], list[int], float]:
+        hub = EventHub()
+        hub.expect_backfill("c")
+        hub.ingest("c", {"type": "x", "seq": 5})
+        screen: list[int] = []
+
+        async def reader() -> None:
+            async for event in hub.subscribe("c"):
+                screen.append(event["seq"])
+
+        task = asyncio.create_task(reader())
+        await asyncio.sleep(0.01)
+        assert screen == []  # waiting for the history, not streaming from the middle
+        for seq in (1, 2, 4):
+            hub.ingest("c", {"type": "x", "seq": seq})
+        hub.backfill_done("c")
+        hub.ingest("c", {"type": "x", "seq": 6})
+        await asyncio.sleep(0.01)
+        task.cancel()
+
+        unanswered = EventHub()
+        unanswered.expect_backfill("gone", wait=0.2)
+        unanswered.ingest("gone", {"type": "x", "seq": 3})
+        unanswered.close_call("gone")
+        started = time.monotonic()
+        replayed = [event["seq"] async for event in unanswered.subscribe("gone")]
+        return screen, replayed, time.monotonic() - started
+
+    screen, replayed, waited = asyncio.run(scenario())
+    assert screen == [1, 2, 4, 5, 6]
+    assert replayed == [3] and 0.15 <= waited < 1.0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +23,8 @@ from typing import Any, Literal
 Event = dict[str, Any]
 SUBSCRIBER_QUEUE = 1000
 """Events a subscriber may fall behind by before it is dropped (then it reconnects with since)."""
+BACKFILL_WAIT = 2.0
+"""Seconds a stream opened on a call whose history is being back-filled waits for it, at most."""
 
 
 @dataclass
@@ -29,6 +32,9 @@ class _CallChannel:
     events: list[Event] = field(default_factory=list)
     subscribers: set[_Subscription] = field(default_factory=set)
     closed: bool = False
+    backfilled: asyncio.Event | None = None
+    """Set while the call's history is on its way (a relayed call joined midway)."""
+    backfill_deadline: float = 0.0
 
 
 class _Subscription:
@@ -89,6 +95,20 @@ class EventHub:
             self._offer(sub, event, channel.subscribers)
         return "latest"
 
+    def expect_backfill(self, call_id: str, wait: float = BACKFILL_WAIT) -> None:
+        """The call's history was asked for: streams opened before :meth:`backfill_done` (or
+        ``wait`` seconds) wait for it, so that they replay the call from its start."""
+        channel = self._channels.setdefault(call_id, _CallChannel())
+        channel.backfilled = asyncio.Event()
+        channel.backfill_deadline = time.monotonic() + wait
+
+    def backfill_done(self, call_id: str) -> None:
+        """The call's history is all here: streams waiting for it replay now."""
+        channel = self._channels.get(call_id)
+        if channel is not None and channel.backfilled is not None:
+            channel.backfilled.set()
+            channel.backfilled = None
+
     def first_seq(self, call_id: str) -> int | None:
         """``seq`` of the oldest event held for the call (None: none); above 1 means history is
         missing (a relayed call joined midway)."""
@@ -124,8 +144,14 @@ class EventHub:
         return call_id in self._channels
 
     async def subscribe(self, call_id: str, since: int = 0) -> AsyncIterator[Event]:
-        """Replay events after ``since``, then follow live ones until the call ends."""
+        """Replay events after ``since``, then follow live ones until the call ends.
+
+        A call whose history is being back-filled is replayed once that is done (bounded wait).
+        """
         channel = self._channels.setdefault(call_id, _CallChannel())
+        if (backfilled := channel.backfilled) is not None:
+            with contextlib.suppress(TimeoutError):  # the carrier never answered: replay what is here
+                await asyncio.wait_for(backfilled.wait(), max(0.0, channel.backfill_deadline - time.monotonic()))
         sub = _Subscription()
         replay = _after(channel.events, since)
         closed = channel.closed

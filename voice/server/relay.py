@@ -18,9 +18,10 @@ A process that joins while calls are running (a restart, a rolling deploy) first
 call midway. It then asks, once per call, for the call's history (``{"sync": call_id}``). The
 process carrying the call publishes the events it holds, except superseded partial transcripts,
 addressed to the asker (``"to"``, which the others skip unparsed), from a back-fill queue that
-its sender drains only when no live event waits. So a late joiner lists the call with its
-tenant and agent and replays its transcript from the start, and back-fill never holds up a live
-event.
+its sender drains only when no live event waits, and then a closing ``{"synced": call_id}``.
+So a late joiner lists the call with its tenant and agent and replays its transcript from the
+start (a stream opened on it while the history is on its way waits for the ``synced``, a couple
+of seconds at most), and back-fill never holds up a live event.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class EventRelay:
         """This process's id in the notifications (its own come back and are skipped)."""
         self._addressed_here = f'{{"to":"{self.origin}"'
         self.counts = {"sent": 0, "received": 0, "words_omitted": 0, "too_large": 0, "malformed": 0,
-                       "dropped": 0, "history_requests": 0, "backfilled": 0}
+                       "dropped": 0, "history_requests": 0, "backfilled": 0, "histories_received": 0}
         self._outbox: queue.Queue[str | None] = queue.Queue(10_000)
         self._backfill: queue.Queue[str] = queue.Queue(BACKFILL_QUEUE)
         self._carried: set[str] = set()
@@ -188,6 +189,9 @@ class EventRelay:
                 self.counts["dropped"] += 1
                 break
             self.counts["backfilled"] += 1
+        done = json.dumps({"to": requester, "origin": self.origin, "synced": call_id}, separators=(",", ":"))
+        with contextlib.suppress(queue.Full):  # the asker's streams then wait out BACKFILL_WAIT
+            self._backfill.put_nowait(done)
         with contextlib.suppress(queue.Full):  # a full live queue keeps the sender busy anyway
             self._outbox.put_nowait(_WAKE)
 
@@ -197,6 +201,7 @@ class EventRelay:
             return
         self._requested.add(call_id)
         self.counts["history_requests"] += 1
+        self.hub.expect_backfill(call_id)
         message = json.dumps({"origin": self.origin, "sync": call_id}, separators=(",", ":"))
         try:
             self._outbox.put_nowait(message)
@@ -231,6 +236,10 @@ class EventRelay:
             if isinstance(message.get("sync"), str):
                 if origin != self.origin:
                     self._loop.call_soon_threadsafe(self._answer_history, message["sync"], origin)
+                return
+            if isinstance(message.get("synced"), str):  # addressed here: the history is complete
+                self.counts["histories_received"] += 1
+                self._loop.call_soon_threadsafe(self.hub.backfill_done, message["synced"])
                 return
             event, call_id = message["event"], message["event"]["call_id"]
         except (ValueError, KeyError, TypeError):
