@@ -4,11 +4,17 @@ Both are spherical k-means over unit-length sentence embeddings. ``K`` is chosen
 the smallest ``K`` of a grid whose *coverage* (share of turns whose cosine to their own centroid
 is at least ``threshold``) reaches ``target_coverage`` — the "80/20 cover" of what is said. Each
 cluster is named by its top c-TF-IDF keywords and shown by its medoid and nearest examples.
+
+The 0.5 threshold is calibrated for the full MiniLM's space. A cheaper encoder has another
+geometry (a truncated MiniLM puts almost any two turns within 0.5; the static encoder is
+coarser), so its own cosines would pick the bottom of the grid whatever the data. With such an
+encoder, K is chosen on the same turns embedded by the reference MiniLM, and the threshold in
+the encoder's own space is the one under which it covers the same share of turns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -62,6 +68,8 @@ class ClusterSet:
     threshold: float
     coverage: float
     coverage_by_k: dict[int, float] = field(default_factory=dict)
+    k_chosen_in: str = "own space"
+    """Where K was chosen: this space, or the reference MiniLM's (see module docstring)."""
 
     @property
     def k(self) -> int:
@@ -75,10 +83,19 @@ class ClusterSet:
         return labels, sims[np.arange(len(labels)), labels]
 
 
-def discover(embeddings: np.ndarray, texts: Sequence[str], options: ClusterOptions) -> ClusterSet:
+def discover(
+    embeddings: np.ndarray,
+    texts: Sequence[str],
+    options: ClusterOptions,
+    *,
+    reference: Callable[[Sequence[str]], np.ndarray] | None = None,
+) -> ClusterSet:
     """Cluster the turns, choosing K by coverage (see module docstring).
 
     A one-entry ``k_grid`` fixes K (``ClusterOptions.fixed``); coverage is still reported.
+    ``reference``: unit vectors of texts in the space ``options.threshold`` was calibrated in,
+    for an encoder of another geometry: K is chosen there, and the threshold of this space is
+    set so that it covers the share of turns the reference covers at that K.
 
     Raises:
         TrainingError: fewer turns than the smallest K.
@@ -89,29 +106,41 @@ def discover(embeddings: np.ndarray, texts: Sequence[str], options: ClusterOptio
         )
     rng = np.random.default_rng(options.seed)
     sample = rng.choice(len(texts), size=min(len(texts), options.selection_sample), replace=False)
-    coverage_by_k: dict[int, float] = {}
-    chosen = options.k_grid[-1]
-    for k in options.k_grid:
-        if k >= len(sample):
-            break
-        centroids = _spherical_kmeans(embeddings[sample], k, options.seed, n_init=1)
-        sims = (embeddings[sample] @ centroids.T).max(axis=1)
-        coverage_by_k[k] = float((sims >= options.threshold).mean())
-        if coverage_by_k[k] >= options.target_coverage:
-            chosen = k
-            break
+    if reference is None:
+        chosen, coverage_by_k = _choose_k(embeddings[sample], options)
     else:
-        chosen = max(coverage_by_k) if coverage_by_k else options.k_grid[0]
+        chosen, coverage_by_k = _choose_k(reference([texts[i] for i in sample]), options)
     centroids = _spherical_kmeans(embeddings, min(chosen, len(texts) - 1), options.seed)
     labels, sims = ClusterSet(centroids, [], options.threshold, 0.0).assign(embeddings)
+    threshold = options.threshold
+    if reference is not None:
+        target = coverage_by_k.get(chosen, options.target_coverage)
+        threshold = round(float(np.quantile(sims, 1.0 - target)), 4)
     infos = describe(centroids, labels, sims, embeddings, texts, options)
     return ClusterSet(
         centroids=centroids,
         infos=infos,
-        threshold=options.threshold,
-        coverage=float((sims >= options.threshold).mean()),
+        threshold=threshold,
+        coverage=float((sims >= threshold).mean()),
         coverage_by_k=coverage_by_k,
+        k_chosen_in="own space" if reference is None else "reference MiniLM",
     )
+
+
+def _choose_k(embeddings: np.ndarray, options: ClusterOptions) -> tuple[int, dict[int, float]]:
+    """The first K of the grid whose coverage of ``embeddings`` reaches the target, and the
+    coverage of each K tried. None reaching it: the largest K tried, or the grid's largest when
+    the turns ran out first (``discover`` caps it at the number of turns)."""
+    coverage_by_k: dict[int, float] = {}
+    for k in options.k_grid:
+        if k >= len(embeddings):
+            return options.k_grid[-1], coverage_by_k
+        centroids = _spherical_kmeans(embeddings, k, options.seed, n_init=1)
+        sims = (embeddings @ centroids.T).max(axis=1)
+        coverage_by_k[k] = float((sims >= options.threshold).mean())
+        if coverage_by_k[k] >= options.target_coverage:
+            return k, coverage_by_k
+    return (max(coverage_by_k) if coverage_by_k else options.k_grid[0]), coverage_by_k
 
 
 def describe(

@@ -4,6 +4,9 @@
 ``static``: a token table distilled from that MiniLM, with a linear map fitted so that its
 vectors approximate MiniLM's on the training texts (``suggest.encoder.distill``). The map is
 fitted on the *training side* only, so held-out scores stay honest.
+
+Either of the cheaper spaces has another geometry than the full MiniLM the clustering threshold
+was calibrated in; :func:`reference_embedder` gives that MiniLM for choosing K (``suggest.clusters``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from suggest.encoder.export import ensure_encoder
 from suggest.encoder.onnx_encoder import OnnxSentenceEncoder
 from suggest.train.config import TrainConfig
 from suggest.train.texts import embed_all
+
+FULL_MINILM_LAYERS = 6
 
 
 def prepare_encoder(
@@ -38,20 +43,35 @@ def prepare_encoder(
             cache_dir, config.encoder_quantization, config.max_tokens, config.encoder_layers
         )
     say("distilling the static encoder from MiniLM")
-    reference_dir = ensure_encoder(cache_dir, "int8", config.max_tokens)
-    reference = OnnxSentenceEncoder(reference_dir, parallel=2)
     distinct = sorted(set(texts))
     if len(distinct) > config.static_fit_texts:
         distinct = sorted(random.Random(config.seed).sample(distinct, config.static_fit_texts))
-
-    def targets(fit: Sequence[str]) -> np.ndarray:
-        # MiniLM vectors by text hash from the embedding cache: computed once per text.
-        vectors = embed_all(fit, reference, cache_dir)
-        return np.stack([vectors[t] for t in fit])
-
     return ensure_static_encoder(
         cache_dir,
         dims=config.static_dims,
         fit_texts=distinct if config.static_fit_texts else (),
-        embed_reference=targets if config.static_fit_texts else None,
+        embed_reference=_minilm_embedder(config, cache_dir) if config.static_fit_texts else None,
     )
+
+
+def reference_embedder(
+    config: TrainConfig, cache_dir: Path
+) -> Callable[[Sequence[str]], np.ndarray] | None:
+    """Embeds texts with the full int8 MiniLM when ``config``'s encoder has another space
+    (static, or fewer layers); None when it is that MiniLM (fp32 is the same space)."""
+    if config.encoder == "minilm" and config.encoder_layers == FULL_MINILM_LAYERS:
+        return None
+    return _minilm_embedder(config, cache_dir)
+
+
+def _minilm_embedder(config: TrainConfig, cache_dir: Path) -> Callable[[Sequence[str]], np.ndarray]:
+    reference = OnnxSentenceEncoder(
+        ensure_encoder(cache_dir, "int8", config.max_tokens), parallel=2
+    )
+
+    def embed(texts: Sequence[str]) -> np.ndarray:
+        # MiniLM vectors by text hash from the embedding cache: computed once per text.
+        vectors = embed_all(texts, reference, cache_dir)
+        return np.stack([vectors[t] for t in texts])
+
+    return embed

@@ -32,7 +32,7 @@ from suggest.train.dataset import (
     replay,
     why_statistics,
 )
-from suggest.train.encoders import prepare_encoder
+from suggest.train.encoders import prepare_encoder, reference_embedder
 from suggest.train.feedback_rows import FeedbackSignal, feedback_signal, feedback_texts
 from suggest.train.policy_fit import fit_policies
 from suggest.train.texts import EntityTuple, embed_all, entity_lookup, extract_all
@@ -95,7 +95,9 @@ def train(
         extracted = extract_all([t for c in chosen for t in c.turns], cache_dir)
     lap("entities")
     say("clustering actions and intents")
-    actions, intents = discover_spaces(chosen, vectors, config)
+    actions, intents = discover_spaces(
+        chosen, vectors, config, reference=reference_embedder(config, cache_dir)
+    )
     lap("cluster")
     model, signal, config, tuning = _fit(
         chosen, vectors, extracted, actions, intents, encoder, config, feedback, say, lap
@@ -142,14 +144,23 @@ def _chosen(conversations: Sequence[Conversation], config: TrainConfig) -> list[
 
 
 def discover_spaces(
-    chosen: Sequence[Conversation], vectors: dict[str, np.ndarray], config: TrainConfig
+    chosen: Sequence[Conversation],
+    vectors: dict[str, np.ndarray],
+    config: TrainConfig,
+    *,
+    reference: Callable[[Sequence[str]], np.ndarray] | None = None,
 ) -> tuple[ClusterSet, ClusterSet]:
+    """Actions and intents; ``reference``: see ``suggest.clusters.discover``."""
     agent = [t.text for c in chosen for t in c.turns if t.role == "agent"]
     customer = [t.text for c in chosen for t in c.turns if t.role == "customer"]
     if not agent or not customer:
         raise TrainingError("the conversations need both agent and customer turns")
-    actions = discover(np.stack([vectors[t] for t in agent]), agent, config.actions)
-    intents = discover(np.stack([vectors[t] for t in customer]), customer, config.intents)
+    actions = discover(
+        np.stack([vectors[t] for t in agent]), agent, config.actions, reference=reference
+    )
+    intents = discover(
+        np.stack([vectors[t] for t in customer]), customer, config.intents, reference=reference
+    )
     return actions, intents
 
 
@@ -387,22 +398,21 @@ def _manifest(
             "feedback": {"used": signal.used, "skipped": signal.skipped},
         },
         "parameters": config.to_dict(),
-        "metrics": {
-            "actions": {
-                "k": actions.k,
-                "coverage": actions.coverage,
-                "threshold": actions.threshold,
-                "coverage_by_k": {str(k): v for k, v in actions.coverage_by_k.items()},
-            },
-            "intents": {
-                "k": intents.k,
-                "coverage": intents.coverage,
-                "threshold": intents.threshold,
-                "coverage_by_k": {str(k): v for k, v in intents.coverage_by_k.items()},
-            },
-        },
+        "metrics": {"actions": _space_metrics(actions), "intents": _space_metrics(intents)},
         "baselines": {"most_common_reply": agent_texts.most_common(1)[0][0] if agent_texts else ""},
     }
+
+
+def _space_metrics(clusters: ClusterSet) -> dict[str, Any]:
+    metrics = {
+        "k": clusters.k,
+        "coverage": clusters.coverage,
+        "threshold": clusters.threshold,
+        "coverage_by_k": {str(k): v for k, v in clusters.coverage_by_k.items()},
+    }
+    if clusters.k_chosen_in != "own space":  # MiniLM models keep their manifests byte for byte
+        metrics["k_chosen_in"] = clusters.k_chosen_in
+    return metrics
 
 
 def _library_versions() -> dict[str, str]:

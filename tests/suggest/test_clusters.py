@@ -68,3 +68,24 @@ def test_a_fixed_k_gives_exactly_k_clusters() -> None:
     assert set(found.coverage_by_k) == {5}
     with pytest.raises(ValueError):
         ClusterOptions().fixed(1)
+
+
+def test_an_encoder_of_another_geometry_takes_k_from_the_reference_space() -> None:
+    """A cheaper encoder crowds every turn near one direction (as a truncated MiniLM does): its
+    own cosines would call K = 2 enough. K comes from the reference space instead, and the own
+    threshold is set where this space covers the share the reference covers at that K."""
+    vectors, texts = _data()
+    crowded = vectors + 3.0  # one shared direction dominates every vector
+    crowded /= np.linalg.norm(crowded, axis=1, keepdims=True)
+    options = ClusterOptions(k_grid=(2, 3, 4, 6), threshold=0.9, target_coverage=0.8)
+    own = discover(crowded, texts, options)
+    assert own.k == 2 and own.coverage == 1.0 and own.k_chosen_in == "own space"
+
+    by_text = dict(zip(texts, vectors, strict=True))
+    calibrated = discover(crowded, texts, options, reference=lambda t: np.stack([by_text[x] for x in t]))
+    assert calibrated.k == 3 and calibrated.k_chosen_in == "reference MiniLM"
+    assert calibrated.coverage_by_k == discover(vectors, texts, options).coverage_by_k
+    assert calibrated.threshold > 0.99  # where this crowded space separates covered from not
+    assert abs(calibrated.coverage - calibrated.coverage_by_k[3]) < 0.02
+    labels, _ = calibrated.assign(crowded)
+    assert len(set(labels[:60])) == len(set(labels[60:120])) == len(set(labels[120:])) == 1

@@ -67,6 +67,16 @@ def test_static_vectors_are_unit_length_batch_independent_and_close_to_minilm(
     assert rho > 0.5, rho
 
 
+def test_a_static_model_chooses_k_in_minilm_space(static_model: TrainResult) -> None:
+    """The 0.5 coverage threshold belongs to MiniLM's space: K is chosen there, and the static
+    space's own threshold covers the same share of agent turns."""
+    for space in ("actions", "intents"):
+        metrics = static_model.model.manifest["metrics"][space]
+        assert metrics["k_chosen_in"] == "reference MiniLM"
+        assert metrics["threshold"] != 0.5
+        assert abs(metrics["coverage"] - metrics["coverage_by_k"][str(metrics["k"])]) < 0.1, metrics
+
+
 def test_a_static_model_serves_suggestions_and_refuses_a_foreign_encoder(
     static_model: TrainResult, tmp_path: Path
 ) -> None:
