@@ -254,88 +254,22 @@ def measure_roles(
     int16 leg in 20 ms AudioFrames, plus the reference words as TranscriptFinalFrames at the
     moment the mixed-channel VAD would close each turn; score the roles on the words."""
     import asyncio
-    from concurrent.futures import ThreadPoolExecutor
 
     import soundfile as sf
 
-    from voice.frames import AudioFrame, CallStartedFrame, TimedWord, TranscriptFinalFrame
-    from voice.processors.speakers import SpeakerAttributionProcessor
-    from voice.roles import SpokenTurn, decide_agent
-
     words = json.loads(ref.audio.with_suffix(".json").read_text(encoding="utf-8"))
-    ordered = sorted(words, key=lambda w: w["start"])
-    speaker_turns = [
-        SpokenTurn(speaker, group[0]["start"], " ".join(w["word"] for w in group))
-        for speaker, group in (
-            (k, list(g)) for k, g in itertools.groupby(ordered, key=lambda w: w["speaker"])
-        )
-    ]
-    agent = decide_agent(speaker_turns, sorted({w["speaker"] for w in words})).agent or "A"
+    agent = _reference_agent(words)
     stereo, rate = sf.read(ref.audio, dtype="int16")
     mono = stereo.astype(np.int32).mean(axis=1).astype(np.int16)
-    finals = []
-    for index, turn in enumerate(reference_turns(words, endpoint)):
-        timed = [TimedWord(w["word"], w["start"], w["end"]) for w in turn]
-        finals.append(
-            (
-                timed[-1].end + endpoint,
-                TranscriptFinalFrame(
-                    turn_id=f"mixed-{index + 1}",
-                    leg="mixed",
-                    text=" ".join(w.text for w in timed),
-                    words=timed,
-                    start=timed[0].start,
-                    end=max(w.end for w in timed),
-                    audio_time=timed[-1].end + endpoint,
-                ),
-            )
-        )
+    finals = _final_frames(words, endpoint)
+    pieces, method = asyncio.run(_replay_call(ref.uri, mono, rate, finals, embedder, config))
     owner = {(w["word"], w["start"], w["end"]): w["speaker"] for w in words}
-
-    async def replay_call() -> tuple[list[Any], str | None]:
-        with ThreadPoolExecutor(1) as executor:
-            processor = SpeakerAttributionProcessor(
-                embedder=embedder, executor=executor, config=config
-            )
-            collector = _Collector()
-            pipeline = Pipeline([processor, collector])
-            await pipeline.process_frame(
-                CallStartedFrame(call_id=ref.uri, legs={"mixed": "unknown"})
-            )
-            chunk, pending = rate // 50, list(finals)
-            for first in range(0, len(mono), chunk):
-                while pending and pending[0][0] <= first / rate:
-                    await processor.drained()  # simulated real time: the attributor keeps up
-                    await pipeline.process_frame(pending.pop(0)[1])
-                await pipeline.process_frame(
-                    AudioFrame(
-                        pcm=mono[first : first + chunk],
-                        sample_rate=rate,
-                        leg="mixed",
-                        pts=first / rate,
-                    )
-                )
-            for _, final in pending:
-                await processor.drained()
-                await pipeline.process_frame(final)
-            await pipeline.close()
-        return [
-            f for f in collector.frames if isinstance(f, TranscriptFinalFrame)
-        ], processor.role_method("mixed")
-
-    pieces, method = asyncio.run(replay_call())
     talk = {"correct": 0.0, "wrong": 0.0, "unknown": 0.0}
     for piece in pieces:
         for word in piece.words:
             truth = "agent" if owner[(word.text, word.start, word.end)] == agent else "customer"
-            verdict = (
-                "unknown"
-                if piece.role == "unknown"
-                else "correct"
-                if piece.role == truth
-                else "wrong"
-            )
-            talk[verdict] += word.end - word.start
+            verdict = "correct" if piece.role == truth else "wrong"
+            talk["unknown" if piece.role == "unknown" else verdict] += word.end - word.start
     decided = next((p.audio_time for p in pieces if p.role != "unknown"), None)
     return RoleScores(
         ref.uri,
@@ -348,6 +282,76 @@ def measure_roles(
         len(pieces),
         len(finals),
     )
+
+
+def _reference_agent(words: list[dict]) -> str:
+    """Which reference speaker is the agent, by the same rule the live path uses."""
+    from voice.roles import SpokenTurn, decide_agent
+
+    ordered = sorted(words, key=lambda w: w["start"])
+    speaker_turns = [
+        SpokenTurn(speaker, group[0]["start"], " ".join(w["word"] for w in group))
+        for speaker, group in (
+            (k, list(g)) for k, g in itertools.groupby(ordered, key=lambda w: w["speaker"])
+        )
+    ]
+    return decide_agent(speaker_turns, sorted({w["speaker"] for w in words})).agent or "A"
+
+
+def _final_frames(words: list[dict], endpoint: float) -> list[tuple[float, Any]]:
+    """(audio time the VAD would close the turn, its TranscriptFinalFrame) per reference turn."""
+    from voice.frames import TimedWord, TranscriptFinalFrame
+
+    finals = []
+    for index, turn in enumerate(reference_turns(words, endpoint)):
+        timed = [TimedWord(w["word"], w["start"], w["end"]) for w in turn]
+        frame = TranscriptFinalFrame(
+            turn_id=f"mixed-{index + 1}",
+            leg="mixed",
+            text=" ".join(w.text for w in timed),
+            words=timed,
+            start=timed[0].start,
+            end=max(w.end for w in timed),
+            audio_time=timed[-1].end + endpoint,
+        )
+        finals.append((timed[-1].end + endpoint, frame))
+    return finals
+
+
+async def _replay_call(
+    call_id: str,
+    mono: np.ndarray,
+    rate: int,
+    finals: list[tuple[float, Any]],
+    embedder: SpeakerEmbedder,
+    config: OnlineAttributionConfig,
+) -> tuple[list[Any], str | None]:
+    """The attributed finals and the role method, after feeding audio and finals in time order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from voice.frames import AudioFrame, CallStartedFrame, TranscriptFinalFrame
+    from voice.processors.speakers import SpeakerAttributionProcessor
+
+    with ThreadPoolExecutor(1) as executor:
+        processor = SpeakerAttributionProcessor(embedder=embedder, executor=executor, config=config)
+        collector = _Collector()
+        pipeline = Pipeline([processor, collector])
+        await pipeline.process_frame(CallStartedFrame(call_id=call_id, legs={"mixed": "unknown"}))
+        chunk, pending = rate // 50, list(finals)
+        for first in range(0, len(mono), chunk):
+            while pending and pending[0][0] <= first / rate:
+                await processor.drained()  # simulated real time: the attributor keeps up
+                await pipeline.process_frame(pending.pop(0)[1])
+            pcm = mono[first : first + chunk]
+            await pipeline.process_frame(
+                AudioFrame(pcm=pcm, sample_rate=rate, leg="mixed", pts=first / rate)
+            )
+        for _, final in pending:
+            await processor.drained()
+            await pipeline.process_frame(final)
+        await pipeline.close()
+    finals_out = [f for f in collector.frames if isinstance(f, TranscriptFinalFrame)]
+    return finals_out, processor.role_method("mixed")
 
 
 class _Collector(FrameProcessor):
