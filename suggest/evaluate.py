@@ -198,6 +198,7 @@ def summarise(turns: Sequence[TurnRecord], *, seed: int = 0) -> dict[str, Any]:
             float((ranks[won] < 3).mean()) if won.any() else float("nan")
         )
     out["top3_policy_vs_bc_successful_p"] = _mcnemar([t for t in turns if t.success])
+    out.update(_turns_needed([t for t in turns if t.success]))
     out.update(_discrimination(turns, seed))
     for name in ("relevance", "relevance_best", "relevance_bc", "relevance_baseline"):
         values = np.array([getattr(t, name) for t in turns])
@@ -212,13 +213,42 @@ def _mcnemar(turns: Sequence[TurnRecord]) -> float:
     """Exact McNemar p-value: does the policy's top-3 hit differ from behaviour cloning's?"""
     from scipy.stats import binomtest
 
-    policy_only = sum(t.rank_policy < 3 <= t.rank_bc for t in turns)
-    bc_only = sum(t.rank_bc < 3 <= t.rank_policy for t in turns)
+    policy_only, bc_only = _discordant(turns)
     return (
         float(binomtest(policy_only, policy_only + bc_only).pvalue)
         if policy_only + bc_only
         else 1.0
     )
+
+
+def _discordant(turns: Sequence[TurnRecord]) -> tuple[int, int]:
+    """Turns whose actual move only the policy's top 3 holds, and only behaviour cloning's."""
+    policy_only = sum(t.rank_policy < 3 <= t.rank_bc for t in turns)
+    return policy_only, sum(t.rank_bc < 3 <= t.rank_policy for t in turns)
+
+
+def _turns_needed(turns: Sequence[TurnRecord]) -> dict[str, Any]:
+    """The discordant turns behind the McNemar test, and how many successful turns a test needs
+    to detect a top-3 difference of the size observed (two-sided 5 %, power 80 %; Connor's normal
+    approximation). Against the turns scored, it tells a tie from "too few turns to see one":
+    on PersuasionForGood the policy and behaviour cloning disagree on only 2-4 % of turns.
+    ``None``: the observed difference is zero.
+    """
+    from scipy.stats import norm
+
+    policy_only, bc_only = _discordant(turns)
+    out: dict[str, Any] = {
+        "top3_successful_policy_only": policy_only,
+        "top3_successful_bc_only": bc_only,
+        "top3_successful_turns_needed": None,
+    }
+    if turns and policy_only != bc_only:
+        discordant = (policy_only + bc_only) / len(turns)
+        difference = (policy_only - bc_only) / len(turns)
+        alpha, power = norm.ppf(0.975), norm.ppf(0.8)
+        spread = alpha * np.sqrt(discordant) + power * np.sqrt(discordant - difference**2)
+        out["top3_successful_turns_needed"] = int(np.ceil((spread / difference) ** 2))
+    return out
 
 
 def _discrimination(turns: Sequence[TurnRecord], seed: int) -> dict[str, Any]:

@@ -257,10 +257,21 @@ def test_cli_evaluate_suggest_and_compare(
         ],
     )
     assert result.exit_code == 0, result.output
-    metrics = json.loads(report.read_text())["metrics"]
+    written = json.loads(report.read_text())
+    metrics = written["metrics"]
     assert metrics["top3_policy"] == pytest.approx(
         trained.model.manifest["metrics"]["heldout"]["top3_policy"]
     )
+    # the turns behind McNemar's test: their difference is the top-3 difference itself
+    won = [t for t in written["turns"] if t["success"]]
+    policy_only, bc_only = metrics["top3_successful_policy_only"], metrics["top3_successful_bc_only"]
+    assert policy_only == sum(t["rank_policy"] < 3 <= t["rank_bc"] for t in won)
+    assert (policy_only - bc_only) / len(won) == pytest.approx(
+        metrics["top3_policy_successful"] - metrics["top3_bc_successful"]
+    )
+    needed = metrics["top3_successful_turns_needed"]
+    assert (needed is None) == (policy_only == bc_only)
+    assert needed is None or needed > (policy_only + bc_only)  # a smaller test cannot see it
     replay = tmp_path / "replay.jsonl"
     one = tmp_path / "one.jsonl"
     one.write_text(data_file.read_text().splitlines()[0] + "\n")
