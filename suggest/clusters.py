@@ -68,8 +68,9 @@ class ClusterSet:
     threshold: float
     coverage: float
     coverage_by_k: dict[int, float] = field(default_factory=dict)
-    k_chosen_in: str = "own space"
-    """Where K was chosen: this space, or the reference MiniLM's (see module docstring)."""
+    coverage_space: str = "own space"
+    """Where ``coverage_by_k`` was measured (and so K chosen, unless fixed): this space, or the
+    reference MiniLM's (see module docstring)."""
 
     @property
     def k(self) -> int:
@@ -123,7 +124,7 @@ def discover(
         threshold=threshold,
         coverage=float((sims >= threshold).mean()),
         coverage_by_k=coverage_by_k,
-        k_chosen_in="own space" if reference is None else "reference MiniLM",
+        coverage_space="own space" if reference is None else "reference MiniLM",
     )
 
 

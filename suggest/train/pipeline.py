@@ -410,8 +410,8 @@ def _space_metrics(clusters: ClusterSet) -> dict[str, Any]:
         "threshold": clusters.threshold,
         "coverage_by_k": {str(k): v for k, v in clusters.coverage_by_k.items()},
     }
-    if clusters.k_chosen_in != "own space":  # MiniLM models keep their manifests byte for byte
-        metrics["k_chosen_in"] = clusters.k_chosen_in
+    if clusters.coverage_space != "own space":  # MiniLM models keep their manifests byte for byte
+        metrics["coverage_space"] = clusters.coverage_space
     return metrics
 
 

@@ -79,11 +79,11 @@ def test_an_encoder_of_another_geometry_takes_k_from_the_reference_space() -> No
     crowded /= np.linalg.norm(crowded, axis=1, keepdims=True)
     options = ClusterOptions(k_grid=(2, 3, 4, 6), threshold=0.9, target_coverage=0.8)
     own = discover(crowded, texts, options)
-    assert own.k == 2 and own.coverage == 1.0 and own.k_chosen_in == "own space"
+    assert own.k == 2 and own.coverage == 1.0 and own.coverage_space == "own space"
 
     by_text = dict(zip(texts, vectors, strict=True))
     calibrated = discover(crowded, texts, options, reference=lambda t: np.stack([by_text[x] for x in t]))
-    assert calibrated.k == 3 and calibrated.k_chosen_in == "reference MiniLM"
+    assert calibrated.k == 3 and calibrated.coverage_space == "reference MiniLM"
     assert calibrated.coverage_by_k == discover(vectors, texts, options).coverage_by_k
     assert calibrated.threshold > 0.99  # where this crowded space separates covered from not
     assert abs(calibrated.coverage - calibrated.coverage_by_k[3]) < 0.02

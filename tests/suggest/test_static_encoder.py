@@ -72,7 +72,7 @@ def test_a_static_model_chooses_k_in_minilm_space(static_model: TrainResult) -> 
     space's own threshold covers the same share of agent turns."""
     for space in ("actions", "intents"):
         metrics = static_model.model.manifest["metrics"][space]
-        assert metrics["k_chosen_in"] == "reference MiniLM"
+        assert metrics["coverage_space"] == "reference MiniLM"
         assert metrics["threshold"] != 0.5
         assert abs(metrics["coverage"] - metrics["coverage_by_k"][str(metrics["k"])]) < 0.1, metrics
 
