@@ -98,3 +98,17 @@ def test_a_static_model_serves_suggestions_and_refuses_a_foreign_encoder(
     shutil.copytree(ensure_encoder(_cache()), foreign / "encoder")
     with pytest.raises(ModelFormatError):
         SuggestionEngine.load(foreign)
+
+
+def test_only_the_full_minilm_is_its_own_clustering_reference() -> None:
+    """Fewer MiniLM layers (like the static encoder) choose K in the full int8 MiniLM's space."""
+    from suggest.encoder.export import ensure_encoder
+    from suggest.train.encoders import reference_embedder
+
+    assert reference_embedder(TrainConfig(), _cache()) is None
+    assert reference_embedder(TrainConfig(encoder_quantization="none"), _cache()) is None
+    embed = reference_embedder(TrainConfig(encoder_layers=3), _cache())
+    assert embed is not None
+    texts = ["Would you like to donate part of your payment?", "I can't afford it right now."]
+    full = load_encoder(ensure_encoder(_cache())).encode(texts)
+    assert np.allclose(embed(texts), full, atol=1e-5)
