@@ -1,10 +1,12 @@
 """Compare two models on the same conversations (the body of ``voice compare``).
 
 Models may have different action spaces, so the shared yardstick is text: per agent turn, the
-cosine of each model's top-1 suggestion with what the agent actually said (both measured with
-model A's encoder vectors as stored in each bank; both banks use the same MiniLM). Each model's
-own next-action top-3 hit is compared too. Significance: Wilcoxon signed-rank test and a paired
-bootstrap 95 % interval for the relevance difference; exact McNemar for the top-3 hits.
+cosine of each model's top-1 suggestion with what the agent actually said, in the full MiniLM's
+space for every model (``suggest.evaluate``: a model with another encoder, static or fewer
+layers, is measured with that MiniLM). Each model's own next-action top-3 hit is compared too;
+it is against each model's own actions, so it compares like with like only when both have the
+same action space. Significance: Wilcoxon signed-rank test and a paired bootstrap 95 % interval
+for the relevance difference; exact McNemar for the top-3 hits.
 """
 
 from __future__ import annotations

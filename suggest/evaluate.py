@@ -10,13 +10,15 @@ Every conversation is replayed turn by turn through the serving code (``CallStat
   actual actions under the outcome-aware policy vs behaviour cloning; ROC AUC for won vs lost
   with a 95 % bootstrap interval over conversations;
 - **relevance**: cosine between the top-1 suggestion and the actual agent turn, against a fixed
-  baseline that always suggests the training data's most common agent reply.
+  baseline that always suggests the training data's most common agent reply. Measured in the
+  model's own space, or for a model whose encoder is not the full MiniLM (static, fewer layers)
+  in that MiniLM's space (a ``yardstick``), so that relevance compares across models.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,8 @@ class TurnRecord:
     """Cosine of behaviour cloning's top-1, realised the same way (isolates the policy)."""
     relevance_baseline: float
     """Cosine of the fixed most-common reply with the actual turn."""
+    bc_suggestion: str = ""
+    """Behaviour cloning's top-1 suggestion (what ``relevance_bc`` scores)."""
 
 
 @dataclass
@@ -67,11 +71,15 @@ class EvaluationReport:
     won: int
     model_version: str
     metrics: dict[str, Any] = field(default_factory=dict)
+    relevance_space: str = "own"
+    """``own``: the model's encoder; ``reference MiniLM``: a yardstick's (see module docstring)."""
 
     def summary(self) -> dict[str, Any]:
         """Headline numbers (computed once)."""
         if not self.metrics:
             self.metrics = summarise(self.turns)
+            if self.relevance_space != "own":  # MiniLM models keep their metrics byte for byte
+                self.metrics["relevance_space"] = self.relevance_space
         return self.metrics
 
     def turn_dicts(self) -> list[dict[str, Any]]:
@@ -87,11 +95,14 @@ def evaluate_model(
     encoder_dir: Path | None = None,
     known: dict[str, np.ndarray] | None = None,
     k: int = 3,
+    yardstick: EmbedTexts | None = None,
 ) -> EvaluationReport:
     """Replay ``conversations`` through ``model`` (see module docstring).
 
     Embeddings come from ``known`` where present, else from ``embed_texts`` (or a fresh encoder
     over ``encoder_dir``), so evaluation right after training re-encodes nothing.
+    ``yardstick``: embeds texts in the space relevance is measured in, for a model of another
+    encoder than the full MiniLM (``suggest.train.encoders.yardstick_for``); None: its own.
     """
     baseline = model.manifest.get("baselines", {}).get("most_common_reply", "")
     vectors = _embeddings(
@@ -103,9 +114,40 @@ def evaluate_model(
     records: list[TurnRecord] = []
     for conversation in conversations:
         records.extend(_replay(model, conversation, vectors, vectors[baseline], k))
+    won = sum(c.outcome.success for c in conversations)
+    if yardstick is None:
+        return EvaluationReport(records, len(conversations), won, model.version)
+    records = _relevance_in(yardstick, records, baseline)
     return EvaluationReport(
-        records, len(conversations), sum(c.outcome.success for c in conversations), model.version
+        records, len(conversations), won, model.version, relevance_space="reference MiniLM"
     )
+
+
+def _relevance_in(
+    yardstick: EmbedTexts, records: list[TurnRecord], baseline: str
+) -> list[TurnRecord]:
+    """The records with their relevance measured in the yardstick's space: the texts shown
+    (suggestions, behaviour cloning's top-1, the baseline) against what the agent said."""
+    texts = {baseline} | {r.actual_text for r in records} | {r.bc_suggestion for r in records}
+    texts |= {text for r in records for text in r.suggestions}
+    ordered = sorted(texts)
+    vectors = dict(zip(ordered, yardstick(ordered), strict=True))
+    measured = []
+    for record in records:
+        actual = vectors[record.actual_text]
+        cosines = [float(vectors[text] @ actual) for text in record.suggestions]
+        measured.append(
+            replace(
+                record,
+                relevance=cosines[0] if cosines else 0.0,
+                relevance_best=max(cosines, default=0.0),
+                relevance_bc=float(vectors[record.bc_suggestion] @ actual)
+                if record.bc_suggestion
+                else 0.0,
+                relevance_baseline=float(vectors[baseline] @ actual),
+            )
+        )
+    return measured
 
 
 def _embeddings(
@@ -172,6 +214,7 @@ def _replay(
                     if bc_top
                     else 0.0,
                     relevance_baseline=float(baseline @ actual),
+                    bc_suggestion=bc_top[0][1].text if bc_top else "",
                 )
             )
         entities = [(e.label, e.text) for e in turn.entities] if turn.entities is not None else []

@@ -12,8 +12,9 @@ was calibrated in; :func:`reference_embedder` gives that MiniLM for choosing K (
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,6 +63,19 @@ def reference_embedder(
     if config.encoder == "minilm" and config.encoder_layers == FULL_MINILM_LAYERS:
         return None
     return _minilm_embedder(config, cache_dir)
+
+
+def yardstick_for(
+    parameters: Mapping[str, Any], cache_dir: Path
+) -> Callable[[Sequence[str]], np.ndarray] | None:
+    """The full MiniLM to measure the relevance of a model trained with ``parameters`` (its
+    manifest's) when its own encoder has another space; None when it is that MiniLM."""
+    config = TrainConfig(
+        encoder=parameters.get("encoder", "minilm"),
+        encoder_layers=parameters.get("encoder_layers", FULL_MINILM_LAYERS),
+        max_tokens=parameters.get("max_tokens", TrainConfig.max_tokens),
+    )
+    return reference_embedder(config, cache_dir)
 
 
 def _minilm_embedder(config: TrainConfig, cache_dir: Path) -> Callable[[Sequence[str]], np.ndarray]:

@@ -112,7 +112,8 @@ def train(
     lap("save")
     if config.evaluate_heldout and config.split == "train":
         say("evaluating on the held-out split")
-        _record_heldout(model, conversations, config, out_dir, encoder_dir, vectors)
+        yardstick = reference_embedder(config, cache_dir)  # relevance comparable across encoders
+        _record_heldout(model, conversations, config, out_dir, encoder_dir, vectors, yardstick)
         lap("evaluate")
     return TrainResult(
         out_dir, model, time.perf_counter() - started, timings, time.process_time() - cpu_started
@@ -441,6 +442,7 @@ def _record_heldout(
     out_dir: Path,
     encoder_dir: Path,
     vectors: dict[str, np.ndarray],
+    yardstick: Callable[[Sequence[str]], np.ndarray] | None,
 ) -> None:
     """Evaluate on the held-out side and store the metrics in the manifest (rewritten)."""
     from suggest.evaluate import evaluate_model
@@ -449,7 +451,12 @@ def _record_heldout(
     if not heldout:
         return
     report = evaluate_model(
-        model, heldout, embed_texts=None, encoder_dir=encoder_dir, known=vectors
+        model,
+        heldout,
+        embed_texts=None,
+        encoder_dir=encoder_dir,
+        known=vectors,
+        yardstick=yardstick,
     )
     model.manifest["metrics"]["heldout"] = report.summary()
     save_model(model, out_dir, encoder_dir)

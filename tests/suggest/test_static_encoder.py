@@ -77,6 +77,34 @@ def test_a_static_model_chooses_k_in_minilm_space(static_model: TrainResult) -> 
         assert abs(metrics["coverage"] - metrics["coverage_by_k"][str(metrics["k"])]) < 0.1, metrics
 
 
+def test_a_static_model_s_relevance_is_measured_in_minilm_space(
+    static_model: TrainResult, conversations: list[Conversation]
+) -> None:
+    """Relevance of models with different encoders compares only on one yardstick: MiniLM's."""
+    from suggest.data.split import select
+    from suggest.encoder.export import ensure_encoder
+    from suggest.evaluate import evaluate_model
+    from suggest.train.encoders import yardstick_for
+
+    model = static_model.model
+    assert model.manifest["metrics"]["heldout"]["relevance_space"] == "reference MiniLM"
+    heldout = select(conversations, "test")[:3]
+    yardstick = yardstick_for(model.manifest["parameters"], _cache())
+    assert yardstick is not None
+    encoder_dir = static_model.directory / "encoder"
+    own = evaluate_model(model, heldout, embed_texts=None, encoder_dir=encoder_dir)
+    measured = evaluate_model(
+        model, heldout, embed_texts=None, encoder_dir=encoder_dir, yardstick=yardstick
+    )
+    assert [r.suggestions for r in measured.turns] == [r.suggestions for r in own.turns]
+    assert "relevance_space" not in own.summary()
+    minilm = load_encoder(ensure_encoder(_cache()))
+    record = measured.turns[0]
+    actual, shown = minilm.encode([record.actual_text, record.suggestions[0]])
+    assert record.relevance == pytest.approx(float(shown @ actual), abs=1e-5)
+    assert record.relevance != pytest.approx(own.turns[0].relevance, abs=1e-3)
+
+
 def test_a_static_model_serves_suggestions_and_refuses_a_foreign_encoder(
     static_model: TrainResult, tmp_path: Path
 ) -> None:

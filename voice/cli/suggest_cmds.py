@@ -375,6 +375,7 @@ def _evaluate(model_ref: str, data_file: Path, split: str, models_root: Path) ->
     from suggest.evaluate import evaluate_model
     from suggest.model import load_model
     from suggest.registry import ModelRegistry
+    from suggest.train.encoders import yardstick_for
 
     directory = guarded(lambda: ModelRegistry(models_root).resolve(model_ref))
     model = guarded(lambda: load_model(directory))
@@ -387,9 +388,14 @@ def _evaluate(model_ref: str, data_file: Path, split: str, models_root: Path) ->
     side = select(load_conversations(data_file), split)  # type: ignore[arg-type]  # click.Choice
     conversations = [c for c in side if c.tenant == tenant] or side  # other tenant: score them all
     started = time.perf_counter()
+    yardstick = yardstick_for(model.manifest.get("parameters", {}), default_cache())
     report = guarded(
         lambda: evaluate_model(
-            model, conversations, embed_texts=None, encoder_dir=directory / "encoder"
+            model,
+            conversations,
+            embed_texts=None,
+            encoder_dir=directory / "encoder",
+            yardstick=yardstick,
         )
     )
     click.echo(
