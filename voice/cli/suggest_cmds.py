@@ -169,7 +169,7 @@ def load_conversations(path: Path) -> list:
     default=6,
     show_default=True,
     help="MiniLM only: keep its first N layers (3: about half the CPU per suggestion at the "
-    "same relevance; K is chosen in the full MiniLM's space).",
+    "same top-1 relevance; K is chosen in the full MiniLM's space).",
 )
 @click.option(
     "--no-entities",
