@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from suggest.ab import calls_per_arm
 from suggest.feedback import feedback_from_dict, final_events, read_feedback, write_feedback
 from voice.errors import StorageError
 from voice.store import Store
@@ -124,10 +125,15 @@ def test_ab_cli_assigns_records_and_reports(tmp_path: Path) -> None:
         + "".join(f"call-{i},{'true' if i % 3 else 'false'}\n" for i in range(40))
     )
     report = runner.invoke(
-        cli, ["ab", "report", "--split", str(split), "--db", db, "--outcomes", str(outcomes)]
+        cli,
+        ["ab", "report", "--split", str(split), "--db", db, "--outcomes", str(outcomes),
+         "--lift", "0.05"],
     )
     assert report.exit_code == 0, report.output
     assert "control" in report.output and "treatment" in report.output and "n=20" in report.output
+    control_rate = sum(1 for i in range(1, 40, 2) if i % 3) / 20  # odd calls are control's
+    planned = calls_per_arm(control_rate, control_rate + 0.05)
+    assert f"{planned} judged calls per arm" in report.output
     exported = tmp_path / "f.jsonl"
     result = runner.invoke(cli, ["feedback", "export", "--db", db, "--out", str(exported)])
     assert result.exit_code == 0 and len(read_feedback(exported).records) == len(events)

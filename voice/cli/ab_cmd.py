@@ -81,9 +81,22 @@ def assign(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Call outcomes as conversation JSONL or a CSV call_id,success (else the database's).",
 )
-def report(split_file: Path, db_url: str | None, outcomes_file: Path | None) -> None:
-    """Arms compared on call outcome and suggestion acceptance, with 95 % intervals."""
-    from suggest.ab import ABSplit, ab_report
+@click.option(
+    "--lift",
+    type=click.FloatRange(-1, 1, min_open=True, max_open=True),
+    help="Also print the calls per arm needed to detect this success-rate lift over control "
+    "(e.g. 0.02 for two points), at 80 % power and 5 % two-sided.",
+)
+def report(
+    split_file: Path, db_url: str | None, outcomes_file: Path | None, lift: float | None
+) -> None:
+    """Arms compared on call outcome and suggestion acceptance, with 95 % intervals.
+
+    Each arm also shows the judged calls per arm a test would need to detect the success-rate
+    difference it shows (80 % power, 5 % two-sided): far more than it has means the experiment
+    must run longer before its verdict means anything.
+    """
+    from suggest.ab import ABSplit, ab_report, calls_per_arm
 
     split = guarded(lambda: ABSplit.load(split_file))
     with _feedback_store(db_url) as feedback:
@@ -93,7 +106,15 @@ def report(split_file: Path, db_url: str | None, outcomes_file: Path | None) -> 
         outcomes.update(_outcomes_from_file(outcomes_file))
     arms = [a.name for a in split.arms]
     records = _call_records(events, outcomes, split)
-    _print_report(ab_report(records, arms))
+    reports = ab_report(records, arms)
+    _print_report(reports)
+    if lift is not None and reports and reports[0].outcome.total:
+        rate = reports[0].outcome.rate
+        needed = calls_per_arm(rate, rate + lift)
+        click.echo(
+            f"to detect {lift:+.3f} over control's success rate {rate:.3f}: "
+            + (f"{needed} judged calls per arm" if needed else "not a rate between 0 and 1")
+        )
 
 
 def _call_records(
@@ -150,6 +171,7 @@ def _print_report(arms: list[Any]) -> None:
         "vs control (95 % CI, Fisher p)",
         "acceptance (95 % CI)",
         "vs control (95 % CI)",
+        "calls per arm to detect it",
     )
     for arm in arms:
         outcome, accept = arm.outcome, arm.acceptance
@@ -161,6 +183,7 @@ def _print_report(arms: list[Any]) -> None:
             + (f", p={arm.outcome_p:.3g}" if arm.outcome_p is not None else ""),
             f"{accept.rate:.3f} ({accept.low:.3f}-{accept.high:.3f}) n={accept.total}",
             _diff(arm.acceptance_diff),
+            "" if arm.outcome_calls_needed is None else str(arm.outcome_calls_needed),
         )
     Console().print(table)
 
