@@ -2,12 +2,14 @@
 
 For every agent turn i of every conversation, the engine is asked for its top-k suggestions
 given turns 0..i-1 exactly as a live call would (warm, turn by turn), and each suggestion is
-scored by its cosine similarity with what the agent actually said at turn i.
+scored by its cosine similarity with what the agent actually said at turn i: with the model's
+own encoder, or with a given ``score_with`` (``voice suggest`` passes the full MiniLM for a model
+with a cheaper encoder, as ``voice evaluate`` does, so similarities compare across models).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +55,10 @@ class ReplayRow:
 
 
 def replay_conversation(
-    engine: SuggestionEngine, conversation: Conversation, k: int
+    engine: SuggestionEngine,
+    conversation: Conversation,
+    k: int,
+    score_with: Callable[[Sequence[str]], np.ndarray] | None = None,
 ) -> Iterator[ReplayRow]:
     """Rows for each agent turn of one conversation (the call state is dropped at the end)."""
     rows = []
@@ -73,7 +78,8 @@ def replay_conversation(
     finally:
         engine.end_call(f"replay:{conversation.id}")
     texts = [r.actual for r in rows] + [s.text for r in rows for s in r.result.suggestions]
-    vectors = engine.encoder.encode(texts) if texts else np.zeros((0, 1), np.float32)
+    encode = score_with or engine.encoder.encode
+    vectors = encode(texts) if texts else np.zeros((0, 1), np.float32)
     offset = len(rows)
     for i, row in enumerate(rows):
         count = len(row.result.suggestions)

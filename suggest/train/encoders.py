@@ -56,17 +56,21 @@ def prepare_encoder(
 
 
 def reference_embedder(
-    config: TrainConfig, cache_dir: Path
+    config: TrainConfig, cache_dir: Path, *, remember: bool = True
 ) -> Callable[[Sequence[str]], np.ndarray] | None:
     """Embeds texts with the full int8 MiniLM when ``config``'s encoder has another space
-    (static, or fewer layers); None when it is that MiniLM (fp32 is the same space)."""
+    (static, or fewer layers); None when it is that MiniLM (fp32 is the same space).
+
+    ``remember``: keep the vectors in the on-disk embedding cache (training data); False for
+    live calls' texts, which must not outlive the call's own retention.
+    """
     if config.encoder == "minilm" and config.encoder_layers == FULL_MINILM_LAYERS:
         return None
-    return _minilm_embedder(config, cache_dir)
+    return _minilm_embedder(config, cache_dir, remember=remember)
 
 
 def yardstick_for(
-    parameters: Mapping[str, Any], cache_dir: Path
+    parameters: Mapping[str, Any], cache_dir: Path, *, remember: bool = True
 ) -> Callable[[Sequence[str]], np.ndarray] | None:
     """The full MiniLM to measure the relevance of a model trained with ``parameters`` (its
     manifest's) when its own encoder has another space; None when it is that MiniLM."""
@@ -75,13 +79,17 @@ def yardstick_for(
         encoder_layers=parameters.get("encoder_layers", FULL_MINILM_LAYERS),
         max_tokens=parameters.get("max_tokens", TrainConfig.max_tokens),
     )
-    return reference_embedder(config, cache_dir)
+    return reference_embedder(config, cache_dir, remember=remember)
 
 
-def _minilm_embedder(config: TrainConfig, cache_dir: Path) -> Callable[[Sequence[str]], np.ndarray]:
+def _minilm_embedder(
+    config: TrainConfig, cache_dir: Path, *, remember: bool = True
+) -> Callable[[Sequence[str]], np.ndarray]:
     reference = OnnxSentenceEncoder(
         ensure_encoder(cache_dir, "int8", config.max_tokens), parallel=2
     )
+    if not remember:
+        return reference.encode
 
     def embed(texts: Sequence[str]) -> np.ndarray:
         # MiniLM vectors by text hash from the embedding cache: computed once per text.

@@ -140,3 +140,50 @@ def test_only_the_full_minilm_is_its_own_clustering_reference() -> None:
     texts = ["Would you like to donate part of your payment?", "I can't afford it right now."]
     full = load_encoder(ensure_encoder(_cache())).encode(texts)
     assert np.allclose(embed(texts), full, atol=1e-5)
+
+
+def test_qa_replay_of_a_static_model_scores_in_minilm_space(
+    static_model: TrainResult, conversations: list[Conversation], tmp_path: Path
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from suggest.data.format import write_conversations
+    from suggest.encoder.export import ensure_encoder
+    from voice.cli import cli
+
+    dialogues, out = tmp_path / "one.jsonl", tmp_path / "qa.jsonl"
+    write_conversations(dialogues, conversations[-1:])
+    result = CliRunner().invoke(
+        cli, ["suggest", "--model", str(static_model.directory), "--dialogues", str(dialogues),
+              "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    row = json.loads(out.read_text().splitlines()[0])
+    minilm = load_encoder(ensure_encoder(_cache()))
+    actual, shown = minilm.encode([row["actual"], row["suggestions"][0]["text"]])
+    assert row["top1_similarity"] == pytest.approx(float(shown @ actual), abs=2e-4)
+
+
+def test_the_qa_page_scores_a_static_model_in_minilm_space_without_caching_call_texts(
+    static_model: TrainResult, conversations: list[Conversation], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server's QA review (voice.batch.review) marks similarities at MiniLM's 0.6 / 0.4, so a
+    static model is scored with MiniLM too; a call's texts never enter the embedding cache."""
+    from suggest.encoder.cache import EmbeddingCache
+    from suggest.encoder.export import ensure_encoder
+    from voice.batch.review import ReviewTurn, load_reviewer
+
+    reviewer = load_reviewer(static_model.directory)
+    cached: list[str] = []
+    monkeypatch.setattr(EmbeddingCache, "embed", lambda self, texts, encode: cached.extend(texts))
+    call = conversations[-1]
+    turns = [ReviewTurn(t.role, t.text, float(i), float(i) + 1) for i, t in enumerate(call.turns[:6])]
+    results = reviewer._batch_suggest(reviewer.engine, turns, k=2, agent_id=None, tenant="pfg", call_id="c1")
+    index, suggestions = results[0]
+    minilm = load_encoder(ensure_encoder(_cache()))
+    actual, shown = minilm.encode([turns[index].text, suggestions[0]["text"]])
+    assert suggestions[0]["similarity"] == pytest.approx(float(shown @ actual), abs=2e-4)
+    assert cached == []

@@ -9,6 +9,7 @@ agent's actual words by cosine similarity.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,8 +86,10 @@ def _row(index: int, turn: ReviewTurn, suggestions: list[dict[str, Any]]) -> dic
 
 
 def engine_batch_suggest(engine: Any, turns: list[ReviewTurn], *, k: int, agent_id: str | None, tenant: str,
-                         call_id: str) -> list[tuple[int, list[dict[str, Any]]]]:
-    """The suggestion engine's replay over a call's turns (``voice suggest --dialogues``, one call)."""
+                         call_id: str, score_with: Callable[..., Any] | None = None,
+                         ) -> list[tuple[int, list[dict[str, Any]]]]:
+    """The suggestion engine's replay over a call's turns (``voice suggest --dialogues``, one call);
+    ``score_with`` embeds texts for the similarities (default: the model's own encoder)."""
     from suggest.nlu.types import Entity
     from suggest.replay import replay_conversation
     from suggest.types import Conversation, Outcome, Turn
@@ -96,7 +99,8 @@ def engine_batch_suggest(engine: Any, turns: list[ReviewTurn], *, k: int, agent_
         turns=tuple(Turn(t.role, t.text, t.start, t.end,  # type: ignore[arg-type]
                          tuple(Entity(e["label"], e["text"], e["start"], e["end"], e["value"]) for e in t.entities))
                     for t in turns))
-    return [(row.turn, row.to_dict()["suggestions"]) for row in replay_conversation(engine, conversation, k)]
+    rows = replay_conversation(engine, conversation, k, score_with=score_with)
+    return [(row.turn, row.to_dict()["suggestions"]) for row in rows]
 
 
 def load_reviewer(model_dir: str | Path) -> Reviewer:
@@ -105,12 +109,18 @@ def load_reviewer(model_dir: str | Path) -> Reviewer:
     Raises:
         ConfigError: the model cannot be loaded.
     """
+    from suggest.encoder.export import default_cache_root
     from suggest.engine import SuggestionEngine
     from suggest.errors import SuggestError
+    from suggest.train.encoders import yardstick_for
 
     try:
         engine = SuggestionEngine.load(Path(model_dir))
+        # Similarities on the QA page are MiniLM cosines for every model (its 0.6 / 0.4 marks are
+        # MiniLM's); call texts are not kept in the embedding cache.
+        yardstick = yardstick_for(engine.model.manifest.get("parameters", {}), default_cache_root(),
+                                  remember=False)
     except (OSError, SuggestError) as exc:
         raise ConfigError(f"cannot load the suggestion model at {model_dir}: {exc}",
                           hint="train one with `voice train` or point --suggest-model at a model directory") from exc
-    return Reviewer(engine, engine_batch_suggest)
+    return Reviewer(engine, functools.partial(engine_batch_suggest, score_with=yardstick))

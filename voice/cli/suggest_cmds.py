@@ -7,7 +7,6 @@ turn typed errors into one-line messages with hints.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +38,9 @@ model_option = click.option("--model", "model_ref", required=True, help="Model d
 
 def default_cache() -> Path:
     """``$NEXTLINE_CACHE`` or ``~/.cache/nextline``: exported encoders, embeddings, entities."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "nextline")
+    from suggest.encoder.export import default_cache_root
+
+    return default_cache_root()
 
 
 def guarded(action: Callable[[], T]) -> T:
@@ -467,17 +468,23 @@ def compare_command(
 def suggest_command(
     model_ref: str, data_file: Path, out_file: Path, k: int, models_root: Path
 ) -> None:
-    """QA replay: at every agent turn, the top-k suggestions beside what the agent said."""
+    """QA replay: at every agent turn, the top-k suggestions beside what the agent said.
+
+    Similarities are cosines in the full MiniLM's space, also for a model with a cheaper
+    encoder, so replays of different models compare.
+    """
     from suggest.engine import SuggestionEngine
     from suggest.registry import ModelRegistry
     from suggest.replay import replay_conversation
+    from suggest.train.encoders import yardstick_for
 
     engine = guarded(lambda: SuggestionEngine.load(ModelRegistry(models_root).resolve(model_ref)))
+    yardstick = yardstick_for(engine.model.manifest.get("parameters", {}), default_cache())
     conversations = load_conversations(data_file)
     rows = similarity = 0.0
     with out_file.open("w", encoding="utf-8") as out:
         for conversation in conversations:
-            for row in replay_conversation(engine, conversation, k):
+            for row in replay_conversation(engine, conversation, k, score_with=yardstick):
                 out.write(json.dumps(row.to_dict(), ensure_ascii=False) + "\n")
                 rows += 1
                 similarity += row.similarities[0] if row.similarities else 0.0
