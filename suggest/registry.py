@@ -1,12 +1,17 @@
 """Per-tenant model registry on disk: ``<root>/<tenant>/<version>/`` (one model per folder).
 
 Versions are UTC timestamps (``20250101T120000Z``), so they sort in training order; a model is
-referred to by its directory or as ``<tenant>/<version>`` (``<tenant>`` alone: the newest).
-``id@revision`` strings are rejected: a version is a path component, never a remote revision.
+referred to by its directory or as ``<tenant>/<version>``. ``<tenant>`` alone is the model the
+tenant serves: the version promoted into ``<root>/<tenant>/CURRENT`` (``voice registry promote``),
+else the newest, so that a newly trained model goes live only once promoted when a tenant uses
+promotion. Training writes into a hidden ``.<version>.partial`` folder and renames it when done,
+so a half-written model is never listed or served. ``id@revision`` strings are rejected: a
+version is a path component, never a remote revision.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +21,8 @@ from suggest.errors import ConfigError, ModelFormatError
 from suggest.model import read_manifest
 
 DEFAULT_ROOT = Path("models")
+CURRENT_FILE = "CURRENT"
+"""In a tenant's folder: the name of the version it serves (absent: the newest)."""
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -48,11 +55,12 @@ class ModelRegistry:
         return candidate
 
     def versions(self, tenant: str) -> list[ModelEntry]:
-        """The tenant's models, oldest first (folders without a manifest are ignored)."""
+        """The tenant's models, oldest first (folders without a manifest, and hidden ones being
+        written, are ignored)."""
         folder = self.root / tenant
         entries = []
         for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-            if (path / "manifest.json").is_file():
+            if not path.name.startswith(".") and (path / "manifest.json").is_file():
                 manifest = read_manifest(path)
                 entries.append(
                     ModelEntry(
@@ -64,6 +72,26 @@ class ModelRegistry:
                     )
                 )
         return entries
+
+    def promoted(self, tenant: str) -> str | None:
+        """The version promoted for ``tenant`` (None: it serves its newest)."""
+        marker = self.root / tenant / CURRENT_FILE
+        if not marker.is_file():
+            return None
+        return marker.read_text(encoding="utf-8").strip() or None
+
+    def promote(self, tenant: str, version: str) -> Path:
+        """Make ``version`` the model ``tenant`` serves (atomically; new calls take it up).
+
+        Raises:
+            ModelFormatError: no such model of the tenant.
+        """
+        directory = self.root / check_name(tenant, "tenant") / check_name(version, "version")
+        read_manifest(directory)
+        scratch = directory.parent / f".{CURRENT_FILE}.{os.getpid()}"
+        scratch.write_text(version + "\n", encoding="utf-8")
+        os.replace(scratch, directory.parent / CURRENT_FILE)
+        return directory
 
     def tenants(self) -> list[str]:
         """Tenants with at least one model."""
@@ -92,12 +120,24 @@ class ModelRegistry:
         parts = text.strip("/").split("/")
         if len(parts) == 2 and (self.root / parts[0] / parts[1] / "manifest.json").is_file():
             return self.root / parts[0] / parts[1]
+        if len(parts) == 1 and (promoted := self.promoted(parts[0])) is not None:
+            if (self.root / parts[0] / promoted / "manifest.json").is_file():
+                return self.root / parts[0] / promoted
+            raise ModelFormatError(
+                f"tenant {parts[0]!r} is promoted to {promoted!r}, which is not in {self.root}",
+                hint=f"promote an existing version: voice registry promote {parts[0]}/<version>",
+            )
         if len(parts) == 1 and (entries := self.versions(parts[0])):
             return entries[-1].path
         raise ModelFormatError(
             f"no model at {text!r} (registry {self.root})",
             hint="train one with `voice train` or pass its directory",
         )
+
+
+def staging_dir(target: Path) -> Path:
+    """The hidden folder a model is written into before it appears as ``target``."""
+    return target.parent / f".{target.name}.partial"
 
 
 def check_name(value: str, what: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -22,6 +24,7 @@ from suggest.errors import LicenseError, TrainingError
 from suggest.feedback import FeedbackRecord
 from suggest.model import SuggestionModel, save_model
 from suggest.realise import Exemplar, ExemplarBank, Slot
+from suggest.registry import staging_dir
 from suggest.specs import Specifications
 from suggest.state import Vocabulary
 from suggest.train.config import TrainConfig
@@ -107,14 +110,21 @@ def train(
     )
     if tuning is not None:
         model.manifest["tuning"] = tuning.to_dict()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_model(model, out_dir, encoder_dir)
+    # A new model is written out of sight and appears whole: a server resolving the tenant's
+    # newest model never loads it half-written (an existing --out folder is rewritten in place).
+    work = out_dir if out_dir.exists() else staging_dir(out_dir)
+    if work != out_dir:
+        shutil.rmtree(work, ignore_errors=True)  # a crashed run's leftovers
+    work.mkdir(parents=True, exist_ok=True)
+    save_model(model, work, encoder_dir)
     lap("save")
     if config.evaluate_heldout and config.split == "train":
         say("evaluating on the held-out split")
         yardstick = reference_embedder(config, cache_dir)  # relevance comparable across encoders
-        _record_heldout(model, conversations, config, out_dir, encoder_dir, vectors, yardstick)
+        _record_heldout(model, conversations, config, work, encoder_dir, vectors, yardstick)
         lap("evaluate")
+    if work != out_dir:
+        os.replace(work, out_dir)
     return TrainResult(
         out_dir, model, time.perf_counter() - started, timings, time.process_time() - cpu_started
     )

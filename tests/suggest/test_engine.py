@@ -367,3 +367,28 @@ def test_a_model_trained_with_context_reads_the_same_names_when_serving(
             [float(policy[0][s.action_id]) for s in served.suggestions], abs=1e-6
         )
     engine.end_call("ctx")
+
+
+def test_a_new_model_appears_whole_in_the_registry(
+    conversations: list[Conversation], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training writes a hidden folder (never listed or served) and renames it when done."""
+    from suggest.registry import ModelRegistry
+    from suggest.train import pipeline
+
+    target = ModelRegistry(tmp_path).new_version("pfg")
+    writes: list[tuple[Path, list[str]]] = []
+    original = pipeline.save_model
+
+    def watched(model: object, directory: Path, encoder_dir: Path) -> None:
+        writes.append((directory, [e.version for e in ModelRegistry(tmp_path).versions("pfg")]))
+        original(model, directory, encoder_dir)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "save_model", watched)
+    config = TrainConfig(tenant="pfg", min_conversations=20, evaluate_heldout=False)
+    result = train(conversations[:40], config, target, cache_dir=_cache())
+    assert writes and all(d.name == f".{target.name}.partial" for d, _ in writes)
+    assert all(listed == [] for _, listed in writes)  # invisible while being written
+    assert result.directory == target and (target / "manifest.json").is_file()
+    assert [e.version for e in ModelRegistry(tmp_path).versions("pfg")] == [target.name]
+    assert not (tmp_path / "pfg" / f".{target.name}.partial").exists()
