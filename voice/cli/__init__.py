@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "voice.cli.data_cmd",
     "voice.cli.suggest_cmds",
     "voice.cli.ab_cmd",
+    "voice.cli.registry_cmd",
 ]
 
 

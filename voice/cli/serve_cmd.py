@@ -29,7 +29,8 @@ import click
               help='CPU: encoder window of partial decodes, minimum and padding seconds (default "12,8"; '
                    '"20,10" decodes partials like finals: lower one-call p95, more CPU).')
 @click.option("--suggest-model", default=None, help="Suggestion model directory (models/<tenant>/<version>).")
-@click.option("--models-root", default=None, help="Model registry root: each call's tenant picks its model there.")
+@click.option("--models-root", default=None,
+              help="Model registry root: each new call gets its tenant's promoted (else newest) model there.")
 @click.option("--db", "db_url", default=None, help="Database URL (default: SQLite in --data-dir).")
 @click.option("--data-dir", default=None, help="Folder for the default database and call recordings (default ./data).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -1,12 +1,17 @@
-"""Which suggestion model serves a call: one model, the tenant's newest in a registry, or an A/B arm.
+"""Which suggestion model serves a call: one model, the tenant's promoted (else newest) model in a
+registry, or an A/B arm.
 
-Each model is loaded once per process and served by one micro-batcher shared by all its calls
-(concurrent requests from many calls become one batched embedding pass).
+Each model is loaded once per process, off the event loop, and served by one micro-batcher shared
+by all its calls (concurrent requests from many calls become one batched embedding pass). A model
+that cannot be loaded costs its calls their suggestions, never the calls themselves.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +19,84 @@ from typing import Any
 from voice.config import ServerConfig
 from voice.frames import CallStartedFrame
 from voice.processor import FrameProcessor
+
+log = logging.getLogger(__name__)
+
+
+LOAD_RETRY_SECONDS = 60.0
+"""A model that failed to load is tried again after this long (an operator may have fixed it)."""
+INTENT_WAIT_SECONDS = 5.0
+"""How long a customer turn's intent waits for its model to finish loading (then: none)."""
+
+
+class _ModelSlot:
+    """One model directory, loaded once in the background and shared by every call it serves.
+
+    Loading (about a second) never runs on the event loop: a call that starts meanwhile gets its
+    suggestions as soon as the model is ready, and a model that cannot be loaded gives its calls
+    an error per suggestion (shown, logged) instead of failing them.
+    """
+
+    def __init__(self, model_dir: str, loader: ThreadPoolExecutor) -> None:
+        self.model_dir = model_dir
+        self.started = time.monotonic()
+        self.ready: Future[_Served] = loader.submit(self._load)
+        self.ready.add_done_callback(self._report)
+
+    def _load(self) -> _Served:
+        from suggest.batching import MicroBatcher
+        from suggest.engine import SuggestionEngine
+
+        engine = SuggestionEngine.load(self.model_dir)
+        return _Served(engine, MicroBatcher(engine))
+
+    def _report(self, ready: Future[_Served]) -> None:
+        if ready.exception() is not None:
+            log.error("suggestion model %s cannot be loaded (%s); its calls go on without suggestions",
+                      self.model_dir, ready.exception())
+
+    def failed(self) -> bool:
+        """Loading finished with an error."""
+        return self.ready.done() and self.ready.exception() is not None
+
+    def submit(self, context: Any) -> Future[Any]:
+        """The processor's ``SuggestionService``: queued on the model's micro-batcher once loaded."""
+        if self.ready.done() and not self.failed():
+            return self.ready.result().batcher.submit(context)
+        answer: Future[Any] = Future()
+
+        def when_ready(ready: Future[_Served]) -> None:
+            try:
+                _chain(ready.result().batcher.submit(context), answer)
+            except Exception as exc:  # noqa: BLE001 - the load failed: this suggestion fails, the call goes on
+                answer.set_exception(exc)
+
+        self.ready.add_done_callback(when_ready)
+        return answer
+
+    def classify(self, text: str) -> tuple[str, float] | None:
+        """The customer turn's intent (on an NLU worker thread); None while the model is unusable."""
+        try:
+            engine = self.ready.result(timeout=INTENT_WAIT_SECONDS).engine
+        except Exception:  # noqa: BLE001 - still loading or failed: the turn goes on without an intent
+            return None
+        predictions = engine.classify_intents([text])
+        return (predictions[0].name, predictions[0].confidence) if predictions else None
+
+    def close(self) -> None:
+        """Stop the micro-batcher (if the model ever loaded)."""
+        if self.ready.done() and not self.failed():
+            self.ready.result().batcher.close()
+
+
+def _chain(source: Future[Any], target: Future[Any]) -> None:
+    def copy(done: Future[Any]) -> None:
+        if done.exception() is not None:
+            target.set_exception(done.exception())  # type: ignore[arg-type]
+        else:
+            target.set_result(done.result())
+
+    source.add_done_callback(copy)
 
 
 @dataclass
@@ -24,17 +107,20 @@ class _Served:
 
 @dataclass
 class SuggestionRouter:
-    """Per-call choice of model (tenant and A/B arm) over lazily loaded, shared engines."""
+    """Per-call choice of model (tenant and A/B arm) over shared engines loaded in the background."""
 
     config: ServerConfig
     registry: Any = None
     split: Any = None
-    _served: dict[str, _Served] = field(default_factory=dict)
+    _slots: dict[str, _ModelSlot] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _loader: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "model-load"))
 
     @classmethod
     def load(cls, config: ServerConfig) -> SuggestionRouter:
-        """Prepare the router; a single configured model (or every A/B arm) is loaded now."""
+        """Prepare the router; a single configured model (or every A/B arm) is loaded now, and a
+        broken one stops the start-up with its error (a tenant's registry models load on demand).
+        """
         from suggest.ab import ABSplit
         from suggest.registry import ModelRegistry
 
@@ -43,11 +129,14 @@ class SuggestionRouter:
         router = cls(config, registry, split)
         for reference in ([a.model for a in split.arms] if split else []) + (
                 [config.suggest_model] if config.suggest_model else []):
-            router._serve(str(registry.resolve(reference)))
+            router._slot(str(registry.resolve(reference))).ready.result()
         return router
 
     def choose(self, started: CallStartedFrame) -> tuple[str | None, str | None]:
-        """(model directory, arm name) for a call, or (None, None) when its tenant has no model."""
+        """(model directory, arm name) for a call, or (None, None) when its tenant has no model.
+
+        A tenant's model is the one promoted with ``voice registry promote``, else its newest.
+        """
         if self.split is not None:
             arm = self.split.assign(started.call_id, started.agent_id)
             return str(self.registry.resolve(arm.model)), arm.name
@@ -65,32 +154,22 @@ class SuggestionRouter:
         model, arm = self.choose(started)
         if model is None:
             return None
-        return SuggestProcessor(service=self._serve(model).batcher, arm=arm)
+        return SuggestProcessor(service=self._slot(model), arm=arm)
 
     def intent_fn(self, started: CallStartedFrame) -> Any:
         """Customer-intent classifier of the call's model (None without a model)."""
         model, _ = self.choose(started)
-        if model is None:
-            return None
-        engine = self._serve(model).engine
+        return None if model is None else self._slot(model).classify
 
-        def classify(text: str) -> tuple[str, float] | None:
-            predictions = engine.classify_intents([text])
-            return (predictions[0].name, predictions[0].confidence) if predictions else None
-
-        return classify
-
-    def _serve(self, model: str) -> _Served:
-        from suggest.batching import MicroBatcher
-        from suggest.engine import SuggestionEngine
-
+    def _slot(self, model: str) -> _ModelSlot:
         with self._lock:
-            if model not in self._served:
-                engine = SuggestionEngine.load(model)
-                self._served[model] = _Served(engine, MicroBatcher(engine))
-            return self._served[model]
+            slot = self._slots.get(model)
+            if slot is None or (slot.failed() and time.monotonic() - slot.started > LOAD_RETRY_SECONDS):
+                slot = self._slots[model] = _ModelSlot(model, self._loader)
+            return slot
 
     def close(self) -> None:
-        """Stop every micro-batcher."""
-        for served in self._served.values():
-            served.batcher.close()
+        """Stop every micro-batcher and the loader."""
+        self._loader.shutdown(wait=True)
+        for slot in self._slots.values():
+            slot.close()

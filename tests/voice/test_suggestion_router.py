@@ -1,0 +1,102 @@
+"""Which model serves a tenant's calls (promoted, else newest), loaded off the event loop; a model
+that cannot be loaded costs its calls their suggestions, never the calls."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from suggest.errors import ModelFormatError
+from suggest.registry import ModelRegistry, staging_dir
+from suggest.types import SuggestContext, Turn
+from voice import demo
+from voice.config import ServerConfig
+from voice.frames import CallStartedFrame
+from voice.live.suggestions import SuggestionRouter
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def bundled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's bundled (real, small) model with its encoder attached."""
+    from voice.batch.demo_model import attach_encoder
+
+    if not (demo.BUNDLED_MODEL / "manifest.json").is_file():
+        pytest.skip("the bundled demo model is not in this checkout")
+    target = tmp_path_factory.mktemp("bundled") / "model"
+    shutil.copytree(demo.BUNDLED_MODEL, target)
+    attach_encoder(target, Path.home() / ".cache" / "nextline")
+    return target
+
+
+def _started(tenant: str, call_id: str = "c1") -> CallStartedFrame:
+    return CallStartedFrame(call_id=call_id, tenant=tenant, legs={"agent": "agent", "customer": "customer"})
+
+
+def _context(call_id: str) -> SuggestContext:
+    return SuggestContext(call_id=call_id, turns=(
+        Turn("agent", "Hi! Would you consider donating to Save the Children today?"),
+        Turn("customer", "I don't know, money is really tight for me right now."),
+    ), k=2)
+
+
+def test_a_tenant_is_served_its_promoted_model_else_its_newest(bundled: Path, tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    for version in ("20260101T000000Z", "20260201T000000Z"):
+        shutil.copytree(bundled, tmp_path / "acme" / version)
+    half_written = staging_dir(tmp_path / "acme" / "20260301T000000Z")
+    shutil.copytree(bundled, half_written)  # a training still running: never listed or served
+    router = SuggestionRouter.load(ServerConfig(models_root=str(tmp_path)))
+    try:
+        assert [e.version for e in registry.versions("acme")] == ["20260101T000000Z", "20260201T000000Z"]
+        assert router.choose(_started("acme"))[0] == str(tmp_path / "acme" / "20260201T000000Z")
+        assert router.choose(_started("nobody")) == (None, None)
+
+        result = CliRunner().invoke(_cli(), ["registry", "promote", "acme/20260101T000000Z",
+                                             "--models", str(tmp_path)])
+        assert result.exit_code == 0 and "acme now serves 20260101T000000Z" in result.output
+        assert router.choose(_started("acme"))[0] == str(tmp_path / "acme" / "20260101T000000Z")
+        listing = CliRunner().invoke(_cli(), ["registry", "list", "acme", "--models", str(tmp_path)]).output
+        assert "* 20260101T000000Z" in listing and "  20260201T000000Z" in listing
+        with pytest.raises(ModelFormatError):
+            registry.promote("acme", "20260301T000000Z")  # not a published version
+
+        processor = router.processor_for(_started("acme"))
+        assert processor is not None
+        answer = processor.service.submit(_context("c1")).result(timeout=60)
+        assert answer.suggestions and all(s.text for s in answer.suggestions)
+        intent = router.intent_fn(_started("acme"))("Sorry, I can't afford it.")
+        assert intent is not None and isinstance(intent[0], str)
+    finally:
+        router.close()
+
+
+def test_a_broken_model_costs_suggestions_not_the_call(
+    bundled: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = tmp_path / "acme" / "20260101T000000Z"
+    shutil.copytree(bundled, broken)
+    weights = broken / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-64])  # truncated: its digest no longer matches
+    router = SuggestionRouter.load(ServerConfig(models_root=str(tmp_path)))
+    try:
+        with caplog.at_level(logging.ERROR):
+            processor = router.processor_for(_started("acme"))  # the call is built all the same
+            assert processor is not None
+            with pytest.raises(ModelFormatError):
+                processor.service.submit(_context("c2")).result(timeout=60)
+            assert router.intent_fn(_started("acme"))("I can't afford it.") is None
+        assert any("cannot be loaded" in r.message for r in caplog.records)
+    finally:
+        router.close()
+
+
+def _cli():  # noqa: ANN202 - click group
+    from voice.cli import cli
+
+    return cli
