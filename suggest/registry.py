@@ -57,21 +57,18 @@ class ModelRegistry:
     def versions(self, tenant: str) -> list[ModelEntry]:
         """The tenant's models, oldest first (folders without a manifest, and hidden ones being
         written, are ignored)."""
-        folder = self.root / tenant
         entries = []
-        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-            if not path.name.startswith(".") and (path / "manifest.json").is_file():
-                manifest = read_manifest(path)
-                entries.append(
-                    ModelEntry(
-                        tenant,
-                        path.name,
-                        path,
-                        str(manifest.get("created", "")),
-                        manifest.get("metrics", {}),
-                    )
-                )
+        for path in _published(self.root / tenant):
+            manifest = read_manifest(path)
+            metrics = manifest.get("metrics", {})
+            entries.append(
+                ModelEntry(tenant, path.name, path, str(manifest.get("created", "")), metrics)
+            )
         return entries
+
+    def _newest(self, tenant: str) -> Path | None:
+        published = _published(self.root / tenant)
+        return published[-1] if published else None
 
     def promoted(self, tenant: str) -> str | None:
         """The version promoted for ``tenant`` (None: it serves its newest)."""
@@ -127,12 +124,24 @@ class ModelRegistry:
                 f"tenant {parts[0]!r} is promoted to {promoted!r}, which is not in {self.root}",
                 hint=f"promote an existing version: voice registry promote {parts[0]}/<version>",
             )
-        if len(parts) == 1 and (entries := self.versions(parts[0])):
-            return entries[-1].path
+        if len(parts) == 1 and (newest := self._newest(parts[0])) is not None:
+            return newest
         raise ModelFormatError(
             f"no model at {text!r} (registry {self.root})",
             hint="train one with `voice train` or pass its directory",
         )
+
+
+def _published(folder: Path) -> list[Path]:
+    """Model folders under a tenant's folder, oldest first (no manifest read: this runs at every
+    call start; hidden folders are models still being written)."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if not p.name.startswith(".") and (p / "manifest.json").is_file()
+    )
 
 
 def staging_dir(target: Path) -> Path:

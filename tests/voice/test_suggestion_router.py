@@ -72,6 +72,12 @@ def test_a_tenant_is_served_its_promoted_model_else_its_newest(bundled: Path, tm
         assert answer.suggestions and all(s.text for s in answer.suggestions)
         intent = router.intent_fn(_started("acme"))("Sorry, I can't afford it.")
         assert intent is not None and isinstance(intent[0], str)
+
+        (tmp_path / "acme" / "CURRENT").unlink()
+        old = tmp_path / "acme" / "20251201T000000Z"
+        old.mkdir()
+        (old / "manifest.json").write_text('{"schema_version": 0}')  # a model of an older release
+        assert router.choose(_started("acme"))[0] == str(tmp_path / "acme" / "20260201T000000Z")
     finally:
         router.close()
 
