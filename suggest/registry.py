@@ -35,6 +35,8 @@ class ModelEntry:
     path: Path
     created: str
     metrics: dict[str, object]
+    problem: str = ""
+    """Why this release cannot read the model (empty: it can)."""
 
 
 class ModelRegistry:
@@ -56,10 +58,14 @@ class ModelRegistry:
 
     def versions(self, tenant: str) -> list[ModelEntry]:
         """The tenant's models, oldest first (folders without a manifest, and hidden ones being
-        written, are ignored)."""
+        written, are ignored; one this release cannot read is listed with ``problem`` set)."""
         entries = []
         for path in _published(self.root / tenant):
-            manifest = read_manifest(path)
+            try:
+                manifest = read_manifest(path)
+            except ModelFormatError as error:
+                entries.append(ModelEntry(tenant, path.name, path, "", {}, problem=str(error)))
+                continue
             metrics = manifest.get("metrics", {})
             entries.append(
                 ModelEntry(tenant, path.name, path, str(manifest.get("created", "")), metrics)
@@ -80,11 +86,16 @@ class ModelRegistry:
     def promote(self, tenant: str, version: str) -> Path:
         """Make ``version`` the model ``tenant`` serves (atomically; new calls take it up).
 
+        The model is loaded first, as the server will load it (schema, every file digest, its
+        encoder), so that a model that cannot be served is never promoted.
+
         Raises:
-            ModelFormatError: no such model of the tenant.
+            ModelFormatError: no such model of the tenant, or one that cannot be loaded.
         """
+        from suggest.engine import SuggestionEngine
+
         directory = self.root / check_name(tenant, "tenant") / check_name(version, "version")
-        read_manifest(directory)
+        SuggestionEngine.load(directory)
         scratch = directory.parent / f".{CURRENT_FILE}.{os.getpid()}"
         scratch.write_text(version + "\n", encoding="utf-8")
         os.replace(scratch, directory.parent / CURRENT_FILE)

@@ -78,6 +78,9 @@ def test_a_tenant_is_served_its_promoted_model_else_its_newest(bundled: Path, tm
         old.mkdir()
         (old / "manifest.json").write_text('{"schema_version": 0}')  # a model of an older release
         assert router.choose(_started("acme"))[0] == str(tmp_path / "acme" / "20260201T000000Z")
+        listing = CliRunner().invoke(_cli(), ["registry", "list", "acme", "--models", str(tmp_path)]).output
+        assert "20251201T000000Z" in listing and "cannot be served" in listing
+        assert "* 20260201T000000Z" in listing
     finally:
         router.close()
 
@@ -98,6 +101,10 @@ def test_a_broken_model_costs_suggestions_not_the_call(
                 processor.service.submit(_context("c2")).result(timeout=60)
             assert router.intent_fn(_started("acme"))("I can't afford it.") is None
         assert any("cannot be loaded" in r.message for r in caplog.records)
+        refused = CliRunner().invoke(_cli(), ["registry", "promote", "acme/20260101T000000Z",
+                                              "--models", str(tmp_path)])
+        assert refused.exit_code != 0 and "digest" in refused.output  # never promoted
+        assert ModelRegistry(tmp_path).promoted("acme") is None
     finally:
         router.close()
 

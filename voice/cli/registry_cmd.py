@@ -44,7 +44,8 @@ def list_versions(tenant: str | None, models_root: Path) -> None:
             top3 = heldout.get("top3_policy_successful") if isinstance(heldout, dict) else None
             score = f"  top-3 successful {top3:.3f}" if isinstance(top3, float) else ""
             mark = "*" if entry.path == served else " "
-            click.echo(f" {mark} {entry.version}  {entry.created}{score}")
+            note = f"  cannot be served: {entry.problem}" if entry.problem else ""
+            click.echo(f" {mark} {entry.version}  {entry.created}{score}{note}")
 
 
 def _versions_and_served(registry: Any, tenant: str) -> tuple[list[Any], Path | None]:
