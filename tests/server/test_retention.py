@@ -4,6 +4,7 @@ stays (other calls, calls in progress, the operator's own source recordings)."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -84,7 +85,12 @@ def test_a_call_in_progress_is_not_erased(env: Env) -> None:
     scripted(env, "CA-live", "alice")
     response = env.client.delete("/api/calls/CA-live", headers=env.headers("sue"))
     assert response.status_code == 409 and "in progress" in response.json()["detail"]
-    assert row_counts(env, "CA-live")["live_turns"] == 2
+    # the recorder writes turns on its own thread, after NLU: wait for both, then none is erased
+    deadline = time.monotonic() + 10
+    while row_counts(env, "CA-live")["live_turns"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert row_counts(env, "CA-live") == {"calls": 1, "live_turns": 2, "outcomes": 0, "feedback": 0,
+                                          "assignments": 0}
 
 
 def test_retention_purge_erases_only_old_calls_and_keeps_source_recordings(env: Env, tmp_path: Path) -> None:
