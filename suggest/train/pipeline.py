@@ -98,9 +98,9 @@ def train(
         extracted = extract_all([t for c in chosen for t in c.turns], cache_dir)
     lap("entities")
     say("clustering actions and intents")
-    actions, intents = discover_spaces(
-        chosen, vectors, config, reference=reference_embedder(config, cache_dir)
-    )
+    # The full MiniLM when this encoder has another space: K is chosen there, relevance scored.
+    reference = reference_embedder(config, cache_dir)
+    actions, intents = discover_spaces(chosen, vectors, config, reference=reference)
     lap("cluster")
     model, signal, config, tuning = _fit(
         chosen, vectors, extracted, actions, intents, encoder, config, feedback, say, lap
@@ -120,8 +120,7 @@ def train(
     lap("save")
     if config.evaluate_heldout and config.split == "train":
         say("evaluating on the held-out split")
-        yardstick = reference_embedder(config, cache_dir)  # relevance comparable across encoders
-        _record_heldout(model, conversations, config, work, encoder_dir, vectors, yardstick)
+        _record_heldout(model, conversations, config, work, encoder_dir, vectors, reference)
         lap("evaluate")
     if work != out_dir:
         os.replace(work, out_dir)
