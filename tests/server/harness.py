@@ -290,8 +290,9 @@ class EngineSuggestions:
         self.engine = SuggestionEngine.load(model_dir)
         self.pool = ThreadPoolExecutor(1, "suggest")
 
-    def intent_fn(self, started: CallStartedFrame) -> Any:
-        return None
+    def for_call(self, started: CallStartedFrame) -> tuple[Any, Any]:
+        """What ``SuggestionRouter.for_call`` gives a call: no intents, the engine's suggestions."""
+        return None, self.processor_for(started)
 
     def processor_for(self, started: CallStartedFrame) -> Any:
         from voice.processors.suggest import SuggestProcessor

@@ -66,12 +66,13 @@ def test_a_tenant_is_served_its_promoted_model_else_its_newest(bundled: Path, tm
         with pytest.raises(ModelFormatError):
             registry.promote("acme", "20260301T000000Z")  # not a published version
 
-        processor = router.processor_for(_started("acme"))
-        assert processor is not None
+        classify, processor = router.for_call(_started("acme"))
+        assert processor is not None and classify is not None
         answer = processor.service.submit(_context("c1")).result(timeout=60)
         assert answer.suggestions and all(s.text for s in answer.suggestions)
-        intent = router.intent_fn(_started("acme"))("Sorry, I can't afford it.")
+        intent = classify("Sorry, I can't afford it.")
         assert intent is not None and isinstance(intent[0], str)
+        assert router.for_call(_started("nobody")) == (None, None)
 
         (tmp_path / "acme" / "CURRENT").unlink()
         old = tmp_path / "acme" / "20251201T000000Z"
@@ -95,11 +96,11 @@ def test_a_broken_model_costs_suggestions_not_the_call(
     router = SuggestionRouter.load(ServerConfig(models_root=str(tmp_path)))
     try:
         with caplog.at_level(logging.ERROR):
-            processor = router.processor_for(_started("acme"))  # the call is built all the same
-            assert processor is not None
+            classify, processor = router.for_call(_started("acme"))  # the call is built all the same
+            assert processor is not None and classify is not None
             with pytest.raises(ModelFormatError):
                 processor.service.submit(_context("c2")).result(timeout=60)
-            assert router.intent_fn(_started("acme"))("I can't afford it.") is None
+            assert classify("I can't afford it.") is None
         assert any("cannot be loaded" in r.message for r in caplog.records)
         refused = CliRunner().invoke(_cli(), ["registry", "promote", "acme/20260101T000000Z",
                                               "--models", str(tmp_path)])

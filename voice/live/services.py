@@ -75,12 +75,10 @@ class LiveServices:
             # Before NLU and suggestions, which need each turn's role.
             processors.append(SpeakerAttributionProcessor(embedder=self._speaker_embedder(),
                                                           executor=self.speakers_executor))
-        intent = self.suggestions.intent_fn(started) if self.suggestions else None
+        intent, suggest = self.suggestions.for_call(started) if self.suggestions else (None, None)
         processors.append(NluProcessor(extractor=self.extractor, executor=self.nlu_executor, intent=intent))
-        if self.suggestions is not None:
-            processor = self.suggestions.processor_for(started)
-            if processor is not None:
-                processors.append(processor)
+        if suggest is not None:
+            processors.append(suggest)
         audio_dir = Path(self.config.data_dir) / "audio" if self.config.record_audio else None
         processors.append(CallRecorder(hub=self.hub, registry=self.registry, live_store=self.live_store,
                                        store=self.store, executor=self.db_executor, audio_dir=audio_dir,

@@ -147,19 +147,16 @@ class SuggestionRouter:
         except Exception:  # noqa: BLE001 - a tenant without a model simply gets no suggestions
             return None, None
 
-    def processor_for(self, started: CallStartedFrame) -> FrameProcessor | None:
-        """The call's suggestion processor (None when no model serves its tenant)."""
+    def for_call(self, started: CallStartedFrame) -> tuple[Any, FrameProcessor | None]:
+        """The call's customer-intent classifier and suggestion processor (None, None when no model
+        serves its tenant); the model is resolved once per call."""
         from voice.processors.suggest import SuggestProcessor
 
         model, arm = self.choose(started)
         if model is None:
-            return None
-        return SuggestProcessor(service=self._slot(model), arm=arm)
-
-    def intent_fn(self, started: CallStartedFrame) -> Any:
-        """Customer-intent classifier of the call's model (None without a model)."""
-        model, _ = self.choose(started)
-        return None if model is None else self._slot(model).classify
+            return None, None
+        slot = self._slot(model)
+        return slot.classify, SuggestProcessor(service=slot, arm=arm)
 
     def _slot(self, model: str) -> _ModelSlot:
         with self._lock:
