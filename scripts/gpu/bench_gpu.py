@@ -48,8 +48,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 # Our packages as bare namespaces: only the modules used below are imported, never a package
@@ -67,6 +65,7 @@ from asr.types import AsrOptions  # noqa: E402
 from voice.live.scheduler import DecodeScheduler, SchedulerConfig  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_capacity import capacity  # noqa: E402
 from bench_data import BEGIN, CLOSE, PAUSE, RATE, LegData, load_calls, state_at  # noqa: E402
 from bench_report import markdown, summarize  # noqa: E402
 
@@ -330,58 +329,7 @@ def _nvml() -> Any:
         return None
 
 
-# --- capacity and sweep -------------------------------------------------------------------------
-
-
-def partial_like(
-    calls: list[tuple[LegData, LegData]], size: int, rng: np.random.Generator, prompt: str | None
-) -> list[DecodeRequest]:
-    """``size`` partial-like requests: 2-8 s of the carried legs from random starts."""
-    legs = [leg for pair in calls for leg in pair]
-    requests = []
-    for i in range(size):
-        leg = legs[i % len(legs)]
-        seconds = float(rng.uniform(2.0, 8.0))
-        start = float(rng.uniform(0, leg.duration - seconds))
-        audio = leg.audio[round(start * RATE) : round((start + seconds) * RATE)]
-        requests.append(DecodeRequest(audio, start, prompt, False, 0))
-    return requests
-
-
-def capacity(
-    decoder: Any, calls: list[tuple[LegData, LegData]], sizes: list[int]
-) -> list[dict[str, float]]:
-    """Decode time of one batch of B partial-like requests (2-8 s of speech, short prompt).
-
-    The batch is decoded twice by the same decoder (with decoder processes: the same process)
-    and the second call is timed; the first call's time shows what warm-up left to pay."""
-    decode = decoder.decode_batch
-    if hasattr(decoder, "decode_on"):  # DecoderProcesses: both calls on process 0
-        decode = lambda requests: decoder.decode_on(0, requests)  # noqa: E731
-    rng = np.random.default_rng(0)
-    out = []
-    for size in sizes:
-        requests = partial_like(calls, size, rng, "Hello, how can I help you?")
-        begin = time.perf_counter()
-        decode(requests)
-        first = time.perf_counter() - begin
-        begin = time.perf_counter()
-        decode(requests)
-        seconds = time.perf_counter() - begin
-        out.append(
-            {
-                "batch": size,
-                "ms": 1000 * seconds,
-                "first_ms": 1000 * first,
-                "requests_per_s": size / seconds,
-            }
-        )
-        print(
-            f"  capacity: batch {size:4d}: {1000 * seconds:7.1f} ms, "  # noqa: T201
-            f"{size / seconds:7.1f} requests/s (first call {1000 * first:.1f} ms)",
-            flush=True,
-        )
-    return out
+# --- the sweep --------------------------------------------------------------------------------
 
 
 def next_n(tried: dict[int, bool], plan: list[int]) -> int | None:

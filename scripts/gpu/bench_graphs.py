@@ -42,7 +42,7 @@ def eager_row(
 def graph_check(decoder: Any, calls: list[Any], size: int) -> dict[str, Any]:
     """Texts of one batch decoded with and without the graphs: how many rows agree, and both
     times (float16 may break a near-tie differently, so a rare difference is not an error)."""
-    from bench_gpu import partial_like
+    from bench_capacity import partial_like
 
     requests = partial_like(calls, size, np.random.default_rng(1), None)
     began = time.perf_counter()
