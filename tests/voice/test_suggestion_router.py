@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,46 @@ def test_a_broken_model_costs_suggestions_not_the_call(
         assert refused.exit_code != 0 and "digest" in refused.output  # never promoted
         assert ModelRegistry(tmp_path).promoted("acme") is None
     finally:
+        router.close()
+
+
+def test_a_tenant_keeps_its_model_while_a_new_one_loads_or_if_it_cannot(
+    bundled: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second, broken = (tmp_path / "acme" / v for v in (
+        "20260101T000000Z", "20260201T000000Z", "20260301T000000Z"))
+    shutil.copytree(bundled, first)
+    router = SuggestionRouter.load(ServerConfig(models_root=str(tmp_path)))
+    loader_busy = threading.Event()
+    try:
+        _, processor = router.for_call(_started("acme", "c1"))
+        assert processor is not None and processor.service.submit(_context("c1")).result(timeout=60).suggestions
+        assert processor.service.model_dir == str(first)
+
+        router._loader.submit(loader_busy.wait)  # the new model's load cannot start yet
+        shutil.copytree(bundled, second)
+        _, meanwhile = router.for_call(_started("acme", "c2"))
+        assert meanwhile is not None and meanwhile.service.model_dir == str(first)
+        assert meanwhile.service.submit(_context("c2")).result(timeout=60).suggestions
+        loader_busy.set()
+        router._slot(str(second)).ready.result(timeout=60)
+        _, after = router.for_call(_started("acme", "c3"))
+        assert after is not None and after.service.model_dir == str(second)
+
+        shutil.copytree(bundled, broken)
+        weights = broken / "weights.safetensors"
+        weights.write_bytes(weights.read_bytes()[:-64])
+        assert router._slot(str(broken)).ready.exception(timeout=60) is not None
+        with caplog.at_level(logging.WARNING):
+            classify, kept = router.for_call(_started("acme", "c4"))
+            router.for_call(_started("acme", "c5"))
+        assert kept is not None and kept.service.model_dir == str(second)
+        assert kept.service.submit(_context("c4")).result(timeout=60).suggestions
+        assert classify("Sorry, I can't afford it.") is not None
+        warnings = [r for r in caplog.records if "cannot be served" in r.message]
+        assert len(warnings) == 1 and str(broken) in warnings[0].message  # once, not per call
+    finally:
+        loader_busy.set()
         router.close()
 
 

@@ -4,6 +4,10 @@ registry, or an A/B arm.
 Each model is loaded once per process, off the event loop, and served by one micro-batcher shared
 by all its calls (concurrent requests from many calls become one batched embedding pass). A model
 that cannot be loaded costs its calls their suggestions, never the calls themselves.
+
+A tenant's new model (a promotion, or a newer training) takes over the tenant's calls once it has
+loaded; until then, and for good if it cannot be loaded, new calls keep the model the tenant was
+served before in this process, so a model change never leaves agents without suggestions.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class _ModelSlot:
     def __init__(self, model_dir: str, loader: ThreadPoolExecutor) -> None:
         self.model_dir = model_dir
         self.started = time.monotonic()
+        self.fallback_logged = False
         self.ready: Future[_Served] = loader.submit(self._load)
         self.ready.add_done_callback(self._report)
 
@@ -58,6 +63,10 @@ class _ModelSlot:
     def failed(self) -> bool:
         """Loading finished with an error."""
         return self.ready.done() and self.ready.exception() is not None
+
+    def serving(self) -> bool:
+        """Loaded and ready."""
+        return self.ready.done() and self.ready.exception() is None
 
     def submit(self, context: Any) -> Future[Any]:
         """The processor's ``SuggestionService``: queued on the model's micro-batcher once loaded."""
@@ -113,6 +122,8 @@ class SuggestionRouter:
     registry: Any = None
     split: Any = None
     _slots: dict[str, _ModelSlot] = field(default_factory=dict)
+    _tenant_models: dict[str, list[str]] = field(default_factory=dict)
+    """tenant -> the model directories its calls asked for, oldest first (for a change of model)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _loader: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "model-load"))
 
@@ -156,7 +167,31 @@ class SuggestionRouter:
         if model is None:
             return None, None
         slot = self._slot(model)
+        if arm is None and not self.config.suggest_model:
+            slot = self._tenant_slot(started.tenant, slot)
         return slot.classify, SuggestProcessor(service=slot, arm=arm)
+
+    def _tenant_slot(self, tenant: str, wanted: _ModelSlot) -> _ModelSlot:
+        """The tenant's wanted model once it has loaded; meanwhile, or if it cannot be loaded, the
+        newest model that served the tenant before (a model change never leaves calls without
+        suggestions; with none, the calls wait for the wanted model).
+        """
+        with self._lock:
+            seen = self._tenant_models.setdefault(tenant, [])
+            if wanted.model_dir in seen:
+                seen.remove(wanted.model_dir)
+            seen.append(wanted.model_dir)
+            if wanted.serving():
+                return wanted
+            earlier = [self._slots[m] for m in reversed(seen[:-1]) if m in self._slots]
+            previous = next((slot for slot in earlier if slot.serving()), None)
+        if previous is None:
+            return wanted
+        if wanted.failed() and not wanted.fallback_logged:
+            wanted.fallback_logged = True
+            log.warning("tenant %s: %s cannot be served; its calls keep %s", tenant, wanted.model_dir,
+                        previous.model_dir)
+        return previous
 
     def _slot(self, model: str) -> _ModelSlot:
         with self._lock:
