@@ -8,13 +8,17 @@ and, against the first (control) arm, a Newcombe interval for the difference plu
 test for outcomes and a bootstrap over calls for acceptance (suggestions of one call are not
 independent). :func:`calls_per_arm` says how long an experiment must run: the calls each arm
 needs to detect a success-rate difference (the one observed, or a lift one plans for).
+:func:`experiment_records` picks the experiment's calls out of everything the database holds
+(recorded assignments first, then the arm stamped on the suggestions).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -50,7 +54,8 @@ class ABSplit:
         """Validate a parsed configuration.
 
         Raises:
-            ConfigError: missing fields, unknown unit, duplicate arm names or non-positive weights.
+            ConfigError: missing fields, unknown unit, duplicate arm names, or a weight that is
+                not a finite positive number (NaN, Infinity, 0 or negative).
         """
         try:
             arms = tuple(
@@ -68,14 +73,20 @@ class ABSplit:
             ) from error
         if split.unit not in ("call", "agent"):
             raise ConfigError(f"unit {split.unit!r} is not 'call' or 'agent'")
-        if (
-            len(arms) < 1
-            or len({a.name for a in arms}) != len(arms)
-            or any(a.weight <= 0 for a in arms)
-        ):
+        if len(arms) < 1 or len({a.name for a in arms}) != len(arms):
             raise ConfigError(
-                "arms need unique names and positive weights", hint="e.g. weights 0.9 and 0.1"
+                "a split needs at least one arm, each with its own name",
+                hint="e.g. arms control and treatment",
             )
+        for arm in arms:
+            # NaN compares False with everything and Infinity swallows every other share: both
+            # would silently send all calls to one arm.
+            if not (math.isfinite(arm.weight) and arm.weight > 0):
+                raise ConfigError(
+                    f"arm {arm.name!r} has weight {arm.weight!r}; weights must be finite "
+                    "numbers above 0",
+                    hint="e.g. weights 0.9 and 0.1",
+                )
         return split
 
     @classmethod
@@ -91,6 +102,16 @@ class ABSplit:
     def unit_id(self, call_id: str, agent_id: str | None) -> str:
         """The id that is assigned: the call, or the agent (no agent: the call)."""
         return agent_id if self.unit == "agent" and agent_id else call_id
+
+    def arm_named(self, name: str) -> ABArm | None:
+        """The arm called ``name``; None when the split has no such arm (e.g. it was renamed)."""
+        return next((a for a in self.arms if a.name == name), None)
+
+    def model_tenants(self) -> frozenset[str] | None:
+        """Tenants of the arms' models: what a suggestion's ``model_version`` must start with.
+        None when an arm's tenant cannot be told (a model folder not on this machine)."""
+        tenants = {model_tenant(a.model) for a in self.arms}
+        return None if None in tenants else frozenset(t for t in tenants if t is not None)
 
     def assign(self, call_id: str, agent_id: str | None = None) -> ABArm:
         """The arm of a call (or of its agent): deterministic, proportional to the weights."""
@@ -129,6 +150,117 @@ class CallRecord:
     """Outcome from the CRM; None while unknown (counted for acceptance only)."""
     shown: int
     accepted: int
+
+
+def model_tenant(reference: str) -> str | None:
+    """The tenant of an arm's model: a model folder's manifest says it; a registry reference
+    (``tenant`` or ``tenant/version``) starts with it. None: a folder that is not here."""
+    manifest = Path(reference) / "manifest.json"
+    if manifest.is_file():
+        try:
+            tenant = json.loads(manifest.read_text(encoding="utf-8")).get("tenant")
+        except (OSError, ValueError, AttributeError):
+            tenant = None  # unreadable here: unknown, like a folder of another machine
+        return tenant if isinstance(tenant, str) and tenant else None
+    parts = reference.split("/")
+    if Path(reference).is_absolute() or reference.startswith(".") or len(parts) > 2:
+        return None
+    return parts[0]
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    """What the database and an outcome file say about one call, before deciding its arm."""
+
+    call_id: str
+    agent_id: str | None = None
+    tenant: str | None = None
+    """The call's tenant (outcome file or call row); None when unknown."""
+    served_arm: str | None = None
+    """The arm stamped on the call's suggestions; None: served outside any experiment."""
+    served_model: str = ""
+    """``<tenant>/<version>`` of the model that served its suggestions ("" when not recorded)."""
+    success: bool | None = None
+    shown: int = 0
+    accepted: int = 0
+    from_outcome_file: bool = False
+    """Its outcome came from a file given for this experiment: without any other evidence it
+    is assigned as the live router assigned it (by the split, with its agent id)."""
+
+
+@dataclass
+class ExperimentCalls:
+    """The calls of one experiment, and why the other calls were left out."""
+
+    records: list[CallRecord]
+    notes: list[str]
+
+
+_EXCLUDED_BECAUSE = {
+    "no_arm": "calls whose suggestions carry no arm of this split (other experiments or none)",
+    "other_model": "calls served by another tenant's model than the split's",
+    "other_tenant": "outcome-file calls of another tenant than the split's models",
+    "unrecorded": "calls known only from the database's outcomes, with no recorded assignment "
+    "or suggestion of this experiment (record assignments with `voice ab assign --record`)",
+    "stale_assignment": "calls recorded in an arm the split no longer has",
+}
+
+
+def experiment_records(
+    split: ABSplit, calls: Iterable[CallFacts], assignments: Mapping[str, str]
+) -> ExperimentCalls:
+    """The calls that belong to ``split``'s experiment, each in its arm.
+
+    ``assignments`` (unit id -> arm, as ``FeedbackStore.assignments`` records them) are the
+    truth: with unit ``agent`` every call of an agent lands in the agent's arm. Without one, the
+    arm stamped on a call's suggestions counts when it is an arm of the split and the model that
+    served is one of the split's tenants; a call known only from an outcome file is assigned by
+    the split, as the live router did. Everything else is left out and counted in ``notes``.
+    """
+    records: list[CallRecord] = []
+    excluded: Counter[str] = Counter()
+    conflicts = hashed = 0
+    tenants = split.model_tenants()
+    for call in calls:
+        recorded = assignments.get(split.unit_id(call.call_id, call.agent_id))
+        arm, reason = _arm_of(split, call, recorded, tenants)
+        if arm is None:
+            excluded[reason] += 1
+            continue
+        if recorded is not None and call.served_arm not in (None, recorded):
+            conflicts += 1
+        if recorded is None and call.served_arm is None:
+            hashed += 1
+        records.append(CallRecord(call.call_id, arm, call.success, call.shown, call.accepted))
+    notes = [f"{n} {_EXCLUDED_BECAUSE[r]}: not counted" for r, n in sorted(excluded.items())]
+    if conflicts:
+        notes.append(
+            f"{conflicts} calls whose suggestions name another arm than the recorded "
+            "assignment: counted in the recorded arm"
+        )
+    if hashed:
+        notes.append(f"{hashed} outcome-file calls without a recorded arm: assigned by the split")
+    return ExperimentCalls(sorted(records, key=lambda r: r.call_id), notes)
+
+
+def _arm_of(
+    split: ABSplit, call: CallFacts, recorded: str | None, tenants: frozenset[str] | None
+) -> tuple[str | None, str]:
+    """(arm, "") for a call of the experiment, else (None, the reason it is left out)."""
+    if recorded is not None:
+        return (recorded, "") if split.arm_named(recorded) else (None, "stale_assignment")
+    if call.served_arm is not None:
+        if split.arm_named(call.served_arm) is None:
+            return None, "no_arm"
+        served_tenant = call.served_model.split("/")[0]
+        if tenants is not None and call.served_model and served_tenant not in tenants:
+            return None, "other_model"
+        return call.served_arm, ""
+    if call.shown or not call.from_outcome_file:
+        return None, "no_arm" if call.shown else "unrecorded"
+    if tenants is not None and call.tenant is not None and call.tenant not in tenants:
+        return None, "other_tenant"
+    return split.assign(call.call_id, call.agent_id).name, ""
 
 
 @dataclass(frozen=True)
@@ -203,9 +335,11 @@ def calls_per_arm(
 def ab_report(
     records: Sequence[CallRecord], arms: Sequence[str], *, seed: int = 0
 ) -> list[ArmReport]:
-    """Per-arm outcome and acceptance, each non-first arm compared with the first (control)."""
-    from scipy.stats import fisher_exact
+    """Per-arm outcome and acceptance, each non-first arm compared with the first (control).
 
+    The acceptance comparison is made as soon as both arms have suggestions shown; the outcome
+    comparison once both have judged calls.
+    """
     by_arm = {arm: [r for r in records if r.arm == arm] for arm in arms}
     reports: list[ArmReport] = []
     control: ArmReport | None = None
@@ -220,20 +354,30 @@ def ab_report(
         )
         if control is None:
             control = report
-        elif report.outcome.total and control.outcome.total:
-            table = [
-                [report.outcome.successes, report.outcome.total - report.outcome.successes],
-                [control.outcome.successes, control.outcome.total - control.outcome.successes],
-            ]
+        else:
+            # Acceptance needs no outcomes: it is compared from the first suggestions on.
             report = replace(
-                report,
-                outcome_diff=newcombe(control.outcome, report.outcome),
-                outcome_p=float(fisher_exact(table).pvalue),
-                acceptance_diff=_acceptance_diff(by_arm[control.arm], calls, seed),
-                outcome_calls_needed=calls_per_arm(control.outcome.rate, report.outcome.rate),
+                report, acceptance_diff=_acceptance_diff(by_arm[control.arm], calls, seed)
             )
+            if report.outcome.total and control.outcome.total:
+                report = _with_outcome_comparison(report, control)
         reports.append(report)
     return reports
+
+
+def _with_outcome_comparison(report: ArmReport, control: ArmReport) -> ArmReport:
+    from scipy.stats import fisher_exact
+
+    table = [
+        [report.outcome.successes, report.outcome.total - report.outcome.successes],
+        [control.outcome.successes, control.outcome.total - control.outcome.successes],
+    ]
+    return replace(
+        report,
+        outcome_diff=newcombe(control.outcome, report.outcome),
+        outcome_p=float(fisher_exact(table).pvalue),
+        outcome_calls_needed=calls_per_arm(control.outcome.rate, report.outcome.rate),
+    )
 
 
 def _acceptance_diff(

@@ -145,6 +145,8 @@ def read_conversations(path: str | Path) -> ImportReport:
             )
         except ValueError as error:
             report.issues.append(RowIssue(f"line {number}", str(error)))
+        except RecursionError:  # json's parser recurses once per nesting level
+            report.issues.append(RowIssue(f"line {number}", "not JSON: nested too deeply"))
     return report
 
 
@@ -238,6 +240,10 @@ def _turn_from_dict(data: Any, index: int) -> Turn:
     text = data.get("text")
     if not isinstance(text, str):
         raise ValueError(f"{where}.text must be a string")
+    try:  # JSON can carry lone surrogates ("\ud800") that no encoder or UTF-8 writer accepts
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"{where}.text is not valid Unicode (a lone surrogate)") from error
     times = [data.get("start"), data.get("end")]
     for name, value in zip(("start", "end"), times, strict=True):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):

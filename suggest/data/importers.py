@@ -36,6 +36,9 @@ CASINO_PRIORITY = {"High": 2.0, "Medium": 1.0, "Low": 0.0}
 """CaSiNo's ``value2issue`` levels as numbers (the task scores them 5, 4 and 3 points per item)."""
 DOND_ITEMS = ("book", "hat", "ball")
 """Deal or No Deal's ``item0``..``item2`` (the order of the counts/values in every line)."""
+_MALFORMED_ROW = (KeyError, TypeError, ValueError, IndexError, AttributeError)
+"""What reading one malformed dialogue raises (a missing key, a null or a list where an object
+belongs, a short list): it becomes a RowIssue, and the other dialogues are still imported."""
 
 
 def import_persuasionforgood(src: Path, tenant: str = "persuasionforgood") -> ImportReport:
@@ -132,15 +135,20 @@ def import_casino(src: Path, tenant: str = "casino") -> ImportReport:
             where = f"{path.name} item {index + 1}"
             try:
                 report.conversations.append(_casino_conversation(item, tenant))
-            except (KeyError, TypeError, ValueError, IndexError) as error:
+            except _MALFORMED_ROW as error:
                 report.issues.append(RowIssue(where, f"bad dialogue ({error!r})"))
     return report
 
 
 def _casino_conversation(item: dict[str, Any], tenant: str) -> Conversation:
     logs = item["chat_logs"]
+    for number, log in enumerate(logs, start=1):
+        if not isinstance(log.get("text"), str):
+            raise ValueError(f"chat_logs[{number - 1}].text is {log.get('text')!r}, not a string")
     opener = logs[0]["id"]
-    partner = next(p for p in item["participant_info"] if p != opener)
+    partner = next((p for p in item["participant_info"] if p != opener), None)
+    if partner is None:
+        raise ValueError(f"participant_info names no partner of the opener {opener!r}")
     turns = tuple(
         Turn(role="agent" if log["id"] == opener else "customer", text=log["text"].strip())
         for log in logs
@@ -178,6 +186,7 @@ _DOND_LINE = re.compile(
     r"(?P<partner>(?:\d+\s*){6})$"
 )
 _DOND_UTTERANCE = re.compile(r"(YOU|THEM):\s*(.*?)\s*<eos>")
+_DOND_SELECTED = re.compile(r"item\d+=\d+")
 
 
 def import_dealornodeal(src: Path, tenant: str = "dealornodeal") -> ImportReport:
@@ -192,7 +201,7 @@ def import_dealornodeal(src: Path, tenant: str = "dealornodeal") -> ImportReport
                 continue
             try:
                 conversation = _dond_conversation(line.strip(), tenant)
-            except ValueError as error:
+            except _MALFORMED_ROW as error:
                 report.issues.append(RowIssue(f"{path.name} line {number}", str(error)))
                 continue
             if conversation is None:
@@ -254,7 +263,10 @@ def _dond_role(who: str) -> Role:
 
 def _dond_partner_reward(counts: list[int], partner_values: list[int], selection: str) -> int:
     """The partner gets what the agent did not select: sum((count - mine) * partner value)."""
-    taken = [int(x.split("=")[1]) for x in selection.split()]
+    items = selection.split()
+    if not all(_DOND_SELECTED.fullmatch(item) for item in items):
+        raise ValueError(f"selection {selection.strip()!r} is not 'item0=N item1=N item2=N'")
+    taken = [int(item.split("=")[1]) for item in items]
     if len(taken) != len(counts):
         raise ValueError(f"selection {selection.strip()!r} does not list {len(counts)} items")
     return sum((c - t) * v for c, t, v in zip(counts, taken, partner_values, strict=True))

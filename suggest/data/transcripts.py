@@ -103,8 +103,11 @@ def import_transcripts(src: Path, outcomes_csv: Path, tenant: str = "default") -
             if call_id not in outcomes:
                 raise ValueError(f"call {call_id!r} has no row in {outcomes_csv.name}")
             turns, unknown = transcript_turns(data)
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
-            report.issues.append(RowIssue(path.name, str(error)))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSON/UTF-8 errors too
+            report.issues.append(RowIssue(path.name, str(error) or repr(error)))
+            continue
+        except RecursionError:  # json's parser recurses once per nesting level
+            report.issues.append(RowIssue(path.name, "not JSON: nested too deeply"))
             continue
         dropped_unknown += unknown
         row = outcomes[call_id]

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from suggest.ab import ABRouter, ABSplit, CallRecord, ab_report, calls_per_arm, newcombe, wilson
+from suggest.ab import (
+    ABRouter,
+    ABSplit,
+    CallFacts,
+    CallRecord,
+    ab_report,
+    calls_per_arm,
+    experiment_records,
+    newcombe,
+    wilson,
+)
 from suggest.errors import ConfigError
 from suggest.types import LatencyBreakdown, SuggestContext, SuggestResult
 
@@ -158,3 +169,91 @@ def test_calls_per_arm_gives_the_power_it_promises() -> None:
     assert needed is not None
     assert 0.77 <= detected(needed) <= 0.83
     assert detected(needed // 2) < 0.6
+
+
+@pytest.mark.parametrize(
+    "weights", [("NaN", 0.5), ("Infinity", 0.5), (float("nan"), 1.0), (-1.0, 2.0), (0.0, 0.0)]
+)
+def test_weights_that_are_not_finite_and_positive_are_refused(weights: tuple) -> None:
+    """NaN sent every call to the last arm and Infinity to the first; both were accepted."""
+    data = _as_dict(_split())
+    for arm, weight in zip(data["arms"], weights, strict=True):
+        arm["weight"] = weight
+    with pytest.raises(ConfigError, match="weights must be finite numbers above 0"):
+        ABSplit.from_dict(data)
+
+
+def test_weights_are_checked_when_a_split_file_is_loaded(tmp_path: Path) -> None:
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps(_as_dict(_split())).replace("0.9", "NaN"))
+    with pytest.raises(ConfigError, match="'control' has weight nan"):
+        ABSplit.load(path)
+
+
+def test_acceptance_is_compared_before_any_outcome_arrives() -> None:
+    records = [CallRecord(f"c{i}", "control", None, 5, 0) for i in range(50)] + [
+        CallRecord(f"t{i}", "treatment", None, 5, 5) for i in range(50)
+    ]
+    control, treatment = ab_report(records, ["control", "treatment"])
+    assert control.acceptance_diff is None and treatment.outcome_diff is None
+    diff, low, high = treatment.acceptance_diff
+    assert diff == 1.0 and low == high == 1.0
+
+
+def _facts(call: str, arm: str | None, **extra: object) -> CallFacts:
+    return CallFacts(call, served_arm=arm, served_model="t/v1" if arm else "", shown=1, **extra)
+
+
+def test_only_the_experiments_calls_are_counted() -> None:
+    """Suggestions without an arm (other tenants, no experiment) or from another tenant's model
+    are left out, and each reason is counted."""
+    data = _as_dict(_split((0.5, 0.5)))
+    data["arms"][0]["model"], data["arms"][1]["model"] = "t/v1", "t"  # registry references
+    split = ABSplit.from_dict(data)
+    calls = (
+        [_facts(f"c{i}", "control") for i in range(10)]
+        + [_facts(f"t{i}", "treatment", accepted=1) for i in range(10)]
+        + [_facts(f"other-{i}", None, accepted=1) for i in range(200)]
+        + [replace(_facts(f"globex-{i}", "treatment"), served_model="globex/v9") for i in range(7)]
+        + [CallFacts(f"db-{i}", success=True) for i in range(5)]  # an outcome, nothing else
+    )
+    result = experiment_records(split, calls, {})
+    control, treatment = ab_report(result.records, ["control", "treatment"])
+    assert (control.calls, treatment.calls) == (10, 10)
+    assert (control.acceptance.rate, treatment.acceptance.rate) == (0.0, 1.0)
+    assert sorted(n.split(" ")[0] for n in result.notes) == ["200", "5", "7"]
+
+
+def test_an_agent_experiment_keeps_every_call_of_an_agent_in_its_recorded_arm() -> None:
+    split = _split((0.5, 0.5), unit="agent")
+    recorded = "treatment" if split.assign("x", "ag7").name == "control" else "control"
+    calls = [
+        CallFacts(f"call-{i}", agent_id="ag7", success=i % 2 == 0, from_outcome_file=True)
+        for i in range(40)
+    ] + [_facts("live-1", split.assign("x", "ag7").name, agent_id="ag7")]
+    result = experiment_records(split, calls, {"ag7": recorded})
+    assert {r.arm for r in result.records} == {recorded} and len(result.records) == 41
+    assert any("another arm than the recorded assignment" in n for n in result.notes)
+    hashed = experiment_records(split, calls[:40], {})
+    assert {r.arm for r in hashed.records} == {split.assign("x", "ag7").name}
+
+
+def test_an_assignment_to_an_arm_the_split_no_longer_has_is_left_out() -> None:
+    result = experiment_records(_split(), [CallFacts("c1", shown=2)], {"c1": "old-arm"})
+    assert result.records == [] and "no longer has" in result.notes[0]
+
+
+def test_the_tenant_of_an_arms_model_comes_from_its_manifest_or_registry_reference(
+    tmp_path: Path,
+) -> None:
+    from suggest.ab import model_tenant
+
+    folder = tmp_path / "best"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"tenant": "acme", "version": "v3"}))
+    assert model_tenant(str(folder)) == "acme"
+    assert model_tenant("acme/20260101T000000Z") == model_tenant("acme") == "acme"
+    assert model_tenant(str(tmp_path / "elsewhere")) is None  # a folder of another machine
+    unknown = _as_dict(_split())
+    unknown["arms"][0]["model"] = str(tmp_path / "elsewhere")
+    assert ABSplit.from_dict(unknown).model_tenants() is None  # then no call is refused for it

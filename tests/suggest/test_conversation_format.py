@@ -183,6 +183,18 @@ def test_data_check_cli_lists_bad_lines_and_counts(tmp_path: Path) -> None:
     assert "line 4" in result.output and "3 conversations imported" in result.output
 
 
+def test_a_line_nested_too_deeply_is_reported_and_the_other_lines_read(tmp_path: Path) -> None:
+    """json recurses once per bracket: 100,000 of them raised RecursionError, losing the file."""
+    path = tmp_path / "nested.jsonl"
+    write_conversations(path, [_conversation(i) for i in range(4)])
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines.insert(2, "[" * 100_000 + "\n")
+    path.write_text("".join(lines), encoding="utf-8")
+    report = read_conversations(path)
+    assert [c.id for c in report.conversations] == ["c0", "c1", "c2", "c3"]
+    assert [str(issue) for issue in report.issues] == ["line 3: not JSON: nested too deeply"]
+
+
 def test_train_cli_passes_the_policy_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 

@@ -161,3 +161,51 @@ def test_import_cli_writes_jsonl_and_prints_counts(shared_data: Path, tmp_path: 
     assert "930 conversations imported" in result.output
     back = read_conversations(out)
     assert len(back.conversations) == 930 and {c.tenant for c in back.conversations} == {"camp"}
+
+
+def test_malformed_casino_dialogues_are_reported_and_the_rest_imported(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """A null text (AttributeError before) and a one-participant dialogue (StopIteration
+    before) each become an issue naming the item; the other dialogues are imported."""
+    dialogues = json.loads(
+        (shared_data / "dialogues" / "casino" / "casino_train.json").read_text(encoding="utf-8")
+    )[:30]
+    dialogues[3]["chat_logs"][2]["text"] = None
+    opener = dialogues[7]["chat_logs"][0]["id"]
+    dialogues[7]["participant_info"] = {opener: dialogues[7]["participant_info"][opener]}
+    broken = tmp_path / "casino"
+    broken.mkdir()
+    (broken / "casino_train.json").write_text(json.dumps(dialogues), encoding="utf-8")
+    report = import_casino(broken)
+    problems = {issue.where: issue.message for issue in report.issues}
+    assert set(problems) == {"casino_train.json item 4", "casino_train.json item 8"}
+    assert "chat_logs[2].text is None" in problems["casino_train.json item 4"]
+    assert "no partner" in problems["casino_train.json item 8"]
+    assert len(report.conversations) == 28
+    assert (
+        report.summary().startswith("28 conversations imported")
+        and "2 rows skipped" in report.summary()
+    )
+
+
+def test_dealornodeal_selection_without_equals_is_reported_with_its_line(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """``item1`` instead of ``item1=4`` in an agreed dialogue (IndexError before)."""
+    lines = (
+        (shared_data / "dialogues" / "dealornodeal" / "data.txt")
+        .read_text(encoding="utf-8")
+        .splitlines(keepends=True)[:40]
+    )
+    assert "item1=4" in lines[0] and " agree " in lines[0]  # the agent's side, agreed
+    lines[0] = lines[0].replace("item1=4", "item1")
+    broken = tmp_path / "dond"
+    broken.mkdir()
+    (broken / "data.txt").write_text("".join(lines), encoding="utf-8")
+    report = import_dealornodeal(broken)
+    assert [issue.where for issue in report.issues] == ["data.txt line 1"]
+    assert "item1" in report.issues[0].message
+    whole = import_dealornodeal(shared_data / "dialogues" / "dealornodeal")
+    first_40 = {c.id for c in whole.conversations} & {c.id for c in report.conversations}
+    assert len(report.conversations) >= 15 and first_40 == {c.id for c in report.conversations}

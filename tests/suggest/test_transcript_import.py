@@ -97,3 +97,57 @@ def test_transcripts_join_outcomes_merge_turns_and_keep_entities(tmp_path: Path)
     }
     assert "maybe" in problems["crm.csv line 4"] and "no row" in problems["c3.json"]
     assert any("unknown" in note for note in report.notes)
+
+
+def test_a_malformed_transcript_is_reported_and_the_other_calls_imported(tmp_path: Path) -> None:
+    """Entities that are not objects (AttributeError before) and a file nested too deeply for
+    the JSON parser (RecursionError before) are skipped by name."""
+    calls = tmp_path / "out"
+    calls.mkdir()
+    (calls / "c1.json").write_text(json.dumps(_transcript("c1", [("agent", "Hello", 0.0)])))
+    not_objects = {**_transcript("c2", [("agent", "Hi", 0.0)]), "entities": ["MONEY"]}
+    (calls / "c2.json").write_text(json.dumps(not_objects))
+    (calls / "c3.json").write_text("[" * 100_000)
+    outcomes = tmp_path / "crm.csv"
+    outcomes.write_text("call_id,success\nc1,true\nc2,true\nc3,false\n")
+    report = import_transcripts(calls, outcomes, tenant="acme")
+    assert [c.id for c in report.conversations] == ["c1"]
+    problems = {issue.where: issue.message for issue in report.issues}
+    assert set(problems) == {"c2.json", "c3.json"}
+    assert "nested too deeply" in problems["c3.json"]
+
+
+def test_readme_transcripts_example_imports_the_tenant_it_then_trains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README's `voice data import transcripts ...` line, run as written (in a folder holding
+    out/ and crm_export.csv without a tenant column), writes the tenant its
+    `voice train --data data/acme.jsonl --tenant ...` line trains; without --tenant the
+    conversations were 'default' and training found none."""
+    import shlex
+
+    from click.testing import CliRunner
+
+    from suggest.data.format import read_conversations
+    from voice.cli import cli
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    commands = [
+        shlex.split(line, comments=True)
+        for line in readme.splitlines()
+        if line.startswith(".venv/bin/voice ")
+    ]
+    imports = [c for c in commands if c[:4] == [".venv/bin/voice", "data", "import", "transcripts"]]
+    trains = [
+        c for c in commands if c[:2] == [".venv/bin/voice", "train"] and "data/acme.jsonl" in c
+    ]
+    assert len(imports) == 1 and len(trains) == 1
+    monkeypatch.chdir(tmp_path)
+    Path("out").mkdir()
+    Path("out/c1.json").write_text(json.dumps(_transcript("c1", [("agent", "Hello", 0.0)])))
+    Path("crm_export.csv").write_text("call_id,success,value,agent_id\nc1,true,,a1\n")
+    result = CliRunner().invoke(cli, imports[0][1:])
+    assert result.exit_code == 0, result.output
+    trained = trains[0][trains[0].index("--tenant") + 1]
+    out = Path(imports[0][imports[0].index("--out") + 1])
+    assert {c.tenant for c in read_conversations(out).conversations} == {trained}

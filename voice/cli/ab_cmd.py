@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +53,21 @@ def assign(
                     arm.model,
                 )
             )
-    model = next(a.model for a in split.arms if a.name == name)
+    chosen = split.arm_named(name)
+    if chosen is None:
+        raise click.ClickException(
+            f"{split.unit} {split.unit_id(call_id, agent_id)!r} was recorded in arm {name!r} of "
+            f"experiment {split.experiment!r}, which {split_file} no longer has (arms: "
+            f"{', '.join(a.name for a in split.arms)}); restore the arm's name, or give the "
+            "changed split a new experiment name"
+        )
     click.echo(
         json.dumps(
             {
                 "experiment": split.experiment,
                 "unit_id": split.unit_id(call_id, agent_id),
                 "arm": name,
-                "model": model,
+                "model": chosen.model,
             }
         )
     )
@@ -92,22 +100,42 @@ def report(
 ) -> None:
     """Arms compared on call outcome and suggestion acceptance, with 95 % intervals.
 
+    Only the experiment's calls count: the recorded assignments first (with unit ``agent``, all
+    of an agent's calls go to the agent's arm), else the arm stamped on a call's suggestions by
+    a model of the split's tenants; a call known only from --outcomes is assigned by the split.
+    What was left out, and why, is printed after the table, with the outcome rows that could
+    not be read.
+
     Each arm also shows the judged calls per arm a test would need to detect the success-rate
     difference it shows (80 % power, 5 % two-sided): far more than it has means the experiment
     must run longer before its verdict means anything.
     """
-    from suggest.ab import ABSplit, ab_report, calls_per_arm
+    from suggest.ab import ABSplit, ab_report, experiment_records
 
     split = guarded(lambda: ABSplit.load(split_file))
     with _feedback_store(db_url) as feedback:
         events = guarded(feedback.records)
-        outcomes = guarded(feedback.call_outcomes)
-    if outcomes_file is not None:
-        outcomes.update(_outcomes_from_file(outcomes_file))
-    arms = [a.name for a in split.arms]
-    records = _call_records(events, outcomes, split)
-    reports = ab_report(records, arms)
+        assignments = guarded(lambda: feedback.assignments(split.experiment))
+        database_outcomes = guarded(lambda: _database_outcomes(feedback.store))
+    file_outcomes, issues = (
+        _outcomes_from_file(outcomes_file) if outcomes_file is not None else ({}, [])
+    )
+    calls = _call_facts(events, database_outcomes, file_outcomes)
+    experiment = experiment_records(split, calls, assignments)
+    reports = ab_report(experiment.records, [a.name for a in split.arms])
     _print_report(reports)
+    _print_lift(reports, lift)
+    for note in experiment.notes:
+        click.echo(f"note: {note}", err=True)
+    for issue in issues:
+        click.echo(f"skipped {issue}", err=True)
+    if issues:
+        click.echo(f"{len(issues)} malformed outcome rows skipped (listed above)", err=True)
+
+
+def _print_lift(reports: list[Any], lift: float | None) -> None:
+    from suggest.ab import calls_per_arm
+
     if lift is not None and reports and reports[0].outcome.total:
         rate = reports[0].outcome.rate
         needed = calls_per_arm(rate, rate + lift)
@@ -117,47 +145,94 @@ def report(
         )
 
 
-def _call_records(
-    events: list[dict[str, Any]], outcomes: dict[str, bool | None], split: Any
+def _call_facts(
+    events: list[dict[str, Any]],
+    database_outcomes: dict[str, Any],
+    file_outcomes: dict[str, Any],
 ) -> list[Any]:
-    from suggest.ab import CallRecord
+    """One CallFacts per call: its suggestions (distinct shown, accepted or edited, the arm
+    and model stamped on them), then its outcome (the file's over the database's)."""
+    from suggest.ab import CallFacts
 
     shown: dict[str, set[str]] = defaultdict(set)
     accepted: dict[str, set[str]] = defaultdict(set)
-    arm_of: dict[str, str] = {}
+    facts: dict[str, CallFacts] = {}
     for event in events:
         call = event["call_id"]
-        arm_of.setdefault(call, event.get("arm") or split.assign(call, event.get("agent_id")).name)
+        known = facts.get(call) or CallFacts(call)
+        facts[call] = replace(
+            known,
+            agent_id=known.agent_id or event.get("agent_id"),
+            served_arm=known.served_arm or event.get("arm"),
+            served_model=known.served_model or (event.get("model_version") or ""),
+        )
         shown[call].add(event["suggestion_id"])
         if event["event"] in ("accepted", "edited"):
             accepted[call].add(event["suggestion_id"])
-    calls = set(arm_of) | {c for c in outcomes if c not in arm_of}
-    return [
-        CallRecord(
-            call,
-            arm_of.get(call) or split.assign(call).name,
-            outcomes.get(call),
-            len(shown[call]),
-            len(accepted[call]),
-        )
-        for call in sorted(calls)
-    ]
+    for call in facts:
+        facts[call] = replace(facts[call], shown=len(shown[call]), accepted=len(accepted[call]))
+    for outcomes in (database_outcomes, file_outcomes):
+        for call, outcome in outcomes.items():
+            facts[call] = _with_outcome(facts.get(call), outcome)
+    return list(facts.values())
 
 
-def _outcomes_from_file(path: Path) -> dict[str, bool | None]:
+def _with_outcome(known: Any, outcome: Any) -> Any:
+    if known is None:
+        return outcome
+    return replace(
+        known,
+        agent_id=known.agent_id or outcome.agent_id,
+        tenant=known.tenant or outcome.tenant,
+        success=known.success if outcome.success is None else outcome.success,
+        from_outcome_file=known.from_outcome_file or outcome.from_outcome_file,
+    )
+
+
+def _database_outcomes(store: Any) -> dict[str, Any]:
+    """call id -> CallFacts with the outcome the console or CRM import stored, and the call's
+    agent and tenant (an agent experiment needs the agent of every call)."""
+    from sqlalchemy import select
+
+    from suggest.ab import CallFacts
+    from voice.store.tables import CallRow
+    from voice.store.tables_console import CallOutcomeRow
+
+    query = select(CallRow.call_id, CallRow.agent_id, CallRow.tenant, CallOutcomeRow.success).join(
+        CallOutcomeRow, CallOutcomeRow.call_pk == CallRow.id
+    )
+    with store.session() as session:
+        return {
+            call: CallFacts(call, agent_id=agent, tenant=tenant, success=success)
+            for call, agent, tenant, success in session.execute(query)
+        }
+
+
+def _outcomes_from_file(path: Path) -> tuple[dict[str, Any], list[Any]]:
+    """call id -> CallFacts of an outcome CSV or conversation JSONL, and the rows it skipped."""
+    from suggest.ab import CallFacts
+    from suggest.data.format import ImportReport, read_conversations
+
     if path.suffix == ".csv":
-        from suggest.data.format import ImportReport
         from suggest.data.transcripts import read_outcomes
 
-        return {
-            call: row.outcome.success
-            for call, row in guarded(lambda: read_outcomes(path, ImportReport())).items()
+        report = ImportReport()
+        rows = guarded(lambda: read_outcomes(path, report))
+        facts = {
+            call: CallFacts(
+                call, row.agent_id, row.tenant, success=row.outcome.success, from_outcome_file=True
+            )
+            for call, row in rows.items()
         }
-    from suggest.data.format import read_conversations
-
-    return {
-        c.id: c.outcome.success for c in guarded(lambda: read_conversations(path)).conversations
+        return facts, report.issues
+    read = guarded(lambda: read_conversations(path))
+    facts = {
+        c.id: CallFacts(
+            c.id, c.agent_id, c.tenant, success=c.outcome.success, from_outcome_file=True
+        )
+        for c in read.conversations
     }
+    return facts, [f"{path.name} {issue}" for issue in read.issues]
 
 
 def _print_report(arms: list[Any]) -> None:
@@ -173,23 +248,27 @@ def _print_report(arms: list[Any]) -> None:
         "vs control (95 % CI)",
         "calls per arm to detect it",
     )
-    for arm in arms:
+    for index, arm in enumerate(arms):
+        is_control = index == 0
         outcome, accept = arm.outcome, arm.acceptance
         table.add_row(
             arm.arm,
             str(arm.calls),
             f"{outcome.rate:.3f} ({outcome.low:.3f}-{outcome.high:.3f}) n={outcome.total}",
-            _diff(arm.outcome_diff)
+            _diff(arm.outcome_diff, is_control)
             + (f", p={arm.outcome_p:.3g}" if arm.outcome_p is not None else ""),
             f"{accept.rate:.3f} ({accept.low:.3f}-{accept.high:.3f}) n={accept.total}",
-            _diff(arm.acceptance_diff),
+            _diff(arm.acceptance_diff, is_control),
             "" if arm.outcome_calls_needed is None else str(arm.outcome_calls_needed),
         )
     Console().print(table)
 
 
-def _diff(value: tuple[float, float, float] | None) -> str:
-    return "control" if value is None else f"{value[0]:+.3f} ({value[1]:+.3f}..{value[2]:+.3f})"
+def _diff(value: tuple[float, float, float] | None, is_control: bool) -> str:
+    """The control row says so; another arm without a comparison yet (too few calls) shows -."""
+    if value is None:
+        return "control" if is_control else "-"
+    return f"{value[0]:+.3f} ({value[1]:+.3f}..{value[2]:+.3f})"
 
 
 class _feedback_store:  # noqa: N801 - used as a context manager like a function
