@@ -17,7 +17,9 @@ from telephony.errors import RtpParseError
 RTP_VERSION = 2
 _HEADER = struct.Struct("!BBHII")
 MAX_DROPOUT = 3000
-"""A sequence jump beyond this many packets is a restarted stream, not loss (RFC 3550 A.1)."""
+"""A forward sequence jump beyond this many packets may be a restarted stream (RFC 3550 A.1)."""
+MAX_MISORDER = 100
+"""A backward jump beyond this many packets may be a restarted stream, not a late packet (A.1)."""
 DTMF_EVENTS = "0123456789*#ABCD"
 """RFC 4733 events 0-15 as keypad characters."""
 
@@ -141,6 +143,10 @@ class JitterBuffer:
     ``max_delay`` seconds or ``max_packets`` are held; then it is counted lost and skipped.
     Sequence numbers are extended past 16-bit wrap-around. Call :meth:`poll` periodically so a
     gap is given up on even when no new packet arrives.
+
+    A jump of more than ``MAX_DROPOUT`` forward or ``MAX_MISORDER`` backward puts the packet on
+    probation, as RFC 3550 A.1 does: if the next jumped packet follows it in sequence, the
+    sender restarted its numbering, and the buffer restarts at the first of the two.
     """
 
     def __init__(self, *, max_delay: float = 0.06, max_packets: int = 64) -> None:
@@ -152,16 +158,16 @@ class JitterBuffer:
         self._highest: int | None = None  # highest extended sequence number seen
         self._recent: deque[int] = deque(maxlen=256)
         self._recent_set: set[int] = set()
+        self._probation: _Held | None = None  # the last packet after a large jump (A.1 bad_seq)
 
     def push(self, packet: RtpPacket, now: float) -> list[RtpPacket]:
         """Add an arrived packet; returns the packets now releasable, in order."""
         self.stats.received += 1
         extended = self._extend(packet.sequence)
-        if self._highest is not None and abs(extended - self._highest) > MAX_DROPOUT:
-            released = self.flush()
-            self.stats.restarts += 1
-            self._next = self._highest = extended = packet.sequence
-            return released + self._accept(extended, packet, now)
+        if self._highest is not None and not (
+            -MAX_MISORDER <= extended - self._highest <= MAX_DROPOUT
+        ):
+            return self._on_jump(packet, now)
         return self._accept(extended, packet, now)
 
     def poll(self, now: float) -> list[RtpPacket]:
@@ -176,6 +182,26 @@ class JitterBuffer:
                 self.stats.lost += sequence - self._next
             released.append(self._take(sequence))
         return released
+
+    def _on_jump(self, packet: RtpPacket, now: float) -> list[RtpPacket]:
+        probe = self._probation
+        if probe is None or packet.sequence != (probe.packet.sequence + 1) & 0xFFFF:
+            if probe is not None:
+                self.stats.late += 1  # a lone stray packet: dropped
+            self._probation = _Held(packet.sequence, now, packet)
+            return []
+        # Two in-order packets after the jump: the sender restarted its numbering (RFC 3550
+        # A.1). Why restart rather than wait: a backward jump would otherwise be "late" until
+        # the new numbers pass the old ones, which drops seconds of audio.
+        released = self.flush()
+        self.stats.restarts += 1
+        self._probation = None
+        self._recent.clear()
+        self._recent_set.clear()
+        start = probe.packet.sequence  # re-based: extended numbers start over here
+        self._next = self._highest = start
+        released += self._accept(start, probe.packet, probe.arrived)
+        return released + self._accept(start + 1, packet, now)
 
     def _accept(self, extended: int, packet: RtpPacket, now: float) -> list[RtpPacket]:
         if extended in self._held or extended in self._recent_set:

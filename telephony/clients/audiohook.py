@@ -3,7 +3,9 @@
 It connects with ``X-API-KEY`` and the ``Audiohook-*`` headers, sends ``open`` (PCMU, channels
 ``external``/``internal``, ``inputVariables`` tenant/agent_id), waits for ``opened``, streams
 interleaved stereo PCMU in binary messages, pings, can pause and resume, and ends with
-``close`` -> ``closed``. Sequence numbers and positions follow the protocol.
+``close`` -> ``closed``, then closes the socket. When the server sends ``disconnect`` the client
+stops streaming and runs the same close transaction. Sequence numbers and positions follow the
+protocol.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ async def replay_audiohook(
         await session.send("open", _open_parameters(agent is not None, options))
         await session.expect("opened")
         await _stream(session, customer, agent, options)
-        await session.send("close", {"reason": "end"})
+        reason = "disconnect" if session.disconnected.is_set() else "end"
+        await session.send("close", {"reason": reason})
         with contextlib.suppress(asyncio.TimeoutError):
             await session.expect("closed")
         await ws.close()
@@ -73,6 +76,8 @@ class _Session:
         self.position = 0.0
         self.result = ReplayResult()
         self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.disconnected = asyncio.Event()
+        """Set when the server sent ``disconnect``: stop streaming, then close."""
 
     async def send(self, kind: str, parameters: dict[str, Any]) -> None:
         assert self.ws is not None
@@ -115,6 +120,8 @@ class _Session:
                 self.serverseq = int(message.get("seq", self.serverseq))
                 self.result.received.append(message)
                 self._replies.put_nowait(message)
+                if message.get("type") == "disconnect":
+                    self.disconnected.set()
 
 
 def _open_parameters(stereo: bool, options: ReplayOptions) -> dict[str, Any]:
@@ -154,6 +161,8 @@ async def _stream(
     pause_start, pause_length = options.pause or (float("inf"), 0.0)
     paused_sent = False
     for offset in range(0, len(customer), step):
+        if session.disconnected.is_set():
+            break  # the server ended the session; the caller answers with close
         audio_time = offset / WIRE_RATE
         await pacer.wait_for(audio_time)
         if pause_start <= audio_time < pause_start + pause_length:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+import xml.parsers.expat
 from dataclasses import dataclass, field
 
 from telephony.errors import ProtocolError
@@ -93,8 +94,7 @@ def parse_metadata(xml: bytes | str) -> RecordingMetadata:
             element that is not ``recording``.
     """
     raw = xml.encode() if isinstance(xml, str) else xml
-    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
-        raise ProtocolError("rs-metadata with a DOCTYPE is refused")
+    _refuse_doctype(raw)
     try:
         root = ET.fromstring(raw)
     except ET.ParseError as exc:
@@ -123,6 +123,36 @@ def parse_metadata(xml: bytes | str) -> RecordingMetadata:
             _merge(participants, assoc)
     metadata.participants = list(participants.values())
     return metadata
+
+
+def _refuse_doctype(raw: bytes) -> None:
+    """Refuse any DOCTYPE before ElementTree sees the document.
+
+    Why expat and not a byte search: the document may be UTF-16 (or any encoding expat
+    knows), where ``<!DOCTYPE`` is not those bytes; expat decodes first, and the handler stops
+    the parse at the DOCTYPE's start, before any entity is declared or expanded.
+
+    Raises:
+        ProtocolError: a DOCTYPE, or XML that expat cannot read.
+    """
+
+    def refuse(*_: object) -> None:
+        raise ProtocolError(
+            "rs-metadata with a DOCTYPE is refused",
+            hint="RFC 7865 metadata needs no DTD; send the document without <!DOCTYPE>",
+        )
+
+    parser = xml.parsers.expat.ParserCreate()
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse  # unreachable without a DOCTYPE; kept as a second lock
+    try:
+        parser.Parse(raw, True)
+    except xml.parsers.expat.ExpatError as exc:
+        raise ProtocolError(f"rs-metadata is not well-formed XML: {exc}") from None
+    except ValueError as exc:  # pyexpat: "multi-byte encodings are not supported" (UTF-16-LE)
+        raise ProtocolError(
+            f"rs-metadata cannot be read: {exc}", hint="send it as UTF-8 (or UTF-16 with a BOM)"
+        ) from None
 
 
 def find_agent(

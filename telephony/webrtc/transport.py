@@ -10,7 +10,6 @@ server the deployment configures, never a public STUN server by surprise.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,12 @@ from voice.transport import CallHandler, CallSink
 
 log = logging.getLogger(__name__)
 Codec = Literal["opus", "pcmu", "pcma"]
+CONNECT_TIMEOUT = 20.0
+"""Seconds from the answer until the peer connection must be ``connected``. Why: if ICE or
+DTLS never completes, aiortc never starts the receiver and its track never ends, so without a
+deadline the pipeline call, the peer connection and its sockets would live forever."""
+DRAIN_TIMEOUT = 2.0
+"""Seconds ``close`` lets the audio consumer drain before cancelling it."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,9 +64,16 @@ class WebRtcOffer:
 class WebRtcCall:
     """One peer connection and its call. Also the call's ``CallOutput``."""
 
-    def __init__(self, offer: WebRtcOffer, settings: TelephonySettings) -> None:
+    def __init__(
+        self,
+        offer: WebRtcOffer,
+        settings: TelephonySettings,
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
         self.settings = settings
         self.offer = offer
+        self.connect_timeout = connect_timeout
         self.leg = offer.role if offer.role in ("agent", "customer") else "mixed"
         self.started = CallStartedFrame(
             call_id=new_call_id("webrtc"),
@@ -81,6 +93,7 @@ class WebRtcCall:
         self._audio: LegAudio | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
         self._reason = "hangup"
 
     async def answer(self, handler: CallHandler) -> RTCSessionDescription:
@@ -101,6 +114,7 @@ class WebRtcCall:
         answer = await self.pc.createAnswer()
         self.sink = await handler.open_call(self.started, self)
         await self.pc.setLocalDescription(answer)
+        self._watchdog = self._loop.call_later(self.connect_timeout, self._on_connect_timeout)
         return self.pc.localDescription
 
     # --- CallOutput ---
@@ -114,14 +128,23 @@ class WebRtcCall:
         self._closing = task  # keep a reference until it is done
 
     async def close(self, reason: str | None = None) -> None:
-        """Close the peer connection and end the call (idempotent)."""
-        if reason is not None:
+        """Close the peer connection and end the call (idempotent).
+
+        The sink is always closed: a consumer still waiting after ``DRAIN_TIMEOUT`` (its track
+        never started because DTLS never completed, so it never ends) is cancelled.
+        """
+        if reason is not None and not self.ended.is_set():
             self._reason = reason
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         await self.pc.close()
-        if self._consumer is None:
-            self._finish()
-        else:
-            await asyncio.wait({self._consumer}, timeout=2.0)
+        consumer = self._consumer
+        if consumer is not None and not consumer.done():
+            done, _ = await asyncio.wait({consumer}, timeout=DRAIN_TIMEOUT)
+            if not done:
+                consumer.cancel()  # its finally runs _finish
+                await asyncio.wait({consumer})
+        self._finish()
 
     # --- internals ---
 
@@ -131,6 +154,17 @@ class WebRtcCall:
         self._consumer = asyncio.create_task(
             self._consume(track), name=f"webrtc-{self.started.call_id}"
         )
+
+    def _on_connect_timeout(self) -> None:
+        if self.pc.connectionState == "connected" or self.ended.is_set():
+            return
+        log.info(
+            "WebRTC call %s not connected after %.0f s (ICE %s): closing",
+            self.started.call_id,
+            self.connect_timeout,
+            self.pc.iceConnectionState,
+        )
+        self._closing = asyncio.create_task(self.close(reason="connect timeout"))
 
     async def _on_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):
@@ -241,9 +275,17 @@ def _to_mono_int16(array: np.ndarray, channels: int) -> np.ndarray:
 class WebRtcIngress:
     """Keeps the live WebRTC calls so they can be closed on shutdown."""
 
-    def __init__(self, handler: CallHandler, settings: TelephonySettings | None = None) -> None:
+    def __init__(
+        self,
+        handler: CallHandler,
+        settings: TelephonySettings | None = None,
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
         self.handler = handler
         self.settings = settings or TelephonySettings()
+        self.connect_timeout = connect_timeout
+        """Seconds a call may take to connect (ICE + DTLS) before it is closed."""
         self.calls: dict[str, WebRtcCall] = {}
         self._watchers: set[asyncio.Task[None]] = set()
 
@@ -254,7 +296,7 @@ class WebRtcIngress:
             VoiceError: refused by the handler.
             ValueError: an offer aiortc cannot use (no audio, malformed SDP).
         """
-        call = WebRtcCall(offer, self.settings)
+        call = WebRtcCall(offer, self.settings, connect_timeout=self.connect_timeout)
         try:
             answer = await call.answer(self.handler)
         except VoiceError:
@@ -270,10 +312,10 @@ class WebRtcIngress:
         return call, answer
 
     async def aclose(self) -> None:
-        """Close every peer connection (server shutdown)."""
-        for call in list(self.calls.values()):
-            with contextlib.suppress(Exception):
-                await call.close(reason="shutdown")
+        """Close every peer connection (server shutdown), in parallel: each may drain 2 s."""
+        calls = list(self.calls.values())
+        closing = (call.close(reason="shutdown") for call in calls)
+        await asyncio.gather(*closing, return_exceptions=True)
         self.calls.clear()
 
     async def _forget_when_ended(self, call: WebRtcCall) -> None:

@@ -80,7 +80,7 @@ class AudioHookSerializer(FrameSerializer):
         self.session_id = session_id
         self.organization_id = organization_id
         self.started: CallStartedFrame | None = None
-        self.state = "preparing"  # preparing -> active <-> paused -> closed
+        self.state = "preparing"  # preparing -> active <-> paused -> [disconnecting ->] closed
         self.probe = False
         self._key_tenant = tenant
         self._seq = 0  # last server seq sent
@@ -97,6 +97,15 @@ class AudioHookSerializer(FrameSerializer):
         """True once ``closed`` was sent."""
         return self.state == "closed"
 
+    @property
+    def awaiting_close(self) -> bool:
+        """True after we sent ``disconnect`` and before the client's ``close`` was answered.
+
+        The transport keeps the socket open meanwhile: in AudioHook the client closes it,
+        after ``close`` -> ``closed`` (reference implementation, ``serversessionimpl.ts``).
+        """
+        return self.state == "disconnecting"
+
     def take_replies(self) -> list[WireMessage]:
         """Messages owed to the client (opened, pong, closed, disconnect)."""
         replies, self._replies = self._replies, []
@@ -109,8 +118,11 @@ class AudioHookSerializer(FrameSerializer):
                 return self._on_audio(message)
             return self._on_text(load_json_object(message))
         except ProtocolError as exc:
+            if self.state == "disconnecting":
+                return []  # the error was already signalled; only the client's close matters now
             if self.state != "closed":
                 self._reply("disconnect", {"reason": "error", "info": exc.message[:200]})
+                self.state = "disconnecting"
             raise
 
     def serialize(self, frame: Frame) -> WireMessage | None:
@@ -120,6 +132,7 @@ class AudioHookSerializer(FrameSerializer):
         if isinstance(frame, TransportMessageFrame):
             return self._envelope("event", frame.message)
         if isinstance(frame, CallEndedFrame):
+            self.state = "disconnecting"
             return self._envelope("disconnect", {"reason": "completed", "info": frame.reason})
         return None
 
@@ -135,6 +148,12 @@ class AudioHookSerializer(FrameSerializer):
     # --- text messages ---
 
     def _on_text(self, msg: dict[str, Any]) -> list[Frame]:
+        if self.state == "disconnecting" and msg.get("type") == "close":
+            # Why no envelope check: after our disconnect (maybe for a bad seq) the client's
+            # close must still get its closed, or Genesys records an abnormal end.
+            if isinstance(msg.get("seq"), int):
+                self._clientseq = msg["seq"]
+            return self._on_close()
         self._check_envelope(msg)
         kind = msg["type"]
         params = msg.get("parameters") or {}
@@ -145,10 +164,7 @@ class AudioHookSerializer(FrameSerializer):
         if kind == "ping":
             self._reply("pong", {})
         elif kind == "close":
-            frames = self.finish()
-            self._reply("closed", {})
-            self.state = "closed"
-            return frames
+            return self._on_close()
         elif kind == "paused" and self.state == "active":
             self.state = "paused"
         elif kind == "resumed" and self.state == "paused":
@@ -167,6 +183,12 @@ class AudioHookSerializer(FrameSerializer):
         elif kind not in ("error", "paused", "resumed"):
             raise ProtocolError(f"'{kind}' is not a client message")
         return []
+
+    def _on_close(self) -> list[Frame]:
+        frames = self.finish()
+        self._reply("closed", {})
+        self.state = "closed"
+        return frames
 
     def _check_envelope(self, msg: dict[str, Any]) -> None:
         if msg.get("version") != "2":

@@ -5,6 +5,10 @@ serializer and the pipeline's sink, and sends what the pipeline gives its ``Call
 malformed or out-of-protocol message closes *this* socket with a close code and the error as the
 reason (1007 for unreadable data, 1008 for protocol violations, 1011 for our own bugs); other
 calls never notice.
+
+Providers with a close transaction (AudioHook: our ``disconnect``, their ``close``, our
+``closed``, then *they* close the socket) set the serializer's ``awaiting_close`` after saying
+goodbye; the socket then stays open for the far end's close, at most ``close_timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ CLOSE_NORMAL, CLOSE_MALFORMED, CLOSE_PROTOCOL = 1000, 1007, 1008
 CLOSE_TOO_BIG, CLOSE_INTERNAL, CLOSE_TRY_LATER = 1009, 1011, 1013
 LINGER_AFTER_END = 5.0
 """Seconds we wait for the far end to close after it said the stream ended."""
+CLOSE_TIMEOUT = 5.0
+"""Seconds we wait for the far end's close transaction after our goodbye (AudioHook)."""
 
 
 class WebSocketCallTransport:
@@ -37,16 +43,20 @@ class WebSocketCallTransport:
         handler: CallHandler,
         *,
         max_message_bytes: int = 1 << 20,
+        close_timeout: float | None = None,
     ) -> None:
         self.websocket = websocket
         self.serializer = serializer
         self.handler = handler
         self.max_message_bytes = max_message_bytes
+        self.close_timeout = CLOSE_TIMEOUT if close_timeout is None else close_timeout
         self.sink: CallSink | None = None
         self.started: CallStartedFrame | None = None
         self._outbox: asyncio.Queue[WireMessage | None] = asyncio.Queue()
         self._audio_end = 0.0
         self._close: tuple[int, str] | None = None  # code and reason once we decided to close
+        self._end_reason: str | None = None  # set when we ended the call but await their close
+        self._close_timer: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
         """Serve the socket until either side ends the call."""
@@ -55,6 +65,8 @@ class WebSocketCallTransport:
         try:
             reason = await self._read_loop()
         finally:
+            if self._close_timer is not None:
+                self._close_timer.cancel()
             self._end_call(reason)
             self._outbox.put_nowait(None)
             with contextlib.suppress(Exception):
@@ -65,20 +77,27 @@ class WebSocketCallTransport:
 
     def send(self, frame: Frame) -> None:
         """Serialize ``frame`` for the far end (dropped if the provider cannot carry it)."""
-        if self._close is not None:
+        if self._close is not None or self._end_reason is not None:
             return
         message = self.serializer.serialize(frame)
         if message is not None:
             self._outbox.put_nowait(message)
 
     def hang_up(self, reason: str) -> None:
-        """Say goodbye in the provider's terms (AudioHook ``disconnect``), then close."""
-        if self._close is None:
-            self.send(
-                CallEndedFrame(call_id=self.started.call_id if self.started else "", reason=reason)
-            )
-            self._close = (CLOSE_NORMAL, reason[:120])
-            self._outbox.put_nowait(None)
+        """Say goodbye in the provider's terms (AudioHook ``disconnect``), then close.
+
+        With a close transaction the far end closes, after its ``close`` got ``closed``.
+        """
+        if self._close is not None or self._end_reason is not None:
+            return
+        call_id = self.started.call_id if self.started else ""
+        self.send(CallEndedFrame(call_id=call_id, reason=reason))
+        closing = (CLOSE_NORMAL, reason[:120])
+        if self._awaiting_close():
+            self._await_close(closing, f"hang up: {reason}")
+            return
+        self._close = closing
+        self._outbox.put_nowait(None)
 
     # --- internals ---
 
@@ -100,6 +119,10 @@ class WebSocketCallTransport:
                 return reason
             if self.serializer.ended and ended_at is None:
                 ended_at = loop.time()
+                if self._close_timer is not None:  # the close transaction completed
+                    self._close_timer.cancel()
+        if self._end_reason is not None:
+            return self._end_reason
         if self._close is not None:
             return f"hang up: {self._close[1]}"
         return "stop" if self.serializer.ended else "disconnect"
@@ -155,12 +178,38 @@ class WebSocketCallTransport:
             self._audio_end = max(self._audio_end, frame.pts + frame.duration)
         self.sink.push(frame)
 
-    def _fail(self, code: int, reason: str) -> str:
-        log.info("closing %s: %s", self.websocket.url.path, reason)
-        self._close = (code, reason.encode("utf-8")[:120].decode("utf-8", "ignore"))
+    def _fail(self, code: int, reason: str) -> str | None:
+        """End the call for an error; returns the end reason, or None while awaiting their close."""
+        closing = (code, reason.encode("utf-8")[:120].decode("utf-8", "ignore"))
         if self.sink is not None:
             self.sink.push(ErrorFrame(message=reason, fatal=True, source="telephony.websocket"))
+        if self._awaiting_close():  # the serializer said goodbye (AudioHook disconnect)
+            log.info("ending %s, awaiting the close: %s", self.websocket.url.path, reason)
+            self._await_close(closing, f"error: {reason}")
+            return None
+        log.info("closing %s: %s", self.websocket.url.path, reason)
+        self._close = closing
         return f"error: {reason}"
+
+    def _awaiting_close(self) -> bool:
+        # A capability of the serializer, read as data (voice.transport.FrameSerializer does not
+        # declare it: only some providers have a close transaction).
+        return bool(getattr(self.serializer, "awaiting_close", False))
+
+    def _await_close(self, closing: tuple[int, str], reason: str) -> None:
+        """Keep reading for the far end's close; force ``closing`` after ``close_timeout``."""
+        if self._end_reason is not None:
+            return  # already waiting: the first reason and deadline stand
+        self._end_reason = reason
+        loop = asyncio.get_running_loop()
+        self._close_timer = loop.call_later(self.close_timeout, self._give_up_on_close, closing)
+
+    def _give_up_on_close(self, closing: tuple[int, str]) -> None:
+        if self._close is None and not self.serializer.ended:
+            path = self.websocket.url.path
+            log.info("no close transaction within %.1f s on %s", self.close_timeout, path)
+            self._close = closing
+            self._outbox.put_nowait(None)  # the write loop closes; the read loop then sees it
 
     def _end_call(self, reason: str) -> None:
         if self.sink is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from typing import Any
 
 from telephony import codecs
@@ -39,6 +40,7 @@ from voice.frames import (
 )
 from voice.transport import FrameSerializer, WireMessage
 
+log = logging.getLogger(__name__)
 WIRE_RATE = 8000
 TRACK_ROLES: dict[str, Role] = {"inbound": "customer", "outbound": "agent"}
 
@@ -59,6 +61,8 @@ class TwilioSerializer(FrameSerializer):
         """Media messages for a track the start message did not announce."""
         self._legs: dict[str, LegAudio] = {}
         self._stopped = False
+        self.ignored_after_stop = 0
+        """Messages that arrived after ``stop`` (Twilio sends none; they are dropped)."""
         self._outbound: StreamResampler | None = None
 
     @property
@@ -70,6 +74,8 @@ class TwilioSerializer(FrameSerializer):
         """Frames of one Twilio message (see the module docstring)."""
         data = load_json_object(message)
         event = data.get("event")
+        if self._stopped:
+            return self._ignore_after_stop(event)
         if event == "connected":
             return []
         if event == "start":
@@ -120,6 +126,14 @@ class TwilioSerializer(FrameSerializer):
             frames += leg.flush()
             frames.append(EndOfInputFrame(leg=name, audio_time=leg.next_position))
         return frames
+
+    def _ignore_after_stop(self, event: object) -> list[Frame]:
+        # Why drop: every leg already got its EndOfInputFrame and its resampler was flushed, so
+        # anything decoded now would reach the pipeline after the end of input.
+        if self.ignored_after_stop == 0:
+            log.info("stream %s: ignoring %r and later messages after 'stop'", self.stream_sid, event)
+        self.ignored_after_stop += 1
+        return []
 
     def _on_start(self, data: dict[str, Any]) -> list[Frame]:
         if self.started is not None:
@@ -181,7 +195,7 @@ class TwilioSerializer(FrameSerializer):
         if timestamp is not None:
             try:
                 position = int(timestamp) / 1000.0
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # JSON allows Infinity and 1e999
                 raise ProtocolError(f"media timestamp {timestamp!r} is not an integer") from None
         return list(leg.push(codecs.ulaw_decode(payload), position))
 
