@@ -10,11 +10,12 @@ GIL) while another does its Python work.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,8 +34,17 @@ class BatchEngine(Protocol):
         ...
 
 
+log = logging.getLogger(__name__)
+
+
 class BatcherClosedError(SuggestError):
     """The batcher was closed; no more requests are accepted."""
+
+
+class BatcherBugError(SuggestError):
+    """The micro-batcher itself failed on a batch (a bug: see the log); the request was lost."""
+
+    retryable = True
 
 
 @dataclass
@@ -108,8 +118,18 @@ class MicroBatcher:
     def _run(self) -> None:
         while True:
             batch, stop = self._collect()
-            if batch:
+            try:
                 self._serve(batch)
+            except Exception:  # a bug here must never kill the worker: its callers would hang
+                log.exception("suggest micro-batcher: serving a batch of %d failed", len(batch))
+                for request in batch:
+                    _settle(
+                        request,
+                        error=BatcherBugError(
+                            "the micro-batcher failed on this request's batch",
+                            hint="ask again; report the traceback logged by suggest.batching",
+                        ),
+                    )
             if stop:
                 return
 
@@ -139,13 +159,43 @@ class MicroBatcher:
         return batch, False
 
     def _serve(self, batch: list[_Request]) -> None:
-        started = time.perf_counter()
-        waits = [(started - r.arrived) * 1e3 for r in batch]
-        try:
-            results = self.engine.suggest_batch([r.context for r in batch], queue_ms=waits)
-        except Exception as error:  # noqa: BLE001 - delivered to every waiting caller, never lost
-            for request in batch:
-                request.future.set_exception(error)
+        # A caller that gave up (a cancelled future, e.g. asyncio.wait_for timing out) is not
+        # served: setting its result would raise InvalidStateError.
+        live = [r for r in batch if r.future.set_running_or_notify_cancel()]
+        if not live:
             return
-        for request, result in zip(batch, results, strict=True):
-            request.future.set_result(result)
+        started = time.perf_counter()
+        waits = [(started - r.arrived) * 1e3 for r in live]
+        try:
+            results = self.engine.suggest_batch([r.context for r in live], queue_ms=waits)
+        except Exception as error:  # noqa: BLE001 - delivered to the caller(s), never lost
+            if len(live) == 1:
+                _settle(live[0], error=error)
+                return
+            # One bad request must not fail its batch-mates (other calls): each is retried alone.
+            for request, wait in zip(live, waits, strict=True):
+                self._serve_alone(request, wait)
+            return
+        for request, result in zip(live, results, strict=True):
+            _settle(request, result=result)
+
+    def _serve_alone(self, request: _Request, wait_ms: float) -> None:
+        try:
+            [result] = self.engine.suggest_batch([request.context], queue_ms=[wait_ms])
+        except Exception as error:  # noqa: BLE001 - this request's own error, for its caller
+            _settle(request, error=error)
+        else:
+            _settle(request, result=result)
+
+
+def _settle(
+    request: _Request, *, result: SuggestResult | None = None, error: BaseException | None = None
+) -> None:
+    """Answer a request; one already answered or cancelled is left as it is."""
+    try:
+        if error is not None:
+            request.future.set_exception(error)
+        else:
+            request.future.set_result(result)  # type: ignore[arg-type]
+    except InvalidStateError:
+        pass  # the caller cancelled meanwhile: nobody is waiting for this answer

@@ -16,9 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from suggest.errors import SuggestError
 from suggest.evaluate import EvaluationReport, TurnRecord
 
 SIGNIFICANCE = 0.05
+
+
+class NothingToCompareError(SuggestError):
+    """The two evaluations share no agent turn, so no difference can be tested."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,11 @@ class Comparison:
 
 
 def compare_reports(a: EvaluationReport, b: EvaluationReport, *, seed: int = 0) -> Comparison:
-    """Pair the two reports' turns and test the differences."""
+    """Pair the two reports' turns and test the differences.
+
+    Raises:
+        NothingToCompareError: the reports have no agent turn in common.
+    """
     from scipy.stats import bootstrap, wilcoxon
 
     by_key_b = {(t.conversation, t.turn): t for t in b.turns}
@@ -61,6 +70,12 @@ def compare_reports(a: EvaluationReport, b: EvaluationReport, *, seed: int = 0) 
         for t in a.turns
         if (t.conversation, t.turn) in by_key_b
     ]
+    if not pairs:  # a test on nothing would read as "no significant difference (p = 1)"
+        raise NothingToCompareError(
+            f"{a.model_version} ({len(a.turns)} turns) and {b.model_version} "
+            f"({len(b.turns)} turns) were scored on no common agent turn",
+            hint="compare two models of one tenant on that tenant's conversations",
+        )
     turns = [
         TurnDifference(
             conversation=x.conversation,

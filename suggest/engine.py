@@ -144,50 +144,55 @@ class SuggestionEngine:
             self._calls.pop(call_id, None)
 
     def _serve(self, contexts: Sequence[SuggestContext]) -> list[SuggestResult]:
+        """Answer contexts of distinct calls, each call's lock held until its answer is built."""
         started = time.perf_counter()
-        pending: list[_Pending] = []
-        try:  # each call's lock is held until its answer is built from its state
-            for context in contexts:
-                pending.append(self._pending(context))
-            embeddings = self.encoder.encode([t.text for p in pending for t in p.new_turns])
-            encoded = time.perf_counter()
-            features = self._features(pending, embeddings)
-            stated = time.perf_counter()
-            intents = np.array([p.state.last_intent for p in pending])
-            probabilities = self.model.policy.probabilities(
-                features, self.model.feedback_bias[intents]
-            )
-            ranked = np.argsort(-probabilities, axis=1)
-            decided = time.perf_counter()
-            results = []
-            for i, p in enumerate(pending):
-                begin = time.perf_counter()
-                suggestions = self._realise(p, ranked[i], probabilities[i])
-                done = time.perf_counter()
-                latency = LatencyBreakdown(
-                    total_ms=(decided - started + done - begin) * 1e3,
-                    encode_ms=(encoded - started) * 1e3,
-                    state_ms=(stated - encoded) * 1e3,
-                    policy_ms=(decided - stated) * 1e3,
-                    realise_ms=(done - begin) * 1e3,
-                    batch_size=len(pending),
-                    turns_encoded=len(p.new_turns),
-                )
-                results.append(
-                    SuggestResult(
-                        call_id=p.context.call_id,
-                        turn_index=len(p.context.turns),
-                        suggestions=tuple(suggestions),
-                        intent=self._intent(p.state),
-                        model_version=self.model_version,
-                        tenant=p.context.tenant,
-                        latency=latency,
-                    )
-                )
-            return results
+        locked: dict[int, _Pending] = {}
+        try:
+            # Locks are taken in call-id order, never in batch order: two workers serving [A, B]
+            # and [B, A] would otherwise each hold one lock and wait for the other's forever.
+            for index in sorted(range(len(contexts)), key=lambda i: contexts[i].call_id):
+                locked[index] = self._pending(contexts[index])
+            return self._answer([locked[i] for i in range(len(contexts))], started)
         finally:
-            for p in pending:
+            for p in locked.values():
                 p.lock.release()
+
+    def _answer(self, pending: Sequence[_Pending], started: float) -> list[SuggestResult]:
+        """Encode, advance and rank every (locked) call of a batch; one result per call."""
+        embeddings = self.encoder.encode([t.text for p in pending for t in p.new_turns])
+        encoded = time.perf_counter()
+        features = self._features(pending, embeddings)
+        stated = time.perf_counter()
+        intents = np.array([p.state.last_intent for p in pending])
+        probabilities = self.model.policy.probabilities(features, self.model.feedback_bias[intents])
+        ranked = np.argsort(-probabilities, axis=1)
+        decided = time.perf_counter()
+        results = []
+        for i, p in enumerate(pending):
+            begin = time.perf_counter()
+            suggestions = self._realise(p, ranked[i], probabilities[i])
+            done = time.perf_counter()
+            latency = LatencyBreakdown(
+                total_ms=(decided - started + done - begin) * 1e3,
+                encode_ms=(encoded - started) * 1e3,
+                state_ms=(stated - encoded) * 1e3,
+                policy_ms=(decided - stated) * 1e3,
+                realise_ms=(done - begin) * 1e3,
+                batch_size=len(pending),
+                turns_encoded=len(p.new_turns),
+            )
+            results.append(
+                SuggestResult(
+                    call_id=p.context.call_id,
+                    turn_index=len(p.context.turns),
+                    suggestions=tuple(suggestions),
+                    intent=self._intent(p.state),
+                    model_version=self.model_version,
+                    tenant=p.context.tenant,
+                    latency=latency,
+                )
+            )
+        return results
 
     def _features(self, pending: Sequence[_Pending], embeddings: np.ndarray) -> np.ndarray:
         """Advance every call's state by its new turns; one state vector per call."""
@@ -213,15 +218,19 @@ class SuggestionEngine:
             self._calls.move_to_end(context.call_id)
         state, lock = entry
         lock.acquire()
-        turns = context.turns
-        consumed = state.turns
-        if consumed > len(turns) or (
-            consumed and state.fingerprint != turn_fingerprint(turns[consumed - 1])
-        ):
-            state = CallState(self.model.specs)  # not an extension of what we saw: rebuild cold
-            with self._calls_lock:
-                self._calls[context.call_id] = (state, lock)
-            consumed = 0
+        try:  # an error here must not leave the call locked for good
+            turns = context.turns
+            consumed = state.turns
+            if consumed > len(turns) or (
+                consumed and state.fingerprint != turn_fingerprint(turns[consumed - 1])
+            ):
+                state = CallState(self.model.specs)  # not an extension of what we saw: rebuild
+                with self._calls_lock:
+                    self._calls[context.call_id] = (state, lock)
+                consumed = 0
+        except BaseException:
+            lock.release()
+            raise
         return _Pending(context, state, turns[consumed:], lock)
 
     def _advance(self, pending: _Pending, embeddings: np.ndarray) -> None:
@@ -255,7 +264,11 @@ class SuggestionEngine:
     ) -> list[Suggestion]:
         state, context = pending.state, pending.context
         chosen = propose(
-            self.model, state, ranked, agent_id=context.agent_id, k=context.k or self.config.k
+            self.model,
+            state,
+            ranked,
+            agent_id=context.agent_id,
+            k=self.config.k if context.k is None else context.k,
         )
         intent_name = self.model.intents[state.last_intent].name if state.last_intent >= 0 else ""
         suggestions = []
@@ -302,8 +315,16 @@ def validate(context: SuggestContext) -> None:
     """Reject contexts the engine cannot read, with a hint.
 
     Raises:
-        InvalidContextError: a turn's role is not agent/customer or its text is not a string.
+        InvalidContextError: a turn's role is not agent/customer, its text is not a string or
+            not valid Unicode (a lone surrogate), or ``k`` is not a positive number.
     """
+    if context.k is not None and (
+        isinstance(context.k, bool) or not isinstance(context.k, int) or context.k < 1
+    ):
+        raise InvalidContextError(
+            f"call {context.call_id!r}: k={context.k!r} suggestions asked for",
+            hint="ask for k >= 1 suggestions, or leave k out for the engine's default",
+        )
     for index, turn in enumerate(context.turns):
         if turn.role not in ROLES or not isinstance(turn.text, str):
             raise InvalidContextError(
@@ -311,6 +332,21 @@ def validate(context: SuggestContext) -> None:
                 f"role {turn.role!r} / text {type(turn.text).__name__}",
                 hint="turns need role 'agent' or 'customer' and text as a string",
             )
+        if not _encodable(turn.text):
+            raise InvalidContextError(
+                f"call {context.call_id!r} turn {index}: text is not valid Unicode "
+                "(it holds a lone surrogate such as '\\ud800')",
+                hint="fix the transcript source: text must be encodable as UTF-8",
+            )
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` is valid Unicode: lone surrogates (from broken JSON) break the encoder."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def turn_fingerprint(turn: Turn) -> str:

@@ -100,6 +100,8 @@ def load_model(directory: Path) -> SuggestionModel:
     Raises:
         ModelFormatError: missing files or arrays, a digest mismatch, or an unknown schema version.
     """
+    from safetensors import SafetensorError
+
     try:
         return _load_model(directory)
     except (KeyError, TypeError, ValueError) as error:  # a field or array this reader needs
@@ -107,16 +109,46 @@ def load_model(directory: Path) -> SuggestionModel:
             f"{directory} lacks or garbles {error}",
             hint="the model predates this reader; retrain it",
         ) from error
+    except (OSError, SafetensorError) as error:  # unreadable or truncated weights
+        raise ModelFormatError(
+            f"{directory} cannot be read ({error})",
+            hint="the model was modified or truncated; retrain or restore it",
+        ) from error
+
+
+def check_files(directory: Path, manifest: dict[str, Any]) -> None:
+    """Every file of the model is there and matches the digest its manifest records.
+
+    Raises:
+        ModelFormatError: the manifest lists no digests (or not every file's), a file is
+            missing, or it was modified or truncated.
+    """
+    files = manifest.get("files")
+    expected = {"weights.safetensors", *JSON_FILES}
+    if not isinstance(files, dict) or set(files) != expected:
+        listed = sorted(files) if isinstance(files, dict) else files
+        raise ModelFormatError(
+            f"{directory / 'manifest.json'} does not record the digests of the model's files "
+            f"(needs {sorted(expected)}, has {listed!r}); it cannot be checked, so it is not loaded",
+            hint="restore the model as `voice train` wrote it, or retrain it",
+        )
+    for name, digest in sorted(files.items()):
+        path = directory / name
+        if not path.is_file():
+            raise ModelFormatError(
+                f"{path} is missing",
+                hint="the model directory is incomplete; restore or retrain it",
+            )
+        if _sha256(path) != digest:
+            raise ModelFormatError(
+                f"{path} does not match its manifest digest",
+                hint="the model was modified or truncated; retrain or restore it",
+            )
 
 
 def _load_model(directory: Path) -> SuggestionModel:
     manifest = read_manifest(directory)
-    for name, digest in manifest.get("files", {}).items():
-        if _sha256(directory / name) != digest:
-            raise ModelFormatError(
-                f"{directory / name} does not match its manifest digest",
-                hint="the model was modified or truncated; retrain or restore it",
-            )
+    check_files(directory, manifest)
     specs = Specifications.from_dict(manifest["specs"])
     from safetensors.numpy import load_file
 

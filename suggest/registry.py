@@ -4,13 +4,18 @@ Versions are UTC timestamps (``20250101T120000Z``), so they sort in training ord
 referred to by its directory or as ``<tenant>/<version>``. ``<tenant>`` alone is the model the
 tenant serves: the version promoted into ``<root>/<tenant>/CURRENT`` (``voice registry promote``),
 else the newest, so that a newly trained model goes live only once promoted when a tenant uses
-promotion. Training writes into a hidden ``.<version>.partial`` folder and renames it when done,
-so a half-written model is never listed or served. ``id@revision`` strings are rejected: a
+promotion. A tenant named by a caller (a live call's metadata) is resolved with
+:meth:`ModelRegistry.served`, which reads names inside the registry only, never paths.
+
+Training writes into a hidden ``.<version>.partial`` folder (created when the version is
+reserved, so two trainings never share a version) and renames it when done, so a half-written
+model is never listed or served. ``id@revision`` strings are rejected: a
 version is a path component, never a remote revision.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from dataclasses import dataclass
@@ -18,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from suggest.errors import ConfigError, ModelFormatError
-from suggest.model import read_manifest
+from suggest.model import load_model
 
 DEFAULT_ROOT = Path("models")
 CURRENT_FILE = "CURRENT"
@@ -47,22 +52,36 @@ class ModelRegistry:
         self.root = root
 
     def new_version(self, tenant: str, now: datetime | None = None) -> Path:
-        """A fresh, not yet existing directory for the tenant's next model."""
+        """A fresh directory for the tenant's next model, reserved for this caller alone.
+
+        The version's hidden staging folder (see :func:`staging_dir`) is created here with an
+        atomic ``mkdir``: two trainings started in the same second get ``<stamp>`` and
+        ``<stamp>-2`` instead of writing into one folder.
+        """
         check_name(tenant, "tenant")
         stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-        candidate, n = self.root / tenant / stamp, 1
-        while candidate.exists():
-            n += 1
-            candidate = self.root / tenant / f"{stamp}-{n}"
-        return candidate
+        folder = self.root / tenant
+        folder.mkdir(parents=True, exist_ok=True)
+        for n in itertools.count(1):
+            candidate = folder / (stamp if n == 1 else f"{stamp}-{n}")
+            if candidate.exists():
+                continue
+            try:
+                staging_dir(candidate).mkdir()
+            except FileExistsError:  # another training holds this version
+                continue
+            if not candidate.exists():  # not published between the check and the mkdir
+                return candidate
+            staging_dir(candidate).rmdir()
+        raise AssertionError("unreachable: itertools.count never ends")
 
     def versions(self, tenant: str) -> list[ModelEntry]:
         """The tenant's models, oldest first (folders without a manifest, and hidden ones being
         written, are ignored; one this release cannot read is listed with ``problem`` set)."""
         entries = []
-        for path in _published(self.root / tenant):
-            try:
-                manifest = read_manifest(path)
+        for path in _published(self.root / check_name(tenant, "tenant")):
+            try:  # read whole, as the server would: a missing or truncated file is a problem
+                manifest = load_model(path).manifest
             except ModelFormatError as error:
                 entries.append(ModelEntry(tenant, path.name, path, "", {}, problem=str(error)))
                 continue
@@ -77,11 +96,17 @@ class ModelRegistry:
         return published[-1] if published else None
 
     def promoted(self, tenant: str) -> str | None:
-        """The version promoted for ``tenant`` (None: it serves its newest)."""
-        marker = self.root / tenant / CURRENT_FILE
+        """The version promoted for ``tenant`` (None: it serves its newest).
+
+        Raises:
+            ConfigError: the tenant, or the version named in its ``CURRENT`` file, is not a safe
+                folder name (a ``CURRENT`` of ``../x`` must never point outside the registry).
+        """
+        marker = self.root / check_name(tenant, "tenant") / CURRENT_FILE
         if not marker.is_file():
             return None
-        return marker.read_text(encoding="utf-8").strip() or None
+        version = marker.read_text(encoding="utf-8").strip()
+        return check_name(version, f"version promoted in {marker}") if version else None
 
     def promote(self, tenant: str, version: str) -> Path:
         """Make ``version`` the model ``tenant`` serves (atomically; new calls take it up).
@@ -103,14 +128,19 @@ class ModelRegistry:
 
     def tenants(self) -> list[str]:
         """Tenants with at least one model."""
-        return (
-            sorted(p.name for p in self.root.iterdir() if p.is_dir() and self.versions(p.name))
-            if self.root.is_dir()
-            else []
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and _SAFE_NAME.match(p.name) and _published(p)
         )
 
     def resolve(self, reference: str | Path) -> Path:
-        """A model directory from a path, ``tenant/version`` or ``tenant`` (newest).
+        """A model directory from a path, ``tenant/version`` or ``tenant`` (see :meth:`served`).
+
+        For references an operator gives (``--model``, ``suggest_model``): a model directory
+        anywhere is accepted. A tenant named by a caller goes through :meth:`served` only.
 
         Raises:
             ConfigError: ``id@revision`` syntax.
@@ -126,21 +156,41 @@ class ModelRegistry:
         if (path / "manifest.json").is_file():
             return path
         parts = text.strip("/").split("/")
-        if len(parts) == 2 and (self.root / parts[0] / parts[1] / "manifest.json").is_file():
-            return self.root / parts[0] / parts[1]
-        if len(parts) == 1 and (promoted := self.promoted(parts[0])) is not None:
-            if (self.root / parts[0] / promoted / "manifest.json").is_file():
-                return self.root / parts[0] / promoted
-            raise ModelFormatError(
-                f"tenant {parts[0]!r} is promoted to {promoted!r}, which is not in {self.root}",
-                hint=f"promote an existing version: voice registry promote {parts[0]}/<version>",
-            )
-        if len(parts) == 1 and (newest := self._newest(parts[0])) is not None:
-            return newest
+        if len(parts) == 2 and all(_SAFE_NAME.match(part) for part in parts):
+            if (self.root / parts[0] / parts[1] / "manifest.json").is_file():
+                return self.root / parts[0] / parts[1]
+        if len(parts) == 1 and _SAFE_NAME.match(parts[0]):
+            return self.served(parts[0])
         raise ModelFormatError(
             f"no model at {text!r} (registry {self.root})",
             hint="train one with `voice train` or pass its directory",
         )
+
+    def served(self, tenant: str) -> Path:
+        """The model ``tenant``'s calls are served: its promoted version, else its newest.
+
+        Only ever a folder of this registry: the tenant is a name (from a call's metadata, which
+        the far end controls), never read as a path.
+
+        Raises:
+            ConfigError: ``tenant`` (or its promoted version) is not a safe folder name.
+            ModelFormatError: the tenant has no model, or its promoted version is gone.
+        """
+        promoted = self.promoted(check_name(tenant, "tenant"))
+        if promoted is not None:
+            if (self.root / tenant / promoted / "manifest.json").is_file():
+                return self.root / tenant / promoted
+            raise ModelFormatError(
+                f"tenant {tenant!r} is promoted to {promoted!r}, which is not in {self.root}",
+                hint=f"promote an existing version: voice registry promote {tenant}/<version>",
+            )
+        newest = self._newest(tenant)
+        if newest is None:
+            raise ModelFormatError(
+                f"tenant {tenant!r} has no model in {self.root}",
+                hint=f"train one with `voice train --tenant {tenant}`",
+            )
+        return newest
 
 
 def _published(folder: Path) -> list[Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
@@ -74,7 +75,8 @@ def train(
     """Train a model on ``conversations`` (filtered to the tenant and split) into ``out_dir``.
 
     Raises:
-        TrainingError: too few conversations, one outcome only, or no conversation of the tenant.
+        TrainingError: too few conversations (or distinct turn texts), one outcome only, no
+            conversation of the tenant, or ``out_dir`` published by another run meanwhile.
         LicenseError: non-commercial data without ``allow_noncommercial``.
     """
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -113,8 +115,8 @@ def train(
     # A new model is written out of sight and appears whole: a server resolving the tenant's
     # newest model never loads it half-written (an existing --out folder is rewritten in place).
     work = out_dir if out_dir.exists() else staging_dir(out_dir)
-    if work != out_dir:
-        shutil.rmtree(work, ignore_errors=True)  # a crashed run's leftovers
+    if work != out_dir and work.is_dir() and any(work.iterdir()):
+        shutil.rmtree(work)  # a crashed run's leftovers (an empty one: new_version's reservation)
     work.mkdir(parents=True, exist_ok=True)
     save_model(model, work, encoder_dir)
     lap("save")
@@ -123,10 +125,27 @@ def train(
         _record_heldout(model, conversations, config, work, encoder_dir, vectors, reference)
         lap("evaluate")
     if work != out_dir:
-        os.replace(work, out_dir)
+        _publish(work, out_dir)
     return TrainResult(
         out_dir, model, time.perf_counter() - started, timings, time.process_time() - cpu_started
     )
+
+
+def _publish(work: Path, out_dir: Path) -> None:
+    """Rename the finished model into place; never over a model another training published.
+
+    Raises:
+        TrainingError: ``out_dir`` appeared meanwhile (two trainings given the same ``--out``).
+    """
+    try:
+        out_dir.mkdir()  # atomic: fails if another run published here first
+    except FileExistsError as error:
+        raise TrainingError(
+            f"{out_dir} was written by another training while this one ran; "
+            f"this model is left in {work}",
+            hint="give each training its own --out (or none: versions are then unique)",
+        ) from error
+    os.replace(work, out_dir)  # onto the empty folder just made
 
 
 def _chosen(conversations: Sequence[Conversation], config: TrainConfig) -> list[Conversation]:
@@ -139,9 +158,17 @@ def _chosen(conversations: Sequence[Conversation], config: TrainConfig) -> list[
     chosen = select([c for c in conversations if c.tenant == config.tenant], config.split)
     if len(chosen) < config.min_conversations:
         raise TrainingError(
-            f"{len(chosen)} conversations on the {config.split!r} side; "
-            f"need {config.min_conversations}",
-            hint="add data or lower min_conversations",
+            f"{len(chosen)} conversations of tenant {config.tenant!r} on the {config.split!r} "
+            f"side; training needs {config.min_conversations}",
+            hint=_more_conversations_hint(config),
+        )
+    distinct = len({t.text for c in chosen for t in c.turns})
+    if distinct < config.projection_dim:  # the state's PCA needs that many distinct texts
+        raise TrainingError(
+            f"the {len(chosen)} conversations of tenant {config.tenant!r} have only {distinct} "
+            f"distinct turn texts; training needs at least {config.projection_dim}",
+            hint="the turns look empty or templated: check that the export carries what was "
+            "said (ASR finals), then add conversations",
         )
     if not config.allow_noncommercial and any(
         c.meta.get("license") == NONCOMMERCIAL_LICENSE for c in chosen
@@ -151,6 +178,18 @@ def _chosen(conversations: Sequence[Conversation], config: TrainConfig) -> list[
             hint="internal evaluation only: pass --allow-noncommercial and never ship the model",
         )
     return chosen
+
+
+def _more_conversations_hint(config: TrainConfig) -> str:
+    """What to do about too few conversations, with the options ``voice train`` has."""
+    if config.split == "all":
+        return f"add conversations: at least {config.min_conversations}"
+    # about HELDOUT_FRACTION of the conversations are held out for the evaluation
+    needed = math.ceil(config.min_conversations / (1 - HELDOUT_FRACTION))
+    return (
+        f"add conversations (about {needed} in all, as {HELDOUT_FRACTION:.0%} are held out), or "
+        "train on every conversation with --split all (then nothing is held out to score it)"
+    )
 
 
 def discover_spaces(

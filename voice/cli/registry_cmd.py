@@ -36,7 +36,7 @@ def list_versions(tenant: str | None, models_root: Path) -> None:
         click.echo(f"no models under {models_root}")
     for name in tenants:
         entries, served = guarded(functools.partial(_versions_and_served, registry, name))
-        promoted = registry.promoted(name)
+        promoted = guarded(functools.partial(registry.promoted, name))
         how = f"promoted {promoted}" if promoted else "newest"
         click.echo(f"{name} ({len(entries)} versions; serves the {how})")
         for entry in entries:
@@ -50,7 +50,7 @@ def list_versions(tenant: str | None, models_root: Path) -> None:
 
 def _versions_and_served(registry: Any, tenant: str) -> tuple[list[Any], Path | None]:
     entries = registry.versions(tenant)
-    return entries, registry.resolve(tenant) if entries else None
+    return entries, registry.served(tenant) if entries else None
 
 
 @registry_group.command("promote")

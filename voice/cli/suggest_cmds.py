@@ -6,6 +6,7 @@ turn typed errors into one-line messages with hints.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -262,7 +263,7 @@ def train_command(
     target = out_dir or guarded(
         lambda: ModelRegistry(models_root).new_version(check_name(tenant, "tenant"))
     )
-    result = guarded(
+    result = _train_reserved(
         lambda: train(
             conversations,
             config,
@@ -270,9 +271,24 @@ def train_command(
             cache_dir=cache_dir or default_cache(),
             feedback=feedback,
             hook=lambda step: click.echo(f"  {step} ...", err=True),
-        )
+        ),
+        target,
+        reserved=out_dir is None,
     )
     _print_training(result)
+
+
+def _train_reserved(run: Callable[[], T], target: Path, *, reserved: bool) -> T:
+    """Run a training; if it fails, give back the version ``new_version`` reserved for it."""
+    from suggest.registry import staging_dir
+
+    try:
+        return guarded(run)
+    except click.ClickException:
+        if reserved:
+            with contextlib.suppress(OSError):  # not empty: a crashed run's files, kept to look at
+                staging_dir(target).rmdir()
+        raise
 
 
 def _print_training(result: Any) -> None:
@@ -388,6 +404,11 @@ def _evaluate(model_ref: str, data_file: Path, split: str, models_root: Path) ->
     tenant = model.manifest.get("tenant")
     side = select(load_conversations(data_file), split)  # type: ignore[arg-type]  # click.Choice
     conversations = [c for c in side if c.tenant == tenant] or side  # other tenant: score them all
+    if not conversations:  # scoring nothing would report p = 1, "no difference"
+        raise click.ClickException(
+            f"no conversations to evaluate in {data_file} (split {split!r}); give a file with "
+            "valid conversations (see the skipped lines above), or --split all"
+        )
     started = time.perf_counter()
     yardstick = yardstick_for(model.manifest.get("parameters", {}), default_cache())
     report = guarded(
@@ -403,6 +424,11 @@ def _evaluate(model_ref: str, data_file: Path, split: str, models_root: Path) ->
         f"evaluated {len(conversations)} conversations in {time.perf_counter() - started:.1f} s",
         err=True,
     )
+    if not report.turns:
+        raise click.ClickException(
+            f"the {len(conversations)} conversations in {data_file} (split {split!r}) have no "
+            "agent turn to score; give conversations in which the agent speaks"
+        )
     return report
 
 
@@ -436,7 +462,7 @@ def compare_command(
     if len(model_refs) != 2:
         raise click.UsageError("give exactly two models: --model A --model B")
     a, b = (_evaluate(ref, data_file, split, models_root) for ref in model_refs)
-    comparison = compare_reports(a, b)
+    comparison = guarded(lambda: compare_reports(a, b))
     _print_metrics(
         {f"A {a.model_version}": comparison.metrics_a, f"B {b.model_version}": comparison.metrics_b}
     )

@@ -153,8 +153,8 @@ class SuggestionRouter:
             return str(self.registry.resolve(arm.model)), arm.name
         if self.config.suggest_model:
             return str(self.registry.resolve(self.config.suggest_model)), None
-        try:
-            return str(self.registry.resolve(started.tenant)), None
+        try:  # the tenant comes from the far end: a registry name only, never a path
+            return str(self.registry.served(started.tenant)), None
         except Exception:  # noqa: BLE001 - a tenant without a model simply gets no suggestions
             return None, None
 
