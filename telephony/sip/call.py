@@ -2,7 +2,9 @@
 
 The call pushes frames into the pipeline's sink as RTP arrives; the server polls it every
 ``POLL_INTERVAL`` (one timer for all calls) to release packets whose gap waited long enough and
-to notice RTP that stopped for ``rtp_timeout`` (a BYE that never came).
+to notice RTP that stopped for ``rtp_timeout`` (a BYE that never came). While the far end holds
+the call (a re-offer with ``a=inactive``/``recvonly``, ``sendonly`` after ``sendrecv``, or
+``c=0.0.0.0``) no RTP is due, so that check pauses and restarts from the un-hold.
 It is also the pipeline's :class:`~voice.transport.CallOutput`: RTP carries nothing back, so
 ``send`` drops frames, and ``hang_up`` makes the server send BYE.
 """
@@ -14,18 +16,15 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from telephony.settings import TelephonySettings
+from telephony.sip.channel import UNSPECIFIED_ADDRESSES, SipChannel
 from telephony.sip.mapping import CallPlan
 from telephony.sip.media import ReceiverStats, RtpReceiver, RtpStreamDecoder, open_receiver
-from telephony.sip.message import SipMessage, via_branch
+from telephony.sip.message import SipMessage, parse_name_addr, split_header_values, via_branch
 from telephony.sip.sdp import MediaChoice
 from voice.frames import CallEndedFrame, CallStartedFrame, Frame
 from voice.transport import CallSink
-
-if TYPE_CHECKING:
-    from telephony.sip.server import SipChannel
 
 log = logging.getLogger(__name__)
 POLL_INTERVAL = 0.02
@@ -67,9 +66,21 @@ class SipCall:
         self.sink: CallSink | None = None
         self.local_cseq = 0
         self.answer_sdp = ""
+        self.sdp_session_id = 0
+        """o= session id of our answers (fixed for the dialog); ``sdp_version`` counts changes."""
+        self.sdp_version = 0
+        self.route_set = split_header_values(invite.get_all("Record-Route"))
+        """RFC 3261 12.1.1: the UAS keeps Record-Route in order as the dialog's route set."""
+        self.remote_target = _contact_uri(invite)
+        """Where our in-dialog requests go (the latest Contact of the far end)."""
+        self.end_reason: str | None = None
+        self._initial_directions = {c.index: c.media.direction for c in choices}
         self._on_hang_up = on_hang_up
         self._loop = asyncio.get_running_loop()
         self._started_at = self._loop.time()
+        self._watch_from = 0.0
+        self.on_hold = not any(self._far_end_sends(choices[leg.choice_index]) for leg in plan.legs)
+        """True while no accepted m-line expects RTP from the far end (its hold or pause)."""
 
     @property
     def sip_call_id(self) -> str:
@@ -113,6 +124,7 @@ class SipCall:
                         jitter_delay=self.settings.jitter_delay,
                     ),
                 )
+                receiver.remote = (choice.media.address, choice.media.port)
                 self.receivers[leg.leg] = receiver
                 self.ports[leg.choice_index] = receiver.port
         except OSError:
@@ -125,12 +137,51 @@ class SipCall:
         self.state = "answered"
         self._started_at = self._loop.time()
 
+    def update_media(self, choices: list[MediaChoice], request: SipMessage) -> None:
+        """Apply an accepted re-offer: receivers follow their m-line, hold pauses the watchdog.
+
+        New m-lines get no receiver (their answer has port 0): the pipeline's legs are fixed
+        by ``CallStartedFrame``.
+        """
+        self.choices = choices
+        self.remote_target = _contact_uri(request) or self.remote_target  # a target refresh
+        for leg in self.plan.legs:
+            self.receivers[leg.leg].renegotiate(choices[leg.choice_index])
+        held = not any(self._far_end_sends(choices[leg.choice_index]) for leg in self.plan.legs)
+        if self.on_hold and not held:
+            self._watch_from = self.clock()  # silence counts again from the un-hold
+        if held != self.on_hold:
+            log.info("call %s %s", self.call_id, "on hold" if held else "resumed")
+        self.on_hold = held
+
+    def _far_end_sends(self, choice: MediaChoice) -> bool:
+        """Whether the far end is expected to send RTP on this m-line now."""
+        media = choice.media
+        if not choice.accepted or media.address in UNSPECIFIED_ADDRESSES:
+            return False  # stream rejected, or RFC 2543 hold (c=0.0.0.0)
+        if media.direction in ("inactive", "recvonly"):
+            return False
+        # sendonly after a sendrecv offer is the RFC 3264 8.4 hold: music on hold, if any,
+        # may be silence-suppressed. A stream offered sendonly from the start (SIPREC) is live.
+        initial = self._initial_directions.get(choice.index, "sendrecv")
+        return not (media.direction == "sendonly" and initial == "sendrecv")
+
+    def attach_late_sink(self, sink: CallSink) -> None:
+        """The pipeline opened a call that ended meanwhile (CANCEL): end and close it at once."""
+        if self.sink is not None:
+            return
+        self.sink = sink
+        reason = self.end_reason or "cancelled"
+        sink.push(CallEndedFrame(call_id=self.call_id, reason=reason, audio_time=0.0))
+        sink.close(reason)
+
     def finish(self, reason: str) -> CallReport:
         """Flush media, push ``CallEndedFrame``, close the sink; idempotent."""
         report = CallReport(self.call_id, self.sip_call_id, reason)
         if self.state == "ended":
             return report
         self.state = "ended"
+        self.end_reason = reason
         frames: list[Frame] = []
         for leg, receiver in self.receivers.items():
             frames += receiver.finish()
@@ -173,7 +224,15 @@ class SipCall:
         """Release held packets whose wait is over; the reason to end the call, if any."""
         for receiver in self.receivers.values():
             receiver.poll()
+        if self.on_hold:
+            return None  # no RTP is due while the far end holds the call (hours, sometimes)
         latest = max((r.last_packet_at for r in self.receivers.values()), default=0.0)
-        if self.clock() - max(latest, 0.0) > self.settings.rtp_timeout:
+        if self.clock() - max(latest, self._watch_from, 0.0) > self.settings.rtp_timeout:
             return "rtp timeout"
         return None
+
+
+def _contact_uri(message: SipMessage) -> str:
+    """The URI of the first Contact (empty when there is none)."""
+    contact = split_header_values(message.get_all("Contact"))
+    return parse_name_addr(contact[0]).uri if contact else ""

@@ -27,6 +27,10 @@ from voice.frames import DtmfFrame, EndOfInputFrame, Frame
 
 log = logging.getLogger(__name__)
 CLOCK_RATE = 8000
+MAX_SSRCS = 8
+"""SSRCs tracked per port. Why a bound: a source that changes SSRC per packet would otherwise
+grow the call's state and its 20 ms poll without limit (20,000 SSRCs: a 600 ms poll). Real
+streams use one, or a few after re-anchoring; the least recently heard one is dropped."""
 
 
 @dataclass
@@ -78,6 +82,16 @@ class RtpStreamDecoder:
         )
         return frames
 
+    def forget(self, ssrc: int) -> list[Frame]:
+        """Drop one SSRC's state (a newer SSRC took its slot); returns its pending digit."""
+        detector = self._dtmf.pop(ssrc, None)
+        frames: list[Frame] = []
+        if detector is not None:
+            frames = [self._dtmf_frame(digit, ts, ssrc) for digit, ts in detector.flush()]
+        self._origin.pop(ssrc, None)
+        self._last_ts.pop(ssrc, None)
+        return frames
+
     def _position(self, packet: RtpPacket) -> float:
         origin_position, origin_ts = self._origin.setdefault(
             packet.ssrc, (self.audio.next_position, packet.timestamp)
@@ -113,8 +127,11 @@ class RtpReceiver(asyncio.DatagramProtocol):
         self._clock = clock  # call clock: seconds since the call was answered
         self._jitter_delay = jitter_delay
         self._buffers: dict[int, JitterBuffer] = {}
+        self._retired = JitterStats()  # stats of buffers dropped beyond MAX_SSRCS
         self._source: tuple[str, int] | None = None
         self._allowed = {pt for pt in (decoder.audio_pt, decoder.dtmf_pt) if pt is not None}
+        self.remote: tuple[str | None, int] | None = None
+        """Where the far end said its media comes from (the m-line's c= address and port)."""
         self.transport: asyncio.DatagramTransport | None = None
         self.port = 0
 
@@ -142,10 +159,26 @@ class RtpReceiver(asyncio.DatagramProtocol):
         now = self._clock()
         self.last_packet_at = now
         self.decoder.note_arrival(packet, now)
-        buffer = self._buffers.get(packet.ssrc)
-        if buffer is None:
-            buffer = self._buffers[packet.ssrc] = JitterBuffer(max_delay=self._jitter_delay)
-        self._deliver(buffer.push(packet, now))
+        self._deliver(self._buffer_for(packet.ssrc).push(packet, now))
+
+    def renegotiate(self, choice: MediaChoice) -> None:
+        """Apply a new offer for this m-line (re-INVITE, UPDATE): codec, payload types, source.
+
+        When the far end moved its media (new c= address or m= port), the latch is reset, so
+        the new source is accepted instead of being dropped as stray.
+        """
+        if choice.accepted:
+            self.decoder.codec = choice.codec or self.decoder.codec
+            self.decoder.audio_pt = choice.payload_type
+            self.decoder.dtmf_pt = choice.dtmf_payload_type
+            self._allowed = {
+                pt for pt in (choice.payload_type, choice.dtmf_payload_type) if pt is not None
+            }
+        remote = (choice.media.address, choice.media.port)
+        if self.remote is not None and remote != self.remote:
+            log.info("RTP source of leg %s moved to %s:%s", self.decoder.leg, *remote)
+            self._source = None
+        self.remote = remote
 
     def poll(self) -> None:
         """Release packets whose gap waited long enough (called every few ms by the call)."""
@@ -164,6 +197,21 @@ class RtpReceiver(asyncio.DatagramProtocol):
             self.transport.close()
         return frames
 
+    def _buffer_for(self, ssrc: int) -> JitterBuffer:
+        """This SSRC's buffer, now the most recently heard; evicts the stalest beyond MAX_SSRCS."""
+        buffer = self._buffers.pop(ssrc, None)  # re-inserted below: dict order is recency
+        if buffer is None:
+            buffer = JitterBuffer(max_delay=self._jitter_delay)
+            if len(self._buffers) >= MAX_SSRCS:
+                stale = next(iter(self._buffers))
+                old = self._buffers.pop(stale)
+                frames = self._decode_all(old.flush()) + self.decoder.forget(stale)
+                _add_stats(self._retired, old.stats)
+                if frames:
+                    self._emit(frames)
+        self._buffers[ssrc] = buffer
+        return buffer
+
     def _deliver(self, packets: list[RtpPacket]) -> None:
         if packets:
             frames = self._decode_all(packets)
@@ -181,10 +229,14 @@ class RtpReceiver(asyncio.DatagramProtocol):
 
     def _sum_jitter_stats(self) -> None:
         total = JitterStats()
-        for buffer in self._buffers.values():
-            for name in vars(total):
-                setattr(total, name, getattr(total, name) + getattr(buffer.stats, name))
+        for stats in (self._retired, *(buffer.stats for buffer in self._buffers.values())):
+            _add_stats(total, stats)
         self.stats.jitter = total
+
+
+def _add_stats(total: JitterStats, stats: JitterStats) -> None:
+    for name in vars(total):
+        setattr(total, name, getattr(total, name) + getattr(stats, name))
 
 
 async def open_receiver(

@@ -56,7 +56,17 @@ _CANONICAL = {
 REQUIRED_REQUEST_HEADERS = ("Via", "From", "To", "Call-ID", "CSeq")
 _TOKEN = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]+$")
 _REQUEST_LINE = re.compile(r"^([A-Za-z0-9.!%*_+`'~-]+) (\S+) SIP/2\.0$")
-_STATUS_LINE = re.compile(r"^SIP/2\.0 ([1-6]\d\d) ?(.*)$")
+_STATUS_LINE = re.compile(r"^SIP/2\.0 ([1-6][0-9][0-9]) ?(.*)$")
+_NUMBER = re.compile(r"[0-9]+")
+
+
+def is_number(text: str) -> bool:
+    """True for a non-empty run of ASCII digits only.
+
+    Why not ``str.isdigit``: it accepts ``"²"`` and other Unicode digits that ``int`` rejects
+    (or reads as digits), so a hostile header would escape the parser as ``ValueError``.
+    """
+    return _NUMBER.fullmatch(text) is not None
 
 
 def canonical_name(name: str) -> str:
@@ -113,7 +123,7 @@ class SipMessage:
         """
         value = self.get("CSeq")
         parts = (value or "").split()
-        if len(parts) != 2 or not parts[0].isdigit() or not _TOKEN.match(parts[1]):
+        if len(parts) != 2 or not is_number(parts[0]) or not _TOKEN.match(parts[1]):
             raise SipParseError(f"malformed CSeq {value!r}")
         return int(parts[0]), parts[1].upper()
 
@@ -159,6 +169,13 @@ def parse_message(data: bytes) -> SipMessage:
     return message
 
 
+def salvage_headers(data: bytes) -> list[tuple[str, str]]:
+    """Whatever headers a message has, read leniently (to answer one we failed to handle)."""
+    head, _ = _split_head(data[:MAX_MESSAGE_BYTES])
+    lines = _unfold(head.decode("utf-8", errors="replace").split("\n"))
+    return _parse_headers(lines[1:])[0]
+
+
 def validation_problem(request: SipMessage) -> str | None:
     """Why a parsed request breaks RFC 3261 8.1.1 (missing headers, CSeq mismatch), or None."""
     missing = [name for name in REQUIRED_REQUEST_HEADERS if not request.get(name)]
@@ -183,7 +200,7 @@ def response_to(
     headers: tuple[tuple[str, str], ...] = (),
 ) -> SipMessage:
     """A response copying the request's Via, From, To (plus ``to_tag`` if it has none),
-    Call-ID and CSeq, as RFC 3261 8.2.6.2 requires."""
+    Call-ID and CSeq, as RFC 3261 8.2.6.2 requires, and Record-Route in 1xx/2xx to INVITE."""
     copied = [
         (key, value) for key, value in request.headers if key in ("Via", "From", "Call-ID", "CSeq")
     ]
@@ -191,7 +208,31 @@ def response_to(
     if to_tag and tag_of(to) is None:
         to = f"{to};tag={to_tag}"
     copied.insert(2 if len(copied) >= 2 else len(copied), ("To", to))
+    if request.method == "INVITE" and 100 < status < 300:
+        # RFC 3261 12.1.1: responses that set up (or refresh) a dialog echo Record-Route, in
+        # order, so record-routing proxies stay on the path of ACK and BYE.
+        copied += [("Record-Route", value) for value in request.get_all("Record-Route")]
     return SipMessage(status=status, reason=reason, headers=copied + list(headers), body=body)
+
+
+def split_header_values(values: list[str]) -> list[str]:
+    """Comma-separated header values (Route, Record-Route) as one list, in order.
+
+    Commas inside ``<...>`` or quotes belong to the value (a URI parameter, a display name).
+    """
+    items: list[str] = []
+    for value in values:
+        depth, quoted, start = 0, False, 0
+        for index, char in enumerate(value):
+            if char == '"':
+                quoted = not quoted
+            elif not quoted and char in "<>":
+                depth += 1 if char == "<" else -1
+            elif char == "," and not quoted and depth == 0:
+                items.append(value[start:index].strip())
+                start = index + 1
+        items.append(value[start:].strip())
+    return [item for item in items if item]
 
 
 # --- header values ------------------------------------------------------------------------
@@ -298,9 +339,9 @@ def _check_length(message: SipMessage, body: bytes) -> str | None:
     if declared is None:
         message.body = body
         return None
-    if not declared.strip().isdigit():
+    if not is_number(declared.strip()):
         return f"malformed Content-Length {declared!r}"
-    length = int(declared)
+    length = int(declared.strip())
     if length > len(body):
         return f"Content-Length {length} exceeds the {len(body)} body bytes received"
     message.body = body[:length]

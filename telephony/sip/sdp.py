@@ -1,8 +1,11 @@
 """SDP (RFC 4566) parsing and the receive-only offer/answer (RFC 3264) of our SIP UAS and SRS.
 
-We only ever receive audio, so the answer is simple: for each offered ``m=audio`` line pick the
-first offered codec we decode (PCMU or PCMA, 8 kHz) plus ``telephone-event/8000`` if offered,
-answer ``recvonly`` on our own RTP port, and reject (port 0) every other m-line. SIPREC streams
+We only ever receive audio, so the answer is simple: for each offered plain-RTP ``m=audio`` line
+(``RTP/AVP`` or ``RTP/AVPF``; SRTP is not supported) pick the first offered codec we decode (PCMU
+or PCMA, 8 kHz) plus ``telephone-event/8000`` if offered, answer ``recvonly`` (``inactive`` when
+the offer does not send) on our own RTP port, and reject (port 0) every other m-line.
+Session-level direction attributes apply to m-lines without their own. Numbers are ASCII digits
+only: ``str.isdigit`` would let ``"²"`` through to ``int``. SIPREC streams
 keep their ``a=label`` so the metadata can name them. No well-kept Python SDP library covers the
 answer side; ``aiortc.sdp`` is WebRTC-specific (ICE/DTLS mandatory).
 """
@@ -13,8 +16,11 @@ import time
 from dataclasses import dataclass, field
 
 from telephony.errors import ProtocolError, UnsupportedMediaError
+from telephony.sip.message import is_number
 
 SUPPORTED_CODECS = ("PCMU", "PCMA")
+SUPPORTED_PROTOS = ("RTP/AVP", "RTP/AVPF")
+"""Plain RTP only: an SRTP stream (RTP/SAVP, a=crypto) would decode ciphertext as G.711."""
 STATIC_PAYLOAD_TYPES = {0: ("PCMU", 8000, 1), 8: ("PCMA", 8000, 1)}
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 _ANSWER_DIRECTION = {
@@ -51,6 +57,8 @@ class SessionDescription:
 
     origin: str = ""
     address: str | None = None
+    direction: str | None = None
+    """Session-level ``a=sendonly/recvonly/inactive``: the default of every m-line."""
     media: list[MediaDescription] = field(default_factory=list)
 
 
@@ -100,8 +108,12 @@ def parse_sdp(text: str | bytes) -> SessionDescription:
             session.origin = value
         elif kind == "a" and current is not None:
             _apply_attribute(current, value)
+        elif kind == "a" and value in DIRECTIONS:
+            session.direction = value
     for media in session.media:
         media.address = media.address or session.address
+        if session.direction and not any(a in DIRECTIONS for a in media.attributes):
+            media.direction = session.direction  # RFC 4566 6: media-level wins when present
     return session
 
 
@@ -118,9 +130,15 @@ def negotiate(offer: SessionDescription) -> list[MediaChoice]:
                 codec[0]
                 for m in offer.media
                 for pt in m.formats
-                if pt.isdigit() and (codec := m.codec_of(int(pt)))
+                if is_number(pt) and (codec := m.codec_of(int(pt)))
             }
         )
+        protos = sorted({m.proto for m in offer.media if m.media == "audio"} - set(SUPPORTED_PROTOS))
+        if protos:
+            raise UnsupportedMediaError(
+                f"no plain RTP audio offered (transport {', '.join(protos)}; SRTP is not supported)",
+                hint="offer RTP/AVP with PCMU or PCMA at 8000 Hz",
+            )
         raise UnsupportedMediaError(
             f"no supported audio codec offered (offered: {offered or 'none'})",
             hint="offer PCMU or PCMA at 8000 Hz",
@@ -134,12 +152,18 @@ def build_answer(
     *,
     address: str,
     session_id: int | None = None,
+    version: int | None = None,
 ) -> str:
-    """The SDP answer; ``ports`` maps accepted choice indices to our RTP ports."""
+    """The SDP answer; ``ports`` maps accepted choice indices to our RTP ports.
+
+    ``version`` is the o= line's session version (default: ``session_id``); RFC 3264 8 wants
+    the same session id in every answer of a dialog and a higher version when anything changed.
+    """
     session_id = session_id or int(time.time())
+    version = session_id if version is None else version
     lines = [
         "v=0",
-        f"o=nextline {session_id} {session_id} IN IP4 {address}",
+        f"o=nextline {session_id} {version} IN IP4 {address}",
         "s=nextline",
         f"c=IN IP4 {address}",
         "t=0 0",
@@ -150,11 +174,11 @@ def build_answer(
 
 
 def _choose(index: int, media: MediaDescription) -> MediaChoice:
-    if media.media != "audio" or media.port == 0 or not media.proto.startswith("RTP/"):
+    if media.media != "audio" or media.port == 0 or media.proto not in SUPPORTED_PROTOS:
         return MediaChoice(index, media)
     codec = payload_type = dtmf = None
     for fmt in media.formats:
-        if not fmt.isdigit():
+        if not is_number(fmt):
             continue
         found = media.codec_of(int(fmt))
         if found is None:
@@ -191,7 +215,7 @@ def _answer_media(choice: MediaChoice, port: int) -> list[str]:
 
 def _parse_media_line(value: str) -> MediaDescription:
     parts = value.split()
-    if len(parts) < 4 or not parts[1].split("/")[0].isdigit():
+    if len(parts) < 4 or not is_number(parts[1].split("/")[0]):
         raise ProtocolError(f"malformed m= line {value[:60]!r}")
     return MediaDescription(
         media=parts[0].lower(),
@@ -218,7 +242,7 @@ def _apply_attribute(media: MediaDescription, value: str) -> None:
     elif name == "rtpmap":
         payload_type, _, encoding = rest.strip().partition(" ")
         pieces = encoding.split("/")
-        if not payload_type.isdigit() or len(pieces) < 2 or not pieces[1].isdigit():
+        if not is_number(payload_type) or len(pieces) < 2 or not is_number(pieces[1]):
             raise ProtocolError(f"malformed rtpmap {value[:60]!r}")
-        channels = int(pieces[2]) if len(pieces) > 2 and pieces[2].isdigit() else 1
+        channels = int(pieces[2]) if len(pieces) > 2 and is_number(pieces[2]) else 1
         media.rtpmaps[int(payload_type)] = (pieces[0].upper(), int(pieces[1]), channels)

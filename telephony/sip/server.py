@@ -3,9 +3,13 @@
 Scope (what contact-center SRCs and trunks send a recorder): INVITE (new and re-INVITE), ACK,
 BYE, CANCEL, OPTIONS, INFO (DTMF relay) and UPDATE; 100 Trying, optional 180 Ringing, 200 OK
 with a receive-only SDP answer (``;+sip.srs`` Contact for SIPREC), retransmitted over UDP until
-ACK. Bad input gets the RFC answer and touches no other call: 400 for a malformed request we can
-still address, 420 for an unknown required extension, 488 when no codec fits, 481 for a request
-in a dialog we do not know, 405 for other methods; unreadable datagrams are counted and dropped.
+ACK. Offers in re-INVITE and UPDATE are negotiated again (see :mod:`telephony.sip.dialog`).
+Bad input gets the RFC answer and touches no other call: 400 for a malformed request we can
+still address, 415 for a body that is not SDP, 420 for an unknown required extension, 482 for a
+second INVITE with a Call-ID in use, 488 when no codec or transport fits (SRTP included), 481
+for a request in a dialog we do not know, 405 for other methods, 500 when our own code fails;
+unreadable datagrams and malformed responses are counted and dropped (never answered).
+Call set-up re-checks the call after every await: a CANCEL or BYE meanwhile wins over the 200.
 Why our own rather than pjsua2: pjsua2 is a full user agent with its own media stack and audio
 bridge; an SRS needs no media of its own, and the SIPREC module of PJSIP is unverified in the
 only wheel that installs (see shared/notes/telephony.md).
@@ -14,30 +18,41 @@ only wheel that installs (see shared/notes/telephony.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import re
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from telephony.errors import ProtocolError, SipParseError, UnsupportedMediaError
 from telephony.settings import TelephonySettings
 from telephony.sip.call import POLL_INTERVAL, CallReport, SipCall
-from telephony.sip.mapping import is_siprec, plan_call
+from telephony.sip.channel import SipChannel, TcpChannel, UdpChannel
+from telephony.sip.dialog import (
+    ACCEPT,
+    UnsupportedBodyError,
+    in_dialog_request,
+    read_offer,
+    read_reoffer,
+    refresh_answer,
+)
+from telephony.sip.mapping import plan_call
 from telephony.sip.message import (
     MAX_MESSAGE_BYTES,
     REQUIRED_REQUEST_HEADERS,
     SipMessage,
     parse_message,
     response_to,
+    salvage_headers,
     tag_of,
     via_branch,
 )
-from telephony.sip.sdp import SessionDescription, build_answer, negotiate, parse_sdp
-from telephony.sip.siprec import METADATA_TYPES, RecordingMetadata, parse_metadata, split_multipart
+from telephony.sip.sdp import negotiate
 from voice.errors import VoiceError
 from voice.frames import DtmfFrame
 from voice.transport import CallHandler
@@ -49,44 +64,6 @@ T1, T2, TIMER_H = 0.5, 4.0, 32.0
 TRANSACTION_TTL = 32.0
 
 
-class SipChannel(Protocol):
-    """Where responses and in-dialog requests to one peer go."""
-
-    transport: str
-    peer: tuple[str, int]
-
-    def send(self, data: bytes) -> None:
-        """Write one SIP message."""
-        ...
-
-
-@dataclass
-class UdpChannel:
-    """A peer reached by datagrams (responses go to the source address, as with rport)."""
-
-    socket: asyncio.DatagramTransport
-    peer: tuple[str, int]
-    transport: str = "udp"
-
-    def send(self, data: bytes) -> None:
-        """Send one datagram."""
-        self.socket.sendto(data, self.peer)
-
-
-@dataclass
-class TcpChannel:
-    """A peer on one TCP connection."""
-
-    writer: asyncio.StreamWriter
-    peer: tuple[str, int]
-    transport: str = "tcp"
-
-    def send(self, data: bytes) -> None:
-        """Write to the connection unless it is closing."""
-        if not self.writer.is_closing():
-            self.writer.write(data)
-
-
 @dataclass
 class SipStats:
     """Server-wide counters (per-call media counters are in ``SipServer.reports``)."""
@@ -94,7 +71,7 @@ class SipStats:
     requests: Counter[str] = field(default_factory=Counter)
     responses_sent: Counter[int] = field(default_factory=Counter)
     unreadable: int = 0
-    """Datagrams or TCP messages dropped because not even a 400 could be addressed."""
+    """Messages dropped: no 400 could be addressed, a malformed response, or our own failure."""
     stray_rtp: int = 0
     """RTP datagrams dropped by finished calls' receivers (summed at call end)."""
 
@@ -155,12 +132,25 @@ class SipServer:
 
     def on_message(self, data: bytes, channel: SipChannel) -> None:
         """Handle one message from a transport; never raises."""
+        try:
+            self._receive(data, channel)
+        except Exception:  # a bug of ours must not kill the UDP callback or a TCP trunk
+            self.stats.unreadable += 1
+            log.exception("SIP message from %s could not be handled", channel.peer)
+            self._answer_failure(data, channel)
+
+    def _receive(self, data: bytes, channel: SipChannel) -> None:
         if not data.strip():
             return  # CRLF keep-alive
         try:
             message = parse_message(data)
         except SipParseError as exc:
-            self._reject_malformed(exc, channel)
+            if data.lstrip().startswith(b"SIP/"):
+                # RFC 3261 18.1.2: a malformed response is discarded, never answered.
+                self.stats.unreadable += 1
+                log.info("malformed SIP response from %s dropped: %s", channel.peer, exc.message)
+            else:
+                self._reject_malformed(exc, channel)
             return
         if not message.is_request:
             return  # responses to our BYEs need no action
@@ -214,7 +204,9 @@ class SipServer:
             await handler(request, channel)
         except Exception:  # one bad request must never take the listener down
             log.exception("SIP %s from %s failed", request.method, channel.peer)
-            self._respond(request, channel, 500, "Server Internal Error")
+            cached = self._transactions.get(key, (0.0, None))[1]
+            if request.method != "ACK" and (cached is None or cached.startswith(b"SIP/2.0 1")):
+                self._respond(request, channel, 500, "Server Internal Error")
 
     async def _on_invite(self, request: SipMessage, channel: SipChannel) -> None:
         if tag_of(request.get("To") or ""):
@@ -226,23 +218,16 @@ class SipServer:
             )
             return
         if request.call_id in self.calls:
+            # A second INVITE for a Call-ID we know (a merged fork, or a reused Call-ID);
+            # retransmissions never get here: on_message answers them from the transaction.
             self._respond(request, channel, 482, "Loop Detected")
             return
         self._respond(request, channel, 100, "Trying")
         try:
             offer, recording = read_offer(request)
             choices = negotiate(offer)
-        except UnsupportedMediaError as exc:
-            self._respond(
-                request,
-                channel,
-                488,
-                "Not Acceptable Here",
-                extra=(_warning(exc.message, code=304),),
-            )
-            return
-        except ProtocolError as exc:
-            self._respond(request, channel, 400, "Bad Request", extra=(_warning(exc.message),))
+        except (UnsupportedMediaError, ProtocolError) as exc:
+            self._refuse_offer(request, channel, exc)
             return
         call = SipCall(
             request,
@@ -252,25 +237,32 @@ class SipServer:
             self.settings,
             self._hang_up,
         )
-        await self._set_up(call, request, channel)
+        # Reserve the Call-ID before the first await: a concurrent INVITE now gets 482, and a
+        # CANCEL during set-up finds the call.
+        self.calls[request.call_id] = call
+        try:
+            await self._set_up(call, request, channel)
+        except Exception:
+            log.exception("setting up SIP call %s failed", request.call_id)
+            self._abort(call, channel, 500, "Server Internal Error")
 
     async def _set_up(self, call: SipCall, request: SipMessage, channel: SipChannel) -> None:
+        # After every await the call may have been CANCELled (487 sent) or BYEd: check it.
         try:
             await call.open_media()
         except OSError:
-            self._respond(
-                request, channel, 503, "Service Unavailable", extra=(("Retry-After", "5"),)
-            )
+            self._abort(call, channel, 503, "Service Unavailable", extra=(("Retry-After", "5"),))
             return
-        self.calls[request.call_id] = call
+        if call.state == "ended":
+            call.close_media()
+            return
         try:
             sink = await self.handler.open_call(call.started_frame(), call)
         except VoiceError as exc:
-            call.close_media()
-            self.calls.pop(request.call_id, None)
-            self._respond(
-                request, channel, 503, "Service Unavailable", extra=(_warning(exc.message),)
-            )
+            self._abort(call, channel, 503, "Service Unavailable", extra=(_warning(exc.message),))
+            return
+        if call.state == "ended":
+            call.attach_late_sink(sink)  # the pipeline sees the call start and end at once
             return
         call.sink = sink
         if self.settings.ring_time > 0:
@@ -278,19 +270,63 @@ class SipServer:
             await asyncio.sleep(self.settings.ring_time)
             if call.state == "ended":
                 return  # cancelled while ringing
-        call.answer_sdp = build_answer(call.choices, call.ports, address=self.settings.sdp_address)
-        ok = self._ok_with_answer(call, request)
+        refresh_answer(call, self._sdp_host(channel))
+        ok = self._ok_in_dialog(call, request)
         call.answered(sink)
         channel.send(ok)
         if channel.transport == "udp":
             self._spawn(self._retransmit_ok(call, ok))
 
+    def _abort(
+        self,
+        call: SipCall,
+        channel: SipChannel,
+        status: int,
+        reason: str,
+        *,
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """Undo a call set-up that failed: free its ports and Call-ID, answer the INVITE."""
+        call.close_media()
+        if self.calls.get(call.sip_call_id) is call:
+            del self.calls[call.sip_call_id]
+        if call.state != "ended":  # else CANCEL or BYE already answered it with 487
+            call.state = "ended"
+            self._respond(call.invite, channel, status, reason, to_tag=call.local_tag, extra=extra)
+
     def _on_reinvite(self, request: SipMessage, channel: SipChannel) -> None:
         call = self._dialog_call(request, channel)
         if call is None:
             return
-        # Media stays on the same ports (hold, metadata updates); answer with the same SDP.
-        channel.send(self._ok_with_answer(call, request))
+        if call.state == "early":
+            self._retry_later(request, channel)  # RFC 3261 14.2: our first INVITE is pending
+            return
+        if self._renegotiate(call, request, channel) is not None:
+            channel.send(self._ok_in_dialog(call, request))  # no offer: ours goes in the 200
+
+    async def _on_update(self, request: SipMessage, channel: SipChannel) -> None:
+        call = self._dialog_call(request, channel)
+        if call is None:
+            return
+        if call.state == "early" and request.body.strip():
+            self._retry_later(request, channel)  # RFC 3311 5.2: the INVITE offer is unanswered
+            return
+        answered = self._renegotiate(call, request, channel)
+        if answered is not None:
+            channel.send(self._ok_in_dialog(call, request, with_sdp=answered))
+
+    def _renegotiate(self, call: SipCall, request: SipMessage, channel: SipChannel) -> bool | None:
+        """Answer a re-offer: True when it had one, False without, None when refused."""
+        try:
+            choices = read_reoffer(call, request)
+        except (UnsupportedMediaError, ProtocolError) as exc:
+            self._refuse_offer(request, channel, exc)  # the session stays as it was
+            return None
+        if choices is None:
+            return False
+        call.update_media(choices, request)
+        refresh_answer(call, self._sdp_host(channel))
+        return True
 
     async def _on_ack(self, request: SipMessage, channel: SipChannel) -> None:
         call = self.calls.get(request.call_id)
@@ -302,6 +338,7 @@ class SipServer:
         call = self._dialog_call(request, channel)
         if call is not None:
             self._respond(request, channel, 200, "OK")
+            self._terminate_pending_invite(call)
             self._end(call, "hangup")
 
     async def _on_cancel(self, request: SipMessage, channel: SipChannel) -> None:
@@ -312,8 +349,15 @@ class SipServer:
             return
         self._respond(request, channel, 200, "OK")
         if call.state == "early":
-            self._respond(call.invite, channel, 487, "Request Terminated", to_tag=call.local_tag)
+            self._terminate_pending_invite(call)
             self._end(call, "cancelled")
+
+    def _terminate_pending_invite(self, call: SipCall) -> None:
+        """487 to an INVITE not answered yet (CANCEL, or BYE in the early dialog)."""
+        if call.state == "early":
+            self._respond(
+                call.invite, call.channel, 487, "Request Terminated", to_tag=call.local_tag
+            )
 
     async def _on_options(self, request: SipMessage, channel: SipChannel) -> None:
         self._respond(
@@ -343,10 +387,6 @@ class SipServer:
                 )
             )
 
-    async def _on_update(self, request: SipMessage, channel: SipChannel) -> None:
-        if self._dialog_call(request, channel) is not None:
-            self._respond(request, channel, 200, "OK")
-
     # --- helpers ---
 
     def _dialog_call(self, request: SipMessage, channel: SipChannel) -> SipCall | None:
@@ -357,20 +397,52 @@ class SipServer:
             return None
         return call
 
-    def _ok_with_answer(self, call: SipCall, request: SipMessage) -> bytes:
-        host, port = self.settings.sdp_address, self.ports.get(call.channel.transport, 0)
+    def _ok_in_dialog(self, call: SipCall, request: SipMessage, *, with_sdp: bool = True) -> bytes:
+        """200 OK with our Contact and, unless told otherwise, our current SDP."""
+        port = self.ports.get(call.channel.transport, 0)
+        host = call.channel.local_host()
         contact = f"<sip:nextline@{host}:{port};transport={call.channel.transport}>"
         if call.plan.source == "siprec":
             contact += ";+sip.srs"
+        headers = [("Contact", contact), ("Allow", ALLOW)]
+        if with_sdp:
+            headers.append(("Content-Type", "application/sdp"))
         ok = response_to(
             request,
             200,
             "OK",
             to_tag=call.local_tag,
-            body=call.answer_sdp.encode(),
-            headers=(("Contact", contact), ("Allow", ALLOW), ("Content-Type", "application/sdp")),
+            body=call.answer_sdp.encode() if with_sdp else b"",
+            headers=tuple(headers),
         )
         return self._remember(request, ok)
+
+    def _sdp_host(self, channel: SipChannel) -> str:
+        return self.settings.media_address or channel.local_host()
+
+    def _refuse_offer(self, request: SipMessage, channel: SipChannel, exc: VoiceError) -> None:
+        """415 for a body that is not SDP, 488 for media we cannot take, 400 for bad SDP."""
+        if isinstance(exc, UnsupportedBodyError):
+            accept = (("Accept", ACCEPT), _warning(exc.message))
+            self._respond(request, channel, 415, "Unsupported Media Type", extra=accept)
+        elif isinstance(exc, UnsupportedMediaError):
+            warning = (_warning(exc.message, code=304),)
+            self._respond(request, channel, 488, "Not Acceptable Here", extra=warning)
+        else:
+            self._respond(request, channel, 400, "Bad Request", extra=(_warning(exc.message),))
+
+    def _retry_later(self, request: SipMessage, channel: SipChannel) -> None:
+        retry = ("Retry-After", str(random.randint(1, 10)))  # not a secret: spreads retries (RFC 3261 14.2)
+        self._respond(request, channel, 500, "Server Internal Error", extra=(retry,))
+
+    def _answer_failure(self, data: bytes, channel: SipChannel) -> None:
+        """500 to a request whose handling failed before dispatch, when it can be addressed."""
+        if data.lstrip().startswith(b"SIP/"):
+            return  # never answer a response
+        with contextlib.suppress(Exception):  # the safety net itself must not raise
+            partial = SipMessage(method="?", uri="", headers=salvage_headers(data))
+            if all(partial.get(name) for name in REQUIRED_REQUEST_HEADERS):
+                self._respond(partial, channel, 500, "Server Internal Error")
 
     def _respond(
         self,
@@ -428,25 +500,8 @@ class SipServer:
     def _send_bye(self, call: SipCall) -> None:
         if call.state not in ("answered", "confirmed"):
             return
-        call.local_cseq += 1
-        transport = call.channel.transport.upper()
-        host, port = self.settings.sip_host, self.ports.get(call.channel.transport, 0)
-        target = (call.invite.get("Contact") or call.invite.get("From") or "").strip()
-        target_uri = target[target.find("<") + 1 : target.find(">")] if "<" in target else target
-        to = call.invite.get("To") or ""
-        branch = f"z9hG4bK{uuid.uuid4().hex[:16]}"
-        bye = SipMessage(
-            method="BYE",
-            uri=target_uri or call.invite.uri,
-            headers=[
-                ("Via", f"SIP/2.0/{transport} {host}:{port};branch={branch};rport"),
-                ("Max-Forwards", "70"),
-                ("From", to if tag_of(to) else f"{to};tag={call.local_tag}"),
-                ("To", call.invite.get("From") or ""),
-                ("Call-ID", call.sip_call_id),
-                ("CSeq", f"{call.local_cseq} BYE"),
-            ],
-        )
+        via = f"{call.channel.local_host()}:{self.ports.get(call.channel.transport, 0)}"
+        bye = in_dialog_request(call, "BYE", transport=call.channel.transport, via=via)
         call.channel.send(bye.to_bytes())
 
     def _end(self, call: SipCall, reason: str) -> None:
@@ -499,33 +554,6 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         assert self.transport is not None
         self.server.on_message(data, UdpChannel(self.transport, (addr[0], addr[1])))
-
-
-def read_offer(invite: SipMessage) -> tuple[SessionDescription, RecordingMetadata | None]:
-    """The SDP offer and, for SIPREC, the recording metadata of an INVITE.
-
-    Raises:
-        UnsupportedMediaError: no SDP offer (we do not do late offers).
-        ProtocolError: unparseable SDP, multipart or metadata.
-    """
-    content_type = (invite.get("Content-Type") or "").lower()
-    sdp: bytes | None = None
-    recording = None
-    if content_type.startswith("multipart/"):
-        for part in split_multipart(invite.get("Content-Type") or "", invite.body):
-            if part.content_type == "application/sdp":
-                sdp = part.body
-            elif part.content_type in METADATA_TYPES:
-                recording = parse_metadata(part.body)
-    elif content_type.startswith("application/sdp"):
-        sdp = invite.body
-    if not sdp:
-        raise UnsupportedMediaError(
-            "INVITE without an SDP offer", hint="send the offer in the INVITE"
-        )
-    if recording is None and is_siprec(invite, None):
-        log.info("SIPREC INVITE %s without rs-metadata; roles will be unknown", invite.call_id)
-    return parse_sdp(sdp), recording
 
 
 def _reason(message: str) -> str:

@@ -1,0 +1,77 @@
+"""Where SIP responses and our in-dialog requests go: one peer over UDP or over TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+from typing import Protocol
+
+UNSPECIFIED_ADDRESSES = ("0.0.0.0", "::")
+
+
+class SipChannel(Protocol):
+    """Where responses and in-dialog requests to one peer go."""
+
+    transport: str
+    peer: tuple[str, int]
+
+    def send(self, data: bytes) -> None:
+        """Write one SIP message."""
+        ...
+
+    def local_host(self) -> str:
+        """Our address as this peer reaches it (for Via, Contact and SDP)."""
+        ...
+
+
+@dataclass
+class UdpChannel:
+    """A peer reached by datagrams (responses go to the source address, as with rport)."""
+
+    socket: asyncio.DatagramTransport
+    peer: tuple[str, int]
+    transport: str = "udp"
+
+    def send(self, data: bytes) -> None:
+        """Send one datagram."""
+        self.socket.sendto(data, self.peer)
+
+    def local_host(self) -> str:
+        """The bound address, or the one routed towards the peer when bound to a wildcard."""
+        return reachable_host(str(self.socket.get_extra_info("sockname")[0]), self.peer)
+
+
+@dataclass
+class TcpChannel:
+    """A peer on one TCP connection."""
+
+    writer: asyncio.StreamWriter
+    peer: tuple[str, int]
+    transport: str = "tcp"
+
+    def send(self, data: bytes) -> None:
+        """Write to the connection unless it is closing."""
+        if not self.writer.is_closing():
+            self.writer.write(data)
+
+    def local_host(self) -> str:
+        """The local address of this connection."""
+        return reachable_host(str(self.writer.get_extra_info("sockname")[0]), self.peer)
+
+
+def reachable_host(bound: str, peer: tuple[str, int]) -> str:
+    """``bound``, or when it is a wildcard, the local address the OS uses towards ``peer``.
+
+    Why: a Via or Contact of 0.0.0.0 sends the far end's responses and requests nowhere.
+    A connected UDP socket sends nothing; it only asks the routing table.
+    """
+    if bound not in UNSPECIFIED_ADDRESSES and bound:
+        return bound
+    family = socket.AF_INET6 if ":" in peer[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(peer)
+            return str(probe.getsockname()[0])
+        except OSError:
+            return bound
