@@ -58,6 +58,13 @@ class TelephonySettings:
     Empty mapping: AudioHook refuses every connection (fail closed)."""
     max_message_bytes: int = 1 << 20
     """Largest WebSocket message accepted (1 MiB: 65 s of 8 kHz stereo PCMU)."""
+    audiohook_close_timeout: float = 5.0
+    """After our ``disconnect``, seconds the AudioHook client has to send ``close`` before the
+    socket is closed anyway."""
+
+    # --- WebRTC ---
+    webrtc_connect_timeout: float = 20.0
+    """Seconds a WebRTC call may take to connect (ICE + DTLS) before it is closed."""
 
     def __post_init__(self) -> None:
         if self.sample_rate not in (8000, 16000, 24000, 48000):
@@ -67,6 +74,9 @@ class TelephonySettings:
             )
         if not 0 <= self.rtp_port_min <= self.rtp_port_max < 65536:
             raise ConfigError(f"bad RTP port range {self.rtp_port_min}-{self.rtp_port_max}")
+        for name in ("rtp_timeout", "audiohook_close_timeout", "webrtc_connect_timeout"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be a positive number of seconds, not {getattr(self, name)}")
         if not set(self.sip_transports) <= {"udp", "tcp"}:
             raise ConfigError(f"unknown SIP transports {self.sip_transports}", hint="udp, tcp")
         object.__setattr__(self, "tenant_by_domain", _frozen(self.tenant_by_domain))

@@ -36,10 +36,6 @@ from voice.transport import CallHandler, CallSink
 
 log = logging.getLogger(__name__)
 Codec = Literal["opus", "pcmu", "pcma"]
-CONNECT_TIMEOUT = 20.0
-"""Seconds from the answer until the peer connection must be ``connected``. Why: if ICE or
-DTLS never completes, aiortc never starts the receiver and its track never ends, so without a
-deadline the pipeline call, the peer connection and its sockets would live forever."""
 DRAIN_TIMEOUT = 2.0
 """Seconds ``close`` lets the audio consumer drain before cancelling it."""
 
@@ -69,11 +65,11 @@ class WebRtcCall:
         offer: WebRtcOffer,
         settings: TelephonySettings,
         *,
-        connect_timeout: float = CONNECT_TIMEOUT,
+        connect_timeout: float | None = None,
     ) -> None:
         self.settings = settings
         self.offer = offer
-        self.connect_timeout = connect_timeout
+        self.connect_timeout = settings.webrtc_connect_timeout if connect_timeout is None else connect_timeout
         self.leg = offer.role if offer.role in ("agent", "customer") else "mixed"
         self.started = CallStartedFrame(
             call_id=new_call_id("webrtc"),
@@ -114,6 +110,8 @@ class WebRtcCall:
         answer = await self.pc.createAnswer()
         self.sink = await handler.open_call(self.started, self)
         await self.pc.setLocalDescription(answer)
+        # If ICE or DTLS never completes, aiortc never starts the receiver and its track never
+        # ends: without a deadline the call, the peer connection and its sockets would live forever.
         self._watchdog = self._loop.call_later(self.connect_timeout, self._on_connect_timeout)
         return self.pc.localDescription
 
@@ -280,11 +278,11 @@ class WebRtcIngress:
         handler: CallHandler,
         settings: TelephonySettings | None = None,
         *,
-        connect_timeout: float = CONNECT_TIMEOUT,
+        connect_timeout: float | None = None,
     ) -> None:
         self.handler = handler
         self.settings = settings or TelephonySettings()
-        self.connect_timeout = connect_timeout
+        self.connect_timeout = self.settings.webrtc_connect_timeout if connect_timeout is None else connect_timeout
         """Seconds a call may take to connect (ICE + DTLS) before it is closed."""
         self.calls: dict[str, WebRtcCall] = {}
         self._watchers: set[asyncio.Task[None]] = set()

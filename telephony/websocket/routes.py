@@ -68,7 +68,11 @@ def create_router(handler: CallHandler, settings: TelephonySettings | None = Non
         )
         await websocket.accept()
         transport = WebSocketCallTransport(
-            websocket, serializer, handler, max_message_bytes=settings.max_message_bytes
+            websocket,
+            serializer,
+            handler,
+            max_message_bytes=settings.max_message_bytes,
+            close_timeout=settings.audiohook_close_timeout,
         )
         await transport.run()
 

@@ -17,7 +17,6 @@ import websockets
 from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 
-import telephony.websocket.transport as ws_transport
 from telephony.clients import ReplayOptions, replay_audiohook
 from telephony.settings import TelephonySettings
 from telephony.websocket import create_router
@@ -37,9 +36,9 @@ OPEN = {
 }
 
 
-def app_for(handler: CollectingHandler) -> FastAPI:
+def app_for(handler: CollectingHandler, close_timeout: float = 5.0) -> FastAPI:
     app = FastAPI()
-    settings = TelephonySettings(audiohook_api_keys={API_KEY: ""})
+    settings = TelephonySettings(audiohook_api_keys={API_KEY: ""}, audiohook_close_timeout=close_timeout)
     app.include_router(create_router(handler, settings))
     return app
 
@@ -122,12 +121,11 @@ def test_after_a_protocol_error_the_client_close_still_gets_closed() -> None:
     assert call.of_type(ErrorFrame)[0].fatal
 
 
-def test_a_client_that_never_closes_is_cut_off_after_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ws_transport, "CLOSE_TIMEOUT", 0.5)
+def test_a_client_that_never_closes_is_cut_off_after_the_timeout() -> None:
     handler = CollectingHandler()
 
     async def scenario() -> tuple[list[str], int | None, float, RecordedCall]:
-        async with serve(app_for(handler)) as host, audiohook(host) as ws:
+        async with serve(app_for(handler, close_timeout=0.5)) as host, audiohook(host) as ws:
             client = Client(ws)
             await client.send("open", OPEN)
             seen = [(await client.receive())["type"]]
