@@ -6,7 +6,10 @@ suggestion engine per tenant model behind one micro-batcher; one database writer
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,13 +100,48 @@ class LiveServices:
             self.speaker_embedder = SpeakerEmbedder.load()
         return self.speaker_embedder
 
+    @contextlib.asynccontextmanager
+    async def call_liveness(self, every: float | None = None) -> AsyncIterator[None]:
+        """While open: stamp this process's calls and close calls a stopped process left ``active``.
+
+        The first round runs before this returns (start-up recovery); see voice/store/retention.py
+        for why this is a heartbeat per call and not a blanket reset (processes share one database).
+        """
+        from voice.store.retention import HEARTBEAT_SECONDS
+
+        period = HEARTBEAT_SECONDS if every is None else every
+        await self._liveness_round()
+        task = asyncio.create_task(self._liveness_loop(period), name="call-liveness")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _liveness_loop(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            await self._liveness_round()
+
+    async def _liveness_round(self) -> None:
+        from voice.store.retention import interrupt_orphans, touch_calls
+
+        loop = asyncio.get_running_loop()
+        carried = list(self.manager.sessions)
+        try:
+            # Stamp our own calls first, so a sweep can never close a call we carry.
+            await loop.run_in_executor(self.db_executor, touch_calls, self.store, carried)
+            await loop.run_in_executor(self.db_executor, interrupt_orphans, self.store)
+        except Exception:  # the database may be down for a while; calls go on, retried next round
+            log.exception("call heartbeat failed; retrying in the next round")
+
     async def close(self) -> None:
-        """Drain calls, stop workers and close the database."""
+        """Drain calls, stop workers and close the database (blocking joins run off the event loop)."""
         await self.manager.drain()
-        self.asr.close()
+        await asyncio.to_thread(self.asr.close)
         if self.suggestions is not None:
-            self.suggestions.close()
-        self.db_executor.shutdown(wait=True)
-        self.nlu_executor.shutdown(wait=True)
-        self.speakers_executor.shutdown(wait=True)
-        self.store.close()
+            await asyncio.to_thread(self.suggestions.close)
+        for executor in (self.db_executor, self.nlu_executor, self.speakers_executor):
+            await asyncio.to_thread(executor.shutdown, wait=True)
+        await asyncio.to_thread(self.store.close)

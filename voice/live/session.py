@@ -92,12 +92,21 @@ class CallSession:
                 self._on_done(self)
 
 
+DRAIN_TIMEOUT = 45.0
+"""Seconds a shutdown waits for running calls to end. Longer than the ASR processor's
+``flush_timeout`` (30 s, voice/processors/asr.py), which an end of input may spend waiting for the
+last finals, plus time to save the transcript: a drain equal to it cut calls off mid-save."""
+SAVE_TIMEOUT = 30.0
+"""Seconds a shutdown then waits for the calls it cut off to save what their recorders hold."""
+
+
 class CallManager:
     """The server's :class:`~voice.transport.CallHandler`: builds a pipeline per call."""
 
-    def __init__(self, build_pipeline: PipelineFactory) -> None:
+    def __init__(self, build_pipeline: PipelineFactory, *, drain_timeout: float = DRAIN_TIMEOUT) -> None:
         self._build = build_pipeline
         self.sessions: dict[str, CallSession] = {}
+        self.drain_timeout = drain_timeout
         self._draining = False
 
     async def open_call(self, started: CallStartedFrame, output: CallOutput) -> CallSession:
@@ -113,13 +122,30 @@ class CallManager:
     def _forget(self, session: CallSession) -> None:
         self.sessions.pop(session.call_id, None)
 
-    async def drain(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109 - one bound for the whole drain
-        """Refuse new calls, end the running ones, and wait for their pipelines to flush."""
+    async def drain(self, timeout: float | None = None) -> list[str]:  # noqa: ASYNC109 - one bound for the whole drain
+        """Refuse new calls, end the running ones, and wait for their pipelines to flush.
+
+        Calls still running after ``timeout`` (default :attr:`drain_timeout`) are cancelled: their
+        pipelines close, and the recorder saves the turns it holds. Returns the ids of those calls.
+        """
         self._draining = True
         for session in list(self.sessions.values()):
             for leg in session.started.legs:
                 session.push(EndOfInputFrame(leg=leg, audio_time=session._clock.last_audio_time))
             session.close("server shutdown")
-        tasks = [s.task for s in self.sessions.values()]
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+        running = {s.task: s.call_id for s in self.sessions.values()}
+        if not running:
+            return []
+        limit = self.drain_timeout if timeout is None else timeout
+        _, pending = await asyncio.wait(running, timeout=limit)
+        cut = sorted(running[task] for task in pending)
+        if cut:
+            log.warning("%d calls had not ended %.0f s into the shutdown; cutting them off (finals still being "
+                        "decoded are lost, the turns already heard are saved): %s", len(cut), limit, ", ".join(cut))
+            for task in pending:
+                task.cancel()
+            _, stuck = await asyncio.wait(pending, timeout=SAVE_TIMEOUT)
+            if stuck:
+                log.error("%d calls could not save within %.0f s of being cut off: %s", len(stuck), SAVE_TIMEOUT,
+                          ", ".join(sorted(running[task] for task in stuck)))
+        return cut

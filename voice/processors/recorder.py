@@ -1,5 +1,6 @@
 """The call's observer at the end of the pipeline: events to the hub, turns to the database,
-the call's audio to a WAV file, and the whole transcript (batch JSON schema) at call end.
+the call's audio to a WAV file, and the whole transcript (batch JSON schema) at call end, or when the
+pipeline closes without an end (a call cut off at shutdown, a failed pipeline), so what was heard is kept.
 
 Database and file writes run on one background thread shared by all calls (SQLite has one
 writer), never on the event loop.
@@ -11,6 +12,7 @@ import asyncio
 import logging
 from concurrent.futures import Executor
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,10 @@ class CallRecorder(FrameProcessor):
         self.nlu: dict[str, NluFrame] = {}
         self.audio: dict[str, list[tuple[float, np.ndarray, int]]] = {}
         self._db_tasks: list[asyncio.Future[Any]] = []
+        self._started_at: datetime | None = None
+        self._row_ready = False  # set on the DB thread once start_call succeeded
+        self._ended: CallEndedFrame | None = None
+        self._finished = False
 
     async def process_frame(self, frame: Frame) -> None:
         """Record the frames this observer cares about; forward nothing (it is the end)."""
@@ -58,22 +64,35 @@ class CallRecorder(FrameProcessor):
                 self.audio.setdefault(frame.leg, []).append((frame.pts, frame.pcm, frame.sample_rate))
             return
         if isinstance(frame, CallStartedFrame):
-            self.started = frame
+            self.started, self._started_at = frame, datetime.now(UTC)
             self.registry.started(frame)
-            self._db(self.live_store.start_call, frame.call_id, tenant=frame.tenant, agent_id=frame.agent_id,
-                     source=frame.source, metadata=frame.metadata)
+            self._db(self._start_row)
         elif isinstance(frame, TranscriptFinalFrame):
             self.finals.append(frame)
-            self._db(self.live_store.add_turn, self._call_id, _live_turn(frame))
+            self._db(self._with_row, self.live_store.add_turn, self._call_id, _live_turn(frame))
         elif isinstance(frame, NluFrame):
             self.nlu[frame.turn_id] = frame
-            self._db(self.live_store.set_turn_nlu, self._call_id, frame.turn_id, frame.intent, frame.entities)
+            self._db(self._with_row, self.live_store.set_turn_nlu, self._call_id, frame.turn_id, frame.intent,
+                     frame.entities)
         event = frame_to_event(frame)
         if event is not None and self.started is not None:
             self.registry.observe(self._call_id, event)
             self.hub.publish(self._call_id, event)
         if isinstance(frame, CallEndedFrame):
+            self._ended = frame
             await self._finish(frame)
+
+    async def close(self) -> None:
+        """Save what this call holds when it never finished (cut off at shutdown, or a failed pipeline)."""
+        if self.started is None or self._finished:
+            return
+        if self._ended is not None:  # cancelled while saving: save again (the writes are upserts)
+            await self._finish(self._ended)
+            return
+        audio_time = max((f.end for f in self.finals), default=0.0)
+        log.warning("call %s was cut off before it ended: saving the %d turns it holds", self._call_id,
+                    len(self.finals))
+        await self.process_frame(CallEndedFrame(call_id=self._call_id, reason="cut off", audio_time=audio_time))
 
     @property
     def _call_id(self) -> str:
@@ -99,11 +118,31 @@ class CallRecorder(FrameProcessor):
             log.exception("could not store the transcript of call %s", self._call_id)
         self.registry.ended(self._call_id, ended.reason)
         self.hub.close_call(self._call_id)
+        self._finished = True
+
+    def _start_row(self) -> None:
+        """The call's row (DB thread); a failure is retried before the next turn write."""
+        assert self.started is not None
+        frame = self.started
+        self.live_store.start_call(frame.call_id, tenant=frame.tenant, agent_id=frame.agent_id,
+                                   source=frame.source, metadata=frame.metadata)
+        self._row_ready = True
+
+    def _with_row(self, fn: Any, *args: Any) -> None:
+        # Why: a transient error on the start write would otherwise fail every turn write of
+        # the call with CallNotFoundError, and nothing would be stored until the call ended.
+        if not self._row_ready:
+            self._start_row()
+        fn(*args)
 
     def _persist(self, transcript: CallTranscript, audio_path: Path | None, duration: float) -> None:
+        from voice.store.store import CallOwner
+
+        assert self.started is not None
         if audio_path is not None:
-            _write_wav(audio_path, self.audio, list(self.started.legs) if self.started else [])
-        self.store.save_transcript(transcript, source=self.started.source if self.started else None)
+            _write_wav(audio_path, self.audio, list(self.started.legs))
+        owner = CallOwner("live", self.started.tenant, self.started.agent_id, self._started_at)
+        self.store.save_transcript(transcript, source=self.started.source, owner=owner)
         self.live_store.end_call(self._call_id, duration=duration)
 
     def _audio_path(self) -> Path | None:

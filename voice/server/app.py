@@ -50,8 +50,13 @@ def create_app(config: ServerConfig, services: LiveServices | None = None) -> Fa
         relay = _start_relay(config, svc)
         app.state.relay = relay
         try:
-            async with retention_task(svc):
-                yield
+            async with svc.call_liveness(), retention_task(svc):
+                try:
+                    yield
+                finally:
+                    # Calls end first, while the relay still carries their last finals and
+                    # call.ended to the other processes and their heartbeat still runs.
+                    await svc.manager.drain()
         finally:
             if relay is not None:
                 await asyncio.to_thread(relay.close)

@@ -14,24 +14,45 @@ A call's personal data lives in four places, and erasure covers all of them:
 Files go first, then the rows in one transaction: if the database step fails, the call is still
 listed and the erasure can be run again; the reverse order could leave an orphaned recording
 nobody can find any more. Calls in progress are refused (their recorder would write them again).
+
+A call is in progress while the server process carrying it says so: every ``voice serve``
+process stamps ``calls.heartbeat_at`` of the calls it carries every :data:`HEARTBEAT_SECONDS`
+(:func:`touch_calls`). A process that crashed or was killed stops stamping, and once a call's
+heartbeat is :data:`ORPHAN_AFTER` old any process marks it ``interrupted``
+(:func:`interrupt_orphans`, at start and with every heartbeat), keeping its stored turns; from
+then on it can be erased and purged. Why heartbeats per call rather than "mark every active row
+at start-up": several processes share one PostgreSQL (docs/events.md), and a process starting
+must not close the calls a live neighbour carries; a per-call stamp needs no process registry and
+works the same on SQLite.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, func, or_, select, update
 
 from voice.store.store import Store, _as_utc
 from voice.store.tables import CallRow
 from voice.store.tables_feedback import ABAssignmentRow, SuggestionFeedbackRow
 
 log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 30.0
+"""How often a server process stamps the calls it carries."""
+ORPHAN_AFTER = timedelta(seconds=6 * HEARTBEAT_SECONDS)
+"""A call not stamped for this long has lost its process: six missed heartbeats, so a busy event
+loop or a short database outage does not close a running call."""
+LEGACY_ORPHAN_AFTER = timedelta(hours=12)
+"""For rows without a heartbeat (written before revision 0005, possibly by a process of the
+previous release still running during a rolling deploy): longer than any call lasts."""
+INTERRUPTED_ERROR = ("the server process carrying the call stopped before the call ended (crash or kill); "
+                     "the turns stored until then are kept")
 
 
 @dataclass(frozen=True)
@@ -90,10 +111,15 @@ class CallEraser:
             query = query.where(CallRow.created_at < created_before)
         if tenant is not None:
             query = query.where(CallRow.tenant == tenant)
+        query = query.add_columns(CallRow.heartbeat_at, CallRow.started_at)
         with self.store.session() as session:
             rows = session.execute(query).all()
+        now = datetime.now(UTC)
+        # An active row whose process stopped heartbeating is not in progress, even before a
+        # server's sweep marks it interrupted (the CLI erases with no server running).
         return [CallToErase(r.call_id, r.kind, r.tenant, _as_utc(r.created_at), r.audio_path, self._owned(r.audio_path),
-                            active=r.status == "active") for r in rows]
+                            active=r.status == "active" and not _stale(r.heartbeat_at, r.started_at or r.created_at,
+                                                                       now)) for r in rows]
 
     def erase(self, calls: list[CallToErase], *, dry_run: bool = False) -> ErasureReport:
         """Delete the calls' owned files, then their rows, feedback and assignments.
@@ -159,3 +185,56 @@ class CallEraser:
             return None
         return uploads / resolved.relative_to(uploads).parts[0]
 
+
+
+def _stale(heartbeat_at: datetime | None, started_at: datetime, now: datetime) -> bool:
+    """Whether a call last stamped at ``heartbeat_at`` has lost its process (see module docstring)."""
+    if heartbeat_at is None:
+        return _as_utc(started_at) < now - LEGACY_ORPHAN_AFTER
+    return _as_utc(heartbeat_at) < now - ORPHAN_AFTER
+
+
+def touch_calls(store: Store, call_ids: Collection[str], *, now: datetime | None = None) -> list[str]:
+    """Stamp the heartbeat of the active calls this process carries.
+
+    A call a neighbour marked ``interrupted`` while this process was stalled (event loop blocked,
+    database unreachable for longer than :data:`ORPHAN_AFTER`) is ``active`` again; returns the
+    ids of such calls.
+    """
+    if not call_ids:
+        return []
+    now = now or datetime.now(UTC)
+    ids = list(call_ids)
+    with store.session() as session:
+        revived = list(session.scalars(select(CallRow.call_id).where(CallRow.call_id.in_(ids),
+                                                                     CallRow.status == "interrupted")))
+        if revived:
+            session.execute(update(CallRow).where(CallRow.call_id.in_(revived))
+                            .values(status="active", error=None, ended_at=None, updated_at=now))
+            log.warning("calls marked interrupted are running here after all, active again: %s", ", ".join(revived))
+        session.execute(update(CallRow).where(CallRow.call_id.in_(ids), CallRow.status == "active")
+                        .values(heartbeat_at=now))
+    return revived
+
+
+def interrupt_orphans(store: Store, *, now: datetime | None = None) -> list[str]:
+    """Mark ``interrupted`` every active live call whose process stopped heartbeating; returns their ids.
+
+    Their stored turns stay (QA still lists and plays what was said); they can then be erased.
+    """
+    now = now or datetime.now(UTC)
+    query = select(CallRow).where(
+        CallRow.status == "active", CallRow.kind == "live",
+        or_(CallRow.heartbeat_at < now - ORPHAN_AFTER,
+            and_(CallRow.heartbeat_at.is_(None),
+                 func.coalesce(CallRow.started_at, CallRow.created_at) < now - LEGACY_ORPHAN_AFTER)),
+    ).with_for_update(skip_locked=True)  # two processes sweeping at once: each row once
+    with store.session() as session:
+        rows = session.scalars(query).all()
+        for row in rows:
+            row.status, row.error, row.updated_at = "interrupted", INTERRUPTED_ERROR, now
+            row.ended_at = row.heartbeat_at  # the last moment the call was known to run
+        ids = [row.call_id for row in rows]
+    if ids:
+        log.warning("marked %d calls interrupted (their server process stopped): %s", len(ids), ", ".join(ids))
+    return ids

@@ -60,6 +60,21 @@ class CallSummary:
     updated_at: datetime
 
 
+@dataclass(frozen=True)
+class CallOwner:
+    """Who a call belongs to, saved with its transcript (:meth:`Store.save_transcript`).
+
+    A live call's row is created at call start with its tenant and agent; passing them again at
+    call end means a failed start write cannot leave a call nobody may see.
+    """
+
+    kind: str = "live"
+    tenant: str | None = None
+    agent_id: str | None = None
+    started_at: datetime | None = None
+    """Used only when the row has no start time yet (its start write failed)."""
+
+
 def default_url() -> str:
     """``$NEXTLINE_DATABASE_URL``, else a SQLite file ``nextline.db`` in the working directory."""
     return os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{Path.cwd() / DEFAULT_DB_FILE}"
@@ -186,11 +201,14 @@ class Store:
         except SQLAlchemyError as exc:
             raise self._storage_error(exc) from exc
 
-    def save_transcript(self, transcript: CallTranscript, *, source: str | None = None) -> None:
+    def save_transcript(self, transcript: CallTranscript, *, source: str | None = None,
+                        owner: CallOwner | None = None) -> None:
         """Insert or replace the call ``transcript.call_id`` with its speakers, segments, entities.
 
         Idempotent: saving the same transcript twice leaves one call. ``source`` (the input file
-        or stream) is kept from an earlier save when not given.
+        or stream) is kept from an earlier save when not given. The row's ``options`` are merged
+        with the transcript's, so what was stored during a live call (ingress metadata such as
+        Twilio's CallSid, an outcome) survives. ``owner`` sets the call's kind, tenant and agent.
         """
         document = transcript.to_dict()
         for attempt in (1, 2):
@@ -198,6 +216,8 @@ class Store:
                 with self.session() as session:
                     call = self._call_for_update(session, transcript.call_id)
                     self._fill_call(call, transcript, document, source)
+                    if owner is not None:
+                        _set_owner(call, owner)
                     self._replace_children(session, call, transcript)
                 return
             except StorageError as exc:
@@ -309,7 +329,9 @@ class Store:
         call.duration = audio.duration
         call.redacted = transcript.redacted
         call.schema_version = transcript.schema_version
-        call.options = document["options"]
+        # Merged: the live store keeps ingress metadata and outcomes here, the only link from
+        # a telephony id to the call (a replace wiped them at every call end).
+        call.options = {**(call.options or {}), **document["options"]}
         call.transcript = document
         call.created_at = _parse_created_at(transcript.created_at)
         call.updated_at = _utcnow()
@@ -366,10 +388,16 @@ class Store:
         return error
 
 
+def _set_owner(call: CallRow, owner: CallOwner) -> None:
+    call.kind, call.tenant, call.agent_id = owner.kind, owner.tenant, owner.agent_id
+    if call.started_at is None:
+        call.started_at = owner.started_at
+
+
 def _summary(call: CallRow, segment_count: int) -> CallSummary:
     return CallSummary(
         call_id=call.call_id,
-        status=call.status,  # type: ignore[arg-type]  # only "done"/"failed" are ever written
+        status=call.status,  # type: ignore[arg-type]  # the column holds CallStatus values only
         source=call.source,
         error=call.error,
         audio_path=call.audio_path,

@@ -11,7 +11,7 @@ can query the database with plain SQL without quoting.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -29,9 +29,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-CallStatus = Literal["active", "done", "failed"]
+CallStatus = Literal["active", "done", "failed", "interrupted"]
 """``active``: a live call in progress; ``done``: a transcript is stored; ``failed``: processing
-failed, ``error`` says why."""
+failed, ``error`` says why; ``interrupted``: a live call whose server process stopped (crash,
+kill) before the call ended: its turns stored until then are kept (voice/store/retention.py)."""
 
 # Named constraints: Alembic's batch mode (needed for ALTER on SQLite) can only drop or change
 # a constraint that has a name, so every constraint gets a predictable one.
@@ -42,6 +43,10 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -79,6 +84,9 @@ class CallRow(Base):
     agent_id: Mapped[str | None] = mapped_column(String(255), index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    """When the process carrying this call last said it still does (every ``HEARTBEAT_SECONDS``
+    while a live call runs); an ``active`` call whose heartbeat went stale is ``interrupted``."""
 
     speakers: Mapped[list[SpeakerRow]] = relationship(
         back_populates="call", cascade="all, delete-orphan", passive_deletes=True
