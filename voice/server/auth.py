@@ -15,7 +15,8 @@ import time
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, Security, WebSocket
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse
@@ -28,6 +29,43 @@ SESSION_COOKIE = "nextline_token"
 COOKIE_MAX_AGE = 30 * 24 * 3600
 CACHE_SECONDS = 10.0
 """How long a checked token is trusted without asking the database again (revocation delay)."""
+
+# Declared for the OpenAPI document (Swagger's "Authorize"); auto_error=False because
+# :func:`token_of` reads both itself and :func:`authenticate` answers 401 in its own words.
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
+                    description="An agent or supervisor token: `Authorization: Bearer <token>`.")
+SESSION = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, scheme_name="session",
+                       description="The HttpOnly cookie `POST /api/session` sets (browser pages).")
+
+
+class ErrorOut(BaseModel):
+    """The body of every refusal (FastAPI's ``HTTPException``)."""
+
+    detail: str
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": description}
+
+
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _error("No valid token: send `Authorization: Bearer <token>` or sign in (`POST /api/session`)."),
+}
+"""``responses=`` of a route open to any signed-in agent."""
+SUPERVISOR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **AUTH_RESPONSES, 403: _error("The token is not a supervisor's."),
+}
+"""``responses=`` of a supervisor-only route."""
+CALL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **AUTH_RESPONSES,
+    403: _error("The call belongs to another agent (or, for a supervisor, another tenant)."),
+    404: _error("No such call."),
+}
+"""``responses=`` of a route on one call (:func:`authorize_call`)."""
+SUPERVISOR_CALL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **CALL_RESPONSES, 403: _error("The token is not a supervisor's, or the call is another tenant's."),
+}
+"""``responses=`` of a supervisor-only route on one call."""
 
 
 class _TokenCache:
@@ -78,8 +116,16 @@ async def authenticate(connection: HTTPConnection) -> Agent:
     return agent
 
 
-async def current_agent(request: Request) -> Agent:
-    """FastAPI dependency: any signed-in agent or supervisor."""
+async def current_agent(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+    _cookie: Annotated[str | None, Security(SESSION)],
+) -> Agent:
+    """FastAPI dependency: any signed-in agent or supervisor.
+
+    The two security parameters only declare the schemes in the OpenAPI document (either one
+    will do); :func:`authenticate` reads the token.
+    """
     return await authenticate(request)
 
 
@@ -168,7 +214,7 @@ def create_router() -> APIRouter:
     """``POST/DELETE /api/session`` and ``GET /api/me``."""
     router = APIRouter(tags=["auth"])
 
-    @router.post("/api/session")
+    @router.post("/api/session", responses=AUTH_RESPONSES)
     async def sign_in(body: SessionIn, request: Request, response: Response) -> dict[str, Any]:
         """Check a token and keep it in an HttpOnly cookie for the pages' sockets and audio."""
         agent = await _authenticate_token(request, body.token)
@@ -182,7 +228,7 @@ def create_router() -> APIRouter:
         """Forget the cookie."""
         response.delete_cookie(SESSION_COOKIE, path="/")
 
-    @router.get("/api/me")
+    @router.get("/api/me", responses=AUTH_RESPONSES)
     async def me(agent: CurrentAgent) -> dict[str, Any]:
         """The signed-in agent."""
         return agent_view(agent)

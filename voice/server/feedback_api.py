@@ -3,7 +3,11 @@
 The console reports ``shown`` when cards appear and ``accepted`` / ``dismissed`` / ``edited``
 when the agent acts. The server trusts the client only for the verb (and the edited text): the
 suggestion's text, action, model version and A/B arm are looked up in the call's own event
-history, so a client cannot attribute feedback to a suggestion the call never received.
+history, so a client cannot attribute feedback to a suggestion the call never received. Once the
+call has left the hub's history (a restart, or ``keep_ended_calls`` later calls), what the
+database holds of the suggestion stands in: earlier feedback on it, which was checked against the
+history when it came (the console reports ``shown`` for every card it displays). So a late
+``accepted`` / ``dismissed`` is kept, and an id the call never had is still refused.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from voice.errors import VoiceError
-from voice.server.auth import CurrentAgent, authorize_call
+from voice.server.auth import CALL_RESPONSES, CurrentAgent, ErrorOut, authorize_call
 from voice.server.console import console_of
 from voice.store.agents import Agent
 
@@ -31,7 +35,7 @@ class FeedbackItem(BaseModel):
     kind: FeedbackKind
     text: str | None = Field(default=None, max_length=4000)
     """The agent's edited wording (``edited`` only)."""
-    elapsed_ms: float | None = Field(default=None, ge=0, le=3_600_000)
+    elapsed_ms: float | None = Field(default=None, ge=0, le=3_600_000, allow_inf_nan=False)
     """Time from the card being shown to this action, measured in the browser."""
 
 
@@ -80,39 +84,51 @@ class UnknownSuggestionError(LookupError):
     """The call never received a suggestion with this id."""
 
 
+@dataclass(frozen=True)
+class _Suggestion:
+    """What the server knows of a suggestion the call received (from its events or the database)."""
+
+    text: str
+    action: str
+    model_version: str
+    arm: str | None
+    turn_index: int
+    context: list[dict[str, str]]
+    rank: int
+
+
 class FeedbackRecorder:
     """Resolves feedback against the call's events and stores it with the suggestion engine's store."""
 
     def __init__(self, store: Any, hub: Any) -> None:
         self.store = store
         self.hub = hub
-        self._sink: Any = None
+        self._feedback: Any = None
 
     def resolve(self, call_id: str, agent: Agent, tenant: str | None, items: list[FeedbackItem]
                 ) -> list[FeedbackRecord]:
-        """Attach what the server knows of each suggestion.
+        """Attach what the hub's history of the call says of each suggestion (on the event loop).
 
         Raises:
             UnknownSuggestionError: an id the call's history does not contain.
         """
-        history = self.hub.history(call_id)
-        known = _suggestions_of(history)
-        now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        records = []
-        for item in items:
-            found = known.get(item.suggestion_id)
-            if found is None:
-                raise UnknownSuggestionError(item.suggestion_id)
-            event, rank, suggestion = found
-            turns = _turns_before(history, event)
-            records.append(FeedbackRecord(
-                suggestion_id=item.suggestion_id, call_id=call_id, event=item.kind,
-                text=str(suggestion.get("text", "")), action=str(suggestion.get("action") or ""),
-                model_version=str(event.get("model_version") or ""), arm=event.get("arm"),
-                tenant=tenant or "default", agent_id=agent.name, turn_index=len(turns),
-                edited_text=item.text if item.kind == "edited" else None, context=turns[-CONTEXT_TURNS:],
-                created_at=now, rank=rank, elapsed_ms=item.elapsed_ms))
-        return records
+        return _records(call_id, agent, tenant, items, _suggestions_of(self.hub.history(call_id)))
+
+    async def resolve_with_stored(self, call_id: str, agent: Agent, tenant: str | None,
+                                  items: list[FeedbackItem]) -> list[FeedbackRecord]:
+        """Like :meth:`resolve`, but ids the history lacks (the call left the hub) are looked up in
+        the feedback stored for this call and tenant, on a worker thread.
+
+        Raises:
+            UnknownSuggestionError: an id neither the history nor the call's stored feedback holds
+                (stored feedback of another tenant does not count).
+            FeedbackUnavailableError: the history lacks an id and the feedback storage is missing.
+        """
+        known = _suggestions_of(self.hub.history(call_id))
+        missing = {item.suggestion_id for item in items} - known.keys()
+        if missing:
+            known.update(await asyncio.to_thread(self._stored, call_id, tenant or "default", missing))
+        return _records(call_id, agent, tenant, items, known)
 
     def store_records(self, records: list[FeedbackRecord]) -> None:
         """Write the records (blocking: call from a worker thread).
@@ -120,58 +136,87 @@ class FeedbackRecorder:
         Raises:
             FeedbackUnavailableError: the suggestion engine's feedback storage is not installed.
         """
-        if self._sink is None:
-            self._sink = _feedback_sink(self.store)
-        self._sink(records)
+        self._store().record_many([asdict(r) for r in records])
+
+    def _stored(self, call_id: str, tenant: str, suggestion_ids: set[str]) -> dict[str, _Suggestion]:
+        """Suggestions of this call and tenant that earlier feedback recorded (blocking)."""
+        rows = self._store().suggestions(call_id, suggestion_ids)
+        return {sid: _Suggestion(text=str(row.get("text") or ""), action=str(row.get("action") or ""),
+                                 model_version=str(row.get("model_version") or ""), arm=row.get("arm"),
+                                 turn_index=int(row.get("turn_index") or 0), context=list(row.get("context") or []),
+                                 rank=int(row.get("rank") or 0))
+                for sid, row in rows.items() if row.get("tenant") == tenant}
+
+    def _store(self) -> Any:
+        if self._feedback is None:
+            self._feedback = _feedback_store(self.store)
+        return self._feedback
 
 
-def _suggestions_of(events: list[dict[str, Any]]) -> dict[str, tuple[dict[str, Any], int, dict[str, Any]]]:
-    found = {}
+def _records(call_id: str, agent: Agent, tenant: str | None, items: list[FeedbackItem],
+             known: dict[str, _Suggestion]) -> list[FeedbackRecord]:
+    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+    records = []
+    for item in items:
+        found = known.get(item.suggestion_id)
+        if found is None:
+            raise UnknownSuggestionError(item.suggestion_id)
+        records.append(FeedbackRecord(
+            suggestion_id=item.suggestion_id, call_id=call_id, event=item.kind, text=found.text,
+            action=found.action, model_version=found.model_version, arm=found.arm,
+            tenant=tenant or "default", agent_id=agent.name, turn_index=found.turn_index,
+            edited_text=item.text if item.kind == "edited" else None, context=found.context,
+            created_at=now, rank=found.rank, elapsed_ms=item.elapsed_ms))
+    return records
+
+
+def _suggestions_of(events: list[dict[str, Any]]) -> dict[str, _Suggestion]:
+    """Every suggestion in a call's history (in ``seq`` order), with the finished turns before it
+    (its own turn included): one pass, as this runs on the event loop."""
+    found: dict[str, _Suggestion] = {}
+    turns: list[dict[str, str]] = []
     for event in events:
-        if event.get("type") == "suggestion":
-            for rank, suggestion in enumerate(event.get("suggestions") or []):
-                if suggestion.get("id"):
-                    found[str(suggestion["id"])] = (event, rank, suggestion)
+        if event.get("type") == "transcript.final":
+            turns.append({"role": str(event.get("role")), "text": str(event.get("text") or "")})
+        if event.get("type") != "suggestion":
+            continue
+        for rank, suggestion in enumerate(event.get("suggestions") or []):
+            if suggestion.get("id"):
+                found[str(suggestion["id"])] = _Suggestion(
+                    text=str(suggestion.get("text", "")), action=str(suggestion.get("action") or ""),
+                    model_version=str(event.get("model_version") or ""), arm=event.get("arm"),
+                    turn_index=len(turns), context=turns[-CONTEXT_TURNS:], rank=rank)
     return found
 
 
-def _turns_before(history: list[dict[str, Any]], suggestion: dict[str, Any]) -> list[dict[str, str]]:
-    """Finished turns published before the suggestion (its own turn included)."""
-    return [{"role": str(e.get("role")), "text": str(e.get("text") or "")} for e in history
-            if e.get("type") == "transcript.final" and e["seq"] < suggestion["seq"]]
-
-
-def _feedback_sink(store: Any) -> Any:
+def _feedback_store(store: Any) -> Any:
     """The suggestion engine's feedback storage (voice.store.feedback), bound to ``store``."""
     try:
         from voice.store.feedback import FeedbackStore  # the suggestion engine's module
     except ImportError as exc:
         raise FeedbackUnavailableError(f"feedback storage is not available: {exc}",
                                        hint="install a nextline that ships voice.store.feedback") from exc
-    feedback_store = FeedbackStore(store)
-
-    def sink(records: list[FeedbackRecord]) -> None:
-        feedback_store.record_many([asdict(r) for r in records])
-
-    return sink
+    return FeedbackStore(store)
 
 
 def create_router() -> APIRouter:
     """The feedback route."""
     router = APIRouter(tags=["feedback"])
 
-    @router.post("/api/calls/{call_id}/feedback", status_code=201)
+    @router.post("/api/calls/{call_id}/feedback", status_code=201, responses={
+        **CALL_RESPONSES,
+        404: {"model": ErrorOut, "description": "No such call, or the call never had one of the suggestions."},
+        503: {"model": ErrorOut, "description": "The feedback storage is not available."}})
     async def post_feedback(call_id: str, body: FeedbackIn, request: Request, agent: CurrentAgent
                             ) -> dict[str, Any]:
         """Record shown / accepted / dismissed / edited for suggestions of this call."""
         owner = await authorize_call(request, agent, call_id)
         recorder: FeedbackRecorder = console_of(request).feedback
         try:
-            records = recorder.resolve(call_id, agent, owner["tenant"], body.items)
+            records = await recorder.resolve_with_stored(call_id, agent, owner["tenant"], body.items)
+            await asyncio.to_thread(recorder.store_records, records)
         except UnknownSuggestionError as exc:
             raise HTTPException(404, f"call {call_id!r} has no suggestion {exc.args[0]!r}") from exc
-        try:
-            await asyncio.to_thread(recorder.store_records, records)
         except FeedbackUnavailableError as exc:
             raise HTTPException(503, str(exc)) from exc
         metrics = getattr(request.app.state, "metrics", None)

@@ -25,6 +25,12 @@ SUBSCRIBER_QUEUE = 1000
 """Events a subscriber may fall behind by before it is dropped (then it reconnects with since)."""
 BACKFILL_WAIT = 2.0
 """Seconds a stream opened on a call whose history is being back-filled waits for it, at most."""
+UNKNOWN_CALL_WAIT = 2.0
+"""Seconds a stream opened on a call the hub does not hold waits for its first event, then ends.
+
+Long enough for a call relayed from another process (or a screen opened as the call starts) to
+arrive; an ended call that left the hub (restart, or ``keep_ended_calls`` later calls) gets an
+ended stream instead of one that never sends anything."""
 
 
 @dataclass
@@ -35,6 +41,14 @@ class _CallChannel:
     backfilled: asyncio.Event | None = None
     """Set while the call's history is on its way (a relayed call joined midway)."""
     backfill_deadline: float = 0.0
+
+
+@dataclass
+class _Arrival:
+    """Streams waiting for the first event of a call the hub does not hold yet."""
+
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    waiters: int = 0
 
 
 class _Subscription:
@@ -58,12 +72,13 @@ class EventHub:
         self._channels: OrderedDict[str, _CallChannel] = OrderedDict()
         self._keep_ended = keep_ended_calls
         self._global: set[_Subscription] = set()
+        self._arrivals: dict[str, _Arrival] = {}
         self.observers: list[Callable[[Event], None]] = []
         """Called with every published event (the server's metrics); must neither raise nor block."""
 
     def publish(self, call_id: str, event: Event) -> Event:
         """Stamp ``seq`` and ``emitted_at`` and deliver to every subscriber of the call."""
-        channel = self._channels.setdefault(call_id, _CallChannel())
+        channel = self._channel(call_id)
         event = {**event, "call_id": call_id, "seq": len(channel.events) + 1,
                  "emitted_at": round(time.time(), 4)}
         channel.events.append(event)
@@ -82,7 +97,7 @@ class EventHub:
         not streamed to subscribers, who have moved past it. One already held is skipped.
         Returns which of the three happened.
         """
-        channel = self._channels.setdefault(call_id, _CallChannel())
+        channel = self._channel(call_id)
         seq = event["seq"]
         if channel.events and seq <= channel.events[-1]["seq"]:
             at = bisect.bisect_left(channel.events, seq, key=lambda e: e["seq"])
@@ -98,7 +113,7 @@ class EventHub:
     def expect_backfill(self, call_id: str, wait: float = BACKFILL_WAIT) -> None:
         """The call's history was asked for: streams opened before :meth:`backfill_done` (or
         ``wait`` seconds) wait for it, so that they replay the call from its start."""
-        channel = self._channels.setdefault(call_id, _CallChannel())
+        channel = self._channel(call_id)
         channel.backfilled = asyncio.Event()
         channel.backfill_deadline = time.monotonic() + wait
 
@@ -144,11 +159,17 @@ class EventHub:
         return call_id in self._channels
 
     async def subscribe(self, call_id: str, since: int = 0) -> AsyncIterator[Event]:
-        """Replay events after ``since``, then follow live ones until the call ends.
+        """Replay events after ``since`` (a negative one: from the start), then follow live ones
+        until the call ends.
 
         A call whose history is being back-filled is replayed once that is done (bounded wait).
+        A call the hub does not hold gets :data:`UNKNOWN_CALL_WAIT` seconds to appear, else the
+        stream ends, empty; no channel is made for it (a stream per unknown id must not
+        leave memory behind).
         """
-        channel = self._channels.setdefault(call_id, _CallChannel())
+        channel = self._channels.get(call_id) or await self._arrival_of(call_id)
+        if channel is None:
+            return
         if (backfilled := channel.backfilled) is not None:
             with contextlib.suppress(TimeoutError):  # the carrier never answered: replay what is here
                 await asyncio.wait_for(backfilled.wait(), max(0.0, channel.backfill_deadline - time.monotonic()))
@@ -182,6 +203,28 @@ class EventHub:
         finally:
             self._global.discard(sub)
 
+    def _channel(self, call_id: str) -> _CallChannel:
+        """The call's channel, made on its first event; wakes streams waiting for the call."""
+        channel = self._channels.get(call_id)
+        if channel is None:
+            channel = self._channels[call_id] = _CallChannel()
+            if (arrival := self._arrivals.get(call_id)) is not None:
+                arrival.event.set()
+        return channel
+
+    async def _arrival_of(self, call_id: str) -> _CallChannel | None:
+        """Wait (bounded) for an unknown call's first event; its channel, or None if none came."""
+        arrival = self._arrivals.setdefault(call_id, _Arrival())
+        arrival.waiters += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrival.event.wait(), UNKNOWN_CALL_WAIT)
+        finally:
+            arrival.waiters -= 1
+            if arrival.waiters == 0 and self._arrivals.get(call_id) is arrival:
+                del self._arrivals[call_id]
+        return self._channels.get(call_id)
+
     def _offer(self, sub: _Subscription, event: Event | None, owners: set[_Subscription]) -> None:
         try:
             sub.queue.put_nowait(event)
@@ -194,6 +237,7 @@ class EventHub:
 def _after(events: list[Event], since: int) -> list[Event]:
     """Events with ``seq > since``: a local call's ``seq`` is its index + 1; a relayed call's
     history may start later or have gaps (partials are not back-filled)."""
+    since = max(since, 0)  # events[-n:] would replay only the last n: a negative since means all
     if not events or events[-1]["seq"] == len(events):
         return events[since:]
     return events[bisect.bisect_right(events, since, key=lambda e: e["seq"]) :]

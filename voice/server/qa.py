@@ -10,13 +10,21 @@ import asyncio
 import mimetypes
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
-from voice.server.auth import CurrentAgent, Supervisor, authorize_call
+from voice.server.auth import (
+    AUTH_RESPONSES,
+    CALL_RESPONSES,
+    SUPERVISOR_CALL_RESPONSES,
+    CurrentAgent,
+    ErrorOut,
+    Supervisor,
+    authorize_call,
+)
 from voice.server.console import console_of
 from voice.server.review import (
     CallNotReviewableError,
@@ -33,7 +41,7 @@ class OutcomeIn(BaseModel):
     """Body of ``PUT /api/calls/{call_id}/outcome``: what the CRM recorded."""
 
     success: bool | None = None
-    value: float | None = Field(default=None, ge=-1e12, le=1e12)
+    value: float | None = Field(default=None, ge=-1e12, le=1e12, allow_inf_nan=False)
     label: str | None = Field(default=None, max_length=64)
     source: str | None = Field(default="api", max_length=64)
 
@@ -45,6 +53,20 @@ def _day(value: str | None, name: str) -> datetime | None:
         return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
     except ValueError as exc:
         raise HTTPException(422, f"{name} must be a date like 2026-11-27") from exc
+
+
+def _day_after(day: datetime | None) -> datetime | None:
+    """The exclusive end of an inclusive ``until`` day; None (no bound) after 9999-12-31."""
+    if day is None:
+        return None
+    try:
+        return day + timedelta(days=1)
+    except OverflowError:  # 9999-12-31 + 1 day overflowed (a 500): the last day there bounds nothing
+        return None
+
+
+def _conflict(description: str) -> dict[int | str, dict[str, Any]]:
+    return {409: {"model": ErrorOut, "description": description}}
 
 
 def _filter_for(viewer: Agent, agent_id: str | None, **values: Any) -> CallFilter:
@@ -64,7 +86,7 @@ def create_router() -> APIRouter:
 
 
 def _add_call_routes(router: APIRouter) -> None:
-    @router.get("/api/qa/calls")
+    @router.get("/api/qa/calls", responses=AUTH_RESPONSES)
     async def qa_calls(request: Request, viewer: CurrentAgent, agent_id: str | None = None,
                        since: str | None = None,
                        until: str | None = None,
@@ -73,14 +95,13 @@ def _add_call_routes(router: APIRouter) -> None:
                        limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)
                        ) -> dict[str, Any]:
         """Stored calls, newest first; ``since``/``until`` are days (``until`` inclusive)."""
-        until_day = _day(until, "until")
         where = _filter_for(viewer, agent_id, kind=kind, outcome=outcome, since=_day(since, "since"),
-                            until=until_day + timedelta(days=1) if until_day else None, limit=limit, offset=offset)
+                            until=_day_after(_day(until, "until")), limit=limit, offset=offset)
         console = console_of(request)
         calls = await asyncio.to_thread(console.qa.calls, where)
         return {"calls": [c.to_dict() for c in calls]}
 
-    @router.get("/api/qa/calls/{call_id}")
+    @router.get("/api/qa/calls/{call_id}", responses=CALL_RESPONSES)
     async def qa_call(call_id: str, request: Request, viewer: CurrentAgent) -> dict[str, Any]:
         """A call for the replay page: listing row, transcript, and the review if computed."""
         await authorize_call(request, viewer, call_id)
@@ -94,7 +115,9 @@ def _add_call_routes(router: APIRouter) -> None:
 
 
 def _add_review_routes(router: APIRouter) -> None:
-    @router.post("/api/qa/calls/{call_id}/review")
+    @router.post("/api/qa/calls/{call_id}/review", responses={
+        **CALL_RESPONSES, **_conflict("No suggestion model serves the call's tenant, or the call has no "
+                                      "stored transcript yet.")})
     async def compute_review(call_id: str, request: Request, viewer: CurrentAgent) -> dict[str, Any]:
         """Run the suggestion model over the call (cached per model version)."""
         owner = await authorize_call(request, viewer, call_id)
@@ -107,11 +130,13 @@ def _add_review_routes(router: APIRouter) -> None:
             raise HTTPException(409, str(exc)) from exc
         return review_json(review)
 
-    @router.get("/api/qa/calls/{call_id}/review.{fmt}")
-    async def export_review(call_id: str, fmt: str, request: Request, viewer: CurrentAgent) -> Any:
+    @router.get("/api/qa/calls/{call_id}/review.{fmt}", responses={
+        **CALL_RESPONSES, **_conflict("The call has no review yet."),
+        200: {"description": "The review as a download.",
+              "content": {"text/csv": {"schema": {"type": "string"}}, "application/json": {}}}})
+    async def export_review(call_id: str, fmt: Literal["csv", "json"], request: Request,
+                            viewer: CurrentAgent) -> Any:
         """The suggested-vs-actual table as CSV or JSON (a download)."""
-        if fmt not in ("csv", "json"):
-            raise HTTPException(404, "export formats: csv, json")
         owner = await authorize_call(request, viewer, call_id)
         review = await asyncio.to_thread(console_of(request).reviews.cached, call_id, owner["tenant"])
         if review is None:
@@ -126,7 +151,10 @@ def _add_review_routes(router: APIRouter) -> None:
 
 
 def _add_audio_and_outcome_routes(router: APIRouter) -> None:
-    @router.get("/api/calls/{call_id}/audio")
+    @router.get("/api/calls/{call_id}/audio", response_class=FileResponse, responses={
+        **CALL_RESPONSES, 404: {"model": ErrorOut, "description": "No such call, or no audio stored for it."},
+        200: {"description": "The recording; `Range` requests are answered with 206.",
+              "content": {"audio/*": {"schema": {"type": "string", "format": "binary"}}}}})
     async def call_audio(call_id: str, request: Request, viewer: CurrentAgent) -> FileResponse:
         """The call's audio (live recording or batch source), with HTTP range support for seeking."""
         await authorize_call(request, viewer, call_id)
@@ -136,7 +164,7 @@ def _add_audio_and_outcome_routes(router: APIRouter) -> None:
         media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
         return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
 
-    @router.put("/api/calls/{call_id}/outcome")
+    @router.put("/api/calls/{call_id}/outcome", responses=SUPERVISOR_CALL_RESPONSES)
     async def set_outcome(call_id: str, body: OutcomeIn, request: Request,
                           viewer: Supervisor) -> dict[str, Any]:
         """Set a call's outcome (sale or not, value, label), as a CRM integration would."""

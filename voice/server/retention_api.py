@@ -1,8 +1,10 @@
 """Erasure on the server: ``DELETE /api/calls/{call_id}`` for supervisors (a CRM forwarding a
 customer's erasure request), and the hourly purge of calls past ``retention_days``.
 
-Both go through :class:`voice.store.retention.CallEraser` and then drop the call from the
-server's memory too (event history, recent-call list), so nothing of it is served afterwards.
+Both go through :class:`voice.store.retention.CallEraser` on a worker thread and then drop the
+call from the server's memory too (event history, recent-call list), so nothing of it is served
+afterwards. That second step runs on the event loop: the hub and the registry are not
+thread-safe, and the loop iterates them (``GET /api/calls``, call ends).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
-from voice.server.auth import Supervisor, authorize_call
+from voice.server.auth import SUPERVISOR_CALL_RESPONSES, ErrorOut, Supervisor, authorize_call
 from voice.server.console import live_services
 from voice.store.retention import CallEraser, ErasureReport, cutoff
 
@@ -24,22 +26,24 @@ log = logging.getLogger(__name__)
 PURGE_EVERY_SECONDS = 3600.0
 
 
-def erase_calls(services: Any, eraser: CallEraser, calls: list[Any]) -> ErasureReport:
-    """Erase stored calls and forget them in memory (blocking: run in a thread)."""
-    report = eraser.erase(calls)
+def forget_erased(services: Any, report: ErasureReport) -> None:
+    """Drop erased calls from the hub and the registry (on the event loop only: not thread-safe)."""
     for call_id in report.calls:
         services.hub.forget(call_id)
         services.registry.forget(call_id)
-    return report
 
 
 def purge_once(services: Any) -> ErasureReport | None:
-    """Erase every call older than the configured retention; None when retention is off."""
+    """Erase every stored call older than the configured retention; None when retention is off.
+
+    Blocking, and it leaves the server's memory alone: run it in a thread, then call
+    :func:`forget_erased` with the report on the event loop (as :func:`retention_task` does).
+    """
     days = services.config.retention_days
     if days <= 0:
         return None
     eraser = CallEraser(services.store, services.config.data_dir)
-    report = erase_calls(services, eraser, eraser.find(created_before=cutoff(days)))
+    report = eraser.erase(eraser.find(created_before=cutoff(days)))
     if report.calls:
         log.info("retention (%s days): erased %d calls, %d files", days, len(report.calls), len(report.files))
     return report
@@ -51,7 +55,9 @@ async def retention_task(services: Any, every: float = PURGE_EVERY_SECONDS) -> A
     async def loop() -> None:
         while True:
             try:
-                await asyncio.to_thread(purge_once, services)
+                report = await asyncio.to_thread(purge_once, services)
+                if report is not None:
+                    forget_erased(services, report)
             except Exception:  # a failed purge is retried next time; the server goes on
                 log.exception("retention purge failed; retrying in %.0f s", every)
             await asyncio.sleep(every)
@@ -70,7 +76,8 @@ def create_router() -> APIRouter:
     """The erasure route."""
     router = APIRouter(tags=["calls"])
 
-    @router.delete("/api/calls/{call_id}")
+    @router.delete("/api/calls/{call_id}", responses={
+        **SUPERVISOR_CALL_RESPONSES, 409: {"model": ErrorOut, "description": "The call is in progress."}})
     async def erase_call(call_id: str, request: Request, viewer: Supervisor) -> dict[str, Any]:
         """Erase an ended call and everything stored about it (transcript, recording, outcome, reviews,
         feedback quoting it); 409 while the call is in progress. Supervisors of the call's tenant only."""
@@ -82,7 +89,8 @@ def create_router() -> APIRouter:
             raise HTTPException(404, f"no stored call {call_id!r}")
         if found[0].active:
             raise HTTPException(409, f"call {call_id!r} is in progress; erase it once it has ended")
-        report = await asyncio.to_thread(erase_calls, services, eraser, found)
+        report = await asyncio.to_thread(eraser.erase, found)
+        forget_erased(services, report)
         return {"erased": report.calls, "feedback_rows": report.feedback_rows, "files": len(report.files),
                 "kept_source_files": report.kept_source_files}
 

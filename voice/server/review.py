@@ -85,11 +85,14 @@ class ReviewService:
         """Compute (or fetch) the review on the worker thread; concurrent asks share one future."""
         with self._lock:
             future = self._inflight.get(call_id)
-            if future is None:
-                future = self._executor.submit(self.compute, call_id, tenant)
-                self._inflight[call_id] = future
-                future.add_done_callback(lambda _f: self._forget(call_id))
-            return future
+            if future is not None:
+                return future
+            future = self._executor.submit(self.compute, call_id, tenant)
+            self._inflight[call_id] = future
+        # Outside the lock: a future that is already done runs the callback right here, and the
+        # callback takes the lock (a plain Lock: the event loop deadlocked on itself).
+        future.add_done_callback(lambda done: self._forget(call_id, done))
+        return future
 
     def compute(self, call_id: str, tenant: str | None) -> CallReview:
         """Run the model over the call's stored transcript and store the table (blocking).
@@ -132,9 +135,10 @@ class ReviewService:
             self._suggesters[choice.path] = suggester
         return suggester
 
-    def _forget(self, call_id: str) -> None:
+    def _forget(self, call_id: str, future: Future[CallReview]) -> None:
         with self._lock:
-            self._inflight.pop(call_id, None)
+            if self._inflight.get(call_id) is future:  # a newer ask for the call keeps its own entry
+                del self._inflight[call_id]
 
 
 def _model_version(path: Path) -> str:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from starlette.requests import ClientDisconnect
 
 from voice.batch.runner import AUDIO_SUFFIXES
-from voice.server.auth import Supervisor
+from voice.server.auth import SUPERVISOR_RESPONSES, ErrorOut, Supervisor
 from voice.server.console import console_of
 from voice.server.uploads import MAX_UPLOAD_BYTES, UploadJob, UploadQueue
 from voice.store.agents import Agent
@@ -24,7 +24,14 @@ def create_router() -> APIRouter:
     """The upload routes."""
     router = APIRouter(tags=["qa"])
 
-    @router.post("/api/qa/uploads", status_code=202)
+    @router.post("/api/qa/uploads", status_code=202, responses={
+        **SUPERVISOR_RESPONSES,
+        400: {"model": ErrorOut, "description": "The upload broke off, or the file is empty."},
+        413: {"model": ErrorOut, "description": "The file is too large."},
+        415: {"model": ErrorOut, "description": "The file name is not an audio file's."}},
+        # The body is the raw file, read from request.stream(): declared here for the docs.
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "audio/*": {"schema": {"type": "string", "format": "binary"}}}}})
     async def upload(request: Request, viewer: Supervisor, filename: str = Query(min_length=1, max_length=255),
                      tenant: str | None = Query(None, max_length=255),
                      agent_id: str | None = Query(None, max_length=255)) -> dict[str, Any]:
@@ -47,13 +54,14 @@ def create_router() -> APIRouter:
         queue.start(job)
         return job.to_dict()
 
-    @router.get("/api/qa/uploads")
+    @router.get("/api/qa/uploads", responses=SUPERVISOR_RESPONSES)
     async def uploads(request: Request, viewer: Supervisor) -> dict[str, Any]:
         """Recent upload jobs of this server, newest first."""
         jobs = console_of(request).uploads.list()
         return {"jobs": [j.to_dict() for j in jobs if _visible(viewer, j)]}
 
-    @router.get("/api/qa/uploads/{job_id}")
+    @router.get("/api/qa/uploads/{job_id}", responses={
+        **SUPERVISOR_RESPONSES, 404: {"model": ErrorOut, "description": "No such upload (for this tenant)."}})
     async def upload_status(job_id: str, request: Request, viewer: Supervisor) -> dict[str, Any]:
         """One job: status, the call it became, errors."""
         job = console_of(request).uploads.get(job_id)

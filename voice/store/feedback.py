@@ -71,6 +71,30 @@ class FeedbackStore:
         with self.store.session() as session:
             return [_as_dict(row) for row in session.scalars(query)]
 
+    def suggestions(self, call_id: str, suggestion_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """suggestion id -> its oldest feedback event on this call (text, action, model version, arm,
+        tenant, turn index, context, rank as they were checked when it came); ids without any are absent.
+
+        The feedback route resolves a late action with it once the call has left the server's
+        in-memory event history.
+        """
+        ids = sorted(set(suggestion_ids))
+        if not ids:
+            return {}
+        query = (
+            select(SuggestionFeedbackRow)
+            .where(
+                SuggestionFeedbackRow.call_id == call_id,
+                SuggestionFeedbackRow.suggestion_id.in_(ids),
+            )
+            .order_by(SuggestionFeedbackRow.created_at, SuggestionFeedbackRow.id)
+        )
+        found: dict[str, dict[str, Any]] = {}
+        with self.store.session() as session:
+            for row in session.scalars(query):
+                found.setdefault(row.suggestion_id, _as_dict(row))
+        return found
+
     def assign(self, experiment: str, unit: str, unit_id: str, arm: str, model: str) -> str:
         """Record an assignment once; returns the stored arm (the first one recorded wins)."""
         try:

@@ -127,7 +127,7 @@ class QaStore:
                                   .where(CallRow.call_id == call_id)).one_or_none()
         if row is None:
             raise CallNotFoundError(f"no call {call_id!r}", hint="list calls with GET /api/qa/calls")
-        return row.audio_path
+        return _stored_audio(row.audio_path)
 
     def set_outcome(self, call_id: str, outcome: CallOutcome) -> CallOutcome:
         """Insert or replace the outcome of a call; returns what was stored.
@@ -211,7 +211,18 @@ def _qa_call(call: CallRow, outcome: CallOutcomeRow | None, adherence: float | N
     verdict = None if outcome is None else CallOutcome(outcome.success, outcome.value, outcome.label,
                                                        outcome.source, _as_utc(outcome.updated_at))
     return QaCall(call.call_id, call.kind, call.status, call.tenant, call.agent_id, call.source,
-                  _as_utc(started), call.duration, bool(call.audio_path), verdict, call.error, adherence)
+                  _as_utc(started), call.duration, _stored_audio(call.audio_path) is not None, verdict,
+                  call.error, adherence)
+
+
+LIVE_WITHOUT_AUDIO = "live:"
+"""Prefix of the audio path a live call recorded without audio stores (``live:<source>``)."""
+
+
+def _stored_audio(path: str | None) -> str | None:
+    """The path of a real audio file, or None: ``live:<source>`` names where a call came from,
+    not a file (a QA page offered an audio URL that always 404ed)."""
+    return path if path and not path.startswith(LIVE_WITHOUT_AUDIO) else None
 
 
 def _as_utc(value: datetime) -> datetime:
