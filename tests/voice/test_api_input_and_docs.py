@@ -81,6 +81,9 @@ def test_openapi_documents_refusals(env: Env) -> None:
         ("/api/calls/{call_id}", "delete"): {"401", "403", "404", "409"},
         ("/api/qa/uploads", "post"): {"401", "403", "413", "415"},
         ("/api/qa/uploads/{job_id}", "get"): {"401", "403", "404"},
+        ("/api/calls", "get"): {"401"},
+        ("/api/calls/{call_id}", "get"): {"401", "403", "404"},
+        ("/api/calls/{call_id}/events", "get"): {"401", "403", "404"},
     }
     for (path, method), codes in expected.items():
         responses = paths[path][method]["responses"]
@@ -92,6 +95,8 @@ def test_openapi_media_types_and_formats(env: Env) -> None:
     paths = _spec(env)["paths"]
     audio = paths["/api/calls/{call_id}/audio"]["get"]["responses"]["200"]["content"]
     assert list(audio) == ["audio/*"]
+    events = paths["/api/calls/{call_id}/events"]["get"]["responses"]["200"]["content"]
+    assert list(events) == ["text/event-stream"]
     export = paths["/api/qa/calls/{call_id}/review.{fmt}"]["get"]
     fmt = next(p for p in export["parameters"] if p["name"] == "fmt")
     assert fmt["schema"]["enum"] == ["csv", "json"]

@@ -20,7 +20,7 @@ from voice.config import ServerConfig
 from voice.errors import VoiceError
 from voice.live.services import LiveServices
 from voice.registry import resolve
-from voice.server.auth import CurrentAgent, authorize_call, authorize_websocket
+from voice.server.auth import AUTH_RESPONSES, CALL_RESPONSES, CurrentAgent, authorize_call, authorize_websocket
 from voice.server.console import close_console
 from voice.server.metrics import CONTENT_TYPE, ServerMetrics
 from voice.server.relay import EventRelay, relay_conninfo
@@ -152,14 +152,14 @@ def _add_call_routes(app: FastAPI, state: dict[str, Any]) -> None:
         return {"status": "ok", "active_calls": len(s.manager.sessions), "asr": s.asr.metrics(),
                 **({"event_relay": dict(relay.counts)} if relay is not None else {})}
 
-    @app.get("/api/calls", tags=["calls"])
+    @app.get("/api/calls", tags=["calls"], responses=AUTH_RESPONSES)
     async def list_calls(viewer: CurrentAgent, agent_id: str | None = None,
                          status: str | None = Query(None, pattern="^(active|ended)$")) -> dict[str, Any]:
         """Active and recent calls the caller may see (an agent: their own), newest first."""
         calls = svc().registry.list(agent_id=agent_id, status=status)
         return {"calls": [c.to_dict() for c in calls if viewer.can_view(agent_id=c.agent_id, tenant=c.tenant)]}
 
-    @app.get("/api/calls/{call_id}", tags=["calls"])
+    @app.get("/api/calls/{call_id}", tags=["calls"], responses=CALL_RESPONSES)
     async def get_call(call_id: str, request: Request, viewer: CurrentAgent) -> dict[str, Any]:
         """One call: its live view and, once ended, its stored transcript."""
         s = svc()
@@ -179,7 +179,9 @@ def _add_call_routes(app: FastAPI, state: dict[str, Any]) -> None:
         await websocket.accept()
         await stream_until_disconnected(websocket, s.hub.subscribe(call_id, since), closing=(1000, "call ended"))
 
-    @app.get("/api/calls/{call_id}/events", tags=["calls"])
+    @app.get("/api/calls/{call_id}/events", tags=["calls"], response_class=EventSourceResponse,
+             responses={200: {"content": {"text/event-stream": {}}, "description": "The call's events."},
+                        **CALL_RESPONSES})
     async def call_events_sse(request: Request, call_id: str, viewer: CurrentAgent,
                               since: int = 0) -> EventSourceResponse:
         """The call's events as Server-Sent Events (id = seq; Last-Event-ID resumes)."""
