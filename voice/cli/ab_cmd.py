@@ -116,7 +116,7 @@ def report(
     with _feedback_store(db_url) as feedback:
         events = guarded(feedback.records)
         assignments = guarded(lambda: feedback.assignments(split.experiment))
-        database_outcomes = guarded(lambda: _database_outcomes(feedback.store))
+        database_outcomes = guarded(lambda: _database_outcomes(feedback))
     file_outcomes, issues = (
         _outcomes_from_file(outcomes_file) if outcomes_file is not None else ({}, [])
     )
@@ -189,23 +189,14 @@ def _with_outcome(known: Any, outcome: Any) -> Any:
     )
 
 
-def _database_outcomes(store: Any) -> dict[str, Any]:
-    """call id -> CallFacts with the outcome the console or CRM import stored, and the call's
-    agent and tenant (an agent experiment needs the agent of every call)."""
-    from sqlalchemy import select
-
+def _database_outcomes(feedback: Any) -> dict[str, Any]:
+    """call id -> CallFacts with the outcome the console or CRM import stored."""
     from suggest.ab import CallFacts
-    from voice.store.tables import CallRow
-    from voice.store.tables_console import CallOutcomeRow
 
-    query = select(CallRow.call_id, CallRow.agent_id, CallRow.tenant, CallOutcomeRow.success).join(
-        CallOutcomeRow, CallOutcomeRow.call_pk == CallRow.id
-    )
-    with store.session() as session:
-        return {
-            call: CallFacts(call, agent_id=agent, tenant=tenant, success=success)
-            for call, agent, tenant, success in session.execute(query)
-        }
+    return {
+        call: CallFacts(call, agent_id=agent, tenant=tenant, success=success)
+        for call, (agent, tenant, success) in feedback.call_outcomes().items()
+    }
 
 
 def _outcomes_from_file(path: Path) -> tuple[dict[str, Any], list[Any]]:

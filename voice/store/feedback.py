@@ -140,13 +140,14 @@ class FeedbackStore:
             )
             return {unit_id: arm for unit_id, arm in rows}
 
-    def call_outcomes(self) -> dict[str, bool | None]:
-        """call id -> success, from the outcomes the console or CRM import stored."""
-        query = select(CallRow.call_id, CallOutcomeRow.success).join(
+    def call_outcomes(self) -> dict[str, tuple[str | None, str | None, bool | None]]:
+        """call id -> (agent id, tenant, success), from the outcomes the console or CRM import
+        stored (an agent experiment needs the agent of every call)."""
+        query = select(CallRow.call_id, CallRow.agent_id, CallRow.tenant, CallOutcomeRow.success).join(
             CallOutcomeRow, CallOutcomeRow.call_pk == CallRow.id
         )
         with self.store.session() as session:
-            return {call_id: success for call_id, success in session.execute(query)}
+            return {call: (agent, tenant, success) for call, agent, tenant, success in session.execute(query)}
 
 
 def _row(record: dict[str, Any]) -> SuggestionFeedbackRow:
