@@ -177,3 +177,14 @@ def _int_scale(dtype: np.dtype) -> float | None:
     if np.issubdtype(dtype, np.integer):
         return float(np.iinfo(dtype).max) + 1.0
     return None
+
+
+def safe_file_stem(name: str) -> str:
+    """A call id or leg name as part of a file name (live recordings and their spool files)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:200]
+
+
+def spooled_parts(audio_dir: Path, call_id: str) -> list[Path]:
+    """The spool files a live call's recorder writes until the call's WAV is assembled; a
+    process that died leaves them as the interrupted call's partial recording."""
+    return sorted(audio_dir.glob(f"{safe_file_stem(call_id)}.*.part.pcm"))

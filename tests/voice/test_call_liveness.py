@@ -70,12 +70,19 @@ def test_an_orphaned_call_can_be_erased_but_a_running_one_cannot(store: Store, t
     _live_call(store, "CA-crashed", heartbeat=stale, started=stale)
     _live_call(store, "CA-running", heartbeat=datetime.now(UTC), started=stale)
     eraser = CallEraser(store, tmp_path)
+    (tmp_path / "audio").mkdir()
+    crashed_part = tmp_path / "audio" / "CA-crashed.inbound.8000hz.part.pcm"  # the dead recorder's spool
+    running_part = tmp_path / "audio" / "CA-running.inbound.8000hz.part.pcm"
+    for part in (crashed_part, running_part):
+        part.write_bytes(bytes(3200))
 
     # Even before any server swept it (the CLI erases with no server running).
     report = eraser.erase(eraser.find(created_before=datetime.now(UTC)))
 
     assert report.calls == ["CA-crashed"]
     assert report.refused_active == ["CA-running"]
+    assert report.files == [str(crashed_part)] and not crashed_part.exists()
+    assert running_part.exists()
 
 
 def test_the_carrying_process_stamps_its_calls_and_takes_back_one_marked_interrupted(store: Store) -> None:

@@ -3,7 +3,8 @@ the call's audio to a WAV file, and the whole transcript (batch JSON schema) at 
 pipeline closes without an end (a call cut off at shutdown, a failed pipeline), so what was heard is kept.
 
 Database and file writes run on one background thread shared by all calls (SQLite has one
-writer), never on the event loop.
+writer), never on the event loop. The audio is spooled to per-leg part files while the call runs
+(voice/processors/audio_spool.py), so memory stays bounded and an interrupted call leaves its audio.
 """
 
 from __future__ import annotations
@@ -11,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import Executor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from voice.audio import AudioInfo
+from voice.audio import AudioInfo, safe_file_stem
 from voice.frames import (
     AudioFrame,
     CallEndedFrame,
@@ -29,6 +28,7 @@ from voice.frames import (
     TranscriptFinalFrame,
 )
 from voice.processor import FrameProcessor
+from voice.processors.audio_spool import AudioSpool
 from voice.server.calls import CallRegistry
 from voice.server.events import frame_to_event
 from voice.server.hub import EventHub
@@ -50,7 +50,8 @@ class CallRecorder(FrameProcessor):
         self.started: CallStartedFrame | None = None
         self.finals: list[TranscriptFinalFrame] = []
         self.nlu: dict[str, NluFrame] = {}
-        self.audio: dict[str, list[tuple[float, np.ndarray, int]]] = {}
+        self.spool: AudioSpool | None = None
+        """The call's audio on its way to disk; created at the call's start when ``audio_dir`` is set."""
         self._db_tasks: list[asyncio.Future[Any]] = []
         self._started_at: datetime | None = None
         self._row_ready = False  # set on the DB thread once start_call succeeded
@@ -60,11 +61,13 @@ class CallRecorder(FrameProcessor):
     async def process_frame(self, frame: Frame) -> None:
         """Record the frames this observer cares about; forward nothing (it is the end)."""
         if isinstance(frame, AudioFrame):
-            if self.audio_dir is not None:
-                self.audio.setdefault(frame.leg, []).append((frame.pts, frame.pcm, frame.sample_rate))
+            if self.spool is not None:
+                self.spool.push(frame.leg, frame.pts, frame.pcm, frame.sample_rate)
             return
         if isinstance(frame, CallStartedFrame):
             self.started, self._started_at = frame, datetime.now(UTC)
+            if self.audio_dir is not None:
+                self.spool = AudioSpool(self.audio_dir, safe_file_stem(frame.call_id), self.executor)
             self.registry.started(frame)
             self._db(self._start_row)
         elif isinstance(frame, TranscriptFinalFrame):
@@ -139,16 +142,21 @@ class CallRecorder(FrameProcessor):
         from voice.store.store import CallOwner
 
         assert self.started is not None
-        if audio_path is not None:
-            _write_wav(audio_path, self.audio, list(self.started.legs))
+        if audio_path is not None and self.spool is not None:
+            try:
+                self.spool.finish(audio_path, list(self.started.legs))
+            except Exception:  # noqa: BLE001 - the transcript must still be saved; the parts stay
+                log.exception("could not assemble the audio of call %s; its spool files are kept",
+                              self._call_id)
+                transcript = replace(transcript, audio=replace(transcript.audio, path=f"live:{self.started.source}"))
         owner = CallOwner("live", self.started.tenant, self.started.agent_id, self._started_at)
         self.store.save_transcript(transcript, source=self.started.source, owner=owner)
         self.live_store.end_call(self._call_id, duration=duration)
 
     def _audio_path(self) -> Path | None:
-        if self.audio_dir is None or not self.audio:
+        if self.audio_dir is None or self.spool is None or not self.spool.has_audio:
             return None
-        return self.audio_dir / f"{_safe(self._call_id)}.wav"
+        return self.audio_dir / f"{safe_file_stem(self._call_id)}.wav"
 
     def _transcript(self, ended: CallEndedFrame) -> CallTranscript:
         assert self.started is not None
@@ -185,37 +193,6 @@ def _live_turn(frame: TranscriptFinalFrame) -> Any:
 
     return LiveTurn(frame.turn_id, frame.leg, frame.role, frame.start, frame.end, frame.text,
                     [asdict(w) for w in frame.words], frame.speaker)
-
-
-def _write_wav(path: Path, audio: dict[str, list[tuple[float, np.ndarray, int]]], legs: list[str]) -> None:
-    """Legs side by side as channels (leg order of the call), gaps filled with silence."""
-    import soundfile as sf
-
-    from voice.audio import resample
-
-    order = [leg for leg in legs if leg in audio] + [leg for leg in audio if leg not in legs]
-    tracks = []
-    for leg in order:
-        chunks = audio[leg]
-        rate = chunks[0][2]
-        end = max(int(round(pts * rate)) + len(pcm) for pts, pcm, _ in chunks)
-        track = np.zeros(end, dtype=np.int16)
-        for pts, pcm, _ in chunks:
-            start = int(round(pts * rate))
-            track[start:start + len(pcm)] = pcm
-        tracks.append(resample(track.astype(np.float32) / 32768.0, rate, 16000))
-    length = max(len(t) for t in tracks)
-    data = np.zeros((length, len(tracks)), dtype=np.float32)
-    for i, t in enumerate(tracks):
-        data[: len(t), i] = t
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.wav")
-    sf.write(tmp, data, 16000, subtype="PCM_16")
-    tmp.replace(path)
-
-
-def _safe(call_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in call_id)[:200]
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:

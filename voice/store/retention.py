@@ -37,6 +37,7 @@ from pathlib import Path
 
 from sqlalchemy import and_, delete, func, or_, select, update
 
+from voice.audio import spooled_parts
 from voice.store.store import Store, _as_utc
 from voice.store.tables import CallRow
 from voice.store.tables_feedback import ABAssignmentRow, SuggestionFeedbackRow
@@ -153,6 +154,8 @@ class CallEraser:
         return report
 
     def _files(self, call: CallToErase, report: ErasureReport, dry_run: bool) -> None:
+        # An interrupted live call's partial recording: its recorder's spool files.
+        self._unlink(spooled_parts(self.owned_roots[0], call.call_id), report, dry_run)
         if not call.audio_path or call.audio_path.startswith("live:"):
             return
         path = Path(call.audio_path)
@@ -161,6 +164,12 @@ class CallEraser:
             return
         upload_dir = self._upload_job_dir(path)
         victims = sorted(p for p in upload_dir.rglob("*") if p.is_file()) if upload_dir else [path]
+        self._unlink(victims, report, dry_run)
+        if upload_dir is not None and not dry_run:
+            shutil.rmtree(upload_dir, ignore_errors=True)  # its files are gone; empty folders remain
+
+    @staticmethod
+    def _unlink(victims: list[Path], report: ErasureReport, dry_run: bool) -> None:
         for victim in victims:
             if not victim.exists():
                 continue
@@ -168,8 +177,6 @@ class CallEraser:
             report.files.append(str(victim))
             if not dry_run:
                 victim.unlink()
-        if upload_dir is not None and not dry_run:
-            shutil.rmtree(upload_dir, ignore_errors=True)  # its files are gone; empty folders remain
 
     def _owned(self, audio_path: str | None) -> bool:
         if not audio_path or audio_path.startswith("live:"):

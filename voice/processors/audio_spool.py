@@ -1,0 +1,219 @@
+"""A live call's audio spooled to disk as it arrives, and the call's WAV assembled from it at the end.
+
+Each leg keeps at most about ``flush_seconds`` of audio in memory; a flush job on the recorder's
+executor then writes it into the leg's part file, ``<call>.<leg>.<rate>hz.part.pcm`` (raw int16
+little-endian mono at the leg's own rate). A chunk goes where its ``pts`` puts it: a gap reads back
+as silence (the file is extended by seeking past its end), and where chunks overlap the later one
+wins, as in the in-memory recorder this replaces. At the end of the call :meth:`AudioSpool.finish`
+writes ``<call>.wav`` (16 kHz PCM_16, legs as channels) and deletes the part files; the part files
+of a process that died stay on disk as the partial recording of the interrupted call.
+
+Why a file per leg rather than keeping frames: an hour of a two-leg call is about 230 MB of
+frames held per call until it ends, and all of it was lost when the process died.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from voice.audio import safe_file_stem
+
+log = logging.getLogger(__name__)
+
+OUTPUT_RATE = 16000
+"""Sample rate of the assembled call WAV (what the batch and ASR code read)."""
+FLUSH_SECONDS = 2.0
+"""Audio a leg buffers in memory before it is written: about 64 KB per leg at 16 kHz."""
+_WRITE_BLOCK = 1 << 18
+"""Frames per block when the WAV is written, so the legs are never stacked into one array."""
+
+
+@dataclass
+class _Leg:
+    """One leg's spool. ``pending`` and the counters are shared with the event loop under
+    ``queue_lock`` (held only to move list items); the file is only touched under ``write_lock``."""
+
+    path: Path
+    rate: int
+    flush_samples: int
+    pending: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    pending_samples: int = 0
+    peak_samples: int = 0
+    end: int = 0
+    """Samples the leg's track spans: the furthest chunk end seen (the file can be shorter)."""
+    scheduled: bool = False
+    created: bool = False
+    rate_changed: bool = False
+    lost_samples: int = 0
+    queue_lock: threading.Lock = field(default_factory=threading.Lock)
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class AudioSpool:
+    """Per-leg part files of one call; :meth:`push` on the event loop, the rest on the executor."""
+
+    def __init__(self, directory: Path, stem: str, executor: Executor, *,
+                 flush_seconds: float = FLUSH_SECONDS) -> None:
+        self.directory, self.stem, self.executor = directory, stem, executor
+        self.flush_seconds = flush_seconds
+        self.legs: dict[str, _Leg] = {}
+        self._finish_lock = threading.Lock()
+        self._done = False
+
+    @property
+    def has_audio(self) -> bool:
+        """Whether any audio was pushed (a call without audio gets no WAV)."""
+        return bool(self.legs)
+
+    def peak_buffered_samples(self) -> int:
+        """The most samples any one leg held in memory at once."""
+        return max((leg.peak_samples for leg in self.legs.values()), default=0)
+
+    def push(self, leg_name: str, pts: float, pcm: np.ndarray, sample_rate: int) -> None:
+        """Buffer one chunk; schedule a write once the leg holds ``flush_seconds``. Never blocks on I/O."""
+        if self._done:
+            return  # audio after the call's WAV was written has nowhere to go
+        leg = self.legs.get(leg_name)
+        if leg is None:
+            leg = self.legs[leg_name] = self._new_leg(leg_name, sample_rate)
+        elif sample_rate != leg.rate and not leg.rate_changed:
+            leg.rate_changed = True
+            log.warning("leg %s of %s changed rate %d -> %d: placed at %d Hz", leg_name, self.stem,
+                        leg.rate, sample_rate, leg.rate)
+        # Placed by the leg's first rate, as the in-memory recorder did.
+        start = int(round(pts * leg.rate))
+        with leg.queue_lock:
+            leg.pending.append((start, pcm))
+            leg.pending_samples += len(pcm)
+            leg.peak_samples = max(leg.peak_samples, leg.pending_samples)
+            leg.end = max(leg.end, start + len(pcm))
+            due = leg.pending_samples >= leg.flush_samples and not leg.scheduled
+            leg.scheduled = leg.scheduled or due
+        if due:
+            self._schedule(leg)
+
+    def finish(self, path: Path, leg_order: list[str]) -> None:
+        """Write what is left, assemble the call's WAV at ``path`` and delete the part files (blocking).
+
+        Idempotent: a second call (a save retried after a cancellation) returns once the first is done.
+        """
+        with self._finish_lock:
+            if self._done or not self.legs:
+                self._done = True
+                return
+            legs = dict(self.legs)  # a copy: the event loop may still add a leg (audio after the end)
+            for leg in legs.values():
+                self._flush(leg)
+            order = [n for n in leg_order if n in legs] + [n for n in legs if n not in leg_order]
+            write_call_wav(path, [self._track(legs[name]) for name in order])
+            self._done = True
+            for leg in legs.values():
+                leg.path.unlink(missing_ok=True)
+
+    def _new_leg(self, name: str, rate: int) -> _Leg:
+        path = self.directory / f"{self.stem}.{safe_file_stem(name)}.{rate}hz.part.pcm"
+        return _Leg(path, rate, max(1, int(self.flush_seconds * rate)))
+
+    def _schedule(self, leg: _Leg) -> None:
+        try:
+            future = self.executor.submit(self._flush, leg)
+        except RuntimeError:  # executor shut down: finish() (or nothing, at exit) writes the rest
+            log.warning("audio of %s not spooled: the writer is shut down", self.stem)
+            with leg.queue_lock:
+                leg.scheduled = False
+            return
+        future.add_done_callback(_log_failure)
+
+    def _flush(self, leg: _Leg) -> None:
+        """Write the leg's pending chunks (executor thread). Chunks are taken out under the write
+        lock, so jobs of one leg on several threads still write in arrival order."""
+        with leg.write_lock:
+            with leg.queue_lock:
+                chunks, leg.pending = leg.pending, []
+                leg.pending_samples, leg.scheduled = 0, False
+            if not chunks or self._done:
+                return
+            try:
+                self._write(leg, chunks)
+            except OSError:
+                # Why: the call goes on; a full disk must not grow memory. The WAV gets silence there.
+                lost = sum(len(pcm) for _, pcm in chunks)
+                leg.lost_samples += lost
+                log.exception("could not spool %d samples of %s to %s", lost, self.stem, leg.path)
+
+    def _write(self, leg: _Leg, chunks: list[tuple[int, np.ndarray]]) -> None:
+        flags = os.O_RDWR | os.O_CREAT | (0 if leg.created else os.O_TRUNC)  # never mix in an old file
+        leg.path.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(leg.path, flags, 0o666), "r+b") as f:
+            leg.created = True
+            for start, data in _runs(chunks):
+                f.seek(start * 2)  # past the end: the gap reads back as zeros
+                f.write(data)
+
+    def _track(self, leg: _Leg) -> np.ndarray:
+        track = np.fromfile(leg.path, dtype="<i2") if leg.path.exists() else np.zeros(0, "<i2")
+        if leg.lost_samples:
+            log.error("recording of %s misses %.1f s of leg %s (write errors)", self.stem,
+                      leg.lost_samples / leg.rate, leg.path.name)
+        if len(track) < leg.end:  # a trailing empty chunk still spans its place, as before
+            track = np.concatenate([track, np.zeros(leg.end - len(track), "<i2")])
+        return resample_track(track, leg.rate)
+
+
+def resample_track(track: np.ndarray, rate: int) -> np.ndarray:
+    """int16 samples at ``rate`` -> float32 at :data:`OUTPUT_RATE`."""
+    from voice.audio import resample
+
+    return resample(track.astype(np.float32) / 32768.0, rate, OUTPUT_RATE)
+
+
+def write_call_wav(path: Path, tracks: list[np.ndarray]) -> None:
+    """Tracks (float32, 16 kHz) side by side as channels, shorter ones padded with silence; written to a
+    temporary file and moved into place, so a reader never sees half a WAV."""
+    import soundfile as sf
+
+    length = max(len(t) for t in tracks)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.wav")
+    with sf.SoundFile(tmp, "w", OUTPUT_RATE, len(tracks), "PCM_16") as out:
+        for begin in range(0, length, _WRITE_BLOCK):
+            block = np.zeros((min(_WRITE_BLOCK, length - begin), len(tracks)), dtype=np.float32)
+            for i, t in enumerate(tracks):
+                part = t[begin:begin + len(block)]
+                block[: len(part), i] = part
+            out.write(block)
+    tmp.replace(path)
+
+
+def _runs(chunks: list[tuple[int, np.ndarray]]) -> Iterator[tuple[int, bytes]]:
+    """Chunks as (first sample, bytes), contiguous ones joined into one write. Samples before 0 are
+    dropped (a file has no negative offsets)."""
+    run_start, run_end = 0, 0
+    parts: list[bytes] = []
+    for start, pcm in chunks:
+        if start < 0:
+            pcm, start = pcm[-start:], 0
+        if len(pcm) == 0:
+            continue
+        if parts and start != run_end:
+            yield run_start, b"".join(parts)
+            parts = []
+        if not parts:
+            run_start = run_end = start
+        parts.append(np.asarray(pcm, dtype="<i2").tobytes())
+        run_end += len(pcm)
+    if parts:
+        yield run_start, b"".join(parts)
+
+
+def _log_failure(future: Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("audio spool write failed: %s", future.exception())
