@@ -47,6 +47,8 @@ class TelephonySettings:
     """Seconds between 180 Ringing and 200 OK (0: answer at once); CANCEL works in this window."""
     rtp_timeout: float = 60.0
     """End a SIP call when no RTP arrived for this long (lost BYE)."""
+    sip_tcp_idle_timeout: float = 300.0
+    """Close a SIP TCP connection that carries no call and sent nothing for this long (seconds)."""
     siprec_agent_pattern: str = r"(?i)\bagent"
     """Regex matched against a SIPREC participant's AOR and name to find the agent."""
     tenant_by_domain: Mapping[str, str] = field(default_factory=_frozen)
@@ -74,7 +76,12 @@ class TelephonySettings:
             )
         if not 0 <= self.rtp_port_min <= self.rtp_port_max < 65536:
             raise ConfigError(f"bad RTP port range {self.rtp_port_min}-{self.rtp_port_max}")
-        for name in ("rtp_timeout", "audiohook_close_timeout", "webrtc_connect_timeout"):
+        for name in (
+            "rtp_timeout",
+            "sip_tcp_idle_timeout",
+            "audiohook_close_timeout",
+            "webrtc_connect_timeout",
+        ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be a positive number of seconds, not {getattr(self, name)}")
         if not set(self.sip_transports) <= {"udp", "tcp"}:

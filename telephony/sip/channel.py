@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 UNSPECIFIED_ADDRESSES = ("0.0.0.0", "::")
 
@@ -58,6 +59,24 @@ class TcpChannel:
     def local_host(self) -> str:
         """The local address of this connection."""
         return reachable_host(str(self.writer.get_extra_info("sockname")[0]), self.peer)
+
+
+class UdpProtocol(asyncio.DatagramProtocol):
+    """The SIP UDP socket: every datagram goes to ``on_message`` with a channel to its sender."""
+
+    def __init__(self, on_message: Callable[[bytes, SipChannel], None]) -> None:
+        self.on_message = on_message
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the socket for the channels."""
+        # The selector loop's datagram transport does not subclass DatagramTransport (3.11).
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Hand one datagram over."""
+        assert self.transport is not None
+        self.on_message(data, UdpChannel(self.transport, (addr[0], addr[1])))
 
 
 def reachable_host(bound: str, peer: tuple[str, int]) -> str:

@@ -2,8 +2,11 @@
 
 Scope (what contact-center SRCs and trunks send a recorder): INVITE (new and re-INVITE), ACK,
 BYE, CANCEL, OPTIONS, INFO (DTMF relay) and UPDATE; 100 Trying, optional 180 Ringing, 200 OK
-with a receive-only SDP answer (``;+sip.srs`` Contact for SIPREC), retransmitted over UDP until
-ACK. Offers in re-INVITE and UPDATE are negotiated again (see :mod:`telephony.sip.dialog`).
+with a receive-only SDP answer (``;+sip.srs`` Contact for SIPREC). Over UDP the 2xx to an INVITE
+or re-INVITE is re-sent until its ACK, and our BYE until its final response (see
+:mod:`telephony.sip.transactions`). A TCP connection that carries no call and sends nothing for
+``sip_tcp_idle_timeout`` is closed. Offers in re-INVITE and UPDATE are negotiated again (see
+:mod:`telephony.sip.dialog`).
 Bad input gets the RFC answer and touches no other call: 400 for a malformed request we can
 still address, 415 for a body that is not SDP, 420 for an unknown required extension, 482 for a
 second INVITE with a Call-ID in use, 488 when no codec or transport fits (SRTP included), 481
@@ -27,12 +30,12 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from telephony.errors import ProtocolError, SipParseError, UnsupportedMediaError
 from telephony.settings import TelephonySettings
 from telephony.sip.call import POLL_INTERVAL, CallReport, SipCall
-from telephony.sip.channel import SipChannel, TcpChannel, UdpChannel
+from telephony.sip.channel import SipChannel, TcpChannel, UdpProtocol
 from telephony.sip.dialog import (
     ACCEPT,
     UnsupportedBodyError,
@@ -53,6 +56,7 @@ from telephony.sip.message import (
     via_branch,
 )
 from telephony.sip.sdp import negotiate
+from telephony.sip.transactions import AckTimers, ClientTransactions
 from voice.errors import VoiceError
 from voice.frames import DtmfFrame
 from voice.transport import CallHandler
@@ -60,8 +64,9 @@ from voice.transport import CallHandler
 log = logging.getLogger(__name__)
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"
 SUPPORTED_EXTENSIONS = {"siprec", "timer", "replaces", "norefersub"}
-T1, T2, TIMER_H = 0.5, 4.0, 32.0
 TRANSACTION_TTL = 32.0
+STOP_GRACE = 1.0
+"""Seconds ``stop()`` waits for our BYEs over UDP to be answered (two sends at T1 = 0.5 s)."""
 
 
 @dataclass
@@ -74,6 +79,8 @@ class SipStats:
     """Messages dropped: no 400 could be addressed, a malformed response, or our own failure."""
     stray_rtp: int = 0
     """RTP datagrams dropped by finished calls' receivers (summed at call end)."""
+    stray_responses: int = 0
+    """Well-formed responses that match no request of ours (dropped)."""
 
 
 class SipServer:
@@ -92,6 +99,8 @@ class SipServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._acks = AckTimers()
+        self._client = ClientTransactions()
 
     async def start(self) -> None:
         """Bind the configured transports (the same port on UDP and TCP when possible)."""
@@ -99,7 +108,7 @@ class SipServer:
         host, port = self.settings.sip_host, self.settings.sip_port
         if "udp" in self.settings.sip_transports:
             self._udp, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(host, port)
+                lambda: UdpProtocol(self.on_message), local_addr=(host, port)
             )
             port = self.ports["udp"] = self._udp.get_extra_info("sockname")[1]
         if "tcp" in self.settings.sip_transports:
@@ -115,11 +124,12 @@ class SipServer:
         port = next(iter(self.ports.values()), self.settings.sip_port)
         return f"{self.settings.sip_host}:{port} ({'+'.join(self.ports) or 'not started'})"
 
-    async def stop(self) -> None:
-        """End every call (reason ``shutdown``) and close the sockets."""
+    async def stop(self, *, grace: float = STOP_GRACE) -> None:
+        """End every call (reason ``shutdown``), wait up to ``grace`` s for our BYEs, close."""
         for call in list(self.calls.values()):
             self._send_bye(call)
             self._end(call, "shutdown")
+        await self._client.settle(grace)  # the sockets stay open for retransmits and answers
         if self._udp is not None:
             self._udp.close()
         if self._tcp is not None:
@@ -153,7 +163,10 @@ class SipServer:
                 self._reject_malformed(exc, channel)
             return
         if not message.is_request:
-            return  # responses to our BYEs need no action
+            if not self._client.on_response(message):
+                self.stats.stray_responses += 1
+                log.info("unsolicited SIP response from %s dropped", channel.peer)
+            return
         key = (via_branch(message.get("Via") or ""), message.method or "", message.call_id)
         if key[0] and message.method != "ACK" and key in self._transactions:
             cached = self._transactions[key][1]
@@ -167,8 +180,7 @@ class SipServer:
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         channel = TcpChannel(writer, writer.get_extra_info("peername")[:2])
         try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
+            while (head := await self._next_head(reader, channel)) is not None:
                 match = re.search(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\d+)", head)
                 length = int(match.group(1)) if match else 0
                 if length > MAX_MESSAGE_BYTES:
@@ -180,6 +192,19 @@ class SipServer:
             pass  # peer closed, or sent a header block over 64 KiB: drop the connection
         finally:
             writer.close()
+
+    async def _next_head(self, reader: asyncio.StreamReader, channel: TcpChannel) -> bytes | None:
+        """The next header block, or None once the connection idled out carrying no call."""
+        while True:
+            try:
+                # A cancelled readuntil consumes nothing: a half-received message stays buffered.
+                return await asyncio.wait_for(
+                    reader.readuntil(b"\r\n\r\n"), self.settings.sip_tcp_idle_timeout
+                )
+            except TimeoutError:
+                if not any(call.channel is channel for call in self.calls.values()):
+                    log.info("closing idle SIP TCP connection from %s", channel.peer)
+                    return None
 
     # --- dispatch ---
 
@@ -273,9 +298,7 @@ class SipServer:
         refresh_answer(call, self._sdp_host(channel))
         ok = self._ok_in_dialog(call, request)
         call.answered(sink)
-        channel.send(ok)
-        if channel.transport == "udp":
-            self._spawn(self._retransmit_ok(call, ok))
+        self._send_2xx(call, channel, request, ok, initial=True)
 
     def _abort(
         self,
@@ -302,7 +325,8 @@ class SipServer:
             self._retry_later(request, channel)  # RFC 3261 14.2: our first INVITE is pending
             return
         if self._renegotiate(call, request, channel) is not None:
-            channel.send(self._ok_in_dialog(call, request))  # no offer: ours goes in the 200
+            ok = self._ok_in_dialog(call, request)  # no offer: ours goes in the 200
+            self._send_2xx(call, channel, request, ok, initial=False)
 
     async def _on_update(self, request: SipMessage, channel: SipChannel) -> None:
         call = self._dialog_call(request, channel)
@@ -331,6 +355,7 @@ class SipServer:
     async def _on_ack(self, request: SipMessage, channel: SipChannel) -> None:
         call = self.calls.get(request.call_id)
         if call is not None and tag_of(request.get("To") or "") == call.local_tag:
+            self._acks.ack(request.call_id, request.cseq[0])
             if call.state == "answered":
                 call.state = "confirmed"
 
@@ -502,7 +527,7 @@ class SipServer:
             return
         via = f"{call.channel.local_host()}:{self.ports.get(call.channel.transport, 0)}"
         bye = in_dialog_request(call, "BYE", transport=call.channel.transport, via=via)
-        call.channel.send(bye.to_bytes())
+        self._client.send(bye, call.channel)  # retransmits in the background; the call ends now
 
     def _end(self, call: SipCall, reason: str) -> None:
         report = call.finish(reason)
@@ -510,17 +535,31 @@ class SipServer:
         self.stats.stray_rtp += sum(stats.stray for stats in report.legs.values())
         self.reports.append(report)
 
-    async def _retransmit_ok(self, call: SipCall, ok: bytes) -> None:
-        interval, waited = T1, 0.0
-        while waited < TIMER_H:
-            await asyncio.sleep(interval)
-            waited += interval
-            if call.state != "answered":
-                return  # ACKed, or ended
-            call.channel.send(ok)
-            interval = min(interval * 2, T2)
-        log.warning("no ACK for call %s within %.0f s", call.call_id, TIMER_H)
-        self._hang_up(call, "no ack")
+    def _send_2xx(
+        self, call: SipCall, channel: SipChannel, request: SipMessage, ok: bytes, *, initial: bool
+    ) -> None:
+        """Send a 2xx to an INVITE; over UDP re-send it until its ACK (RFC 3261 13.3.1.4)."""
+        if channel.transport == "udp":
+            self._acks.expect(call.sip_call_id, request.cseq[0])  # before an ACK can arrive
+            self._spawn(self._await_ack(call, channel, request.cseq[0], ok, initial=initial))
+        channel.send(ok)
+
+    async def _await_ack(
+        self, call: SipCall, channel: SipChannel, cseq: int, ok: bytes, *, initial: bool
+    ) -> None:
+        def alive() -> bool:
+            return call.state != "ended"
+
+        if await self._acks.retransmit(channel, ok, call.sip_call_id, cseq, alive):
+            return
+        if initial:
+            log.warning("no ACK for call %s within Timer H: hanging up", call.call_id)
+            self._hang_up(call, "no ack")
+        else:
+            # RFC 3261 13.3.1.4 says the session should then end with a BYE. We keep it: a
+            # recorder that drops a live call over one lost ACK loses audio, while a dead far
+            # end is still caught by rtp_timeout.
+            log.warning("no ACK for re-INVITE %d of call %s; keeping the call", cseq, call.call_id)
 
     async def _poll_calls(self) -> None:
         # One timer for every call: 200 calls cost 50 wake-ups a second, not 10,000.
@@ -540,20 +579,6 @@ class SipServer:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, server: SipServer) -> None:
-        self.server = server
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # The selector loop's datagram transport does not subclass DatagramTransport (3.11).
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        assert self.transport is not None
-        self.server.on_message(data, UdpChannel(self.transport, (addr[0], addr[1])))
 
 
 def _reason(message: str) -> str:

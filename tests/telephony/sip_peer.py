@@ -35,6 +35,8 @@ class SipPeer:
         self.from_tag = uuid.uuid4().hex[:8]
         self.to_tag: str | None = None
         self.local_port = 0
+        self.closed = asyncio.Event()
+        """Set when the server closed our TCP connection."""
         self._udp: asyncio.DatagramTransport | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task | None = None
@@ -126,10 +128,13 @@ class SipPeer:
         (self.requests if message.is_request else self.responses).put_nowait(message)
 
     async def _read_tcp(self, reader: asyncio.StreamReader) -> None:
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
-            self._route(head + await reader.readexactly(length))
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+                self._route(head + await reader.readexactly(length))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.closed.set()
 
 
 class RtpSender:

@@ -1,0 +1,165 @@
+"""SIP transaction timers our UAS runs itself (RFC 3261 17): the 2xx to an INVITE until its ACK,
+and the non-INVITE client transaction of the BYEs we send.
+
+2xx to INVITE and re-INVITE (RFC 3261 13.3.1.4): the transaction layer of a UAS forgets an
+INVITE once it sent a 2xx, so the UAS core re-sends the 2xx over UDP with T1 doubling to T2 until
+the ACK with the same Call-ID and CSeq number arrives or Timer H (64*T1) passes. Over TCP it is
+sent once. What happens on Timer H is the caller's choice (see ``SipServer._await_ack``).
+
+Our BYE (RFC 3261 17.1.2, non-INVITE client transaction): over UDP re-sent with Timer E (T1
+doubling to T2; T2 once a provisional response came) until a final response or Timer F
+(64*T1); over TCP sent once. Responses match by top Via branch, Call-ID and CSeq. The call's
+pipeline has ended before any of this: only the transaction lives on in the background.
+Not done: Timer K (absorbing retransmitted final responses after completion); a late copy of a
+200 to our BYE is counted as a stray response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from telephony.errors import SipParseError
+from telephony.sip.channel import SipChannel
+from telephony.sip.message import SipMessage, via_branch
+
+log = logging.getLogger(__name__)
+T1, T2 = 0.5, 4.0
+"""RFC 3261 timer values (seconds): RTT estimate and the longest retransmit interval.
+
+Timers H and F are 64*T1 and are computed from T1 when used, so a test that lowers T1 gets them
+shorter too."""
+
+TransactionKey = tuple[str, str, int, str]
+"""(top Via branch, Call-ID, CSeq number, CSeq method) of one client transaction."""
+
+
+class AckTimers:
+    """Retransmits 2xx responses to INVITEs over UDP until their ACK (RFC 3261 13.3.1.4)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[tuple[str, int], asyncio.Event] = {}
+
+    def expect(self, call_id: str, cseq: int) -> None:
+        """Start waiting for the ACK of (Call-ID, CSeq); call before the 2xx goes out."""
+        self._waiting[(call_id, cseq)] = asyncio.Event()
+
+    def ack(self, call_id: str, cseq: int) -> None:
+        """An ACK arrived: stop re-sending the matching 2xx (no-op when none is pending)."""
+        event = self._waiting.get((call_id, cseq))
+        if event is not None:
+            event.set()
+
+    async def retransmit(
+        self,
+        channel: SipChannel,
+        ok: bytes,
+        call_id: str,
+        cseq: int,
+        alive: Callable[[], bool],
+    ) -> bool:
+        """Re-send ``ok`` until its ACK or until ``alive()`` turns false.
+
+        Returns:
+            False when Timer H passed without an ACK while the call was still alive.
+        """
+        key = (call_id, cseq)
+        acked = self._waiting.setdefault(key, asyncio.Event())
+        interval, waited = T1, 0.0
+        try:
+            while waited < 64 * T1:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(acked.wait(), interval)
+                if acked.is_set() or not alive():
+                    return True
+                waited += interval
+                channel.send(ok)
+                interval = min(interval * 2, T2)
+            return False
+        finally:
+            if self._waiting.get(key) is acked:
+                del self._waiting[key]
+
+
+@dataclass
+class _ClientTransaction:
+    request: SipMessage
+    channel: SipChannel
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    proceeding: bool = False
+    """A provisional response came: retransmit every T2 from now on (RFC 3261 17.1.2.2)."""
+
+
+class ClientTransactions:
+    """Non-INVITE client transactions for the requests we send (BYE)."""
+
+    def __init__(self) -> None:
+        self._open: dict[TransactionKey, _ClientTransaction] = {}
+        self._tasks: dict[asyncio.Task[None], str] = {}
+        """Running transactions and their transport."""
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def send(self, request: SipMessage, channel: SipChannel) -> None:
+        """Send ``request`` now and run its transaction in the background."""
+        cseq, method = request.cseq
+        key = (via_branch(request.get("Via") or ""), request.call_id, cseq, method)
+        transaction = _ClientTransaction(request, channel)
+        self._open[key] = transaction
+        channel.send(request.to_bytes())
+        task = asyncio.create_task(self._run(key, transaction))
+        self._tasks[task] = channel.transport
+        task.add_done_callback(self._tasks.pop)
+
+    def on_response(self, response: SipMessage) -> bool:
+        """Hand a response to its transaction; False when none matches (unsolicited)."""
+        try:
+            cseq, method = response.cseq
+        except SipParseError:
+            return False
+        key = (via_branch(response.get("Via") or ""), response.call_id, cseq, method)
+        transaction = self._open.get(key)
+        if transaction is None or response.status is None:
+            return False
+        if response.status >= 200:
+            transaction.done.set()
+        else:
+            transaction.proceeding = True
+        return True
+
+    async def settle(self, grace: float) -> None:
+        """Give transactions that may still retransmit (UDP) up to ``grace`` s, then end all."""
+        unreliable = [task for task, transport in self._tasks.items() if transport == "udp"]
+        if unreliable and grace > 0:
+            await asyncio.wait(unreliable, timeout=grace)
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _run(self, key: TransactionKey, transaction: _ClientTransaction) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 64 * T1  # Timer F
+        reliable = transaction.channel.transport != "udp"
+        interval = T1  # Timer E
+        data = transaction.request.to_bytes()
+        try:
+            while (remaining := deadline - loop.time()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    wait = remaining if reliable else min(interval, remaining)
+                    await asyncio.wait_for(transaction.done.wait(), wait)
+                if transaction.done.is_set():
+                    return
+                if not reliable and loop.time() < deadline:
+                    transaction.channel.send(data)
+                    interval = T2 if transaction.proceeding else min(interval * 2, T2)
+            log.warning(
+                "no final response to our %s for %s within %.1f s (Timer F)",
+                key[3],
+                key[1],
+                64 * T1,
+            )
+        finally:
+            self._open.pop(key, None)
