@@ -52,7 +52,10 @@ class EnergyGate:
     def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, int]:
         """Speech flags of ``(n, 160)`` frames, and how many frames just *before* them are speech
         after all (a bridged pause or the onset pad; the caller marks those)."""
-        energies = 10.0 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-10)
+        with np.errstate(over="ignore", invalid="ignore"):
+            energies = 10.0 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-10)
+        # Why: a NaN in the floor history made the threshold NaN, and every later frame silence.
+        energies = np.nan_to_num(energies, nan=self.prior_db, posinf=self.prior_db, neginf=self.prior_db)
         self._energies = np.concatenate([self._energies, energies.astype(np.float32)])
         self._energies = self._energies[-self._floor_frames :]
         floor = float(np.percentile(self._energies, 10))

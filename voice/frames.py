@@ -1,7 +1,8 @@
 """Typed frames that flow through a live call pipeline.
 
-This module is a leaf: it imports nothing from the project, so transports, processors and the
-server can all speak it. Frames are behaviour-free dataclasses in three lanes (pipecat's design):
+This module is a leaf: it imports nothing from the project but the leaf ``voice.errors``, so
+transports, processors and the server can all speak it. Frames are behaviour-free dataclasses
+in three lanes (pipecat's design):
 
 - ``SystemFrame``: urgent, bypasses queues (call start/end, errors, cancel);
 - ``DataFrame``: ordered content (audio, transcripts, suggestions);
@@ -14,15 +15,35 @@ latency can be measured as wall clock minus the wall time at which that audio ar
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
+from voice.errors import VoiceError
+
 Role = Literal["agent", "customer", "unknown"]
 """Which side of the call a leg or speaker is on."""
 
 _frame_ids = itertools.count(1)
+
+
+class InvalidFrameError(VoiceError, ValueError):
+    """A frame was built with values no processor can use (e.g. sample rate 0, pts NaN)."""
+
+
+def audio_frame_problem(sample_rate: Any, pts: Any) -> str | None:
+    """Why an AudioFrame with these values is unusable, or ``None`` when it is fine."""
+    if not _finite(sample_rate) or sample_rate <= 0:
+        return f"sample_rate must be a positive number of Hz, got {sample_rate!r}"
+    if not _finite(pts):
+        return f"pts must be a finite number of seconds, got {pts!r}"
+    return None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(kw_only=True)
@@ -104,6 +125,16 @@ class AudioFrame(DataFrame):
     """Leg name, e.g. ``"agent"``/``"customer"`` or ``"mixed"`` for a single mixed channel."""
     pts: float
     """Call-audio time of the first sample, in seconds."""
+
+    def __post_init__(self) -> None:
+        # Why here: a rate of 0 raised ZeroDivisionError inside the transport (CallSession.push
+        # reads ``duration``), and pts NaN raised in the recorder on every frame.
+        problem = audio_frame_problem(self.sample_rate, self.pts)
+        if problem is not None:
+            raise InvalidFrameError(
+                f"bad AudioFrame on leg {self.leg!r}: {problem}",
+                hint="transports must stamp a positive rate and a finite pts",
+            )
 
     @property
     def duration(self) -> float:

@@ -31,7 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Generic, TypeVar
@@ -115,6 +115,9 @@ class SchedulerMetrics:
     """Decode time per job (a batch's time is shared by its jobs), by kind."""
     wait_ms: dict[str, Percentiles]
     """Time from submission to a worker taking the job, by kind."""
+    workers_alive: int | None = None
+    """Worker threads still running (``None``: not reported). Below ``workers`` before
+    :meth:`DecodeScheduler.close` means decode capacity was lost (/healthz reports it)."""
 
     @property
     def queue_depth(self) -> int:
@@ -217,9 +220,20 @@ class DecodeScheduler(Generic[Req, Res]):
             return self._cancel_partial_locked(stream)
 
     def forget(self, stream: Hashable) -> None:
-        """The stream ended: drop its waiting partial and its bookkeeping."""
+        """The stream ended: cancel its waiting partial and queued finals, drop its bookkeeping.
+
+        Running decodes finish. Why the finals too: an ended call's finals would otherwise still
+        decode, ahead of live calls' finals, for a consumer that no longer waits for them.
+        """
         with self._cond:
             self._cancel_partial_locked(stream)
+            kept: deque[_Job[Req, Res]] = deque()
+            for job in self._finals:
+                if job.stream == stream:
+                    job.future.cancel()
+                else:
+                    kept.append(job)
+            self._finals = kept
             self._streams.pop(stream, None)
 
     # --- observing ----------------------------------------------------------------------------
@@ -240,6 +254,7 @@ class DecodeScheduler(Generic[Req, Res]):
                 partials_coalesced=self._counts["coalesced"],
                 partials_cancelled=self._counts["cancelled"],
                 failures=self._counts["failed"],
+                workers_alive=sum(thread.is_alive() for thread in self._threads),
                 decode_ms={k.value: _percentiles(v) for k, v in self._decode_samples.items()},
                 wait_ms={k.value: _percentiles(v) for k, v in self._wait_samples.items()},
             )
@@ -288,6 +303,11 @@ class DecodeScheduler(Generic[Req, Res]):
                 self._running_since[ident] = started
             try:
                 self._run(jobs, started)
+            except BaseException as exc:  # a worker must outlive any one batch
+                # Why: a dead worker left its batch's futures RUNNING forever and every later
+                # job of every call unserved; fail the batch and keep serving.
+                log.exception("decode worker error on a batch of %d job(s)", len(jobs))
+                self._fail([job for job in jobs if not job.future.done()], exc)
             finally:
                 with self._cond:
                     end = self._clock()
@@ -357,7 +377,11 @@ class DecodeScheduler(Generic[Req, Res]):
         if not prepared:
             return
         try:
-            results = self._decode_batch([request for _, request in prepared])
+            results = list(self._decode_batch([request for _, request in prepared]))
+            if len(results) != len(prepared):
+                raise RuntimeError(
+                    f"decode_batch returned {len(results)} results for {len(prepared)} requests"
+                )
         except Exception as exc:  # reported through every future of the batch
             log.exception("decode failed for %d request(s)", len(prepared))
             self._fail([job for job, _ in prepared], exc)
@@ -370,11 +394,14 @@ class DecodeScheduler(Generic[Req, Res]):
         for (job, request), result in zip(prepared, results, strict=True):
             job.future.set_result((request, result))
 
-    def _fail(self, jobs: list[_Job[Req, Res]], exc: Exception) -> None:
+    def _fail(self, jobs: list[_Job[Req, Res]], exc: BaseException) -> None:
         with self._cond:
             self._counts["failed"] += len(jobs)
         for job in jobs:
-            job.future.set_exception(exc)
+            try:
+                job.future.set_exception(exc)
+            except InvalidStateError:  # cancelled meanwhile (a job not yet marked running)
+                pass
 
     # --- bookkeeping --------------------------------------------------------------------------
 

@@ -14,7 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from voice.errors import VoiceError
-from voice.frames import CallEndedFrame, CallStartedFrame, EndOfInputFrame, Frame
+from voice.frames import (
+    AudioFrame,
+    CallEndedFrame,
+    CallStartedFrame,
+    EndOfInputFrame,
+    ErrorFrame,
+    Frame,
+    audio_frame_problem,
+)
 from voice.processor import Pipeline
 from voice.transport import CallOutput
 
@@ -47,6 +55,8 @@ class CallSession:
         self._ended = False
         self._closed = False
         self._clock = _Clock()
+        self.bad_frames = 0
+        """Audio frames refused by :meth:`push` (unusable rate or pts; see AudioFrame)."""
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"call-{started.call_id}")
 
     @property
@@ -55,17 +65,30 @@ class CallSession:
         return self.started.call_id
 
     def push(self, frame: Frame) -> None:
-        """Queue a frame for the pipeline (never blocks; frames after the end are ignored)."""
+        """Queue a frame for the pipeline (never blocks, never raises for a bad frame: an unusable
+        audio frame is dropped and reported to the call as a non-fatal ErrorFrame; frames after
+        the end are ignored)."""
         if self._closed:
             return
         if isinstance(frame, CallEndedFrame):
             if self._ended:
                 return
             self._ended = True
-        pts = getattr(frame, "pts", None)
-        if pts is not None:
-            self._clock.last_audio_time = max(self._clock.last_audio_time, pts + getattr(frame, "duration", 0.0))
+        if isinstance(frame, AudioFrame):
+            # Re-checked here: a frame changed after it was built would raise in the transport.
+            problem = audio_frame_problem(frame.sample_rate, frame.pts)
+            if problem is not None:
+                self._refuse(frame, problem)
+                return
+            self._clock.last_audio_time = max(self._clock.last_audio_time, frame.pts + frame.duration)
         self._queue.put_nowait(frame)
+
+    def _refuse(self, frame: AudioFrame, problem: str) -> None:
+        self.bad_frames += 1
+        if self.bad_frames == 1:  # once per call: a broken ingress sends 50 of them a second
+            message = f"audio on leg {frame.leg!r} dropped: {problem}"
+            log.warning("call %s: %s", self.call_id, message)
+            self._queue.put_nowait(ErrorFrame(message=message, fatal=False, source="session"))
 
     def close(self, reason: str) -> None:
         """The transport is done: end the call if it has not ended yet."""

@@ -114,6 +114,8 @@ class _Leg:
     ready_finals: dict[int, TranscriptFinalFrame | None] = field(default_factory=dict)
     held_partial: TranscriptUpdate | None = None
     finals_done: asyncio.Event = field(default_factory=asyncio.Event)
+    finals: dict[int, tuple[DecodeRequest, Future[Any]]] = field(default_factory=dict)
+    """Submitted finals whose result is not handled yet, by turn (what a flush gives up)."""
     early: _Early | None = None  # the open turn's early final, while its pause lasts
 
     @property
@@ -154,8 +156,10 @@ class StreamingAsrProcessor(FrameProcessor):
                 than this is finalised at its next short pause (a VAD step below threshold
                 inside speech): two people talking back and forth rarely leave the 0.6 s of
                 silence that ends a turn, and the demo call's second turn ran 22 s without one.
-            flush_timeout: seconds an end of input waits for its leg's finals before it is
-                forwarded anyway (an ErrorFrame reports the finals that were given up).
+            flush_timeout: seconds an end of input (or the call's end) waits for the finals of
+                its legs, all against one deadline, before it is forwarded anyway: finals still
+                outstanding then are given up for good (their streamed words stand in, queued
+                decodes are cancelled, an ErrorFrame reports them).
             early_final_totals: process-wide counts that this call's early finals are added to
                 (the server's /metrics), beside the call's own ``early_finals``.
             name: processor name in logs.
@@ -167,6 +171,8 @@ class StreamingAsrProcessor(FrameProcessor):
         self.max_turn = max_turn
         self.mixed_turn_split = mixed_turn_split
         self.flush_timeout = flush_timeout
+        self._flush_deadline: float | None = None
+        self._flush_timed_out_at: float | None = None
         self.call_id = ""
         self.early_finals = {"started": 0, "adopted": 0}
         """Early finals started, and those the VAD's close used as the turn's final."""
@@ -287,6 +293,7 @@ class StreamingAsrProcessor(FrameProcessor):
             leg.finals_submitted += 1
             leg.finals_done.clear()
             early.adopted = request  # its decode is (or will be) this turn's final
+            leg.finals[request.turn] = (request, early.future)
             self._count_early_final("adopted")
             if early.delivered:
                 self._results.put_nowait(_Result(leg, DecodeKind.FINAL, early.future, request))
@@ -296,6 +303,7 @@ class StreamingAsrProcessor(FrameProcessor):
             leg.finals_submitted += 1
             leg.finals_done.clear()
             future = self.scheduler.submit_final(leg.key, lambda: request)
+            leg.finals[request.turn] = (request, future)
             result = lambda f: _Result(leg, DecodeKind.FINAL, f, request)  # noqa: E731
             future.add_done_callback(lambda f: self._from_worker(result(f)))
         if emit_stop:
@@ -419,31 +427,35 @@ class StreamingAsrProcessor(FrameProcessor):
         )
 
     async def _on_final(self, leg: _Leg, future: Future[Any], request: DecodeRequest) -> None:
-        turn = await self._final_transcript(leg, future, request)
-        frame = None
-        if turn.words or turn.turn in leg.shown_turns:  # an empty final clears shown partials
-            frame = TranscriptFinalFrame(
-                turn_id=f"{leg.name}-{turn.turn + 1}",
-                leg=leg.name,
-                text=turn.text,
-                words=_timed(turn.words),
-                start=turn.start,
-                end=turn.end,
-                audio_time=turn.end,
-                role=leg.role,
-            )
-        leg.ready_finals[turn.turn] = frame
-        await self._emit_ready_finals(leg)
-
-    async def _final_transcript(
-        self, leg: _Leg, future: Future[Any], request: DecodeRequest
-    ) -> TurnTranscript:
+        if leg.finals.pop(request.turn, None) is None:
+            return  # given up at the end of input: its fallback went out already
         exc = None if future.cancelled() else future.exception()
         if exc is None and not future.cancelled() and future.result() is not None:
             _, words = future.result()
-            return leg.transcriber.apply_final(request, words)
-        # Keep the turn: its streamed (committed) words stand in for the failed final.
-        await self._error(f"final decode failed on leg {leg.name!r}: {exc or 'cancelled'}")
+            turn = leg.transcriber.apply_final(request, words)
+        else:
+            turn = self._fallback(leg, request)
+            await self._error(f"final decode failed on leg {leg.name!r}: {exc or 'cancelled'}")
+        leg.ready_finals[turn.turn] = self._final_frame(leg, turn)
+        await self._emit_ready_finals(leg)
+
+    def _final_frame(self, leg: _Leg, turn: TurnTranscript) -> TranscriptFinalFrame | None:
+        if not turn.words and turn.turn not in leg.shown_turns:
+            return None  # nothing to show, and no partial to clear
+        return TranscriptFinalFrame(
+            turn_id=f"{leg.name}-{turn.turn + 1}",
+            leg=leg.name,
+            text=turn.text,
+            words=_timed(turn.words),
+            start=turn.start,
+            end=turn.end,
+            audio_time=turn.end,
+            role=leg.role,
+        )
+
+    @staticmethod
+    def _fallback(leg: _Leg, request: DecodeRequest) -> TurnTranscript:
+        """The turn without its final: its streamed (committed) words stand in for it."""
         fallback = leg.transcriber.apply_final(request, [])
         return TurnTranscript(fallback.turn, fallback.start, fallback.end, fallback.streamed,
                               fallback.streamed)  # fmt: skip
@@ -476,12 +488,45 @@ class StreamingAsrProcessor(FrameProcessor):
                 await self._on_vad(leg, event)
             leg.ended = True
             self.scheduler.cancel_partial(leg.key)
+        try:
+            # One deadline for all the legs, shared with any flush still within its own: waiting
+            # per leg (or per end-of-input frame, as a shutdown drain sends one per leg before the
+            # call's end) made a call's end take n_legs x flush_timeout when finals were stuck.
+            async with asyncio.timeout_at(self._flush_deadline_for_now()):
+                for leg in legs:
+                    if leg.finals_outstanding:
+                        await leg.finals_done.wait()
+        except TimeoutError:
+            self._flush_timed_out_at = asyncio.get_running_loop().time()
         for leg in legs:
-            if leg.finals_outstanding:
-                try:
-                    await asyncio.wait_for(leg.finals_done.wait(), self.flush_timeout)
-                except TimeoutError:
-                    await self._error(f"leg {leg.name!r}: finals still pending at end of input")
+            if leg.finals:
+                await self._give_up_finals(leg)
+
+    def _flush_deadline_for_now(self) -> float:
+        """The deadline of a flush starting now: a flush still within its deadline shares it, and
+        right after one timed out (this call's decodes are stuck) the next one does not wait again."""
+        now = asyncio.get_running_loop().time()
+        if self._flush_deadline is not None and now < self._flush_deadline:
+            return self._flush_deadline
+        if self._flush_timed_out_at is not None and now - self._flush_timed_out_at < self.flush_timeout:
+            return now
+        self._flush_deadline = now + self.flush_timeout
+        return self._flush_deadline
+
+    async def _give_up_finals(self, leg: _Leg) -> None:
+        """Close the leg's outstanding finals with their streamed words, for good: a later flush
+        does not wait for them again, and their queued decodes are cancelled."""
+        given_up = sorted(leg.finals.items())
+        leg.finals.clear()  # first, before any await: late results are then ignored
+        for turn, (request, _) in given_up:
+            leg.ready_finals[turn] = self._final_frame(leg, self._fallback(leg, request))
+        self.scheduler.forget(leg.key)  # the leg has ended: cancels its queued finals
+        for _, (_, future) in given_up:
+            future.cancel()  # e.g. an adopted early final that was still queued
+        turns = ", ".join(str(turn + 1) for turn, _ in given_up)
+        await self._error(f"leg {leg.name!r}: finals still pending at end of input (turns {turns}); "
+                          "their streamed words stand in")  # fmt: skip
+        await self._emit_ready_finals(leg)
 
     # --- helpers ------------------------------------------------------------------------------
 

@@ -7,12 +7,15 @@ follows when ready, so understanding never delays the transcript on the agent's 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
-from voice.frames import CallEndedFrame, Frame, NluFrame, TranscriptFinalFrame
+from voice.frames import CallEndedFrame, ErrorFrame, Frame, NluFrame, TranscriptFinalFrame
 from voice.processor import FrameProcessor
+
+log = logging.getLogger(__name__)
 
 IntentFn = Callable[[str], tuple[str, float] | None]
 """Text of a customer turn -> (intent name, confidence), or None when there is no intent model."""
@@ -40,7 +43,15 @@ class NluProcessor(FrameProcessor):
 
     async def _understand(self, frame: TranscriptFinalFrame) -> None:
         loop = asyncio.get_running_loop()
-        entities, intent = await loop.run_in_executor(self.executor, self._analyse, frame.text, frame.role)
+        try:
+            entities, intent = await loop.run_in_executor(self.executor, self._analyse, frame.text, frame.role)
+        except Exception as exc:  # reported; the turn still gets an (empty) NluFrame
+            # Why the empty frame: SuggestProcessor suggests on a turn's NluFrame, so without it a
+            # failed extraction also cost the turn its suggestion (and left it pending to the end).
+            log.exception("understanding of turn %s failed", frame.turn_id)
+            await self.push_frame(ErrorFrame(message=f"nlu failed on turn {frame.turn_id}: {exc}",
+                                             fatal=False, source=self.name))
+            entities, intent = [], None
         await self.push_frame(NluFrame(turn_id=frame.turn_id, role=frame.role, intent=intent[0] if intent else None,
                                        intent_score=round(intent[1], 3) if intent else None, entities=entities,
                                        audio_time=frame.audio_time))

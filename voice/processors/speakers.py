@@ -254,7 +254,8 @@ class SpeakerAttributionProcessor(FrameProcessor):
             raise ValueError(f"sample rate {frame.sample_rate}")
         pcm = np.asarray(frame.pcm).reshape(-1)
         if np.issubdtype(pcm.dtype, np.floating):
-            samples = np.clip(pcm.astype(np.float32), -1.0, 1.0)
+            # Why nan_to_num: one NaN reached the speech gate's noise floor and blinded it.
+            samples = np.clip(np.nan_to_num(pcm.astype(np.float32)), -1.0, 1.0)
         else:
             samples = pcm.astype(np.float32) / 32768.0
         target = OnlineSpeakerAttributor.sample_rate

@@ -145,11 +145,17 @@ def _add_call_routes(app: FastAPI, state: dict[str, Any]) -> None:
         return services
 
     @app.get("/healthz", tags=["server"])
-    async def healthz() -> dict[str, Any]:
-        """Liveness and load: active calls and the decode scheduler's queue."""
+    async def healthz(response: Response) -> dict[str, Any]:
+        """Liveness and load: active calls and the decode scheduler's queue; 503 with status
+        ``degraded`` when decode workers died (the calls' decodes would wait on a smaller pool)."""
         s = svc()
         relay = getattr(app.state, "relay", None)
-        return {"status": "ok", "active_calls": len(s.manager.sessions), "asr": s.asr.metrics(),
+        asr = s.asr.metrics()
+        alive, workers = asr.get("workers_alive"), asr.get("workers")
+        healthy = alive is None or workers is None or alive >= workers
+        if not healthy:
+            response.status_code = 503
+        return {"status": "ok" if healthy else "degraded", "active_calls": len(s.manager.sessions), "asr": asr,
                 **({"event_relay": dict(relay.counts)} if relay is not None else {})}
 
     @app.get("/api/calls", tags=["calls"], responses=AUTH_RESPONSES)
