@@ -7,6 +7,7 @@ through PyAV for other containers (M4A, WebM, ...). Headerless PCM needs an expl
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,10 @@ from voice.errors import AudioDecodeError
 
 TARGET_RATE = 16000
 RAW_SUFFIXES = {".raw", ".pcm", ".s16", ".sln"}
+_SIZE_MISMATCH = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+"""libsndfile's report of an audio chunk whose header size differs from what the file holds."""
+_STREAMED_SIZES = {0, 0x7FFFFFFF, 0xFFFFFFFF}
+"""Placeholder sizes of WAVs written as a stream (header never finalised): not truncation."""
 
 
 @dataclass(frozen=True)
@@ -72,11 +77,13 @@ class Audio:
         return self.samples[index]
 
 
-def load_audio(path: str | Path, *, raw: RawFormat | None = None, target_rate: int = TARGET_RATE) -> Audio:
+def load_audio(path: str | Path, *, raw: RawFormat | None = None, target_rate: int = TARGET_RATE,
+               allow_truncated: bool = False) -> Audio:
     """Decode a file into float32 channels at ``target_rate``.
 
     ``raw`` describes headerless PCM; it is used for ``.raw``/``.pcm``/``.s16``/``.sln`` files
-    only, so one batch can mix them with ordinary containers.
+    only, so one batch can mix them with ordinary containers. ``allow_truncated`` returns the
+    audio a WAV/AIFF cut short still holds instead of failing (salvage, not archiving).
 
     Raises:
         AudioDecodeError: the file is missing, empty, truncated, not audio, or headerless PCM
@@ -95,7 +102,7 @@ def load_audio(path: str | Path, *, raw: RawFormat | None = None, target_rate: i
             )
         data, rate, fmt = _read_raw(path, raw), raw.sample_rate, "raw-s16le"
     else:
-        data, rate, fmt = _decode(path)
+        data, rate, fmt = _decode(path, allow_truncated)
     if data.shape[1] == 0:
         raise AudioDecodeError(f"{path}: the file decodes to no samples")
     info = AudioInfo(str(path), fmt, rate, data.shape[0], data.shape[1] / rate)
@@ -128,16 +135,37 @@ def _read_raw(path: Path, raw: RawFormat) -> np.ndarray:
     return int16_to_float(data[:usable].reshape(-1, raw.channels).T)
 
 
-def _decode(path: Path) -> tuple[np.ndarray, int, str]:
+def _decode(path: Path, allow_truncated: bool) -> tuple[np.ndarray, int, str]:
     import soundfile as sf
 
     try:
         with sf.SoundFile(str(path)) as f:
+            if not allow_truncated:
+                _check_complete(path, f.extra_info, f.frames / f.samplerate if f.samplerate else 0.0)
             data = f.read(dtype="float32", always_2d=True)
             return np.ascontiguousarray(data.T), f.samplerate, f"{f.format}/{f.subtype}".lower()
     except (sf.LibsndfileError, RuntimeError):
         pass  # not a libsndfile format; FFmpeg may know it
     return _decode_with_ffmpeg(path)
+
+
+def _check_complete(path: Path, extra_info: str, seconds: float) -> None:
+    """Fail a file whose header promises more audio than it holds (a half-copied call).
+
+    libsndfile reads what is there, so without this check a 30 s call cut at 0.6 s would be
+    transcribed as a finished 0.6 s call and never retried.
+    """
+    match = _SIZE_MISMATCH.search(extra_info)
+    if match is None:
+        return
+    declared, actual = int(match.group(1)), int(match.group(2))
+    if declared in _STREAMED_SIZES or declared <= actual:
+        return
+    promised = f"{seconds * declared / actual:.1f} s" if actual else f"{declared} bytes of audio"
+    raise AudioDecodeError(
+        f"{path}: truncated: the header says {promised}, the file holds {seconds:.2f} s",
+        hint="the copy or upload is incomplete; copy the file again, then re-run",
+    )
 
 
 def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int, str]:

@@ -32,7 +32,7 @@ class TranscribeOptions:
     min_speakers: int | None = None
     max_speakers: int | None = None
     agent_channel: int | None = None
-    """Channel that carries the agent in stereo recordings; ``None`` decides from what is said."""
+    """Channel (0-based) that carries the agent in stereo recordings; ``None`` decides from what is said."""
     diarization: str = "default"
     """``default`` (offline segmentation-3.0 + CAM++) or a local pyannote pipeline directory."""
     redact: bool = False
@@ -40,6 +40,7 @@ class TranscribeOptions:
     raw_rate: int | None = None
     """Sample rate of headerless PCM input (.raw/.pcm, signed 16-bit little-endian)."""
     raw_channels: int = 1
+    """Channels of headerless PCM input (interleaved)."""
 
     def __post_init__(self) -> None:
         if self.speakers not in ("auto", "channels", "diarize", "none"):
@@ -54,6 +55,17 @@ class TranscribeOptions:
             raise ConfigError("min_speakers is larger than max_speakers")
         if self.beam_size < 1:
             raise ConfigError("beam_size must be at least 1")
+        self._check_raw_and_channel()
+
+    def _check_raw_and_channel(self) -> None:
+        if self.raw_rate is not None and self.raw_rate <= 0:
+            raise ConfigError(f"raw_rate must be a positive sample rate (got {self.raw_rate})",
+                              hint="e.g. --raw-rate 8000 for telephone PCM")
+        if self.raw_channels < 1:
+            raise ConfigError(f"raw_channels must be at least 1 (got {self.raw_channels})")
+        if self.agent_channel is not None and self.agent_channel < 0:
+            raise ConfigError(f"agent_channel counts from 0 (got {self.agent_channel})",
+                              hint="use 0 for the left channel, 1 for the right")
 
     def fingerprint(self) -> str:
         """Short hash of the options; a finished file is re-done when its options changed."""

@@ -56,7 +56,7 @@ def transcribe_file(path: str | Path, options: TranscribeOptions, *, call_id: st
         ConfigError: the options do not fit the file (e.g. a missing agent channel).
     """
     stage = _Stage({})
-    raw = RawFormat(options.raw_rate, options.raw_channels) if options.raw_rate else None
+    raw = RawFormat(options.raw_rate, options.raw_channels) if options.raw_rate is not None else None
     with stage("decode"):
         audio = load_audio(path, raw=raw)
     mode = _speaker_mode(audio, options)

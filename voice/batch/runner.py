@@ -1,28 +1,38 @@
 """Run ``transcribe_file`` over an archive: resumable, parallel, with progress and an error log.
 
-- Inputs are files, folders (searched recursively for audio) and globs.
-- A file is finished when ``DIR/<name>.json`` exists with the same options fingerprint and every
-  requested format is there; a second run skips it.
-- Each bad file is reported in the summary and appended to ``DIR/errors.jsonl``; the others go on.
+- Inputs are files, folders (searched recursively for ``AUDIO_SUFFIXES``) and globs.
+- Output names and the "already done" check are keyed by the source file and the options
+  (``voice.batch.resume``); a second run skips finished files. When a database is used, a
+  skipped file that is missing from it is stored from its JSON (no re-transcription).
+- A file's results go to the database first and to ``<name>.json`` last: the JSON marks the file
+  finished, so it only exists once everything else was saved.
+- Each bad file is reported in the summary and in ``DIR/errors.jsonl``; the others go on. That
+  log lists the failures of the files each file's latest run: a run first drops the entries of
+  the files it was given, then adds those that fail again.
 - Workers are processes, each with its own models (one load per process) and a share of the cores.
+  A worker that dies (out of memory, a crash in native code) is replaced; the files it may have
+  been working on are retried one at a time, and only a file that kills its worker again fails.
 - The main process is the only writer of outputs and of the database (SQLite allows one writer).
 """
 
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
+import multiprocessing
 import os
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from voice.batch.options import TranscribeOptions
+from voice.batch.resume import finished_transcript, output_name
 from voice.errors import ConfigError, VoiceError
 from voice.transcript import CallTranscript
 
@@ -66,8 +76,8 @@ class BatchSummary:
         return [r for r in self.results if r.status == "failed"]
 
 
-def expand_inputs(inputs: Sequence[str]) -> list[FileJob]:
-    """Files, folders and globs -> unique jobs with collision-free output names.
+def expand_inputs(inputs: Sequence[str], out_dir: Path) -> list[FileJob]:
+    """Files, folders and globs -> unique jobs, named as ``voice.batch.resume`` describes.
 
     Raises:
         ConfigError: an input matches nothing.
@@ -85,114 +95,210 @@ def expand_inputs(inputs: Sequence[str]) -> list[FileJob]:
                 raise ConfigError(f"{item}: no such file, folder or matching glob")
             paths.extend(matches)
     unique = list(dict.fromkeys(p.resolve() for p in paths))
-    stems: dict[str, int] = {}
-    for p in unique:
-        stems[p.stem] = stems.get(p.stem, 0) + 1
-    return [FileJob(p, p.stem if stems[p.stem] == 1 else f"{p.stem}-{hashlib.sha1(str(p).encode()).hexdigest()[:6]}")
-            for p in unique]
+    claimed: dict[str, Path] = {}  # a name recorded in out_dir is never handed to another source
+    return [FileJob(p, output_name(p, out_dir, claimed)) for p in unique]
 
 
 def is_finished(out_dir: Path, job: FileJob, options: TranscribeOptions, formats: Sequence[str]) -> bool:
-    """True when this file's outputs exist for exactly these options."""
-    json_path = out_dir / f"{job.name}.json"
-    if not json_path.is_file() or not all((out_dir / f"{job.name}.{fmt}").is_file() for fmt in formats):
-        return False
-    try:
-        data = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return data.get("options", {}).get("fingerprint") == options.fingerprint()
+    """True when this file's outputs exist for exactly this source and these options."""
+    return finished_transcript(out_dir, job.name, job.path, options, formats) is not None
 
 
 def transcribe_job(job: FileJob, options: TranscribeOptions, cpu_threads: int = 0) -> tuple[str, Any]:
     """Worker entry point: ("done", transcript dict) or ("failed", reason). Never raises."""
+    from asr import AsrError
+    from asr.models import ModelNotFoundError
     from voice.batch.pipeline import transcribe_file
 
     try:
         transcript = transcribe_file(job.path, options, call_id=job.name, cpu_threads=cpu_threads)
         transcript.options["fingerprint"] = options.fingerprint()
         return "done", transcript.to_dict()
-    except VoiceError as exc:
+    except (VoiceError, AsrError, ModelNotFoundError) as exc:
         return "failed", str(exc)
     except Exception as exc:  # a bug or an unforeseen input must not stop the batch
-        tb = traceback.format_exc(limit=3).strip().splitlines()[-1]
-        return "failed", f"internal error {type(exc).__name__}: {exc} [{tb}]"
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        return "failed", f"internal error {type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})"
+
+
+Work = Callable[[FileJob, TranscribeOptions, int], tuple[str, Any]]
 
 
 class BatchRunner:
-    """Runs a batch: workers, outputs, database, error log, progress callbacks."""
+    """Runs a batch: workers, outputs, database, error log, progress callbacks.
+
+    ``work`` is the per-file function run in the workers (a top-level, picklable function);
+    tests replace it to make a worker die.
+    """
 
     def __init__(self, out_dir: Path, options: TranscribeOptions, formats: Sequence[str], *,
                  workers: int = 1, store: Any = None,
-                 on_result: Callable[[FileResult], None] | None = None) -> None:
+                 on_result: Callable[[FileResult], None] | None = None, work: Work = transcribe_job) -> None:
         self.out_dir = out_dir
         self.options = options
         self.formats = list(formats)
         self.workers = max(1, workers)
         self.store = store
         self.on_result = on_result or (lambda _r: None)
+        self.work = work
         out_dir.mkdir(parents=True, exist_ok=True)
 
     def run(self, jobs: Iterable[FileJob]) -> BatchSummary:
-        """Process every job; return the summary (failures included)."""
+        """Process every job; return the summary (failures included).
+
+        Raises:
+            ConfigError: ``errors.jsonl`` in the output folder cannot be rewritten.
+        """
         summary = BatchSummary()
+        jobs = list(jobs)
+        self._reset_error_log(jobs)
         todo = []
         for job in jobs:
-            if is_finished(self.out_dir, job, self.options, self.formats):
-                self._finish(summary, FileResult(job, "skipped"))
-            else:
+            data = finished_transcript(self.out_dir, job.name, job.path, self.options, self.formats)
+            if data is None:
                 todo.append(job)
+            else:
+                self._skip(summary, job, data)
         threads = max(1, (os.cpu_count() or 1) // self.workers)
         if self.workers == 1 or len(todo) <= 1:
             for job in todo:
-                self._collect(summary, job, transcribe_job(job, self.options, threads))
-            return summary
-        import multiprocessing
-
-        context = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch threads
-        with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
-            futures: dict[Future[tuple[str, Any]], FileJob] = {
-                pool.submit(transcribe_job, job, self.options, threads): job for job in todo
-            }
-            from concurrent.futures import as_completed
-
-            for future in as_completed(futures):
-                try:
-                    outcome = future.result()
-                except Exception as exc:  # a worker process died (e.g. out of memory)
-                    outcome = ("failed", f"worker crashed: {type(exc).__name__}: {exc}")
-                self._collect(summary, futures[future], outcome)
+                self._collect(summary, job, self.work(job, self.options, threads))
+        else:
+            self._run_parallel(summary, deque(todo), threads)
         return summary
+
+    def _run_parallel(self, summary: BatchSummary, queue: deque[FileJob], threads: int) -> None:
+        while queue:
+            lost = self._pool_pass(summary, queue, self.workers, threads)
+            # A worker died with these in flight: which one killed it is unknown, so each is
+            # retried alone in a fresh pool, and only one that kills that pool too is blamed.
+            for job in lost:
+                if self._pool_pass(summary, deque([job]), 1, threads):
+                    self._fail(summary, job, f"the worker process died twice while transcribing {job.path} "
+                                             "(out of memory? try fewer --workers or split the file)")
+
+    def _pool_pass(self, summary: BatchSummary, queue: deque[FileJob], limit: int, threads: int) -> list[FileJob]:
+        """Run jobs from ``queue``, at most ``limit`` at a time (so we know which were running when
+        a worker dies); returns the jobs lost to a dead worker, leaving unstarted ones in ``queue``."""
+        context = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch threads
+        running: dict[Future[tuple[str, Any]], FileJob] = {}
+        with ProcessPoolExecutor(limit, mp_context=context) as pool:
+            try:
+                while queue or running:
+                    while queue and len(running) < limit:
+                        future = pool.submit(self.work, queue[0], self.options, threads)
+                        running[future] = queue.popleft()  # only once submitted: a broken pool keeps it queued
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        outcome = future.result()  # raises BrokenProcessPool while the job is still in running
+                        self._collect(summary, running.pop(future), outcome)
+            except BrokenProcessPool:
+                return self._salvage(summary, running)
+        return []
+
+    def _salvage(self, summary: BatchSummary, running: dict[Future[tuple[str, Any]], FileJob]) -> list[FileJob]:
+        """After a worker died: keep the results that made it, return the jobs that did not."""
+        lost = []
+        wait(running)
+        for future, job in running.items():
+            if future.exception() is None:
+                self._collect(summary, job, future.result())
+            else:
+                lost.append(job)
+        return lost
+
+    def _skip(self, summary: BatchSummary, job: FileJob, data: dict[str, Any]) -> None:
+        try:
+            self._ensure_stored(job, data)
+        except Exception as exc:  # the database is down: this file fails, the batch goes on
+            self._fail(summary, job, f"finished earlier, but could not be stored in the database: "
+                                     f"{type(exc).__name__}: {exc}")
+            return
+        self._finish(summary, FileResult(job, "skipped"))
+
+    def _ensure_stored(self, job: FileJob, data: dict[str, Any]) -> None:
+        """Store a finished file's JSON when the database lacks it (an earlier --no-db run, or a
+        database that was down then): cheaper and more faithful than transcribing again."""
+        if self.store is None:
+            return
+        from voice.store.store import CallNotFoundError
+
+        try:
+            stored = self.store.get_transcript(job.name)
+            if stored.options.get("fingerprint") == data["options"]["fingerprint"]:
+                return
+        except CallNotFoundError:
+            pass
+        self.store.save_transcript(CallTranscript.from_dict(data), source=str(job.path))
 
     def _collect(self, summary: BatchSummary, job: FileJob, outcome: tuple[str, Any]) -> None:
         status, payload = outcome
-        if status == "done":
+        if status != "done":
+            self._fail(summary, job, payload)
+            return
+        try:
             transcript = CallTranscript.from_dict(payload)
             self._write(job, transcript)
-            result = FileResult(job, "done", audio_seconds=transcript.audio.duration, transcript=transcript)
-        else:
-            self._log_error(job, payload)
-            result = FileResult(job, "failed", error=payload)
-        self._finish(summary, result)
+        except Exception as exc:  # disk full, read-only --out, database down: this file fails, not the batch
+            self._fail(summary, job, f"could not save the results: {type(exc).__name__}: {exc}")
+            return
+        self._finish(summary, FileResult(job, "done", audio_seconds=transcript.audio.duration, transcript=transcript))
 
     def _write(self, job: FileJob, transcript: CallTranscript) -> None:
         from voice.formats import write_outputs
 
-        # Other formats first, JSON last: the JSON marks the file finished for a resumed run.
+        # Database first, other formats next, JSON last: the JSON marks the file finished for a
+        # resumed run, so it must not exist while anything else is missing.
+        if self.store is not None:
+            self.store.save_transcript(transcript, source=str(job.path))
         others = [f for f in self.formats if f != "json"]
         write_outputs(transcript, self.out_dir, job.name, others)
         write_outputs(transcript, self.out_dir, job.name, ["json"])
-        if self.store is not None:
-            self.store.save_transcript(transcript, source=str(job.path))
 
-    def _log_error(self, job: FileJob, reason: str) -> None:
+    def _fail(self, summary: BatchSummary, job: FileJob, reason: str) -> None:
+        self._finish(summary, FileResult(job, "failed", error=reason + self._log_error(job, reason)))
+
+    def _log_error(self, job: FileJob, reason: str) -> str:
+        """Record a failure in errors.jsonl and the database; returns what could not be recorded."""
+        notes = ""
         record = {"path": str(job.path), "name": job.name, "error": reason,
                   "at": datetime.now(UTC).isoformat(timespec="seconds")}
-        with open(self.out_dir / ERRORS_FILE, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        try:
+            with open(self.out_dir / ERRORS_FILE, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        except OSError as exc:
+            notes += f" [not in {ERRORS_FILE}: {exc}]"
         if self.store is not None:
-            self.store.record_failure(job.name, reason, source=str(job.path))
+            try:
+                self.store.record_failure(job.name, reason, source=str(job.path))
+            except Exception as exc:  # the database may be the reason this file failed
+                notes += f" [not in the database: {type(exc).__name__}: {exc}]"
+        return notes
+
+    def _reset_error_log(self, jobs: Sequence[FileJob]) -> None:
+        """Drop the entries of the files in this run (they are retried now); keep the others."""
+        path = self.out_dir / ERRORS_FILE
+        if not path.is_file():
+            return
+        now = {str(job.path) for job in jobs}
+        try:
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and _logged_path(line) not in now]
+            tmp = path.with_name(f".{ERRORS_FILE}.tmp")
+            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            os.replace(tmp, path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot rewrite the error log ({exc})",
+                              hint="check that --out is writable, or move the file away") from exc
 
     def _finish(self, summary: BatchSummary, result: FileResult) -> None:
         summary.results.append(result)
         self.on_result(result)
+
+
+def _logged_path(line: str) -> str | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None  # a damaged line is kept: it is not ours to judge
+    return record.get("path") if isinstance(record, dict) else None

@@ -6,6 +6,7 @@ from pathlib import Path
 from types import TracebackType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -45,7 +46,8 @@ class BatchProgress:
         """Advance by one finished, skipped or failed file."""
         self.audio_seconds += result.audio_seconds
         if result.status == "failed":
-            self._progress.console.print(f"[red]failed[/] {result.job.path}: {result.error}")
+            # Paths and reasons are data: "[agent]" in a folder name is not markup.
+            self._progress.console.print(f"[red]failed[/] {escape(str(result.job.path))}: {escape(result.error or '')}")
         self._progress.update(self._task, advance=1, audio=f"{self.audio_seconds / 60:.1f} min audio")
 
 
@@ -53,12 +55,12 @@ def print_summary(summary: BatchSummary, out_dir: Path) -> None:
     """Counts, then every failure with its reason."""
     console.print(
         f"[bold]{summary.count('done')} transcribed, {summary.count('skipped')} already done, "
-        f"{summary.count('failed')} failed[/] -> {out_dir}"
+        f"{summary.count('failed')} failed[/] -> {escape(str(out_dir))}"
     )
     if summary.failed:
-        table = Table("file", "reason", title=f"failed files (also in {out_dir / 'errors.jsonl'})")
+        table = Table("file", "reason", title=f"failed files (also in {escape(str(out_dir / 'errors.jsonl'))})")
         for result in summary.failed:
-            table.add_row(str(result.job.path), result.error or "")
+            table.add_row(escape(str(result.job.path)), escape(result.error or ""))
         console.print(table)
 
 
@@ -66,15 +68,15 @@ def print_transcript_table(transcript: CallTranscript) -> None:
     """The transcript as a table of speaker turns, then the entities found."""
     out = Console()
     roles = {s.id: s.role for s in transcript.speakers}
-    table = Table("time", "speaker", "text", title=f"{transcript.call_id} ({transcript.audio.duration:.1f} s)",
+    table = Table("time", "speaker", "text", title=f"{escape(transcript.call_id)} ({transcript.audio.duration:.1f} s)",
                   show_lines=False, expand=True)
     for seg in transcript.segments:
         role = roles.get(seg.speaker, "unknown")
         colour = {"agent": "cyan", "customer": "magenta"}.get(role, "white")
-        table.add_row(f"{seg.start:6.1f}-{seg.end:6.1f}", f"[{colour}]{seg.speaker} {role}", seg.text)
+        table.add_row(f"{seg.start:6.1f}-{seg.end:6.1f}", f"[{colour}]{escape(seg.speaker)} {role}", escape(seg.text))
     out.print(table)
     if transcript.entities:
         ents = Table("entity", "text", "value", title="entities")
         for e in transcript.entities:
-            ents.add_row(e.label, e.text, e.value or "")
+            ents.add_row(escape(e.label), escape(e.text), escape(e.value or ""))
         out.print(ents)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from voice.batch.options import FORMATS
+
+if TYPE_CHECKING:
+    from voice.batch.runner import BatchSummary
 
 
 def _formats(value: str) -> list[str]:
@@ -20,29 +24,38 @@ def _formats(value: str) -> list[str]:
 @click.command("transcribe")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for <name>.json/.rttm/.srt/.vtt, errors.jsonl and the default database.")
+              help="Folder for <name>.json/.rttm/.srt/.vtt, errors.jsonl and the default database. "
+              "<name> is the file stem, or <stem>-<hash of the source path> when another source "
+              "already owns <stem> there.")
 @click.option("--model", default="base", show_default=True,
               help="Whisper model: tiny.en, base, or the path of a CTranslate2 model directory.")
 @click.option("--speakers", type=click.Choice(["auto", "channels", "diarize", "none"]), default="auto",
               show_default=True, help="auto: stereo by channel, mono diarized.")
-@click.option("--num-speakers", type=int, help="Exact number of speakers (diarization).")
-@click.option("--min-speakers", type=int, help="At least this many speakers (diarization).")
-@click.option("--max-speakers", type=int, help="At most this many speakers (diarization).")
-@click.option("--agent-channel", type=int,
-              help="Channel of the agent in stereo files (default: decided from the words).")
+@click.option("--num-speakers", type=click.IntRange(min=1),
+              help="Exact number of speakers (diarization; ignored when speakers come from channels).")
+@click.option("--min-speakers", type=click.IntRange(min=1), help="At least this many speakers (diarization only).")
+@click.option("--max-speakers", type=click.IntRange(min=1), help="At most this many speakers (diarization only).")
+@click.option("--agent-channel", type=click.IntRange(min=0),
+              help="Channel of the agent in stereo files, counted from 0 (0 = left, 1 = right; "
+              "default: decided from the words).")
 @click.option("--language", default="en", show_default=True, help="Spoken language code, or 'auto' to detect.")
-@click.option("--beam-size", type=int, default=5, show_default=True, help="Decoder beam width (1 = greedy, faster).")
+@click.option("--beam-size", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Decoder beam width (1 = greedy, faster).")
 @click.option("--formats", "formats", default="json,rttm,srt,vtt", show_default=True,
               help="Comma-separated outputs; JSON is always written.")
-@click.option("--workers", type=int, default=1, show_default=True,
-              help="Parallel worker processes (each loads the models once and gets a share of the cores).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Parallel worker processes. Each loads its own models (about 0.5 GB RAM with tiny.en, "
+              "more with larger models) and holds a whole decoded file (peaks of about 2 GB per hour of stereo audio), "
+              "and gets a share of the cores.")
 @click.option("--redact", is_flag=True, help="Mask card numbers, SSNs, e-mails and phone numbers in every output.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
 @click.option("--db", "db_url", help="Database URL (default: SQLite file OUT/nextline.db; "
               "e.g. postgresql+psycopg://user@host/db).")
 @click.option("--no-db", is_flag=True, help="Do not write results to a database.")
-@click.option("--raw-rate", type=int, help="Sample rate of headerless PCM input (.raw/.pcm, s16le).")
-@click.option("--raw-channels", type=int, default=1, show_default=True, help="Channels of headerless PCM input.")
+@click.option("--raw-rate", type=click.IntRange(min=1),
+              help="Sample rate of headerless PCM input (.raw/.pcm/.sln/.s16, s16le); required for those files.")
+@click.option("--raw-channels", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Channels of headerless PCM input (interleaved).")
 @click.option("--print", "print_transcript", is_flag=True,
               help="Also print each transcript (speakers, roles, entities).")
 def transcribe(inputs: tuple[str, ...], out_dir: Path, model: str, speakers: str, num_speakers: int | None,
@@ -52,9 +65,25 @@ def transcribe(inputs: tuple[str, ...], out_dir: Path, model: str, speakers: str
     """Transcribe recordings: files, folders or globs (e.g. 'calls/**/*.wav').
 
     \b
-    Each input gives OUT/<name>.json (schema: docs/transcript-schema.md) plus the chosen
-    formats. A second run skips finished files. Bad files are listed at the end and in
-    OUT/errors.jsonl; the exit code is 1 if any file failed.
+    Folders are searched recursively for .wav .flac .mp3 .ogg .opus .m4a .aac .wma
+    .webm .mp4 .aiff .aif .au, and headerless PCM .raw .pcm .sln .s16 (these need
+    --raw-rate); other files in them are ignored. Name files or globs to take others.
+
+    \b
+    Each input gives OUT/<name>.json (schema_version, audio, speakers with roles,
+    segments with word times, entities, and the options used) plus the chosen
+    formats.
+
+    \b
+    Resuming: a second run skips a file whose OUT/<name>.json was made from the same
+    source file (its resolved path) with the same options and whose chosen formats
+    exist. Changing any option, or asking for a format that is missing, redoes it.
+    With a database, a skipped file that is missing there is stored from its JSON.
+
+    \b
+    Bad files are listed at the end and in OUT/errors.jsonl (the failures of each
+    file's latest run: an entry goes once its file is run again); the other files go
+    on, and the exit code is 1 if any file failed.
 
     \b
     Examples:
@@ -64,7 +93,7 @@ def transcribe(inputs: tuple[str, ...], out_dir: Path, model: str, speakers: str
     """
     from voice.batch.options import TranscribeOptions
     from voice.batch.runner import BatchRunner, expand_inputs
-    from voice.cli.progress import BatchProgress, print_summary, print_transcript_table
+    from voice.cli.progress import BatchProgress
     from voice.errors import VoiceError
 
     try:
@@ -74,14 +103,25 @@ def transcribe(inputs: tuple[str, ...], out_dir: Path, model: str, speakers: str
             max_speakers=max_speakers, agent_channel=agent_channel, redact=redact,
             raw_rate=raw_rate, raw_channels=raw_channels,
         )
-        jobs = expand_inputs(inputs)
+        _check_model(model, device)
+        jobs = expand_inputs(inputs, out_dir)
         store = None if no_db else _open_store(db_url, out_dir)
     except VoiceError as exc:
         raise click.ClickException(str(exc)) from exc
     with BatchProgress(len(jobs)) as progress:
         runner = BatchRunner(out_dir, options, _formats(formats), workers=workers, store=store,
                              on_result=progress.update)
-        summary = runner.run(jobs)
+        try:
+            summary = runner.run(jobs)
+        except VoiceError as exc:  # the run as a whole cannot start (an unwritable --out)
+            raise click.ClickException(str(exc)) from exc
+    _report(summary, out_dir, print_transcript)
+
+
+def _report(summary: BatchSummary, out_dir: Path, print_transcript: bool) -> None:
+    """Print the transcripts if asked, then the summary; exit 1 when any file failed."""
+    from voice.cli.progress import print_summary, print_transcript_table
+
     if print_transcript:
         for result in summary.results:
             if result.transcript is not None:
@@ -89,6 +129,20 @@ def transcribe(inputs: tuple[str, ...], out_dir: Path, model: str, speakers: str
     print_summary(summary, out_dir)
     if summary.failed:
         raise SystemExit(1)
+
+
+def _check_model(model: str, device: str) -> None:
+    """Resolve the model and device once, before any file is decoded: a typo must not fail every
+    file of an archive (and mark every call failed in the database)."""
+    from asr import AsrError
+    from asr.engine import resolve_device
+    from asr.models import ModelNotFoundError, resolve_whisper_model
+
+    try:
+        resolve_whisper_model(model)
+        resolve_device(device)
+    except (ModelNotFoundError, AsrError) as exc:
+        raise click.ClickException(f"--model {model} --device {device}: {exc}") from exc
 
 
 def _open_store(db_url: str | None, out_dir: Path):  # noqa: ANN202 - Store is imported lazily
