@@ -100,9 +100,23 @@ def _channels_identical(audio: Audio) -> bool:
     for other in audio.samples[1:]:
         if not first.any() and not other.any():
             continue
-        if not first.any() or not other.any() or np.corrcoef(first, other)[0, 1] < SAME_CHANNEL_CORRELATION:
+        if not first.any() or not other.any() or _correlation(first, other) < SAME_CHANNEL_CORRELATION:
             return False
     return True
+
+
+def _correlation(a: np.ndarray, b: np.ndarray, block: int = 1 << 20) -> float:
+    """Pearson correlation of two channels, in blocks: ``np.corrcoef`` on a whole hour of stereo
+    stacks float64 copies of both (about 1 GB more at the peak)."""
+    mean_a, mean_b = float(np.mean(a, dtype=np.float64)), float(np.mean(b, dtype=np.float64))
+    cross = power_a = power_b = 0.0
+    for start in range(0, min(len(a), len(b)), block):
+        x = a[start:start + block].astype(np.float64) - mean_a
+        y = b[start:start + block].astype(np.float64) - mean_b
+        cross += float(x @ y)
+        power_a += float(x @ x)
+        power_b += float(y @ y)
+    return cross / np.sqrt(power_a * power_b) if power_a > 0 and power_b > 0 else 0.0
 
 
 def _asr(signal: np.ndarray, options: TranscribeOptions, stage: _Stage, cpu_threads: int) -> Transcription:
