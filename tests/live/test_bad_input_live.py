@@ -94,7 +94,7 @@ async def sip_call_with_stray_rtp(server: LiveServer, wav: Path) -> int:
     async with SipPeer(server.sip_port) as peer:
         _, rtp_port = await peer.invite(PCMU_OFFER.format(port=7104), headers=headers)
         speech = asyncio.create_task(send_rtp_with_ffmpeg(wav, rtp_port))
-        await asyncio.sleep(1.0)  # ffmpeg's source is latched by now
+        await _latched(server, peer.call_id)  # ffmpeg is the call's source before the stranger sends
         async with RtpSender(rtp_port, ssrc=0xBAD) as stray:
             for seq in range(STRAY_PACKETS):
                 stray.audio(seq, np.full(160, 20000, np.int16))
@@ -102,6 +102,17 @@ async def sip_call_with_stray_rtp(server: LiveServer, wav: Path) -> int:
         peer.request("BYE", cseq=2)
         await peer.response(200)
     return rtp_port
+
+
+async def _latched(server: LiveServer, sip_call_id: str) -> None:
+    """Wait until the call's RTP receiver took its first packet (ffmpeg starts slowly on a loaded
+    machine: a fixed one-second sleep let the stranger's packets arrive first and be latched)."""
+    async with asyncio.timeout(20.0):
+        while True:
+            call = server.sip.calls.get(sip_call_id)
+            if call is not None and any(r.stats.packets for r in call.receivers.values()):
+                return
+            await asyncio.sleep(0.05)
 
 
 def test_bad_input_beside_healthy_calls(
