@@ -8,6 +8,7 @@ Tests that read ``../shared/data`` skip with a clear reason when it is absent (a
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,18 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared evaluation data not found at {SHARED_DATA} (set NEXTLINE_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def bundled_suggestion_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo's bundled (real, small) suggestion model with its encoder attached;
+    tests that change model files copy it again."""
+    from voice import demo
+    from voice.batch.demo_model import attach_encoder
+
+    if not (demo.BUNDLED_MODEL / "manifest.json").is_file():
+        pytest.skip("the bundled demo model is not in this checkout")
+    target = tmp_path_factory.mktemp("bundled") / "model"
+    shutil.copytree(demo.BUNDLED_MODEL, target)
+    attach_encoder(target, Path.home() / ".cache" / "nextline")
+    return target

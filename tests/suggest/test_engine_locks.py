@@ -6,7 +6,6 @@ Served by the demo's bundled (real, small) model with the MiniLM encoder attache
 from __future__ import annotations
 
 import contextlib
-import shutil
 import threading
 from pathlib import Path
 
@@ -19,16 +18,8 @@ pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> SuggestionEngine:
-    from voice import demo
-    from voice.batch.demo_model import attach_encoder
-
-    if not (demo.BUNDLED_MODEL / "manifest.json").is_file():
-        pytest.skip("the bundled demo model is not in this checkout")
-    target = tmp_path_factory.mktemp("bundled") / "model"
-    shutil.copytree(demo.BUNDLED_MODEL, target)
-    attach_encoder(target, Path.home() / ".cache" / "nextline")
-    return SuggestionEngine.load(target)
+def engine(bundled_suggestion_model: Path) -> SuggestionEngine:
+    return SuggestionEngine.load(bundled_suggestion_model)
 
 
 def _context(call_id: str, customer: str) -> SuggestContext:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
+from collections.abc import AsyncIterator
 
 import numpy as np
 
 from telephony import codecs
 from telephony.rtp import RtpPacket, TelephoneEvent
+from telephony.settings import TelephonySettings
+from telephony.sip import SipServer
 from telephony.sip.message import SipMessage, parse_message
 from telephony.sip.sdp import parse_sdp
+from tests.telephony.fakes import CollectingHandler
 
 PCMU_OFFER = (
     "v=0\r\no=peer 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
@@ -176,3 +181,18 @@ class RtpSender:
     def raw(self, data: bytes) -> None:
         assert self.transport is not None
         self.transport.sendto(data)
+
+
+@contextlib.asynccontextmanager
+async def sip_server(
+    handler: CollectingHandler | None = None, **overrides: object
+) -> AsyncIterator[tuple[SipServer, CollectingHandler]]:
+    """A SIP server on free ports of 127.0.0.1 feeding ``handler`` (a fresh one by default)."""
+    handler = handler or CollectingHandler()
+    settings = TelephonySettings(sip_port=0, rtp_port_min=0, rtp_port_max=0, **overrides)  # type: ignore[arg-type]
+    server = SipServer(handler, settings)
+    await server.start()
+    try:
+        yield server, handler
+    finally:
+        await server.stop(grace=0.1)  # the peers are gone: no one answers shutdown BYEs

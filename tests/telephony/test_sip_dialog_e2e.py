@@ -6,19 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
 
-from telephony.settings import TelephonySettings
-from telephony.sip import SipServer
 from telephony.sip import call as call_module
 from telephony.sip import server as server_module
 from telephony.sip.message import SipMessage
 from telephony.sip.sdp import parse_sdp
 from tests.telephony.fakes import CollectingHandler, RecordedCall
-from tests.telephony.sip_peer import PCMU_OFFER, RtpSender, SipPeer
+from tests.telephony.sip_peer import PCMU_OFFER, RtpSender, SipPeer, sip_server
 from voice.frames import AudioFrame, CallEndedFrame, CallStartedFrame
 from voice.transport import CallOutput
 
@@ -43,20 +40,6 @@ class SlowHandler(CollectingHandler):
             self.failures -= 1
             raise RuntimeError("bug in the pipeline")  # not a VoiceError
         return await super().open_call(started, output)
-
-
-@contextlib.asynccontextmanager
-async def sip_server(
-    handler: CollectingHandler | None = None, **overrides
-) -> AsyncIterator[tuple[SipServer, CollectingHandler]]:
-    handler = handler or CollectingHandler()
-    settings = TelephonySettings(sip_port=0, rtp_port_min=0, rtp_port_max=0, **overrides)
-    server = SipServer(handler, settings)
-    await server.start()
-    try:
-        yield server, handler
-    finally:
-        await server.stop(grace=0.1)  # the peers are gone: no one answers shutdown BYEs
 
 
 async def drain(peer: SipPeer, seconds: float) -> list[SipMessage]:

@@ -4,19 +4,16 @@ the second stream) and a scripted peer for TCP, CANCEL, refusals and bad input."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from telephony.settings import TelephonySettings
-from telephony.sip import SipServer
 from tests.fakes.peers import SIPP_PCAPS, need
-from tests.telephony.fakes import CollectingHandler, RecordedCall
-from tests.telephony.sip_peer import G729_OFFER, PCMU_OFFER, RtpSender, SipPeer
+from tests.telephony.fakes import RecordedCall
+from tests.telephony.sip_peer import G729_OFFER, PCMU_OFFER, RtpSender, SipPeer, sip_server
 from voice.frames import AudioFrame, DtmfFrame
 
 pytestmark = pytest.mark.e2e
@@ -26,19 +23,6 @@ RATE = 16000
 
 def run(coroutine, timeout: float = 60.0):
     return asyncio.run(asyncio.wait_for(coroutine, timeout))
-
-
-
-@contextlib.asynccontextmanager
-async def sip_server(**overrides) -> AsyncIterator[tuple[SipServer, CollectingHandler]]:
-    handler = CollectingHandler()
-    settings = TelephonySettings(sip_port=0, rtp_port_min=0, rtp_port_max=0, **overrides)
-    server = SipServer(handler, settings)
-    await server.start()
-    try:
-        yield server, handler
-    finally:
-        await server.stop(grace=0.1)  # the peers are gone: no one answers shutdown BYEs
 
 
 async def sipp(args: list[str], workdir: Path) -> tuple[int, str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -17,7 +16,7 @@ from telephony.settings import TelephonySettings
 from telephony.sip import SipServer, transactions
 from telephony.sip.message import SipMessage, response_to, via_branch
 from tests.telephony.fakes import CollectingHandler
-from tests.telephony.sip_peer import PCMU_OFFER, SipPeer
+from tests.telephony.sip_peer import PCMU_OFFER, SipPeer, sip_server
 
 pytestmark = pytest.mark.e2e
 HOLD = PCMU_OFFER.replace("a=sendrecv", "a=inactive")
@@ -33,18 +32,6 @@ def fast_timers(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def run(coroutine, timeout: float = 30.0):
     return asyncio.run(asyncio.wait_for(coroutine, timeout))
-
-
-@contextlib.asynccontextmanager
-async def sip_server(**overrides) -> AsyncIterator[tuple[SipServer, CollectingHandler]]:
-    handler = CollectingHandler()
-    settings = TelephonySettings(sip_port=0, rtp_port_min=0, rtp_port_max=0, **overrides)
-    server = SipServer(handler, settings)
-    await server.start()
-    try:
-        yield server, handler
-    finally:
-        await server.stop(grace=0.1)
 
 
 async def drain(queue: asyncio.Queue[SipMessage], seconds: float) -> list[SipMessage]:

@@ -14,7 +14,6 @@ from click.testing import CliRunner
 from suggest.errors import ModelFormatError
 from suggest.registry import ModelRegistry, staging_dir
 from suggest.types import SuggestContext, Turn
-from voice import demo
 from voice.config import ServerConfig
 from voice.frames import CallStartedFrame
 from voice.live.suggestions import SuggestionRouter
@@ -22,17 +21,9 @@ from voice.live.suggestions import SuggestionRouter
 pytestmark = pytest.mark.model
 
 
-@pytest.fixture(scope="module")
-def bundled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo's bundled (real, small) model with its encoder attached."""
-    from voice.batch.demo_model import attach_encoder
-
-    if not (demo.BUNDLED_MODEL / "manifest.json").is_file():
-        pytest.skip("the bundled demo model is not in this checkout")
-    target = tmp_path_factory.mktemp("bundled") / "model"
-    shutil.copytree(demo.BUNDLED_MODEL, target)
-    attach_encoder(target, Path.home() / ".cache" / "nextline")
-    return target
+@pytest.fixture
+def bundled(bundled_suggestion_model: Path) -> Path:
+    return bundled_suggestion_model
 
 
 def _started(tenant: str, call_id: str = "c1") -> CallStartedFrame:
