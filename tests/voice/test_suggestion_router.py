@@ -146,3 +146,21 @@ def _cli():  # noqa: ANN202 - click group
     from voice.cli import cli
 
     return cli
+
+
+def test_an_ab_arm_keeps_the_model_it_started_with(bundled: Path, tmp_path: Path) -> None:
+    import json
+
+    shutil.copytree(bundled, tmp_path / "acme" / "20260101T000000Z")
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"experiment": "e1", "unit": "call", "arms": [
+        {"name": "control", "model": "acme", "weight": 1.0},  # names the tenant, not a version
+    ]}))
+    router = SuggestionRouter.load(ServerConfig(models_root=str(tmp_path), ab_split=str(split)))
+    try:
+        assert router.choose(_started("acme", "c1")) == (str(tmp_path / "acme" / "20260101T000000Z"), "control")
+        shutil.copytree(bundled, tmp_path / "acme" / "20260201T000000Z")  # a newer training mid-experiment
+        assert ModelRegistry(tmp_path).served("acme").name == "20260201T000000Z"
+        assert router.choose(_started("acme", "c2")) == (str(tmp_path / "acme" / "20260101T000000Z"), "control")
+    finally:
+        router.close()

@@ -122,6 +122,8 @@ class SuggestionRouter:
     registry: Any = None
     split: Any = None
     _slots: dict[str, _ModelSlot] = field(default_factory=dict)
+    _arm_models: dict[str, str] = field(default_factory=dict)
+    """A/B arm -> the model directory it serves, resolved once when the router is loaded."""
     _tenant_models: dict[str, list[str]] = field(default_factory=dict)
     """tenant -> the model directories its calls asked for, oldest first (for a change of model)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -138,9 +140,14 @@ class SuggestionRouter:
         registry = ModelRegistry(Path(config.models_root)) if config.models_root else ModelRegistry()
         split = ABSplit.load(Path(config.ab_split)) if config.ab_split else None
         router = cls(config, registry, split)
-        for reference in ([a.model for a in split.arms] if split else []) + (
-                [config.suggest_model] if config.suggest_model else []):
-            router._slot(str(registry.resolve(reference))).ready.result()
+        for arm in split.arms if split else []:
+            # Pinned at start: an arm naming a tenant would otherwise follow every new training or
+            # promotion, changing one arm's model in the middle of the experiment.
+            router._arm_models[arm.name] = str(registry.resolve(arm.model))
+            log.info("A/B arm %s serves %s", arm.name, router._arm_models[arm.name])
+        for model in [*router._arm_models.values(), *(
+                [str(registry.resolve(config.suggest_model))] if config.suggest_model else [])]:
+            router._slot(model).ready.result()
         return router
 
     def choose(self, started: CallStartedFrame) -> tuple[str | None, str | None]:
@@ -150,7 +157,7 @@ class SuggestionRouter:
         """
         if self.split is not None:
             arm = self.split.assign(started.call_id, started.agent_id)
-            return str(self.registry.resolve(arm.model)), arm.name
+            return self._arm_models.get(arm.name) or str(self.registry.resolve(arm.model)), arm.name
         if self.config.suggest_model:
             return str(self.registry.resolve(self.config.suggest_model)), None
         try:  # the tenant comes from the far end: a registry name only, never a path
