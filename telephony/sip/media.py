@@ -142,10 +142,18 @@ class RtpReceiver(asyncio.DatagramProtocol):
         self.port = self.transport.get_extra_info("sockname")[1]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        """Latch, filter, parse and buffer one datagram; never raises."""
+        """Latch, filter, parse and buffer one datagram; never raises.
+
+        The first source that sends is latched (symmetric RTP: a phone behind NAT never sends from
+        the address its SDP names). The SDP's own address still wins when it sends later, so a
+        stranger whose packets arrived first cannot keep the call's media.
+        """
+        relatch = False
         if self._source is not None and addr[:2] != self._source:
-            self.stats.stray += 1
-            return
+            if self.remote != (addr[0], addr[1]):
+                self.stats.stray += 1
+                return
+            relatch = True
         try:
             packet = RtpPacket.parse(data)
         except RtpParseError:
@@ -154,6 +162,10 @@ class RtpReceiver(asyncio.DatagramProtocol):
         if packet.payload_type not in self._allowed:
             self.stats.stray += 1
             return
+        if relatch:
+            log.warning("leg %s: RTP from %s:%s, the address its SDP names, replaces %s:%s",
+                        self.decoder.leg, addr[0], addr[1], *(self._source or ("?", 0)))
+            self._source = None
         self._source = self._source or (addr[0], addr[1])
         self.stats.packets += 1
         now = self._clock()
