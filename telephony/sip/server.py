@@ -67,6 +67,8 @@ SUPPORTED_EXTENSIONS = {"siprec", "timer", "replaces", "norefersub"}
 TRANSACTION_TTL = 32.0
 STOP_GRACE = 1.0
 """Seconds ``stop()`` waits for our BYEs over UDP to be answered (two sends at T1 = 0.5 s)."""
+FREE_PORT_ATTEMPTS = 5
+"""Tries to find a port free on both UDP and TCP when ``sip_port`` is 0."""
 
 
 @dataclass
@@ -104,8 +106,26 @@ class SipServer:
 
     async def start(self) -> None:
         """Bind the configured transports (the same port on UDP and TCP when possible)."""
+        host = self.settings.sip_host
+        for attempt in range(FREE_PORT_ATTEMPTS):
+            try:
+                await self._bind(host, self.settings.sip_port)
+                break
+            except OSError as error:
+                # Port 0 (tests): the free UDP port the OS picked may be taken on TCP (another
+                # socket's local port); pick again rather than fail.
+                if self.settings.sip_port != 0 or attempt == FREE_PORT_ATTEMPTS - 1:
+                    raise
+                log.debug("SIP port %s taken on TCP (%s); picking another", self.ports.get("udp"), error)
+                if self._udp is not None:
+                    self._udp.close()
+                self._udp, self.ports = None, {}
+        self._spawn(self._housekeeping())
+        self._spawn(self._poll_calls())
+        log.info("SIP listening on %s %s", host, self.ports)
+
+    async def _bind(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        host, port = self.settings.sip_host, self.settings.sip_port
         if "udp" in self.settings.sip_transports:
             self._udp, _ = await loop.create_datagram_endpoint(
                 lambda: UdpProtocol(self.on_message), local_addr=(host, port)
@@ -114,9 +134,6 @@ class SipServer:
         if "tcp" in self.settings.sip_transports:
             self._tcp = await asyncio.start_server(self._serve_tcp, host, port, limit=1 << 16)
             self.ports["tcp"] = self._tcp.sockets[0].getsockname()[1]
-        self._spawn(self._housekeeping())
-        self._spawn(self._poll_calls())
-        log.info("SIP listening on %s %s", host, self.ports)
 
     @property
     def address(self) -> str:
