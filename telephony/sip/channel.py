@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field
 from typing import Protocol, cast
 
+log = logging.getLogger(__name__)
+
 UNSPECIFIED_ADDRESSES = ("0.0.0.0", "::")
+FREE_PORT_ATTEMPTS = 5
+"""Tries to find a port free on both UDP and TCP when the configured port is 0."""
 
 
 class SipChannel(Protocol):
@@ -94,3 +99,65 @@ def reachable_host(bound: str, peer: tuple[str, int]) -> str:
             return str(probe.getsockname()[0])
         except OSError:
             return bound
+
+
+@dataclass
+class Listeners:
+    """The SIP server's sockets: one port number on UDP and TCP when both are on."""
+
+    udp: asyncio.DatagramTransport | None = None
+    tcp: asyncio.Server | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        """Close both sockets."""
+        if self.udp is not None:
+            self.udp.close()
+        if self.tcp is not None:
+            self.tcp.close()
+            await self.tcp.wait_closed()
+
+
+async def bind_listeners(
+    host: str,
+    port: int,
+    transports: Collection[str],
+    on_message: Callable[[bytes, SipChannel], None],
+    serve_tcp: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> Listeners:
+    """Bind UDP (the OS picks the number for port 0), then TCP on the same number.
+
+    With port 0 the number the OS gave UDP may already be some TCP socket's local port; another
+    is picked rather than failing (a CI run failed on exactly that). A configured port that is
+    taken is an error.
+    """
+    for attempt in range(FREE_PORT_ATTEMPTS):
+        listeners = Listeners()
+        try:
+            await _bind(listeners, host, port, transports, on_message, serve_tcp)
+            return listeners
+        except OSError as error:
+            await listeners.close()
+            if port != 0 or attempt == FREE_PORT_ATTEMPTS - 1:
+                raise
+            log.debug("SIP port %s taken on TCP (%s); picking another", listeners.ports.get("udp"), error)
+    raise AssertionError("unreachable")
+
+
+async def _bind(
+    listeners: Listeners,
+    host: str,
+    port: int,
+    transports: Collection[str],
+    on_message: Callable[[bytes, SipChannel], None],
+    serve_tcp: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> None:
+    if "udp" in transports:
+        loop = asyncio.get_running_loop()
+        listeners.udp, _ = await loop.create_datagram_endpoint(
+            lambda: UdpProtocol(on_message), local_addr=(host, port)
+        )
+        port = listeners.ports["udp"] = listeners.udp.get_extra_info("sockname")[1]
+    if "tcp" in transports:
+        listeners.tcp = await asyncio.start_server(serve_tcp, host, port, limit=1 << 16)
+        listeners.ports["tcp"] = listeners.tcp.sockets[0].getsockname()[1]

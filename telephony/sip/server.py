@@ -35,7 +35,7 @@ from typing import Any
 from telephony.errors import ProtocolError, SipParseError, UnsupportedMediaError
 from telephony.settings import TelephonySettings
 from telephony.sip.call import POLL_INTERVAL, CallReport, SipCall
-from telephony.sip.channel import SipChannel, TcpChannel, UdpProtocol
+from telephony.sip.channel import Listeners, SipChannel, TcpChannel, bind_listeners
 from telephony.sip.dialog import (
     ACCEPT,
     UnsupportedBodyError,
@@ -67,8 +67,6 @@ SUPPORTED_EXTENSIONS = {"siprec", "timer", "replaces", "norefersub"}
 TRANSACTION_TTL = 32.0
 STOP_GRACE = 1.0
 """Seconds ``stop()`` waits for our BYEs over UDP to be answered (two sends at T1 = 0.5 s)."""
-FREE_PORT_ATTEMPTS = 5
-"""Tries to find a port free on both UDP and TCP when ``sip_port`` is 0."""
 
 
 @dataclass
@@ -98,42 +96,19 @@ class SipServer:
         self.ports: dict[str, int] = {}
         """Bound port per transport (useful with ``sip_port=0``)."""
         self._transactions: dict[tuple[str, str, str], tuple[float, bytes | None]] = {}
-        self._udp: asyncio.DatagramTransport | None = None
-        self._tcp: asyncio.Server | None = None
+        self._listeners = Listeners()
         self._tasks: set[asyncio.Task[None]] = set()
         self._acks = AckTimers()
         self._client = ClientTransactions()
 
     async def start(self) -> None:
         """Bind the configured transports (the same port on UDP and TCP when possible)."""
-        host = self.settings.sip_host
-        for attempt in range(FREE_PORT_ATTEMPTS):
-            try:
-                await self._bind(host, self.settings.sip_port)
-                break
-            except OSError as error:
-                # Port 0 (tests): the free UDP port the OS picked may be taken on TCP (another
-                # socket's local port); pick again rather than fail.
-                if self.settings.sip_port != 0 or attempt == FREE_PORT_ATTEMPTS - 1:
-                    raise
-                log.debug("SIP port %s taken on TCP (%s); picking another", self.ports.get("udp"), error)
-                if self._udp is not None:
-                    self._udp.close()
-                self._udp, self.ports = None, {}
+        listeners = await bind_listeners(self.settings.sip_host, self.settings.sip_port,
+                                         self.settings.sip_transports, self.on_message, self._serve_tcp)
+        self._listeners, self.ports = listeners, listeners.ports
         self._spawn(self._housekeeping())
         self._spawn(self._poll_calls())
-        log.info("SIP listening on %s %s", host, self.ports)
-
-    async def _bind(self, host: str, port: int) -> None:
-        loop = asyncio.get_running_loop()
-        if "udp" in self.settings.sip_transports:
-            self._udp, _ = await loop.create_datagram_endpoint(
-                lambda: UdpProtocol(self.on_message), local_addr=(host, port)
-            )
-            port = self.ports["udp"] = self._udp.get_extra_info("sockname")[1]
-        if "tcp" in self.settings.sip_transports:
-            self._tcp = await asyncio.start_server(self._serve_tcp, host, port, limit=1 << 16)
-            self.ports["tcp"] = self._tcp.sockets[0].getsockname()[1]
+        log.info("SIP listening on %s %s", self.settings.sip_host, self.ports)
 
     @property
     def address(self) -> str:
@@ -147,11 +122,7 @@ class SipServer:
             self._send_bye(call)
             self._end(call, "shutdown")
         await self._client.settle(grace)  # the sockets stay open for retransmits and answers
-        if self._udp is not None:
-            self._udp.close()
-        if self._tcp is not None:
-            self._tcp.close()
-            await self._tcp.wait_closed()
+        await self._listeners.close()
         for task in list(self._tasks):
             task.cancel()
 
