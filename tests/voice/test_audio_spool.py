@@ -4,7 +4,6 @@ part files on disk mid-call, and at the end the same WAV the in-memory recorder 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import threading
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ import pytest
 import soundfile as sf
 import soxr
 
+from tests.server.harness import bundled_sample
 from voice.audio import resample
 from voice.frames import AudioFrame, CallEndedFrame, CallStartedFrame, Role
 from voice.processor import Pipeline
@@ -56,11 +56,7 @@ def _reference_wav(path: Path, audio: dict[str, list[Chunk]], legs: list[str]) -
 @pytest.fixture(scope="module")
 def phone_call() -> np.ndarray:
     """The 30 s two-party phone call bundled with pyannote.audio (16 kHz mono int16)."""
-    spec = importlib.util.find_spec("pyannote.audio")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("pyannote.audio is not installed (its sample call is the test audio)")
-    pcm, rate = sf.read(Path(next(iter(spec.submodule_search_locations))) / "sample" / "sample.wav",
-                        dtype="int16")
+    pcm, rate = sf.read(bundled_sample()[0], dtype="int16")
     assert rate == 16000
     return np.asarray(pcm)
 

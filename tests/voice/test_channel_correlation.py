@@ -3,24 +3,18 @@ and agrees with numpy's whole-array correlation on real audio."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.server.harness import bundled_sample
 from voice.batch.pipeline import _correlation
 
 pytestmark = pytest.mark.unit
 
 
 def _phone_call() -> np.ndarray:
-    spec = importlib.util.find_spec("pyannote.audio")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("pyannote.audio is not installed (its sample call is the test audio)")
-    samples, _ = sf.read(Path(next(iter(spec.submodule_search_locations))) / "sample" / "sample.wav",
-                         dtype="float32")
+    samples, _ = sf.read(bundled_sample()[0], dtype="float32")
     return np.asarray(samples)
 
 
