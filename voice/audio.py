@@ -7,6 +7,7 @@ through PyAV for other containers (M4A, WebM, ...). Headerless PCM needs an expl
 
 from __future__ import annotations
 
+import glob
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,7 +213,24 @@ def safe_file_stem(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:200]
 
 
-def spooled_parts(audio_dir: Path, call_id: str) -> list[Path]:
-    """The spool files a live call's recorder writes until the call's WAV is assembled; a
-    process that died leaves them as the interrupted call's partial recording."""
-    return sorted(audio_dir.glob(f"{safe_file_stem(call_id)}.*.part.pcm"))
+def part_file_name(call_id: str, leg: str, rate: int) -> str:
+    """The spool file of one leg of a live call: ``<call>.<leg>.<rate>hz.part.pcm``. The leg has no
+    dots in it, so the name parses back unambiguously (:func:`spool_files`)."""
+    return f"{safe_file_stem(call_id)}.{safe_file_stem(leg).replace('.', '_')}.{rate}hz.part.pcm"
+
+
+def spool_manifest_path(audio_dir: Path, call_id: str) -> Path:
+    """The manifest of a live call's spool: which part files it has, for recovery after a crash."""
+    return audio_dir / f"{safe_file_stem(call_id)}.spool.json"
+
+
+def spool_files(audio_dir: Path, call_id: str) -> list[Path]:
+    """The files a live call's recorder writes until the call's WAV is assembled (part files and
+    manifest); a process that died leaves them as the interrupted call's partial recording."""
+    stem = safe_file_stem(call_id)
+    # Why the pattern: a glob on "<stem>.*" would also take the files of a call whose id is this
+    # one plus a dot and more (SIP Call-IDs are full of dots).
+    part = re.compile(re.escape(stem) + r"\.[^.]+\.\d+hz\.part\.pcm")
+    parts = sorted(p for p in audio_dir.glob(f"{glob.escape(stem)}.*.part.pcm") if part.fullmatch(p.name))
+    manifest = spool_manifest_path(audio_dir, call_id)
+    return parts + ([manifest] if manifest.exists() else [])

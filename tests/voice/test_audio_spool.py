@@ -17,10 +17,10 @@ import soundfile as sf
 import soxr
 
 from tests.server.harness import bundled_sample
-from voice.audio import resample
+from voice.audio import resample, spool_files
 from voice.frames import AudioFrame, CallEndedFrame, CallStartedFrame, Role
 from voice.processor import Pipeline
-from voice.processors.audio_spool import AudioSpool
+from voice.processors.audio_spool import AudioSpool, recover_interrupted_calls
 from voice.processors.recorder import CallRecorder
 from voice.server.calls import CallRegistry
 from voice.server.hub import EventHub
@@ -268,4 +268,54 @@ def test_a_wav_that_cannot_be_assembled_costs_the_audio_not_the_transcript(
     assert stored.status == "done"
     assert recorder.store.get_transcript("full").audio.path == "live:sip"  # no link to a WAV that is not there
     assert sorted(p.name for p in audio_dir.iterdir()) == [
-        "full.inbound.8000hz.part.pcm", "full.outbound.16000hz.part.pcm"]  # the audio so far is kept
+        "full.inbound.8000hz.part.pcm", "full.outbound.16000hz.part.pcm", "full.spool.json"]  # the audio so far is kept
+
+
+def test_an_interrupted_calls_spool_becomes_its_wav_once_its_process_is_known_dead(
+        tmp_path: Path, phone_call: np.ndarray) -> None:
+    frames = list(_frames(_plan(_legs(phone_call, 10.0))))
+    audio_dir = tmp_path / "audio"
+
+    async def crashed_call() -> None:
+        with ThreadPoolExecutor(1) as executor:
+            recorder = _recorder(tmp_path, executor, audio_dir)
+            # A SIP Call-ID: dots and an '@', and a neighbour whose id extends this one.
+            await recorder.process_frame(CallStartedFrame(call_id="a84b@pc33.atlanta.com",
+                                                          legs={"outbound": "agent", "inbound": "customer"},
+                                                          source="sip"))
+            for frame in frames:
+                await recorder.process_frame(frame)
+            await asyncio.get_running_loop().run_in_executor(executor, lambda: None)
+
+    asyncio.run(asyncio.wait_for(crashed_call(), 60))  # the process "dies": no end, no close
+    neighbour = audio_dir / "a84b_pc33.atlanta.com.2.inbound.8000hz.part.pcm"
+    neighbour.write_bytes(bytes(1600))
+    spool = spool_files(audio_dir, "a84b@pc33.atlanta.com")
+    assert [p.name for p in spool] == ["a84b_pc33.atlanta.com.inbound.8000hz.part.pcm",
+                                       "a84b_pc33.atlanta.com.outbound.16000hz.part.pcm",
+                                       "a84b_pc33.atlanta.com.spool.json"]
+    parts = {leg: np.fromfile(audio_dir / f"a84b_pc33.atlanta.com.{leg}.{rate}hz.part.pcm", dtype="<i2")
+             for leg, rate in (("inbound", 8000), ("outbound", 16000))}
+    statuses = {"a84b@pc33.atlanta.com": "active"}
+    attached: dict[str, Path] = {}
+
+    def recover(idle_seconds: float) -> list[str]:
+        return recover_interrupted_calls(audio_dir, status_of=statuses.get, attach=attached.__setitem__,
+                                         idle_seconds=idle_seconds)
+
+    assert recover(0.0) == []  # still active: a held call, or a neighbour process's
+    statuses["a84b@pc33.atlanta.com"] = "interrupted"
+    assert recover(60.0) == []  # written to a moment ago: a stalled process may still be writing
+    assert not attached and all(p.exists() for p in spool)
+
+    assert recover(0.0) == ["a84b@pc33.atlanta.com"]
+
+    wav = audio_dir / "a84b_pc33.atlanta.com.wav"
+    assert attached == {"a84b@pc33.atlanta.com": wav}
+    assert sorted(p.name for p in audio_dir.iterdir()) == [neighbour.name, wav.name]
+    recovered = _read(wav)  # the call's leg order: outbound (agent) first
+    assert recovered.shape == (len(parts["outbound"]), 2)
+    for channel, (leg, rate) in enumerate((("outbound", 16000), ("inbound", 8000))):
+        want = np.round(resample(parts[leg].astype(np.float32) / 32768.0, rate, 16000) * 32767).astype(np.int16)
+        assert np.abs(recovered[: len(want), channel].astype(int) - want[: len(recovered)]).max() <= 1
+    assert recover(0.0) == []  # done once

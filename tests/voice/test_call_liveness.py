@@ -1,17 +1,25 @@
 """Calls a crashed server process left ``active``: heartbeats per call, and the sweep that marks the
-orphans ``interrupted`` (keeping their turns) so they can be erased and purged; on SQLite and
-PostgreSQL, and through a restarted server."""
+orphans ``interrupted`` (keeping their turns and recovering their recordings) so they can be replayed,
+erased and purged; on SQLite and PostgreSQL, and through a restarted server."""
 
 from __future__ import annotations
 
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
+import soxr
 from sqlalchemy import update
 from starlette.testclient import TestClient
 
-from tests.server.harness import make_services, new_app
+from tests.server.harness import bundled_sample, make_services, new_app
+from voice.audio import spool_files
+from voice.processors.audio_spool import AudioSpool
 from voice.store import Store
 from voice.store.agents import AgentStore
 from voice.store.live import LiveCallStore, LiveTurn
@@ -108,3 +116,34 @@ def test_a_restarted_server_lets_a_call_left_by_a_crash_be_erased(tmp_path: Path
 
     assert answer.status_code == 200, answer.text
     assert answer.json()["erased"] == ["CA-crashed"]
+
+
+def test_a_restarted_server_recovers_the_recording_of_a_call_left_by_a_crash(tmp_path: Path) -> None:
+    services = make_services(tmp_path)
+    stale = datetime.now(UTC) - ORPHAN_AFTER - timedelta(minutes=1)
+    _live_call(services.store, "CA-crashed", heartbeat=stale, started=stale)
+    pcm, rate = sf.read(bundled_sample()[0], dtype="int16")
+    phone = soxr.resample(pcm[: 5 * rate], rate, 8000)  # 5 s of a phone leg
+    with ThreadPoolExecutor(1) as writer:  # the dead process's recorder, up to its last flush
+        spool = AudioSpool(tmp_path / "audio", "CA-crashed", writer, leg_order=["inbound", "outbound"])
+        for start in range(0, len(phone), 160):
+            spool.push("inbound", start / 8000, phone[start:start + 160], 8000)
+    left = spool_files(tmp_path / "audio", "CA-crashed")
+    for path in left:
+        os.utime(path, (stale.timestamp(), stale.timestamp()))
+    _, token = AgentStore(services.store).add("sue", role="supervisor", tenant=None)
+    auth = {"Authorization": f"Bearer {token}"}
+
+    with TestClient(new_app(services)) as client:
+        audio = client.get("/api/calls/CA-crashed/audio", headers=auth)
+        assert audio.status_code == 200, audio.text
+        played, played_rate = sf.read(io.BytesIO(audio.content), dtype="float32")
+        assert [p.exists() for p in left] == [False, False]
+        erased = client.delete("/api/calls/CA-crashed", headers=auth)
+
+    # At least 4 s were flushed (a write is due every 2 s); what was still in memory died with the process.
+    assert played_rate == 16000 and 4 * 16000 <= len(played) <= 5 * 16000
+    heard = soxr.resample(phone.astype(np.float32) / 32768, 8000, 16000)
+    assert np.abs(played[:-100] - heard[: len(played) - 100]).max() < 1e-3
+    assert erased.status_code == 200 and erased.json()["erased"] == ["CA-crashed"]
+    assert list((tmp_path / "audio").iterdir()) == []

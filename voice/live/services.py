@@ -133,8 +133,23 @@ class LiveServices:
             # Stamp our own calls first, so a sweep can never close a call we carry.
             await loop.run_in_executor(self.db_executor, touch_calls, self.store, carried)
             await loop.run_in_executor(self.db_executor, interrupt_orphans, self.store)
+            if self.config.record_audio:
+                await loop.run_in_executor(self.db_executor, self._recover_audio)
         except Exception:  # the database may be down for a while; calls go on, retried next round
             log.exception("call heartbeat failed; retrying in the next round")
+
+    def _recover_audio(self) -> list[str]:
+        """The recordings of calls a dead process left as spool files in this data dir."""
+        from voice.processors.audio_spool import recover_interrupted_calls
+        from voice.store.retention import ORPHAN_AFTER
+
+        audio_dir = Path(self.config.data_dir) / "audio"
+        if not audio_dir.is_dir():
+            return []
+        return recover_interrupted_calls(
+            audio_dir, status_of=self.live_store.status,
+            attach=lambda call_id, wav: self.live_store.attach_recovered_audio(call_id, str(wav)),
+            idle_seconds=ORPHAN_AFTER.total_seconds())
 
     async def close(self) -> None:
         """Drain calls, stop workers and close the database (blocking joins run off the event loop)."""

@@ -6,7 +6,9 @@ little-endian mono at the leg's own rate). A chunk goes where its ``pts`` puts i
 as silence (the file is extended by seeking past its end), and where chunks overlap the later one
 wins, as in the in-memory recorder this replaces. At the end of the call :meth:`AudioSpool.finish`
 writes ``<call>.wav`` (16 kHz PCM_16, legs as channels) and deletes the part files; the part files
-of a process that died stay on disk as the partial recording of the interrupted call.
+of a process that died stay on disk as the partial recording of the interrupted call, with the spool's
+manifest ``<call>.spool.json`` (the call id, its legs' order, each part file's leg and rate), from which
+:func:`recover_interrupted_calls` assembles the interrupted call's WAV once its process is known dead.
 
 Why a file per leg rather than keeping frames: an hour of a two-leg call is about 230 MB of
 frames held per call until it ends, and all of it was lost when the process died.
@@ -14,18 +16,20 @@ frames held per call until it ends, and all of it was lost when the process died
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from voice.audio import safe_file_stem
+from voice.audio import part_file_name, spool_manifest_path
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,7 @@ class _Leg:
     """One leg's spool. ``pending`` and the counters are shared with the event loop under
     ``queue_lock`` (held only to move list items); the file is only touched under ``write_lock``."""
 
+    name: str
     path: Path
     rate: int
     flush_samples: int
@@ -56,6 +61,8 @@ class _Leg:
     """Samples the leg's track spans: the furthest chunk end seen (the file can be shorter)."""
     scheduled: bool = False
     created: bool = False
+    listed: bool = False
+    """Named in the spool's manifest."""
     rate_changed: bool = False
     lost_samples: int = 0
     queue_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -65,11 +72,15 @@ class _Leg:
 class AudioSpool:
     """Per-leg part files of one call; :meth:`push` on the event loop, the rest on the executor."""
 
-    def __init__(self, directory: Path, stem: str, executor: Executor, *,
+    def __init__(self, directory: Path, call_id: str, executor: Executor, *, leg_order: list[str] | None = None,
                  flush_seconds: float = FLUSH_SECONDS) -> None:
-        self.directory, self.stem, self.executor = directory, stem, executor
+        self.directory, self.call_id, self.executor = directory, call_id, executor
+        self.stem = spool_manifest_path(directory, call_id).name.removesuffix(".spool.json")
+        self.leg_order = list(leg_order or [])
         self.flush_seconds = flush_seconds
         self.legs: dict[str, _Leg] = {}
+        self._written_legs: list[_Leg] = []  # in the manifest, under _manifest_lock
+        self._manifest_lock = threading.Lock()
         self._finish_lock = threading.Lock()
         self._done = False
         self._span = 0.0  # seconds: the furthest chunk end of any leg
@@ -132,6 +143,7 @@ class AudioSpool:
             self._done = True
             for leg in legs.values():
                 leg.path.unlink(missing_ok=True)
+            spool_manifest_path(self.directory, self.call_id).unlink(missing_ok=True)
 
     def _warn_once(self, kind: str, leg_name: str, message: str, pts: float) -> None:
         if (kind, leg_name) not in self._warned:
@@ -139,8 +151,22 @@ class AudioSpool:
             log.warning(message, pts, leg_name, self.stem)
 
     def _new_leg(self, name: str, rate: int) -> _Leg:
-        path = self.directory / f"{self.stem}.{safe_file_stem(name)}.{rate}hz.part.pcm"
-        return _Leg(path, rate, max(1, int(self.flush_seconds * rate)))
+        path = self.directory / part_file_name(self.call_id, name, rate)
+        return _Leg(name, path, rate, max(1, int(self.flush_seconds * rate)))
+
+    def _add_to_manifest(self, leg: _Leg) -> None:
+        """Name the leg's part file in the manifest (executor thread, once per leg, before its first
+        write): what :func:`recover_interrupted_calls` needs if the process dies mid-call."""
+        leg.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._manifest_lock:
+            self._written_legs.append(leg)
+            manifest = {"format": 1, "call_id": self.call_id, "leg_order": self.leg_order,
+                        "legs": [{"leg": w.name, "file": w.path.name, "rate": w.rate} for w in self._written_legs]}
+            path = spool_manifest_path(self.directory, self.call_id)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(manifest), encoding="utf-8")
+            tmp.replace(path)
+            leg.listed = True
 
     def _schedule(self, leg: _Leg) -> None:
         try:
@@ -162,6 +188,8 @@ class AudioSpool:
             if not chunks or self._done:
                 return
             try:
+                if not leg.listed:
+                    self._add_to_manifest(leg)
                 self._write(leg, chunks)
             except OSError:
                 # Why: the call goes on; a full disk must not grow memory. The WAV gets silence there.
@@ -189,6 +217,56 @@ class AudioSpool:
             # it on disk (sparse), so the track is read into one array, never concatenated.
             os.truncate(leg.path, 2 * leg.end)
         return resample_track(np.fromfile(leg.path, dtype="<i2"), leg.rate)
+
+
+def recover_interrupted_calls(audio_dir: Path, *, status_of: Callable[[str], str | None],
+                              attach: Callable[[str, Path], None], idle_seconds: float) -> list[str]:
+    """Assemble the WAV of every call whose process died mid-call, from its spool; returns their ids.
+
+    A spool is recovered once its call is ``interrupted`` (``status_of``; the heartbeat sweep's
+    verdict) and none of its files changed for ``idle_seconds``, so a process that only stalled
+    and still writes keeps its spool. The WAV is written like a finished call's; ``attach`` then
+    records it on the call, and only after that are the part files deleted: a failure anywhere
+    leaves the spool for the next round. Blocking (file and database work): run it off the event loop.
+    """
+    recovered = []
+    for manifest_path in sorted(audio_dir.glob("*.spool.json")):
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            call_id, legs = str(manifest["call_id"]), list(manifest["legs"])
+            parts = [(audio_dir / Path(str(leg["file"])).name, int(leg["rate"])) for leg in legs]
+            files = [manifest_path] + [path for path, _ in parts if path.exists()]
+            if time.time() - max(f.stat().st_mtime for f in files) < idle_seconds:
+                continue
+            if status_of(call_id) != "interrupted":
+                continue
+            order = _leg_order(manifest)
+            tracks = [resample_track(_read_part(*parts[i]), parts[i][1]) for i in order]
+            wav = audio_dir / f"{manifest_path.name.removesuffix('.spool.json')}.wav"
+            write_call_wav(wav, tracks)
+            attach(call_id, wav)
+        except Exception:  # noqa: BLE001 - one bad spool must not keep the others from recovery
+            log.exception("could not recover the audio of the interrupted call in %s; retried later",
+                          manifest_path.name)
+            continue
+        for path in files:
+            path.unlink(missing_ok=True)
+        log.warning("recovered the recording of interrupted call %s: %s", call_id, wav)
+        recovered.append(call_id)
+    return recovered
+
+
+def _leg_order(manifest: dict) -> list[int]:
+    """Indexes into the manifest's legs: the call's leg order first, then the rest as first written."""
+    names = [str(leg["leg"]) for leg in manifest["legs"]]
+    ordered = [names.index(n) for n in manifest.get("leg_order", []) if n in names]
+    return ordered + [i for i in range(len(names)) if i not in ordered]
+
+
+def _read_part(path: Path, rate: int) -> np.ndarray:
+    if rate <= 0:
+        raise ValueError(f"{path.name}: rate {rate}")
+    return np.fromfile(path, dtype="<i2") if path.exists() else np.zeros(0, "<i2")
 
 
 def resample_track(track: np.ndarray, rate: int) -> np.ndarray:

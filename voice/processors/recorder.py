@@ -67,7 +67,7 @@ class CallRecorder(FrameProcessor):
         if isinstance(frame, CallStartedFrame):
             self.started, self._started_at = frame, datetime.now(UTC)
             if self.audio_dir is not None:
-                self.spool = AudioSpool(self.audio_dir, safe_file_stem(frame.call_id), self.executor)
+                self.spool = AudioSpool(self.audio_dir, frame.call_id, self.executor, leg_order=list(frame.legs))
             self.registry.started(frame)
             self._db(self._start_row)
         elif isinstance(frame, TranscriptFinalFrame):

@@ -105,6 +105,24 @@ class LiveCallStore:
                     row.status = "done" if row.transcript is not None else "failed"
                     row.error = None if row.transcript is not None else "call ended before a transcript was stored"
 
+    def status(self, call_id: str) -> str | None:
+        """The call's status, or None when there is no such call."""
+        with self.store.session() as session:
+            return session.scalar(select(CallRow.status).where(CallRow.call_id == call_id))
+
+    def attach_recovered_audio(self, call_id: str, path: str) -> None:
+        """Record the recording assembled from an interrupted call's spool (QA plays it, erasure
+        deletes it). Only an ``interrupted`` call takes it.
+
+        Raises:
+            CallNotFoundError: the call is gone or no longer interrupted (the spool is then kept).
+        """
+        with self.store.session() as session:
+            row = session.scalars(select(CallRow).where(CallRow.call_id == call_id)).one_or_none()
+            if row is None or row.status != "interrupted":
+                raise CallNotFoundError(f"no interrupted call {call_id!r}", hint="its spool is kept")
+            row.audio_path, row.updated_at = path, _now()
+
     def turns(self, call_id: str) -> list[LiveTurn]:
         """The stored turns of a call, in time order."""
         with self.store.session() as session:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from sqlalchemy import and_, delete, func, or_, select, update
 
-from voice.audio import spooled_parts
+from voice.audio import spool_files
 from voice.store.store import Store, _as_utc
 from voice.store.tables import CallRow
 from voice.store.tables_feedback import ABAssignmentRow, SuggestionFeedbackRow
@@ -154,8 +154,8 @@ class CallEraser:
         return report
 
     def _files(self, call: CallToErase, report: ErasureReport, dry_run: bool) -> None:
-        # An interrupted live call's partial recording: its recorder's spool files.
-        self._unlink(spooled_parts(self.owned_roots[0], call.call_id), report, dry_run)
+        # An interrupted live call's partial recording: its recorder's spool files and their manifest.
+        self._unlink(spool_files(self.owned_roots[0], call.call_id), report, dry_run)
         if not call.audio_path or call.audio_path.startswith("live:"):
             return
         path = Path(call.audio_path)
