@@ -8,10 +8,10 @@ sent once. What happens on Timer H is the caller's choice (see ``SipServer._awai
 
 Our BYE (RFC 3261 17.1.2, non-INVITE client transaction): over UDP re-sent with Timer E (T1
 doubling to T2; T2 once a provisional response came) until a final response or Timer F
-(64*T1); over TCP sent once. Responses match by top Via branch, Call-ID and CSeq. The call's
-pipeline has ended before any of this: only the transaction lives on in the background.
-Not done: Timer K (absorbing retransmitted final responses after completion); a late copy of a
-200 to our BYE is counted as a stray response.
+(64*T1); over TCP sent once. Responses match by top Via branch, Call-ID and CSeq. After the final
+response a UDP transaction stays Completed for Timer K (T4) and absorbs the far end's retransmitted
+copies of it, which would otherwise be counted and logged as stray. The call's pipeline has ended
+before any of this: only the transaction lives on in the background.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from telephony.sip.channel import SipChannel
 from telephony.sip.message import SipMessage, via_branch
 
 log = logging.getLogger(__name__)
-T1, T2 = 0.5, 4.0
-"""RFC 3261 timer values (seconds): RTT estimate and the longest retransmit interval.
+T1, T2, T4 = 0.5, 4.0, 5.0
+"""RFC 3261 timer values (seconds): RTT estimate, the longest retransmit interval, and the longest a
+message stays in the network (Timer K, over UDP).
 
 Timers H and F are 64*T1 and are computed from T1 when used, so a test that lowers T1 gets them
 shorter too."""
@@ -98,8 +99,8 @@ class ClientTransactions:
 
     def __init__(self) -> None:
         self._open: dict[TransactionKey, _ClientTransaction] = {}
-        self._tasks: dict[asyncio.Task[None], str] = {}
-        """Running transactions and their transport."""
+        self._tasks: dict[asyncio.Task[None], _ClientTransaction] = {}
+        """Running transactions (Completed ones included, until Timer K)."""
 
     def __len__(self) -> int:
         return len(self._open)
@@ -112,7 +113,7 @@ class ClientTransactions:
         self._open[key] = transaction
         channel.send(request.to_bytes())
         task = asyncio.create_task(self._run(key, transaction))
-        self._tasks[task] = channel.transport
+        self._tasks[task] = transaction
         task.add_done_callback(self._tasks.pop)
 
     def on_response(self, response: SipMessage) -> bool:
@@ -132,11 +133,14 @@ class ClientTransactions:
         return True
 
     async def settle(self, grace: float) -> None:
-        """Give transactions that may still retransmit (UDP) up to ``grace`` s, then end all."""
-        unreliable = [task for task, transport in self._tasks.items() if transport == "udp"]
-        if unreliable and grace > 0:
-            await asyncio.wait(unreliable, timeout=grace)
-        for task in list(self._tasks):
+        """Give unanswered transactions that may still retransmit (UDP) up to ``grace`` s, then end
+        all (answered ones only wait out Timer K, which shutdown need not)."""
+        waits = [asyncio.ensure_future(_answered_or_over(task, transaction))
+                 for task, transaction in self._tasks.items()
+                 if transaction.channel.transport == "udp" and not transaction.done.is_set()]
+        if waits and grace > 0:
+            await asyncio.wait(waits, timeout=grace)
+        for task in [*waits, *self._tasks]:
             task.cancel()
 
     async def _run(self, key: TransactionKey, transaction: _ClientTransaction) -> None:
@@ -151,6 +155,8 @@ class ClientTransactions:
                     wait = remaining if reliable else min(interval, remaining)
                     await asyncio.wait_for(transaction.done.wait(), wait)
                 if transaction.done.is_set():
+                    if not reliable:
+                        await asyncio.sleep(T4)  # Timer K: absorb retransmitted final responses
                     return
                 if not reliable and loop.time() < deadline:
                     transaction.channel.send(data)
@@ -163,3 +169,12 @@ class ClientTransactions:
             )
         finally:
             self._open.pop(key, None)
+
+
+async def _answered_or_over(task: asyncio.Task[None], transaction: _ClientTransaction) -> None:
+    """Until the transaction has its final response or has ended (Timer F, cancelled)."""
+    answered = asyncio.ensure_future(transaction.done.wait())
+    try:
+        await asyncio.wait({task, answered}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        answered.cancel()

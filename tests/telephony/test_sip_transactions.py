@@ -123,6 +123,31 @@ def test_udp_bye_is_retransmitted_until_its_200_and_the_pipeline_ends_at_once() 
     assert after_ok == []
 
 
+def test_udp_bye_absorbs_retransmitted_200s_for_timer_k_then_forgets_the_transaction(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transactions, "T4", 0.3)
+
+    async def scenario():
+        async with sip_server() as (server, handler), SipPeer(server.ports["udp"]) as peer:
+            await peer.invite(PCMU_OFFER.format(port=7000))
+            handler.calls[0].output.hang_up("agent")
+            bye = await asyncio.wait_for(peer.requests.get(), 1.0)
+            peer.send_raw(ok_to(bye))
+            await asyncio.sleep(0.1)
+            peer.send_raw(ok_to(bye))  # our 200 was lost for the far end: it sends it again
+            await asyncio.sleep(0.1)
+            absorbed = server.stats.stray_responses
+            await asyncio.sleep(0.3)  # Timer K has passed: the transaction is gone
+            peer.send_raw(ok_to(bye))
+            await asyncio.sleep(0.1)
+            return absorbed, server.stats.stray_responses, await drain(peer.requests, 0.1)
+
+    absorbed, after_timer_k, resent = run(scenario())
+    assert absorbed == 0  # the copy belongs to the Completed transaction
+    assert after_timer_k == 1
+    assert resent == []  # and no BYE was re-sent after the first 200
+
+
 def test_tcp_bye_is_sent_once_and_only_its_own_200_is_matched() -> None:
     async def scenario():
         async with sip_server() as (server, handler), SipPeer(server.ports["tcp"], "tcp") as peer:
