@@ -35,9 +35,10 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
-def open_page(browser: Any, *, width: int = 1400, height: int = 860) -> Any:
-    """A page that fails the test on any uncaught script error."""
-    page = browser.new_page(viewport={"width": width, "height": height})
+def open_page(browser: Any, *, width: int = 1400, height: int = 860, **options: Any) -> Any:
+    """A page that fails the test on any uncaught script error; ``options`` are Playwright's
+    context options (``timezone_id="America/New_York"``, ``locale=...``)."""
+    page = browser.new_page(viewport={"width": width, "height": height}, **options)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.script_errors = errors

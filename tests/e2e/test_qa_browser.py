@@ -106,3 +106,37 @@ def test_supervisor_view_follows_live_calls(tmp_path: Path) -> None:
         page.wait_for_selector("#rows tr[data-call-id='CA-sup-1'][data-status='ended']")
         assert page.locator("#count-active").inner_text() == "0"
         assert page.script_errors == []
+
+
+def test_qa_date_filters_are_the_viewers_days(tmp_path: Path) -> None:
+    """A call at 21:30 on 26 Nov in New York (02:30 UTC on the 27th) is listed under the 26th there."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from voice.store.tables import CallRow
+
+    services = make_services(tmp_path)
+    sue = AgentStore(services.store).add("sue", role="supervisor")[1]
+    with ServerThread(new_app(services)) as server, chromium() as browser:
+        call = ScriptedCall(services, "CA-evening", agent_id="alice")
+        server.run(call.start())
+        server.run(call.end(5.0))
+        evening = datetime(2026, 11, 27, 2, 30, tzinfo=UTC)
+        deadline = time.monotonic() + 5
+        while True:  # the call's row is written off the event loop
+            with services.store.session() as session:
+                if session.execute(update(CallRow).where(CallRow.call_id == "CA-evening")
+                                   .values(created_at=evening, started_at=evening)).rowcount:
+                    break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        page = open_page(browser, timezone_id="America/New_York")
+        page.goto(f"{server.url}/qa?since=2026-11-26&until=2026-11-26#token={sue}")
+        wait_until(page, "/^\\d+ calls?$/.test(document.getElementById('calls-count').textContent)")
+        rows = page.locator("#calls tbody tr")
+        assert rows.count() == 1 and "Nov 26" in rows.first.inner_text()
+        page.goto(f"{server.url}/qa?since=2026-11-27&until=2026-11-27")
+        wait_until(page, "/^\\d+ calls?$/.test(document.getElementById('calls-count').textContent)")
+        assert page.locator("#calls tbody tr").count() == 0
+        assert page.script_errors == []

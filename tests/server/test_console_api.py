@@ -197,6 +197,8 @@ def test_upload_names_cannot_escape_the_upload_folder(env: Env) -> None:
     assert _safe_name("../../etc/passwd.wav") == "passwd.wav"
     assert _safe_name("..\\..\\evil.wav") == "evil.wav"
     assert "/" not in _safe_name("a/b/c d.mp3") and _safe_name("...") == "recording"
+    # A name in another script keeps its suffix (the call id and media type), not just "wav".
+    assert _safe_name("録音.wav") == "recording.wav" and _safe_name("Звонок клиента.MP3") == "recording.MP3"
 
 
 def test_supervisor_feed_summarises_every_call_and_refuses_agents(env: Env) -> None:

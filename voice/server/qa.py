@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse
@@ -46,22 +48,29 @@ class OutcomeIn(BaseModel):
     source: str | None = Field(default="api", max_length=64)
 
 
-def _day(value: str | None, name: str) -> datetime | None:
+def _zone(name: str | None) -> tzinfo:
+    """The viewer's time zone (an IANA name such as ``Europe/Berlin``); UTC when not given."""
+    if not name:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # "America" is a folder of zones
+        raise HTTPException(422, f"tz must be a time zone name like Europe/Berlin, not {name!r}") from exc
+
+
+def _day(value: str | None, name: str, zone: tzinfo, *, after: bool = False) -> datetime | None:
+    """Midnight (UTC) starting the day ``value`` in ``zone``, or ending it with ``after`` (the
+    exclusive end of an inclusive ``until``); None (no bound) after 9999-12-31."""
     if not value:
         return None
     try:
-        return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+        day = date.fromisoformat(value)
     except ValueError as exc:
         raise HTTPException(422, f"{name} must be a date like 2026-11-27") from exc
-
-
-def _day_after(day: datetime | None) -> datetime | None:
-    """The exclusive end of an inclusive ``until`` day; None (no bound) after 9999-12-31."""
-    if day is None:
-        return None
     try:
-        return day + timedelta(days=1)
-    except OverflowError:  # 9999-12-31 + 1 day overflowed (a 500): the last day there bounds nothing
+        day += timedelta(days=1 if after else 0)
+        return datetime.combine(day, datetime.min.time(), zone).astimezone(UTC)
+    except OverflowError:  # around 0001-01-01 or 9999-12-31 (a 500): a bound there bounds nothing
         return None
 
 
@@ -90,13 +99,16 @@ def _add_call_routes(router: APIRouter) -> None:
     async def qa_calls(request: Request, viewer: CurrentAgent, agent_id: str | None = None,
                        since: str | None = None,
                        until: str | None = None,
+                       tz: str | None = Query(None, max_length=64),
                        outcome: str | None = Query(None, pattern="^(success|failure|unknown)$"),
                        kind: str | None = Query(None, pattern="^(live|batch)$"),
                        limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)
                        ) -> dict[str, Any]:
-        """Stored calls, newest first; ``since``/``until`` are days (``until`` inclusive)."""
-        where = _filter_for(viewer, agent_id, kind=kind, outcome=outcome, since=_day(since, "since"),
-                            until=_day_after(_day(until, "until")), limit=limit, offset=offset)
+        """Stored calls, newest first; ``since``/``until`` are days (``until`` inclusive) in the
+        time zone ``tz`` (an IANA name, as the pages send; UTC without it)."""
+        zone = _zone(tz)
+        where = _filter_for(viewer, agent_id, kind=kind, outcome=outcome, since=_day(since, "since", zone),
+                            until=_day(until, "until", zone, after=True), limit=limit, offset=offset)
         console = console_of(request)
         calls = await asyncio.to_thread(console.qa.calls, where)
         return {"calls": [c.to_dict() for c in calls]}
@@ -106,7 +118,10 @@ def _add_call_routes(router: APIRouter) -> None:
         """A call for the replay page: listing row, transcript, and the review if computed."""
         await authorize_call(request, viewer, call_id)
         console = console_of(request)
-        row, transcript = await asyncio.to_thread(_call_and_transcript, console, call_id)
+        try:
+            row, transcript = await asyncio.to_thread(_call_and_transcript, console, call_id)
+        except CallNotFoundError as exc:  # live, but its row is still on the way to the database (or erased)
+            raise HTTPException(404, f"call {call_id!r} is not stored (yet): retry in a moment") from exc
         review = await asyncio.to_thread(console.reviews.cached, call_id, row.tenant)
         return {"call": row.to_dict(), "transcript": transcript,
                 "review": review_json(review) if review else None,
@@ -141,7 +156,7 @@ def _add_review_routes(router: APIRouter) -> None:
         review = await asyncio.to_thread(console_of(request).reviews.cached, call_id, owner["tenant"])
         if review is None:
             raise HTTPException(409, "this call has no review yet: open it in QA replay first")
-        disposition = {"Content-Disposition": f'attachment; filename="{_file_stem(call_id)}-review.{fmt}"'}
+        disposition = {"Content-Disposition": _attachment(f"{call_id[:100]}-review.{fmt}")}
         if fmt == "csv":
             return PlainTextResponse(review_csv(review), media_type="text/csv; charset=utf-8", headers=disposition)
         from fastapi.responses import JSONResponse
@@ -158,7 +173,10 @@ def _add_audio_and_outcome_routes(router: APIRouter) -> None:
     async def call_audio(call_id: str, request: Request, viewer: CurrentAgent) -> FileResponse:
         """The call's audio (live recording or batch source), with HTTP range support for seeking."""
         await authorize_call(request, viewer, call_id)
-        path = await asyncio.to_thread(console_of(request).qa.audio_path, call_id)
+        try:
+            path = await asyncio.to_thread(console_of(request).qa.audio_path, call_id)
+        except CallNotFoundError:  # live, but not in the database yet (or erased meanwhile)
+            path = None
         if not path or not await asyncio.to_thread(Path(path).is_file):
             raise HTTPException(404, "no audio is stored for this call")
         media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
@@ -191,5 +209,8 @@ def _call_and_transcript(console: Any, call_id: str) -> tuple[Any, dict[str, Any
                  if segments else None)
 
 
-def _file_stem(call_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in call_id)[:100]
+def _attachment(name: str) -> str:
+    """A download's Content-Disposition: an ASCII stand-in, and the real name (RFC 6266) for
+    ids such as a batch call's file stem ``録音`` (headers are Latin-1: it was a 500)."""
+    plain = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in name)
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -95,6 +96,12 @@ class UploadQueue:
         self._stage(job, "failed")
         job.finished_at = time.time()
 
+    def refuse(self, job: UploadJob, reason: str) -> None:
+        """Fail a job whose file did not arrive whole (too large, empty, broken off) and delete
+        what did arrive: nothing will ever read it, and a refused 500 MiB would stay on disk."""
+        self.fail(job, reason)
+        shutil.rmtree(Path(job.path).parent, ignore_errors=True)
+
     def get(self, job_id: str) -> UploadJob | None:
         """A job by id."""
         return self._jobs.get(job_id)
@@ -160,7 +167,9 @@ def _set_owner(store: Any, call_id: str, *, tenant: str | None, agent_id: str | 
 
 
 def _safe_name(filename: str) -> str:
-    """A file name that cannot leave its folder: the base name, tame characters, an audio suffix kept."""
+    """A file name that cannot leave its folder: the base name in tame characters, its audio
+    suffix kept (``録音.wav`` is ``recording.wav``, not ``wav``: a call id and a media type)."""
     base = Path(filename.replace("\\", "/")).name
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._") or "recording"
-    return cleaned[-120:]
+    suffix = re.sub(r"[^A-Za-z0-9.]+", "", Path(base).suffix)[:16]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", base[: len(base) - len(Path(base).suffix)]).strip("._")
+    return (stem or "recording")[: 120 - len(suffix)] + suffix

@@ -46,10 +46,11 @@ def create_router() -> APIRouter:
         try:
             size = await _receive(request, Path(job.path))
         except (ClientDisconnect, _TooLarge) as exc:
-            queue.fail(job, "the upload broke off" if isinstance(exc, ClientDisconnect) else str(exc))
-            raise HTTPException(413 if isinstance(exc, _TooLarge) else 400, job.error or "upload failed") from exc
+            reason = "the upload broke off" if isinstance(exc, ClientDisconnect) else str(exc)
+            await asyncio.to_thread(queue.refuse, job, reason)
+            raise HTTPException(413 if isinstance(exc, _TooLarge) else 400, reason) from exc
         if size == 0:
-            queue.fail(job, "the file is empty")
+            await asyncio.to_thread(queue.refuse, job, "the file is empty")
             raise HTTPException(400, "the file is empty")
         queue.start(job)
         return job.to_dict()

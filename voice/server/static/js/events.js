@@ -2,8 +2,11 @@
 //
 // Every event carries a per-call `seq`. After a drop the stream reconnects with
 // ?since=<last seq>, the server replays what was missed, and events already seen are skipped,
-// so no turn is lost or shown twice. Only a `call.ended` event ends the stream: the server also
-// closes sockets it dropped for falling behind, and those must reconnect.
+// so no turn is lost or shown twice. A `call.ended` event ends the stream: the server also
+// closes sockets it dropped for falling behind, and those must reconnect. A socket the server
+// closes without sending anything means it holds nothing more of the call (it restarted, or the
+// call left its history): when the API says the call is no longer active, the stream ends too,
+// instead of reconnecting to an empty stream forever.
 
 import { api } from "./api.js";
 
@@ -43,19 +46,36 @@ export class CallEventStream {
     const socket = new WebSocket(url);
     this.socket = socket;
     let opened = false;
+    let received = 0;
     socket.onopen = () => {
       opened = true;
       this.openedAt = performance.timeOrigin + performance.now();
       this.failures = 0;
       this.onState("live");
     };
-    socket.onmessage = (message) => this.receive(message.data);
-    socket.onclose = () => {
+    socket.onmessage = (message) => {
+      received += 1;
+      this.receive(message.data);
+    };
+    socket.onclose = async (event) => {
       if (this.socket !== socket) return;
+      if (!this.ended && !this.stopped && opened && received === 0 && event.code === 1000 && await this.gone()) {
+        this.ended = true;
+      }
       if (this.ended) return this.onState("ended");
       if (this.stopped) return;
       this.retry(opened);
     };
+  }
+
+  /** Whether the server no longer has the call as an active one (ended, or unknown to it). */
+  async gone() {
+    try {
+      const { call } = await api(`/api/calls/${encodeURIComponent(this.callId)}`);
+      return !call || call.status !== "active";
+    } catch (err) {
+      return err.status === 404;
+    }
   }
 
   receive(data) {

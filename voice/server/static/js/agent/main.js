@@ -13,6 +13,36 @@ const $ = (id) => document.getElementById(id);
 
 /** Latencies measured in this page, read by the browser tests and shown in the call bar. */
 const metrics = { suggestions: [] };
+const SHOWN_KEY = "nextline.shown";
+
+/** The suggestions of one call already reported as shown, kept for this tab: a reload replays the
+ * call's history, and its cards must not count as shown a second time. */
+class ShownLog {
+  constructor(callId) {
+    let saved = null;
+    try {
+      saved = JSON.parse(sessionStorage.getItem(SHOWN_KEY));
+    } catch {
+      saved = null;
+    }
+    this.callId = callId;
+    this.ids = new Set(saved?.call_id === callId ? saved.ids : []);
+  }
+
+  /** `items` without the `shown` reports sent before. */
+  fresh(items) {
+    return items.filter((item) => item.kind !== "shown" || !this.ids.has(item.suggestion_id));
+  }
+
+  remember(items) {
+    for (const item of items) if (item.kind === "shown") this.ids.add(item.suggestion_id);
+    try {
+      sessionStorage.setItem(SHOWN_KEY, JSON.stringify({ call_id: this.callId, ids: [...this.ids] }));
+    } catch {
+      // storage full or off: a reload may then report these again, nothing worse
+    }
+  }
+}
 
 class Console {
   constructor(me) {
@@ -45,6 +75,7 @@ class Console {
   open(call) {
     this.stream?.stop();
     this.call = { ...call };
+    this.shown = new ShownLog(call.call_id);
     this.entities.clear();
     this.transcript.reset("Connected. The transcript starts with the first words.");
     this.deck.clear("Suggestions appear here after each turn.");
@@ -112,8 +143,12 @@ class Console {
 
   async sendFeedback(items) {
     if (!this.call) return;
+    const shown = this.shown;
+    const fresh = shown.fresh(items);
+    if (!fresh.length) return;
     try {
-      await api(`/api/calls/${encodeURIComponent(this.call.call_id)}/feedback`, { method: "POST", body: { items } });
+      await api(`/api/calls/${encodeURIComponent(this.call.call_id)}/feedback`, { method: "POST", body: { items: fresh } });
+      shown.remember(fresh);
     } catch (err) {
       $("suggestion-meta").textContent = `Feedback not saved: ${err.message}`;
     }
@@ -126,6 +161,11 @@ class Console {
     status.textContent = STATE_TEXT[state] || state;
     status.title = detail || "";
     if (state === "error") this.transcript.setEmpty(`Cannot show this call: ${detail}.`);
+    if (state === "ended" && this.call && this.call.status !== "ended") { // ended while this page was away
+      this.call.status = "ended";
+      this.transcript.partials.replaceChildren();
+      this.renderCall();
+    }
   }
 
   renderCall() {

@@ -2,11 +2,14 @@
 //
 // A new `suggestion` event replaces the cards in place (the slots keep their height, so the
 // page does not jump). While the agent is editing a card, newer suggestions wait until the
-// edit is saved or cancelled, so typing is never thrown away.
+// edit is saved or cancelled, so typing is never thrown away. Cards count as `shown` once they
+// stayed up SHOWN_AFTER_MS: the burst of suggestions a (re)connection replays from the call's
+// history replaces them within milliseconds, and only the last of those is ever seen.
 
 import { h, isTyping, nowMs, percent } from "../dom.js";
 
 const STATE_LABEL = { accepted: "✓ Accepted", dismissed: "Dismissed", edited: "✓ Edited" };
+const SHOWN_AFTER_MS = 250;
 
 export class SuggestionDeck {
   /** @param {{list: HTMLElement, meta: HTMLElement, announce: HTMLElement, onFeedback: Function}} parts */
@@ -16,10 +19,13 @@ export class SuggestionDeck {
     this.selected = 0;
     this.editing = null;
     this.pending = null;
+    this.unreported = null;
+    this.shownTimer = null;
     this.clear("Suggestions appear here after each turn.");
   }
 
   clear(message) {
+    this.reportShownLater([]); // cards of the previous call were never reported: they never will be
     this.cards = [];
     this.editing = null;
     this.pending = null;
@@ -44,8 +50,21 @@ export class SuggestionDeck {
     this.select(0, hadFocus);
     const count = this.cards.length;
     this.announce.textContent = count ? `${count} new suggestion${count > 1 ? "s" : ""}: ${this.cards[0].suggestion.text}` : "";
-    if (count) this.onFeedback(this.cards.map((c) => ({ suggestion_id: c.suggestion.id, kind: "shown" })));
+    this.reportShownLater(this.cards);
     return true;
+  }
+
+  /** Report `cards` as shown once they stayed up SHOWN_AFTER_MS; cards replaced sooner are not reported. */
+  reportShownLater(cards) {
+    clearTimeout(this.shownTimer);
+    this.unreported = cards.length ? cards.map((c) => ({ suggestion_id: c.suggestion.id, kind: "shown" })) : null;
+    this.shownTimer = this.unreported ? setTimeout(() => this.flushShown(), SHOWN_AFTER_MS) : null;
+  }
+
+  flushShown() {
+    const items = this.unreported;
+    this.reportShownLater([]);
+    if (items) this.onFeedback(items);
   }
 
   renderCard(card) {
@@ -97,6 +116,7 @@ export class SuggestionDeck {
     card.state = state;
     card.el.dataset.state = state;
     card.el.querySelector(".card-actions").replaceWith(this.renderActions(card));
+    this.flushShown(); // an action before the delay: `shown` still goes first
     this.onFeedback([{ suggestion_id: card.suggestion.id, kind: state, elapsed_ms: Math.round(nowMs() - card.shownAt), ...extra }]);
     const next = this.cards.findIndex((c) => !c.state);
     if (next >= 0) this.select(next, this.list.contains(document.activeElement) || document.activeElement === document.body);

@@ -25,6 +25,9 @@ async function load() {
   const params = new URLSearchParams(location.search);
   const query = new URLSearchParams();
   for (const name of FILTERS) if (params.get(name)) query.set(name, params.get(name));
+  // The dates are this computer's days, as the list shows its times: the server cuts days there.
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  if (zone && (query.has("since") || query.has("until"))) query.set("tz", zone);
   const tbody = $("calls").querySelector("tbody");
   $("calls-count").textContent = "Loading…";
   try {
