@@ -130,15 +130,26 @@ def conversation_from_dict(data: Any) -> Conversation:
 def read_conversations(path: str | Path) -> ImportReport:
     """Read a conversation JSONL file; bad lines are reported in ``issues``, not raised.
 
+    A second line with the id of an earlier one (same tenant) is a bad line: the first is kept.
+
     Raises:
         DataFormatError: the file is missing or not UTF-8 text.
     """
     report = ImportReport()
+    first_line: dict[tuple[str, str], int] = {}
     for number, line in _numbered_lines(Path(path)):
         if not line.strip():
             continue
         try:
-            report.conversations.append(conversation_from_dict(json.loads(line)))
+            conversation = conversation_from_dict(json.loads(line))
+            key = (conversation.tenant, conversation.id)
+            if key in first_line:  # twice in training: its own outcome leaks into its baseline
+                raise ValueError(
+                    f"id {conversation.id!r} of tenant {conversation.tenant!r} is already on "
+                    f"line {first_line[key]} (ids are unique per tenant; the first is kept)"
+                )
+            first_line[key] = number
+            report.conversations.append(conversation)
         except json.JSONDecodeError as error:
             report.issues.append(
                 RowIssue(f"line {number}", f"not JSON: {error.msg} at column {error.colno}")
@@ -174,8 +185,8 @@ def data_hash(conversations: Iterable[Conversation]) -> str:
 def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
     if not path.is_file():
         raise DataFormatError(f"{path} does not exist", hint="pass a conversation JSONL file")
-    try:
-        with path.open(encoding="utf-8") as lines:
+    try:  # utf-8-sig: a BOM (Excel, PowerShell) is not part of the first line's JSON
+        with path.open(encoding="utf-8-sig") as lines:
             yield from enumerate(lines, start=1)
     except UnicodeDecodeError as error:
         raise DataFormatError(

@@ -10,8 +10,10 @@ Outcomes CSV (what a CRM export gives), header required::
     call-001,true,129.90,agent-7,acme
 
 ``success`` accepts true/false, 1/0, yes/no, won/lost; ``value``, ``agent_id`` and ``tenant`` may
-be empty or absent. Consecutive segments of one role become one turn; ``unknown`` segments are
-dropped (counted in the notes).
+be empty or absent. Header names are read without case or surrounding spaces. A call id on two
+rows that differ is an error on the second row and the call is left out (which row the CRM meant
+is unknown); an exact repeat is ignored. Consecutive segments of one role become one turn;
+``unknown`` segments are dropped (counted in the notes).
 """
 
 from __future__ import annotations
@@ -48,24 +50,41 @@ def read_outcomes(path: Path, report: ImportReport) -> dict[str, CallOutcome]:
             f"{path} not found", hint="--outcomes takes a CSV: call_id,success,value,agent_id"
         )
     outcomes: dict[str, CallOutcome] = {}
+    first_line: dict[str, int] = {}
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
+        if reader.fieldnames:  # CRM exports write "Call_ID", " success"
+            reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]
         if not reader.fieldnames or not {"call_id", "success"} <= set(reader.fieldnames):
             raise DataFormatError(
-                f"{path} has no call_id,success header",
-                hint="first line: call_id,success,value,agent_id",
+                f"{path} has no call_id,success header (found {reader.fieldnames})",
+                hint="first line: call_id,success,value,agent_id (comma-separated)",
             )
         for row in reader:
+            where = f"{path.name} line {reader.line_num}"
             try:
                 call_id, outcome = _outcome_row(row)
             except ValueError as error:
-                report.issues.append(RowIssue(f"{path.name} line {reader.line_num}", str(error)))
+                report.issues.append(RowIssue(where, str(error)))
                 continue
-            outcomes[call_id] = CallOutcome(
+            found = CallOutcome(
                 outcome,
                 (row.get("agent_id") or "").strip() or None,
                 (row.get("tenant") or "").strip() or None,
             )
+            if call_id in first_line:  # an exact repeat is harmless; a different one is a conflict
+                if outcomes.get(call_id) != found:
+                    outcomes.pop(call_id, None)
+                    report.issues.append(
+                        RowIssue(
+                            where,
+                            f"call {call_id!r} differs from line "
+                            f"{first_line[call_id]}; the call is left out",
+                        )
+                    )
+                continue
+            first_line[call_id] = reader.line_num
+            outcomes[call_id] = found
     return outcomes
 
 
@@ -94,22 +113,27 @@ def import_transcripts(src: Path, outcomes_csv: Path, tenant: str = "default") -
     report = ImportReport()
     outcomes = read_outcomes(outcomes_csv, report)
     dropped_unknown = 0
+    imported: dict[str, str] = {}
     for path in sorted(src.rglob("*.json")):
+        name = path.relative_to(src).as_posix()  # nested folders may repeat a file name
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data, dict) or "segments" not in data:
                 continue  # not a transcript (e.g. a summary file next to them)
             call_id = str(data.get("call_id") or path.stem)
             if call_id not in outcomes:
-                raise ValueError(f"call {call_id!r} has no row in {outcomes_csv.name}")
+                raise ValueError(f"call {call_id!r} has no row in {outcomes_csv.name} to use")
+            if call_id in imported:  # one outcome row cannot label two calls
+                raise ValueError(f"call {call_id!r} was already imported from {imported[call_id]}")
             turns, unknown = transcript_turns(data)
         except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSON/UTF-8 errors too
-            report.issues.append(RowIssue(path.name, str(error) or repr(error)))
+            report.issues.append(RowIssue(name, str(error) or repr(error)))
             continue
         except RecursionError:  # json's parser recurses once per nesting level
-            report.issues.append(RowIssue(path.name, "not JSON: nested too deeply"))
+            report.issues.append(RowIssue(name, "not JSON: nested too deeply"))
             continue
         dropped_unknown += unknown
+        imported[call_id] = name
         row = outcomes[call_id]
         report.conversations.append(
             Conversation(

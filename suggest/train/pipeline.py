@@ -162,6 +162,14 @@ def _chosen(conversations: Sequence[Conversation], config: TrainConfig) -> list[
             f"side; training needs {config.min_conversations}",
             hint=_more_conversations_hint(config),
         )
+    if len({c.outcome.success for c in chosen}) < 2:  # checked before minutes of embedding
+        verdict = "won" if chosen[0].outcome.success else "lost"
+        raise TrainingError(
+            f"all {len(chosen)} conversations of tenant {config.tenant!r} on the "
+            f"{config.split!r} side are {verdict}",
+            hint="the policy learns from won vs lost calls: export both (check the outcomes' "
+            "success column)",
+        )
     distinct = len({t.text for c in chosen for t in c.turns})
     if distinct < config.projection_dim:  # the state's PCA needs that many distinct texts
         raise TrainingError(

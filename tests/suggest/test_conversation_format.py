@@ -115,19 +115,20 @@ def test_context_round_trips_and_is_absent_from_lines_without_it(tmp_path: Path)
 
 
 def test_malformed_context_is_reported_with_its_line_number(tmp_path: Path) -> None:
-    def line(context: object) -> str:
-        row = {"id": "c", "tenant": "t", "outcome": {"success": True}, "context": context}
+    def line(index: int, context: object) -> str:  # ids unique per tenant, as the format says
+        row = {"id": f"c{index}", "tenant": "t", "outcome": {"success": True}, "context": context}
         return json.dumps({**row, "turns": [{"role": "agent", "text": "hi"}]})
 
-    lines = [
-        line({"tier": 1}),
-        line({"tier": "gold"}),
-        line([1, 2]),
-        line({"vip": True}),
-        line({"tier": float("nan")}),  # json.dumps writes NaN, json.loads reads it back
-        line({" ": 1}),
-        line({"tier": 1.5}),
+    contexts = [
+        {"tier": 1},
+        {"tier": "gold"},
+        [1, 2],
+        {"vip": True},
+        {"tier": float("nan")},  # json.dumps writes NaN, json.loads reads it back
+        {" ": 1},
+        {"tier": 1.5},
     ]
+    lines = [line(i, context) for i, context in enumerate(contexts)]
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")
     report = read_conversations(path)
@@ -220,3 +221,18 @@ def test_train_cli_passes_the_policy_settings(tmp_path: Path, monkeypatch: pytes
     assert not seen["config"].context
     bad = CliRunner().invoke(cli, [*args, "--advantage-lambda", "2"])
     assert bad.exit_code == 2 and "advantage-lambda" in bad.output
+
+
+def test_a_repeated_id_of_a_tenant_is_a_bad_line_and_a_bom_is_not(tmp_path: Path) -> None:
+    # Twice in training, a conversation's own outcome would leak into its cross-fitted baseline.
+    first, conflicting = _conversation(1), _conversation(1, success=False)
+    other_tenant = dataclasses.replace(_conversation(1), tenant="globex")
+    path = tmp_path / "c.jsonl"
+    write_conversations(path, [first, conflicting, other_tenant, _conversation(2)])
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as Excel or PowerShell save it
+    report = read_conversations(path)
+    assert report.conversations == [first, other_tenant, _conversation(2)]
+    assert [str(i) for i in report.issues] == [
+        "line 2: id 'c1' of tenant 'acme' is already on line 1 "
+        "(ids are unique per tenant; the first is kept)"
+    ]

@@ -243,7 +243,7 @@ def test_cli_evaluate_suggest_and_compare(
     from voice.cli import cli
 
     runner = CliRunner()
-    report = tmp_path / "eval.json"
+    report = tmp_path / "reports" / "eval.json"  # --out folders are made, not a traceback
     result = runner.invoke(
         cli,
         [
@@ -272,7 +272,7 @@ def test_cli_evaluate_suggest_and_compare(
     needed = metrics["top3_successful_turns_needed"]
     assert (needed is None) == (policy_only == bc_only)
     assert needed is None or needed > (policy_only + bc_only)  # a smaller test cannot see it
-    replay = tmp_path / "replay.jsonl"
+    replay = tmp_path / "qa" / "replay.jsonl"
     one = tmp_path / "one.jsonl"
     one.write_text(data_file.read_text().splitlines()[0] + "\n")
     result = runner.invoke(
@@ -310,10 +310,13 @@ def test_cli_evaluate_suggest_and_compare(
             str(one),
             "--split",
             "all",
+            "--out",
+            str(tmp_path / "compare" / "ab.json"),
         ],
     )
     assert result.exit_code == 0, result.output
     assert "no significant difference" in result.output
+    assert json.loads((tmp_path / "compare" / "ab.json").read_text())["turns"]
 
 
 def test_bad_contexts_are_typed_errors(engine: SuggestionEngine) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -194,6 +195,16 @@ def test_too_few_conversations_say_what_the_cli_can_do(tmp_path: Path) -> None:
         train(_conversations(3), TrainConfig(tenant="casino"), tmp_path / "m", cache_dir=tmp_path)
     assert "min_conversations" not in str(raised.value)  # not an option of `voice train`
     assert "about 25 in all" in str(raised.value)
+
+
+def test_one_outcome_only_is_refused_before_any_turn_is_embedded(tmp_path: Path) -> None:
+    """A CRM export of closed-won deals only used to fail after the encoder, the embeddings and
+    the clustering (minutes on a real archive)."""
+    won = [replace(c, outcome=Outcome(success=True)) for c in _conversations(40)]
+    config = TrainConfig(tenant="casino", split="all")
+    with pytest.raises(TrainingError, match="all 40 conversations of tenant 'casino' .* are won"):
+        train(won, config, tmp_path / "m", cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
 
 
 @pytest.mark.parametrize("text", ["", "ok"])

@@ -151,3 +151,30 @@ def test_readme_transcripts_example_imports_the_tenant_it_then_trains(
     trained = trains[0][trains[0].index("--tenant") + 1]
     out = Path(imports[0][imports[0].index("--out") + 1])
     assert {c.tenant for c in read_conversations(out).conversations} == {trained}
+
+
+def test_outcome_rows_that_disagree_leave_the_call_out_and_a_repeat_is_harmless(
+    tmp_path: Path,
+) -> None:
+    """A CRM export with a call on two rows that differ (won, then lost) kept the last row, as
+    if it were the truth; the header's case and spaces ("Call_ID, Success") refused the file."""
+    calls = tmp_path / "out"
+    (calls / "march").mkdir(parents=True)
+    for call in ("c1", "c2", "c3"):
+        (calls / f"{call}.json").write_text(json.dumps(_transcript(call, [("agent", "Hi", 0.0)])))
+    copy = _transcript("c3", [("agent", "Hello again", 0.0)])  # one call transcribed twice
+    (calls / "march" / "c3.json").write_text(json.dumps(copy))
+    outcomes = tmp_path / "crm.csv"
+    outcomes.write_text(
+        "Call_ID, Success ,Value\nc1,won,10\nc2,yes,\nc1,lost,0\nc2,yes,\nc3,no,\n"
+    )
+    report = import_transcripts(calls, outcomes, tenant="acme")
+    assert [(c.id, c.outcome.success) for c in report.conversations] == [
+        ("c2", True),
+        ("c3", False),
+    ]
+    assert [str(i) for i in report.issues] == [
+        "crm.csv line 4: call 'c1' differs from line 2; the call is left out",
+        "c1.json: call 'c1' has no row in crm.csv to use",
+        "march/c3.json: call 'c3' was already imported from c3.json",
+    ]

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from voice.cli.suggest_cmds import guarded
+from voice.cli.suggest_cmds import existing_database, guarded
 
 
 @click.group("ab")
@@ -43,7 +43,7 @@ def assign(
     arm = split.assign(call_id, agent_id)
     name = arm.name
     if record:
-        with _feedback_store(db_url) as feedback:
+        with _feedback_store(db_url, reading=False) as feedback:
             name = guarded(
                 lambda: feedback.assign(
                     split.experiment,
@@ -263,10 +263,14 @@ def _diff(value: tuple[float, float, float] | None, is_control: bool) -> str:
 
 
 class _feedback_store:  # noqa: N801 - used as a context manager like a function
-    """Open the store, yield its FeedbackStore, close the store."""
+    """Open the store, yield its FeedbackStore, close the store.
 
-    def __init__(self, db_url: str | None) -> None:
-        self.db_url = db_url
+    ``reading``: the command only reads, so a SQLite file that is not there is an error (opening
+    it would create an empty database and report nothing).
+    """
+
+    def __init__(self, db_url: str | None, *, reading: bool = True) -> None:
+        self.db_url = existing_database(db_url) if reading else db_url
 
     def __enter__(self) -> Any:
         from voice.store import Store

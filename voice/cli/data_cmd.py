@@ -27,6 +27,17 @@ def import_group() -> None:
     """
 
 
+def _tenant_name(_context: click.Context, _param: click.Parameter, value: str) -> str:
+    """The tenant becomes a model folder (`voice train --tenant`): refuse one that cannot, now."""
+    from suggest.errors import ConfigError
+    from suggest.registry import check_name
+
+    try:
+        return check_name(value, "tenant")
+    except ConfigError as error:
+        raise click.BadParameter(str(error)) from error
+
+
 out_jsonl_option = click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
                                 required=True, help="JSONL file to write.")
 
@@ -39,6 +50,7 @@ def _dataset_command(name: str, loader: str, default_tenant: str, summary: str) 
         "--tenant",
         default=default_tenant,
         show_default=True,
+        callback=_tenant_name,
         help="Tenant written on every conversation.",
     )
     def command(src_dir: Path, out_file: Path, tenant: str) -> None:
@@ -85,6 +97,7 @@ for _name, _loader, _summary in (
     "--tenant",
     default="default",
     show_default=True,
+    callback=_tenant_name,
     help="Tenant for calls whose CSV row names none.",
 )
 def import_transcripts(src_dir: Path, outcomes_csv: Path, out_file: Path, tenant: str) -> None:

@@ -323,6 +323,32 @@ def _given(*names: str) -> bool:
     return any(context.get_parameter_source(n) is ParameterSource.COMMANDLINE for n in names)
 
 
+def existing_database(db_url: str | None) -> str:
+    """The URL of a database a command only reads (``--db``, else the default).
+
+    ``Store.open`` creates a SQLite file that is not there: for a reader that would turn a
+    mistyped path into an empty database and a silently empty answer.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from voice.store import default_url
+
+    url = db_url or default_url()
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # Store.open explains a malformed URL
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
+        if not Path(database).expanduser().is_file():
+            raise click.ClickException(
+                f"no database at {database}: give the --db URL the server writes to "
+                "(or set NEXTLINE_DATABASE_URL)"
+            )
+    return url
+
+
 def _feedback(use_db: bool, db_url: str | None, path: Path | None, tenant: str) -> list:
     from suggest.feedback import feedback_from_dict, read_feedback
 
@@ -330,13 +356,22 @@ def _feedback(use_db: bool, db_url: str | None, path: Path | None, tenant: str) 
         found = guarded(lambda: read_feedback(path))
         for issue in found.issues[:20]:
             click.echo(f"skipped feedback {issue}", err=True)
-        return found.records
+        # `voice feedback export` without --tenant writes every tenant's events
+        records = [r for r in found.records if r.tenant == tenant]
+        others = sorted({r.tenant for r in found.records} - {tenant})
+        click.echo(
+            f"{len(records)} feedback events of tenant {tenant!r} from {path}"
+            + (f" ({len(found.records) - len(records)} of {others} left out)" if others else ""),
+            err=True,
+        )
+        return records
     if not use_db:
         return []
     from voice.store import Store
     from voice.store.feedback import FeedbackStore
 
-    store = guarded(lambda: Store.open(db_url))
+    url = existing_database(db_url)
+    store = guarded(lambda: Store.open(url))
     try:
         rows = guarded(lambda: FeedbackStore(store).records(tenant=tenant))
     finally:
@@ -375,6 +410,7 @@ def evaluate_command(
     report = _evaluate(model_ref, data_file, split, models_root)
     _print_metrics({report.model_version: report.summary()})
     if out_file:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text(
             json.dumps(
                 {
@@ -474,6 +510,7 @@ def compare_command(
     )
     click.echo(comparison.verdict)
     if out_file:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text(json.dumps({**asdict(comparison)}, indent=1))
 
 
@@ -508,6 +545,7 @@ def suggest_command(
     yardstick = yardstick_for(engine.model.manifest.get("parameters", {}), default_cache())
     conversations = load_conversations(data_file)
     rows = similarity = 0.0
+    out_file.parent.mkdir(parents=True, exist_ok=True)
     with out_file.open("w", encoding="utf-8") as out:
         for conversation in conversations:
             for row in replay_conversation(engine, conversation, k, score_with=yardstick):
