@@ -81,3 +81,26 @@ def test_a_live_call_without_a_recording_offers_no_audio(tmp_path: Path) -> None
         assert env.client.get(recorded["audio_url"], headers=env.headers("alice")).status_code == 200
     assert mute["call"]["has_audio"] is False and mute["audio_url"] is None
     assert {c["call_id"]: c["has_audio"] for c in listing} == {"CA-mute": False, "CA-rec": True}
+
+
+def test_a_suggestion_is_counted_shown_once_whichever_tab_reports_it(tmp_path: Path) -> None:
+    with console_env(tmp_path) as env:
+        call = scripted(env, "CA-tabs", "alice")
+        ids = env.run(call.suggest, "t2", [("Let me check that order.", "check_order"),
+                                            ("Could I have your order number?", "ask_order")], 4.0)
+        first_tab = {"items": [{"suggestion_id": sid, "kind": "shown"} for sid in ids]}
+        second_tab = {"items": [{"suggestion_id": ids[0], "kind": "shown"}, {"suggestion_id": ids[0], "kind": "shown"},
+                                {"suggestion_id": ids[1], "kind": "accepted"}]}
+
+        def post(body: dict) -> int:
+            answer = env.client.post("/api/calls/CA-tabs/feedback", json=body, headers=env.headers("alice"))
+            assert answer.status_code == 201, answer.text
+            return answer.json()["stored"]
+
+        stored = [post(first_tab), post(second_tab)]
+        metrics = env.client.get("/metrics").text
+        rows = stored_feedback(env.services.store, "CA-tabs")
+    assert stored == [2, 1]
+    assert sorted((r["suggestion_id"], r["event"]) for r in rows) == sorted(
+        [(ids[0], "shown"), (ids[1], "shown"), (ids[1], "accepted")])
+    assert 'event="shown"} 2.0' in metrics

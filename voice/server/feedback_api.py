@@ -1,13 +1,14 @@
 """``POST /api/calls/{call_id}/feedback``: what the agent did with each suggestion.
 
-The console reports ``shown`` when cards appear and ``accepted`` / ``dismissed`` / ``edited``
-when the agent acts. The server trusts the client only for the verb (and the edited text): the
-suggestion's text, action, model version and A/B arm are looked up in the call's own event
-history, so a client cannot attribute feedback to a suggestion the call never received. Once the
-call has left the hub's history (a restart, or ``keep_ended_calls`` later calls), what the
-database holds of the suggestion stands in: earlier feedback on it, which was checked against the
-history when it came (the console reports ``shown`` for every card it displays). So a late
-``accepted`` / ``dismissed`` is kept, and an id the call never had is still refused.
+The console reports ``shown`` when cards appear and ``accepted`` / ``dismissed`` / ``edited`` when
+the agent acts; a suggestion's ``shown`` is stored once, whichever tab or device reports it. The
+server trusts the client only for the verb (and the edited text): the suggestion's text, action,
+model version and A/B arm are looked up in the call's own event history, so a client cannot
+attribute feedback to a suggestion the call never received. Once the call has left the hub's history
+(a restart, or ``keep_ended_calls`` later calls), what the database holds of the suggestion stands
+in: earlier feedback on it, which was checked against the history when it came (the console reports
+``shown`` for every card it displays). So a late ``accepted`` / ``dismissed`` is kept, and an id the
+call never had is still refused.
 """
 
 from __future__ import annotations
@@ -130,13 +131,27 @@ class FeedbackRecorder:
             known.update(await asyncio.to_thread(self._stored, call_id, tenant or "default", missing))
         return _records(call_id, agent, tenant, items, known)
 
-    def store_records(self, records: list[FeedbackRecord]) -> None:
-        """Write the records (blocking: call from a worker thread).
+    def store_records(self, records: list[FeedbackRecord]) -> list[FeedbackRecord]:
+        """Write the records of one call, but a suggestion's ``shown`` only once; returns those
+        written (blocking: call from a worker thread).
+
+        Why once: a second console tab or device, or a page reloaded mid-call, shows the same cards
+        again; counted twice they would lower the acceptance rate on the metrics page.
 
         Raises:
             FeedbackUnavailableError: the suggestion engine's feedback storage is not installed.
         """
-        self._store().record_many([asdict(r) for r in records])
+        shown = {r.suggestion_id for r in records if r.event == "shown"}
+        seen = self._store().shown(records[0].call_id, shown) if shown else set()
+        fresh = []
+        for record in records:
+            if record.event == "shown":
+                if record.suggestion_id in seen:
+                    continue
+                seen.add(record.suggestion_id)
+            fresh.append(record)
+        self._store().record_many([asdict(r) for r in fresh])
+        return fresh
 
     def _stored(self, call_id: str, tenant: str, suggestion_ids: set[str]) -> dict[str, _Suggestion]:
         """Suggestions of this call and tenant that earlier feedback recorded (blocking)."""
@@ -213,8 +228,8 @@ def create_router() -> APIRouter:
         owner = await authorize_call(request, agent, call_id)
         recorder: FeedbackRecorder = console_of(request).feedback
         try:
-            records = await recorder.resolve_with_stored(call_id, agent, owner["tenant"], body.items)
-            await asyncio.to_thread(recorder.store_records, records)
+            resolved = await recorder.resolve_with_stored(call_id, agent, owner["tenant"], body.items)
+            records = await asyncio.to_thread(recorder.store_records, resolved)
         except UnknownSuggestionError as exc:
             raise HTTPException(404, f"call {call_id!r} has no suggestion {exc.args[0]!r}") from exc
         except FeedbackUnavailableError as exc:

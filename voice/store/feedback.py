@@ -95,6 +95,19 @@ class FeedbackStore:
                 found.setdefault(row.suggestion_id, _as_dict(row))
         return found
 
+    def shown(self, call_id: str, suggestion_ids: Iterable[str]) -> set[str]:
+        """Of ``suggestion_ids``, those whose ``shown`` is already stored for this call."""
+        ids = sorted(set(suggestion_ids))
+        if not ids:
+            return set()
+        query = select(SuggestionFeedbackRow.suggestion_id).where(
+            SuggestionFeedbackRow.call_id == call_id,
+            SuggestionFeedbackRow.event == "shown",
+            SuggestionFeedbackRow.suggestion_id.in_(ids),
+        )
+        with self.store.session() as session:
+            return set(session.scalars(query))
+
     def assign(self, experiment: str, unit: str, unit_id: str, arm: str, model: str) -> str:
         """Record an assignment once; returns the stored arm (the first one recorded wins)."""
         try:
