@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import soundfile as sf
@@ -139,4 +140,64 @@ def test_qa_date_filters_are_the_viewers_days(tmp_path: Path) -> None:
         page.goto(f"{server.url}/qa?since=2026-11-27&until=2026-11-27")
         wait_until(page, "/^\\d+ calls?$/.test(document.getElementById('calls-count').textContent)")
         assert page.locator("#calls tbody tr").count() == 0
+        assert page.script_errors == []
+
+
+def _stored_calls(services, kind: str, count: int, day: str) -> list[str]:
+    """``count`` ended calls of ``kind`` straight into the store, a minute apart from noon UTC on
+    ``day`` (a few milliseconds, where the recorder would take seconds); newest first."""
+    from datetime import UTC, datetime, timedelta
+
+    from voice.store.tables import CallRow
+
+    noon = datetime.fromisoformat(f"{day}T12:00:00").replace(tzinfo=UTC)
+    ids = [f"CA-{kind}-{index:03d}" for index in range(count)]
+    with services.store.session() as session:
+        session.add_all(CallRow(call_id=call_id, kind=kind, status="done", agent_id="alice", duration=60.0,
+                                created_at=noon + timedelta(minutes=index), updated_at=noon,
+                                started_at=noon + timedelta(minutes=index))
+                        for index, call_id in enumerate(ids))
+    return ids[::-1]
+
+
+def test_qa_list_loads_more_calls_than_one_page(tmp_path: Path) -> None:
+    """105 calls: the first page says it is not all of them, "Load more" appends the rest with the
+    same filters and time zone, and a new filter starts again from the first page."""
+    services = make_services(tmp_path)
+    sue = AgentStore(services.store).add("sue", role="supervisor")[1]
+    live = _stored_calls(services, "live", 105, "2026-11-20")
+    uploaded = _stored_calls(services, "batch", 3, "2026-11-20")
+    count = "document.getElementById('calls-count').textContent"
+    with ServerThread(new_app(services)) as server, chromium() as browser:
+        page = open_page(browser, timezone_id="America/New_York")
+        asked: list[dict[str, list[str]]] = []
+        page.on("request", lambda request: asked.append(parse_qs(urlsplit(request.url).query))
+                if urlsplit(request.url).path == "/api/qa/calls" else None)
+        page.goto(f"{server.url}/qa?since=2026-11-20&until=2026-11-20&kind=live#token={sue}")
+        wait_until(page, f"{count} === '100 calls shown, more…'")
+        rows = page.locator("#calls tbody tr a.call-link")
+        assert rows.all_inner_texts() == live[:100]
+        more = page.get_by_role("button", name="Load more calls")
+        assert more.is_visible()
+
+        more.click()
+        wait_until(page, f"{count} === '105 calls'")
+        assert rows.all_inner_texts() == live
+        assert more.is_hidden()
+        assert page.evaluate("document.activeElement.textContent") == live[100]  # the first new call
+        first, second = asked
+        assert first["offset"] == ["0"] and second["offset"] == ["100"]
+        for query in (first, second):
+            assert query["limit"] == ["100"] and query["kind"] == ["live"]
+            assert query["tz"] == ["America/New_York"]
+            assert query["since"] == query["until"] == ["2026-11-20"]
+
+        page.select_option("#filters select[name='kind']", "batch")
+        wait_until(page, f"{count} === '3 calls'")
+        assert rows.all_inner_texts() == uploaded and more.is_hidden()
+        assert asked[-1]["offset"] == ["0"] and asked[-1]["kind"] == ["batch"]
+        page.select_option("#filters select[name='kind']", "live")
+        wait_until(page, f"{count} === '100 calls shown, more…'")
+        assert rows.all_inner_texts() == live[:100] and more.is_visible()
+        screenshot(page, "qa-list-more", full_page=True)
         assert page.script_errors == []

@@ -7,6 +7,7 @@ import { startUploads } from "./upload.js";
 
 const $ = (id) => document.getElementById(id);
 const FILTERS = ["since", "until", "agent_id", "outcome", "kind"];
+const PAGE_SIZE = 100; // calls per request ("Load more" asks for the next ones); the API allows up to 1000
 
 function row(call) {
   const href = `/qa/calls/${encodeURIComponent(call.call_id)}`;
@@ -21,24 +22,69 @@ function row(call) {
     h("td", {}, outcomeBadgeOf(call.outcome)));
 }
 
-async function load() {
+/** The API query for the filters in the address bar (no paging). */
+function filterQuery() {
   const params = new URLSearchParams(location.search);
   const query = new URLSearchParams();
   for (const name of FILTERS) if (params.get(name)) query.set(name, params.get(name));
   // The dates are this computer's days, as the list shows its times: the server cuts days there.
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
   if (zone && (query.has("since") || query.has("until"))) query.set("tz", zone);
-  const tbody = $("calls").querySelector("tbody");
+  return query;
+}
+
+/** "1 call" / "250 calls"; "100 calls shown, more…" while the last page came back full (no total is known). */
+function countText(shown, complete) {
+  const noun = `call${shown === 1 ? "" : "s"}`;
+  return complete ? `${shown} ${noun}` : `${shown} ${noun} shown, more…`;
+}
+
+// The listing on screen: its filters, how many rows it shows, the agents seen, whether a page is on
+// its way. A new listing (filters changed, an upload done) replaces it from offset 0, and pages still
+// on their way for the old one are dropped.
+let listing = null;
+
+/** The listing for the current filters, from its first page. */
+function load() {
+  listing = { query: filterQuery(), shown: 0, agents: new Set(), loading: false };
   $("calls-count").textContent = "Loading…";
+  return fetchPage(listing);
+}
+
+/** The next page of `current`: the first replaces the rows, later ones are appended. */
+async function fetchPage(current, { focusNew = false } = {}) {
+  const tbody = $("calls").querySelector("tbody");
+  const more = $("calls-more").parentElement;
+  if (current.loading) return; // a double click asks once
+  current.loading = true;
+  const query = new URLSearchParams(current.query);
+  query.set("limit", String(PAGE_SIZE));
+  query.set("offset", String(current.shown));
   try {
     const { calls } = await api(`/api/qa/calls?${query}`);
-    setChildren(tbody, calls.map(row));
-    $("calls-empty").hidden = calls.length > 0;
-    $("calls-count").textContent = `${calls.length} call${calls.length === 1 ? "" : "s"}`;
-    const agents = [...new Set(calls.map((c) => c.agent_id).filter(Boolean))].sort();
-    setChildren($("agents"), agents.map((a) => h("option", { value: a })));
+    if (current !== listing) return;
+    const rows = calls.map(row);
+    if (current.shown === 0) setChildren(tbody, rows);
+    else tbody.append(...rows);
+    current.shown += calls.length;
+    const complete = calls.length < PAGE_SIZE;
+    more.hidden = complete;
+    $("calls-empty").hidden = current.shown > 0;
+    $("calls-count").textContent = countText(current.shown, complete);
+    for (const call of calls) if (call.agent_id) current.agents.add(call.agent_id);
+    setChildren($("agents"), [...current.agents].sort().map((a) => h("option", { value: a })));
+    // Keyboard and screen reader users go on from the first new call (the last one when none came).
+    if (focusNew) (rows[0] || tbody.lastElementChild)?.querySelector("a.call-link")?.focus();
   } catch (err) {
-    $("calls-count").textContent = `Could not load calls: ${err.message}`;
+    if (current !== listing) return;
+    if (current.shown) {  // the button stays, to try again
+      $("calls-count").textContent = `${current.shown} calls shown; could not load more: ${err.message}`;
+    } else {
+      more.hidden = true;
+      $("calls-count").textContent = `Could not load calls: ${err.message}`;
+    }
+  } finally {
+    current.loading = false;
   }
 }
 
@@ -53,6 +99,7 @@ function bindFilters() {
     history.replaceState(null, "", `${location.pathname}${next.toString() ? `?${next}` : ""}`);
     load();
   });
+  $("calls-more").addEventListener("click", () => fetchPage(listing, { focusNew: true }));
   form.addEventListener("reset", () => setTimeout(() => form.requestSubmit(), 0));
   for (const name of ["outcome", "kind", "since", "until"]) {
     form.elements[name].addEventListener("change", () => form.requestSubmit());
