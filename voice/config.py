@@ -66,6 +66,9 @@ class ServerConfig:
     """Folder for the default SQLite database, call audio and uploads."""
     record_audio: bool = True
     """Keep each live call's audio (for QA replay) in data_dir/audio/<call_id>.wav."""
+    redact: bool = False
+    """Mask card numbers, SSNs, e-mails and phone numbers in everything a live call leaves: the
+    agent's screen, stored turns and transcript, feedback, and the recording (silenced there)."""
     retention_days: float = 0.0
     """Erase stored calls (transcripts, recordings, feedback quoting them) this many days after they were
     created, checked hourly; 0 keeps them until erased (``voice calls purge``)."""

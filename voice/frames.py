@@ -215,6 +215,8 @@ class TranscriptFinalFrame(DataFrame):
     audio_time: float
     role: Role = "unknown"
     speaker: str | None = None
+    masked_audio: list[tuple[float, float]] = field(default_factory=list)
+    """Spans of the leg's audio (seconds) that redaction masked: the recorder silences them."""
 
 
 @dataclass(kw_only=True)

@@ -38,6 +38,9 @@ import click
 @click.option("--retention-days", type=click.FloatRange(min=0), default=None,
               help="Erase stored calls (transcript, recording, feedback quoting them) this many days after they "
                    "were created; checked hourly. Default 0: keep until `voice calls purge`.")
+@click.option("--redact", is_flag=True, default=None,
+              help="Mask card numbers, SSNs, e-mails and phone numbers on the agent's screen, in stored turns "
+                   "and feedback, and silence them in the recording.")
 @click.option("--event-relay", is_flag=True, default=None,
               help="Share call events with the other server processes on the same PostgreSQL --db, so "
                    "each lists and streams every call (several processes per GPU).")
@@ -47,7 +50,7 @@ def serve(host: str | None, port: int | None, sip_port: int | None, model: str |
           asr_max_batch: int | None,
           asr_threads: int | None, asr_partial_window: str | None, suggest_model: str | None,
           models_root: str | None, db_url: str | None, data_dir: str | None, config_file: Path | None,
-          retention_days: float | None, event_relay: bool | None, log_level: str) -> None:
+          retention_days: float | None, redact: bool | None, event_relay: bool | None, log_level: str) -> None:
     """Serve live calls: Twilio (WS /ws/twilio), AudioHook (WS /ws/audiohook), WebRTC
     (POST /webrtc/offer) and SIP/SIPREC; events at WS /ws/calls/{id}/events and
     GET /api/calls/{id}/events (SSE). Settings: flags > NEXTLINE_* environment > --config file.
@@ -74,7 +77,8 @@ def serve(host: str | None, port: int | None, sip_port: int | None, model: str |
                                            "asr_partial_window": asr_partial_window,
                                            "suggest_model": suggest_model, "models_root": models_root,
                                            "db_url": db_url, "data_dir": data_dir,
-                                           "retention_days": retention_days, "event_relay": event_relay})
+                                           "retention_days": retention_days, "redact": redact,
+                                           "event_relay": event_relay})
         partial_window(config.asr_partial_window)  # a bad window fails here, not after the models load
         check_backend(config.asr_backend)
         if config.event_relay:

@@ -79,13 +79,14 @@ class LiveServices:
             processors.append(SpeakerAttributionProcessor(embedder=self._speaker_embedder(),
                                                           executor=self.speakers_executor))
         intent, suggest = self.suggestions.for_call(started) if self.suggestions else (None, None)
-        processors.append(NluProcessor(extractor=self.extractor, executor=self.nlu_executor, intent=intent))
+        processors.append(NluProcessor(extractor=self.extractor, executor=self.nlu_executor, intent=intent,
+                                       redact=_redacted_labels() if self.config.redact else None))
         if suggest is not None:
             processors.append(suggest)
         audio_dir = Path(self.config.data_dir) / "audio" if self.config.record_audio else None
         processors.append(CallRecorder(hub=self.hub, registry=self.registry, live_store=self.live_store,
                                        store=self.store, executor=self.db_executor, audio_dir=audio_dir,
-                                       model_name=self.config.model))
+                                       model_name=self.config.model, redacted=self.config.redact))
         return Pipeline(processors)
 
     def _speaker_embedder(self) -> Any:
@@ -160,3 +161,9 @@ class LiveServices:
         for executor in (self.db_executor, self.nlu_executor, self.speakers_executor):
             await asyncio.to_thread(executor.shutdown, wait=True)
         await asyncio.to_thread(self.store.close)
+
+
+def _redacted_labels() -> frozenset[str]:
+    from suggest.nlu.entities import REDACTED_LABELS
+
+    return REDACTED_LABELS

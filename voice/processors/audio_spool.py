@@ -63,6 +63,9 @@ class _Leg:
     created: bool = False
     listed: bool = False
     """Named in the spool's manifest."""
+    masks: list[tuple[int, int]] = field(default_factory=list)
+    """Sample ranges to keep silent (redaction), re-applied wherever later audio lands on them."""
+    new_masks: bool = False
     rate_changed: bool = False
     lost_samples: int = 0
     queue_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -126,6 +129,20 @@ class AudioSpool:
         if due:
             self._schedule(leg)
 
+    def mask(self, leg_name: str, start: float, end: float) -> None:
+        """Silence ``start``-``end`` seconds of a leg, on disk within one write (redaction). Audio
+        of that span arriving later is silenced too. Never blocks on I/O."""
+        leg = self.legs.get(leg_name)
+        if leg is None or self._done or not end > start:
+            return
+        with leg.queue_lock:
+            leg.masks.append((max(0, int(start * leg.rate)), int(math.ceil(end * leg.rate))))
+            leg.new_masks = True
+            due = not leg.scheduled
+            leg.scheduled = True
+        if due:
+            self._schedule(leg)
+
     def finish(self, path: Path, leg_order: list[str]) -> None:
         """Write what is left, assemble the call's WAV at ``path`` and delete the part files (blocking).
 
@@ -185,19 +202,21 @@ class AudioSpool:
             with leg.queue_lock:
                 chunks, leg.pending = leg.pending, []
                 leg.pending_samples, leg.scheduled = 0, False
-            if not chunks or self._done:
+                masks, remask = list(leg.masks), leg.new_masks
+                leg.new_masks = False
+            if not (chunks or remask) or self._done:
                 return
             try:
                 if not leg.listed:
                     self._add_to_manifest(leg)
-                self._write(leg, chunks)
+                self._write(leg, chunks, masks if remask else _touched(masks, chunks))
             except OSError:
                 # Why: the call goes on; a full disk must not grow memory. The WAV gets silence there.
                 lost = sum(len(pcm) for _, pcm in chunks)
                 leg.lost_samples += lost
                 log.exception("could not spool %d samples of %s to %s", lost, self.stem, leg.path)
 
-    def _write(self, leg: _Leg, chunks: list[tuple[int, np.ndarray]]) -> None:
+    def _write(self, leg: _Leg, chunks: list[tuple[int, np.ndarray]], masks: list[tuple[int, int]]) -> None:
         flags = os.O_RDWR | os.O_CREAT | (0 if leg.created else os.O_TRUNC)  # never mix in an old file
         leg.path.parent.mkdir(parents=True, exist_ok=True)
         with os.fdopen(os.open(leg.path, flags, 0o666), "r+b") as f:
@@ -205,6 +224,11 @@ class AudioSpool:
             for start, data in _runs(chunks):
                 f.seek(start * 2)  # past the end: the gap reads back as zeros
                 f.write(data)
+            written = f.seek(0, os.SEEK_END) // 2
+            for begin, end in masks:
+                if begin < written:
+                    f.seek(begin * 2)
+                    f.write(bytes(2 * (min(end, written) - begin)))
 
     def _track(self, leg: _Leg) -> np.ndarray:
         if leg.lost_samples:
@@ -292,6 +316,11 @@ def write_call_wav(path: Path, tracks: list[np.ndarray]) -> None:
                 block[: len(part), i] = part
             out.write(block)
     tmp.replace(path)
+
+
+def _touched(masks: list[tuple[int, int]], chunks: list[tuple[int, np.ndarray]]) -> list[tuple[int, int]]:
+    """The masks that chunks just written overlap (they must be silenced again)."""
+    return [(b, e) for b, e in masks if any(start < e and start + len(pcm) > b for start, pcm in chunks)]
 
 
 def _runs(chunks: list[tuple[int, np.ndarray]]) -> Iterator[tuple[int, bytes]]:

@@ -1,19 +1,31 @@
 """Understanding of each final turn: entities (and the customer's intent, when a model is loaded).
 
 The work runs on a thread pool; the final transcript is forwarded at once and the NluFrame
-follows when ready, so understanding never delays the transcript on the agent's screen.
+follows when ready, so understanding never delays the transcript on the agent's screen. With
+redaction on (voice/processors/redact.py) a final waits for its entities instead, so that no
+clear card number goes further down the pipeline; partials are masked on the way through.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
-from voice.frames import CallEndedFrame, ErrorFrame, Frame, NluFrame, TranscriptFinalFrame
+from voice.frames import (
+    CallEndedFrame,
+    ErrorFrame,
+    Frame,
+    NluFrame,
+    TimedWord,
+    TranscriptFinalFrame,
+    TranscriptPartialFrame,
+)
 from voice.processor import FrameProcessor
+from voice.processors.redact import LiveRedactor, RedactedFinal, redact_final
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +36,26 @@ IntentFn = Callable[[str], tuple[str, float] | None]
 class NluProcessor(FrameProcessor):
     """Emits an NluFrame (entities, intent) after each TranscriptFinalFrame."""
 
-    def __init__(self, *, extractor: Any, executor: Executor, intent: IntentFn | None = None) -> None:
+    def __init__(self, *, extractor: Any, executor: Executor, intent: IntentFn | None = None,
+                 redact: frozenset[str] | None = None) -> None:
+        """``redact``: entity labels to mask (``suggest.nlu.entities.REDACTED_LABELS``), or None."""
         super().__init__()
         self.extractor = extractor
         self.executor = executor
         self.intent = intent
+        self.redactor = LiveRedactor(redact) if redact is not None else None
         self._pending: set[asyncio.Task[None]] = set()
 
     async def process_frame(self, frame: Frame) -> None:
         """Forward everything; start understanding a final turn in the background."""
         if isinstance(frame, CallEndedFrame):
             await self.close()  # the last turn's understanding belongs to the call: emit it first
+        if self.redactor is not None:
+            if isinstance(frame, TranscriptPartialFrame):
+                frame = self.redactor.partial(frame)
+            elif isinstance(frame, TranscriptFinalFrame) and frame.words:
+                await self._redact_and_understand(frame)
+                return
         await self.push_frame(frame)
         if isinstance(frame, TranscriptFinalFrame) and frame.text.strip():
             task = asyncio.get_running_loop().create_task(self._understand(frame))
@@ -54,6 +75,30 @@ class NluProcessor(FrameProcessor):
             entities, intent = [], None
         await self.push_frame(NluFrame(turn_id=frame.turn_id, role=frame.role, intent=intent[0] if intent else None,
                                        intent_score=round(intent[1], 3) if intent else None, entities=entities,
+                                       audio_time=frame.audio_time))
+
+    async def _redact_and_understand(self, frame: TranscriptFinalFrame) -> None:
+        """Redact the final (it waits: nothing clear may pass), then push it and its NluFrame."""
+        assert self.redactor is not None
+        loop = asyncio.get_running_loop()
+        history = self.redactor.history(frame.leg)
+        try:
+            done: RedactedFinal = await loop.run_in_executor(
+                self.executor, redact_final, frame, history, self.extractor, self.redactor.labels)
+            intent = (await loop.run_in_executor(self.executor, self.intent, done.frame.text)
+                      if self.intent is not None and frame.role == "customer" else None)
+        except Exception as exc:  # noqa: BLE001 - a turn that cannot be redacted is not shown at all
+            log.exception("redaction of turn %s failed: its text is withheld", frame.turn_id)
+            await self.push_frame(ErrorFrame(message=f"redaction failed on turn {frame.turn_id}: {exc}",
+                                             fatal=False, source=self.name))
+            withheld = [TimedWord("[WITHHELD]", frame.start, frame.end, 0.0)]
+            done = RedactedFinal(dataclasses.replace(frame, text="[WITHHELD]", words=withheld,
+                                                     masked_audio=[(frame.start, frame.end)]), [])
+            intent = None
+        self.redactor.remember(frame.leg, done.frame.words)
+        await self.push_frame(done.frame)
+        await self.push_frame(NluFrame(turn_id=frame.turn_id, role=frame.role, intent=intent[0] if intent else None,
+                                       intent_score=round(intent[1], 3) if intent else None, entities=done.entities,
                                        audio_time=frame.audio_time))
 
     def _analyse(self, text: str, role: str) -> tuple[list[dict[str, Any]], tuple[str, float] | None]:

@@ -41,12 +41,14 @@ class CallRecorder(FrameProcessor):
     """Publishes events, persists turns and, at the end, the transcript and audio of one call."""
 
     def __init__(self, *, hub: EventHub, registry: CallRegistry, live_store: Any, store: Any,
-                 executor: Executor, audio_dir: Path | None, model_name: str) -> None:
+                 executor: Executor, audio_dir: Path | None, model_name: str, redacted: bool = False) -> None:
+        """``redacted``: the pipeline redacts (voice/processors/redact.py); the stored transcript says so."""
         super().__init__()
         self.hub, self.registry = hub, registry
         self.live_store, self.store, self.executor = live_store, store, executor
         self.audio_dir = audio_dir
         self.model_name = model_name
+        self.redacted = redacted
         self.started: CallStartedFrame | None = None
         self.finals: list[TranscriptFinalFrame] = []
         self.nlu: dict[str, NluFrame] = {}
@@ -72,6 +74,9 @@ class CallRecorder(FrameProcessor):
             self._db(self._start_row)
         elif isinstance(frame, TranscriptFinalFrame):
             self.finals.append(frame)
+            if self.spool is not None:
+                for start, end in frame.masked_audio:
+                    self.spool.mask(frame.leg, start, end)
             self._db(self._with_row, self.live_store.add_turn, self._call_id, _live_turn(frame))
         elif isinstance(frame, NluFrame):
             self.nlu[frame.turn_id] = frame
@@ -182,7 +187,7 @@ class CallRecorder(FrameProcessor):
         info = AudioInfo(str(audio_path) if audio_path else f"live:{self.started.source}",
                          f"live/{self.started.source}", 16000, len(legs), round(ended.audio_time, 3))
         return CallTranscript(call_id=self._call_id, audio=info, speakers=list(speakers.values()),
-                              segments=segments, entities=entities,
+                              segments=segments, entities=entities, redacted=self.redacted,
                               options={"model": self.model_name, "source": self.started.source,
                                        "tenant": self.started.tenant, "agent_id": self.started.agent_id,
                                        "legs": dict(self.started.legs)})
