@@ -275,7 +275,14 @@ def _check_audio(audio: np.ndarray) -> np.ndarray:
             f"expected float samples in [-1, 1], got {audio.dtype}",
             hint="convert int16 PCM with voice.audio.int16_to_float",
         )
-    return np.ascontiguousarray(audio, dtype=np.float32)
+    samples = np.ascontiguousarray(audio, dtype=np.float32)
+    if not np.isfinite(samples).all():
+        # measured: ten NaN samples in JFK made Whisper return no text at all, without an error.
+        raise AsrInputError(
+            "the audio contains NaN or infinite samples",
+            hint="replace them with silence (voice.audio.load_audio does)",
+        )
+    return samples
 
 
 def resolve_device(device: str = "auto", compute_type: str = "auto") -> tuple[str, str]:

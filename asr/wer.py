@@ -4,10 +4,12 @@ Normalisation (:func:`normalize`), applied to reference and hypothesis alike:
 
 1. Unicode NFKC, lower case, curly quotes made straight.
 2. Symbols become words: ``$40`` -> ``40 dollars`` (also £ pounds, € euros; ``$40.50`` ->
-   ``40 dollars and 50 cents``), ``10%`` -> ``10 percent``, ``&`` -> ``and``, ``*`` -> ``star``,
-   ``#`` -> ``pound`` (the telephone key), ``+`` -> ``plus``, ``@`` -> ``at``.
+   ``40 dollars and 50 cents``, ``$40.00`` -> ``40 dollars``), ``10%`` -> ``10 percent``,
+   ``&`` -> ``and``, ``*`` -> ``star``, ``#`` -> ``pound`` (the telephone key), ``+`` ->
+   ``plus``, ``@`` -> ``at``.
 3. Digit grouping commas go (``1,000`` -> ``1000``); a decimal point between digits stays;
-   ``3:30`` -> ``3 30`` (then ``330``, see 4); every other punctuation mark becomes a space
+   ``3:30`` -> ``3 30`` (then ``330``, see 4); dotted abbreviations lose their dots (``p.m.``
+   -> ``pm``, ``O.K.`` -> ``ok``, then ``okay``); every other punctuation mark becomes a space
    (``re-entered`` -> ``re entered``, ``www.asterisk.org`` -> ``www asterisk org``).
    Apostrophes inside words stay (``party's``).
 4. Number words become numerals, so ``ten`` equals ``10`` and ``forty dollars`` equals ``$40``:
@@ -85,12 +87,16 @@ def normalize(text: str) -> str:
         text = text.replace(symbol, word)
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,000 -> 1000
     text = re.sub(r"(?<=\d):(?=\d)", " ", text)  # 3:30 -> 3 30
+    text = _ABBREVIATION.sub(lambda m: m.group(0).replace(".", ""), text)  # p.m. -> pm
     text = re.sub(r"(?<=\d)\.(?=\d)", "\0", text)  # protect decimal points
     text = re.sub(r"[^\w\s'\0]|_", " ", text).replace("\0", ".")
     words = [w.strip("'") for w in text.split()]
     words = [_SPELLINGS.get(w, w) for w in words if w and w not in _FILLERS]
     return " ".join(_join_adjacent_numbers(_numbers_to_numerals(words)))
 
+
+_ABBREVIATION = re.compile(r"\b[a-z](?:\.[a-z])+\b\.?")
+"""Single letters joined by dots (``a.m.``, ``u.s.``); Whisper writes ``p.m.`` for "pm"."""
 
 _CONTRACTIONS = [
     (r"\bwon't\b", "will not"),
@@ -116,7 +122,9 @@ def _spell_out_currency(text: str) -> str:
     def replace(match: re.Match[str]) -> str:
         unit = _CURRENCIES[match.group(1)]
         whole, cents = match.group(2).replace(",", ""), match.group(3)
-        if cents and unit == "dollars" and int(cents):
+        if cents and not int(cents):  # $40.00 is read "forty dollars"
+            cents = None
+        if cents and unit == "dollars":
             return f" {whole} dollars and {int(cents)} cents "
         return f" {whole}{'.' + cents if cents else ''} {unit} "
 

@@ -115,3 +115,9 @@ def test_bad_input_is_rejected_with_a_hint(engine: WhisperEngine, jfk: np.ndarra
         engine.transcribe(np.stack([jfk, jfk]))
     with pytest.raises(AsrInputError, match="int16_to_float"):
         engine.transcribe((jfk * 32767).astype(np.int16))
+    corrupt = jfk.copy()
+    corrupt[16000] = np.nan  # used to decode to no text at all, silently
+    with pytest.raises(AsrInputError, match="NaN"):
+        engine.transcribe(corrupt)
+    with pytest.raises(AsrInputError, match="NaN"):
+        engine.transcribe_turn(corrupt)

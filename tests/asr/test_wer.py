@@ -37,6 +37,9 @@ pytestmark = pytest.mark.unit
         ("mister john dashwood", "Mr. John Dashwood"),
         ("okay", "OK"),
         ("one dollar", "$1"),
+        ("it is forty dollars", "It is $40.00."),  # Whisper writes the cents of round sums
+        ("at three pm", "at 3 p.m."),
+        ("nine am okay", "9 a.m., O.K."),
         ("the person you are calling", "the person you're calling"),
         ("i am sorry we can not and will not", "I'm sorry, we can't and won't"),
     ],

@@ -90,3 +90,16 @@ def test_a_wav_cut_short_yields_the_audio_that_is_there(shared_data: Path, tmp_p
         load_audio(cut)  # an archive must not take it for a finished 10 s call
     audio = load_audio(cut, allow_truncated=True)
     assert 9.0 < audio.duration < 11.0
+
+
+def test_nan_and_inf_samples_of_a_float_wav_become_silence(shared_data: Path, tmp_path: Path) -> None:
+    # One corrupt sample used to spread over ~1,600 samples in the resampler; the VAD and
+    # Whisper then gave nothing for the whole channel.
+    data, rate = sf.read(shared_data / "diarization/spokenwoz_calls_8k/SNG0072.wav",
+                         dtype="float32", always_2d=True, frames=8000 * 5)
+    sf.write(tmp_path / "clean.wav", data, rate, subtype="FLOAT")
+    data[8000, 0], data[16000, 1] = np.nan, -np.inf
+    sf.write(tmp_path / "corrupt.wav", data, rate, subtype="FLOAT")
+    clean, corrupt = load_audio(tmp_path / "clean.wav"), load_audio(tmp_path / "corrupt.wav")
+    assert np.isfinite(corrupt.samples).all()
+    assert np.abs(corrupt.samples - clean.samples).max() < 0.5
