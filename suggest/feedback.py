@@ -107,21 +107,27 @@ def read_feedback(path: Path) -> FeedbackSet:
     """Read feedback JSONL; bad lines are reported with their line number.
 
     Raises:
-        DataFormatError: the file is missing.
+        DataFormatError: the file is missing or not UTF-8 text.
     """
     if not path.is_file():
         raise DataFormatError(
             f"{path} not found", hint="export feedback with `voice feedback export`"
         )
     result = FeedbackSet()
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                result.records.append(feedback_from_dict(json.loads(line)))
-            except (json.JSONDecodeError, ValueError, TypeError) as error:
-                result.issues.append(RowIssue(f"line {number}", str(error)))
+    try:  # utf-8-sig: a BOM (Excel, PowerShell) is not part of the first line's JSON
+        with path.open(encoding="utf-8-sig") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    result.records.append(feedback_from_dict(json.loads(line)))
+                except (json.JSONDecodeError, ValueError, TypeError) as error:
+                    result.issues.append(RowIssue(f"line {number}", str(error)))
+    except UnicodeDecodeError as error:  # raised while reading a line, not by its parsing
+        raise DataFormatError(
+            f"{path} is not UTF-8 text ({error.reason})",
+            hint="feedback files are UTF-8 JSONL; re-export with `voice feedback export`",
+        ) from error
     return result
 
 

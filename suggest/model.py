@@ -10,6 +10,10 @@ Layout of ``models/<tenant>/<version>/`` (see docs/suggestion-model.md):
 - ``encoder/``: the sentence encoder the model was trained with (ONNX MiniLM or a static
   table, as ``manifest.encoder.kind`` says; absent kind = ONNX, the original format).
 
+``manifest.files`` holds the sha256 of every file, the encoder's as ``encoder/<name>``. Models
+saved before the encoder's files were listed there (the bundled demo model among them) still
+load; their encoder is checked when it is loaded (``suggest.encoder``) and by the engine.
+
 Saving is a pure function of the loaded content (sorted keys, fixed formatting, the stored
 ``created`` time), so load-then-save reproduces every file byte for byte.
 """
@@ -37,6 +41,7 @@ from suggest.state import Vocabulary
 MODEL_SCHEMA_VERSION = 1
 ARCHITECTURE = {"module": "suggest.engine", "class": "SuggestionEngine"}
 JSON_FILES = ("actions.json", "intents.json", "exemplars.json", "agents.json")
+ENCODER_DIR = "encoder"
 
 
 @dataclass
@@ -70,10 +75,10 @@ class SuggestionModel:
 def save_model(model: SuggestionModel, directory: Path, encoder_dir: Path) -> None:
     """Write ``model`` into ``directory`` (created; existing files are overwritten)."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "encoder").mkdir(exist_ok=True)
+    (directory / ENCODER_DIR).mkdir(exist_ok=True)
     for name in encoder_files(model.encoder):
-        if (encoder_dir / name).resolve() != (directory / "encoder" / name).resolve():
-            shutil.copyfile(encoder_dir / name, directory / "encoder" / name)
+        if (encoder_dir / name).resolve() != (directory / ENCODER_DIR / name).resolve():
+            shutil.copyfile(encoder_dir / name, directory / ENCODER_DIR / name)
     _save_weights(model, directory / "weights.safetensors")
     _write_json(directory / "actions.json", [_cluster_to_dict(c) for c in model.actions])
     _write_json(directory / "intents.json", [_cluster_to_dict(c) for c in model.intents])
@@ -86,9 +91,7 @@ def save_model(model: SuggestionModel, directory: Path, encoder_dir: Path) -> No
             "architecture": ARCHITECTURE,
             "specs": model.specs.to_dict(),
             "encoder": model.encoder.to_dict(),
-            "files": {
-                name: _sha256(directory / name) for name in ("weights.safetensors", *JSON_FILES)
-            },
+            "files": {name: _sha256(directory / name) for name in _file_names(model.encoder)},
         }
     )
     _write_json(directory / "manifest.json", manifest)
@@ -119,17 +122,28 @@ def load_model(directory: Path) -> SuggestionModel:
 def check_files(directory: Path, manifest: dict[str, Any]) -> None:
     """Every file of the model is there and matches the digest its manifest records.
 
+    The encoder's files (``encoder/<name>``) are checked when the manifest lists them; a model
+    saved before they were listed has its encoder checked when the encoder is loaded.
+
     Raises:
-        ModelFormatError: the manifest lists no digests (or not every file's), a file is
-            missing, or it was modified or truncated.
+        ModelFormatError: the manifest lists no digests (or not every file's) or no valid
+            ``encoder``, a file is missing, or it was modified or truncated.
     """
     files = manifest.get("files")
-    expected = {"weights.safetensors", *JSON_FILES}
-    if not isinstance(files, dict) or set(files) != expected:
+    try:
+        expected = set(_file_names(EncoderSpec.from_dict(manifest["encoder"])))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFormatError(
+            f"{directory / 'manifest.json'} has no valid encoder entry ({error!r})",
+            hint="restore the model as `voice train` wrote it, or retrain it",
+        ) from error
+    older = {name for name in expected if not name.startswith(ENCODER_DIR + "/")}
+    if not isinstance(files, dict) or set(files) not in (expected, older):
         listed = sorted(files) if isinstance(files, dict) else files
         raise ModelFormatError(
             f"{directory / 'manifest.json'} does not record the digests of the model's files "
-            f"(needs {sorted(expected)}, has {listed!r}); it cannot be checked, so it is not loaded",
+            f"(needs {sorted(expected)}, or {sorted(older)} for a model saved before encoder "
+            f"digests; has {listed!r}); it cannot be checked, so it is not loaded",
             hint="restore the model as `voice train` wrote it, or retrain it",
         )
     for name, digest in sorted(files.items()):
@@ -144,6 +158,12 @@ def check_files(directory: Path, manifest: dict[str, Any]) -> None:
                 f"{path} does not match its manifest digest",
                 hint="the model was modified or truncated; retrain or restore it",
             )
+
+
+def _file_names(encoder: EncoderSpec) -> tuple[str, ...]:
+    """The files whose digests a model saved now records, its encoder's included."""
+    encoder_names = (f"{ENCODER_DIR}/{name}" for name in encoder_files(encoder))
+    return ("weights.safetensors", *JSON_FILES, *encoder_names)
 
 
 def _load_model(directory: Path) -> SuggestionModel:

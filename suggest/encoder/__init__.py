@@ -7,7 +7,6 @@ numpy and tokenizers (plus onnxruntime for ``onnx``); building an encoder
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -15,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from suggest.encoder.onnx_encoder import ENCODER_FILES, OnnxSentenceEncoder
-from suggest.encoder.spec import EncoderSpec
+from suggest.encoder.spec import EncoderSpec, read_spec_file
 from suggest.encoder.static_encoder import STATIC_FILES, StaticSentenceEncoder
 from suggest.errors import ModelFormatError
 
@@ -55,10 +54,7 @@ def read_spec(directory: Path) -> EncoderSpec:
     path = directory / "encoder.json"
     if not path.is_file():
         raise ModelFormatError(f"{directory} holds no encoder.json", hint="retrain the model")
-    try:
-        return EncoderSpec.from_dict(json.loads(path.read_text()))
-    except (ValueError, TypeError) as error:
-        raise ModelFormatError(f"{path} is not an encoder spec ({error})", hint="retrain") from error
+    return read_spec_file(path)
 
 
 def encoder_files(spec: EncoderSpec) -> tuple[str, ...]:
@@ -67,7 +63,11 @@ def encoder_files(spec: EncoderSpec) -> tuple[str, ...]:
 
 
 def load_encoder(directory: Path, *, parallel: int = 1) -> SentenceEncoder:
-    """The encoder in ``directory``, of the kind its ``encoder.json`` names."""
+    """The encoder in ``directory``, of the kind its ``encoder.json`` names.
+
+    Raises:
+        ModelFormatError: a file is missing, corrupt, or does not fit the spec.
+    """
     spec = read_spec(directory)
     if spec.kind == "static":
         return StaticSentenceEncoder(directory, parallel=parallel)

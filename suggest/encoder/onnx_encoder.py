@@ -16,14 +16,19 @@ threads instead: onnxruntime releases the GIL, so ``parallel`` rows run at once.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from suggest.encoder.spec import EncoderSpec, Quantization
+from suggest.encoder.spec import (
+    CORRUPT_HINT,
+    EncoderSpec,
+    Quantization,
+    load_tokenizer,
+    read_spec_file,
+)
 from suggest.errors import ModelFormatError
 
 ENCODER_FILES = ("model.onnx", "tokenizer.json", "encoder.json")
@@ -39,27 +44,32 @@ class OnnxSentenceEncoder:
         ``parallel``: texts encoded at once by :meth:`encode` (threads; one core each).
 
         Raises:
-            ModelFormatError: a file is missing or unreadable.
+            ModelFormatError: a file is missing, unreadable or corrupt.
         """
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         missing = [name for name in ENCODER_FILES if not (directory / name).is_file()]
         if missing:
             raise ModelFormatError(
                 f"encoder in {directory} lacks {missing}", hint="retrain or re-export the model"
             )
-        self.spec = EncoderSpec.from_dict(json.loads((directory / "encoder.json").read_text()))
-        self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        self.spec = read_spec_file(directory / "encoder.json")
+        self._tokenizer = load_tokenizer(directory / "tokenizer.json")
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(self.spec.max_tokens)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1  # one row per run: threads across rows, not inside one
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self._session = ort.InferenceSession(
-            str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"]
-        )
+        try:
+            self._session = ort.InferenceSession(
+                str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime's InvalidProtobuf, Fail, ... share no base
+            raise ModelFormatError(
+                f"{directory / 'model.onnx'} is not a readable ONNX graph ({error})",
+                hint=CORRUPT_HINT,
+            ) from error
         self._pool = ThreadPoolExecutor(parallel, "encoder") if parallel > 1 else None
 
     @property

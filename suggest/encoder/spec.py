@@ -4,17 +4,32 @@ Two kinds share one record (``kind``): ``onnx`` (all-MiniLM-L6-v2, or its first 
 layers, exported to ONNX) and ``static`` (a token table distilled from that MiniLM, see
 ``suggest.encoder.distill``). Manifests written before ``kind`` existed read as ``onnx`` with 6
 layers, so older models keep loading unchanged.
+
+Also the readers of the two files both kinds share, ``encoder.json`` and ``tokenizer.json``:
+a corrupt one is a :class:`ModelFormatError` naming the file (models saved before the model's
+manifest recorded the encoder's digests reach the encoder with nothing checked).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from suggest.errors import ModelFormatError
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 Quantization = Literal["none", "int8"]
 EncoderKind = Literal["onnx", "static"]
 WEIGHTS_FILE = {"onnx": "model.onnx", "static": "embeddings.safetensors"}
 """The file whose sha256 the spec records: any change to it is a new embedding space."""
+CORRUPT_HINT = (
+    "the encoder file was modified or truncated: restore the model's encoder/ folder as "
+    "`voice train` wrote it, or retrain the model"
+)
 
 
 @dataclass(frozen=True)
@@ -61,3 +76,33 @@ class EncoderSpec:
         if unknown:
             raise ValueError(f"unknown encoder fields {unknown}")
         return cls(**data)
+
+
+def read_spec_file(path: Path) -> EncoderSpec:
+    """The spec in an ``encoder.json``.
+
+    Raises:
+        ModelFormatError: the file is not valid UTF-8 JSON or not a spec.
+    """
+    try:
+        return EncoderSpec.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError) as error:  # UnicodeDecodeError and JSONDecodeError included
+        raise ModelFormatError(
+            f"{path} is not an encoder spec ({error})", hint=CORRUPT_HINT
+        ) from error
+
+
+def load_tokenizer(path: Path) -> Tokenizer:
+    """The tokenizer in a ``tokenizer.json``.
+
+    Raises:
+        ModelFormatError: the file cannot be read as a tokenizer.
+    """
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as error:  # tokenizers raises a bare Exception for a corrupt file
+        raise ModelFormatError(
+            f"{path} is not a readable tokenizer ({error})", hint=CORRUPT_HINT
+        ) from error

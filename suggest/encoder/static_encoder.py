@@ -13,13 +13,12 @@ so training (which encodes with this same class) and serving agree exactly.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from suggest.encoder.spec import EncoderSpec
+from suggest.encoder.spec import CORRUPT_HINT, load_tokenizer, read_spec_file
 from suggest.errors import ModelFormatError
 
 STATIC_FILES = ("embeddings.safetensors", "tokenizer.json", "encoder.json")
@@ -33,28 +32,34 @@ class StaticSentenceEncoder:
         a row costs microseconds, threads would only add overhead).
 
         Raises:
-            ModelFormatError: a file is missing or the arrays do not fit the spec.
+            ModelFormatError: a file is missing or corrupt, or the arrays do not fit the spec.
         """
+        from safetensors import SafetensorError
         from safetensors.numpy import load_file
-        from tokenizers import Tokenizer
 
         missing = [name for name in STATIC_FILES if not (directory / name).is_file()]
         if missing:
             raise ModelFormatError(
                 f"static encoder in {directory} lacks {missing}", hint="retrain the model"
             )
-        self.spec = EncoderSpec.from_dict(json.loads((directory / "encoder.json").read_text()))
-        arrays = load_file(str(directory / "embeddings.safetensors"))
-        # float16 on disk (half the size); float32 in memory so sums do not lose precision.
-        self._tokens = arrays["tokens"].astype(np.float32)
-        self._map = arrays["map"].astype(np.float32)
+        self.spec = read_spec_file(directory / "encoder.json")
+        try:
+            arrays = load_file(str(directory / "embeddings.safetensors"))
+            # float16 on disk (half the size); float32 in memory so sums do not lose precision.
+            self._tokens = arrays["tokens"].astype(np.float32)
+            self._map = arrays["map"].astype(np.float32)
+        except (SafetensorError, KeyError) as error:
+            raise ModelFormatError(
+                f"{directory / 'embeddings.safetensors'} cannot be read ({error})",
+                hint=CORRUPT_HINT,
+            ) from error
         if self._map.shape != (self._tokens.shape[1], self.spec.dim):
             raise ModelFormatError(
                 f"static encoder in {directory}: map {self._map.shape} does not fit "
                 f"tokens {self._tokens.shape} and dim {self.spec.dim}",
                 hint="retrain the model",
             )
-        self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        self._tokenizer = load_tokenizer(directory / "tokenizer.json")
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
 

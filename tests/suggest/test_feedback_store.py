@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from suggest.ab import calls_per_arm
+from suggest.errors import DataFormatError
 from suggest.feedback import feedback_from_dict, final_events, read_feedback, write_feedback
 from voice.errors import StorageError
 from voice.store import Store
@@ -81,6 +83,20 @@ def test_feedback_jsonl_reports_bad_lines(tmp_path: Path) -> None:
     )
     found = read_feedback(path)
     assert len(found.records) == 1 and [i.where for i in found.issues] == ["line 2", "line 3"]
+
+
+def test_feedback_jsonl_with_a_bom_keeps_its_first_event_and_non_utf8_is_a_typed_error(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "f.jsonl"
+    lines = [json.dumps(_event(s, "accepted")) for s in ("s1", "s2")]
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")  # Excel, PowerShell
+    found = read_feedback(path)
+    assert [r.suggestion_id for r in found.records] == ["s1", "s2"] and found.issues == []
+    path.write_bytes(lines[0].replace("donate", "donn\u00e9").encode("latin-1") + b"\n")
+    with pytest.raises(DataFormatError, match="not UTF-8 text") as raised:
+        read_feedback(path)
+    assert str(path) in str(raised.value) and raised.value.hint
 
 
 def test_ab_cli_assigns_records_and_reports(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import shutil
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
@@ -97,8 +98,6 @@ def attach_encoder(model_dir: Path, cache_dir: Path) -> None:
     Raises:
         ConfigError: the encoder cannot be exported here.
     """
-    import json
-
     from suggest.encoder.export import ensure_encoder
     from suggest.encoder.onnx_encoder import ENCODER_FILES
 
@@ -133,7 +132,18 @@ def build_bundled_model(source: Path, out_dir: Path, cache_dir: Path,
     _train(conversations, out_dir, cache_dir, say, version=f"pfg-small-{_nextline_version()}",
            max_exemplars_per_action=BUNDLED_EXEMPLARS_PER_ACTION)
     shutil.rmtree(out_dir / "encoder", ignore_errors=True)
+    _forget_encoder_digests(out_dir / "manifest.json")
     (out_dir / "NOTICE.md").write_text(NOTICE, encoding="utf-8")
     for path in out_dir.iterdir():
         path.chmod(0o644)  # safetensors writes 0600; a packaged file must be readable by all
     return out_dir
+
+
+def _forget_encoder_digests(manifest_path: Path) -> None:
+    """The shipped model has no ``encoder/`` (attach_encoder exports it from the installed
+    MiniLM, whose ``model.onnx`` ``encoder.sha256`` still pins): its manifest lists no digests
+    of it, as models saved before encoder digests, so it loads before the encoder is attached."""
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.startswith("encoder/")}
+    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
+                             encoding="utf-8")
