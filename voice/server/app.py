@@ -20,8 +20,16 @@ from voice.config import ServerConfig
 from voice.errors import VoiceError
 from voice.live.services import LiveServices
 from voice.registry import resolve
-from voice.server.auth import AUTH_RESPONSES, CALL_RESPONSES, CurrentAgent, authorize_call, authorize_websocket
+from voice.server.auth import (
+    AUTH_RESPONSES,
+    CALL_RESPONSES,
+    CurrentAgent,
+    authorize_call,
+    authorize_websocket,
+    revoked,
+)
 from voice.server.console import close_console
+from voice.server.limits import BodyLimit
 from voice.server.metrics import CONTENT_TYPE, ServerMetrics
 from voice.server.relay import EventRelay, relay_conninfo
 from voice.server.retention_api import retention_task
@@ -68,6 +76,7 @@ def create_app(config: ServerConfig, services: LiveServices | None = None) -> Fa
     app = FastAPI(title="nextline", version="0.1.0", lifespan=lifespan,
                   description="Live call transcription, understanding and next-best-line suggestions.")
     app.state.metrics = metrics
+    app.add_middleware(BodyLimit)
     if services is not None:
         app.state.services = services
         _attach_metrics(metrics, services)
@@ -180,10 +189,11 @@ def _add_call_routes(app: FastAPI, state: dict[str, Any]) -> None:
     async def call_events_ws(websocket: WebSocket, call_id: str, since: int = 0) -> None:
         """The call's events as JSON text messages; reconnect with ?since=<last seq> to replay."""
         s = svc()
-        if await authorize_websocket(websocket, call_id) is None:
+        if (viewer := await authorize_websocket(websocket, call_id)) is None:
             return
         await websocket.accept()
-        await stream_until_disconnected(websocket, s.hub.subscribe(call_id, since), closing=(1000, "call ended"))
+        await stream_until_disconnected(websocket, s.hub.subscribe(call_id, since), closing=(1000, "call ended"),
+                                        revoked=revoked(websocket, viewer))
 
     @app.get("/api/calls/{call_id}/events", tags=["calls"], response_class=EventSourceResponse,
              responses={200: {"content": {"text/event-stream": {}}, "description": "The call's events."},
@@ -194,11 +204,17 @@ def _add_call_routes(app: FastAPI, state: dict[str, Any]) -> None:
         s = svc()
         await authorize_call(request, viewer, call_id)
         last = request.headers.get("last-event-id")
-        start = int(last) if last and last.isdigit() else since
+        start = int(last) if last and last.isascii() and last.isdigit() else since  # not '²' (Latin-1)
 
         async def stream() -> AsyncIterator[dict[str, str]]:
-            async for event in s.hub.subscribe(call_id, start):
-                yield {"id": str(event["seq"]), "event": event["type"], "data": json.dumps(event)}
+            access = asyncio.create_task(revoked(request, viewer))
+            try:
+                async for event in s.hub.subscribe(call_id, start):
+                    if access.done():  # the token stopped working: nothing more for this stream
+                        return
+                    yield {"id": str(event["seq"]), "event": event["type"], "data": json.dumps(event)}
+            finally:
+                access.cancel()
 
         return EventSourceResponse(stream())
 

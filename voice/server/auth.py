@@ -29,6 +29,9 @@ SESSION_COOKIE = "nextline_token"
 COOKIE_MAX_AGE = 30 * 24 * 3600
 CACHE_SECONDS = 10.0
 """How long a checked token is trusted without asking the database again (revocation delay)."""
+RECHECK_SECONDS = 5.0
+"""How often an open WebSocket or SSE stream checks its token again (through the cache): a stream
+is authorized once, when it opens, and a live call's stream may stay open for an hour."""
 
 # Declared for the OpenAPI document (Swagger's "Authorize"); auto_error=False because
 # :func:`token_of` reads both itself and :func:`authenticate` answers 401 in its own words.
@@ -183,6 +186,21 @@ async def authorize_websocket(websocket: WebSocket, call_id: str | None = None, 
         await websocket.send_denial_response(PlainTextResponse(str(exc.detail), status_code=exc.status_code))
         return None
     return agent
+
+
+async def revoked(connection: HTTPConnection, agent: Agent) -> None:
+    """Return once the token of ``connection`` no longer stands for ``agent`` as it did when the
+    stream opened: revoked, replaced, the agent removed or disabled, or their role or tenant
+    changed. Checked every :data:`RECHECK_SECONDS`, so an open stream ends within
+    ``CACHE_SECONDS + RECHECK_SECONDS`` of a revocation."""
+    while True:
+        await asyncio.sleep(RECHECK_SECONDS)
+        try:
+            now = await authenticate(connection)
+        except HTTPException:
+            return
+        if (now.name, now.role, now.tenant) != (agent.name, agent.role, agent.tenant):
+            return
 
 
 def _check_origin(websocket: WebSocket) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket
 
-from voice.server.auth import authorize_websocket
+from voice.server.auth import authorize_websocket, revoked
 from voice.server.console import console_of
 from voice.server.sockets import stream_until_disconnected
 from voice.store.agents import Agent
@@ -66,6 +66,6 @@ def create_router() -> APIRouter:
         live = console_of(websocket).live
         # The hub drops a subscriber that falls too far behind: the page reconnects on 1013.
         await stream_until_disconnected(websocket, live.hub.subscribe_all(), closing=(1013, "fell behind; reconnect"),
-                                        transform=_visible_to(agent, live.registry))
+                                        revoked=revoked(websocket, agent), transform=_visible_to(agent, live.registry))
 
     return router
