@@ -2,7 +2,7 @@
 
 Structure and defaults live here; the server fills them from flags, its config file and the
 environment (:meth:`TelephonySettings.from_env` reads the ``NEXTLINE_*`` variables). Secrets
-(AudioHook API keys) come only from the environment and never appear in ``repr``.
+(AudioHook API keys, the Twilio auth token) come only from the environment and never appear in ``repr``.
 """
 
 from __future__ import annotations
@@ -58,6 +58,13 @@ class TelephonySettings:
     audiohook_api_keys: Mapping[str, str] = field(default_factory=_frozen, repr=False)
     """Accepted AudioHook ``X-API-KEY`` values -> tenant ('' = tenant from open parameters).
     Empty mapping: AudioHook refuses every connection (fail closed)."""
+    twilio_auth_token: str = field(default="", repr=False)
+    """Twilio account auth token: ``/ws/twilio`` then refuses an upgrade without Twilio's valid
+    ``X-Twilio-Signature`` (telephony/websocket/twilio_auth.py). Empty: any client is accepted
+    (a warning at start says so). Environment only: ``NEXTLINE_TWILIO_AUTH_TOKEN``."""
+    twilio_stream_url: str = ""
+    """The public URL Twilio connects to (``wss://voice.example.com/ws/twilio``), when a proxy in
+    front of the server changes it; it is what Twilio signs."""
     max_message_bytes: int = 1 << 20
     """Largest WebSocket message accepted (1 MiB: 65 s of 8 kHz stereo PCMU)."""
     audiohook_close_timeout: float = 5.0
@@ -102,6 +109,7 @@ class TelephonySettings:
 
         ``NEXTLINE_AUDIOHOOK_API_KEYS``: comma-separated ``key`` or ``key=tenant`` entries.
         ``NEXTLINE_SIP_TENANT_BY_DOMAIN``: comma-separated ``domain=tenant`` entries.
+        ``NEXTLINE_TWILIO_AUTH_TOKEN``: the Twilio auth token that signs Media Streams requests.
         """
         env = os.environ if environ is None else environ
         settings = cls(**overrides)  # type: ignore[arg-type]
@@ -111,6 +119,7 @@ class TelephonySettings:
             settings,
             audiohook_api_keys={**keys, **settings.audiohook_api_keys},
             tenant_by_domain={**domains, **settings.tenant_by_domain},
+            twilio_auth_token=settings.twilio_auth_token or env.get("NEXTLINE_TWILIO_AUTH_TOKEN", ""),
         )
 
 

@@ -22,18 +22,21 @@ from websockets.exceptions import ConnectionClosed
 
 from telephony import codecs
 from telephony.clients.common import WIRE_RATE, Pacer, ReplayOptions, ReplayResult, split_parties
+from telephony.websocket.twilio_auth import twilio_signature
 
 
 async def replay_twilio(
-    url: str, audio: np.ndarray, options: ReplayOptions | None = None
+    url: str, audio: np.ndarray, options: ReplayOptions | None = None, *, auth_token: str | None = None
 ) -> ReplayResult:
-    """Stream ``audio`` (int16, (channels, samples) at 8 kHz) to a Twilio-style endpoint."""
+    """Stream ``audio`` (int16, (channels, samples) at 8 kHz) to a Twilio-style endpoint;
+    with ``auth_token`` the upgrade carries Twilio's ``X-Twilio-Signature`` for ``url``."""
     options = options or ReplayOptions()
+    headers = {"X-Twilio-Signature": twilio_signature(auth_token, url)} if auth_token else {}
     result = ReplayResult()
     customer, agent = split_parties(audio, options.customer_channel)
     stream_sid = f"MZ{uuid.uuid4().hex}"
     started = time.monotonic()
-    async with connect(url, max_size=2**22) as ws:
+    async with connect(url, max_size=2**22, additional_headers=headers) as ws:
         reader = asyncio.create_task(_read(ws, result, stream_sid, options))
         sender = _Sender(ws, stream_sid, result)
         await sender.send({"event": "connected", "protocol": "Call", "version": "1.0.0"})

@@ -2,14 +2,16 @@
 
 The server mounts ``create_router(handler, settings)``; each connection becomes one call handed
 to ``handler``. AudioHook's ``X-API-KEY`` is checked before the upgrade: a missing or wrong key
-gets HTTP 401 and no WebSocket (uvicorn's WebSocket denial-response extension). Twilio's request
-signature is not checked here; put the endpoint behind a secret path or a proxy that validates
-``X-Twilio-Signature``.
+gets HTTP 401 and no WebSocket (uvicorn's WebSocket denial-response extension). Twilio's
+``X-Twilio-Signature`` is checked the same way (403) once ``twilio_auth_token`` is set
+(telephony/websocket/twilio_auth.py); without it ``/ws/twilio`` accepts any client, and a warning
+at start says so.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 
 from fastapi import APIRouter, WebSocket
 from starlette.responses import PlainTextResponse
@@ -19,7 +21,10 @@ from telephony.settings import TelephonySettings
 from telephony.websocket.audiohook import AudioHookSerializer
 from telephony.websocket.transport import WebSocketCallTransport
 from telephony.websocket.twilio import TwilioSerializer
+from telephony.websocket.twilio_auth import candidate_urls, signed_by_twilio
 from voice.transport import CallHandler
+
+log = logging.getLogger(__name__)
 
 
 def audiohook_tenant_for_key(key: str | None, settings: TelephonySettings) -> str | None:
@@ -41,9 +46,16 @@ def create_router(handler: CallHandler, settings: TelephonySettings | None = Non
     """Routes for Twilio Media Streams and Genesys AudioHook, feeding calls to ``handler``."""
     settings = settings or TelephonySettings()
     router = APIRouter()
+    if not settings.twilio_auth_token:
+        log.warning("WS /ws/twilio accepts any client: set NEXTLINE_TWILIO_AUTH_TOKEN to check "
+                    "Twilio's request signature")
 
     @router.websocket("/ws/twilio")
     async def twilio_stream(websocket: WebSocket) -> None:
+        if settings.twilio_auth_token and not _signed_by_twilio(websocket, settings):
+            await websocket.send_denial_response(
+                PlainTextResponse("missing or invalid X-Twilio-Signature", status_code=403))
+            return
         await websocket.accept()
         transport = WebSocketCallTransport(
             websocket,
@@ -77,3 +89,14 @@ def create_router(handler: CallHandler, settings: TelephonySettings | None = Non
         await transport.run()
 
     return router
+
+
+def _signed_by_twilio(websocket: WebSocket, settings: TelephonySettings) -> bool:
+    urls = candidate_urls(settings.twilio_stream_url, websocket.headers.get("host", ""),
+                          websocket.url.path, websocket.url.query)
+    if signed_by_twilio(websocket.headers.get("x-twilio-signature"), settings.twilio_auth_token, urls):
+        return True
+    log.warning("Twilio stream from %s refused: missing or invalid X-Twilio-Signature (signed URL "
+                "not one of %s; set twilio_stream_url behind a proxy)",
+                websocket.client.host if websocket.client else "?", ", ".join(urls))
+    return False
