@@ -6,15 +6,20 @@ Request JSON: ``{"sdp": "...", "type": "offer", "tenant": "acme", "agent_id": "a
 model; a value that is not a finite number is a 422, like any other invalid field).
 Response: ``{"sdp": "...", "type": "answer", "call_id": "webrtc-..."}``. Non-trickle ICE: the
 answer carries all our candidates. 400 for an unusable offer, 503 when the call is refused.
+
+Who may post: the server mounting the route passes ``authorize``, which checks the request's
+credentials and says which tenant and agent the call belongs to (the live server: the signed-in
+agent's own, voice/server/app.py), so a client cannot open a call on another agent's console.
+Without it (tests, an embedding behind its own gate) the offer's ``tenant``/``agent_id`` stand.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, FastAPI, HTTPException
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from telephony.settings import TelephonySettings
@@ -40,6 +45,11 @@ class OfferRequest(BaseModel):
     context: dict[FactName, FactValue] = Field(default_factory=dict, max_length=64)
 
 
+Authorize = Callable[[Request, str | None, str | None], Awaitable[tuple[str | None, str | None]]]
+"""(request, offered tenant, offered agent id) -> the call's (tenant, agent id); raises
+``HTTPException`` (401/403) for a caller that may not open such a call."""
+
+
 class AnswerResponse(BaseModel):
     """The answer and the id the call will have in ``/api/calls``."""
 
@@ -52,6 +62,8 @@ def create_router(
     handler: CallHandler,
     settings: TelephonySettings | None = None,
     ingress: WebRtcIngress | None = None,
+    *,
+    authorize: Authorize | None = None,
 ) -> APIRouter:
     """The ``POST /webrtc/offer`` route; open peer connections close with the app."""
     ingress = ingress or WebRtcIngress(handler, settings)
@@ -64,11 +76,14 @@ def create_router(
     router = APIRouter(lifespan=lifespan)
 
     @router.post("/webrtc/offer", response_model=AnswerResponse)
-    async def webrtc_offer(request: OfferRequest) -> AnswerResponse:
+    async def webrtc_offer(request: OfferRequest, http: Request) -> AnswerResponse:
+        tenant, agent_id = request.tenant, request.agent_id
+        if authorize is not None:
+            tenant, agent_id = await authorize(http, tenant, agent_id)
         offer = WebRtcOffer(
             sdp=request.sdp,
-            tenant=request.tenant,
-            agent_id=request.agent_id,
+            tenant=tenant,
+            agent_id=agent_id,
             role=request.role,
             codec=request.codec,
             context=dict(request.context),

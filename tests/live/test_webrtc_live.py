@@ -76,9 +76,11 @@ def test_aiortc_peer_speaks_real_speech(
             "agent_id": "agent-rtc",
             "role": "agent",
         }
+        token = live_server.add_agent("agent-rtc")  # the softphone's agent, signed in
         async with httpx.AsyncClient() as http:
             response = await http.post(
-                f"http://{live_server.host}/webrtc/offer", json=offer, timeout=30
+                f"http://{live_server.host}/webrtc/offer", json=offer, timeout=30,
+                headers={"Authorization": f"Bearer {token}"},
             )
         response.raise_for_status()
         await pc.setRemoteDescription(

@@ -25,6 +25,7 @@ from voice.server.auth import (
     CALL_RESPONSES,
     CurrentAgent,
     authorize_call,
+    authorize_softphone,
     authorize_websocket,
     revoked,
 )
@@ -133,7 +134,8 @@ def _telephony_router(config: ServerConfig, state: dict[str, Any]) -> Any:
                 raise VoiceError("the server is still loading its models", hint="retry in a few seconds")
             return await services.manager.open_call(started, output)
 
-    return resolve(ROUTER_FACTORY)(_LateHandler(), _telephony_settings(config))
+    # WebRTC offers come from browsers: only a signed-in agent (or supervisor) opens one.
+    return resolve(ROUTER_FACTORY)(_LateHandler(), _telephony_settings(config), authorize_webrtc=authorize_softphone)
 
 
 async def _start_sip(config: ServerConfig, svc: LiveServices) -> Any:

@@ -203,6 +203,22 @@ async def revoked(connection: HTTPConnection, agent: Agent) -> None:
             return
 
 
+async def authorize_softphone(request: Request, tenant: str | None,
+                              agent_id: str | None) -> tuple[str | None, str | None]:
+    """Who a WebRTC offer's call belongs to: the signed-in agent's own (an offer naming another
+    agent or tenant is a 403), or, for a supervisor, the agent the offer names in their tenant.
+
+    Raises:
+        HTTPException: 401 without a valid token, 403 for a call the caller may not open.
+    """
+    caller = await authenticate(request)
+    tenant = tenant or caller.tenant
+    agent_id = agent_id or (None if caller.is_supervisor else caller.name)
+    if not caller.can_view(agent_id=agent_id, tenant=tenant):
+        raise HTTPException(403, f"{caller.name} may not open a call for agent {agent_id!r} of tenant {tenant!r}")
+    return tenant, agent_id
+
+
 def _check_origin(websocket: WebSocket) -> None:
     """Refuse cross-site WebSocket hijacking: a browser's Origin must be this server."""
     origin = websocket.headers.get("origin")
