@@ -7,6 +7,7 @@ environment (:meth:`TelephonySettings.from_env` reads the ``NEXTLINE_*`` variabl
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -51,6 +52,10 @@ class TelephonySettings:
     """Close a SIP TCP connection that carries no call and sent nothing for this long (seconds)."""
     siprec_agent_pattern: str = r"(?i)\bagent"
     """Regex matched against a SIPREC participant's AOR and name to find the agent."""
+    sip_trusted_sources: tuple[str, ...] = ()
+    """Addresses or networks (CIDR) SIP is accepted from: the SBC or the carrier's ranges.
+    Anything else is dropped unanswered (UDP) or its connection closed (TCP). Empty: any
+    source, as for a listener only an SBC can reach (the server warns when it is not loopback)."""
     tenant_by_domain: Mapping[str, str] = field(default_factory=_frozen)
     """SIP domain (of the agent AOR or the request URI) -> tenant, when no X-Tenant header."""
 
@@ -91,6 +96,12 @@ class TelephonySettings:
         ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be a positive number of seconds, not {getattr(self, name)}")
+        for source in self.sip_trusted_sources:
+            try:
+                ipaddress.ip_network(source, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"sip_trusted_sources: {source!r} is not an address or network",
+                                  hint="e.g. 203.0.113.10 or 198.51.100.0/24") from exc
         if not set(self.sip_transports) <= {"udp", "tcp"}:
             raise ConfigError(f"unknown SIP transports {self.sip_transports}", hint="udp, tcp")
         object.__setattr__(self, "tenant_by_domain", _frozen(self.tenant_by_domain))

@@ -57,6 +57,7 @@ from telephony.sip.message import (
 )
 from telephony.sip.sdp import negotiate
 from telephony.sip.transactions import AckTimers, ClientTransactions
+from telephony.sip.trust import SourceFilter
 from voice.errors import VoiceError
 from voice.frames import DtmfFrame
 from voice.transport import CallHandler
@@ -96,6 +97,8 @@ class SipServer:
         self.ports: dict[str, int] = {}
         """Bound port per transport (useful with ``sip_port=0``)."""
         self._transactions: dict[tuple[str, str, str], tuple[float, bytes | None]] = {}
+        self.sources = SourceFilter(self.settings.sip_trusted_sources)
+        """Who may send SIP; ``sources.dropped`` counts messages and connections refused."""
         self._listeners = Listeners()
         self._tasks: set[asyncio.Task[None]] = set()
         self._acks = AckTimers()
@@ -109,6 +112,7 @@ class SipServer:
         self._spawn(self._housekeeping())
         self._spawn(self._poll_calls())
         log.info("SIP listening on %s %s", self.settings.sip_host, self.ports)
+        self.sources.warn_if_open(self.settings.sip_host)
 
     @property
     def address(self) -> str:
@@ -130,6 +134,8 @@ class SipServer:
 
     def on_message(self, data: bytes, channel: SipChannel) -> None:
         """Handle one message from a transport; never raises."""
+        if not self.sources.allows(channel.peer[0]):
+            return
         try:
             self._receive(data, channel)
         except Exception:  # a bug of ours must not kill the UDP callback or a TCP trunk
@@ -167,6 +173,9 @@ class SipServer:
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         channel = TcpChannel(writer, writer.get_extra_info("peername")[:2])
+        if not self.sources.allows(channel.peer[0]):
+            writer.close()
+            return
         try:
             while (head := await self._next_head(reader, channel)) is not None:
                 match = re.search(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\d+)", head)
