@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import importlib.util
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Callable
@@ -148,6 +149,7 @@ class DemoRun:
         self.say = say
         self.started = time.perf_counter()
         self.milestones: dict[str, float] = {}
+        self._twilio_token = secrets.token_hex(16)  # the demo's own "Twilio account"
 
     def mark(self, name: str) -> float:
         """Seconds since the command started, remembered under ``name``."""
@@ -188,9 +190,11 @@ class DemoRun:
         from voice.config import load_config
 
         self.options.data_dir.mkdir(parents=True, exist_ok=True)
+        # The replayed call signs its stream as Twilio does, so the demo runs the checked path.
         return load_config(None, {"host": self.options.host, "port": self.options.port, "sip_port": -1,
                                   "model": self.options.asr_model, "data_dir": str(self.options.data_dir),
-                                  "suggest_model": str(model) if model else None}, environ={})
+                                  "suggest_model": str(model) if model else None,
+                                  "telephony": {"twilio_auth_token": self._twilio_token}}, environ={})
 
     def _print_urls(self, tokens: dict[str, str]) -> None:
         base = f"http://{self.options.host}:{self.options.port}"
@@ -211,7 +215,7 @@ class DemoRun:
             self.say(f"call {number + 1}: replaying {call.label} through {url} in "
                      f"{self.options.delay:.0f} s (open the console now)")
             await asyncio.sleep(self.options.delay)
-            await replay_twilio(url, audio, options)
+            await replay_twilio(url, audio, options, auth_token=self._twilio_token)
             call_id = await _stored_call(app)
             self.mark("call_stored")
             self.say(f"call {number + 1} ended and is stored: replay it at "
