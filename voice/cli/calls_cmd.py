@@ -1,7 +1,9 @@
-"""``voice calls``: list stored calls and erase them (on request, or past a retention period)."""
+"""``voice calls``: list stored calls, erase them (on request, or past a retention period), and
+show who accessed them (the access log)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,8 @@ def calls() -> None:
       voice calls erase twilio-MZ123 --yes
       voice calls purge --older-than 90 --dry-run
     The server purges by itself with `voice serve --retention-days 90`.
+    Who opened a call's transcript or recording, exported, set the outcome of or erased it:
+      voice calls access-log --call-id twilio-MZ123
     """
 
 
@@ -105,6 +109,42 @@ def purge(older_than: float, tenant: str | None, dry_run: bool, yes: bool, db_ur
         _run(eraser, eraser.find(created_before=cutoff(older_than), tenant=tenant), dry_run=dry_run, yes=yes)
     finally:
         eraser.store.close()
+
+
+@calls.command("access-log")
+@click.option("--call-id", default=None, help="Only accesses to this call.")
+@click.option("--actor", default=None, help="Only accesses by this agent or supervisor.")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Only accesses on or after this day (UTC), e.g. 2026-11-01.")
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="At most this many entries, oldest first.")
+@click.option("--jsonl", is_flag=True, help="One JSON object per line (for an auditor's tools).")
+@db_option
+@data_dir_option
+@config_option
+def access_log(call_id: str | None, actor: str | None, since: datetime | None, limit: int, jsonl: bool,
+               db_url: str | None, data_dir: str | None, config_file: Path | None) -> None:
+    """Who accessed calls: opened a transcript (QA page, live stream), played a recording, exported a
+    review, set an outcome or erased a call; when (UTC), as what role, and from which address.
+    Entries outlive the erasure of the call they name."""
+    import json
+
+    from voice.store.access_log import AccessLog
+
+    eraser = _eraser(db_url, data_dir, config_file)
+    try:
+        entries = AccessLog(eraser.store).entries(
+            call_id=call_id, actor=actor, since=since.replace(tzinfo=UTC) if since else None, limit=limit)
+    finally:
+        eraser.store.close()
+    for entry in entries:
+        if jsonl:
+            click.echo(json.dumps(entry.to_dict(), ensure_ascii=False))
+        else:
+            click.echo(f"{entry.at:%Y-%m-%d %H:%M:%S}\t{entry.actor} ({entry.actor_role}"
+                       f"{', ' + entry.actor_tenant if entry.actor_tenant else ''})\t{entry.action}\t"
+                       f"{entry.call_id}\t{entry.client or '-'}")
+    click.echo(f"{len(entries)} entries", err=True)
 
 
 def _run(eraser: Any, found: list[Any], *, dry_run: bool, yes: bool) -> None:

@@ -20,6 +20,7 @@ from voice.config import ServerConfig
 from voice.errors import VoiceError
 from voice.live.services import LiveServices
 from voice.registry import resolve
+from voice.server.access import log_access
 from voice.server.auth import (
     AUTH_RESPONSES,
     CALL_RESPONSES,
@@ -185,6 +186,7 @@ def _add_call_routes(app: FastAPI, state: dict[str, Any]) -> None:
         transcript = await asyncio.to_thread(_stored_transcript, s, call_id)
         if state_ is None and transcript is None:
             raise HTTPException(404, f"no call {call_id!r}")
+        await log_access(request, viewer, "view_transcript", call_id)
         return {"call": state_.to_dict() if state_ else None, "transcript": transcript}
 
     @app.websocket("/ws/calls/{call_id}/events")
@@ -194,6 +196,8 @@ def _add_call_routes(app: FastAPI, state: dict[str, Any]) -> None:
         if (viewer := await authorize_websocket(websocket, call_id)) is None:
             return
         await websocket.accept()
+        if since == 0:  # a reconnect resuming the stream is the same access
+            await log_access(websocket, viewer, "stream_call", call_id)
         await stream_until_disconnected(websocket, s.hub.subscribe(call_id, since), closing=(1000, "call ended"),
                                         revoked=revoked(websocket, viewer))
 
@@ -207,6 +211,8 @@ def _add_call_routes(app: FastAPI, state: dict[str, Any]) -> None:
         await authorize_call(request, viewer, call_id)
         last = request.headers.get("last-event-id")
         start = int(last) if last and last.isascii() and last.isdigit() else since  # not '²' (Latin-1)
+        if start == 0:  # a reconnect resuming the stream is the same access
+            await log_access(request, viewer, "stream_call", call_id)
 
         async def stream() -> AsyncIterator[dict[str, str]]:
             access = asyncio.create_task(revoked(request, viewer))

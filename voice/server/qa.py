@@ -18,6 +18,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
+from voice.server.access import log_access
 from voice.server.auth import (
     AUTH_RESPONSES,
     CALL_RESPONSES,
@@ -123,6 +124,7 @@ def _add_call_routes(router: APIRouter) -> None:
         except CallNotFoundError as exc:  # live, but its row is still on the way to the database (or erased)
             raise HTTPException(404, f"call {call_id!r} is not stored (yet): retry in a moment") from exc
         review = await asyncio.to_thread(console.reviews.cached, call_id, row.tenant)
+        await log_access(request, viewer, "view_transcript", call_id)
         return {"call": row.to_dict(), "transcript": transcript,
                 "review": review_json(review) if review else None,
                 "audio_url": f"/api/calls/{call_id}/audio" if row.has_audio else None}
@@ -156,6 +158,7 @@ def _add_review_routes(router: APIRouter) -> None:
         review = await asyncio.to_thread(console_of(request).reviews.cached, call_id, owner["tenant"])
         if review is None:
             raise HTTPException(409, "this call has no review yet: open it in QA replay first")
+        await log_access(request, viewer, "export_review", call_id)
         disposition = {"Content-Disposition": _attachment(f"{call_id[:100]}-review.{fmt}")}
         if fmt == "csv":
             return PlainTextResponse(review_csv(review), media_type="text/csv; charset=utf-8", headers=disposition)
@@ -179,6 +182,8 @@ def _add_audio_and_outcome_routes(router: APIRouter) -> None:
             path = None
         if not path or not await asyncio.to_thread(Path(path).is_file):
             raise HTTPException(404, "no audio is stored for this call")
+        if request.headers.get("range", "bytes=0-").startswith("bytes=0-"):  # not every seek
+            await log_access(request, viewer, "play_audio", call_id)
         media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
         return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
 
@@ -192,6 +197,7 @@ def _add_audio_and_outcome_routes(router: APIRouter) -> None:
             stored = await asyncio.to_thread(console_of(request).qa.set_outcome, call_id, outcome)
         except CallNotFoundError as exc:
             raise HTTPException(404, str(exc)) from exc
+        await log_access(request, viewer, "set_outcome", call_id)
         return stored.to_dict()
 
 

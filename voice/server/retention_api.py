@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
+from voice.server.access import log_access
 from voice.server.auth import SUPERVISOR_CALL_RESPONSES, ErrorOut, Supervisor, authorize_call
 from voice.server.console import live_services
 from voice.store.retention import CallEraser, ErasureReport, cutoff
@@ -90,6 +91,7 @@ def create_router() -> APIRouter:
         if found[0].active:
             raise HTTPException(409, f"call {call_id!r} is in progress; erase it once it has ended")
         report = await asyncio.to_thread(eraser.erase, found)
+        await log_access(request, viewer, "erase_call", call_id)
         forget_erased(services, report)
         return {"erased": report.calls, "feedback_rows": report.feedback_rows, "files": len(report.files),
                 "kept_source_files": report.kept_source_files}

@@ -157,6 +157,7 @@ class EntityRow(Base):
 
 
 from voice.store import (  # noqa: E402 - after Base: these modules add their tables to it
+    tables_audit,  # noqa: E402,F401 - the access log
     tables_console,  # noqa: E402,F401 - agents, call outcomes and QA reviews
     tables_feedback,  # noqa: E402,F401 - suggestion feedback and A/B assignments
     tables_live,  # noqa: E402,F401 - registers the live-call tables on Base.metadata
