@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,44 @@ def import_transcripts(src: Path, outcomes_csv: Path, tenant: str = "default") -
                 turns=turns,
                 meta={"source": f"transcript:{path.name}"},
             )
+        )
+    report.notes.append(f"{dropped_unknown} segments with role 'unknown' dropped")
+    return report
+
+
+@dataclass(frozen=True)
+class StoredCall:
+    """A call the live server or ``voice transcribe`` stored: its transcript JSON (schema 1.x) and
+    the outcome the CRM set (``PUT /api/calls/{id}/outcome``), None while there is none."""
+
+    call_id: str
+    agent_id: str | None
+    transcript: dict[str, Any]
+    outcome: Outcome | None
+
+
+def import_stored_calls(calls: Iterable[StoredCall], tenant: str) -> ImportReport:
+    """Conversations of a tenant's stored calls that have an outcome; calls without one are
+    counted in the notes, unreadable transcripts are issues naming the call."""
+    report = ImportReport()
+    unlabelled = dropped_unknown = 0
+    for call in calls:
+        if call.outcome is None:
+            unlabelled += 1
+            continue
+        try:
+            turns, unknown = transcript_turns(call.transcript)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            report.issues.append(RowIssue(f"call {call.call_id}", str(error) or repr(error)))
+            continue
+        dropped_unknown += unknown
+        report.conversations.append(
+            Conversation(id=call.call_id, tenant=tenant, agent_id=call.agent_id, outcome=call.outcome,
+                         turns=turns, meta={"source": "database"})
+        )
+    if unlabelled:
+        report.notes.append(
+            f"{unlabelled} calls have no outcome yet (PUT /api/calls/{{id}}/outcome): left out"
         )
     report.notes.append(f"{dropped_unknown} segments with role 'unknown' dropped")
     return report

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from voice.cli.server_options import config_option, data_dir_option, db_option
+
 MAX_ISSUES_SHOWN = 20
 
 
@@ -24,6 +26,7 @@ def import_group() -> None:
       voice data import persuasionforgood ../shared/data/dialogues/persuasionforgood \\
           --out data/pfg.jsonl
       voice data import transcripts out/ --outcomes crm.csv --out data/calls.jsonl --tenant acme
+      voice data import db --tenant acme --out data/acme.jsonl     # the server's calls + outcomes
     """
 
 
@@ -105,6 +108,37 @@ def import_transcripts(src_dir: Path, outcomes_csv: Path, out_file: Path, tenant
     from suggest.data.transcripts import import_transcripts as run_import
 
     _finish(_run(lambda: run_import(src_dir, outcomes_csv, tenant=tenant)), out_file)
+
+
+@import_group.command("db")
+@click.option("--tenant", required=True, callback=_tenant_name,
+              help="The tenant whose stored calls to export (the one you will train).")
+@out_jsonl_option
+@db_option
+@data_dir_option
+@config_option
+def import_db(tenant: str, out_file: Path, db_url: str | None, data_dir: str | None,
+              config_file: Path | None) -> None:
+    """The tenant's stored calls (live and `voice transcribe`) with the outcome the CRM set
+    through `PUT /api/calls/{id}/outcome`: the server's own history as training data. Calls
+    without an outcome yet are counted and left out."""
+    from suggest.data.transcripts import StoredCall, import_stored_calls
+    from suggest.types import Outcome
+    from voice.cli.suggest_cmds import existing_database
+    from voice.config import load_config
+    from voice.store import Store
+    from voice.store.qa import QaStore
+
+    config = load_config(config_file, {"db_url": db_url, "data_dir": data_dir})
+    store = Store.open(existing_database(config.database_url))
+    try:
+        calls = (StoredCall(call_id, agent_id, transcript,
+                            None if outcome is None else Outcome(bool(outcome.success), outcome.value))
+                 for call_id, agent_id, transcript, outcome in QaStore(store).labelled_transcripts(tenant))
+        report = _run(lambda: import_stored_calls(calls, tenant))
+    finally:
+        store.close()
+    _finish(report, out_file)
 
 
 @data_group.command("check")

@@ -6,6 +6,7 @@ saved when the call ends and replaces ``options``, while a CRM may post the outc
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -145,6 +146,19 @@ class QaStore:
             row.success, row.value, row.label = outcome.success, outcome.value, outcome.label
             row.source, row.updated_at = outcome.source, now
         return CallOutcome(outcome.success, outcome.value, outcome.label, outcome.source, now)
+
+    def labelled_transcripts(self, tenant: str) -> Iterator[tuple[str, str | None, dict[str, Any], CallOutcome | None]]:
+        """(call id, agent id, transcript JSON, outcome or None) of the tenant's stored calls that
+        have a transcript, oldest first, one at a time (a year of calls is not held at once)."""
+        query = (select(CallRow.call_id, CallRow.agent_id, CallRow.transcript, CallOutcomeRow)
+                 .outerjoin(CallOutcomeRow, CallOutcomeRow.call_pk == CallRow.id)
+                 .where(CallRow.tenant == tenant, CallRow.transcript.is_not(None))
+                 .order_by(CallRow.created_at, CallRow.id))
+        with self.store.session() as session:
+            for call_id, agent_id, transcript, row in session.execute(query.execution_options(yield_per=200)):
+                outcome = (None if row is None or row.success is None
+                           else CallOutcome(row.success, row.value, row.label, row.source, row.updated_at))
+                yield call_id, agent_id, transcript, outcome
 
     def save_review(self, review: CallReview) -> None:
         """Store (or replace) a call's review under its model version."""
