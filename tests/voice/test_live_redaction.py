@@ -1,11 +1,7 @@
 """Redaction of live calls (``voice serve --redact``): what the agent's screen, the database, the
-stored transcript and the recording keep of numbers read out on a call.
-
-The first test scripts the transcript over real call audio (the pyannote sample); the second runs
-a real SpokenWOZ call, where the customer reads a phone number in three pieces while the agent
-repeats each, through tiny.en, the real entity extractor and the recorder. (The agent's repeats,
-each piece between "okay, please go ahead", are not one run of digits, for the batch path's rule
-either: voice/redaction.py.)
+stored transcript and the recording keep of numbers read out on a call, with the transcript
+scripted over real call audio (the pyannote sample); and the flag reaching every call's pipeline.
+A real call through tiny.en: test_live_redaction_real_call.py.
 """
 
 from __future__ import annotations
@@ -40,6 +36,7 @@ from voice.server.hub import EventHub
 from voice.store import Store
 from voice.store.live import LiveCallStore
 
+pytestmark = pytest.mark.unit
 LONG_DIGIT_RUN = re.compile(r"\d(?:[\s,.-]*\d){6}")
 
 
@@ -54,7 +51,7 @@ def _final(turn: int, text: str, start: float) -> TranscriptFinalFrame:
                                 end=words[-1].end, audio_time=words[-1].end, role="customer")
 
 
-def _recorder(tmp_path: Path, executor: ThreadPoolExecutor, hub: EventHub) -> CallRecorder:
+def recorder_for(tmp_path: Path, executor: ThreadPoolExecutor, hub: EventHub) -> CallRecorder:
     store = Store.open(f"sqlite:///{tmp_path / 'calls.db'}")
     return CallRecorder(hub=hub, registry=CallRegistry(), live_store=LiveCallStore(store), store=store,
                         executor=executor, audio_dir=tmp_path / "audio", model_name="tiny.en", redacted=True)
@@ -67,7 +64,6 @@ def _audio_frames(seconds: float) -> list[AudioFrame]:
             for i in range(0, len(pcm), 320)]
 
 
-@pytest.mark.unit
 def test_numbers_are_masked_on_screen_in_the_database_and_silenced_in_the_recording(tmp_path: Path) -> None:
     hub = EventHub()
     card = "my card number is 4111 1111 1111 1111 thanks"
@@ -77,7 +73,7 @@ def test_numbers_are_masked_on_screen_in_the_database_and_silenced_in_the_record
 
     async def call() -> CallRecorder:
         with ThreadPoolExecutor(2) as executor:
-            recorder = _recorder(tmp_path, executor, hub)
+            recorder = recorder_for(tmp_path, executor, hub)
             pipeline = Pipeline([NluProcessor(extractor=entity_extractor(), executor=executor,
                                               redact=REDACTED_LABELS), recorder])
             frames: list[Frame] = [CallStartedFrame(call_id="CA-pci", legs={"inbound": "customer"}, source="sip")]
@@ -118,55 +114,22 @@ def test_numbers_are_masked_on_screen_in_the_database_and_silenced_in_the_record
     assert heard(13.0, 20.0).any()
 
 
-@pytest.mark.model
-def test_a_phone_number_read_out_in_pieces_on_a_real_call_is_masked(shared_data: Path, tmp_path: Path) -> None:
-    from asr import AsrOptions
-    from asr.live import load_streaming_engine
-    from asr.streaming import WhisperTurnDecoder
-    from voice.live.asr_runtime import live_streaming_config
-    from voice.live.replay import ReplayClock, ReplayMode, replay_call
-    from voice.live.scheduler import DecodeScheduler, SchedulerConfig
-    from voice.processors.asr import StreamingAsrProcessor
+def test_voice_serve_redact_reaches_every_call_pipeline(tmp_path: Path) -> None:
+    from tests.server.harness import make_services
+    from voice.config import load_config
+    from voice.processor import FrameProcessor
 
-    folder = shared_data / "diarization" / "spokenwoz_calls_8k"
-    stereo, rate = sf.read(folder / "SNG0696.wav", dtype="int16")
-    begin, end = 76.0, 100.0  # the customer (left) reads 370 / 318 / 0482, the agent repeats each
-    legs = {"customer": np.ascontiguousarray(stereo[int(begin * rate):int(end * rate), 0]),
-            "agent": np.ascontiguousarray(stereo[int(begin * rate):int(end * rate), 1])}
-    reference = [w for w in json.loads((folder / "SNG0696.json").read_text())
-                 if begin <= w["start"] and w["end"] <= end and re.fullmatch(r"\d+", w["word"])]
-    engine = load_streaming_engine("tiny.en", workers=1, cpu_threads=2, encoder_window="trimmed")
-    scheduler = DecodeScheduler(WhisperTurnDecoder(engine, final=AsrOptions(beam_size=5)).decode_batch,
-                                SchedulerConfig(workers=1))
-    hub = EventHub()
+    class PassThrough(FrameProcessor):
+        async def process_frame(self, frame: Frame) -> None:
+            await self.push_frame(frame)
 
-    async def run() -> CallRecorder:
-        with ThreadPoolExecutor(2) as executor:
-            asr = StreamingAsrProcessor(scheduler, config=live_streaming_config(on_cpu=True))
-            recorder = _recorder(tmp_path, executor, hub)
-            pipeline = Pipeline([asr, NluProcessor(extractor=entity_extractor(), executor=executor,
-                                                   redact=REDACTED_LABELS), recorder])
-            clock = ReplayClock(ReplayMode.UNAWARE)
-            await replay_call(pipeline, legs, rate, call_id="SNG0696", roles={"customer": "customer", "agent": "agent"},
-                              mode=ReplayMode.UNAWARE, clock=clock, busy=lambda: asr.busy, drained=asr.drained)
-            recorder.history = hub.history("SNG0696")  # type: ignore[attr-defined]
-            await pipeline.close()
-            return recorder
-
-    try:
-        recorder = asyncio.run(asyncio.wait_for(run(), 600))
-    finally:
-        scheduler.close()
-    transcript = recorder.store.get_transcript("SNG0696")
-    text = " ".join(s.text for s in transcript.segments if s.role == "customer")
-    assert "[PHONE]" in text, text
-    assert len(re.findall(r"\d", text)) < 7, text  # at most the first pieces, before they made a run
-    events = [e for e in recorder.history if e.get("type") == "transcript.final"]  # type: ignore[attr-defined]
-    assert all(not LONG_DIGIT_RUN.search(str(e.get("text"))) for e in events)
-    wav, wav_rate = sf.read(tmp_path / "audio" / "SNG0696.wav", dtype="int16")
-    silenced = []
-    for word in (w for w in reference if w["speaker"] == "A"):  # the customer's digits, as the reference times them
-        span = wav[int((word["start"] - begin) * wav_rate):int((word["end"] - begin) * wav_rate), 0]
-        silenced.append(float(np.mean(span == 0)))
-    assert len(silenced) >= 8 and np.mean(silenced) >= 0.8, silenced
-    assert np.mean(wav[: int(6 * wav_rate), 0] == 0) < 0.5  # and the call before the number is kept
+    assert load_config(None, {}, environ={"NEXTLINE_REDACT": "1"}).redact
+    started = CallStartedFrame(call_id="CA-flag", legs={"inbound": "customer", "outbound": "agent"})
+    for redact in (True, False):
+        services = make_services(tmp_path / str(redact), redact=redact)
+        services.asr.processor_for = lambda _started: PassThrough()  # type: ignore[method-assign]
+        processors = services.build_pipeline(started, None).processors  # type: ignore[arg-type]
+        nlu = next(p for p in processors if isinstance(p, NluProcessor))
+        recorder = next(p for p in processors if isinstance(p, CallRecorder))
+        assert (nlu.redactor is not None, recorder.redacted) == (redact, redact)
+        services.store.close()
