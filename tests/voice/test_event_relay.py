@@ -230,3 +230,14 @@ def test_an_unreachable_database_never_holds_up_a_call() -> None:
     relay.close()
     assert time.monotonic() - began < 6
     assert len(hub.history("call-x")) == 50 and relay.counts["sent"] == 0 and not relay.listening.is_set()
+
+
+@pytest.mark.unit
+def test_history_requests_are_remembered_for_a_bounded_number_of_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("voice.server.relay.REQUESTED_KEPT", 50)
+    _, _, relay = _process("postgresql://unused")  # never started: requests stay in its outbox
+    for number in range(120):
+        relay._ask_history(f"CA-{number}")
+    relay._ask_history("CA-119")  # asked once only
+    assert relay.counts["history_requests"] == 120
+    assert list(relay._requested) == [f"CA-{n}" for n in range(70, 120)]

@@ -71,6 +71,10 @@ def relay_conninfo(database_url: str) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+REQUESTED_KEPT = 10_000
+"""Calls whose history request is remembered; an older call asked about again is asked again."""
+
+
 class EventRelay:
     """Publishes this process's call events and delivers the other processes' into the hub."""
 
@@ -86,8 +90,9 @@ class EventRelay:
         self._backfill: queue.Queue[str] = queue.Queue(BACKFILL_QUEUE)
         self._carried: set[str] = set()
         """Calls this process carries (publishes) and that have not ended: it answers for them."""
-        self._requested: set[str] = set()
-        """Calls whose history this process asked for (once each)."""
+        self._requested: dict[str, None] = {}
+        """Calls whose history this process asked for (once each), oldest first, at most
+        :data:`REQUESTED_KEPT` (one entry per call of every process would grow for good)."""
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -199,7 +204,9 @@ class EventRelay:
         """Ask the process carrying ``call_id`` for its history (once per call)."""
         if call_id in self._requested:
             return
-        self._requested.add(call_id)
+        self._requested[call_id] = None
+        if len(self._requested) > REQUESTED_KEPT:  # the oldest: long ended, or asked again at worst
+            del self._requested[next(iter(self._requested))]
         self.counts["history_requests"] += 1
         self.hub.expect_backfill(call_id)
         message = json.dumps({"origin": self.origin, "sync": call_id}, separators=(",", ":"))
