@@ -136,3 +136,17 @@ def test_a_stream_opened_while_history_is_back_filled_waits_for_it() -> None:
     screen, replayed, waited = asyncio.run(scenario())
     assert screen == [1, 2, 4, 5, 6]
     assert replayed == [3] and 0.15 <= waited < 1.0
+
+
+def test_an_ended_calls_history_keeps_everything_but_its_partials() -> None:
+    hub = EventHub()
+    kinds = ["call.started", "transcript.partial", "transcript.partial", "transcript.final", "nlu",
+             "transcript.partial", "transcript.final", "suggestion", "call.ended"]
+    for kind in kinds:
+        hub.publish("CA-1", {"type": kind})
+    assert [e["type"] for e in hub.history("CA-1")] == kinds  # a live call replays everything
+    hub.close_call("CA-1")
+    kept = hub.history("CA-1")
+    assert [e["type"] for e in kept] == [k for k in kinds if k != "transcript.partial"]
+    assert [e["seq"] for e in kept] == [1, 4, 5, 7, 8, 9]  # resuming after seq 5 still works
+    assert [e["seq"] for e in hub.history("CA-1", since=5)] == [7, 8, 9]

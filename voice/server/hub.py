@@ -131,13 +131,17 @@ class EventHub:
         return channel.events[0]["seq"] if channel is not None and channel.events else None
 
     def close_call(self, call_id: str) -> None:
-        """No more events for this call: end its subscriptions; keep its history (bounded)."""
+        """No more events for this call: end its subscriptions; keep its history (bounded, without
+        the partial transcripts)."""
         channel = self._channels.get(call_id)
         if channel is None or channel.closed:
             return
         channel.closed = True
         for sub in list(channel.subscribers):
             self._offer(sub, None, channel.subscribers)
+        # An ended call's partials are superseded by its finals: the history kept for replay,
+        # feedback and QA holds the rest (partials are most of a call's events, each with words).
+        channel.events = [e for e in channel.events if e.get("type") != "transcript.partial"]
         self._channels.move_to_end(call_id)
         ended = [cid for cid, ch in self._channels.items() if ch.closed]
         for cid in ended[: max(0, len(ended) - self._keep_ended)]:
