@@ -6,6 +6,7 @@ The engine half of "no text for silence or hold music" runs the product's path: 
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from asr.wer import word_errors
 from voice.audio import float_to_int16, load_audio
 from voice.errors import ConfigError
 from voice.vad import SpeechRegion, VadEvent, VadEventType, VadParams, VadStream, detect_speech
+from voice.vad import stream as vad_stream
 
 pytestmark = pytest.mark.model
 
@@ -61,6 +63,12 @@ def engine() -> WhisperEngine:
 @pytest.fixture(scope="module")
 def jfk(shared_data: Path) -> np.ndarray:
     return load_audio(shared_data / "asr" / "jfk" / "jfk.flac").mono()
+
+
+@pytest.fixture(scope="module")
+def call_leg(shared_data: Path) -> np.ndarray:
+    """The customer leg of a real 8 kHz call (102 s, many turns), at 16 kHz."""
+    return load_audio(shared_data / "diarization" / "spokenwoz_calls_8k" / "SNG0072.wav").channel(0)
 
 
 def _push_all(
@@ -148,6 +156,34 @@ def test_chunk_size_and_batch_or_stream_give_the_same_events(jfk: np.ndarray) ->
     stops = [e for e in tiny_chunks if e.type is VadEventType.SPEECH_STOPPED]
     merged = detect_speech(jfk)
     assert merged[0] == SpeechRegion(round(max(0.0, stops[0].speech_start - pad), 3), merged[0].end)
+
+
+def test_a_whole_call_scored_in_blocks_gives_the_same_events_as_in_one_piece(
+    call_leg: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_blocks = VadStream()
+    events = in_blocks.process(call_leg) + in_blocks.finish()
+    monkeypatch.setattr(vad_stream, "_BLOCK_SAMPLES", len(call_leg))
+    one_piece = VadStream()
+    assert one_piece.process(call_leg) + one_piece.finish() == events
+    assert len(events) >= 20
+    monkeypatch.setattr(vad_stream, "_BLOCK_SAMPLES", 100_003)  # blocks cut mid-step
+    odd = VadStream()
+    assert odd.process(call_leg) + odd.finish() == events
+
+
+def test_a_long_channel_is_scored_in_bounded_memory(call_leg: np.ndarray) -> None:
+    five_minutes = np.tile(call_leg, 3)
+    detect_speech(call_leg[:RATE])  # Silero loaded outside the measurement
+    tracemalloc.start()
+    try:
+        regions = detect_speech(five_minutes)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(regions) >= 20
+    # measured: 7 MiB (one 33 s block); 56 MiB when the channel was scored in one piece.
+    assert peak < five_minutes.nbytes / 2
 
 
 def test_stream_refuses_a_rate_change() -> None:
