@@ -4,11 +4,13 @@
 // WS /ws/supervisor; after a reconnect it takes a fresh snapshot, so nothing is missed.
 
 import { api, renderTopbar, signIn } from "./api.js";
-import { clock, h, setChildren } from "./dom.js";
+import { clock, h } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
 const ENDED_VISIBLE_S = 60;
 const calls = new Map(); // call_id -> state
+const rowsById = new Map(); // call_id -> its <tr>, kept across renders (focus, selection)
+let renderQueued = false;
 
 function setStatus(state, text) {
   $("status").dataset.state = state;
@@ -40,7 +42,14 @@ function apply(update) {
     case "call.ended": Object.assign(call, { status: "ended", ended_at: Date.now() / 1000 }); break;
     default: return;
   }
-  render();
+  scheduleRender();
+}
+
+// A burst of updates from many calls costs one render per frame, not one table per message.
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => { renderQueued = false; render(); });
 }
 
 function row(call) {
@@ -56,12 +65,32 @@ function row(call) {
     h("td", { class: "text" }, call.text ? h("p", { class: "muted" }, call.text) : h("span", { class: "faint" }, "–")));
 }
 
+// Rows and cells whose content did not change stay the same nodes, so a focused link or a
+// selection survives the once-a-second update of the lengths.
+function update(old, fresh) {
+  old.dataset.status = fresh.dataset.status;
+  [...fresh.children].forEach((cell, i) => {
+    if (!cell.isEqualNode(old.children[i])) old.children[i].replaceWith(cell);
+  });
+  return old;
+}
+
 function render() {
   const now = Date.now() / 1000;
+  for (const [id, c] of calls) {
+    if (c.status !== "active" && now - (c.ended_at || now) >= ENDED_VISIBLE_S) calls.delete(id);
+  }
   const visible = [...calls.values()]
-    .filter((c) => c.status === "active" || now - (c.ended_at || now) < ENDED_VISIBLE_S)
     .sort((a, b) => (a.status === b.status ? (b.started_at || 0) - (a.started_at || 0) : a.status === "active" ? -1 : 1));
-  setChildren($("rows"), visible.map(row));
+  const tbody = $("rows");
+  const rows = visible.map((c) => {
+    const old = rowsById.get(c.call_id);
+    return old ? update(old, row(c)) : row(c);
+  });
+  rowsById.clear();
+  visible.forEach((c, i) => rowsById.set(c.call_id, rows[i]));
+  [...tbody.children].filter((tr) => !rowsById.has(tr.dataset.callId)).forEach((tr) => tr.remove());
+  rows.forEach((tr, i) => { if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null); });
   $("empty").hidden = visible.length > 0;
   const active = visible.filter((c) => c.status === "active");
   $("count-active").textContent = String(active.length);
@@ -88,11 +117,25 @@ function connect(attempt = 0) {
     const update = JSON.parse(message.data);
     if (held) held.push(update); else apply(update);
   };
-  socket.onclose = () => {
+  socket.onclose = async (event) => {
+    if (event.code === 1008 && (await signedOut())) {
+      // The server closed us for a revoked sign-in: retrying would be refused every 4 s forever.
+      setStatus("error", "Your sign-in is no longer valid");
+      return;
+    }
     const delay = Math.min(4000, 250 * 2 ** attempt);
     setStatus("reconnecting", "Reconnecting");
     setTimeout(() => connect(attempt + 1), delay);
   };
+}
+
+async function signedOut() {
+  try {
+    await api("/api/me");
+    return false;
+  } catch (err) {
+    return err.status === 401;
+  }
 }
 
 const me = await signIn();
