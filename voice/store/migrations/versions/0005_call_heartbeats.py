@@ -32,5 +32,7 @@ def downgrade() -> None:
     """Revert this revision."""
     # Rows a sweep marked 'interrupted' mean nothing to the previous release; it knows 'failed'.
     op.execute("UPDATE calls SET status = 'failed' WHERE status = 'interrupted'")
-    with op.batch_alter_table("calls", schema=None) as batch_op:
+    # recreate="never": SQLite drops the column in place (3.35+). Rebuilding `calls` would DROP it
+    # with foreign keys on, and that cascades: every segment, live turn and outcome would go too.
+    with op.batch_alter_table("calls", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("heartbeat_at")
