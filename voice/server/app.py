@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -188,6 +188,12 @@ def _add_call_routes(app: FastAPI, state: dict[str, Any]) -> None:
             raise HTTPException(404, f"no call {call_id!r}")
         await log_access(request, viewer, "view_transcript", call_id)
         return {"call": state_.to_dict() if state_ else None, "transcript": transcript}
+
+    _add_event_routes(app, svc)
+
+
+def _add_event_routes(app: FastAPI, svc: Callable[[], LiveServices]) -> None:
+    """A call's events, live and replayed: WebSocket and Server-Sent Events."""
 
     @app.websocket("/ws/calls/{call_id}/events")
     async def call_events_ws(websocket: WebSocket, call_id: str, since: int = 0) -> None:
