@@ -4,9 +4,9 @@ Leaf module (imports nothing of ours but ``voice.errors``). Decoding goes throug
 (``soundfile``: WAV incl. 32-bit float, FLAC, Ogg Vorbis/Opus, MP3) and falls back to FFmpeg
 through PyAV for other containers (M4A, WebM, ...). Headerless PCM needs an explicit rate.
 
-Every path decodes :data:`DECODE_BLOCK_SECONDS` at a time into one soxr stream that writes into
-the 16 kHz result, allocated once: decoding needs the result plus one block, not the whole file
-at its own rate and its transposed copies.
+Every path decodes :data:`DECODE_BLOCK_SECONDS` at a time (MP3 is read whole, then cut: see
+:func:`_sndfile_blocks`) into one soxr stream that writes into the 16 kHz result, allocated once:
+decoding needs the result plus one block, not the whole file at its own rate and its copies.
 """
 
 from __future__ import annotations
@@ -373,4 +373,5 @@ def spool_files(audio_dir: Path, call_id: str) -> list[Path]:
     part = re.compile(re.escape(stem) + r"\.[^.]+\.\d+hz\.part\.pcm")
     parts = sorted(p for p in audio_dir.glob(f"{glob.escape(stem)}.*.part.pcm") if part.fullmatch(p.name))
     manifest = spool_manifest_path(audio_dir, call_id)
-    return parts + ([manifest] if manifest.exists() else [])
+    claimed = manifest.with_name(manifest.name + ".recovering")  # a server assembling it right now
+    return parts + [path for path in (manifest, claimed) if path.exists()]

@@ -319,3 +319,24 @@ def test_an_interrupted_calls_spool_becomes_its_wav_once_its_process_is_known_de
         want = np.round(resample(parts[leg].astype(np.float32) / 32768.0, rate, 16000) * 32767).astype(np.int16)
         assert np.abs(recovered[: len(want), channel].astype(int) - want[: len(recovered)]).max() <= 1
     assert recover(0.0) == []  # done once
+
+
+def test_a_recovery_that_cannot_attach_its_wav_leaves_no_wav_and_keeps_the_spool(
+        tmp_path: Path, phone_call: np.ndarray) -> None:
+    audio_dir = tmp_path / "audio"
+    with ThreadPoolExecutor(1) as executor:
+        spool = AudioSpool(audio_dir, "CA-gone", executor, leg_order=["inbound"])
+        for frame in _frames(_plan(_legs(phone_call, 5.0))):
+            spool.push(frame.leg, frame.pts, frame.pcm, frame.sample_rate)
+    left = sorted(p.name for p in audio_dir.iterdir())
+
+    def erased_meanwhile(call_id: str, wav: Path) -> None:
+        raise RuntimeError(f"no interrupted call {call_id!r}")
+
+    assert recover_interrupted_calls(audio_dir, status_of=lambda _c: "interrupted", attach=erased_meanwhile,
+                                     idle_seconds=0.0) == []
+    assert sorted(p.name for p in audio_dir.iterdir()) == left  # no orphan WAV; the claim went back
+    (audio_dir / "CA-gone.spool.json").rename(audio_dir / "CA-gone.spool.json.recovering")  # another server's
+    assert recover_interrupted_calls(audio_dir, status_of=lambda _c: "interrupted", attach=lambda *_: None,
+                                     idle_seconds=60.0) == []  # a fresh claim is left alone
+    assert [p.name for p in spool_files(audio_dir, "CA-gone")][-1] == "CA-gone.spool.json.recovering"

@@ -117,7 +117,7 @@ def purge(older_than: float, tenant: str | None, dry_run: bool, yes: bool, db_ur
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="Only accesses on or after this day (UTC), e.g. 2026-11-01.")
 @click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="At most this many entries, oldest first.")
+              help="The newest this many entries (listed oldest first).")
 @click.option("--jsonl", is_flag=True, help="One JSON object per line (for an auditor's tools).")
 @db_option
 @data_dir_option
@@ -144,7 +144,8 @@ def access_log(call_id: str | None, actor: str | None, since: datetime | None, l
             click.echo(f"{entry.at:%Y-%m-%d %H:%M:%S}\t{entry.actor} ({entry.actor_role}"
                        f"{', ' + entry.actor_tenant if entry.actor_tenant else ''})\t{entry.action}\t"
                        f"{entry.call_id}\t{entry.client or '-'}")
-    click.echo(f"{len(entries)} entries", err=True)
+    more = " (the newest; narrow with --since or raise --limit for older ones)" if len(entries) == limit else ""
+    click.echo(f"{len(entries)} entries{more}", err=True)
 
 
 def _run(eraser: Any, found: list[Any], *, dry_run: bool, yes: bool) -> None:

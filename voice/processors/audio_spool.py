@@ -16,6 +16,7 @@ frames held per call until it ends, and all of it was lost when the process died
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -39,6 +40,10 @@ FLUSH_SECONDS = 2.0
 """Audio a leg buffers in memory before it is written: about 64 KB per leg at 16 kHz."""
 _WRITE_BLOCK = 1 << 18
 """Frames per block when the WAV is written, so the legs are never stacked into one array."""
+SPOOL_MANIFEST = ".spool.json"
+"""Suffix of a spool's manifest (``voice.audio.spool_manifest_path``)."""
+CLAIM_SUFFIX = ".recovering"
+"""Added to a manifest by the server recovering its spool."""
 MAX_GAP = 60.0
 """Seconds past the call's furthest audio a chunk may be placed. A chunk further ahead (an RTP
 timestamp jump, a client bug) continues where its leg ended: one frame 30 min ahead made 2 s
@@ -249,35 +254,65 @@ def recover_interrupted_calls(audio_dir: Path, *, status_of: Callable[[str], str
 
     A spool is recovered once its call is ``interrupted`` (``status_of``; the heartbeat sweep's
     verdict) and none of its files changed for ``idle_seconds``, so a process that only stalled
-    and still writes keeps its spool. The WAV is written like a finished call's; ``attach`` then
-    records it on the call, and only after that are the part files deleted: a failure anywhere
-    leaves the spool for the next round. Blocking (file and database work): run it off the event loop.
+    and still writes keeps its spool. One server claims it by renaming the manifest (two servers on
+    one data dir never both assemble it). The WAV is written like a finished call's; ``attach``
+    then records it on the call, and only after that are the part files deleted. A failure puts
+    the claim back (and deletes a WAV no call points to), for the next round; a claim left by a
+    server that died while recovering is taken back after ``idle_seconds``. Blocking (file and
+    database work): run it off the event loop.
     """
+    _release_stale_claims(audio_dir, idle_seconds)
     recovered = []
-    for manifest_path in sorted(audio_dir.glob("*.spool.json")):
+    for manifest_path in sorted(audio_dir.glob("*" + SPOOL_MANIFEST)):
         try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            call_id, legs = str(manifest["call_id"]), list(manifest["legs"])
-            parts = [(audio_dir / Path(str(leg["file"])).name, int(leg["rate"])) for leg in legs]
-            files = [manifest_path] + [path for path, _ in parts if path.exists()]
-            if time.time() - max(f.stat().st_mtime for f in files) < idle_seconds:
-                continue
-            if status_of(call_id) != "interrupted":
-                continue
-            order = _leg_order(manifest)
-            tracks = [resample_track(_read_part(*parts[i]), parts[i][1]) for i in order]
-            wav = audio_dir / f"{manifest_path.name.removesuffix('.spool.json')}.wav"
-            write_call_wav(wav, tracks)
-            attach(call_id, wav)
+            call_id = _recover_one(audio_dir, manifest_path, status_of, attach, idle_seconds)
         except Exception:  # noqa: BLE001 - one bad spool must not keep the others from recovery
             log.exception("could not recover the audio of the interrupted call in %s; retried later",
                           manifest_path.name)
             continue
-        for path in files:
-            path.unlink(missing_ok=True)
-        log.warning("recovered the recording of interrupted call %s: %s", call_id, wav)
-        recovered.append(call_id)
+        if call_id is not None:
+            recovered.append(call_id)
     return recovered
+
+
+def _recover_one(audio_dir: Path, manifest_path: Path, status_of: Callable[[str], str | None],
+                 attach: Callable[[str, Path], None], idle_seconds: float) -> str | None:
+    """Recover one spool (see :func:`recover_interrupted_calls`); its call id, or None if not due."""
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    call_id, legs = str(manifest["call_id"]), list(manifest["legs"])
+    parts = [(audio_dir / Path(str(leg["file"])).name, int(leg["rate"])) for leg in legs]
+    files = [manifest_path] + [path for path, _ in parts if path.exists()]
+    if time.time() - max(f.stat().st_mtime for f in files) < idle_seconds or status_of(call_id) != "interrupted":
+        return None
+    claimed = manifest_path.with_name(manifest_path.name + CLAIM_SUFFIX)
+    try:
+        os.rename(manifest_path, claimed)  # atomic: of two servers, one recovers
+    except FileNotFoundError:
+        return None
+    wav = audio_dir / f"{manifest_path.name.removesuffix(SPOOL_MANIFEST)}.wav"
+    try:
+        tracks = [resample_track(_read_part(*parts[i]), parts[i][1]) for i in _leg_order(manifest)]
+        write_call_wav(wav, tracks)
+        try:
+            attach(call_id, wav)
+        except Exception:
+            wav.unlink(missing_ok=True)  # erased or changed meanwhile: no recording without its call
+            raise
+    except Exception:
+        os.rename(claimed, manifest_path)
+        raise
+    for path in [claimed, *files[1:]]:
+        path.unlink(missing_ok=True)
+    log.warning("recovered the recording of interrupted call %s: %s", call_id, wav)
+    return call_id
+
+
+def _release_stale_claims(audio_dir: Path, idle_seconds: float) -> None:
+    """Claims of a server that died while recovering go back, to be recovered again."""
+    for claimed in audio_dir.glob("*" + SPOOL_MANIFEST + CLAIM_SUFFIX):
+        with contextlib.suppress(OSError):  # the rename sets ctime: the claim's age
+            if time.time() - claimed.stat().st_ctime >= idle_seconds:
+                os.rename(claimed, claimed.with_name(claimed.name.removesuffix(CLAIM_SUFFIX)))
 
 
 def _leg_order(manifest: dict) -> list[int]:
@@ -290,7 +325,10 @@ def _leg_order(manifest: dict) -> list[int]:
 def _read_part(path: Path, rate: int) -> np.ndarray:
     if rate <= 0:
         raise ValueError(f"{path.name}: rate {rate}")
-    return np.fromfile(path, dtype="<i2") if path.exists() else np.zeros(0, "<i2")
+    if not path.exists():  # listed, then the process died before its first write reached the disk
+        log.warning("%s is listed in its spool's manifest but missing: that leg is silent", path.name)
+        return np.zeros(0, "<i2")
+    return np.fromfile(path, dtype="<i2")
 
 
 def resample_track(track: np.ndarray, rate: int) -> np.ndarray:

@@ -1,15 +1,20 @@
 """Recording accesses to a call's personal data in the access log (voice/store/access_log.py).
 
 Called by the routes that serve a call's transcript, recording or export, set its outcome or
-erase it, once the caller was authorized. The write runs off the event loop; if it fails the
-request is still answered (the data was already checked as the caller's to see) and the failure
-is logged, so an outage of the log never takes the QA pages down with it.
+erase it, once the caller was authorized: every such request, whatever the client sends (a
+``Range`` or ``since`` must not make an access invisible). What a player's seeks and a console's
+reconnects would repeat is folded on the server instead: one entry per person, call and action
+within :data:`REPEAT_WINDOW`. The write runs off the event loop; if it fails the request is still
+answered (the data was already checked as the caller's to see) and the failure is logged, so an
+outage of the log never takes the QA pages down with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
 
 from starlette.requests import HTTPConnection
 
@@ -18,13 +23,33 @@ from voice.store.access_log import AccessAction, AccessEntry, AccessLog, now
 from voice.store.agents import Agent
 
 log = logging.getLogger(__name__)
+REPEAT_WINDOW = 300.0
+"""Seconds within which the same person's same action on the same call is one entry."""
+_RECENT_KEPT = 10_000
+"""Accesses remembered for folding repeats (oldest forgotten first)."""
 
 
 async def log_access(connection: HTTPConnection, viewer: Agent, action: AccessAction, call_id: str) -> None:
-    """Append who did ``action`` to ``call_id``, from where, now."""
+    """Append who did ``action`` to ``call_id``, from where, now (once per :data:`REPEAT_WINDOW`)."""
+    console = console_of(connection)
+    if _repeated(console.recent_accesses, (viewer.name, action, call_id)):
+        return
     entry = AccessEntry(now(), viewer.name, viewer.role, viewer.tenant, action, call_id,
                         connection.client.host if connection.client else None)
     try:
-        await asyncio.to_thread(AccessLog(console_of(connection).live.store).record, entry)
+        await asyncio.to_thread(AccessLog(console.live.store).record, entry)
     except Exception:  # noqa: BLE001 - see the module docstring
         log.exception("could not write the access log entry %s of %s by %s", action, call_id, viewer.name)
+
+
+def _repeated(recent: OrderedDict[tuple[str, str, str], float], key: tuple[str, str, str]) -> bool:
+    """Whether ``key`` was logged within the window; remembers it now otherwise (event loop only)."""
+    now_s = time.monotonic()
+    last = recent.get(key)
+    if last is not None and now_s - last < REPEAT_WINDOW:
+        return True
+    recent[key] = now_s
+    recent.move_to_end(key)
+    while len(recent) > _RECENT_KEPT:
+        recent.popitem(last=False)
+    return False

@@ -202,8 +202,7 @@ def _add_event_routes(app: FastAPI, svc: Callable[[], LiveServices]) -> None:
         if (viewer := await authorize_websocket(websocket, call_id)) is None:
             return
         await websocket.accept()
-        if since == 0:  # a reconnect resuming the stream is the same access
-            await log_access(websocket, viewer, "stream_call", call_id)
+        await log_access(websocket, viewer, "stream_call", call_id)
         await stream_until_disconnected(websocket, s.hub.subscribe(call_id, since), closing=(1000, "call ended"),
                                         revoked=revoked(websocket, viewer))
 
@@ -217,8 +216,7 @@ def _add_event_routes(app: FastAPI, svc: Callable[[], LiveServices]) -> None:
         await authorize_call(request, viewer, call_id)
         last = request.headers.get("last-event-id")
         start = int(last) if last and last.isascii() and last.isdigit() else since  # not '²' (Latin-1)
-        if start == 0:  # a reconnect resuming the stream is the same access
-            await log_access(request, viewer, "stream_call", call_id)
+        await log_access(request, viewer, "stream_call", call_id)
 
         async def stream() -> AsyncIterator[dict[str, str]]:
             access = asyncio.create_task(revoked(request, viewer))

@@ -11,6 +11,7 @@ as well, because browsers do not apply CORS to WebSockets.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -25,6 +26,7 @@ from voice.server.console import console_of
 from voice.store.agents import Agent, AuthenticationError
 from voice.store.store import CallNotFoundError
 
+log = logging.getLogger(__name__)
 SESSION_COOKIE = "nextline_token"
 COOKIE_MAX_AGE = 30 * 24 * 3600
 CACHE_SECONDS = 10.0
@@ -199,6 +201,9 @@ async def revoked(connection: HTTPConnection, agent: Agent) -> None:
             now = await authenticate(connection)
         except HTTPException:
             return
+        except Exception:  # noqa: BLE001 - a database outage is not a revocation: check again later
+            log.warning("could not re-check %s's token; the stream goes on", agent.name, exc_info=True)
+            continue
         if (now.name, now.role, now.tenant) != (agent.name, agent.role, agent.tenant):
             return
 

@@ -7,7 +7,8 @@ are created on first use (after the lifespan loaded the services) and kept on ``
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
@@ -31,6 +32,8 @@ class ConsoleServices:
     """voice.server.review.ReviewService."""
     uploads: Any
     """voice.server.uploads.UploadQueue."""
+    recent_accesses: OrderedDict[tuple[str, str, str], float] = field(default_factory=OrderedDict)
+    """(actor, action, call id) -> when the access log last recorded it (voice/server/access.py)."""
 
     def close(self) -> None:
         """Stop background work (uploads finish their current file first)."""

@@ -79,8 +79,9 @@ class EventHub:
     def publish(self, call_id: str, event: Event) -> Event:
         """Stamp ``seq`` and ``emitted_at`` and deliver to every subscriber of the call."""
         channel = self._channel(call_id)
-        event = {**event, "call_id": call_id, "seq": len(channel.events) + 1,
-                 "emitted_at": round(time.time(), 4)}
+        # Not len(events) + 1: an ended call's history drops its partials.
+        seq = (channel.events[-1]["seq"] if channel.events else 0) + 1
+        event = {**event, "call_id": call_id, "seq": seq, "emitted_at": round(time.time(), 4)}
         channel.events.append(event)
         for observe in self.observers:
             observe(event)

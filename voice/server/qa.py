@@ -182,8 +182,7 @@ def _add_audio_and_outcome_routes(router: APIRouter) -> None:
             path = None
         if not path or not await asyncio.to_thread(Path(path).is_file):
             raise HTTPException(404, "no audio is stored for this call")
-        if request.headers.get("range", "bytes=0-").startswith("bytes=0-"):  # not every seek
-            await log_access(request, viewer, "play_audio", call_id)
+        await log_access(request, viewer, "play_audio", call_id)
         media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
         return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
 

@@ -55,8 +55,8 @@ class AccessLog:
 
     def entries(self, *, call_id: str | None = None, actor: str | None = None, since: datetime | None = None,
                 limit: int = 1000) -> list[AccessEntry]:
-        """Entries oldest first, filtered by call, person and time."""
-        query = select(AccessLogRow).order_by(AccessLogRow.at, AccessLogRow.id)
+        """The newest ``limit`` entries, filtered by call, person and time, oldest first."""
+        query = select(AccessLogRow).order_by(AccessLogRow.at.desc(), AccessLogRow.id.desc())
         if call_id is not None:
             query = query.where(AccessLogRow.call_id == call_id)
         if actor is not None:
@@ -64,7 +64,7 @@ class AccessLog:
         if since is not None:
             query = query.where(AccessLogRow.at >= since)
         with self.store.session() as session:
-            rows = session.scalars(query.limit(limit)).all()
+            rows = list(reversed(session.scalars(query.limit(limit)).all()))
             return [AccessEntry(_as_utc(r.at), r.actor, r.actor_role, r.actor_tenant, r.action,  # type: ignore[arg-type]
                                 r.call_id, r.client) for r in rows]
 
