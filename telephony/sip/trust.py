@@ -31,6 +31,8 @@ class SourceFilter:
             address = ipaddress.ip_address(host.split("%", 1)[0])  # an IPv6 scope id is not the address
         except ValueError:
             address = None
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # an IPv4 SBC on a dual-stack ("::") listener
         if address is not None and any(address in network for network in self.networks):
             return True
         self.dropped += 1

@@ -96,7 +96,13 @@ def _signed_by_twilio(websocket: WebSocket, settings: TelephonySettings) -> bool
                           websocket.url.path, websocket.url.query)
     if signed_by_twilio(websocket.headers.get("x-twilio-signature"), settings.twilio_auth_token, urls):
         return True
-    log.warning("Twilio stream from %s refused: missing or invalid X-Twilio-Signature (signed URL "
-                "not one of %s; set twilio_stream_url behind a proxy)",
-                websocket.client.host if websocket.client else "?", ", ".join(urls))
+    client = websocket.client.host if websocket.client else "?"
+    if client not in _REFUSED_LOGGED and len(_REFUSED_LOGGED) < 1000:  # a scan must not flood the log
+        _REFUSED_LOGGED.add(client)
+        log.warning("Twilio stream from %s refused: missing or invalid X-Twilio-Signature (signed URL "
+                    "not one of %s; set twilio_stream_url behind a proxy)", client, ", ".join(urls) or "-")
     return False
+
+
+_REFUSED_LOGGED: set[str] = set()
+"""Sources whose refused Twilio upgrade was logged (once each)."""

@@ -8,7 +8,9 @@ anyone who can reach ``/ws/twilio`` can open a call with any tenant and agent in
 Behind a proxy the URL this server sees (``ws://10.0.0.5:8000/ws/twilio``) is not the one Twilio
 signed (``wss://voice.example.com/ws/twilio``): set ``twilio_stream_url`` to the public one.
 Otherwise the request's own URL is tried as ``wss`` and ``ws``, with and without the default
-port, as Twilio's own validators do.
+port, as Twilio's own validators do. The signature covers the URL only, not the messages after
+the upgrade: it proves the stream comes from Twilio, and a captured one could be replayed, so the
+endpoint still belongs behind TLS.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ def candidate_urls(public_url: str, host: str, path: str, query: str) -> list[st
     if public_url:
         parts = urlsplit(public_url)
         return [urlunsplit(parts._replace(query=query or parts.query))]
-    port = urlsplit(f"//{host}").port
+    try:
+        port = urlsplit(f"//{host}").port
+    except ValueError:  # a Host header no URL can have ("h:99999"): nothing Twilio signed
+        return []
     urls = []
     for scheme, default in (("wss", 443), ("ws", 80)):
         hosts = [host]

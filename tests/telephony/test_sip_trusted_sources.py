@@ -44,3 +44,11 @@ def test_a_trusted_source_calls_as_before() -> None:
 def test_a_source_that_is_not_an_address_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="sip_trusted_sources"):
         TelephonySettings(sip_trusted_sources=("sbc.example.com",))
+
+
+def test_an_ipv4_sbc_on_a_dual_stack_listener_is_trusted() -> None:
+    from telephony.sip.trust import SourceFilter
+
+    sources = SourceFilter(("203.0.113.0/24",))
+    assert sources.allows("::ffff:203.0.113.10") and sources.allows("203.0.113.10")
+    assert not sources.allows("::ffff:198.51.100.7") and sources.dropped == 1

@@ -78,3 +78,4 @@ def test_the_request_url_is_tried_as_twilio_may_have_signed_it() -> None:
     assert "wss://voice.example.com/ws/twilio" in candidate_urls("", "voice.example.com:443", "/ws/twilio", "")
     assert candidate_urls("wss://a.example/ws/twilio", "10.0.0.5:8000", "/ws/twilio", "t=1") == [
         "wss://a.example/ws/twilio?t=1"]
+    assert candidate_urls("", "voice.example.com:99999", "/ws/twilio", "") == []  # no URL has that Host

@@ -150,3 +150,4 @@ def test_an_ended_calls_history_keeps_everything_but_its_partials() -> None:
     assert [e["type"] for e in kept] == [k for k in kinds if k != "transcript.partial"]
     assert [e["seq"] for e in kept] == [1, 4, 5, 7, 8, 9]  # resuming after seq 5 still works
     assert [e["seq"] for e in hub.history("CA-1", since=5)] == [7, 8, 9]
+    assert hub.publish("CA-1", {"type": "late"})["seq"] == 10  # not len(history) + 1, a repeat of 7

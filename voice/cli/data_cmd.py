@@ -134,7 +134,7 @@ def import_db(tenant: str, out_file: Path, db_url: str | None, data_dir: str | N
     try:
         calls = (StoredCall(call_id, agent_id, transcript,
                             None if outcome is None else Outcome(bool(outcome.success), outcome.value))
-                 for call_id, agent_id, transcript, outcome in QaStore(store).labelled_transcripts(tenant))
+                 for call_id, agent_id, transcript, outcome in QaStore(store).stored_transcripts(tenant))
         report = _run(lambda: import_stored_calls(calls, tenant))
     finally:
         store.close()

@@ -70,7 +70,8 @@ class _Leg:
     """Named in the spool's manifest."""
     masks: list[tuple[int, int]] = field(default_factory=list)
     """Sample ranges to keep silent (redaction), re-applied wherever later audio lands on them."""
-    new_masks: bool = False
+    new_masks: list[tuple[int, int]] = field(default_factory=list)
+    """Masks not yet applied to the file (the others are re-applied only where new audio lands)."""
     rate_changed: bool = False
     lost_samples: int = 0
     queue_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -141,8 +142,9 @@ class AudioSpool:
         if leg is None or self._done or not end > start:
             return
         with leg.queue_lock:
-            leg.masks.append((max(0, int(start * leg.rate)), int(math.ceil(end * leg.rate))))
-            leg.new_masks = True
+            span = (max(0, int(start * leg.rate)), int(math.ceil(end * leg.rate)))
+            leg.masks.append(span)
+            leg.new_masks.append(span)
             due = not leg.scheduled
             leg.scheduled = True
         if due:
@@ -207,14 +209,14 @@ class AudioSpool:
             with leg.queue_lock:
                 chunks, leg.pending = leg.pending, []
                 leg.pending_samples, leg.scheduled = 0, False
-                masks, remask = list(leg.masks), leg.new_masks
-                leg.new_masks = False
-            if not (chunks or remask) or self._done:
+                masks, fresh = list(leg.masks), leg.new_masks
+                leg.new_masks = []
+            if not (chunks or fresh) or self._done:
                 return
             try:
                 if not leg.listed:
                     self._add_to_manifest(leg)
-                self._write(leg, chunks, masks if remask else _touched(masks, chunks))
+                self._write(leg, chunks, fresh + _touched(masks, chunks))
             except OSError:
                 # Why: the call goes on; a full disk must not grow memory. The WAV gets silence there.
                 lost = sum(len(pcm) for _, pcm in chunks)

@@ -25,7 +25,7 @@ from voice.frames import (
     TranscriptPartialFrame,
 )
 from voice.processor import FrameProcessor
-from voice.processors.redact import LiveRedactor, RedactedFinal, redact_final
+from voice.processors.redact import AUDIO_PAD, LiveRedactor, RedactedFinal, redact_final
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class NluProcessor(FrameProcessor):
         if self.redactor is not None:
             if isinstance(frame, TranscriptPartialFrame):
                 frame = self.redactor.partial(frame)
-            elif isinstance(frame, TranscriptFinalFrame) and frame.words:
+            elif isinstance(frame, TranscriptFinalFrame) and (frame.words or frame.text.strip()):
                 await self._redact_and_understand(frame)
                 return
         await self.push_frame(frame)
@@ -92,8 +92,9 @@ class NluProcessor(FrameProcessor):
             await self.push_frame(ErrorFrame(message=f"redaction failed on turn {frame.turn_id}: {exc}",
                                              fatal=False, source=self.name))
             withheld = [TimedWord("[WITHHELD]", frame.start, frame.end, 0.0)]
+            silence = (max(0.0, frame.start - AUDIO_PAD), frame.end + AUDIO_PAD)
             done = RedactedFinal(dataclasses.replace(frame, text="[WITHHELD]", words=withheld,
-                                                     masked_audio=[(frame.start, frame.end)]), [])
+                                                     masked_audio=[silence]), [])
             intent = None
         self.redactor.remember(frame.leg, done.frame.words)
         await self.push_frame(done.frame)

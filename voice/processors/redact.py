@@ -1,5 +1,7 @@
 """Redaction of a live call (``voice serve --redact``): card numbers, SSNs, e-mails and phone
-numbers never reach the agent's screen, the database, the feedback records or the recording.
+numbers of the final turns never reach the agent's screen, the database, the feedback records or
+the recording; partials, shown while a turn is spoken and never stored, are masked for long digit
+runs only (an e-mail address may show there until its turn's final replaces it).
 
 The NLU processor runs it before anything downstream sees a turn (suggestions, and the recorder,
 which publishes events and stores turns and audio), with the batch path's rules
@@ -75,7 +77,6 @@ class LiveRedactor:
         self._recent[leg] = [*self._recent.get(leg, []), *words][-HISTORY_WORDS:]
 
 
-
 def redact_final(frame: TranscriptFinalFrame, history: Sequence[TimedWord], extractor: Any,
                  labels: frozenset[str]) -> RedactedFinal:
     """Redact one final turn (blocking: the extractor runs here; call it on a worker thread).
@@ -83,9 +84,12 @@ def redact_final(frame: TranscriptFinalFrame, history: Sequence[TimedWord], extr
     ``history`` is the leg's recent words (:meth:`LiveRedactor.history`), for numbers read out
     across turns.
     """
-    masked, _ = mask_number_runs([*history, *frame.words])
-    words = merge_masks(masked[len(history):])
-    text = " ".join(w.text for w in words)
+    if frame.words:
+        masked, _ = mask_number_runs([*history, *frame.words])
+        words = merge_masks(masked[len(history):])
+        text = " ".join(w.text for w in words)
+    else:  # text without word times: the extractor's spans only
+        masked, words, text = list(history), [], frame.text
     spans = [Span(e.label, e.text, e.start, e.end, e.value) for e in extractor.extract(text)]
     text, words, spans = redact_segment(text, words, spans, labels)
     spans = _with_mask_spans(text, words, spans, labels)

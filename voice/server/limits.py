@@ -32,7 +32,7 @@ class BodyLimit:
         self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.exempt:
+        if scope["type"] != "http" or scope["path"].rstrip("/").endswith(tuple(self.exempt)):  # behind a prefix too
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length", "")

@@ -147,7 +147,7 @@ class QaStore:
             row.source, row.updated_at = outcome.source, now
         return CallOutcome(outcome.success, outcome.value, outcome.label, outcome.source, now)
 
-    def labelled_transcripts(self, tenant: str) -> Iterator[tuple[str, str | None, dict[str, Any], CallOutcome | None]]:
+    def stored_transcripts(self, tenant: str) -> Iterator[tuple[str, str | None, dict[str, Any], CallOutcome | None]]:
         """(call id, agent id, transcript JSON, outcome or None) of the tenant's stored calls that
         have a transcript, oldest first, one at a time (a year of calls is not held at once)."""
         query = (select(CallRow.call_id, CallRow.agent_id, CallRow.transcript, CallOutcomeRow)
