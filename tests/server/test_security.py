@@ -3,6 +3,7 @@ route buffers a request body beyond the cap before it checks anything."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -118,3 +119,23 @@ def test_a_non_ascii_last_event_id_is_ignored(tmp_path: Path) -> None:
                         b"Authorization: Bearer " + token.encode() + b"\r\nLast-Event-ID: \xb2\r\n\r\n")
             head = raw.recv(64)
     assert head.startswith(b"HTTP/1.1 200"), head
+
+
+def test_a_database_error_while_rechecking_a_token_is_not_a_revocation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi import HTTPException
+
+    from voice.server import auth
+    from voice.store.agents import Agent
+
+    checks: list[str] = []
+
+    async def flaky(_connection: object) -> Agent:
+        checks.append("checked")
+        if len(checks) == 1:
+            raise RuntimeError("database down")  # a stream must outlive this
+        raise HTTPException(401, "revoked")
+
+    monkeypatch.setattr(auth, "authenticate", flaky)
+    monkeypatch.setattr(auth, "RECHECK_SECONDS", 0.01)
+    asyncio.run(asyncio.wait_for(auth.revoked(None, Agent("sue", "supervisor")), 5))  # type: ignore[arg-type]
+    assert checks == ["checked", "checked"]  # ended by the revocation, not by the outage
