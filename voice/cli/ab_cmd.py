@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from voice.cli.suggest_cmds import existing_database, guarded
+from voice.cli.server_options import existing_database
+from voice.cli.suggest_cmds import guarded
 
 
 @click.group("ab")

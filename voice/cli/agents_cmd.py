@@ -7,20 +7,13 @@ from typing import Any
 
 import click
 
-from voice.cli.server_options import config_option, data_dir_option, db_option
+from voice.cli.server_options import config_option, data_dir_option, db_option, open_server_store
 
 
 def _agents(db_url: str | None, data_dir: str | None, config_file: Path | None) -> Any:
-    from voice.config import load_config
-    from voice.errors import VoiceError
-    from voice.store import Store
     from voice.store.agents import AgentStore
 
-    try:
-        config = load_config(config_file, {"db_url": db_url, "data_dir": data_dir})
-        return AgentStore(Store.open(config.database_url))
-    except VoiceError as exc:
-        raise click.ClickException(str(exc)) from exc
+    return AgentStore(open_server_store(db_url, data_dir, config_file)[0])
 
 
 @click.group("agents")

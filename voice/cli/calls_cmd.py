@@ -9,22 +9,16 @@ from typing import Any
 
 import click
 
-from voice.cli.server_options import config_option, data_dir_option, db_option
+from voice.cli.server_options import config_option, data_dir_option, db_option, open_server_store
 
 _tenant_option = click.option("--tenant", default=None, help="Only this tenant's calls.")
 
 
 def _eraser(db_url: str | None, data_dir: str | None, config_file: Path | None) -> Any:
-    from voice.config import load_config
-    from voice.errors import VoiceError
-    from voice.store import Store
     from voice.store.retention import CallEraser
 
-    try:
-        config = load_config(config_file, {"db_url": db_url, "data_dir": data_dir})
-        return CallEraser(Store.open(config.database_url), config.data_dir)
-    except VoiceError as exc:
-        raise click.ClickException(str(exc)) from exc
+    store, config = open_server_store(db_url, data_dir, config_file)
+    return CallEraser(store, config.data_dir)
 
 
 @click.group("calls")
@@ -131,12 +125,12 @@ def access_log(call_id: str | None, actor: str | None, since: datetime | None, l
 
     from voice.store.access_log import AccessLog
 
-    eraser = _eraser(db_url, data_dir, config_file)
+    store, _ = open_server_store(db_url, data_dir, config_file, reading=True)
     try:
-        entries = AccessLog(eraser.store).entries(
+        entries = AccessLog(store).entries(
             call_id=call_id, actor=actor, since=since.replace(tzinfo=UTC) if since else None, limit=limit)
     finally:
-        eraser.store.close()
+        store.close()
     for entry in entries:
         if jsonl:
             click.echo(json.dumps(entry.to_dict(), ensure_ascii=False))

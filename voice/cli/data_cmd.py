@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from voice.cli.server_options import config_option, data_dir_option, db_option
+from voice.cli.server_options import config_option, data_dir_option, db_option, open_server_store
 
 MAX_ISSUES_SHOWN = 20
 
@@ -124,13 +124,9 @@ def import_db(tenant: str, out_file: Path, db_url: str | None, data_dir: str | N
     without an outcome yet are counted and left out."""
     from suggest.data.transcripts import StoredCall, import_stored_calls
     from suggest.types import Outcome
-    from voice.cli.suggest_cmds import existing_database
-    from voice.config import load_config
-    from voice.store import Store
     from voice.store.qa import QaStore
 
-    config = load_config(config_file, {"db_url": db_url, "data_dir": data_dir})
-    store = Store.open(existing_database(config.database_url))
+    store, _ = open_server_store(db_url, data_dir, config_file, reading=True)
     try:
         calls = (StoredCall(call_id, agent_id, transcript,
                             None if outcome is None else Outcome(bool(outcome.success), outcome.value))

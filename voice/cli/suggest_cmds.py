@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import click
 
+from voice.cli.server_options import existing_database
+
 T = TypeVar("T")
 CACHE_ENV = "NEXTLINE_CACHE"
 
@@ -321,32 +323,6 @@ def _given(*names: str) -> bool:
 
     context = click.get_current_context()
     return any(context.get_parameter_source(n) is ParameterSource.COMMANDLINE for n in names)
-
-
-def existing_database(db_url: str | None) -> str:
-    """The URL of a database a command only reads (``--db``, else the default).
-
-    ``Store.open`` creates a SQLite file that is not there: for a reader that would turn a
-    mistyped path into an empty database and a silently empty answer.
-    """
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    from voice.store import default_url
-
-    url = db_url or default_url()
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return url  # Store.open explains a malformed URL
-    database = parsed.database or ""
-    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
-        if not Path(database).expanduser().is_file():
-            raise click.ClickException(
-                f"no database at {database}: give the --db URL the server writes to "
-                "(or set NEXTLINE_DATABASE_URL)"
-            )
-    return url
 
 
 def _feedback(use_db: bool, db_url: str | None, path: Path | None, tenant: str) -> list:
