@@ -45,6 +45,14 @@ def open_page(browser: Any, *, width: int = 1400, height: int = 860, **options: 
     return page
 
 
+def open_console(browser: Any, server_url: str, token: str, *, state: str = "live") -> Any:
+    """The agent console signed in with ``token``, once its status reads ``state``."""
+    page = open_page(browser)
+    page.goto(f"{server_url}/agent#token={token}")
+    page.wait_for_selector(f'#status[data-state="{state}"]', timeout=15_000)
+    return page
+
+
 def screenshot(page: Any, name: str, *, full_page: bool = False) -> Path:
     """Save ``artifacts/screenshots/<name>.png`` (gitignored) for people to look at."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from websockets.sync.client import connect
 
 from tests.e2e.browser import (
     chromium,
-    open_page,
+    open_console,
     percentiles,
     save_measurement,
     screenshot,
@@ -63,9 +63,7 @@ def test_agent_console_follows_a_call(tmp_path: Path) -> None:
     with ServerThread(new_app(services)) as server, chromium() as browser:
         call = ScriptedCall(services, "CA-e2e-1", agent_id="alice")
         server.run(call.start())
-        page = open_page(browser)
-        page.goto(f"{server.url}/agent#token={alice}")
-        page.wait_for_selector('#status[data-state="live"]', timeout=15_000)
+        page = open_console(browser, server.url, alice)
         assert "token" not in page.url  # the link's token does not stay in history
 
         server.run(call.partial("outbound", "agent", "Hello, this is", "Diane in New", 6.0, 7.0))

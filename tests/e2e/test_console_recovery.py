@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.browser import chromium, open_page, wait_until
+from tests.e2e.browser import chromium, open_console, wait_until
 from tests.server.harness import SERVICE_LINES, ScriptedCall, ServerThread, make_services, new_app, stored_feedback
 from voice.store.agents import AgentStore
 
@@ -24,9 +24,7 @@ def test_console_moves_on_from_a_call_the_server_no_longer_holds(tmp_path: Path)
     with ServerThread(new_app(services)) as server, chromium() as browser:
         first = ScriptedCall(services, "CA-before", agent_id="alice")
         server.run(first.start())
-        page = open_page(browser)
-        page.goto(f"{server.url}/agent#token={alice}")
-        page.wait_for_selector('#status[data-state="live"]', timeout=15_000)
+        page = open_console(browser, server.url, alice)
         page.evaluate("""() => { const s = window.nextline.stream; const connect = s.connect.bind(s);
             s.connect = () => setTimeout(connect, 1500); s.socket.close(); }""")
         page.wait_for_selector('#status[data-state="reconnecting"]')
@@ -50,9 +48,7 @@ def test_replayed_suggestions_are_not_reported_shown_again(tmp_path: Path) -> No
         call = ScriptedCall(services, "CA-reload", agent_id="alice")
         server.run(call.start())
         early = [server.run(_turn(call, index)) for index in range(3)]  # before the console opens
-        page = open_page(browser)
-        page.goto(f"{server.url}/agent#token={alice}")
-        page.wait_for_selector('#status[data-state="live"]', timeout=15_000)
+        page = open_console(browser, server.url, alice)
         _wait_for_shown(services, 3)
         time.sleep(1.0)  # any further report would be stored by now
         assert set(_wait_for_shown(services, 3)) == set(early[-1])  # turns 0 and 1 only flashed by

@@ -16,7 +16,7 @@ import pytest
 from tests.e2e.browser import (
     ARTIFACTS,
     chromium,
-    open_page,
+    open_console,
     percentiles,
     save_measurement,
     screenshot,
@@ -62,9 +62,7 @@ def test_a_real_call_reaches_the_agent_console(tmp_path: Path, shared_data: Path
     with ServerThread(app, start_timeout=180) as server, chromium() as browser:
         agents = AgentStore(app.state.services.store)
         alice, bob = agents.add("alice")[1], agents.add("bob")[1]
-        page = open_page(browser)
-        page.goto(f"{server.url}/agent#token={alice}")
-        page.wait_for_selector('#status[data-state="waiting"]', timeout=15_000)
+        page = open_console(browser, server.url, alice, state="waiting")
         replay = _replay_in_background(server.host, audio, "alice")
         page.wait_for_selector('#status[data-state="live"]', timeout=30_000)
         wait_until(page, "document.querySelectorAll('#transcript .turn').length >= 2", timeout=90)
