@@ -25,6 +25,7 @@ from voice.frames import (
     CallEndedFrame,
     CallStartedFrame,
     Frame,
+    NluFrame,
     TimedWord,
     TranscriptFinalFrame,
     TranscriptPartialFrame,
@@ -152,3 +153,24 @@ def test_a_final_without_word_times_is_redacted_too(tmp_path: Path) -> None:
     frames = asyncio.run(asyncio.wait_for(call(), 60))
     (final,) = [f for f in frames if isinstance(f, TranscriptFinalFrame)]
     assert "4111" not in final.text and "[CARD]" in final.text
+
+
+def test_a_failing_intent_model_costs_the_intent_not_the_redacted_turn() -> None:
+    def broken_intent(text: str) -> tuple[str, float] | None:
+        raise RuntimeError("intent model exploded")
+
+    async def call() -> list[Frame]:
+        with ThreadPoolExecutor(1) as executor:
+            collector = Collector()
+            pipeline = Pipeline([NluProcessor(extractor=entity_extractor(), executor=executor, intent=broken_intent,
+                                              redact=REDACTED_LABELS), collector])
+            await pipeline.process_frame(CallStartedFrame(call_id="CA-int", legs={"inbound": "customer"}))
+            await pipeline.process_frame(_final(1, "my card number is 4111 1111 1111 1111 thanks", 1.0))
+            await pipeline.close()
+            return collector.frames
+
+    frames = asyncio.run(asyncio.wait_for(call(), 60))
+    (final,) = [f for f in frames if isinstance(f, TranscriptFinalFrame)]
+    (nlu,) = [f for f in frames if isinstance(f, NluFrame)]
+    assert final.text == "my card number is [CARD] thanks"  # not [WITHHELD]
+    assert nlu.intent is None and [e["label"] for e in nlu.entities] == ["CARD"]

@@ -80,13 +80,10 @@ class NluProcessor(FrameProcessor):
     async def _redact_and_understand(self, frame: TranscriptFinalFrame) -> None:
         """Redact the final (it waits: nothing clear may pass), then push it and its NluFrame."""
         assert self.redactor is not None
-        loop = asyncio.get_running_loop()
         history = self.redactor.history(frame.leg)
-        try:
-            done: RedactedFinal = await loop.run_in_executor(
-                self.executor, redact_final, frame, history, self.extractor, self.redactor.labels)
-            intent = (await loop.run_in_executor(self.executor, self.intent, done.frame.text)
-                      if self.intent is not None and frame.role == "customer" else None)
+        try:  # one hop to the pool for both: this is on every final's way to the screen
+            done, intent = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self._redact_then_classify, frame, history)
         except Exception as exc:  # noqa: BLE001 - a turn that cannot be redacted is not shown at all
             log.exception("redaction of turn %s failed: its text is withheld", frame.turn_id)
             await self.push_frame(ErrorFrame(message=f"redaction failed on turn {frame.turn_id}: {exc}",
@@ -101,6 +98,18 @@ class NluProcessor(FrameProcessor):
         await self.push_frame(NluFrame(turn_id=frame.turn_id, role=frame.role, intent=intent[0] if intent else None,
                                        intent_score=round(intent[1], 3) if intent else None, entities=done.entities,
                                        audio_time=frame.audio_time))
+
+    def _redact_then_classify(self, frame: TranscriptFinalFrame, history: list[TimedWord]
+                              ) -> tuple[RedactedFinal, tuple[str, float] | None]:
+        assert self.redactor is not None
+        done = redact_final(frame, history, self.extractor, self.redactor.labels)
+        if self.intent is None or frame.role != "customer":
+            return done, None
+        try:
+            return done, self.intent(done.frame.text)
+        except Exception:  # noqa: BLE001 - a failing intent model costs the intent, not the redacted turn
+            log.exception("intent of turn %s failed", frame.turn_id)
+            return done, None
 
     def _analyse(self, text: str, role: str) -> tuple[list[dict[str, Any]], tuple[str, float] | None]:
         entities = [{"label": e.label, "text": e.text, "value": e.value, "start": e.start, "end": e.end}
