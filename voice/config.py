@@ -6,6 +6,7 @@ out of ``repr``; a config file that names one is refused.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -76,6 +77,14 @@ class ServerConfig:
     """Accepted AudioHook X-API-KEY values -> tenant (environment only: NEXTLINE_AUDIOHOOK_API_KEYS=key:tenant,...)."""
     telephony: dict[str, Any] = field(default_factory=dict)
     """Extra telephony settings (see telephony/settings.py), e.g. rtp_port_min."""
+    trusted_proxies: str = ""
+    """Reverse proxies whose ``X-Forwarded-Proto``/``X-Forwarded-For`` are believed: comma-separated
+    IP addresses or networks ("10.0.0.0/8, 192.168.1.5"), or "*" for any peer; "" adds none (docs/ui.md,
+    "Behind a reverse proxy"). Through them the session cookie is Secure and the access log names the
+    client."""
+
+    def __post_init__(self) -> None:
+        _check_proxies(self.trusted_proxies)
 
     @property
     def database_url(self) -> str:
@@ -140,6 +149,21 @@ def _from_env(env: Any) -> dict[str, Any]:
         else:
             values[f.name] = raw
     return values
+
+
+def _check_proxies(value: object) -> None:
+    """Refuse what uvicorn's proxy check would silently treat as a host name that never matches."""
+    if not isinstance(value, str):
+        raise ConfigError(f"trusted_proxies must be a comma-separated string, not {type(value).__name__}",
+                          hint='e.g. trusted_proxies: "10.0.0.0/8, 192.168.1.5"')
+    if value.strip() == "*":  # any peer: only where nothing but the proxy can reach the server
+        return
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        try:
+            ipaddress.ip_network(item)
+        except ValueError as exc:
+            raise ConfigError(f"trusted_proxies: {item!r} is not an IP address or network",
+                              hint="list the proxies' addresses, e.g. 10.0.0.0/8, 192.168.1.5") from exc
 
 
 def _parse_keys(raw: str) -> dict[str, str]:

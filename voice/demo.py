@@ -170,7 +170,8 @@ class DemoRun:
         tokens = await asyncio.to_thread(ensure_agents, config.database_url)
         self.say(f"suggestion model: {model_label}")
         app = create_app(config)
-        server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning"))
+        server = uvicorn.Server(uvicorn.Config(
+            app, host=config.host, port=config.port, log_level="warning", proxy_headers=False))
         serving = asyncio.create_task(server.serve())
         await _until_started(server, serving)
         self.mark("server_ready")

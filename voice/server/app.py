@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -79,6 +80,7 @@ def create_app(config: ServerConfig, services: LiveServices | None = None) -> Fa
                   description="Live call transcription, understanding and next-best-line suggestions.")
     app.state.metrics = metrics
     app.add_middleware(BodyLimit)
+    _trust_proxies(app, config)
     if services is not None:
         app.state.services = services
         _attach_metrics(metrics, services)
@@ -87,6 +89,21 @@ def create_app(config: ServerConfig, services: LiveServices | None = None) -> Fa
     _add_metrics_route(app, metrics)
     include_console_routers(app)
     return app
+
+
+def _trust_proxies(app: FastAPI, config: ServerConfig) -> None:
+    """Believe ``X-Forwarded-Proto``/``-For`` from ``config.trusted_proxies`` only (uvicorn's own
+    middleware, added last so it runs first): the scheme then makes the session cookie Secure
+    behind a TLS-terminating proxy, and the client address is the one the access log records.
+
+    In the app rather than in ``uvicorn.run`` so that it holds however the app is served; uvicorn's
+    own check (``FORWARDED_ALLOW_IPS``, 127.0.0.1 and ::1 by default) still runs before it.
+    """
+    if not config.trusted_proxies.strip():
+        return
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=config.trusted_proxies)
 
 
 def _start_relay(config: ServerConfig, services: LiveServices) -> EventRelay | None:
@@ -173,9 +190,13 @@ def _add_call_routes(app: FastAPI, state: dict[str, Any]) -> None:
     @app.get("/api/calls", tags=["calls"], responses=AUTH_RESPONSES)
     async def list_calls(viewer: CurrentAgent, agent_id: str | None = None,
                          status: str | None = Query(None, pattern="^(active|ended)$")) -> dict[str, Any]:
-        """Active and recent calls the caller may see (an agent: their own), newest first."""
+        """Active and recent calls the caller may see (an agent: their own), newest first.
+
+        ``server_time`` is the server's clock (Unix seconds) as it answered: the calls' times are on
+        that clock, so a page measures its offset from it instead of mixing in the viewer's clock."""
         calls = svc().registry.list(agent_id=agent_id, status=status)
-        return {"calls": [c.to_dict() for c in calls if viewer.can_view(agent_id=c.agent_id, tenant=c.tenant)]}
+        return {"calls": [c.to_dict() for c in calls if viewer.can_view(agent_id=c.agent_id, tenant=c.tenant)],
+                "server_time": round(time.time(), 3)}
 
     @app.get("/api/calls/{call_id}", tags=["calls"], responses=CALL_RESPONSES)
     async def get_call(call_id: str, request: Request, viewer: CurrentAgent) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from voice.audio import RawFormat
 from voice.errors import VoiceError
 from voice.store.qa import QaStore
 
@@ -50,6 +51,8 @@ class UploadJob:
     stage_started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     audio_seconds: float | None = None
+    raw: RawFormat | None = None
+    """How to read headerless PCM (sample rate, channels); None for files with a header."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view (without the server-side path)."""
@@ -72,13 +75,14 @@ class UploadQueue:
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(1, "qa-upload")
 
-    def create(self, filename: str, *, tenant: str | None, agent_id: str | None, uploaded_by: str) -> UploadJob:
-        """A new job with a safe file name under the uploads folder."""
+    def create(self, filename: str, *, tenant: str | None, agent_id: str | None, uploaded_by: str,
+               raw: RawFormat | None = None) -> UploadJob:
+        """A new job with a safe file name under the uploads folder (``raw``: headerless PCM's format)."""
         job_id = secrets.token_hex(6)
         name = _safe_name(filename)
         path = self.root / job_id / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        job = UploadJob(job_id, name, str(path), tenant or None, agent_id or None, uploaded_by)
+        job = UploadJob(job_id, name, str(path), tenant or None, agent_id or None, uploaded_by, raw=raw)
         with self._lock:
             self._jobs[job_id] = job
             while len(self._jobs) > KEEP_JOBS:
@@ -135,7 +139,9 @@ class UploadQueue:
 
         self._stage(job, "transcribing")
         call_id = f"{Path(job.filename).stem[:80]}-{job.job_id}"
-        options = TranscribeOptions(model=self.config.model)
+        raw = job.raw
+        options = TranscribeOptions(model=self.config.model, raw_rate=raw.sample_rate if raw else None,
+                                    raw_channels=raw.channels if raw else 1)
         transcript = transcribe_file(job.path, options, call_id=call_id)
         transcript.options["uploaded_by"] = job.uploaded_by
         self.store.save_transcript(transcript, source=job.path)

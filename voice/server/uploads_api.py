@@ -2,6 +2,8 @@
 
 The body is the file itself (``Content-Type`` of the audio, name in ``?filename=``), streamed
 to disk in chunks, so large recordings never sit in memory and no multipart parser is needed.
+Headerless PCM (``.raw``, ``.pcm``, ...) carries no format, so it comes with ``raw_rate`` (and
+``raw_channels``), as ``voice transcribe --raw-rate`` takes them.
 """
 
 from __future__ import annotations
@@ -13,11 +15,26 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from starlette.requests import ClientDisconnect
 
+from voice.audio import RAW_SUFFIXES, RawFormat
 from voice.batch.runner import AUDIO_SUFFIXES
 from voice.server.auth import SUPERVISOR_RESPONSES, ErrorOut, Supervisor
 from voice.server.console import console_of
 from voice.server.uploads import MAX_UPLOAD_BYTES, UploadJob, UploadQueue
 from voice.store.agents import Agent
+
+RAW_RATES = (8000, 192000)
+"""Sample rates accepted for headerless PCM, Hz. Below 8 kHz is no phone audio, and resampling a
+file "recorded" at 1 Hz to 16 kHz would turn a 500 MiB upload into terabytes."""
+RAW_CHANNELS = (1, 8)
+"""Interleaved channels accepted for headerless PCM (one per call leg)."""
+RAW_RATE = Query(None, ge=RAW_RATES[0], le=RAW_RATES[1],
+                 description="Sample rate of headerless PCM (signed 16-bit little-endian; .raw, .pcm, .s16, .sln), "
+                             "e.g. 8000 for telephone audio. Required for those files, refused for any other.")
+RAW_CHANNELS_QUERY = Query(None, ge=RAW_CHANNELS[0], le=RAW_CHANNELS[1],
+                           description="Interleaved channels of headerless PCM (default 1); refused for other files.")
+_RAW_422 = (f"A bad value (`raw_rate` outside {RAW_RATES[0]}-{RAW_RATES[1]}, `raw_channels` outside "
+            f"{RAW_CHANNELS[0]}-{RAW_CHANNELS[1]}), a headerless PCM file without `raw_rate`, or "
+            "`raw_rate`/`raw_channels` with a file that has a header.")
 
 
 def create_router() -> APIRouter:
@@ -31,18 +48,22 @@ def create_router() -> APIRouter:
         415: {"model": ErrorOut, "description": "The file name is not an audio file's."}},
         # The body is the raw file, read from request.stream(): declared here for the docs.
         openapi_extra={"requestBody": {"required": True, "content": {
-            "audio/*": {"schema": {"type": "string", "format": "binary"}}}}})
+            "audio/*": {"schema": {"type": "string", "format": "binary"}}}},
+            "responses": {"422": {"description": _RAW_422}}})  # merged into FastAPI's own 422 entry
     async def upload(request: Request, viewer: Supervisor, filename: str = Query(min_length=1, max_length=255),
                      tenant: str | None = Query(None, max_length=255),
-                     agent_id: str | None = Query(None, max_length=255)) -> dict[str, Any]:
+                     agent_id: str | None = Query(None, max_length=255),
+                     raw_rate: int | None = RAW_RATE, raw_channels: int | None = RAW_CHANNELS_QUERY) -> dict[str, Any]:
         """Receive a recording and queue it: transcription, then the suggestion model."""
         if Path(filename).suffix.lower() not in AUDIO_SUFFIXES:
             raise HTTPException(415, f"{filename}: not an audio file name ({', '.join(sorted(AUDIO_SUFFIXES))})")
+        raw = _raw_format(filename, raw_rate, raw_channels)
         declared = int(request.headers.get("content-length") or 0)
         if declared > MAX_UPLOAD_BYTES:
             raise HTTPException(413, f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
         queue: UploadQueue = console_of(request).uploads
-        job = queue.create(filename, tenant=viewer.tenant or tenant, agent_id=agent_id, uploaded_by=viewer.name)
+        job = queue.create(filename, tenant=viewer.tenant or tenant, agent_id=agent_id, uploaded_by=viewer.name,
+                           raw=raw)
         try:
             size = await _receive(request, Path(job.path))
         except (ClientDisconnect, _TooLarge) as exc:
@@ -71,6 +92,20 @@ def create_router() -> APIRouter:
         return job.to_dict()
 
     return router
+
+
+def _raw_format(filename: str, raw_rate: int | None, raw_channels: int | None) -> RawFormat | None:
+    """How to read the upload when it is headerless PCM; 422 when the query does not fit the file
+    (checked before the body is read: a wrong rate would only surface as a failed job)."""
+    if Path(filename).suffix.lower() not in RAW_SUFFIXES:
+        if raw_rate is not None or raw_channels is not None:
+            raise HTTPException(422, f"{filename} has a header that gives its format: leave out raw_rate and "
+                                     f"raw_channels (they are for {', '.join(sorted(RAW_SUFFIXES))} files)")
+        return None
+    if raw_rate is None:
+        raise HTTPException(422, f"{filename} is headerless PCM: give its sample rate as raw_rate "
+                                 "(e.g. 8000 for telephone audio) and raw_channels when it is not mono")
+    return RawFormat(raw_rate, raw_channels or 1)
 
 
 class _TooLarge(Exception):

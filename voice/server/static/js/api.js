@@ -19,6 +19,13 @@ function token() {
   return localStorage.getItem(TOKEN_KEY);
 }
 
+/** The server's reason: a string, or FastAPI's 422 list ("raw_rate: Input should be ..."). */
+function describe(detail) {
+  if (typeof detail === "string") return detail;
+  if (!Array.isArray(detail)) return "";
+  return detail.map((e) => `${(e.loc || []).slice(1).join(".") || "request"}: ${e.msg}`).join("; ");
+}
+
 /** JSON request to the server; throws ApiError with the server's message on failure. */
 export async function api(path, { method = "GET", body, headers = {} } = {}) {
   const auth = token() ? { Authorization: `Bearer ${token()}` } : {};
@@ -36,7 +43,7 @@ export async function api(path, { method = "GET", body, headers = {} } = {}) {
   }
   if (!response.ok) {
     const detail = await response.json().then((d) => d.detail, () => null);
-    throw new ApiError(response.status, typeof detail === "string" ? detail : response.statusText);
+    throw new ApiError(response.status, describe(detail) || response.statusText);
   }
   return response.status === 204 ? null : response.json();
 }

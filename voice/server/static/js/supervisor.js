@@ -2,6 +2,10 @@
 //
 // The page starts from GET /api/calls (a snapshot) and then applies `call.update` messages from
 // WS /ws/supervisor; after a reconnect it takes a fresh snapshot, so nothing is missed.
+//
+// Every time on this page is on the server's clock: the snapshot's started_at/ended_at and the
+// updates' emitted_at are, and "now" is the viewer's clock plus the offset measured against the
+// snapshot's server_time. A viewer's clock that is minutes off then shifts no call's length.
 
 import { api, renderTopbar, signIn } from "./api.js";
 import { clock, h } from "./dom.js";
@@ -11,6 +15,12 @@ const ENDED_VISIBLE_S = 60;
 const calls = new Map(); // call_id -> state
 const rowsById = new Map(); // call_id -> its <tr>, kept across renders (focus, selection)
 let renderQueued = false;
+let clockOffset = 0; // server clock minus this computer's, seconds
+
+/** Now on the server's clock (Unix seconds). */
+function serverNow() {
+  return Date.now() / 1000 + clockOffset;
+}
 
 function setStatus(state, text) {
   $("status").dataset.state = state;
@@ -18,7 +28,10 @@ function setStatus(state, text) {
 }
 
 async function snapshot() {
-  const { calls: list } = await api("/api/calls");
+  const sent = Date.now() / 1000;
+  const { calls: list, server_time: serverTime } = await api("/api/calls");
+  // The server read its clock about halfway through the round trip.
+  if (typeof serverTime === "number") clockOffset = serverTime - (sent + Date.now() / 1000) / 2;
   calls.clear();
   for (const c of list) {
     calls.set(c.call_id, { call_id: c.call_id, agent_id: c.agent_id, status: c.status, started_at: c.started_at,
@@ -29,17 +42,18 @@ async function snapshot() {
 }
 
 function apply(update) {
+  const at = typeof update.emitted_at === "number" ? update.emitted_at : serverNow();
   let call = calls.get(update.call_id);
   if (!call) {
-    call = { call_id: update.call_id, status: "active", started_at: Date.now() / 1000, turns: 0 };
+    call = { call_id: update.call_id, status: "active", started_at: at, turns: 0 };
     calls.set(update.call_id, call);
   }
   switch (update.type) {
-    case "call.started": Object.assign(call, { agent_id: update.agent_id, status: "active" }); break;
+    case "call.started": Object.assign(call, { agent_id: update.agent_id, status: "active", started_at: at }); break;
     case "transcript.final": call.turns += 1; call.text = `${update.role}: ${update.text}`; break;
     case "nlu": if (update.role === "customer" && update.intent) call.intent = update.intent; break;
     case "suggestion": Object.assign(call, { suggestion: update.text, action: update.action, latency: update.latency_ms }); break;
-    case "call.ended": Object.assign(call, { status: "ended", ended_at: Date.now() / 1000 }); break;
+    case "call.ended": Object.assign(call, { status: "ended", ended_at: at }); break;
     default: return;
   }
   scheduleRender();
@@ -53,7 +67,7 @@ function scheduleRender() {
 }
 
 function row(call) {
-  const now = Date.now() / 1000;
+  const now = serverNow();
   const length = (call.ended_at || now) - (call.started_at || now);
   return h("tr", { dataset: { status: call.status, callId: call.call_id } },
     h("td", {}, h("strong", {}, call.agent_id || "–"), call.status === "ended" ? h("span", { class: "sub faint" }, " ended") : null),
@@ -76,7 +90,7 @@ function update(old, fresh) {
 }
 
 function render() {
-  const now = Date.now() / 1000;
+  const now = serverNow();
   for (const [id, c] of calls) {
     if (c.status !== "active" && now - (c.ended_at || now) >= ENDED_VISIBLE_S) calls.delete(id);
   }

@@ -7,6 +7,20 @@ const $ = (id) => document.getElementById(id);
 const STATUS = { receiving: "Uploading", queued: "Queued", transcribing: "Transcribing", reviewing: "Running the suggestion model",
   done: "Done", failed: "Failed" };
 const POLL_MS = 1000;
+// Headerless PCM carries no rate or channel count: the form asks for them (POST ?raw_rate=&raw_channels=).
+const RAW_SUFFIXES = [".raw", ".pcm", ".sln", ".s16"];
+
+function isHeaderless(file) {
+  return Boolean(file) && RAW_SUFFIXES.some((suffix) => file.name.toLowerCase().endsWith(suffix));
+}
+
+/** Show the PCM fields only for a headerless file; disabled fields are neither checked nor sent. */
+function showRawFields(form) {
+  const fields = $("raw-fields");
+  const raw = isHeaderless(form.elements.file.files[0]);
+  fields.hidden = !raw;
+  fields.disabled = !raw;
+}
 
 function jobItem(job) {
   const link = job.call_id && job.status === "done"
@@ -43,6 +57,8 @@ export function startUploads({ onDone }) {
     }
   }
 
+  form.elements.file.addEventListener("change", () => showRawFields(form));
+  form.addEventListener("reset", () => setTimeout(() => showRawFields(form)));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     $("upload-error").textContent = "";
@@ -50,6 +66,10 @@ export function startUploads({ onDone }) {
     if (!file) return;
     const query = new URLSearchParams({ filename: file.name });
     if (form.elements.agent_id.value.trim()) query.set("agent_id", form.elements.agent_id.value.trim());
+    if (isHeaderless(file)) {
+      query.set("raw_rate", form.elements.raw_rate.value.trim());
+      query.set("raw_channels", form.elements.raw_channels.value.trim());
+    }
     const button = form.querySelector("button");
     button.disabled = true;
     button.textContent = "Uploading…";
