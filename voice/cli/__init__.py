@@ -37,7 +37,7 @@ def cli() -> None:
     \b
     Common jobs:
       voice transcribe calls/ --out out/        batch-transcribe a call archive
-      voice eval asr --data DIR                  word error rate against references
+      voice eval asr DIR...                      word error rate against references
       voice models list                          which offline models are installed
     Run `voice COMMAND --help` for the options of each command.
     """

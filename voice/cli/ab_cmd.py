@@ -28,19 +28,20 @@ def ab_group() -> None:
     help='JSON/YAML: {"experiment", "unit": "call"|"agent", '
     '"arms": [{"name", "model", "weight"}]}.',
 )
-@click.option("--call-id", required=True)
-@click.option("--agent-id")
+@click.option("--call-id", required=True, help="The call's id as the server names it, e.g. twilio-MZ123.")
+@click.option("--agent-id", help="The call's agent; required by a split with unit 'agent'.")
 @click.option("--record", is_flag=True, help="Also store the assignment in the database (--db).")
 @click.option(
-    "--db", "db_url", help="Database URL (default: $NEXTLINE_DATABASE_URL or ./nextline.db)."
+    "--db",
+    "db_url",
+    help="Database URL (default: $NEXTLINE_DATABASE_URL or ./nextline.db; `voice serve` with no "
+    "--db writes to sqlite:///data/nextline.db).",
 )
 def assign(
     split_file: Path, call_id: str, agent_id: str | None, record: bool, db_url: str | None
 ) -> None:
     """Print the arm and model of a call (the same answer on every machine, every time)."""
-    from suggest.ab import ABSplit
-
-    split = guarded(lambda: ABSplit.load(split_file))
+    split = _load_split(split_file)
     arm = split.assign(call_id, agent_id)
     name = arm.name
     if record:
@@ -82,7 +83,11 @@ def assign(
     required=True,
 )
 @click.option(
-    "--db", "db_url", help="Database with the feedback (and outcomes) of the experiment's calls."
+    "--db",
+    "db_url",
+    help="Database with the feedback (and outcomes) of the experiment's calls (default: "
+    "$NEXTLINE_DATABASE_URL or ./nextline.db; `voice serve` with no --db writes to "
+    "sqlite:///data/nextline.db).",
 )
 @click.option(
     "--outcomes",
@@ -111,9 +116,9 @@ def report(
     difference it shows (80 % power, 5 % two-sided): far more than it has means the experiment
     must run longer before its verdict means anything.
     """
-    from suggest.ab import ABSplit, ab_report, experiment_records
+    from suggest.ab import ab_report, experiment_records
 
-    split = guarded(lambda: ABSplit.load(split_file))
+    split = _load_split(split_file)
     with _feedback_store(db_url) as feedback:
         events = guarded(feedback.records)
         assignments = guarded(lambda: feedback.assignments(split.experiment))
@@ -284,6 +289,22 @@ class _feedback_store:  # noqa: N801 - used as a context manager like a function
         self.store.close()
 
 
+def _load_split(path: Path) -> Any:
+    """The split file, or a one-line error for one that is not JSON/YAML (a traceback before)."""
+    import yaml
+
+    from suggest.ab import ABSplit
+
+    try:
+        return guarded(lambda: ABSplit.load(path))
+    except (ValueError, yaml.YAMLError) as exc:  # json.JSONDecodeError, a YAML syntax error
+        reason = " ".join(str(exc).split())
+        raise click.ClickException(
+            f"{path} is not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'} "
+            f"({reason}); see `voice ab assign --help` for the split's fields"
+        ) from exc
+
+
 @click.group("feedback")
 def feedback_group() -> None:
     """Agent feedback on suggestions (stored by the console)."""
@@ -291,10 +312,14 @@ def feedback_group() -> None:
 
 @feedback_group.command("export")
 @click.option(
-    "--db", "db_url", help="Database URL (default: $NEXTLINE_DATABASE_URL or ./nextline.db)."
+    "--db",
+    "db_url",
+    help="Database URL (default: $NEXTLINE_DATABASE_URL or ./nextline.db; `voice serve` with no "
+    "--db writes to sqlite:///data/nextline.db).",
 )
 @click.option("--tenant", help="Only this tenant's feedback.")
-@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="JSONL file to write: one feedback event per line.")
 def export(db_url: str | None, tenant: str | None, out_file: Path) -> None:
     """Write feedback events as JSONL (what `voice train --feedback-file` reads)."""
     with _feedback_store(db_url) as feedback:

@@ -17,7 +17,9 @@ _tenant_option = click.option("--tenant", default=None, help="Only this tenant's
 def _eraser(db_url: str | None, data_dir: str | None, config_file: Path | None) -> Any:
     from voice.store.retention import CallEraser
 
-    store, config = open_server_store(db_url, data_dir, config_file)
+    # reading: a mistyped --db or --data-dir would otherwise become a new, empty database, and an
+    # erasure request would answer "not stored (nothing to erase)" for a call that is stored
+    store, config = open_server_store(db_url, data_dir, config_file, reading=True)
     return CallEraser(store, config.data_dir)
 
 

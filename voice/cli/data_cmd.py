@@ -93,7 +93,9 @@ for _name, _loader, _summary in (
     "outcomes_csv",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
-    help="CSV with call_id,success[,value,agent_id,tenant] (a CRM export).",
+    help="CSV with a header line call_id,success[,value,agent_id,tenant] (a CRM export): call_id "
+    "is the transcript's call_id (its file stem); success is true/false, 1/0, yes/no or won/lost; "
+    "value a number.",
 )
 @out_jsonl_option
 @click.option(
@@ -107,7 +109,13 @@ def import_transcripts(src_dir: Path, outcomes_csv: Path, out_file: Path, tenant
     """`voice transcribe` output (DIR/*.json) joined with call outcomes from a CSV."""
     from suggest.data.transcripts import import_transcripts as run_import
 
-    _finish(_run(lambda: run_import(src_dir, outcomes_csv, tenant=tenant)), out_file)
+    report = _run(lambda: run_import(src_dir, outcomes_csv, tenant=tenant))
+    if not report.conversations and not report.issues:  # e.g. the recordings' folder, not --out's
+        raise click.ClickException(
+            f"no transcripts in {src_dir} (no *.json with segments, searched recursively): pass "
+            "the --out folder of `voice transcribe`"
+        )
+    _finish(report, out_file)
 
 
 @import_group.command("db")
@@ -134,13 +142,25 @@ def import_db(tenant: str, out_file: Path, db_url: str | None, data_dir: str | N
         report = _run(lambda: import_stored_calls(calls, tenant))
     finally:
         store.close()
+    if not report.conversations and not report.issues:  # an empty file would only fail `voice train`
+        for note in report.notes:
+            click.echo(f"note: {note}", err=True)
+        raise click.ClickException(
+            f"no call of tenant {tenant!r} with an outcome in the database: `voice calls list "
+            f"--tenant {tenant}` shows its stored calls; the CRM sets outcomes through "
+            "PUT /api/calls/{id}/outcome"
+        )
     _finish(report, out_file)
 
 
 @data_group.command("check")
 @click.argument("data_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def check(data_file: Path) -> None:
-    """Validate a conversation JSONL file: counts, outcomes, split sizes and bad lines."""
+    """Validate a conversation JSONL file: counts, outcomes, split sizes and bad lines.
+
+    One conversation per line, as `voice data import` writes it (docs/suggestion-model.md); exit
+    status 1 when a line is bad or the file holds no conversation.
+    """
     from suggest.data.format import read_conversations
     from suggest.data.split import split_counts
 
@@ -152,6 +172,8 @@ def check(data_file: Path) -> None:
     )
     if report.issues:
         raise SystemExit(1)
+    if not report.conversations:  # an empty file is no training data; `voice train` would refuse it
+        raise click.ClickException(f"{data_file} has no conversations (one JSON object per line)")
 
 
 def _run(action: Callable):  # noqa: ANN202 - returns the importer's ImportReport

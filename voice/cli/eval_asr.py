@@ -58,15 +58,20 @@ class ItemResult:
     show_default=True,
     help="tiny.en, base, or a CTranslate2 model folder",
 )
-@click.option("--beam-size", default=5, show_default=True, type=click.IntRange(1, 20))
+@click.option("--beam-size", default=5, show_default=True, type=click.IntRange(1, 20),
+              help="decoder beam width (1 = greedy, faster)")
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="write per-file results as JSON"
 )
 @click.option(
-    "--raw-rate", default=16000, show_default=True, help="sample rate of headerless .raw/.pcm files"
+    "--raw-rate", default=16000, show_default=True, help="sample rate in Hz of headerless .raw/.pcm files"
 )
 @click.option(
-    "--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])
+    "--device",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    help="auto: cuda when a GPU is visible, else cpu",
 )
 def eval_asr(
     data_dirs: tuple[Path, ...],
@@ -83,14 +88,18 @@ def eval_asr(
     or <name>.txt / <name>.stm beside the audio; they are searched recursively.
     Example: voice eval asr ../shared/data/asr/jfk ../shared/data/asr/librivox_sense_and_sensibility
     """
-    from asr import AsrOptions, WhisperEngine
+    from asr import AsrError, AsrOptions, WhisperEngine
+    from asr.models import ModelNotFoundError
     from asr.references import ReferenceError, discover
 
     try:
         items = discover(list(data_dirs))
     except ReferenceError as exc:
         raise click.ClickException(str(exc)) from exc
-    engine = WhisperEngine.load(model, device=device)
+    try:
+        engine = WhisperEngine.load(model, device=device)
+    except (ModelNotFoundError, AsrError) as exc:  # a typo in --model, no GPU for --device cuda
+        raise click.ClickException(f"--model {model} --device {device}: {exc}") from exc
     options = AsrOptions(beam_size=beam_size)
     results = score_items(items, product_transcriber(engine, options), raw_rate=raw_rate)
     device_type = f"{engine.device}/{engine.compute_type}"

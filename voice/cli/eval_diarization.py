@@ -66,7 +66,7 @@ class FileResult:
               help="Two-party phone calls: diarize with exactly 2 speakers.")
 @click.option("--pipeline", "pipeline_name", default="default", show_default=True,
               help="'default' or a local pyannote pipeline directory (config.yaml).")
-@click.option("--device", default="cpu", show_default=True, help="torch device.")
+@click.option("--device", default="cpu", show_default=True, help="torch device: cpu, cuda or cuda:N.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write per-file and pooled results as JSON.")
 def diarization_cmd(
@@ -95,9 +95,7 @@ def diarization_cmd(
         raise click.ClickException(
             "no audio + RTTM pairs found (expected e.g. x.wav with x.rttm or x.derived.rttm)"
         )
-    from diarize.pipeline import Diarizer
-
-    diarizer = Diarizer.load(pipeline_name, device=device)
+    diarizer = _load_diarizer(pipeline_name, device)
     results = _evaluate(diarizer, files, options, collar)
     _print_table(results)
     if out is not None:
@@ -111,6 +109,27 @@ def diarization_cmd(
         }
         out.write_text(json.dumps(_report(results, settings), indent=2, ensure_ascii=False) + "\n",
                        encoding="utf-8")
+
+
+def _load_diarizer(pipeline_name: str, device: str) -> Any:
+    """The engine, or a one-line error for a --pipeline that is not one or an unusable --device."""
+    import torch
+
+    from diarize.errors import PipelineLoadError
+    from diarize.models import ModelNotFoundError
+    from diarize.pipeline import Diarizer
+
+    try:
+        torch_device = torch.device(device)
+    except RuntimeError as exc:
+        raise click.BadParameter(f"{device!r} is not a torch device (e.g. cpu, cuda, cuda:1)",
+                                 param_hint="--device") from exc
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter(f"{device!r}: no CUDA GPU is visible (use cpu)", param_hint="--device")
+    try:
+        return Diarizer.load(pipeline_name, device=device)
+    except (ModelNotFoundError, PipelineLoadError) as exc:
+        raise click.ClickException(f"--pipeline {pipeline_name}: {exc}") from exc
 
 
 def _options(

@@ -36,6 +36,13 @@ def list_versions(tenant: str | None, models_root: Path) -> None:
         click.echo(f"no models under {models_root}")
     for name in tenants:
         entries, served = guarded(functools.partial(_versions_and_served, registry, name))
+        if tenant and not entries:  # a mistyped tenant read "0 versions; serves the newest"
+            known = guarded(registry.tenants)
+            raise click.ClickException(
+                f"no models of tenant {tenant!r} under {models_root} "
+                f"(tenants there: {', '.join(known) or 'none'}; train one with "
+                f"`voice train --tenant {tenant}`, or give --models)"
+            )
         promoted = guarded(functools.partial(registry.promoted, name))
         how = f"promoted {promoted}" if promoted else "newest"
         click.echo(f"{name} ({len(entries)} versions; serves the {how})")

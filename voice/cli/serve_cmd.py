@@ -44,7 +44,9 @@ import click
 @click.option("--event-relay", is_flag=True, default=None,
               help="Share call events with the other server processes on the same PostgreSQL --db, so "
                    "each lists and streams every call (several processes per GPU).")
-@click.option("--log-level", default="info", show_default=True)
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"],
+                                               case_sensitive=False),
+              default="info", show_default=True, help="Server log verbosity.")
 def serve(host: str | None, port: int | None, sip_port: int | None, model: str | None,
           asr_backend: str | None, asr_workers: int | None, asr_final_beam: int | None,
           asr_max_batch: int | None,
@@ -85,9 +87,28 @@ def serve(host: str | None, port: int | None, sip_port: int | None, model: str |
             relay_conninfo(config.database_url)  # PostgreSQL only: say so before the models load
     except VoiceError as exc:
         raise click.ClickException(str(exc)) from exc
+    _check_suggest_model(config.suggest_model, config.models_root)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     click.echo(f"nextline serving on http://{config.host}:{config.port} (SIP port {config.sip_port})", err=True)
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=log_level, ws="websockets")
+    # proxy_headers off: only the app's trusted_proxies decides whose forwarded headers count (uvicorn
+    # would also believe any process on this host).
+    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=log_level, ws="websockets",
+                proxy_headers=False)
+
+
+def _check_suggest_model(suggest_model: str | None, models_root: str | None) -> None:
+    """A --suggest-model that names no model fails here, in one line, before the models load;
+    at start-up it stopped the server with a traceback of the ASGI lifespan."""
+    if not suggest_model:
+        return
+    from suggest.errors import SuggestError
+    from suggest.registry import ModelRegistry
+
+    registry = ModelRegistry(Path(models_root)) if models_root else ModelRegistry()
+    try:
+        registry.resolve(suggest_model)
+    except SuggestError as exc:
+        raise click.ClickException(f"--suggest-model: {exc}") from exc
 
 
 def register(cli: click.Group) -> None:

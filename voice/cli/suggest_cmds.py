@@ -27,7 +27,9 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 def conversations_option(flag: str = "--data") -> Decorator:
     """The conversation JSONL a command reads (``data_file``)."""
     return click.option(flag, "data_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                        required=True, help="Conversation JSONL.")
+                        required=True,
+                        help="Conversation JSONL: one conversation per line, as `voice data import` "
+                        "writes it (format: docs/suggestion-model.md).")
 
 
 def models_root_option() -> Decorator:
@@ -99,7 +101,8 @@ def load_conversations(path: Path) -> list:
 @click.option(
     "--db",
     "db_url",
-    help="Database URL for --feedback (default: $NEXTLINE_DATABASE_URL or ./nextline.db).",
+    help="Database URL for --feedback (default: $NEXTLINE_DATABASE_URL or ./nextline.db; "
+    "`voice serve` with no --db writes to sqlite:///data/nextline.db).",
 )
 @click.option(
     "--feedback-file",
@@ -118,14 +121,14 @@ def load_conversations(path: Path) -> list:
     type=click.FloatRange(min=0.0, min_open=True),
     default=None,
     help="Temperature of the advantage weights, exp(advantage / beta); smaller is sharper "
-    "(default: TrainConfig's, chosen by cross-validation).",
+    "(default: 1, chosen by cross-validation on PersuasionForGood; --tune chooses per tenant).",
 )
 @click.option(
     "--advantage-lambda",
     type=click.FloatRange(0.0, 1.0),
     default=None,
     help="0: one-step (TD) advantage; 1: Monte-Carlo (the conversation's outcome); between: "
-    "lambda-return (default: TrainConfig's).",
+    "lambda-return (default: 0).",
 )
 @click.option(
     "--tune",
@@ -158,7 +161,7 @@ def load_conversations(path: Path) -> list:
     type=click.Choice(["minilm", "static"]),
     default=None,
     help="Turn encoder, trained and served together: minilm (ONNX all-MiniLM-L6-v2) or static "
-    "(a token table distilled from it, ~100x cheaper per turn). Default: TrainConfig's.",
+    "(a token table distilled from it, ~100x cheaper per turn).  [default: minilm]",
 )
 @click.option(
     "--quantization",
@@ -240,6 +243,10 @@ def train_command(
         raise click.UsageError("--tune chooses --reward, --beta and --advantage-lambda itself")
     conversations = load_conversations(data_file)
     feedback = _feedback(use_feedback, db_url, feedback_file, tenant)
+    if not conversations:
+        raise click.ClickException(
+            f"no conversations in {data_file} to train on (check it with `voice data check`)"
+        )
     chosen: dict[str, Any] = {"encoder": encoder} if encoder else {}
     if beta is not None:
         chosen["awr_temperature"] = beta
@@ -450,7 +457,11 @@ def _evaluate(model_ref: str, data_file: Path, split: str, models_root: Path) ->
 )
 @conversations_option()
 @click.option(
-    "--split", type=click.Choice(["test", "train", "all"]), default="test", show_default=True
+    "--split",
+    type=click.Choice(["test", "train", "all"]),
+    default="test",
+    show_default=True,
+    help="Side of the fixed split to score.",
 )
 @models_root_option()
 @click.option(
@@ -517,9 +528,13 @@ def suggest_command(
     from suggest.replay import replay_conversation
     from suggest.train.encoders import yardstick_for
 
+    conversations = load_conversations(data_file)
+    if not conversations:  # an empty replay file read as "mean top-1 similarity 0.000", exit 0
+        raise click.ClickException(
+            f"no conversations in {data_file} to replay (check it with `voice data check`)"
+        )
     engine = guarded(lambda: SuggestionEngine.load(ModelRegistry(models_root).resolve(model_ref)))
     yardstick = yardstick_for(engine.model.manifest.get("parameters", {}), default_cache())
-    conversations = load_conversations(data_file)
     rows = similarity = 0.0
     out_file.parent.mkdir(parents=True, exist_ok=True)
     with out_file.open("w", encoding="utf-8") as out:

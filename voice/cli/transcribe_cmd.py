@@ -53,7 +53,8 @@ def _formats(value: str) -> list[str]:
               "e.g. postgresql+psycopg://user@host/db).")
 @click.option("--no-db", is_flag=True, help="Do not write results to a database.")
 @click.option("--raw-rate", type=click.IntRange(min=1),
-              help="Sample rate of headerless PCM input (.raw/.pcm/.sln/.s16, s16le); required for those files.")
+              help="Sample rate in Hz of headerless PCM input (.raw/.pcm/.sln/.s16, s16le), e.g. 8000; "
+                   "required for those files.")
 @click.option("--raw-channels", type=click.IntRange(min=1), default=1, show_default=True,
               help="Channels of headerless PCM input (interleaved).")
 @click.option("--print", "print_transcript", is_flag=True,
