@@ -48,6 +48,9 @@ class TelephonySettings:
     """Seconds between 180 Ringing and 200 OK (0: answer at once); CANCEL works in this window."""
     rtp_timeout: float = 60.0
     """End a SIP call when no RTP arrived for this long (lost BYE)."""
+    sip_min_session_expires: int = 90
+    """Smallest RFC 4028 Session-Expires (seconds) we accept; a smaller one gets 422 with this as
+    Min-SE. RFC 4028 5 puts the floor at 90 s: lower it only in tests."""
     sip_tcp_idle_timeout: float = 300.0
     """Close a SIP TCP connection that carries no call and sent nothing for this long (seconds)."""
     siprec_agent_pattern: str = r"(?i)\bagent"

@@ -4,7 +4,10 @@ The call pushes frames into the pipeline's sink as RTP arrives; the server polls
 ``POLL_INTERVAL`` (one timer for all calls) to release packets whose gap waited long enough and
 to notice RTP that stopped for ``rtp_timeout`` (a BYE that never came). While the far end holds
 the call (a re-offer with ``a=inactive``/``recvonly``, ``sendonly`` after ``sendrecv``, or
-``c=0.0.0.0``) no RTP is due, so that check pauses and restarts from the un-hold.
+``c=0.0.0.0``) no RTP is due, so that check pauses and restarts from the un-hold. The same poll
+ends a call whose RFC 4028 session timer ran out (see :mod:`telephony.sip.session_timer`), held or
+not. The call also remembers the 2xx to an INVITE still waiting for its ACK, so an overlapping
+re-INVITE or UPDATE offer gets 491 (see :meth:`SipCall.overlapping`).
 It is also the pipeline's :class:`~voice.transport.CallOutput`: RTP carries nothing back, so
 ``send`` drops frames, and ``hang_up`` makes the server send BYE.
 """
@@ -23,6 +26,8 @@ from telephony.sip.mapping import CallPlan
 from telephony.sip.media import ReceiverStats, RtpReceiver, RtpStreamDecoder, open_receiver
 from telephony.sip.message import SipMessage, parse_name_addr, split_header_values, via_branch
 from telephony.sip.sdp import MediaChoice
+from telephony.sip.session_timer import SESSION_EXPIRED, SessionTimer
+from telephony.sip.transactions import T1
 from voice.frames import CallEndedFrame, CallStartedFrame, Frame
 from voice.transport import CallSink
 
@@ -74,6 +79,13 @@ class SipCall:
         self.remote_target = _contact_uri(invite)
         """Where our in-dialog requests go (the latest Contact of the far end)."""
         self.end_reason: str | None = None
+        self.session_timer: SessionTimer | None = None
+        """The RFC 4028 timer agreed in our latest 2xx (None: the session never expires)."""
+        self._session_deadline: float | None = None
+        self._refresh_at: float | None = None
+        """When we send our next session refresh (only while we are the refresher)."""
+        self._unacked: tuple[int, bool, float] | None = None
+        """(CSeq, whether it carries our offer, when sent) of a 2xx to an INVITE not ACKed yet."""
         self._initial_directions = {c.index: c.media.direction for c in choices}
         self._on_hang_up = on_hang_up
         self._loop = asyncio.get_running_loop()
@@ -154,6 +166,53 @@ class SipCall:
             log.info("call %s %s", self.call_id, "on hold" if held else "resumed")
         self.on_hold = held
 
+    def session_refreshed(self) -> None:
+        """A 2xx to the INVITE or to a refresh (theirs or ours) passed: restart the session timer."""
+        timer, now = self.session_timer, self._loop.time()
+        self._session_deadline = None if timer is None else now + timer.bye_after()
+        after = None if timer is None else timer.refresh_after()
+        self._refresh_at = None if after is None else now + after
+
+    def refresh_answered(self, response: SipMessage) -> None:
+        """The final response to our session refresh: a 2xx restarts the timer; anything else
+        leaves it to run out (RFC 4028 10: then we send BYE)."""
+        if response.status is not None and response.status < 300 and self.state != "ended":
+            self.session_refreshed()
+
+    def refresh_due(self) -> bool:
+        """True once when we are the refresher and half the interval has passed (RFC 4028 10)."""
+        if self._refresh_at is None or self._loop.time() < self._refresh_at:
+            return False
+        self._refresh_at = None  # the next one is scheduled by the 2xx to this one
+        return True
+
+    def invite_answered(self, cseq: int, *, our_offer: bool) -> None:
+        """A 2xx to INVITE ``cseq`` went out; ``our_offer``: it carries an offer, the ACK the answer."""
+        self._unacked = (cseq, our_offer, self._loop.time())
+
+    def acked(self, cseq: int) -> None:
+        """The ACK for INVITE ``cseq`` came (a stale ACK of an older one changes nothing)."""
+        if self._unacked is not None and self._unacked[0] == cseq:
+            self._unacked = None
+
+    def overlapping(self, method: str, has_offer: bool) -> bool:
+        """Whether a re-INVITE or UPDATE must get 491 Request Pending now.
+
+        A re-INVITE while the 2xx of an earlier INVITE waits for its ACK: that INVITE is still in
+        progress, which RFC 3261 14.1 forbids the UAC; as in the glare case of 14.2 it gets 491 and
+        the UAC retries after 2.1 to 4 s, by when the ACK has come. An UPDATE with an offer while our own offer
+        (in the 2xx to an offerless re-INVITE) has no answer yet (RFC 3311 5.2); after a 2xx that
+        answered, the exchange is complete and an UPDATE offer is fine. A 2xx unacknowledged past
+        Timer H blocks nothing, as its retransmissions stopped too.
+        """
+        if self._unacked is None:
+            return False
+        _, our_offer, sent_at = self._unacked
+        if self._loop.time() - sent_at > 64 * T1:
+            self._unacked = None
+            return False
+        return method == "INVITE" or (has_offer and our_offer)
+
     def _far_end_sends(self, choice: MediaChoice) -> bool:
         """Whether the far end is expected to send RTP on this m-line now."""
         media = choice.media
@@ -224,6 +283,9 @@ class SipCall:
         """Release held packets whose wait is over; the reason to end the call, if any."""
         for receiver in self.receivers.values():
             receiver.poll()
+        if self._session_deadline is not None and self._loop.time() >= self._session_deadline:
+            log.info("call %s: no session refresh in time (RFC 4028): hanging up", self.call_id)
+            return SESSION_EXPIRED  # checked before hold: SBCs refresh held calls too
         if self.on_hold:
             return None  # no RTP is due while the far end holds the call (hours, sometimes)
         latest = max((r.last_packet_at for r in self.receivers.values()), default=0.0)

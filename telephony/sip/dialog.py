@@ -6,9 +6,10 @@ Offers (RFC 3264): the body of an INVITE, re-INVITE or UPDATE is SDP or a SIPREC
 codec, direction and source; new m-lines are answered with port 0, because the pipeline's legs are
 fixed when the call starts. A refused re-offer leaves the session as it was (RFC 3261 14.2).
 
-Requests we send (BYE) follow RFC 3261 12.2.1.1: Request-URI from the far end's latest Contact,
-Route from the Record-Route set of the INVITE (loose routing; strict routers get the RFC 2543
-form), Via with the address the far end can reach us on.
+Requests we send (BYE, and UPDATE when we refresh the session timer) follow RFC 3261 12.2.1.1:
+Request-URI from the far end's latest Contact, Route from the Record-Route set of the INVITE
+(loose routing; strict routers get the RFC 2543 form), Via with the address the far end can reach
+us on.
 """
 
 from __future__ import annotations
@@ -142,3 +143,16 @@ def in_dialog_request(call: SipCall, method: str, *, transport: str, via: str) -
         ("CSeq", f"{call.local_cseq} {method}"),
     ]
     return SipMessage(method=method, uri=uri, headers=headers)
+
+
+def session_refresh(call: SipCall, *, transport: str, via: str, contact: str) -> SipMessage:
+    """Our UPDATE without SDP that refreshes the session timer we are the refresher of (RFC 4028
+    7.4); an UPDATE is a target refresh request, so it carries our Contact (RFC 3311 5.1)."""
+    update = in_dialog_request(call, "UPDATE", transport=transport, via=via)
+    interval = call.session_timer.interval if call.session_timer is not None else 0
+    update.headers += [
+        ("Contact", contact),
+        ("Supported", "timer"),
+        ("Session-Expires", f"{interval};refresher=uas"),
+    ]
+    return update

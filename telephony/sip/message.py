@@ -27,6 +27,7 @@ COMPACT_FORMS = {
     "k": "Supported",
     "s": "Subject",
     "e": "Content-Encoding",
+    "x": "Session-Expires",
 }
 _CANONICAL = {
     name.lower(): name
@@ -51,6 +52,8 @@ _CANONICAL = {
         "Content-Encoding",
         "Record-Route",
         "Route",
+        "Session-Expires",
+        "Min-SE",
     )
 } | {"cseq": "CSeq", "call-id": "Call-ID", "www-authenticate": "WWW-Authenticate"}
 REQUIRED_REQUEST_HEADERS = ("Via", "From", "To", "Call-ID", "CSeq")
@@ -213,6 +216,18 @@ def response_to(
         # order, so record-routing proxies stay on the path of ACK and BYE.
         copied += [("Record-Route", value) for value in request.get_all("Record-Route")]
     return SipMessage(status=status, reason=reason, headers=copied + list(headers), body=body)
+
+
+def option_tags(message: SipMessage, *names: str) -> set[str]:
+    """The option tags (``timer``, ``siprec``) listed in headers ``names``, lower-cased."""
+    values = [value for name in names for value in message.get_all(name)]
+    return {tag.strip().lower() for value in values for tag in value.split(",") if tag.strip()}
+
+
+def warning_header(message: str, *, code: int = 399) -> tuple[str, str]:
+    """A Warning header (RFC 3261 20.43) carrying our explanation: printable, one line, short."""
+    text = re.sub(r"[^\x20-\x7e]", " ", message)[:100] or "Bad Request"
+    return ("Warning", f'{code} nextline "{text.replace(chr(34), chr(39))}"')
 
 
 def split_header_values(values: list[str]) -> list[str]:

@@ -6,7 +6,8 @@ with a receive-only SDP answer (``;+sip.srs`` Contact for SIPREC). Over UDP the 
 or re-INVITE is re-sent until its ACK, and our BYE until its final response (see
 :mod:`telephony.sip.transactions`). A TCP connection that carries no call and sends nothing for
 ``sip_tcp_idle_timeout`` is closed. Offers in re-INVITE and UPDATE are negotiated again (see
-:mod:`telephony.sip.dialog`).
+:mod:`telephony.sip.dialog`), one at a time: else 491 (see ``SipCall.overlapping``). RFC 4028
+session timers (422, refreshes, BYE at expiry): see :mod:`telephony.sip.session_timer`.
 Bad input gets the RFC answer and touches no other call: 400 for a malformed request we can
 still address, 415 for a body that is not SDP, 420 for an unknown required extension, 482 for a
 second INVITE with a Call-ID in use, 488 when no codec or transport fits (SRTP included), 481
@@ -43,19 +44,23 @@ from telephony.sip.dialog import (
     read_offer,
     read_reoffer,
     refresh_answer,
+    session_refresh,
 )
 from telephony.sip.mapping import plan_call
 from telephony.sip.message import (
     MAX_MESSAGE_BYTES,
     REQUIRED_REQUEST_HEADERS,
     SipMessage,
+    option_tags,
     parse_message,
     response_to,
     salvage_headers,
     tag_of,
     via_branch,
+    warning_header,
 )
 from telephony.sip.sdp import negotiate
+from telephony.sip.session_timer import SessionIntervalTooSmallError, negotiate_timer
 from telephony.sip.transactions import AckTimers, ClientTransactions
 from telephony.sip.trust import SourceFilter
 from voice.errors import VoiceError
@@ -234,10 +239,8 @@ class SipServer:
         if tag_of(request.get("To") or ""):
             self._on_reinvite(request, channel)
             return
-        if unsupported := self._unsupported_extensions(request):
-            self._respond(
-                request, channel, 420, "Bad Extension", extra=(("Unsupported", unsupported),)
-            )
+        if unsupported := ", ".join(sorted(option_tags(request, "Require") - SUPPORTED_EXTENSIONS)):
+            self._respond(request, channel, 420, "Bad Extension", extra=(("Unsupported", unsupported),))
             return
         if request.call_id in self.calls:
             # A second INVITE for a Call-ID we know (a merged fork, or a reused Call-ID);
@@ -248,6 +251,7 @@ class SipServer:
         try:
             offer, recording = read_offer(request)
             choices = negotiate(offer)
+            timer = negotiate_timer(request, self.settings.sip_min_session_expires, None)
         except (UnsupportedMediaError, ProtocolError) as exc:
             self._refuse_offer(request, channel, exc)
             return
@@ -259,6 +263,7 @@ class SipServer:
             self.settings,
             self._hang_up,
         )
+        call.session_timer = timer
         # Reserve the Call-ID before the first await: a concurrent INVITE now gets 482, and a
         # CANCEL during set-up finds the call.
         self.calls[request.call_id] = call
@@ -281,7 +286,7 @@ class SipServer:
         try:
             sink = await self.handler.open_call(call.started_frame(), call)
         except VoiceError as exc:
-            self._abort(call, channel, 503, "Service Unavailable", extra=(_warning(exc.message),))
+            self._abort(call, channel, 503, "Service Unavailable", extra=(warning_header(exc.message),))
             return
         if call.state == "ended":
             call.attach_late_sink(sink)  # the pipeline sees the call start and end at once
@@ -321,9 +326,11 @@ class SipServer:
         if call.state == "early":
             self._retry_later(request, channel)  # RFC 3261 14.2: our first INVITE is pending
             return
-        if self._renegotiate(call, request, channel) is not None:
+        if self._request_pending(call, request, channel):
+            return
+        if (answered := self._renegotiate(call, request, channel)) is not None:
             ok = self._ok_in_dialog(call, request)  # no offer: ours goes in the 200
-            self._send_2xx(call, channel, request, ok, initial=False)
+            self._send_2xx(call, channel, request, ok, initial=False, offer=not answered)
 
     async def _on_update(self, request: SipMessage, channel: SipChannel) -> None:
         call = self._dialog_call(request, channel)
@@ -332,6 +339,8 @@ class SipServer:
         if call.state == "early" and request.body.strip():
             self._retry_later(request, channel)  # RFC 3311 5.2: the INVITE offer is unanswered
             return
+        if self._request_pending(call, request, channel):
+            return
         answered = self._renegotiate(call, request, channel)
         if answered is not None:
             channel.send(self._ok_in_dialog(call, request, with_sdp=answered))
@@ -339,10 +348,13 @@ class SipServer:
     def _renegotiate(self, call: SipCall, request: SipMessage, channel: SipChannel) -> bool | None:
         """Answer a re-offer: True when it had one, False without, None when refused."""
         try:
+            minimum, current = self.settings.sip_min_session_expires, call.session_timer
+            timer = negotiate_timer(request, minimum, current, invite=call.invite)
             choices = read_reoffer(call, request)
         except (UnsupportedMediaError, ProtocolError) as exc:
-            self._refuse_offer(request, channel, exc)  # the session stays as it was
+            self._refuse_offer(request, channel, exc)  # the session (and its timer) stays as it was
             return None
+        call.session_timer = timer  # the 2xx carries it and restarts it
         if choices is None:
             return False
         call.update_media(choices, request)
@@ -353,6 +365,7 @@ class SipServer:
         call = self.calls.get(request.call_id)
         if call is not None and tag_of(request.get("To") or "") == call.local_tag:
             self._acks.ack(request.call_id, request.cseq[0])
+            call.acked(request.cseq[0])
             if call.state == "answered":
                 call.state = "confirmed"
 
@@ -382,17 +395,8 @@ class SipServer:
             )
 
     async def _on_options(self, request: SipMessage, channel: SipChannel) -> None:
-        self._respond(
-            request,
-            channel,
-            200,
-            "OK",
-            extra=(
-                ("Allow", ALLOW),
-                ("Accept", "application/sdp, multipart/mixed"),
-                ("Supported", ", ".join(sorted(SUPPORTED_EXTENSIONS))),
-            ),
-        )
+        supported = ("Supported", ", ".join(sorted(SUPPORTED_EXTENSIONS)))
+        self._respond(request, channel, 200, "OK", extra=(("Allow", ALLOW), ("Accept", ACCEPT), supported))
 
     async def _on_info(self, request: SipMessage, channel: SipChannel) -> None:
         call = self._dialog_call(request, channel)
@@ -419,14 +423,17 @@ class SipServer:
             return None
         return call
 
+    def _contact(self, call: SipCall) -> str:
+        port = self.ports.get(call.channel.transport, 0)
+        contact = f"<sip:nextline@{call.channel.local_host()}:{port};transport={call.channel.transport}>"
+        return contact + (";+sip.srs" if call.plan.source == "siprec" else "")
+
     def _ok_in_dialog(self, call: SipCall, request: SipMessage, *, with_sdp: bool = True) -> bytes:
         """200 OK with our Contact and, unless told otherwise, our current SDP."""
-        port = self.ports.get(call.channel.transport, 0)
-        host = call.channel.local_host()
-        contact = f"<sip:nextline@{host}:{port};transport={call.channel.transport}>"
-        if call.plan.source == "siprec":
-            contact += ";+sip.srs"
-        headers = [("Contact", contact), ("Allow", ALLOW)]
+        headers = [("Contact", self._contact(call)), ("Allow", ALLOW)]
+        if call.session_timer is not None:
+            headers += call.session_timer.headers()
+        call.session_refreshed()  # every 2xx we send to INVITE, re-INVITE or UPDATE is one (RFC 4028 10)
         if with_sdp:
             headers.append(("Content-Type", "application/sdp"))
         ok = response_to(
@@ -443,15 +450,27 @@ class SipServer:
         return self.settings.media_address or channel.local_host()
 
     def _refuse_offer(self, request: SipMessage, channel: SipChannel, exc: VoiceError) -> None:
-        """415 for a body that is not SDP, 488 for media we cannot take, 400 for bad SDP."""
-        if isinstance(exc, UnsupportedBodyError):
-            accept = (("Accept", ACCEPT), _warning(exc.message))
+        """415 for a body that is not SDP, 488 for media we cannot take, 422 for a too short
+        Session-Expires, 400 for bad SDP or headers."""
+        if isinstance(exc, SessionIntervalTooSmallError):
+            extra = (("Min-SE", str(exc.min_se)), warning_header(exc.message))
+            self._respond(request, channel, 422, "Session Interval Too Small", extra=extra)
+        elif isinstance(exc, UnsupportedBodyError):
+            accept = (("Accept", ACCEPT), warning_header(exc.message))
             self._respond(request, channel, 415, "Unsupported Media Type", extra=accept)
         elif isinstance(exc, UnsupportedMediaError):
-            warning = (_warning(exc.message, code=304),)
+            warning = (warning_header(exc.message, code=304),)
             self._respond(request, channel, 488, "Not Acceptable Here", extra=warning)
         else:
-            self._respond(request, channel, 400, "Bad Request", extra=(_warning(exc.message),))
+            self._respond(request, channel, 400, "Bad Request", extra=(warning_header(exc.message),))
+
+    def _request_pending(self, call: SipCall, request: SipMessage, channel: SipChannel) -> bool:
+        """491 to a re-INVITE or UPDATE offer that overlaps an INVITE of the dialog (see
+        ``SipCall.overlapping``); the UAC retries after a random 2.1 to 4 s (RFC 3261 14.1)."""
+        if not call.overlapping(request.method or "", bool(request.body.strip())):
+            return False
+        self._respond(request, channel, 491, "Request Pending")
+        return True
 
     def _retry_later(self, request: SipMessage, channel: SipChannel) -> None:
         retry = ("Retry-After", str(random.randint(1, 10)))  # not a secret: spreads retries (RFC 3261 14.2)
@@ -501,19 +520,10 @@ class SipServer:
             400,
             "Bad Request",
             to_tag=uuid.uuid4().hex[:10],
-            headers=(_warning(error.message),),
+            headers=(warning_header(error.message),),
         )
         self.stats.responses_sent[400] += 1
         channel.send(response.to_bytes())
-
-    def _unsupported_extensions(self, request: SipMessage) -> str:
-        required = {
-            tag.strip().lower()
-            for value in request.get_all("Require")
-            for tag in value.split(",")
-            if tag.strip()
-        }
-        return ", ".join(sorted(required - SUPPORTED_EXTENSIONS))
 
     def _hang_up(self, call: SipCall, reason: str) -> None:
         self._send_bye(call)
@@ -526,6 +536,12 @@ class SipServer:
         bye = in_dialog_request(call, "BYE", transport=call.channel.transport, via=via)
         self._client.send(bye, call.channel)  # retransmits in the background; the call ends now
 
+    def _refresh_session(self, call: SipCall) -> None:
+        """Our UPDATE refreshing a session we are the refresher of; no 2xx: it expires (BYE)."""
+        via = f"{call.channel.local_host()}:{self.ports.get(call.channel.transport, 0)}"
+        update = session_refresh(call, transport=call.channel.transport, via=via, contact=self._contact(call))
+        self._client.send(update, call.channel, on_final=call.refresh_answered)
+
     def _end(self, call: SipCall, reason: str) -> None:
         report = call.finish(reason)
         self.calls.pop(call.sip_call_id, None)
@@ -533,9 +549,11 @@ class SipServer:
         self.reports.append(report)
 
     def _send_2xx(
-        self, call: SipCall, channel: SipChannel, request: SipMessage, ok: bytes, *, initial: bool
+        self, call: SipCall, channel: SipChannel, request: SipMessage, ok: bytes, *, initial: bool, offer: bool = False
     ) -> None:
-        """Send a 2xx to an INVITE; over UDP re-send it until its ACK (RFC 3261 13.3.1.4)."""
+        """Send a 2xx to an INVITE (``offer``: with our offer, answered in the ACK); over UDP re-send
+        it until its ACK (RFC 3261 13.3.1.4)."""
+        call.invite_answered(request.cseq[0], our_offer=offer)  # until the ACK, see overlapping
         if channel.transport == "udp":
             self._acks.expect(call.sip_call_id, request.cseq[0])  # before an ACK can arrive
             self._spawn(self._await_ack(call, channel, request.cseq[0], ok, initial=initial))
@@ -563,8 +581,12 @@ class SipServer:
         while True:
             await asyncio.sleep(POLL_INTERVAL)
             for call in list(self.calls.values()):
-                if call.state in ("answered", "confirmed") and (reason := call.poll()):
+                if call.state not in ("answered", "confirmed"):
+                    continue
+                if reason := call.poll():
                     self._hang_up(call, reason)
+                elif call.refresh_due():
+                    self._refresh_session(call)
 
     async def _housekeeping(self) -> None:
         while True:
@@ -576,13 +598,3 @@ class SipServer:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _reason(message: str) -> str:
-    """A reason phrase: printable, one line, short."""
-    return re.sub(r"[^\x20-\x7e]", " ", message)[:100] or "Bad Request"
-
-
-def _warning(message: str, *, code: int = 399) -> tuple[str, str]:
-    """A Warning header (RFC 3261 20.43) carrying our explanation."""
-    return ("Warning", f'{code} nextline "{_reason(message).replace(chr(34), chr(39))}"')

@@ -1,5 +1,5 @@
 """SIP transaction timers our UAS runs itself (RFC 3261 17): the 2xx to an INVITE until its ACK,
-and the non-INVITE client transaction of the BYEs we send.
+and the non-INVITE client transaction of the BYEs (and session-refresh UPDATEs) we send.
 
 2xx to INVITE and re-INVITE (RFC 3261 13.3.1.4): the transaction layer of a UAS forgets an
 INVITE once it sent a 2xx, so the UAS core re-sends the 2xx over UDP with T1 doubling to T2 until
@@ -92,10 +92,12 @@ class _ClientTransaction:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     proceeding: bool = False
     """A provisional response came: retransmit every T2 from now on (RFC 3261 17.1.2.2)."""
+    on_final: Callable[[SipMessage], None] | None = None
+    """Told the first final response (retransmitted copies are absorbed, not told)."""
 
 
 class ClientTransactions:
-    """Non-INVITE client transactions for the requests we send (BYE)."""
+    """Non-INVITE client transactions for the requests we send (BYE, UPDATE)."""
 
     def __init__(self) -> None:
         self._open: dict[TransactionKey, _ClientTransaction] = {}
@@ -105,11 +107,14 @@ class ClientTransactions:
     def __len__(self) -> int:
         return len(self._open)
 
-    def send(self, request: SipMessage, channel: SipChannel) -> None:
-        """Send ``request`` now and run its transaction in the background."""
+    def send(
+        self, request: SipMessage, channel: SipChannel, on_final: Callable[[SipMessage], None] | None = None
+    ) -> None:
+        """Send ``request`` now and run its transaction in the background; ``on_final`` is told its
+        final response (never called when Timer F passes without one)."""
         cseq, method = request.cseq
         key = (via_branch(request.get("Via") or ""), request.call_id, cseq, method)
-        transaction = _ClientTransaction(request, channel)
+        transaction = _ClientTransaction(request, channel, on_final=on_final)
         self._open[key] = transaction
         channel.send(request.to_bytes())
         task = asyncio.create_task(self._run(key, transaction))
@@ -127,6 +132,8 @@ class ClientTransactions:
         if transaction is None or response.status is None:
             return False
         if response.status >= 200:
+            if transaction.on_final is not None and not transaction.done.is_set():
+                transaction.on_final(response)
             transaction.done.set()
         else:
             transaction.proceeding = True

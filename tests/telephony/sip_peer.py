@@ -142,6 +142,16 @@ class SipPeer:
             self.closed.set()
 
 
+async def drain(peer: SipPeer, seconds: float) -> list[SipMessage]:
+    """Every response that arrives within ``seconds``."""
+    seen: list[SipMessage] = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while True:
+                seen.append(await peer.responses.get())
+    return seen
+
+
 class RtpSender:
     """Sends RTP from one UDP socket to a port on 127.0.0.1."""
 

@@ -4,7 +4,6 @@ set-up races (CANCEL, duplicate Call-ID, failing pipeline), re-offers and hold, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 
 import numpy as np
@@ -15,7 +14,7 @@ from telephony.sip import server as server_module
 from telephony.sip.message import SipMessage
 from telephony.sip.sdp import parse_sdp
 from tests.telephony.fakes import CollectingHandler, RecordedCall
-from tests.telephony.sip_peer import PCMU_OFFER, RtpSender, SipPeer, sip_server
+from tests.telephony.sip_peer import PCMU_OFFER, RtpSender, SipPeer, drain, sip_server
 from voice.frames import AudioFrame, CallEndedFrame, CallStartedFrame
 from voice.transport import CallOutput
 
@@ -40,16 +39,6 @@ class SlowHandler(CollectingHandler):
             self.failures -= 1
             raise RuntimeError("bug in the pipeline")  # not a VoiceError
         return await super().open_call(started, output)
-
-
-async def drain(peer: SipPeer, seconds: float) -> list[SipMessage]:
-    """Every response that arrives within ``seconds``."""
-    seen: list[SipMessage] = []
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            while True:
-                seen.append(await peer.responses.get())
-    return seen
 
 
 def raw_request(peer: SipPeer, method: str, cseq: str, *, length: str = "0", call_id: str = "raw") -> bytes:
