@@ -11,6 +11,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from voice.cli import cli
+from voice.config import load_config
+from voice.store import Store
 
 pytestmark = pytest.mark.unit
 
@@ -169,20 +171,20 @@ def test_registry_list_refuses_an_unknown_tenant(tmp_path: Path) -> None:
     assert "no models of tenant 'nosuch'" in output
 
 
-def test_readers_of_the_default_database_name_the_servers_database(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_readers_default_to_the_servers_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`voice serve` with no --db writes data/nextline.db; `voice train --feedback`, `voice
-    feedback export` and `voice ab report` read ./nextline.db. The refusal said only "give the
-    --db URL the server writes to", not where that is; a server URL's password stays hidden."""
+    feedback export` and `voice ab` read ./nextline.db, so after the README's server they found
+    no database (or another one). Now every command defaults to the server's database."""
     monkeypatch.chdir(tmp_path)
     for name in ("NEXTLINE_DATABASE_URL", "NEXTLINE_DB_URL", "NEXTLINE_DATA_DIR"):
         monkeypatch.delenv(name, raising=False)
-    output = _one_line_error(_run("feedback", "export", "--out", str(tmp_path / "f.jsonl")))
-    assert f"writes to --db sqlite:///{tmp_path / 'data' / 'nextline.db'}" in output
-    monkeypatch.setenv("NEXTLINE_DB_URL", "postgresql+psycopg://nl:s3cret@127.0.0.1:5999/calls")
-    output = _one_line_error(_run("feedback", "export", "--out", str(tmp_path / "f.jsonl")))
-    assert "postgresql+psycopg://nl:***@127.0.0.1:5999/calls" in output and "s3cret" not in output
+    export = ("feedback", "export", "--out", str(tmp_path / "f.jsonl"))
+    output = _one_line_error(_run(*export))
+    assert f"no database at {tmp_path / 'data' / 'nextline.db'}" in output
+    Store.open(load_config(environ={}).database_url).close()  # what `voice serve` creates
+    assert _run(*export).exit_code == 0
+    monkeypatch.setenv("NEXTLINE_DB_URL", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    assert f"no database at {tmp_path / 'elsewhere.db'}" in _one_line_error(_run(*export))
 
 
 @pytest.mark.parametrize(("name", "text"), [("ab.json", "{experiment: e1}"), ("ab.yaml", "arms: [")])

@@ -34,8 +34,7 @@ def ab_group() -> None:
 @click.option(
     "--db",
     "db_url",
-    help="Database URL (default: $NEXTLINE_DATABASE_URL or ./nextline.db; `voice serve` with no "
-    "--db writes to sqlite:///data/nextline.db).",
+    help="Database URL (default: the one `voice serve` uses, $NEXTLINE_DB_URL or data/nextline.db).",
 )
 def assign(
     split_file: Path, call_id: str, agent_id: str | None, record: bool, db_url: str | None
@@ -86,8 +85,7 @@ def assign(
     "--db",
     "db_url",
     help="Database with the feedback (and outcomes) of the experiment's calls (default: "
-    "$NEXTLINE_DATABASE_URL or ./nextline.db; `voice serve` with no --db writes to "
-    "sqlite:///data/nextline.db).",
+    "the one `voice serve` uses, $NEXTLINE_DB_URL or data/nextline.db).",
 )
 @click.option(
     "--outcomes",
@@ -314,8 +312,7 @@ def feedback_group() -> None:
 @click.option(
     "--db",
     "db_url",
-    help="Database URL (default: $NEXTLINE_DATABASE_URL or ./nextline.db; `voice serve` with no "
-    "--db writes to sqlite:///data/nextline.db).",
+    help="Database URL (default: the one `voice serve` uses, $NEXTLINE_DB_URL or data/nextline.db).",
 )
 @click.option("--tenant", help="Only this tenant's feedback.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), required=True,

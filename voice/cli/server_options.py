@@ -38,26 +38,9 @@ def existing_database(db_url: str | None) -> str:
         if not Path(database).expanduser().is_file():
             raise click.ClickException(
                 f"no database at {database}: give the --db URL the server writes to "
-                "(or set NEXTLINE_DATABASE_URL)" + ("" if db_url else _server_database_hint())
+                "(or set NEXTLINE_DB_URL, as for voice serve)"
             )
     return url
-
-
-def _server_database_hint() -> str:
-    """Where `voice serve` writes when given no --db: not ./nextline.db but SQLite in its --data-dir
-    (``NEXTLINE_DB_URL`` / ``NEXTLINE_DATA_DIR``), so a newcomer who ran the server with its
-    defaults is pointed at its database."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    from voice.config import load_config
-    from voice.errors import VoiceError
-
-    try:
-        server_url = make_url(load_config().database_url).render_as_string(hide_password=True)
-    except (VoiceError, ArgumentError):
-        return ""
-    return f"; `voice serve` without --db writes to --db {server_url}"
 
 
 def open_server_store(db_url: str | None, data_dir: str | None, config_file: Path | None, *,

@@ -101,8 +101,7 @@ def load_conversations(path: Path) -> list:
 @click.option(
     "--db",
     "db_url",
-    help="Database URL for --feedback (default: $NEXTLINE_DATABASE_URL or ./nextline.db; "
-    "`voice serve` with no --db writes to sqlite:///data/nextline.db).",
+    help="Database URL for --feedback (default: the one `voice serve` uses, $NEXTLINE_DB_URL or data/nextline.db).",
 )
 @click.option(
     "--feedback-file",

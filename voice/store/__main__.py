@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument(
             "--url",
             default=None,
-            help="SQLAlchemy URL (default: $NEXTLINE_DATABASE_URL or ./nextline.db)",
+            help="SQLAlchemy URL (default: the one voice serve uses, $NEXTLINE_DB_URL or data/nextline.db)",
         )
     rev = sub.add_parser(
         "revision", help="write a new revision file into voice/store/migrations/versions"

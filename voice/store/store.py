@@ -34,7 +34,13 @@ from voice.store.migrate import head_revision, upgrade
 from voice.store.tables import CallRow, CallStatus, EntityRow, SegmentRow, SpeakerRow
 from voice.transcript import CallTranscript
 
+SERVER_DB_URL_ENV = "NEXTLINE_DB_URL"
+"""The server's database URL (``ServerConfig.db_url``): the one every command defaults to."""
 DATABASE_URL_ENV = "NEXTLINE_DATABASE_URL"
+"""Older name, still read when ``NEXTLINE_DB_URL`` is not set."""
+DATA_DIR_ENV = "NEXTLINE_DATA_DIR"
+DEFAULT_DATA_DIR = "data"
+"""``ServerConfig.data_dir``'s default: the server's SQLite file lives there."""
 DEFAULT_DB_FILE = "nextline.db"
 _URL_HINT = "use sqlite:///path/to/nextline.db or postgresql+psycopg://user:password@host:5432/db"
 
@@ -76,8 +82,16 @@ class CallOwner:
 
 
 def default_url() -> str:
-    """``$NEXTLINE_DATABASE_URL``, else a SQLite file ``nextline.db`` in the working directory."""
-    return os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{Path.cwd() / DEFAULT_DB_FILE}"
+    """The database ``voice serve`` uses with no ``--db``: ``$NEXTLINE_DB_URL``, else SQLite
+    ``nextline.db`` in ``$NEXTLINE_DATA_DIR`` (default ``data``), so that ``voice train --feedback``,
+    ``voice feedback``, ``voice ab`` and ``python -m voice.store`` read what the server wrote.
+    ``$NEXTLINE_DATABASE_URL`` (what they read before, with ``./nextline.db``) still counts when
+    set and ``$NEXTLINE_DB_URL`` is not."""
+    url = os.environ.get(SERVER_DB_URL_ENV) or os.environ.get(DATABASE_URL_ENV)
+    if url:
+        return url
+    data_dir = Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+    return f"sqlite:///{(data_dir / DEFAULT_DB_FILE).resolve()}"
 
 
 def create_engine_for(url: str | URL) -> Engine:
@@ -168,7 +182,7 @@ class Store:
             error = StorageError(
                 f"{safe_url} is at a schema revision unknown to this nextline "
                 f"(head {head_revision()}): {exc}",
-                hint="upgrade nextline, or point NEXTLINE_DATABASE_URL at another database",
+                hint="upgrade nextline, or point NEXTLINE_DB_URL at another database",
             )
             error.retryable = False
             raise error from exc
