@@ -244,13 +244,7 @@ def greedy_decode(
             if alive == 0:
                 break
             pos = width + step
-            target = 1 << (alive - 1).bit_length()  # the running rows' power-of-two bucket
-            if alive < compact_below * len(state.index) and target < len(state.index):
-                order = torch.argsort(state.done.to(torch.int8), stable=True)  # running first
-                keep = order[:target]
-                state.keep(keep)
-                token = token[keep]
-                lease.move(state)
+            token = _compact(state, token, alive, compact_below, lease)
             state.valid[:, pos] = True
             positions = (pos - state.pads)[:, None]
             if lease.graph is not None:
@@ -263,6 +257,23 @@ def greedy_decode(
     finally:
         lease.release()
     return _collect(state, budget_list, vocab, start.no_speech)
+
+
+def _compact(
+    state: _Running, token: torch.Tensor, alive: int, below: float, lease: _GraphLease
+) -> torch.Tensor:
+    """Drop finished rows once fewer than ``below`` of the batch run; return the kept tokens.
+
+    The batch shrinks to the running rows' power-of-two bucket (running rows first), so later
+    steps cost what the live rows need and still find a captured graph of their size.
+    """
+    target = 1 << (alive - 1).bit_length()
+    if alive >= below * len(state.index) or target >= len(state.index):
+        return token
+    keep = torch.argsort(state.done.to(torch.int8), stable=True)[:target]
+    state.keep(keep)
+    lease.move(state)
+    return token[keep]
 
 
 class _GraphLease:

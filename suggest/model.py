@@ -34,7 +34,7 @@ from suggest.encoder import encoder_files
 from suggest.encoder.spec import EncoderSpec
 from suggest.errors import ModelFormatError
 from suggest.policy import LinearPolicy, OutcomeModel, WhyStats
-from suggest.realise import Exemplar, ExemplarBank, Slot
+from suggest.realise import REPEAT_COSINE, Exemplar, ExemplarBank, Slot
 from suggest.specs import Specifications
 from suggest.state import Vocabulary
 
@@ -203,7 +203,13 @@ def _load_model(directory: Path) -> SuggestionModel:
             w["why.lost_any"],
             w["why.calls"],
         ),
-        bank=ExemplarBank(exemplars, w["exemplar.contexts"], w["exemplar.texts"], specs.n_actions),
+        bank=ExemplarBank(
+            exemplars,
+            w["exemplar.contexts"],
+            w["exemplar.texts"],
+            specs.n_actions,
+            repeat_cosine=float(manifest.get("repeat_cosine", REPEAT_COSINE)),
+        ),
         encoder=EncoderSpec.from_dict(manifest["encoder"]),
         manifest={
             k: v

@@ -27,7 +27,9 @@ PERSONAL_LABELS = frozenset(
 OWN_AGENT_MARGIN = 0.05
 """An exemplar of the current agent wins when its context fit is within this of the best."""
 REPEAT_COSINE = 0.92
-"""Exemplars this close to the agent's previous turn would repeat it: skipped."""
+"""Exemplars this close to the agent's previous turn would repeat it: skipped. In the full
+MiniLM's space; a model with another encoder carries its own value (``repeat_cosine`` in its
+manifest), set where its space marks the same share of an agent's consecutive turns as repeats."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +70,17 @@ class ExemplarBank:
     """Exemplars with their context vectors, grouped by action for a copy-free lookup."""
 
     def __init__(
-        self, exemplars: Sequence[Exemplar], contexts: np.ndarray, texts: np.ndarray, n_actions: int
+        self,
+        exemplars: Sequence[Exemplar],
+        contexts: np.ndarray,
+        texts: np.ndarray,
+        n_actions: int,
+        *,
+        repeat_cosine: float = REPEAT_COSINE,
     ) -> None:
         """``contexts``/``texts``: unit vectors (context before the turn, the turn itself)."""
+        self.repeat_cosine = repeat_cosine
+        """Cosine to the agent's previous turn from which an exemplar counts as a repeat."""
         self.exemplars = list(exemplars)
         self.contexts = contexts
         self.texts = texts
@@ -111,7 +121,7 @@ class ExemplarBank:
             return None
         fit = self._contexts[action] @ context
         if last_agent is not None:
-            fit[(self._texts[action] @ last_agent) >= REPEAT_COSINE] = -np.inf
+            fit[(self._texts[action] @ last_agent) >= self.repeat_cosine] = -np.inf
         for position, labels in self._personal[action]:
             if not labels <= entity_values.keys():
                 fit[position] = -np.inf

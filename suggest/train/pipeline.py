@@ -36,7 +36,11 @@ from suggest.train.dataset import (
     replay,
     why_statistics,
 )
-from suggest.train.encoders import prepare_encoder, reference_embedder
+from suggest.train.encoders import (
+    prepare_encoder,
+    reference_embedder,
+    repeat_cosine_in_own_space,
+)
 from suggest.train.feedback_rows import FeedbackSignal, feedback_signal, feedback_texts
 from suggest.train.policy_fit import fit_policies
 from suggest.train.texts import EntityTuple, embed_all, entity_lookup, extract_all
@@ -94,10 +98,7 @@ def train(
     texts = [t.text for c in chosen for t in c.turns] + feedback_texts(feedback)
     vectors = embed_all(texts, encoder, cache_dir)
     lap("embed")
-    extracted: dict[str, list[EntityTuple]] = {}
-    if config.entities:
-        say("extracting entities")
-        extracted = extract_all([t for c in chosen for t in c.turns], cache_dir)
+    extracted = _entities(chosen, config, cache_dir, say)
     lap("entities")
     say("clustering actions and intents")
     # The full MiniLM when this encoder has another space: K is chosen there, relevance scored.
@@ -112,13 +113,10 @@ def train(
     )
     if tuning is not None:
         model.manifest["tuning"] = tuning.to_dict()
-    # A new model is written out of sight and appears whole: a server resolving the tenant's
-    # newest model never loads it half-written (an existing --out folder is rewritten in place).
-    work = out_dir if out_dir.exists() else staging_dir(out_dir)
-    if work != out_dir and work.is_dir() and any(work.iterdir()):
-        shutil.rmtree(work)  # a crashed run's leftovers (an empty one: new_version's reservation)
-    work.mkdir(parents=True, exist_ok=True)
-    save_model(model, work, encoder_dir)
+    repeat = repeat_cosine_in_own_space(chosen, vectors, reference) if reference else None
+    if repeat is not None:  # MiniLM models keep REPEAT_COSINE (and their manifests as they were)
+        model.bank.repeat_cosine = model.manifest["repeat_cosine"] = repeat
+    work = _save_out_of_sight(model, out_dir, encoder_dir)
     lap("save")
     if config.evaluate_heldout and config.split == "train":
         say("evaluating on the held-out split")
@@ -129,6 +127,31 @@ def train(
     return TrainResult(
         out_dir, model, time.perf_counter() - started, timings, time.process_time() - cpu_started
     )
+
+
+def _entities(
+    chosen: Sequence[Conversation], config: TrainConfig, cache_dir: Path, say: Hook
+) -> dict[str, list[EntityTuple]]:
+    """Entities of every turn (cached), or none when ``config.entities`` is off."""
+    if not config.entities:
+        return {}
+    say("extracting entities")
+    return extract_all([t for c in chosen for t in c.turns], cache_dir)
+
+
+def _save_out_of_sight(model: SuggestionModel, out_dir: Path, encoder_dir: Path) -> Path:
+    """Save ``model`` where it is built; return that folder (``out_dir`` itself if it exists).
+
+    A new model is written out of sight and appears whole (:func:`_publish`): a server resolving
+    the tenant's newest model never loads it half-written. An existing --out folder is rewritten
+    in place.
+    """
+    work = out_dir if out_dir.exists() else staging_dir(out_dir)
+    if work != out_dir and work.is_dir() and any(work.iterdir()):
+        shutil.rmtree(work)  # a crashed run's leftovers (an empty one: new_version's reservation)
+    work.mkdir(parents=True, exist_ok=True)
+    save_model(model, work, encoder_dir)
+    return work
 
 
 def _publish(work: Path, out_dir: Path) -> None:

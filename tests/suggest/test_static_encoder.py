@@ -187,3 +187,54 @@ def test_the_qa_page_scores_a_static_model_in_minilm_space_without_caching_call_
     actual, shown = minilm.encode([turns[index].text, suggestions[0]["text"]])
     assert suggestions[0]["similarity"] == pytest.approx(float(shown @ actual), abs=2e-4)
     assert cached == []
+
+
+def test_a_cheaper_space_places_its_own_repeat_threshold(
+    static_model: TrainResult, conversations: list[Conversation]
+) -> None:
+    """MiniLM's REPEAT_COSINE (0.92) marks an exemplar as a repeat of the agent's last turn. The
+    static space crowds turns together, so its threshold is placed where it marks the same share
+    of an agent's consecutive turns as MiniLM's does; with too few repeats to place it, none."""
+    import dataclasses
+
+    from suggest.realise import REPEAT_COSINE
+    from suggest.train.encoders import MIN_REPEATS, reference_embedder, repeat_cosine_in_own_space
+
+    encoder = load_encoder(static_model.directory / "encoder")
+    reference = reference_embedder(TrainConfig(encoder="static"), _cache())
+    assert reference is not None
+
+    def vectors(chosen: list[Conversation]) -> dict[str, np.ndarray]:
+        texts = sorted({t.text for c in chosen for t in c.turns})
+        return dict(zip(texts, encoder.encode(texts), strict=True))
+
+    assert repeat_cosine_in_own_space(conversations, vectors(conversations), reference) is None
+    assert static_model.model.bank.repeat_cosine == REPEAT_COSINE  # the slice repeats too little
+
+    # Real conversations, some ending with the agent saying their last turn again (case and end
+    # punctuation aside): the repeats the filter is for.
+    def said_again(c: Conversation) -> Conversation:
+        last = [t for t in c.turns if t.role == "agent"][-1].text
+        return dataclasses.replace(c, turns=(*c.turns, Turn("agent", last.lower().rstrip(".!? "))))
+
+    chosen = [said_again(c) for c in conversations[: 2 * MIN_REPEATS]] + conversations[
+        2 * MIN_REPEATS :
+    ]
+    own = vectors(chosen)
+    threshold = repeat_cosine_in_own_space(chosen, own, reference)
+    assert threshold is not None and REPEAT_COSINE < threshold < 1.0
+    pairs = [
+        (a.text, b.text)
+        for c in chosen
+        for a, b in zip(
+            [t for t in c.turns if t.role == "agent"],
+            [t for t in c.turns if t.role == "agent"][1:],
+            strict=False,
+        )
+    ]
+    firsts, seconds = zip(*pairs, strict=True)
+    reference_share = np.mean(
+        np.sum(reference(list(firsts)) * reference(list(seconds)), 1) >= REPEAT_COSINE
+    )
+    own_share = np.mean([own[a] @ own[b] >= threshold for a, b in pairs])
+    assert abs(own_share - reference_share) <= 1.5 / len(pairs)
