@@ -159,8 +159,14 @@ class ModelRegistry:
         if len(parts) == 2 and all(_SAFE_NAME.match(part) for part in parts):
             if (self.root / parts[0] / parts[1] / "manifest.json").is_file():
                 return self.root / parts[0] / parts[1]
-        if len(parts) == 1 and _SAFE_NAME.match(parts[0]):
+        a_folder = path.is_dir() and not (self.root / parts[0]).is_dir()
+        if len(parts) == 1 and _SAFE_NAME.match(parts[0]) and not a_folder:
             return self.served(parts[0])
+        if a_folder:  # e.g. a transcript --out folder, or a registry root given for a model
+            raise ModelFormatError(
+                f"{text!r} is a folder but not a model: it has no manifest.json",
+                hint="pass a model directory (MODELS/<tenant>/<version>, as `voice train` writes) or <tenant>",
+            )
         raise ModelFormatError(
             f"no model at {text!r} (registry {self.root})",
             hint="train one with `voice train` or pass its directory",

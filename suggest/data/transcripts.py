@@ -146,7 +146,8 @@ def import_transcripts(src: Path, outcomes_csv: Path, tenant: str = "default") -
                 meta={"source": f"transcript:{path.name}"},
             )
         )
-    report.notes.append(f"{dropped_unknown} segments with role 'unknown' dropped")
+    if dropped_unknown:
+        report.notes.append(f"{dropped_unknown} segments with role 'unknown' dropped")
     return report
 
 
@@ -184,7 +185,8 @@ def import_stored_calls(calls: Iterable[StoredCall], tenant: str) -> ImportRepor
         report.notes.append(
             f"{unlabelled} calls have no outcome yet (PUT /api/calls/{{id}}/outcome): left out"
         )
-    report.notes.append(f"{dropped_unknown} segments with role 'unknown' dropped")
+    if dropped_unknown:
+        report.notes.append(f"{dropped_unknown} segments with role 'unknown' dropped")
     return report
 
 

@@ -244,3 +244,14 @@ def test_evaluate_and_compare_on_no_conversations_fail_instead_of_reporting_p_1(
     empty_a = EvaluationReport([], 0, 0, "acme/v1")
     with pytest.raises(NothingToCompareError, match="no common agent turn"):
         compare_reports(empty_a, EvaluationReport([], 0, 0, "globex/v1"))
+
+
+def test_a_folder_that_is_no_model_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--suggest-model out` (a transcript folder) said "tenant 'out' has no model"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    registry = ModelRegistry(tmp_path / "models")
+    with pytest.raises(ModelFormatError, match="'out' is a folder but not a model: it has no manifest.json"):
+        registry.resolve("out")
+    with pytest.raises(ModelFormatError, match="tenant 'acme' has no model"):
+        registry.resolve("acme")  # no such folder here: a tenant name

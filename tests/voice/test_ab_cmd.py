@@ -142,3 +142,12 @@ def test_assign_record_refuses_an_arm_the_split_no_longer_has(tmp_path: Path) ->
     stored = json.loads(first.output)["arm"]
     assert f"was recorded in arm '{stored}'" in again.output
     assert "arms: baseline, candidate" in again.output
+
+
+def test_report_without_experiment_calls_says_so_instead_of_a_table_of_nan(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'calls.db'}"
+    Store.open(db).close()
+    result = _report("--split", str(_split_file(tmp_path)), "--db", db)
+    assert result.exit_code == 0, result.output
+    assert "no calls of experiment 'e1' yet" in result.output
+    assert not re.search(r"\bnan\b", result.output)

@@ -126,9 +126,15 @@ def report(
     )
     calls = _call_facts(events, database_outcomes, file_outcomes)
     experiment = experiment_records(split, calls, assignments)
-    reports = ab_report(experiment.records, [a.name for a in split.arms])
-    _print_report(reports)
-    _print_lift(reports, lift)
+    if experiment.records:
+        reports = ab_report(experiment.records, [a.name for a in split.arms])
+        _print_report(reports)
+        _print_lift(reports, lift)
+    else:  # a table of nan rates said nothing
+        click.echo(
+            f"no calls of experiment {split.experiment!r} yet: none was assigned (`voice ab assign "
+            "--record`) or served by a model of its tenants; nothing to compare"
+        )
     for note in experiment.notes:
         click.echo(f"note: {note}", err=True)
     for issue in issues:
