@@ -208,3 +208,26 @@ def test_suggest_refuses_an_empty_dialogues_file(tmp_path: Path) -> None:
     )  # fmt: skip
     assert f"no conversations in {empty}" in output
     assert not out.exists()
+
+
+def test_an_earlier_releases_database_is_still_read_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, these commands defaulted to ./nextline.db: a new empty data/nextline.db beside it
+    would hide its rows (A/B assignments) without a word."""
+    from voice.store import default_url
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("NEXTLINE_DATABASE_URL", "NEXTLINE_DB_URL", "NEXTLINE_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    Store.open(f"sqlite:///{tmp_path / 'nextline.db'}").close()
+    with caplog.at_level("WARNING"):
+        assert default_url() == f"sqlite:///{tmp_path / 'nextline.db'}"
+    assert "the earlier default" in caplog.text and str(tmp_path / "data" / "nextline.db") in caplog.text
+    Store.open(load_config(environ={}).database_url).close()  # the server's, once it exists
+    assert default_url() == f"sqlite:///{tmp_path / 'data' / 'nextline.db'}"
+    monkeypatch.setenv("NEXTLINE_DB_URL", "sqlite:///a.db")
+    monkeypatch.setenv("NEXTLINE_DATABASE_URL", "sqlite:///b.db")
+    with caplog.at_level("WARNING"):
+        assert default_url() == "sqlite:///a.db"
+    assert "name different databases" in caplog.text

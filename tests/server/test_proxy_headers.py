@@ -67,3 +67,32 @@ def test_trusted_proxies_must_be_addresses_or_networks() -> None:
         with pytest.raises(ConfigError, match="trusted_proxies") as caught:
             load_config(environ={"NEXTLINE_TRUSTED_PROXIES": bad})
         assert "IP address or network" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("setting", "peer", "believed"),
+    [
+        (" * ", "198.51.100.9", True),  # spaces around "*" (uvicorn took " *" for a host name)
+        ("10.0.0.0/8", "::ffff:10.0.0.5", True),  # an IPv4 proxy on a dual-stack listener
+        ("192.168.1.5", "::ffff:192.168.1.5", True),
+        ("10.0.0.0/8", "::ffff:11.0.0.5", False),
+        ("10.0.0.0/8", "11.0.0.5", False),
+    ],
+)
+def test_the_trusted_proxy_setting_reaches_uvicorn_as_meant(setting: str, peer: str, believed: bool) -> None:
+    import asyncio
+
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    from voice.server.app import trusted_proxy_list
+
+    seen: dict[str, object] = {}
+
+    async def app(scope: dict, receive: object, send: object) -> None:
+        seen.update(scheme=scope["scheme"], client=scope["client"])
+
+    scope = {"type": "http", "scheme": "http", "client": (peer, 5000), "headers": [
+        (b"x-forwarded-proto", b"https"), (b"x-forwarded-for", b"203.0.113.7")]}
+    asyncio.run(ProxyHeadersMiddleware(app, trusted_hosts=trusted_proxy_list(setting))(scope, None, None))
+    assert (seen["scheme"] == "https") is believed
+    assert (seen["client"][0] == "203.0.113.7") is believed  # type: ignore[index]

@@ -7,6 +7,7 @@ from the telephony package, resolved by dotted path (voice never imports telepho
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import time
@@ -96,14 +97,29 @@ def _trust_proxies(app: FastAPI, config: ServerConfig) -> None:
     middleware, added last so it runs first): the scheme then makes the session cookie Secure
     behind a TLS-terminating proxy, and the client address is the one the access log records.
 
-    In the app rather than in ``uvicorn.run`` so that it holds however the app is served; uvicorn's
-    own check (``FORWARDED_ALLOW_IPS``, 127.0.0.1 and ::1 by default) still runs before it.
+    In the app rather than in ``uvicorn.run`` so that it holds however the app is served;
+    ``voice serve`` and ``voice demo`` turn uvicorn's own check off, so this one alone decides.
     """
-    if not config.trusted_proxies.strip():
+    proxies = trusted_proxy_list(config.trusted_proxies)
+    if not proxies:
         return
     from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=config.trusted_proxies)
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
+
+
+def trusted_proxy_list(setting: str) -> list[str]:
+    """The setting's entries, stripped, each IPv4 one also in its IPv4-mapped IPv6 form: on a
+    dual-stack listener (``--host ::``) an IPv4 proxy's address arrives as ``::ffff:10.0.0.5``."""
+    entries = [item.strip() for item in setting.split(",") if item.strip()]
+    if entries == ["*"]:
+        return entries
+    mapped = []
+    for entry in entries:
+        network = ipaddress.ip_network(entry)  # checked when the config was read
+        if isinstance(network, ipaddress.IPv4Network):
+            mapped.append(f"::ffff:{network.network_address}/{96 + network.prefixlen}")
+    return entries + mapped
 
 
 def _start_relay(config: ServerConfig, services: LiveServices) -> EventRelay | None:

@@ -8,6 +8,7 @@ are a queryable copy of it, replaced as a whole on every save.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ from voice.store.migrate import head_revision, upgrade
 from voice.store.tables import CallRow, CallStatus, EntityRow, SegmentRow, SpeakerRow
 from voice.transcript import CallTranscript
 
+_log = logging.getLogger(__name__)
 SERVER_DB_URL_ENV = "NEXTLINE_DB_URL"
 """The server's database URL (``ServerConfig.db_url``): the one every command defaults to."""
 DATABASE_URL_ENV = "NEXTLINE_DATABASE_URL"
@@ -86,12 +88,25 @@ def default_url() -> str:
     ``nextline.db`` in ``$NEXTLINE_DATA_DIR`` (default ``data``), so that ``voice train --feedback``,
     ``voice feedback``, ``voice ab`` and ``python -m voice.store`` read what the server wrote.
     ``$NEXTLINE_DATABASE_URL`` (what they read before, with ``./nextline.db``) still counts when
-    set and ``$NEXTLINE_DB_URL`` is not."""
-    url = os.environ.get(SERVER_DB_URL_ENV) or os.environ.get(DATABASE_URL_ENV)
-    if url:
-        return url
-    data_dir = Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
-    return f"sqlite:///{(data_dir / DEFAULT_DB_FILE).resolve()}"
+    set and ``$NEXTLINE_DB_URL`` is not.
+
+    An earlier release's ``./nextline.db`` (A/B assignments, feedback commands) is still used, with
+    a warning, while ``data/nextline.db`` does not exist: a new empty database beside it would
+    hide its rows. Two different URLs in the two variables are warned about too.
+    """
+    server_url, older_url = os.environ.get(SERVER_DB_URL_ENV), os.environ.get(DATABASE_URL_ENV)
+    if server_url and older_url and server_url != older_url:
+        _log.warning("%s and %s name different databases: using %s's", SERVER_DB_URL_ENV,
+                     DATABASE_URL_ENV, SERVER_DB_URL_ENV)
+    if server_url or older_url:
+        return server_url or older_url or ""
+    server_file = (Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR) / DEFAULT_DB_FILE).resolve()
+    earlier_file = Path.cwd() / DEFAULT_DB_FILE
+    if earlier_file.is_file() and not server_file.is_file():
+        _log.warning("using %s, the earlier default; voice serve uses %s: move the file there (or "
+                     "pass --db) so both read the same calls", earlier_file, server_file)
+        return f"sqlite:///{earlier_file}"
+    return f"sqlite:///{server_file}"
 
 
 def create_engine_for(url: str | URL) -> Engine:
