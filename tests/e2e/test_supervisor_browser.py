@@ -71,3 +71,28 @@ def test_a_revoked_supervisor_is_told_so_instead_of_reconnecting_forever(
         assert page.locator("#status").text_content() == "Your sign-in is no longer valid"
         time.sleep(1.0)  # and it stays so: no reconnect loop
         assert page.evaluate("document.getElementById('status').dataset.state") == "error"
+
+
+def test_a_failed_first_snapshot_does_not_leave_a_dead_page(tmp_path: Path) -> None:
+    """The first GET /api/calls failing (a restart, a proxy's 502) threw before the socket was
+    opened: the page never went live and never showed a call."""
+    services = make_services(tmp_path)
+    sue = AgentStore(services.store).add("sue", role="supervisor")[1]
+    failed: list[str] = []
+
+    def fail_once(route: object) -> None:
+        if failed:
+            route.continue_()  # type: ignore[attr-defined]
+        else:
+            failed.append(route.request.url)  # type: ignore[attr-defined]
+            route.fulfill(status=502, body="bad gateway")  # type: ignore[attr-defined]
+
+    with ServerThread(new_app(services)) as server, chromium() as browser:
+        server.run(ScriptedCall(services, "CA-after-502", agent_id="alice").start())
+        page = open_page(browser)
+        page.route("**/api/calls", fail_once)
+        page.goto(f"{server.url}/supervisor#token={sue}")
+        page.wait_for_selector('#status[data-state="live"]', timeout=15_000)
+        wait_until(page, "document.getElementById('count-active').textContent === '1'")
+        assert failed and page.locator("#rows tr[data-call-id='CA-after-502']").count() == 1
+        assert page.script_errors == []

@@ -158,7 +158,9 @@ if (me.role !== "supervisor") {
   setStatus("error", "Supervisors only");
   $("empty").replaceChildren(h("p", {}, "This view is for supervisors. Ask for a supervisor token."));
 } else {
-  await snapshot();
+  // A failed first snapshot (a restart, a proxy's 502) must not leave a dead page: the socket's
+  // open takes a fresh one anyway.
+  await snapshot().catch(() => setStatus("reconnecting", "Reconnecting"));
   connect();
   setInterval(render, 1000);
 }
