@@ -38,6 +38,13 @@ _MAX_EXPECTED_SECONDS = 7 * 24 * 3600
 ``SF_COUNT_MAX``), not a length to allocate."""
 
 
+RAW_RATES = (8000, 192000)
+"""Sample rates accepted for headerless PCM, Hz (CLI and upload API). Below 8 kHz is no phone
+audio, and a typo such as 8 for 8000 would resample an hour of audio into 115 GB of samples."""
+RAW_CHANNELS = (1, 8)
+"""Interleaved channels accepted for headerless PCM (one per call leg)."""
+
+
 @dataclass(frozen=True)
 class RawFormat:
     """How to read headerless PCM (signed 16-bit little-endian)."""

@@ -231,3 +231,14 @@ def test_an_earlier_releases_database_is_still_read_with_a_warning(
     with caplog.at_level("WARNING"):
         assert default_url() == "sqlite:///a.db"
     assert "name different databases" in caplog.text
+
+
+def test_a_raw_rate_typo_is_refused_before_any_audio_is_read(tmp_path: Path) -> None:
+    """`--raw-rate 8` (for 8000) was accepted: an hour of 8 kHz PCM would have been resampled
+    2000-fold, into some 115 GB of samples, before the process died."""
+    raw = tmp_path / "call.raw"
+    raw.write_bytes(b"\0\0" * 8000)
+    for command in (("transcribe", str(raw), "--out", str(tmp_path / "out")), ("eval", "asr", str(tmp_path))):
+        output = _one_line_error(_run(*command, "--raw-rate", "8"), exit_code=2)
+        assert "8 is not in the range 8000<=x<=192000" in output
+    assert not (tmp_path / "out").exists()

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import click
 import numpy as np
 
+from voice.audio import RAW_RATES
+
 if TYPE_CHECKING:
     from asr.references import EvalItem
     from asr.wer import WerCounts
@@ -64,7 +66,11 @@ class ItemResult:
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="write per-file results as JSON"
 )
 @click.option(
-    "--raw-rate", default=16000, show_default=True, help="sample rate in Hz of headerless .raw/.pcm files"
+    "--raw-rate",
+    type=click.IntRange(*RAW_RATES),
+    default=16000,
+    show_default=True,
+    help="sample rate in Hz of headerless .raw/.pcm files",
 )
 @click.option(
     "--device",

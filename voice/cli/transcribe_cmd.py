@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from voice.audio import RAW_CHANNELS, RAW_RATES
 from voice.batch.options import FORMATS
 
 if TYPE_CHECKING:
@@ -52,10 +53,10 @@ def _formats(value: str) -> list[str]:
 @click.option("--db", "db_url", help="Database URL (default: SQLite file OUT/nextline.db; "
               "e.g. postgresql+psycopg://user@host/db).")
 @click.option("--no-db", is_flag=True, help="Do not write results to a database.")
-@click.option("--raw-rate", type=click.IntRange(min=1),
+@click.option("--raw-rate", type=click.IntRange(*RAW_RATES),
               help="Sample rate in Hz of headerless PCM input (.raw/.pcm/.sln/.s16, s16le), e.g. 8000; "
                    "required for those files.")
-@click.option("--raw-channels", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--raw-channels", type=click.IntRange(*RAW_CHANNELS), default=1, show_default=True,
               help="Channels of headerless PCM input (interleaved).")
 @click.option("--print", "print_transcript", is_flag=True,
               help="Also print each transcript (speakers, roles, entities).")

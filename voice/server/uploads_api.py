@@ -15,18 +15,13 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from starlette.requests import ClientDisconnect
 
-from voice.audio import RAW_SUFFIXES, RawFormat
+from voice.audio import RAW_CHANNELS, RAW_RATES, RAW_SUFFIXES, RawFormat
 from voice.batch.runner import AUDIO_SUFFIXES
 from voice.server.auth import SUPERVISOR_RESPONSES, ErrorOut, Supervisor
 from voice.server.console import console_of
 from voice.server.uploads import MAX_UPLOAD_BYTES, UploadJob, UploadQueue
 from voice.store.agents import Agent
 
-RAW_RATES = (8000, 192000)
-"""Sample rates accepted for headerless PCM, Hz. Below 8 kHz is no phone audio, and resampling a
-file "recorded" at 1 Hz to 16 kHz would turn a 500 MiB upload into terabytes."""
-RAW_CHANNELS = (1, 8)
-"""Interleaved channels accepted for headerless PCM (one per call leg)."""
 RAW_RATE = Query(None, ge=RAW_RATES[0], le=RAW_RATES[1],
                  description="Sample rate of headerless PCM (signed 16-bit little-endian; .raw, .pcm, .s16, .sln), "
                              "e.g. 8000 for telephone audio. Required for those files, refused for any other.")
