@@ -242,3 +242,23 @@ def test_review_turns_merge_segments_and_keep_entity_offsets() -> None:
     assert [(t.role, t.segments) for t in turns] == [("customer", [0, 1]), ("agent", [2])]
     (entity,) = turns[0].entities
     assert turns[0].text[entity["start"]:entity["end"]] == "555 0100" and entity["value"] == "5550100"
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "same"),
+    [
+        ("https://cc.example.com", "cc.example.com", True),
+        ("https://cc.example.com", "cc.example.com:443", True),  # a proxy that names the port
+        ("http://cc.example.com", "cc.example.com:80", True),
+        ("https://CC.example.com:8443", "cc.example.com:8443", True),
+        ("https://cc.example.com:8443", "cc.example.com", False),  # nginx $host drops the port
+        ("https://cc.example.com", "cc.example.com:8443", False),
+        ("https://evil.example", "cc.example.com", False),
+        ("https://cc.example.com", "cc.example.com:x", False),
+        ("null", "cc.example.com", False),
+    ],
+)
+def test_a_websocket_origin_matches_its_host_whatever_the_default_port(origin: str, host: str, same: bool) -> None:
+    from voice.server.auth import same_host
+
+    assert same_host(origin, host) is same

@@ -227,8 +227,26 @@ async def authorize_softphone(request: Request, tenant: str | None,
 def _check_origin(websocket: WebSocket) -> None:
     """Refuse cross-site WebSocket hijacking: a browser's Origin must be this server."""
     origin = websocket.headers.get("origin")
-    if origin and urlsplit(origin).netloc != websocket.headers.get("host", ""):
+    if origin and not same_host(origin, websocket.headers.get("host", "")):
         raise HTTPException(403, f"WebSocket from another origin ({origin}) refused")
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def same_host(origin: str, host: str) -> bool:
+    """Whether a browser ``Origin`` names the server its ``Host`` header names. Host and port are
+    compared, a missing port being the origin scheme's default: a proxy may send ``example.com``
+    or ``example.com:443`` for ``https://example.com``. A proxy on another port must pass the
+    port on (nginx ``$http_host``, not ``$host``)."""
+    parsed = urlsplit(origin)
+    try:
+        ours = urlsplit(f"//{host}")
+        default = _DEFAULT_PORTS.get(parsed.scheme)
+        theirs_port, ours_port = parsed.port or default, ours.port or default
+    except ValueError:  # a port that is no number
+        return False
+    return bool(parsed.hostname) and parsed.hostname == ours.hostname and theirs_port == ours_port
 
 
 def _cache(connection: HTTPConnection) -> _TokenCache:
