@@ -6,8 +6,8 @@ to notice RTP that stopped for ``rtp_timeout`` (a BYE that never came). While th
 the call (a re-offer with ``a=inactive``/``recvonly``, ``sendonly`` after ``sendrecv``, or
 ``c=0.0.0.0``) no RTP is due, so that check pauses and restarts from the un-hold. The same poll
 ends a call whose RFC 4028 session timer ran out (see :mod:`telephony.sip.session_timer`), held or
-not. The call also remembers the 2xx to an INVITE still waiting for its ACK, so an overlapping
-re-INVITE or UPDATE offer gets 491 (see :meth:`SipCall.overlapping`).
+not, or whose session refresh got 481. The call also remembers the 2xx to an INVITE still waiting
+for its ACK, so an overlapping re-INVITE or UPDATE offer gets 491 (see :meth:`SipCall.overlapping`).
 It is also the pipeline's :class:`~voice.transport.CallOutput`: RTP carries nothing back, so
 ``send`` drops frames, and ``hang_up`` makes the server send BYE.
 """
@@ -26,7 +26,7 @@ from telephony.sip.mapping import CallPlan
 from telephony.sip.media import ReceiverStats, RtpReceiver, RtpStreamDecoder, open_receiver
 from telephony.sip.message import SipMessage, parse_name_addr, split_header_values, via_branch
 from telephony.sip.sdp import MediaChoice
-from telephony.sip.session_timer import SESSION_EXPIRED, SessionTimer
+from telephony.sip.session_timer import DIALOG_GONE, SESSION_EXPIRED, SessionTimer, answered_timer, retry_delay
 from telephony.sip.transactions import T1
 from voice.frames import CallEndedFrame, CallStartedFrame, Frame
 from voice.transport import CallSink
@@ -80,10 +80,12 @@ class SipCall:
         """Where our in-dialog requests go (the latest Contact of the far end)."""
         self.end_reason: str | None = None
         self.session_timer: SessionTimer | None = None
-        """The RFC 4028 timer agreed in our latest 2xx (None: the session never expires)."""
+        """The RFC 4028 timer of the latest 2xx, ours or to our UPDATE (None: the session never expires)."""
         self._session_deadline: float | None = None
         self._refresh_at: float | None = None
-        """When we send our next session refresh (only while we are the refresher)."""
+        """When we send our next session refresh (only while we are the refresher), or retry one."""
+        self._dialog_gone = False
+        """Our refresh got 481: the next poll ends the call."""
         self._unacked: tuple[int, bool, float] | None = None
         """(CSeq, whether it carries our offer, when sent) of a 2xx to an INVITE not ACKed yet."""
         self._initial_directions = {c.index: c.media.direction for c in choices}
@@ -166,18 +168,36 @@ class SipCall:
             log.info("call %s %s", self.call_id, "on hold" if held else "resumed")
         self.on_hold = held
 
-    def session_refreshed(self) -> None:
-        """A 2xx to the INVITE or to a refresh (theirs or ours) passed: restart the session timer."""
-        timer, now = self.session_timer, self._loop.time()
-        self._session_deadline = None if timer is None else now + timer.bye_after()
+    def session_refreshed(self, timer: SessionTimer | None) -> None:
+        """A 2xx to the INVITE or to a refresh (theirs or ours) with ``timer`` passed: (re)start it."""
+        now = self._loop.time()
+        deadline = None if timer is None else now + timer.bye_after()
         after = None if timer is None else timer.refresh_after()
-        self._refresh_at = None if after is None else now + after
+        self._session_deadline, self._refresh_at = deadline, None if after is None else now + after
+        self.session_timer = timer  # only now: nothing above may leave the call with a timer half set
 
     def refresh_answered(self, response: SipMessage) -> None:
-        """The final response to our session refresh: a 2xx restarts the timer; anything else
-        leaves it to run out (RFC 4028 10: then we send BYE)."""
-        if response.status is not None and response.status < 300 and self.state != "ended":
-            self.session_refreshed()
+        """The final response to our session refresh (RFC 4028 10, see :mod:`.session_timer`): a 2xx
+        restarts the timer as it says; 491, or a 5xx with Retry-After, is retried when the retry
+        still goes out before the BYE is due; 481 ends the call; anything else leaves it to run out."""
+        status = response.status
+        if status is None or self.state == "ended":
+            return
+        if status < 300:
+            self.session_refreshed(answered_timer(response, self.session_timer, self.settings.sip_min_session_expires))
+            return
+        if status == 481:
+            log.info("call %s: our session refresh got 481: the dialog is gone", self.call_id)
+            self._dialog_gone = True
+            return
+        delay, now = retry_delay(response), self._loop.time()
+        timer, deadline = self.session_timer, self._session_deadline
+        ours = timer is not None and timer.refresher == "uas" and self._refresh_at is None  # not refreshed since
+        if delay is not None and ours and deadline is not None and now + delay < deadline:
+            log.info("call %s: session refresh got %d: retrying in %.2f s", self.call_id, status, delay)
+            self._refresh_at = now + delay
+        else:
+            log.info("call %s: session refresh got %d: the session expires unless refreshed", self.call_id, status)
 
     def refresh_due(self) -> bool:
         """True once when we are the refresher and half the interval has passed (RFC 4028 10)."""
@@ -283,6 +303,8 @@ class SipCall:
         """Release held packets whose wait is over; the reason to end the call, if any."""
         for receiver in self.receivers.values():
             receiver.poll()
+        if self._dialog_gone:
+            return DIALOG_GONE
         if self._session_deadline is not None and self._loop.time() >= self._session_deadline:
             log.info("call %s: no session refresh in time (RFC 4028): hanging up", self.call_id)
             return SESSION_EXPIRED  # checked before hold: SBCs refresh held calls too

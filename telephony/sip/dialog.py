@@ -147,12 +147,10 @@ def in_dialog_request(call: SipCall, method: str, *, transport: str, via: str) -
 
 def session_refresh(call: SipCall, *, transport: str, via: str, contact: str) -> SipMessage:
     """Our UPDATE without SDP that refreshes the session timer we are the refresher of (RFC 4028
-    7.4); an UPDATE is a target refresh request, so it carries our Contact (RFC 3311 5.1)."""
+    7.4: ``refresher=uac``, the UAC of this UPDATE being us); an UPDATE is a target refresh request,
+    so it carries our Contact (RFC 3311 5.1)."""
     update = in_dialog_request(call, "UPDATE", transport=transport, via=via)
-    interval = call.session_timer.interval if call.session_timer is not None else 0
-    update.headers += [
-        ("Contact", contact),
-        ("Supported", "timer"),
-        ("Session-Expires", f"{interval};refresher=uas"),
-    ]
+    update.headers.append(("Contact", contact))
+    if call.session_timer is not None:
+        update.headers += call.session_timer.refresh_headers()
     return update

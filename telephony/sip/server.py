@@ -60,7 +60,7 @@ from telephony.sip.message import (
     warning_header,
 )
 from telephony.sip.sdp import negotiate
-from telephony.sip.session_timer import SessionIntervalTooSmallError, negotiate_timer
+from telephony.sip.session_timer import SessionIntervalTooSmallError, SessionTimer, negotiate_timer
 from telephony.sip.transactions import AckTimers, ClientTransactions
 from telephony.sip.trust import SourceFilter
 from voice.errors import VoiceError
@@ -263,17 +263,18 @@ class SipServer:
             self.settings,
             self._hang_up,
         )
-        call.session_timer = timer
         # Reserve the Call-ID before the first await: a concurrent INVITE now gets 482, and a
         # CANCEL during set-up finds the call.
         self.calls[request.call_id] = call
         try:
-            await self._set_up(call, request, channel)
+            await self._set_up(call, request, channel, timer)
         except Exception:
             log.exception("setting up SIP call %s failed", request.call_id)
             self._abort(call, channel, 500, "Server Internal Error")
 
-    async def _set_up(self, call: SipCall, request: SipMessage, channel: SipChannel) -> None:
+    async def _set_up(
+        self, call: SipCall, request: SipMessage, channel: SipChannel, timer: SessionTimer | None
+    ) -> None:
         # After every await the call may have been CANCELled (487 sent) or BYEd: check it.
         try:
             await call.open_media()
@@ -298,18 +299,12 @@ class SipServer:
             if call.state == "ended":
                 return  # cancelled while ringing
         refresh_answer(call, self._sdp_host(channel))
-        ok = self._ok_in_dialog(call, request)
+        ok = self._ok_in_dialog(call, request, timer)
         call.answered(sink)
         self._send_2xx(call, channel, request, ok, initial=True)
 
     def _abort(
-        self,
-        call: SipCall,
-        channel: SipChannel,
-        status: int,
-        reason: str,
-        *,
-        extra: tuple[tuple[str, str], ...] = (),
+        self, call: SipCall, channel: SipChannel, status: int, reason: str, *, extra: tuple[tuple[str, str], ...] = ()
     ) -> None:
         """Undo a call set-up that failed: free its ports and Call-ID, answer the INVITE."""
         call.close_media()
@@ -328,9 +323,9 @@ class SipServer:
             return
         if self._request_pending(call, request, channel):
             return
-        if (answered := self._renegotiate(call, request, channel)) is not None:
-            ok = self._ok_in_dialog(call, request)  # no offer: ours goes in the 200
-            self._send_2xx(call, channel, request, ok, initial=False, offer=not answered)
+        if (agreed := self._renegotiate(call, request, channel)) is not None:
+            ok = self._ok_in_dialog(call, request, agreed[1])  # no offer: ours goes in the 200
+            self._send_2xx(call, channel, request, ok, initial=False, offer=not agreed[0])
 
     async def _on_update(self, request: SipMessage, channel: SipChannel) -> None:
         call = self._dialog_call(request, channel)
@@ -341,12 +336,13 @@ class SipServer:
             return
         if self._request_pending(call, request, channel):
             return
-        answered = self._renegotiate(call, request, channel)
-        if answered is not None:
-            channel.send(self._ok_in_dialog(call, request, with_sdp=answered))
+        if (agreed := self._renegotiate(call, request, channel)) is not None:
+            channel.send(self._ok_in_dialog(call, request, agreed[1], with_sdp=agreed[0]))
 
-    def _renegotiate(self, call: SipCall, request: SipMessage, channel: SipChannel) -> bool | None:
-        """Answer a re-offer: True when it had one, False without, None when refused."""
+    def _renegotiate(
+        self, call: SipCall, request: SipMessage, channel: SipChannel
+    ) -> tuple[bool, SessionTimer | None] | None:
+        """Answer a re-offer: (whether it had one, the timer for the 2xx to set), None when refused."""
         try:
             minimum, current = self.settings.sip_min_session_expires, call.session_timer
             timer = negotiate_timer(request, minimum, current, invite=call.invite)
@@ -354,12 +350,11 @@ class SipServer:
         except (UnsupportedMediaError, ProtocolError) as exc:
             self._refuse_offer(request, channel, exc)  # the session (and its timer) stays as it was
             return None
-        call.session_timer = timer  # the 2xx carries it and restarts it
         if choices is None:
-            return False
+            return False, timer
         call.update_media(choices, request)
         refresh_answer(call, self._sdp_host(channel))
-        return True
+        return True, timer
 
     async def _on_ack(self, request: SipMessage, channel: SipChannel) -> None:
         call = self.calls.get(request.call_id)
@@ -428,12 +423,13 @@ class SipServer:
         contact = f"<sip:nextline@{call.channel.local_host()}:{port};transport={call.channel.transport}>"
         return contact + (";+sip.srs" if call.plan.source == "siprec" else "")
 
-    def _ok_in_dialog(self, call: SipCall, request: SipMessage, *, with_sdp: bool = True) -> bytes:
-        """200 OK with our Contact and, unless told otherwise, our current SDP."""
+    def _ok_in_dialog(
+        self, call: SipCall, request: SipMessage, timer: SessionTimer | None, *, with_sdp: bool = True
+    ) -> bytes:
+        """200 OK with our Contact, ``timer``'s Session-Expires and, unless told otherwise, our SDP."""
         headers = [("Contact", self._contact(call)), ("Allow", ALLOW)]
-        if call.session_timer is not None:
-            headers += call.session_timer.headers()
-        call.session_refreshed()  # every 2xx we send to INVITE, re-INVITE or UPDATE is one (RFC 4028 10)
+        if timer is not None:
+            headers += timer.headers()
         if with_sdp:
             headers.append(("Content-Type", "application/sdp"))
         ok = response_to(
@@ -444,6 +440,7 @@ class SipServer:
             body=call.answer_sdp.encode() if with_sdp else b"",
             headers=tuple(headers),
         )
+        call.session_refreshed(timer)  # every 2xx we send to INVITE, re-INVITE or UPDATE is one (RFC 4028 10)
         return self._remember(request, ok)
 
     def _sdp_host(self, channel: SipChannel) -> str:

@@ -5,6 +5,7 @@ Our minimum is lowered to 1 s through ``sip_min_session_expires`` so the timers 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -99,7 +100,7 @@ def test_2xx_carries_session_expires_refresher_uac_and_require_timer(headers: di
     async def scenario():
         async with sip_server() as (server, _), SipPeer(server.ports["tcp"], "tcp") as peer:
             ok, _ = await peer.invite(PCMU_OFFER.format(port=7000), headers=headers)
-            peer.request("UPDATE", cseq=2, headers={"Session-Expires": "1200;refresher=uac"})
+            peer.request("UPDATE", cseq=2, headers={"Session-Expires": "1200;refresher=uac", "Supported": "timer"})
             refreshed = await peer.response(200)
         async with sip_server() as (server, _), SipPeer(server.ports["udp"]) as proxied:
             # A proxy asked for a timer the UAC does not support: we would have to refresh; we don't.
@@ -146,7 +147,8 @@ def test_we_refresh_with_update_when_the_uac_asks_refresher_uas() -> None:
             answered_at = loop.time()
             first = await asyncio.wait_for(peer.requests.get(), 3)
             first_at = loop.time()
-            peer.send_raw(response_to(first, 200, "OK").to_bytes())
+            kept = (("Session-Expires", "2;refresher=uac"), ("Require", "timer"))  # we stay the refresher
+            peer.send_raw(response_to(first, 200, "OK", headers=kept).to_bytes())
             refreshed_at = loop.time()
             seen: list[SipMessage] = []
             while not seen or seen[-1].method != "BYE":  # the second refresh goes unanswered
@@ -159,7 +161,97 @@ def test_we_refresh_with_update_when_the_uac_asks_refresher_uas() -> None:
     ok, first, first_after, seen, bye_after, call = run(scenario())
     assert ok.get("Session-Expires") == "2;refresher=uas" and ok.get("Require") is None
     assert first.method == "UPDATE" and first.body == b"" and 0.8 < first_after < 1.3  # half the interval
-    assert first.get("Session-Expires") == "2;refresher=uas" and first.get("Contact")
+    # RFC 4028 7.4: in our UPDATE we are the UAC, so refresher=uac names us
+    assert first.get("Session-Expires") == "2;refresher=uac" and first.get("Contact")
     assert {request.method for request in seen[:-1]} == {"UPDATE"} and seen[0].get("CSeq") == "2 UPDATE"
     # Our 2xx-less second refresh: BYE at 2 - min(32, 2/3) s after the 200 to the first one.
     assert 1.2 < bye_after < 1.6 and call.closed_reason == SESSION_EXPIRED
+
+
+async def final(peer: SipPeer, cseq: str) -> SipMessage:
+    """The next final response to the request with CSeq ``cseq`` (skips 100 and retransmissions)."""
+    while True:
+        response = await peer.response()
+        if response.get("CSeq") == cseq and (response.status or 0) >= 200:
+            return response
+
+
+def test_oversized_session_expires_gets_400_and_leaves_the_running_timer_as_it_was() -> None:
+    """Hundreds of digits made ``interval / 3`` overflow inside the 2xx: 500, and on a refresh a
+    broken timer already on the call, so every later refresh got 500 too. Now over 2**31-1: 400."""
+    huge = "1" + "0" * 400
+
+    async def first_invites(port: int) -> list[SipMessage]:
+        answers = []
+        for value in ("9" * 320, str(2**31), str(2**31 - 1), "0" * 5000 + "1800"):
+            async with SipPeer(port) as peer:
+                timed = {"Session-Expires": value, "k": "timer"}
+                peer.request("INVITE", body=PCMU_OFFER.format(port=7000), headers=timed)
+                answers.append(await final(peer, "1 INVITE"))
+                peer.request("ACK", cseq=1)
+        return answers
+
+    async def scenario():
+        async with sip_server(sip_min_session_expires=1) as (server, handler), SipPeer(server.ports["udp"]) as peer:
+            firsts = await first_invites(server.ports["udp"])
+            await peer.invite(PCMU_OFFER.format(port=7000), headers={"x": "3;refresher=uac", "k": "timer"})
+            peer.request("UPDATE", cseq=2, headers={"Session-Expires": huge, "Supported": "timer"})
+            by_update = await final(peer, "2 UPDATE")
+            peer.request("INVITE", cseq=3, body=PCMU_OFFER.format(port=7000), headers={"x": huge, "k": "timer"})
+            by_reinvite = await final(peer, "3 INVITE")
+            peer.request("ACK", cseq=3)
+            peer.request("UPDATE", cseq=4, headers={"Supported": "timer"})  # a plain refresh
+            refreshed = await final(peer, "4 UPDATE")
+            refreshed_at = asyncio.get_running_loop().time()
+            bye = await asyncio.wait_for(peer.requests.get(), 5)
+            waited = asyncio.get_running_loop().time() - refreshed_at
+            (call,) = [report for report in server.reports if report.sip_call_id == peer.call_id]
+            return firsts, by_update, by_reinvite, refreshed, bye, waited, call.reason
+
+    firsts, by_update, by_reinvite, refreshed, bye, waited, reason = run(scenario())
+    assert [r.status for r in firsts] == [400, 400, 200, 200]
+    assert "over 2147483647" in (firsts[0].get("Warning") or "")
+    assert firsts[2].get("Session-Expires") == "2147483647;refresher=uac"
+    assert firsts[3].get("Session-Expires") == "1800;refresher=uac"  # leading zeros: still 1800
+    assert (by_update.status, by_reinvite.status) == (400, 400)
+    assert refreshed.status == 200 and refreshed.get("Session-Expires") == "3;refresher=uac"
+    assert bye.method == "BYE" and 1.8 < waited < 2.5  # the 3 s timer still runs: 3 - 3/3 s after the refresh
+    assert reason == SESSION_EXPIRED
+
+
+def test_a_refresh_from_a_uac_without_timer_support_never_gets_refresher_uac_or_require_timer() -> None:
+    """RFC 4028 9: toward a request without ``Supported: timer`` the refresher is us (we can UPDATE)
+    or there is no timer; never ``refresher=uac`` or ``Require: timer``, whatever the request says."""
+    timer = {"Session-Expires": "2;refresher=uac", "Supported": "timer"}
+
+    async def call(port: int, allow: dict) -> tuple[list[SipMessage], list[SipMessage]]:
+        async with SipPeer(port) as peer:
+            ok, _ = await peer.invite(PCMU_OFFER.format(port=7000), headers={**timer, **allow})
+            peer.request("INVITE", cseq=2, body=PCMU_OFFER.format(port=7000))  # no Session-Expires, no Supported
+            reinvite = await final(peer, "2 INVITE")
+            peer.request("ACK", cseq=2)
+            peer.request("UPDATE", cseq=3, headers={"Session-Expires": "2;refresher=uac"})  # no Supported
+            update = await final(peer, "3 UPDATE")
+            ours: list[SipMessage] = []
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.5):
+                    while True:
+                        ours.append(await peer.requests.get())
+                        kept = (("Session-Expires", "2;refresher=uac"),)  # we stay the refresher
+                        peer.send_raw(response_to(ours[-1], 200, "OK", headers=kept).to_bytes())
+            return [ok, reinvite, update], ours
+
+    async def scenario():
+        async with sip_server(sip_min_session_expires=1) as (server, _):
+            port = server.ports["udp"]
+            return await asyncio.gather(call(port, {"Allow": "INVITE, ACK, BYE, UPDATE"}), call(port, {}))
+
+    (we_refresh, ours), (untimed, none) = run(scenario())
+    assert [(r.get("Session-Expires"), r.get("Require")) for r in we_refresh] == [
+        ("2;refresher=uac", "timer"), ("2;refresher=uas", None), ("2;refresher=uas", None)
+    ]
+    assert ours and {r.method for r in ours} == {"UPDATE"}  # and we do refresh it: at 1 s, 2 s
+    assert [(r.get("Session-Expires"), r.get("Require")) for r in untimed] == [
+        ("2;refresher=uac", "timer"), (None, None), (None, None)  # we cannot UPDATE: no timer at all
+    ]
+    assert none == []  # no refresh and no BYE: the session no longer expires
