@@ -82,6 +82,9 @@ FILLERS = {"and", "a", "uh", "um", "dash", "-", "then", "is"}
 MIN_RUN_DIGITS = 7
 """A run of at least this many digits is a phone, card or account number; shorter runs (times,
 prices, quantities) are kept."""
+NUMBER_MASKS = {"[PHONE]", "[CARD]", "[NUMBER]", "[SSN]", "[ACCOUNT_ID]"}
+"""Masks of numbers: digits read out right after one (only fillers between) are more of it, so
+"[PHONE] and 0 4 8 2" masks the last piece too (SpokenWOZ SNG0696, the customer's third piece)."""
 MAX_GAP = 8.0
 """Seconds between two pieces of a number read out in chunks, while the other party repeats each
 piece back (SpokenWOZ SNG0696: 4.5 s between "370" and "318"). Only fillers may stand between
@@ -100,14 +103,19 @@ def mask_number_runs(words: Sequence[TimedWord]) -> tuple[list[TimedWord], int]:
         digits = sum(_digit_count(w.text) for w in out[start:end])
         if digits < MIN_RUN_DIGITS:
             continue
-        label = "CARD" if 13 <= digits <= 19 else "PHONE" if digits <= 12 else "NUMBER"
-        for i in range(start, end):
+        masked = [w.text.strip(".,") for w in out[start:end] if w.text.strip(".,") in NUMBER_MASKS]
+        label = (masked[0][1:-1] if masked  # the continuation of a masked number keeps its label
+                 else "CARD" if 13 <= digits <= 19 else "PHONE" if digits <= 12 else "NUMBER")
+        clear = [i for i in range(start, end) if out[i].text.strip(".,") not in NUMBER_MASKS]
+        for i in clear:
             out[i] = TimedWord(f"[{label}]", out[i].start, out[i].end, out[i].probability)
-        runs += 1
+        runs += bool(clear)
     return out, runs
 
 
 def _digit_count(text: str) -> int:
+    if text.strip(".,") in NUMBER_MASKS:  # a number masked already: what follows continues it
+        return MIN_RUN_DIGITS
     token = text.strip(".,;:!?").lower()
     if token in SPOKEN_DIGITS:
         return {"double": 0, "triple": 0}.get(token, 1)

@@ -36,3 +36,20 @@ def test_nothing_sensitive_leaves_everything_as_is() -> None:
     text = "the order AB123 shipped"
     order = Span("ORDER_ID", "AB123", 10, 15, "AB123")
     assert redact_segment(text, _words(text), [order], LABELS) == (text, _words(text), [order])
+
+
+def test_digits_right_after_a_masked_number_are_more_of_it() -> None:
+    """tiny.en heard SNG0696's customer as "a 370. [PHONE] and 0 4 8 2": the third piece, after a
+    number already masked, was shown in the clear (it is no run of 7 by itself)."""
+    from voice.redaction import mask_number_runs
+
+    history = _words("a 370. [PHONE] and 0 4 8 2 please")
+    masked, runs = mask_number_runs(history)
+    assert [w.text for w in masked] == ["a"] + ["[PHONE]"] * 7 + ["please"]  # the piece before too
+    assert runs == 1
+    again, more = mask_number_runs(masked)  # nothing new to mask: the turn is as it was
+    assert again == masked and more == 0
+    card = mask_number_runs(_words("[CARD] 4 2"))[0]
+    assert [w.text for w in card] == ["[CARD]", "[CARD]", "[CARD]"]  # keeps the masked number's label
+    kept = mask_number_runs(_words("[PHONE] then we talked about the 2 rooms"))[0]
+    assert [w.text for w in kept][-2:] == ["2", "rooms"]  # words between: another number
