@@ -49,6 +49,8 @@ _FRAMES_PER_SECOND = 100  # Whisper's mel frames (hop 160 at 16 kHz); segment.se
 # call twice (75.9 % WER); the re-decode with these settings gives 16.1 %
 # (docs/results/asr_loops.md).
 _LOOP_SILENCE_SKIP_SECONDS = 1.0
+UNSURE_WINDOW_BEAM = 5
+"""Beam of the second decode of a greedy window that scored below ``log_prob_threshold``."""
 
 
 class WhisperEngine:
@@ -164,7 +166,29 @@ class WhisperEngine:
             redone = [_shift(s, window_start) for _, w in retry for s in _unlooped(w, options)]
             kept = [s for _, w in windows[:index] for s in w]
             return kept + redone, language, 1
+        if options.beam_size == 1 and not single_window:
+            windows = self._beam_for_unsure_windows(samples, windows, options)
         return [s for _, w in windows for s in w], language, 0
+
+    def _beam_for_unsure_windows(
+        self, samples: np.ndarray, windows: list[tuple[float, list[Segment]]], options: AsrOptions
+    ) -> list[tuple[float, list[Segment]]]:
+        """Greedy windows scoring below ``log_prob_threshold`` (not silence) decoded again with
+        beam 5, kept when they score better: the deterministic stand-in for faster-whisper's
+        temperature fallback. Greedy tiny.en once put a 30 s window of speech down as two words
+        (docs/results/asr.md, "Greedy decoding and the CPU")."""
+        ends = [start for start, _ in windows[1:]] + [len(samples) / SAMPLE_RATE]
+        out = []
+        for (start, window), end in zip(windows, ends, strict=True):
+            if window and _unsure(window[0], options):
+                span = samples[round(start * SAMPLE_RATE) : round(end * SAMPLE_RATE)]
+                kwargs = _decode_kwargs(replace(options, beam_size=UNSURE_WINDOW_BEAM))
+                again = [s for _, w in self._run(span, kwargs, keep_words=options.word_timestamps)[0]
+                         for s in w]  # fmt: skip
+                if again and _mean_logprob(again) > window[0].avg_logprob:
+                    window = [_shift(s, start) for s in again]
+            out.append((start, window))
+        return out
 
     def _run(
         self, samples: np.ndarray, kwargs: dict[str, Any], *, keep_words: bool
@@ -183,6 +207,18 @@ class WhisperEngine:
             for seek, group in itertools.groupby(raw, key=lambda s: s.seek)
         ]
         return windows, info.language
+
+
+def _unsure(segment: Segment, options: AsrOptions) -> bool:
+    """Below the log-probability threshold and not silence (faster-whisper drops those itself)."""
+    return (
+        segment.avg_logprob < options.log_prob_threshold
+        and segment.no_speech_prob < options.no_speech_threshold
+    )
+
+
+def _mean_logprob(segments: Sequence[Segment]) -> float:
+    return float(np.mean([s.avg_logprob for s in segments]))
 
 
 def _decode_kwargs(

@@ -121,3 +121,30 @@ def test_bad_input_is_rejected_with_a_hint(engine: WhisperEngine, jfk: np.ndarra
         engine.transcribe(corrupt)
     with pytest.raises(AsrInputError, match="NaN"):
         engine.transcribe_turn(corrupt)
+
+
+def test_an_unsure_greedy_window_is_decoded_again_with_beam_search(
+    engine: WhisperEngine, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Greedy tiny.en put the first 30 s window of this leg's speech down as "Hi, Kazul" on an
+    AVX-512 VNNI CPU (19 words for the leg; the AVX2 machine decoded it whole). Such a window
+    (log-probability below the threshold, not silence) is decoded again with beam 5 and the
+    better of the two is kept."""
+    from asr import engine as engine_module
+    from voice.vad import detect_speech
+
+    leg = load_audio(shared_data / "diarization" / "spokenwoz_calls_8k" / "SNG0072.wav").channel(1)
+    speech = [(r.start, r.end) for r in detect_speech(leg)]
+    greedy = AsrOptions(language="en", beam_size=1)
+    result = engine.transcribe(leg, greedy, speech=speech)
+    assert len(result.words) >= 60 and result.words[0].start < 10.0  # the whole leg, from its start
+    # On any CPU: with every window counted unsure, each is decoded again, and a window keeps the
+    # beam's words only where they score better.
+    calls = []
+    run = engine._run
+    monkeypatch.setattr(engine, "_run", lambda samples, kwargs, **k: calls.append(kwargs["beam_size"])
+                        or run(samples, kwargs, **k))
+    strict = engine.transcribe(leg, AsrOptions(language="en", beam_size=1, log_prob_threshold=0.0), speech=speech)
+    assert calls[0] == 1 and len(calls) >= 3  # one greedy pass, then each window again
+    assert set(calls[1:]) == {engine_module.UNSURE_WINDOW_BEAM}
+    assert len(strict.words) >= len(result.words) - 5
