@@ -223,15 +223,9 @@ def greedy_decode(
     lease = _GraphLease(graphs if plain else None, cross)
     try:
         start = prompt_pass(
-            decoder,
-            cross,
-            rows,
-            vocab,
-            max_context=max_context,
-            width_step=width_step,
-            cache_length=cache_length,
-            buffers=lease.buffers,
-        )
+            decoder, cross, rows, vocab, max_context=max_context, width_step=width_step,
+            cache_length=cache_length, buffers=lease.buffers,
+        )  # fmt: skip
         budget_list = start.budgets.tolist()[:batch]
         width, logits = start.width, start.logits
         state = _Running(

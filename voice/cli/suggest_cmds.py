@@ -233,9 +233,7 @@ def train_command(
       voice train --data data/pfg.jsonl --tenant persuasionforgood --actions 32
       voice train --data data/acme.jsonl --tenant acme --tune
     """
-    from suggest.clusters import ClusterOptions
     from suggest.registry import ModelRegistry, check_name
-    from suggest.train.config import TrainConfig
     from suggest.train.pipeline import train
 
     if tune and _given("reward", "beta", "advantage_lambda"):
@@ -246,25 +244,20 @@ def train_command(
         raise click.ClickException(
             f"no conversations in {data_file} to train on (check it with `voice data check`)"
         )
-    chosen: dict[str, Any] = {"encoder": encoder} if encoder else {}
-    if beta is not None:
-        chosen["awr_temperature"] = beta
-    if advantage_lambda is not None:
-        chosen["awr_lambda"] = advantage_lambda
-    if action_k is not None:
-        chosen["actions"] = ClusterOptions().fixed(action_k)
-    if intent_k is not None:
-        chosen["intents"] = ClusterOptions().fixed(intent_k)
-    config = TrainConfig(
+    config = _train_config(
         tenant=tenant,
-        split=split,  # type: ignore[arg-type]  # click.Choice restricts it to the Literal
-        reward=reward,  # type: ignore[arg-type]
-        **chosen,  # type: ignore[arg-type]
-        encoder_quantization=quantization,  # type: ignore[arg-type]
+        split=split,
+        reward=reward,
+        beta=beta,
+        advantage_lambda=advantage_lambda,
+        action_k=action_k,
+        intent_k=intent_k,
+        encoder=encoder,
+        quantization=quantization,
         encoder_layers=encoder_layers,
         entities=not no_entities,
         context=not no_context,
-        evaluate_heldout=not no_eval,
+        evaluate=not no_eval,
         allow_noncommercial=allow_noncommercial,
         tune=tune,
     )
@@ -284,6 +277,52 @@ def train_command(
         reserved=out_dir is None,
     )
     _print_training(result)
+
+
+def _train_config(
+    *,
+    tenant: str,
+    split: str,
+    reward: str,
+    beta: float | None,
+    advantage_lambda: float | None,
+    action_k: int | None,
+    intent_k: int | None,
+    encoder: str | None,
+    quantization: str,
+    encoder_layers: int,
+    entities: bool,
+    context: bool,
+    evaluate: bool,
+    allow_noncommercial: bool,
+    tune: bool,
+) -> Any:
+    """The TrainConfig the options ask for; what they leave out keeps TrainConfig's default."""
+    from suggest.clusters import ClusterOptions
+    from suggest.train.config import TrainConfig
+
+    chosen: dict[str, Any] = {"encoder": encoder} if encoder else {}
+    if beta is not None:
+        chosen["awr_temperature"] = beta
+    if advantage_lambda is not None:
+        chosen["awr_lambda"] = advantage_lambda
+    if action_k is not None:
+        chosen["actions"] = ClusterOptions().fixed(action_k)
+    if intent_k is not None:
+        chosen["intents"] = ClusterOptions().fixed(intent_k)
+    return TrainConfig(
+        tenant=tenant,
+        split=split,  # type: ignore[arg-type]  # click.Choice restricts it to the Literal
+        reward=reward,  # type: ignore[arg-type]
+        **chosen,
+        encoder_quantization=quantization,  # type: ignore[arg-type]
+        encoder_layers=encoder_layers,
+        entities=entities,
+        context=context,
+        evaluate_heldout=evaluate,
+        allow_noncommercial=allow_noncommercial,
+        tune=tune,
+    )
 
 
 def _train_reserved(run: Callable[[], T], target: Path, *, reserved: bool) -> T:
