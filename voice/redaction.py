@@ -85,6 +85,9 @@ prices, quantities) are kept."""
 NUMBER_MASKS = {"[PHONE]", "[CARD]", "[NUMBER]", "[SSN]", "[ACCOUNT_ID]"}
 """Masks of numbers: digits read out right after one (only fillers between) are more of it, so
 "[PHONE] and 0 4 8 2" masks the last piece too (SpokenWOZ SNG0696, the customer's third piece)."""
+MIN_PIECE_DIGITS = 3
+"""Digits next to a masked number that make a piece of it ("318", "0 4 8 2", an expiry "04 26"):
+fewer ("2 rooms", "3 pm", "two nights") are a quantity or a time said after the number."""
 MAX_GAP = 8.0
 """Seconds between two pieces of a number read out in chunks, while the other party repeats each
 piece back (SpokenWOZ SNG0696: 4.5 s between "370" and "318"). Only fillers may stand between
@@ -104,9 +107,11 @@ def mask_number_runs(words: Sequence[TimedWord]) -> tuple[list[TimedWord], int]:
         if digits < MIN_RUN_DIGITS:
             continue
         masked = [w.text.strip(".,") for w in out[start:end] if w.text.strip(".,") in NUMBER_MASKS]
+        clear = [i for i in range(start, end) if out[i].text.strip(".,") not in NUMBER_MASKS]
+        if masked and sum(_digit_count(out[i].text) for i in clear) < MIN_PIECE_DIGITS:
+            continue  # "[PHONE]. 2 rooms": a quantity after the number, not a piece of it
         label = (masked[0][1:-1] if masked  # the continuation of a masked number keeps its label
                  else "CARD" if 13 <= digits <= 19 else "PHONE" if digits <= 12 else "NUMBER")
-        clear = [i for i in range(start, end) if out[i].text.strip(".,") not in NUMBER_MASKS]
         for i in clear:
             out[i] = TimedWord(f"[{label}]", out[i].start, out[i].end, out[i].probability)
         runs += bool(clear)

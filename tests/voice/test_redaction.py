@@ -49,7 +49,10 @@ def test_digits_right_after_a_masked_number_are_more_of_it() -> None:
     assert runs == 1
     again, more = mask_number_runs(masked)  # nothing new to mask: the turn is as it was
     assert again == masked and more == 0
-    card = mask_number_runs(_words("[CARD] 4 2"))[0]
-    assert [w.text for w in card] == ["[CARD]", "[CARD]", "[CARD]"]  # keeps the masked number's label
+    card = mask_number_runs(_words("[CARD] 0 4 2 6"))[0]  # an expiry date read after the card
+    assert [w.text for w in card] == ["[CARD]"] * 5  # keeps the masked number's label
     kept = mask_number_runs(_words("[PHONE] then we talked about the 2 rooms"))[0]
     assert [w.text for w in kept][-2:] == ["2", "rooms"]  # words between: another number
+    for said_after in ("[PHONE]. 2 rooms", "[PHONE] and 3 pm", "[PHONE] then 2 nights", "[PHONE] two",
+                       "2 and [PHONE]", "[PHONE] and [CARD]"):
+        assert mask_number_runs(_words(said_after)) == (_words(said_after), 0), said_after  # quantities stay
