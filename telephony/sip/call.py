@@ -26,13 +26,22 @@ from telephony.sip.mapping import CallPlan
 from telephony.sip.media import ReceiverStats, RtpReceiver, RtpStreamDecoder, open_receiver
 from telephony.sip.message import SipMessage, parse_name_addr, split_header_values, via_branch
 from telephony.sip.sdp import MediaChoice
-from telephony.sip.session_timer import DIALOG_GONE, SESSION_EXPIRED, SessionTimer, answered_timer, retry_delay
+from telephony.sip.session_timer import (
+    DIALOG_GONE,
+    REFRESH_FAILED,
+    SESSION_EXPIRED,
+    SessionTimer,
+    answered_timer,
+    retry_delay,
+)
 from telephony.sip.transactions import T1
 from voice.frames import CallEndedFrame, CallStartedFrame, Frame
 from voice.transport import CallSink
 
 log = logging.getLogger(__name__)
 POLL_INTERVAL = 0.02
+MAX_REFRESH_RETRIES = 2
+"""Retries of one session refresh answered 491 or 5xx: an overloaded SBC is not flooded."""
 
 
 @dataclass
@@ -84,8 +93,10 @@ class SipCall:
         self._session_deadline: float | None = None
         self._refresh_at: float | None = None
         """When we send our next session refresh (only while we are the refresher), or retry one."""
-        self._dialog_gone = False
-        """Our refresh got 481: the next poll ends the call."""
+        self._refresh_failed: str | None = None
+        """Why our refresh failed for good (481: dialog gone; 408 or no answer): the next poll ends the call."""
+        self._refresh_retries = 0
+        """Retries of our current refresh (reset by every 2xx that restarts the timer)."""
         self._unacked: tuple[int, bool, float] | None = None
         """(CSeq, whether it carries our offer, when sent) of a 2xx to an INVITE not ACKed yet."""
         self._initial_directions = {c.index: c.media.direction for c in choices}
@@ -174,6 +185,7 @@ class SipCall:
         deadline = None if timer is None else now + timer.bye_after()
         after = None if timer is None else timer.refresh_after()
         self._session_deadline, self._refresh_at = deadline, None if after is None else now + after
+        self._refresh_retries = 0
         self.session_timer = timer  # only now: nothing above may leave the call with a timer half set
 
     def refresh_answered(self, response: SipMessage) -> None:
@@ -186,16 +198,18 @@ class SipCall:
         if status < 300:
             self.session_refreshed(answered_timer(response, self.session_timer, self.settings.sip_min_session_expires))
             return
-        if status == 481:
-            log.info("call %s: our session refresh got 481: the dialog is gone", self.call_id)
-            self._dialog_gone = True
+        if status in (408, 481):  # RFC 4028 10: a timed-out or 481 refresh ends the session with BYE
+            log.info("call %s: our session refresh got %d: ending the call", self.call_id, status)
+            self._refresh_failed = DIALOG_GONE if status == 481 else REFRESH_FAILED
             return
         delay, now = retry_delay(response), self._loop.time()
         timer, deadline = self.session_timer, self._session_deadline
         ours = timer is not None and timer.refresher == "uas" and self._refresh_at is None  # not refreshed since
-        if delay is not None and ours and deadline is not None and now + delay < deadline:
+        retry = delay is not None and ours and deadline is not None and now + delay < deadline
+        if retry and self._refresh_retries < MAX_REFRESH_RETRIES:
+            self._refresh_retries += 1
             log.info("call %s: session refresh got %d: retrying in %.2f s", self.call_id, status, delay)
-            self._refresh_at = now + delay
+            self._refresh_at = now + (delay or 0.0)
         else:
             log.info("call %s: session refresh got %d: the session expires unless refreshed", self.call_id, status)
 
@@ -303,8 +317,8 @@ class SipCall:
         """Release held packets whose wait is over; the reason to end the call, if any."""
         for receiver in self.receivers.values():
             receiver.poll()
-        if self._dialog_gone:
-            return DIALOG_GONE
+        if self._refresh_failed is not None:
+            return self._refresh_failed
         if self._session_deadline is not None and self._loop.time() >= self._session_deadline:
             log.info("call %s: no session refresh in time (RFC 4028): hanging up", self.call_id)
             return SESSION_EXPIRED  # checked before hold: SBCs refresh held calls too

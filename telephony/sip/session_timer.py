@@ -45,6 +45,10 @@ SESSION_EXPIRED = "session expired"
 """``CallEndedFrame.reason`` of a call whose refresh never came."""
 DIALOG_GONE = "dialog gone"
 """``CallEndedFrame.reason`` of a call whose refresh got 481: the far end no longer knows the dialog."""
+REFRESH_FAILED = "session refresh failed"
+"""``CallEndedFrame.reason`` of a call whose refresh got 408 or no answer (RFC 4028 10: BYE)."""
+MIN_5XX_RETRY = 1.0
+"""Seconds at least between a refresh answered 5xx with Retry-After and its retry."""
 MAX_SESSION_EXPIRES = 2**31 - 1
 """Largest Session-Expires we take (68 years: no real interval is refused). RFC 4028 sets no upper
 bound; SIP stacks keep the value in a signed 32-bit integer, and without a bound a value of hundreds
@@ -183,5 +187,5 @@ def retry_delay(response: SipMessage) -> float | None:
     if response.status is not None and 500 <= response.status < 600:
         match = _RETRY_AFTER.match(response.get("Retry-After") or "")
         if match and len(match.group(1)) <= 10:  # longer: past any deadline anyway
-            return float(match.group(1))
+            return max(float(match.group(1)), MIN_5XX_RETRY)  # "Retry-After: 0" is no invitation to flood
     return None

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from telephony.errors import SipParseError
 from telephony.sip.channel import SipChannel
-from telephony.sip.message import SipMessage, via_branch
+from telephony.sip.message import SipMessage, response_to, via_branch
 
 log = logging.getLogger(__name__)
 T1, T2, T4 = 0.5, 4.0, 5.0
@@ -111,7 +111,7 @@ class ClientTransactions:
         self, request: SipMessage, channel: SipChannel, on_final: Callable[[SipMessage], None] | None = None
     ) -> None:
         """Send ``request`` now and run its transaction in the background; ``on_final`` is told its
-        final response (never called when Timer F passes without one)."""
+        final response, or a 408 made here when Timer F passes without one."""
         cseq, method = request.cseq
         key = (via_branch(request.get("Via") or ""), request.call_id, cseq, method)
         transaction = _ClientTransaction(request, channel, on_final=on_final)
@@ -174,6 +174,8 @@ class ClientTransactions:
                 key[1],
                 64 * T1,
             )
+            if transaction.on_final is not None:  # a timeout is a 408 to the caller (RFC 3261 8.1.3.1)
+                transaction.on_final(response_to(transaction.request, 408, "Request Timeout"))
         finally:
             self._open.pop(key, None)
 

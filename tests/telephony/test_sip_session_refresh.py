@@ -7,12 +7,14 @@ minimum is lowered to 1 s through ``sip_min_session_expires`` so the timers run 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass, field
 
 import pytest
 
+from telephony.sip import session_timer
 from telephony.sip.message import SipMessage, response_to
-from telephony.sip.session_timer import DIALOG_GONE, SESSION_EXPIRED, retry_delay
+from telephony.sip.session_timer import DIALOG_GONE, REFRESH_FAILED, SESSION_EXPIRED, retry_delay
 from tests.telephony.sip_peer import PCMU_OFFER, SipPeer, sip_server
 
 pytestmark = pytest.mark.e2e
@@ -93,37 +95,46 @@ def test_our_refresh_says_refresher_uac_and_its_2xx_sets_the_interval_and_the_re
     assert reports == []  # all three calls were up until the server stopped
 
 
-def test_refresh_failures_491_and_5xx_with_retry_after_are_retried_481_ends_the_call_at_once() -> None:
+def test_refresh_failures_491_and_5xx_with_retry_after_are_retried_408_and_481_end_the_call_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Interval 15 s: our UPDATE at 7.5 s, BYE due at 15 - 15/3 = 10 s, so 2.5 s for a retry."""
+    monkeypatch.setattr(session_timer.random, "randint", lambda low, high: 100)  # 491: 1.0 s
+    busy = (503, "Service Unavailable", {"Retry-After": "0"})  # an overloaded SBC, every time
     outcomes = {
-        "491": (491, "Request Pending", {}),
-        "503": (503, "Service Unavailable", {"Retry-After": "1 (busy)"}),
-        "500-too-late": (500, "Server Internal Error", {"Retry-After": "5"}),
-        "408": (408, "Request Timeout", {}),
-        "481": (481, "Call/Transaction Does Not Exist", {}),
+        "491": [(491, "Request Pending", {})],
+        "503": [(503, "Service Unavailable", {"Retry-After": "1 (busy)"})],
+        "500-too-late": [(500, "Server Internal Error", {"Retry-After": "5"})],
+        "408": [(408, "Request Timeout", {})],
+        "481": [(481, "Call/Transaction Does Not Exist", {})],
+        "503-storm": [busy] * 10,
     }
     kept = (200, "OK", {"Session-Expires": "15;refresher=uac", "Require": "timer"})
 
     async def scenario():
         async with sip_server(sip_min_session_expires=1) as (server, _):
             port = server.ports["udp"]
-            calls = (refreshed_call(port, 15, [answer, kept], horizon=10.8) for answer in outcomes.values())
+            calls = (refreshed_call(port, 15, [*answers, kept], horizon=10.8) for answers in outcomes.values())
             results = await asyncio.gather(*calls)
             ended = {report.sip_call_id: report.reason for report in server.reports}
             return {name: (seen, ended.get(peer.call_id)) for name, (seen, peer) in zip(outcomes, results, strict=True)}
 
     results = run(scenario())
-    for name, wait in (("491", (0.0, 2.1)), ("503", (0.9, 1.4))):
+    for name, wait in (("491", (0.9, 1.4)), ("503", (0.9, 1.4))):
         seen, ended = results[name]
         (first_at, first), (retry_at, retry) = seen.requests
         assert (first.method, retry.method) == ("UPDATE", "UPDATE") and 7.3 < first_at < 7.9, name
         assert wait[0] <= retry_at - first_at < wait[1] and retry.get("Session-Expires") == "15;refresher=uac", name
         assert retry.cseq[0] == first.cseq[0] + 1 and ended is None, name  # alive past 10 s: refreshed
-    for name, bye_at, reason in (("500-too-late", 10.0, SESSION_EXPIRED), ("408", 10.0, SESSION_EXPIRED),
+    for name, bye_at, reason in (("500-too-late", 10.0, SESSION_EXPIRED), ("408", 7.5, REFRESH_FAILED),
                                  ("481", 7.5, DIALOG_GONE)):
         seen, ended = results[name]
         assert [request.method for _, request in seen.requests] == ["UPDATE", "BYE"], name
         assert bye_at - 0.2 < seen.of("BYE")[0][0] < bye_at + 0.4 and ended == reason, name
+    seen, ended = results["503-storm"]  # "Retry-After: 0" flooded it with UPDATEs every 20 ms
+    sent = [at for at, _ in seen.of("UPDATE")]
+    assert len(sent) == 3 and all(later - earlier >= 0.95 for earlier, later in itertools.pairwise(sent))
+    assert seen.requests[-1][1].method == "BYE" and ended == SESSION_EXPIRED
 
 
 def test_491_retry_delay_is_0_to_2_s_in_10_ms_steps_as_rfc_3261_14_1_gives_a_uac_not_owning_the_call_id() -> None:

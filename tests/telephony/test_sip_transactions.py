@@ -215,3 +215,27 @@ def test_idle_tcp_connection_is_closed_but_one_carrying_a_call_is_not() -> None:
     idled, busy_closed, still_answered, calls = run(scenario())
     assert 0.25 <= idled < 1.0
     assert not busy_closed and still_answered.get("CSeq") == "9 OPTIONS" and calls
+
+
+def test_a_session_refresh_left_unanswered_ends_the_call_at_timer_f_like_a_408() -> None:
+    """RFC 4028 10: a refresh whose transaction times out ends the session with BYE. Interval
+    12 s: our UPDATE at 6 s, Timer F (64 x T1, 1.28 s here) at about 7.3 s, expiry at 8 s."""
+    from telephony.sip.session_timer import REFRESH_FAILED
+
+    async def scenario():
+        async with sip_server(sip_min_session_expires=1) as (server, _), SipPeer(server.ports["udp"]) as peer:
+            timer = {"Session-Expires": "12;refresher=uas", "Supported": "timer", "Allow": "INVITE, ACK, BYE, UPDATE"}
+            await peer.invite(PCMU_OFFER.format(port=7000), headers=timer)
+            loop = asyncio.get_running_loop()
+            answered_at, seen = loop.time(), []
+            while not any(request.method == "BYE" for _, request in seen) and loop.time() - answered_at < 9:
+                with contextlib.suppress(TimeoutError):
+                    request = await asyncio.wait_for(peer.requests.get(), 0.5)
+                    seen.append((loop.time() - answered_at, request))  # UPDATEs go unanswered
+            return seen, [report.reason for report in server.reports]
+
+    seen, reasons = run(scenario())
+    updates = [at for at, request in seen if request.method == "UPDATE"]
+    byes = [at for at, request in seen if request.method == "BYE"]
+    assert updates and 5.8 < updates[0] < 6.4 and len(updates) >= 3  # retransmitted over UDP
+    assert len(byes) == 1 and 7.0 < byes[0] < 7.8 and reasons == [REFRESH_FAILED]  # before the 8 s expiry
