@@ -164,11 +164,22 @@ class WhisperEngine:
             retry_kwargs = _decode_kwargs(options, anti_loop=True)
             retry, _ = self._run(samples[offset:], retry_kwargs, keep_words=options.word_timestamps)
             redone = [_shift(s, window_start) for _, w in retry for s in _unlooped(w, options)]
-            kept = [s for _, w in windows[:index] for s in w]
+            kept = [s for _, w in self._sure(samples, windows[:index], options, single_window) for s in w]
             return kept + redone, language, 1
-        if options.beam_size == 1 and not single_window:
-            windows = self._beam_for_unsure_windows(samples, windows, options)
-        return [s for _, w in windows for s in w], language, 0
+        return [s for _, w in self._sure(samples, windows, options, single_window) for s in w], language, 0
+
+    def _sure(
+        self,
+        samples: np.ndarray,
+        windows: list[tuple[float, list[Segment]]],
+        options: AsrOptions,
+        single_window: bool,
+    ) -> list[tuple[float, list[Segment]]]:
+        """Greedy whole-recording windows after :meth:`_beam_for_unsure_windows`; others as they are
+        (a live turn's partial is replaced by its final anyway)."""
+        if options.beam_size != 1 or single_window:
+            return windows
+        return self._beam_for_unsure_windows(samples, windows, options)
 
     def _beam_for_unsure_windows(
         self, samples: np.ndarray, windows: list[tuple[float, list[Segment]]], options: AsrOptions
@@ -181,11 +192,14 @@ class WhisperEngine:
         out = []
         for (start, window), end in zip(windows, ends, strict=True):
             if window and _unsure(window[0], options):
-                span = samples[round(start * SAMPLE_RATE) : round(end * SAMPLE_RATE)]
+                # At most the window's own 30 s: a silent window after it (no segments) stays out.
+                stop = min(end, start + WINDOW_SECONDS)
+                span = samples[round(start * SAMPLE_RATE) : round(stop * SAMPLE_RATE)]
                 kwargs = _decode_kwargs(replace(options, beam_size=UNSURE_WINDOW_BEAM))
                 again = [s for _, w in self._run(span, kwargs, keep_words=options.word_timestamps)[0]
                          for s in w]  # fmt: skip
-                if again and _mean_logprob(again) > window[0].avg_logprob:
+                better = again and _mean_logprob(again) > window[0].avg_logprob
+                if better and not _window_loops(again, options):  # repeats score well: not better
                     window = [_shift(s, start) for s in again]
             out.append((start, window))
         return out
