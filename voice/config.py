@@ -131,6 +131,9 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 def _from_env(env: Any) -> dict[str, Any]:
     values: dict[str, Any] = {}
+    if env.get("NEXTLINE_DATABASE_URL") and not env.get("NEXTLINE_DB_URL"):
+        # The CLI's older name for the same setting (voice.store.default_url): one database for both.
+        values["db_url"] = env["NEXTLINE_DATABASE_URL"]
     for f in fields(ServerConfig):
         raw = env.get(f"NEXTLINE_{f.name.upper()}")
         if raw is None:

@@ -225,12 +225,29 @@ def test_an_earlier_releases_database_is_still_read_with_a_warning(
         assert default_url() == f"sqlite:///{tmp_path / 'nextline.db'}"
     assert "the earlier default" in caplog.text and str(tmp_path / "data" / "nextline.db") in caplog.text
     Store.open(load_config(environ={}).database_url).close()  # the server's, once it exists
-    assert default_url() == f"sqlite:///{tmp_path / 'data' / 'nextline.db'}"
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert default_url() == f"sqlite:///{tmp_path / 'data' / 'nextline.db'}"
+    assert f"{tmp_path / 'nextline.db'} (the earlier default) is left out" in caplog.text
     monkeypatch.setenv("NEXTLINE_DB_URL", "sqlite:///a.db")
+    monkeypatch.setenv("NEXTLINE_DATABASE_URL", f"sqlite:///{tmp_path / 'a.db'}")  # the same file
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert default_url() == "sqlite:///a.db"
+    assert "name different databases" not in caplog.text
     monkeypatch.setenv("NEXTLINE_DATABASE_URL", "sqlite:///b.db")
     with caplog.at_level("WARNING"):
         assert default_url() == "sqlite:///a.db"
     assert "name different databases" in caplog.text
+
+
+def test_the_server_takes_the_older_database_variable_too() -> None:
+    """The CLI read NEXTLINE_DATABASE_URL and the server only NEXTLINE_DB_URL: with only the older
+    one set, they opened different databases without a word."""
+    only_older = load_config(environ={"NEXTLINE_DATABASE_URL": "sqlite:////srv/calls.db"})
+    assert only_older.database_url == "sqlite:////srv/calls.db"
+    both = {"NEXTLINE_DATABASE_URL": "sqlite:////srv/old.db", "NEXTLINE_DB_URL": "sqlite:////srv/calls.db"}
+    assert load_config(environ=both).database_url == "sqlite:////srv/calls.db"
 
 
 def test_a_raw_rate_typo_is_refused_before_any_audio_is_read(tmp_path: Path) -> None:

@@ -92,21 +92,37 @@ def default_url() -> str:
 
     An earlier release's ``./nextline.db`` (A/B assignments, feedback commands) is still used, with
     a warning, while ``data/nextline.db`` does not exist: a new empty database beside it would
-    hide its rows. Two different URLs in the two variables are warned about too.
+    hide its rows; once both exist, the server's is used and the other named in a warning. Two
+    different databases in the two variables are warned about too (``voice serve`` also takes
+    ``$NEXTLINE_DATABASE_URL`` when ``$NEXTLINE_DB_URL`` is not set).
     """
     server_url, older_url = os.environ.get(SERVER_DB_URL_ENV), os.environ.get(DATABASE_URL_ENV)
-    if server_url and older_url and server_url != older_url:
+    if server_url and older_url and _normalised(server_url) != _normalised(older_url):
         _log.warning("%s and %s name different databases: using %s's", SERVER_DB_URL_ENV,
                      DATABASE_URL_ENV, SERVER_DB_URL_ENV)
     if server_url or older_url:
         return server_url or older_url or ""
     server_file = (Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR) / DEFAULT_DB_FILE).resolve()
-    earlier_file = Path.cwd() / DEFAULT_DB_FILE
-    if earlier_file.is_file() and not server_file.is_file():
-        _log.warning("using %s, the earlier default; voice serve uses %s: move the file there (or "
-                     "pass --db) so both read the same calls", earlier_file, server_file)
-        return f"sqlite:///{earlier_file}"
+    earlier_file = (Path.cwd() / DEFAULT_DB_FILE).resolve()
+    if earlier_file.is_file() and earlier_file != server_file:
+        if not server_file.is_file():
+            _log.warning("using %s, the earlier default; voice serve uses %s: move the file there "
+                         "(or pass --db) so both read the same calls", earlier_file, server_file)
+            return f"sqlite:///{earlier_file}"
+        _log.warning("using %s, voice serve's; %s (the earlier default) is left out: pass --db to "
+                     "read it", server_file, earlier_file)
     return f"sqlite:///{server_file}"
+
+
+def _normalised(url: str) -> str:
+    """``url`` with a SQLite file's path made absolute, so one file named two ways is one database."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        parsed = parsed.set(database=str(Path(parsed.database).expanduser().resolve()))
+    return parsed.render_as_string(hide_password=False)
 
 
 def create_engine_for(url: str | URL) -> Engine:
