@@ -32,7 +32,7 @@ def test_a_feedback_file_trains_only_its_tenants_events(
 ) -> None:
     """`voice feedback export` without --tenant writes every tenant's events; all of them used
     to train the model of the tenant given to `voice train`."""
-    from voice.cli.suggest_cmds import _feedback
+    from voice.cli.train_cmd import _feedback
 
     path = tmp_path / "feedback.jsonl"
     lines = [_feedback_line(s, t) for s, t in (("s1", "acme"), ("s2", "globex"), ("s3", "globex"))]

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "voice.cli.eval_diarization",
     "voice.cli.data_cmd",
     "voice.cli.suggest_cmds",
+    "voice.cli.train_cmd",
     "voice.cli.ab_cmd",
     "voice.cli.registry_cmd",
 ]
