@@ -18,10 +18,11 @@ we do as the UAS (RFC 4028 9 and 10):
   ``refresher=uac``: the parameter names a side of that UPDATE's transaction, whose UAC is us (7.4).
   Its 2xx restarts the timer with the 2xx's Session-Expires (interval and refresher; none: no timer
   any more, 7.2). A 491 is retried after 0 to 2 s (RFC 3311 5.1 via RFC 3261 14.1: the Call-ID is
-  the far end's), a 5xx with ``Retry-After`` after that many seconds, either only while the retry
-  still goes out before the BYE is due; a 481 ends the call at once (the dialog is gone; reason
-  ``dialog gone``, still with our BYE as RFC 4028 10 asks); anything else, a 408 or no answer at all
-  leaves the timer to run out;
+  the far end's), a 5xx with ``Retry-After`` after that many seconds but at least 1 s, either only
+  while the retry still goes out before the BYE is due and at most twice per refresh; a 481 ends
+  the call at once with our BYE (reason ``dialog gone``), and so do a 408 and no answer by Timer F
+  (reason ``session refresh failed``), as RFC 4028 10 asks; anything else leaves the timer to run
+  out;
 - no refresh by the expiry minus min(32 s, interval/3): we send BYE and the call ends with reason
   ``session expired``, recorded like any other hang-up.
 
