@@ -344,6 +344,7 @@ class TorchWhisperDecoder:
             max_context=self.dims.n_text_ctx,
             width_step=self.shapes.width_step,
             cache_length=self.shapes.cache_length,
+            graphs=self.graphs,
         )
 
     def _greedy(

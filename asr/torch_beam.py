@@ -12,6 +12,12 @@ expanded to ``beam`` rows after the prompt pass, and each step keeps, per reques
 ``beam`` continuations among ``2 * beam`` candidates; the KV cache rows follow their parent
 hypothesis. The bookkeeping of hypotheses is on the host (a few rows per request); the step
 itself is the decoder's, batched over every request's beams.
+
+On CUDA the step replays a graph of the beam rows' bucket when the pool has a free one
+(:mod:`asr.torch_graphs`), as greedy loops do. Why: on the H200, eager beam steps (about 110
+kernel launches each, from Python threads sharing one GIL with the calls) held the decode
+workers long enough that beam-5 finals pushed the partials' commit p95 from 2.49 s to 3.86 s
+at 256 calls (docs/results/gpu.md). Dummy rows fill the bucket with copies of the first row.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from asr.torch_graphs import StepGraph, StepGraphPool
 from asr.torch_greedy import Decoded, GreedyRows, Vocab, prompt_pass, suppressed
-from asr.torch_whisper import CrossKV, TextDecoder
+from asr.torch_whisper import CrossKV, KVCache, TextDecoder
 
 __all__ = ["beam_decode"]
 
@@ -62,9 +69,11 @@ def beam_decode(
     max_context: int,
     width_step: int = 1,
     cache_length: int = 0,
+    graphs: StepGraphPool | None = None,
 ) -> list[Decoded]:
     """Beam-search every row of ``rows`` (``cross`` may hold extra dummy rows); results in row
-    order, in :func:`asr.torch_greedy.greedy_decode`'s form."""
+    order, in :func:`asr.torch_greedy.greedy_decode`'s form. With ``graphs``, the steps replay
+    a graph of the beam rows' bucket where the pool has a free one."""
     batch = len(rows.prompts)
     start = prompt_pass(
         decoder,
@@ -78,32 +87,82 @@ def beam_decode(
     budgets = start.budgets.tolist()
     steps = max(budgets[:batch])
     expand = torch.arange(batch, device=start.logits.device).repeat_interleave(beam)
-    cache = start.cache.select(expand)
-    cross = [(k[expand], v[expand]) for k, v in cross]
+    stepper = _BeamStep(decoder, start.cache, cross, expand, graphs)
     valid, pads = start.valid[expand], start.pads[expand]
     masked = suppressed(start.logits[:batch], vocab, first=True).repeat_interleave(beam, dim=0)
     requests = [_Request([_Hypothesis()]) for _ in range(batch)]
     scores = torch.full((batch, beam), -torch.inf, device=masked.device)
     scores[:, 0] = 0.0  # one live hypothesis per request at the start
-    for step in range(steps):  # noqa: B007 - the cache position below
-        tokens, origin = _advance(requests, scores, masked, vocab, beam, budgets)
-        if all(not r.live for r in requests):
-            break
-        pos = start.width + step
-        parents = torch.tensor(origin, device=valid.device)
-        cache = cache.select(parents)
-        valid, pads = valid[parents], pads[parents]
-        valid[:, pos] = True
-        logits = decoder.step(
-            torch.tensor(tokens, device=valid.device)[:, None],
-            (pos - pads)[:, None],
-            cache,
-            pos,
-            valid[:, None, None, :],
-            cross,
-        )
-        masked = suppressed(logits, vocab, first=False)
+    try:
+        for step in range(steps):  # noqa: B007 - the cache position below
+            tokens, origin = _advance(requests, scores, masked, vocab, beam, budgets)
+            if all(not r.live for r in requests):
+                break
+            pos = start.width + step
+            parents = torch.tensor(origin, device=valid.device)
+            valid, pads = valid[parents], pads[parents]
+            valid[:, pos] = True
+            token_rows = torch.tensor(tokens, device=valid.device)[:, None]
+            logits = stepper.step(token_rows, parents, (pos - pads)[:, None], pos, valid)
+            masked = suppressed(logits, vocab, first=False)
+    finally:
+        stepper.release()
     return [_decoded(r, start.no_speech, i) for i, r in enumerate(requests)]
+
+
+class _BeamStep:
+    """The beam rows' decode step: a borrowed step graph of their bucket, else eager."""
+
+    def __init__(
+        self,
+        decoder: TextDecoder,
+        cache: KVCache,
+        cross: CrossKV,
+        expand: torch.Tensor,
+        pool: StepGraphPool | None,
+    ) -> None:
+        self.decoder, self.pool, self.rows = decoder, pool, len(expand)
+        self.graph: StepGraph | None = None
+        if pool is not None and pool.length == cache.keys.shape[3]:
+            bucket = pool.bucket(self.rows)
+            self.graph = pool.acquire(bucket) if bucket is not None else None
+        if self.graph is None:
+            self.cache, self.cross = cache.select(expand), [(k[expand], v[expand]) for k, v in cross]
+            return
+        self.fill = expand.new_zeros(self.graph.rows - self.rows)  # dummy rows copy row 0
+        index = torch.cat([expand, self.fill])
+        self.graph.load([(k[index], v[index]) for k, v in cross], cache.select(index))
+
+    def step(
+        self,
+        tokens: torch.Tensor,
+        parents: torch.Tensor,
+        positions: torch.Tensor,
+        pos: int,
+        valid: torch.Tensor,
+    ) -> torch.Tensor:
+        """Logits of every beam row's next token; the cache rows follow ``parents`` first."""
+        if self.graph is None:
+            self.cache = self.cache.select(parents)
+            mask = valid[:, None, None, :]
+            return self.decoder.step(tokens, positions, self.cache, pos, mask, self.cross)
+        graph, index = self.graph, torch.cat([parents, self.fill])
+        for buffer in (graph.cache.keys, graph.cache.values):
+            buffer.copy_(buffer.index_select(1, index))
+        fill = self.fill
+        logits = graph.step(
+            torch.cat([tokens, tokens[fill]]),
+            torch.cat([positions, positions[fill]]),
+            pos,
+            torch.cat([valid, valid[fill]]),
+        )
+        return logits[: self.rows]
+
+    def release(self) -> None:
+        """Give the graph back to the pool."""
+        if self.pool is not None and self.graph is not None:
+            self.pool.release(self.graph)
+            self.graph = None
 
 
 def _advance(
@@ -127,7 +186,7 @@ def _advance(
     chosen = logits[rows, tokens.clamp_max(vocab.eot - 1)] - text.logsumexp(-1)[rows]
     values_l, rows_l, tokens_l, probs_l = (t.tolist() for t in (values, rows, tokens, chosen.exp()))
     next_tokens, origin = [], []
-    new_scores = torch.full_like(scores, -torch.inf)
+    new_scores = [[-float("inf")] * beam for _ in range(batch)]  # one copy to the device
     for b, request in enumerate(requests):
         kept: list[tuple[int, _Hypothesis]] = []
         if request.live:
@@ -160,11 +219,11 @@ def _advance(
             if k < len(request.live):
                 origin.append(kept[k][0])
                 next_tokens.append(request.live[k].tokens[-1])
-                new_scores[b, k] = request.live[k].score
+                new_scores[b][k] = request.live[k].score
             else:  # an empty slot: follow the first row of the request, never chosen
                 origin.append(b * beam)
                 next_tokens.append(vocab.eot)
-    scores.copy_(new_scores)
+    scores.copy_(torch.tensor(new_scores, dtype=scores.dtype))
     return next_tokens, origin
 
 

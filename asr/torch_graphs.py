@@ -1,4 +1,4 @@
-"""CUDA graphs of the greedy decode step: one launch per step instead of ~110 kernel launches.
+"""CUDA graphs of the decode step: one launch per step instead of ~110 kernel launches.
 
 Why: on the H200 (docs/results/gpu.md, the live sweep of 2026-11-27) a decode step cost 5.0 ms
 p50 in the live run against 2.3 ms in a warm batch alone, GPU utilisation never passed 28 %, and
@@ -10,8 +10,9 @@ compete for the same GIL. A CUDA graph replays the whole step as one launch.
 A graph reads and writes fixed memory, so each :class:`StepGraph` owns its inputs (tokens,
 positions, the write position, the attention mask), the self-attention cache and the
 cross-attention keys/values of one row bucket; the decode loop copies into them and reads the
-logits out (:func:`asr.torch_greedy.greedy_decode`). Shapes were already static for exactly
-this reason (:mod:`asr.torch_shapes`), and the cache position is a device tensor
+logits out (:func:`asr.torch_greedy.greedy_decode`; :func:`asr.torch_beam.beam_decode` borrows
+the bucket of its beam rows and reorders the cache rows in place each step). Shapes were already
+static for exactly this reason (:mod:`asr.torch_shapes`), and the cache position is a device tensor
 (:meth:`asr.torch_whisper.DecoderLayer.forward`), so one capture serves every step.
 
 Several decoder threads may decode at once and a graph's buffers serve one loop at a time, so
@@ -124,6 +125,10 @@ class StepGraphPool:
             self._free[rows] = graphs
         self.misses = 0
         """Loops that found no free graph of their bucket (they ran eagerly)."""
+
+    def bucket(self, rows: int) -> int | None:
+        """The smallest bucket of at least ``rows`` rows (``None``: more than the largest)."""
+        return min((b for b in self._free if b >= rows), default=None)
 
     def acquire(self, rows: int) -> StepGraph | None:
         """A free graph of exactly ``rows`` rows, or ``None``."""

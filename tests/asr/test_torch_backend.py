@@ -4,6 +4,7 @@ nothing, and it plugs into StreamingTranscriber as its TurnDecoder (short clips 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +248,38 @@ def test_decode_step_graph_buffers_change_no_result(
     taken = graphed.graphs.acquire(8)
     assert taken is not None and graphed.graphs.acquire(8) is None  # one copy: lent out
     graphed.graphs.release(taken)
+
+
+def test_beam_steps_through_graph_buffers_change_no_result(five: list[DecodeRequest]) -> None:
+    """Beam-5 finals through the step graphs' buffers (CPU, no capture) give the eager beam's
+    words: three finals' 15 beam rows step in the 16-row bucket's graph, the cache rows follow
+    their parents inside it, and the dummy row changes nothing. Beam rows beyond the largest
+    bucket (8 here) step eagerly, with the same words."""
+    finals = [replace(r, final=True) for r in five[:3]]
+    beam = AsrOptions(beam_size=5)
+    eager = TorchWhisperDecoder.load("tiny.en", TorchBackendConfig(device="cpu"), final=beam)
+    expected = eager.decode_batch(finals)
+    for max_rows, graph_rows in ((16, 16), (8, None)):
+        config = TorchBackendConfig(
+            device="cpu", max_rows=max_rows, cuda_graphs=True, graph_copies=1
+        )
+        graphed = TorchWhisperDecoder.load("tiny.en", config, final=beam)
+        assert graphed.graphs is not None
+        written_at: list[tuple[int, bool]] = []  # (rows, write position given as a tensor)
+        hook = graphed.model.decoder.register_forward_hook(
+            lambda _m, args, _o, seen=written_at: seen.append(
+                (args[0].shape[0], torch.is_tensor(args[3]))
+            )
+        )
+        try:
+            words = graphed.decode_batch(finals)
+        finally:
+            hook.remove()
+        assert all(_same(g, e) for g, e in zip(words, expected, strict=True))
+        steps = {rows for rows, by_tensor in written_at if by_tensor}
+        assert steps == ({graph_rows} if graph_rows else set())
+        assert graphed.graphs.misses == 0
+        assert graphed.graphs.acquire(max_rows) is not None  # given back after the loop
 
 
 def _letters(text: str) -> str:
