@@ -16,7 +16,9 @@ it carries at most 64 MiB. This writes, into ``.gpu-torch/`` (in ``.git/info/exc
   ``voice.vad.VadStream`` on the mu-law-decoded audio, fed 20 ms frames exactly as
   ``voice.processors.asr.StreamingAsrProcessor._feed`` does: speech started, pause since,
   speech stopped, and the 30 s maximum-turn split. VAD is deterministic, so the device replays
-  these decisions at their times instead of running Silero for hundreds of legs on its cores.
+  these decisions at their times instead of running Silero for hundreds of legs on its cores;
+- ``refs.json``: per leg, SpokenWOZ's silver words as one reference text, for the final-pass
+  WER on the device (``final_wer.py``; CC BY-NC 4.0 like the calls).
 """
 
 from __future__ import annotations
@@ -122,6 +124,7 @@ def main() -> None:
     if args.wheels:
         download_wheels(args.out / "whl")
     (args.out / "vad.json").write_text(json.dumps({"frame": FRAME, "legs": timelines}))
+    (args.out / "refs.json").write_text(json.dumps(reference_texts(args.calls), indent=1))
     report(args.out)
 
 
@@ -146,6 +149,16 @@ def encode_calls(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, dict[st
                 f"{sum(a[1] == BEGIN for a in timelines[key]['actions'])} turns"
             )
     return legs, timelines
+
+
+def reference_texts(folder: Path) -> dict[str, str]:
+    """Leg key (``<call>_A``/``_B``) -> the leg's reference words (``<call>.json``), joined."""
+    refs = {}
+    for wav in sorted(folder.glob("*.wav")):
+        words = json.loads(wav.with_suffix(".json").read_text())
+        for side in ("A", "B"):
+            refs[f"{wav.stem}_{side}"] = " ".join(w["word"] for w in words if w["speaker"] == side)
+    return refs
 
 
 def download_wheels(folder: Path) -> None:
