@@ -18,7 +18,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from telephony.settings import TelephonySettings
 from telephony.sip.channel import UNSPECIFIED_ADDRESSES, SipChannel
@@ -32,6 +32,7 @@ from telephony.sip.session_timer import (
     SESSION_EXPIRED,
     SessionTimer,
     answered_timer,
+    raised_interval,
     retry_delay,
 )
 from telephony.sip.transactions import T1
@@ -41,7 +42,7 @@ from voice.transport import CallSink
 log = logging.getLogger(__name__)
 POLL_INTERVAL = 0.02
 MAX_REFRESH_RETRIES = 2
-"""Retries of one session refresh answered 491 or 5xx: an overloaded SBC is not flooded."""
+"""Retries of one session refresh answered 491, 5xx or 422: an overloaded SBC is not flooded."""
 
 
 @dataclass
@@ -97,6 +98,8 @@ class SipCall:
         """Why our refresh failed for good (481: dialog gone; 408 or no answer): the next poll ends the call."""
         self._refresh_retries = 0
         """Retries of our current refresh (reset by every 2xx that restarts the timer)."""
+        self._refresh_raised = False
+        """Whether our current refresh was already retried after a 422 (once per refresh, RFC 4028 7.4)."""
         self._unacked: tuple[int, bool, float] | None = None
         """(CSeq, whether it carries our offer, when sent) of a 2xx to an INVITE not ACKed yet."""
         self._initial_directions = {c.index: c.media.direction for c in choices}
@@ -185,13 +188,14 @@ class SipCall:
         deadline = None if timer is None else now + timer.bye_after()
         after = None if timer is None else timer.refresh_after()
         self._session_deadline, self._refresh_at = deadline, None if after is None else now + after
-        self._refresh_retries = 0
+        self._refresh_retries, self._refresh_raised = 0, False
         self.session_timer = timer  # only now: nothing above may leave the call with a timer half set
 
     def refresh_answered(self, response: SipMessage) -> None:
         """The final response to our session refresh (RFC 4028 10, see :mod:`.session_timer`): a 2xx
-        restarts the timer as it says; 491, or a 5xx with Retry-After, is retried when the retry
-        still goes out before the BYE is due; 481 ends the call; anything else leaves it to run out."""
+        restarts the timer as it says; 491, a 5xx with Retry-After, or a 422 with a usable Min-SE, is
+        retried when the retry still goes out before the BYE is due; 481 ends the call; anything else
+        leaves it to run out."""
         status = response.status
         if status is None or self.state == "ended":
             return
@@ -202,16 +206,38 @@ class SipCall:
             log.info("call %s: our session refresh got %d: ending the call", self.call_id, status)
             self._refresh_failed = DIALOG_GONE if status == 481 else REFRESH_FAILED
             return
+        if status == 422 and self._retry_raised(response):
+            return
         delay, now = retry_delay(response), self._loop.time()
-        timer, deadline = self.session_timer, self._session_deadline
-        ours = timer is not None and timer.refresher == "uas" and self._refresh_at is None  # not refreshed since
-        retry = delay is not None and ours and deadline is not None and now + delay < deadline
-        if retry and self._refresh_retries < MAX_REFRESH_RETRIES:
+        if delay is not None and self._may_retry(now + delay):
             self._refresh_retries += 1
             log.info("call %s: session refresh got %d: retrying in %.2f s", self.call_id, status, delay)
             self._refresh_at = now + (delay or 0.0)
         else:
             log.info("call %s: session refresh got %d: the session expires unless refreshed", self.call_id, status)
+
+    def _may_retry(self, at: float) -> bool:
+        """Whether a retry of our refresh may go out at ``at``: we are still the refresher, nothing
+        refreshed the session since, the retry precedes the BYE and this refresh has retries left."""
+        timer, deadline = self.session_timer, self._session_deadline
+        ours = timer is not None and timer.refresher == "uas" and self._refresh_at is None
+        return ours and deadline is not None and at < deadline and self._refresh_retries < MAX_REFRESH_RETRIES
+
+    def _retry_raised(self, response: SipMessage) -> bool:
+        """A 422 to our refresh: retry it at once, once per refresh, asking the 422's Min-SE (RFC 4028
+        7.4); False: no retry (see :func:`.raised_interval`), the caller goes on as for any failure."""
+        timer, now = self.session_timer, self._loop.time()
+        if timer is None or self._refresh_raised or not self._may_retry(now):
+            return False
+        raised = raised_interval(response, timer)
+        if raised is None:
+            return False
+        self._refresh_retries, self._refresh_raised = self._refresh_retries + 1, True
+        log.info("call %s: session refresh got 422: retrying with Session-Expires %d", self.call_id, raised)
+        # Only what our UPDATE asks changes: the interval and the BYE due stay until the retry's 2xx.
+        self.session_timer = replace(timer, min_se=raised)
+        self._refresh_at = now  # the next poll sends it
+        return True
 
     def refresh_due(self) -> bool:
         """True once when we are the refresher and half the interval has passed (RFC 4028 10)."""

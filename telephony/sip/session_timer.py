@@ -23,6 +23,14 @@ we do as the UAS (RFC 4028 9 and 10):
   the call at once with our BYE (reason ``dialog gone``), and so do a 408 and no answer by Timer F
   (reason ``session refresh failed``), as RFC 4028 10 asks; anything else leaves the timer to run
   out;
+- a 422 Session Interval Too Small to our UPDATE (RFC 4028 7.4) is retried at once, once per
+  refresh, with ``Session-Expires`` raised to the 422's ``Min-SE`` and that ``Min-SE`` in the
+  UPDATE; later UPDATEs of the call keep asking at least that much and carry it (7.4: the largest
+  Min-SE of the dialog). The retry counts toward the two retries per refresh (a refresh sends
+  three UPDATEs at most, whatever it is answered) and, like the others, goes out only before the
+  BYE is due. No retry, so the timer runs out as after any other failure, for a second 422, a
+  ``Min-SE`` missing, malformed, above ``MAX_SESSION_EXPIRES`` or not above what we asked (the
+  same UPDATE would get the same 422). The interval changes only with the retry's 2xx, as above;
 - no refresh by the expiry minus min(32 s, interval/3): we send BYE and the call ends with reason
   ``session expired``, recorded like any other hang-up.
 
@@ -79,6 +87,13 @@ class SessionTimer:
     refresher: str = "uac"
     """As in the requests the far end sends us: ``uac``: the far end refreshes and we watch; ``uas``:
     we refresh with UPDATE. In our own UPDATE the roles swap (see ``refresh_headers``)."""
+    min_se: int | None = None
+    """The far end's Min-SE from a 422 to our refresh: our UPDATEs ask at least that and carry it."""
+
+    @property
+    def asked(self) -> int:
+        """The Session-Expires of our refreshing UPDATE: never below the far end's Min-SE (RFC 4028 7.4)."""
+        return max(self.interval, self.min_se or 0)
 
     def headers(self) -> tuple[tuple[str, str], ...]:
         """Session-Expires for our 2xx, with ``Require: timer`` when the UAC refreshes (RFC 4028 9)."""
@@ -88,7 +103,8 @@ class SessionTimer:
     def refresh_headers(self) -> tuple[tuple[str, str], ...]:
         """Supported and Session-Expires of our refreshing UPDATE, whose UAC is us (RFC 4028 7.4)."""
         ours = "uac" if self.refresher == "uas" else "uas"
-        return ("Supported", "timer"), ("Session-Expires", f"{self.interval};refresher={ours}")
+        headers = ("Supported", "timer"), ("Session-Expires", f"{self.asked};refresher={ours}")
+        return headers if self.min_se is None else (*headers, ("Min-SE", str(self.min_se)))
 
     def refresh_after(self) -> float | None:
         """Seconds after a refresh at which we send the next one (RFC 4028 10); None: not ours."""
@@ -172,8 +188,26 @@ def answered_timer(response: SipMessage, current: SessionTimer | None, min_se: i
     if interval < min_se:
         log.info("call %s: ignoring Session-Expires %d below our minimum %d", response.call_id, interval, min_se)
         return current
-    # Back in the frame of the far end's requests: refresher=uas of our UPDATE is the far end.
-    return SessionTimer(interval, "uac" if refresher == "uas" else "uas")
+    # Back in the frame of the far end's requests: refresher=uas of our UPDATE is the far end. A
+    # Min-SE learned from a 422 stays: later refreshes would get the same 422 without it (7.4).
+    return SessionTimer(interval, "uac" if refresher == "uas" else "uas", current.min_se if current else None)
+
+
+def raised_interval(response: SipMessage, timer: SessionTimer) -> int | None:
+    """The Session-Expires to retry our refresh with after this 422: its Min-SE (RFC 4028 7.4).
+
+    None (no retry) for another status, or a Min-SE missing, malformed, above ``MAX_SESSION_EXPIRES``
+    or not above what we asked: the same UPDATE would only get the same 422.
+    """
+    value = response.get("Min-SE")
+    if response.status != 422 or value is None:
+        return None
+    try:
+        min_se, _ = parse_session_expires(value)  # the same grammar: delta-seconds *(;generic-param)
+    except ProtocolError:
+        log.info("call %s: no retry: unusable Min-SE %r in the 422 to our refresh", response.call_id, value[:40])
+        return None
+    return min_se if min_se > timer.asked else None
 
 
 def retry_delay(response: SipMessage) -> float | None:

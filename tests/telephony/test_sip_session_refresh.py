@@ -144,3 +144,73 @@ def test_491_retry_delay_is_0_to_2_s_in_10_ms_steps_as_rfc_3261_14_1_gives_a_uac
     assert len(delays) > 150  # spread over the whole range, not one fixed wait
     assert retry_delay(response_to(request, 500, "Server Internal Error")) is None  # no Retry-After
     assert retry_delay(response_to(request, 486, "Busy Here", headers=(("Retry-After", "3"),))) is None
+
+
+def test_422_to_our_refresh_is_retried_once_at_once_with_the_min_se_and_then_the_timer_runs_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RFC 4028 7.4. Interval 4 s: our UPDATE at 2 s, BYE due at 4 - 4/3 = 2.67 s."""
+    monkeypatch.setattr(session_timer.random, "randint", lambda low, high: 10)  # 491: 0.1 s
+
+    def too_small(min_se: str | None) -> tuple[int, str, dict]:
+        return 422, "Session Interval Too Small", {} if min_se is None else {"Min-SE": min_se}
+
+    raised = (200, "OK", {"Session-Expires": "6;refresher=uac", "Require": "timer"})
+    pending = (491, "Request Pending", {})
+    outcomes = {
+        "raised": [too_small("6"), raised],
+        "491-after-422": [too_small("6"), pending, raised],
+        "422-twice": [too_small("6"), too_small("8")],
+        "no-min-se": [too_small(None)],
+        "bad-min-se": [too_small("soon")],
+        "huge-min-se": [too_small(str(2**31))],  # above MAX_SESSION_EXPIRES
+        "not-raised": [too_small("4")],  # what we asked: the same UPDATE would get the same 422
+        "after-two-491": [pending, pending, too_small("6")],  # the 422 retry would be the third
+    }
+
+    async def scenario():
+        async with sip_server(sip_min_session_expires=1) as (server, _):
+            port = server.ports["udp"]
+            results = await asyncio.gather(*(refreshed_call(port, 4, a, horizon=5.6) for a in outcomes.values()))
+            ended = {report.sip_call_id: report.reason for report in server.reports}
+            return {name: (seen, ended.get(peer.call_id)) for name, (seen, peer) in zip(outcomes, results, strict=True)}
+
+    results = run(scenario())
+    for name, (seen, _) in results.items():
+        first_at, first = seen.requests[0]
+        assert first.method == "UPDATE" and 1.9 < first_at < 2.3, name
+        assert first.get("Session-Expires") == "4;refresher=uac" and first.get("Min-SE") is None, name
+    for name, updates in (("raised", 3), ("491-after-422", 4)):  # alive past 2.67 s: refreshed at 6 s
+        seen, ended = results[name]
+        assert [request.method for _, request in seen.requests] == ["UPDATE"] * updates and ended is None, name
+        (first_at, first), (retry_at, retry), *_, (next_at, refresh) = seen.requests
+        assert retry_at - first_at < 0.15 and retry.cseq[0] == first.cseq[0] + 1, name  # at once
+        for request in seen.of("UPDATE")[1:]:  # the retries and the next refresh ask 6 s and say why
+            assert request[1].get("Session-Expires") == "6;refresher=uac" and request[1].get("Min-SE") == "6", name
+        assert 2.8 < next_at - seen.requests[-2][0] < 3.3, name  # half of 6 s: the 2xx set the interval
+    for name, updates in (("422-twice", 2), ("after-two-491", 3), *((n, 1) for n in outcomes if "min-se" in n),
+                          ("not-raised", 1)):
+        seen, ended = results[name]
+        assert [request.method for _, request in seen.requests] == ["UPDATE"] * updates + ["BYE"], name
+        assert 2.5 < seen.of("BYE")[0][0] < 3.1 and ended == SESSION_EXPIRED, name
+    assert results["422-twice"][0].requests[1][1].get("Min-SE") == "6"  # the 8 s of the second 422: no retry
+    assert all(request.get("Min-SE") is None for _, request in results["after-two-491"][0].of("UPDATE"))
+
+
+def test_raised_interval_is_the_min_se_of_a_422_only_when_usable_and_above_what_we_ask() -> None:
+    request = SipMessage(method="UPDATE", uri="sip:a@127.0.0.1", headers=[("CSeq", "2 UPDATE")])
+    timer = session_timer.SessionTimer(90, "uas")
+
+    def answer(status: int, min_se: str | None) -> SipMessage:
+        return response_to(request, status, "Whatever", headers=() if min_se is None else (("Min-SE", min_se),))
+
+    assert session_timer.raised_interval(answer(422, "1800"), timer) == 1800
+    assert session_timer.raised_interval(answer(422, " 0600 ;x=y"), timer) == 600  # delta-seconds *(;generic-param)
+    for status, min_se in ((422, None), (422, ""), (422, "1e3"), (422, "-5"), (422, str(2**31)), (422, "9" * 5000),
+                           (422, "90"), (422, "60"), (491, "1800")):
+        assert session_timer.raised_interval(answer(status, min_se), timer) is None, (status, min_se)
+    assert dict(timer.refresh_headers()) == {"Supported": "timer", "Session-Expires": "90;refresher=uac"}
+    raised = session_timer.SessionTimer(90, "uas", min_se=1800)
+    assert dict(raised.refresh_headers())["Session-Expires"] == "1800;refresher=uac"
+    assert dict(raised.refresh_headers())["Min-SE"] == "1800" and raised.bye_after() == timer.bye_after()
+    assert session_timer.raised_interval(answer(422, "1800"), raised) is None  # asked already
