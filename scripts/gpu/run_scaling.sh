@@ -11,7 +11,8 @@
 #    MPS=1 runs them under NVIDIA MPS (started here, stopped at exit): without it the processes'
 #    kernels time-slice the GPU and latency suffers (docs/results/gpu.md). ONE_TIMEOUT=1 skips
 #    step 1. The >= 200 calls run: MPS=1 ONE_TIMEOUT=1 SHARDS=12 SHARD_CALLS=208,256
-#    SHARD_ARGS="--max-batch 64" (about 70 s after the machine is up).
+#    SHARD_ARGS="--max-batch 64" (about 70 s after the machine is up; greedy finals); with the
+#    server's beam-5 finals: SHARDS=16 SHARD_CALLS=208 SHARD_ARGS="--max-batch 64 --final-beam 5".
 # Everything lands in $OUT: env.txt, one/ (gpu_bench.json, .md), shards.log, gpu_shards.json,
 # gpu_shards.md. About 7 minutes; each step has its own timeout, so one failing step leaves the
 # other's results. ONE_ARGS / SHARD_ARGS add options to either step (a CPU dry run here:
