@@ -181,3 +181,31 @@ def test_long_turns_of_a_mixed_leg_are_split_at_a_pause(scheduler: AsrScheduler)
     assert len(split) > len(whole)
     assert all(f.end - f.start < 12.0 for f in split), [(f.start, f.end) for f in split]
     assert all(f.text.strip() for f in split)
+
+
+def test_audio_sent_in_long_messages_keeps_every_turn(
+    scheduler: AsrScheduler, agent_leg: tuple[np.ndarray, str], replayed: FrameRecorder
+) -> None:
+    # A sender that batches (or catches up after a stall) may send 9 s in one message. Outside
+    # a turn the transcriber keeps only about 1.4 s, so the message must reach the VAD in small
+    # pieces: fed whole, every turn but the last of each message lost its audio (and its final).
+    pcm, _ = agent_leg
+    clock = ReplayClock(ReplayMode.UNAWARE)
+    processor = StreamingAsrProcessor(scheduler, config=live_streaming_config(on_cpu=True))
+    recorder = FrameRecorder(clock)
+    pipeline = Pipeline([processor, recorder])
+
+    async def run() -> None:
+        await replay_call(
+            pipeline, {"agent": pcm}, 8000, call_id="t-long", roles={"agent": "agent"},
+            mode=ReplayMode.UNAWARE, clock=clock, busy=lambda: processor.busy,
+            drained=processor.drained, frame_seconds=9.0,  # 45 s: five whole messages
+        )  # fmt: skip
+        await pipeline.close()
+
+    asyncio.run(run())
+    small = [f for f in _frames(replayed, "agent") if isinstance(f, TranscriptFinalFrame)]
+    long = [f for f in _frames(recorder, "agent") if isinstance(f, TranscriptFinalFrame)]
+    assert len(small) >= 4
+    assert [round(f.start, 1) for f in long] == [round(f.start, 1) for f in small]
+    assert all(f.text.strip() for f in long)

@@ -123,6 +123,10 @@ class _Leg:
         return self.finals_submitted - self.next_final
 
 
+FEED_PIECE = 1600
+"""Samples (0.1 s at 16 kHz) fed to the transcriber and the VAD at a time. Outside a turn the
+transcriber keeps only its pre-roll plus 1 s, so a longer message (a sender that batches, or
+catches up after a stall) fed whole would drop the start of a turn before the VAD opens it."""
 MIXED_SPLIT_PAUSE = 0.15
 """Seconds of pause inside speech at which a long mixed-leg turn may be split: a gap between
 words or speakers, not a dip inside a word (the demo call lost "Texas" to a split at the first
@@ -242,8 +246,10 @@ class StreamingAsrProcessor(FrameProcessor):
         await self._feed(leg, samples)
 
     async def _feed(self, leg: _Leg, samples: np.ndarray) -> None:
-        if len(samples) == 0:
-            return
+        for start in range(0, len(samples), FEED_PIECE):
+            await self._feed_piece(leg, samples[start : start + FEED_PIECE])
+
+    async def _feed_piece(self, leg: _Leg, samples: np.ndarray) -> None:
         leg.transcriber.insert_audio(samples)
         for event in leg.vad.process(samples):
             await self._on_vad(leg, event)
