@@ -5,13 +5,14 @@ conversation, close to the action's centroid) whose preceding context is most li
 call is picked; the current agent's own successful phrasing wins near-ties. Entities are refilled
 from the call: exemplars store entity spans found at training time (delexicalisation), and a
 span is replaced by the call's latest value of that label. Personal labels (names, phone
-numbers, ...) are never copied from another conversation: an exemplar whose personal slot cannot
-be refilled is not used.
+numbers, card numbers, ...) are never copied from another conversation: an exemplar whose personal
+slot cannot be refilled is not used, and :func:`refill` masks such a slot as ``[LABEL]``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,12 +25,26 @@ PERSONAL_LABELS = frozenset(
     {"PERSON", "PHONE", "EMAIL", "CARD", "SSN", "ACCOUNT_ID", "ORDER_ID", "REFERENCE"}
 )
 """Labels that identify someone: never shown with another conversation's value."""
+NEVER_REFILLED = PERSONAL_LABELS - REFILL_LABELS
+"""Personal labels no call value replaces (card numbers, SSNs): their slots are always masked."""
 OWN_AGENT_MARGIN = 0.05
 """An exemplar of the current agent wins when its context fit is within this of the best."""
 REPEAT_COSINE = 0.92
 """Exemplars this close to the agent's previous turn would repeat it: skipped. In the full
 MiniLM's space; a model with another encoder carries its own value (``repeat_cosine`` in its
 manifest), set where its space marks the same share of an agent's consecutive turns as repeats."""
+
+# Where an agent turn names the listener: "Thanks John," / "Hi Anna, ..." / "Thank you, Maria."
+# NER tags many script words of agent turns as PERSON ("Save the Children", "Glad your week ...",
+# "Ho are you", "St Jude charity"); only a capitalised name right after a greeting, thanks, title
+# or comma and right before punctuation is taken for the customer's name and refilled.
+_NAME = re.compile(r"[A-Z][A-Za-z'’-]+(?: [A-Z][A-Za-z'’-]+){0,2}")
+_ADDRESS_BEFORE = re.compile(
+    r"(?:,|\b(?:hi|hello|hey|dear|thanks|thank you|bye|goodbye|morning|afternoon|evening"
+    r"|welcome|mr|mrs|ms|miss|dr)\.?)\s*$",
+    re.IGNORECASE,
+)
+_ADDRESS_AFTER = re.compile(r"\s*(?:[,.!?]|$)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +70,14 @@ class Exemplar:
     def delexicalised(self) -> str:
         """The text with entity spans shown as ``[LABEL]``."""
         return refill(self.text, self.slots, {}, keep_missing=False)
+
+    def personal_needs(self) -> frozenset[str] | None:
+        """The personal labels a call must supply for this exemplar to be shown, or None when
+        no call can: a personal slot that is never refilled (a card number, an SSN, a name NER
+        found outside an address, two different values of one label) would show another
+        conversation's data."""
+        personal = frozenset(s.label for s in self.slots if s.label in PERSONAL_LABELS)
+        return personal if personal <= fillable_labels(self.text, self.slots) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,21 +114,26 @@ class ExemplarBank:
         self._contexts = [np.ascontiguousarray(contexts[i]) for i in self.by_action]
         self._texts = [np.ascontiguousarray(texts[i]) for i in self.by_action]
         # Only the few exemplars with personal slots or of a given agent are looked at per call.
+        # Exemplars no call may be shown (models trained before training dropped them) are
+        # blocked here, so an old model folder never shows another customer's card number.
         self._personal: list[list[tuple[int, frozenset[str]]]] = []
+        self._blocked: list[np.ndarray] = []
         self._by_agent: list[dict[str, np.ndarray]] = []
         for rows in self.by_action:
             personal: list[tuple[int, frozenset[str]]] = []
+            blocked: list[int] = []
             agents: dict[str, list[int]] = {}
             for position, j in enumerate(rows.tolist()):
-                labels = frozenset(
-                    s.label for s in exemplars[j].slots if s.label in PERSONAL_LABELS
-                )
-                if labels:
-                    personal.append((position, labels))
+                needs = exemplars[j].personal_needs()
+                if needs is None:
+                    blocked.append(position)
+                elif needs:
+                    personal.append((position, needs))
                 agent = exemplars[j].agent_id
                 if agent:
                     agents.setdefault(agent, []).append(position)
             self._personal.append(personal)
+            self._blocked.append(np.array(blocked, dtype=np.int64))
             self._by_agent.append({a: np.array(p, dtype=np.int64) for a, p in agents.items()})
 
     def realise(
@@ -113,7 +141,7 @@ class ExemplarBank:
         action: int,
         context: np.ndarray,
         agent_id: str | None,
-        entity_values: dict[str, str],
+        entity_values: Mapping[str, str],
         last_agent: np.ndarray | None,
     ) -> Realisation | None:
         """The best-fitting wording of ``action`` here, or None when the action has none usable."""
@@ -122,8 +150,9 @@ class ExemplarBank:
         fit = self._contexts[action] @ context
         if last_agent is not None:
             fit[(self._texts[action] @ last_agent) >= self.repeat_cosine] = -np.inf
+        fit[self._blocked[action]] = -np.inf
         for position, labels in self._personal[action]:
-            if not labels <= entity_values.keys():
+            if not all(_call_value(entity_values, label) for label in labels):
                 fit[position] = -np.inf
         best = int(fit.argmax())
         if not np.isfinite(fit[best]):
@@ -141,23 +170,62 @@ class ExemplarBank:
 
 
 def refill(
-    text: str, slots: Sequence[Slot], entity_values: dict[str, str], *, keep_missing: bool = True
+    text: str, slots: Sequence[Slot], entity_values: Mapping[str, str], *, keep_missing: bool = True
 ) -> str:
     """``text`` with each refillable slot replaced by the call's value of its label.
 
-    Slots without a call value keep their original words (``keep_missing``) or become
-    ``[LABEL]``; labels outside :data:`REFILL_LABELS` (organisations, places) always stay.
+    Only labels of :func:`fillable_labels` take the call's value. Other slots of
+    :data:`REFILL_LABELS` keep their original words (``keep_missing``) or become ``[LABEL]``;
+    a personal slot without a value always becomes ``[LABEL]``, whatever its label; other labels
+    (organisations, places) always stay.
     """
+    fillable = fillable_labels(text, slots)
     pieces: list[str] = []
     position = 0
-    for slot in sorted(slots, key=lambda s: s.start):
-        if slot.start < position or slot.label not in REFILL_LABELS:
+    for slot in sorted(slots, key=lambda s: (s.start, -s.end)):
+        personal = slot.label in PERSONAL_LABELS
+        if slot.start < position:
+            # Overlaps a replaced span: that replacement stands, but no personal words show.
+            if personal and slot.end > position:
+                pieces.append(f"[{slot.label}]")
+                position = slot.end
             continue
-        value = entity_values.get(slot.label)
-        if value is None and keep_missing and slot.label not in PERSONAL_LABELS:
+        if not personal and slot.label not in REFILL_LABELS:
+            continue
+        value = _call_value(entity_values, slot.label) if slot.label in fillable else None
+        if value is None and keep_missing and not personal:
             continue
         pieces.append(text[position : slot.start])
         pieces.append(value if value is not None else f"[{slot.label}]")
         position = slot.end
     pieces.append(text[position:])
     return "".join(pieces)
+
+
+def fillable_labels(text: str, slots: Sequence[Slot]) -> frozenset[str]:
+    """Labels of ``slots`` that the call's value may replace.
+
+    A label of :data:`REFILL_LABELS` whose slots all carry the same words: the call's one latest
+    value cannot stand for two amounts or two dates. PERSON only where the turn addresses the
+    listener by a name (``_NAME``, ``_ADDRESS_BEFORE``); elsewhere NER mostly mis-tags words.
+    """
+    words: dict[str, set[str]] = {}
+    unfit: set[str] = set()
+    for slot in slots:
+        if slot.label not in REFILL_LABELS:
+            continue
+        original = text[slot.start : slot.end]
+        words.setdefault(slot.label, set()).add(" ".join(original.split()).casefold())
+        if slot.label == "PERSON" and not (
+            _NAME.fullmatch(original)
+            and _ADDRESS_BEFORE.search(text, 0, slot.start)
+            and _ADDRESS_AFTER.match(text, slot.end)
+        ):
+            unfit.add(slot.label)
+    return frozenset(label for label, seen in words.items() if len(seen) == 1) - unfit
+
+
+def _call_value(entity_values: Mapping[str, str], label: str) -> str | None:
+    """The call's value of ``label``; an empty one counts as none."""
+    value = entity_values.get(label)
+    return value if value and value.strip() else None

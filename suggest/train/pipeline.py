@@ -24,7 +24,7 @@ from suggest.encoder import SentenceEncoder, load_encoder
 from suggest.errors import LicenseError, TrainingError
 from suggest.feedback import FeedbackRecord
 from suggest.model import SuggestionModel, save_model
-from suggest.realise import Exemplar, ExemplarBank, Slot
+from suggest.realise import NEVER_REFILLED, Exemplar, ExemplarBank, Slot
 from suggest.registry import staging_dir
 from suggest.specs import Specifications
 from suggest.state import Vocabulary
@@ -387,36 +387,50 @@ def _exemplar_bank(
         if texts
         else np.zeros(0)
     )
+    constants = _tenant_constants(chosen, extracted)
+    built = {
+        i: _exemplar(chosen, rows, i, extracted, constants)
+        for i in np.flatnonzero(rows.success & (typicality >= actions.threshold)).tolist()
+    }
+    # A turn whose personal slot no live call can refill (a card number, an SSN, a name NER found
+    # outside an address) could only ever show that customer's data: it is no exemplar, and the
+    # next most typical turn of its action takes its place under the cap.
+    servable = np.zeros(len(texts), dtype=bool)
+    servable[[i for i, e in built.items() if e.personal_needs() is not None]] = True
     keep: list[int] = []
     for action in range(actions.k):
-        members = np.flatnonzero(
-            rows.success & (rows.actions == action) & (typicality >= actions.threshold)
-        )
+        members = np.flatnonzero(servable & (rows.actions == action))
         keep.extend(
             members[np.argsort(-typicality[members], kind="stable")][
                 : config.max_exemplars_per_action
             ].tolist()
         )
     keep.sort()
-    constants = _tenant_constants(chosen, extracted)
-    exemplars = []
-    for i in keep:
-        conversation = chosen[rows.conversation[i]]
-        turn = conversation.turns[rows.turn[i]]
-        exemplars.append(
-            Exemplar(
-                action=int(rows.actions[i]),
-                text=turn.text,
-                slots=tuple(
-                    Slot(label, start, end)
-                    for label, text, start, end in _entities_of(turn, extracted)
-                    if (label, text.lower()) not in constants
-                ),
-                agent_id=conversation.agent_id,
-                source=f"{conversation.id}#{rows.turn[i]}",
-            )
-        )
+    exemplars = [built[i] for i in keep]
     return ExemplarBank(exemplars, rows.contexts[keep], text_vectors[keep], actions.k)
+
+
+def _exemplar(
+    chosen: Sequence[Conversation],
+    rows: TrainingRows,
+    i: int,
+    extracted: dict[str, list[EntityTuple]],
+    constants: set[tuple[str, str]],
+) -> Exemplar:
+    """Training row ``i`` as an exemplar; the tenant's constant entity values are no slots."""
+    conversation = chosen[rows.conversation[i]]
+    turn = conversation.turns[rows.turn[i]]
+    return Exemplar(
+        action=int(rows.actions[i]),
+        text=turn.text,
+        slots=tuple(
+            Slot(label, start, end)
+            for label, text, start, end in _entities_of(turn, extracted)
+            if (label, text.lower()) not in constants
+        ),
+        agent_id=conversation.agent_id,
+        source=f"{conversation.id}#{rows.turn[i]}",
+    )
 
 
 def _entities_of(
@@ -434,6 +448,7 @@ def _tenant_constants(
 
     "Save the Children" (even when NER calls "Children" a PERSON) recurs in hundreds of calls; a
     customer's name or order number does not. Only conversation-specific values are refilled.
+    A card number or SSN is never script, however often it recurs (a shared test card).
     """
     seen: Counter[tuple[str, str]] = Counter()
     for conversation in chosen:
@@ -442,6 +457,7 @@ def _tenant_constants(
             for turn in conversation.turns
             if turn.role == "agent"
             for label, text, _start, _end in _entities_of(turn, extracted)
+            if label not in NEVER_REFILLED
         }
         seen.update(values)
     limit = max(CONSTANT_MIN_CONVERSATIONS, CONSTANT_SHARE * len(chosen))
