@@ -74,6 +74,9 @@ class MicroBatcher:
         self.max_wait = max_wait_ms / 1000.0
         self._queue: queue.Queue[_Request | object] = queue.Queue()
         self._closed = False
+        self._lock = threading.Lock()
+        """Makes "not closed, so queue it" one step w.r.t. :meth:`close`: a request queued after
+        the stop markers would never be served, its Future never resolved."""
         self._workers = [
             threading.Thread(target=self._run, name=f"suggest-batcher-{i}", daemon=True)
             for i in range(workers)
@@ -84,15 +87,20 @@ class MicroBatcher:
     def submit(self, context: SuggestContext) -> Future[SuggestResult]:
         """Queue a request; the Future holds its result (or its error, e.g. an invalid context)."""
         future: Future[SuggestResult] = Future()
-        if self._closed:
-            future.set_exception(BatcherClosedError("the micro-batcher is closed"))
+        if self._closed:  # checked again under the lock; this spares a closed batcher validation
+            future.set_exception(_closed_error())
             return future
         try:
-            validate(context)  # a bad context fails alone, never its batch
+            validate(context)  # a bad context fails alone, never its batch (no lock held)
         except SuggestError as error:
             future.set_exception(error)
             return future
-        self._queue.put(_Request(context, future, time.perf_counter()))
+        with self._lock:  # close() cannot slip in between this check and the put
+            queued = not self._closed
+            if queued:
+                self._queue.put(_Request(context, future, time.perf_counter()))
+        if not queued:
+            future.set_exception(_closed_error())
         return future
 
     def suggest(self, context: SuggestContext, timeout: float | None = None) -> SuggestResult:
@@ -100,12 +108,14 @@ class MicroBatcher:
         return self.submit(context).result(timeout)
 
     def close(self) -> None:
-        """Serve what is queued, then stop the workers."""
-        if self._closed:
-            return
-        self._closed = True
-        for _ in self._workers:
-            self._queue.put(_STOP)
+        """Serve what is queued, then stop the workers; requests submitted from now on fail with
+        :class:`BatcherClosedError`."""
+        with self._lock:  # every request queued before the stop markers is served
+            if self._closed:
+                return
+            self._closed = True
+            for _ in self._workers:
+                self._queue.put(_STOP)
         for worker in self._workers:
             worker.join()
 
@@ -186,6 +196,10 @@ class MicroBatcher:
             _settle(request, error=error)
         else:
             _settle(request, result=result)
+
+
+def _closed_error() -> BatcherClosedError:
+    return BatcherClosedError("the micro-batcher is closed")
 
 
 def _settle(

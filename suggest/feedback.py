@@ -25,6 +25,9 @@ from suggest.types import ROLES, Turn
 
 FeedbackEvent = Literal["shown", "accepted", "dismissed", "edited"]
 FEEDBACK_EVENTS: tuple[FeedbackEvent, ...] = ("shown", "accepted", "dismissed", "edited")
+UNDECIDED_ROLE = "unknown"
+"""Role of a mixed leg's turns until its speakers' roles are decided (``voice.processors.speakers``):
+such turns in a record's context are skipped, the record is kept."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,9 @@ def feedback_to_dict(record: FeedbackRecord) -> dict[str, Any]:
 def feedback_from_dict(data: Any) -> FeedbackRecord:
     """Validate one record.
 
+    Context turns with role ``unknown`` (a mixed leg's turns before its roles were decided, which
+    records stored by older servers hold) are left out of the context; the record is kept.
+
     Raises:
         ValueError: a field is missing or has the wrong type; the message names it.
     """
@@ -90,6 +96,8 @@ def feedback_from_dict(data: Any) -> FeedbackRecord:
         )
     context = []
     for i, turn in enumerate(data.get("context") or []):
+        if isinstance(turn, dict) and turn.get("role") == UNDECIDED_ROLE:
+            continue  # a mixed leg's turn from before its roles were decided: not context
         if (
             not isinstance(turn, dict)
             or turn.get("role") not in ROLES

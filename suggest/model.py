@@ -174,6 +174,9 @@ def _load_model(directory: Path) -> SuggestionModel:
 
     w = load_file(str(directory / "weights.safetensors"))
     agents = _read_json(directory / "agents.json")
+    exemplars = [_exemplar_from_dict(e) for e in _read_json(directory / "exemplars.json")]
+    encoder = EncoderSpec.from_dict(manifest["encoder"])
+    _check_layout(directory, specs, encoder, w, n_agents=len(agents), n_exemplars=len(exemplars))
     vocabulary = Vocabulary(
         specs=specs,
         action_centroids=w["action_centroids"],
@@ -183,7 +186,6 @@ def _load_model(directory: Path) -> SuggestionModel:
         style={agent: w["agent_styles"][i] for i, agent in enumerate(agents)},
         global_style=w["global_style"],
     )
-    exemplars = [_exemplar_from_dict(e) for e in _read_json(directory / "exemplars.json")]
     return SuggestionModel(
         specs=specs,
         vocabulary=vocabulary,
@@ -210,7 +212,7 @@ def _load_model(directory: Path) -> SuggestionModel:
             specs.n_actions,
             repeat_cosine=float(manifest.get("repeat_cosine", REPEAT_COSINE)),
         ),
-        encoder=EncoderSpec.from_dict(manifest["encoder"]),
+        encoder=encoder,
         manifest={
             k: v
             for k, v in manifest.items()
@@ -220,7 +222,12 @@ def _load_model(directory: Path) -> SuggestionModel:
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
-    """The manifest of a model directory, checked for schema version and architecture."""
+    """The manifest of a model directory, checked for schema version and architecture.
+
+    Raises:
+        ModelFormatError: no manifest, one that is not a JSON object, or another schema version
+            or architecture.
+    """
     path = directory / "manifest.json"
     if not path.is_file():
         raise ModelFormatError(
@@ -228,6 +235,11 @@ def read_manifest(directory: Path) -> dict[str, Any]:
             hint="train one with `voice train`",
         )
     manifest = _read_json(path)
+    if not isinstance(manifest, dict):
+        raise ModelFormatError(
+            f"{path} holds {type(manifest).__name__} JSON, not a manifest (a JSON object)",
+            hint="restore the model as `voice train` wrote it, or retrain it",
+        )
     if manifest.get("schema_version") != MODEL_SCHEMA_VERSION:
         raise ModelFormatError(
             f"{directory} has model schema {manifest.get('schema_version')!r}; "
@@ -240,6 +252,103 @@ def read_manifest(directory: Path) -> dict[str, Any]:
             hint="load it with the class it names",
         )
     return manifest
+
+
+def _check_layout(
+    directory: Path,
+    specs: Specifications,
+    encoder: EncoderSpec,
+    weights: dict[str, np.ndarray],
+    *,
+    n_agents: int,
+    n_exemplars: int,
+) -> None:
+    """The manifest's specs (the state layout) agree with the arrays and the encoder.
+
+    ``manifest.json`` is not covered by the file digests: a hand-edited layout would load and then
+    fail on every suggestion.
+
+    Raises:
+        ModelFormatError: a size of the specs is not a positive whole number, the phase edges do
+            not increase, or an array's shape (or the encoder's dimension) disagrees with them.
+        KeyError: an array is missing (``load_model`` reports it).
+    """
+    problems = _spec_problems(specs)
+    if not problems:
+        expected = _expected_shapes(specs, n_agents=n_agents, n_exemplars=n_exemplars)
+        problems = [
+            f"{name} is {tuple(weights[name].shape)}, the specs make it {shape}"
+            for name, shape in expected.items()
+            if tuple(weights[name].shape) != shape
+        ]
+        if encoder.dim != specs.embedding_dim:
+            problems.append(
+                f"the encoder embeds to {encoder.dim}, the specs' embedding_dim is "
+                f"{specs.embedding_dim}"
+            )
+    if problems:
+        raise ModelFormatError(
+            f"the specs in {directory / 'manifest.json'} disagree with the model's weights: "
+            + "; ".join(problems[:4])
+            + (f" (and {len(problems) - 4} more)" if len(problems) > 4 else ""),
+            hint="manifest.json was edited or mixed up with another model's; restore it as "
+            "`voice train` wrote it, or retrain the model",
+        )
+
+
+def _spec_problems(specs: Specifications) -> list[str]:
+    """What makes the specs no layout at all (sizes that are not whole numbers, phase edges)."""
+    problems = []
+    for name in ("embedding_dim", "projection_dim", "n_actions", "n_intents"):
+        value = getattr(specs, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            problems.append(f"{name} is {value!r}, not a positive whole number")
+    edges = specs.phase_edges
+    if (
+        not edges
+        or not all(isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in edges)
+        or any(b <= a for a, b in zip(edges, edges[1:], strict=False))
+    ):
+        problems.append(f"phase_edges {list(edges)!r} are not increasing turn indices")
+    return problems
+
+
+def _expected_shapes(
+    specs: Specifications, *, n_agents: int, n_exemplars: int
+) -> dict[str, tuple[int, ...]]:
+    """The shape of every array :func:`_save_weights` writes, from the specs."""
+    e, d, k, i, f = (
+        specs.embedding_dim,
+        specs.projection_dim,
+        specs.n_actions,
+        specs.n_intents,
+        specs.n_features,
+    )
+    return {
+        "action_centroids": (k, e),
+        "intent_centroids": (i, e),
+        "agent_styles": (n_agents, k),
+        "global_style": (k,),
+        "projection": (e, d),
+        "projection_mean": (e,),
+        "policy.weights": (k, f),
+        "policy.bias": (k,),
+        "behaviour_cloning.weights": (k, f),
+        "behaviour_cloning.bias": (k,),
+        "majority": (k,),
+        "outcome.weights": (f,),
+        "outcome.bias": (1,),
+        "feedback_bias": (i + 1, k),
+        "why.won": (i + 1, k),
+        "why.lost": (i + 1, k),
+        "why.won_total": (i + 1,),
+        "why.lost_total": (i + 1,),
+        "why.won_any": (k,),
+        "why.lost_any": (k,),
+        "why.calls": (2,),
+        "exemplar.contexts": (n_exemplars, e),
+        "exemplar.texts": (n_exemplars, e),
+    }
 
 
 def _save_weights(model: SuggestionModel, path: Path) -> None:

@@ -14,6 +14,7 @@ call never had is still refused.
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -65,7 +66,8 @@ class FeedbackRecord:
     """Number of finished turns the suggestion was computed from."""
     edited_text: str | None
     context: list[dict[str, str]]
-    """The call's last few finished turns before the suggestion, as ``{role, text}``."""
+    """The call's last few finished agent/customer turns before the suggestion, as ``{role, text}``
+    (a mixed leg's turns from before its roles were decided are left out)."""
     created_at: str
     rank: int
     """Position of the card (0 = top)."""
@@ -75,6 +77,9 @@ class FeedbackRecord:
 
 CONTEXT_TURNS = 6
 """Turns of context kept with each feedback record (what training needs to relabel it)."""
+
+CONTEXT_ROLES = ("agent", "customer")
+"""Roles of the turns kept as context (``suggest.types.ROLES``): not a mixed leg's ``unknown``."""
 
 
 class FeedbackUnavailableError(VoiceError):
@@ -105,6 +110,9 @@ class FeedbackRecorder:
         self.store = store
         self.hub = hub
         self._feedback: Any = None
+        self._shown_lock = threading.Lock()
+        """Serialises the check-then-insert of ``shown`` (two tabs posting at once would both
+        see "not stored yet"); the hub, and so every call's feedback, lives in this process."""
 
     def resolve(self, call_id: str, agent: Agent, tenant: str | None, items: list[FeedbackItem]
                 ) -> list[FeedbackRecord]:
@@ -136,21 +144,26 @@ class FeedbackRecorder:
         written (blocking: call from a worker thread).
 
         Why once: a second console tab or device, or a page reloaded mid-call, shows the same cards
-        again; counted twice they would lower the acceptance rate on the metrics page.
+        again; counted twice they would lower the acceptance rate on the metrics page. Two reports
+        of the same ``shown`` at once (two tabs) are checked and inserted one after the other.
 
         Raises:
             FeedbackUnavailableError: the suggestion engine's feedback storage is not installed.
         """
         shown = {r.suggestion_id for r in records if r.event == "shown"}
-        seen = self._store().shown(records[0].call_id, shown) if shown else set()
-        fresh = []
-        for record in records:
-            if record.event == "shown":
-                if record.suggestion_id in seen:
-                    continue
-                seen.add(record.suggestion_id)
-            fresh.append(record)
-        self._store().record_many([asdict(r) for r in fresh])
+        if not shown:
+            self._store().record_many([asdict(r) for r in records])
+            return records
+        with self._shown_lock:
+            seen = self._store().shown(records[0].call_id, shown)
+            fresh = []
+            for record in records:
+                if record.event == "shown":
+                    if record.suggestion_id in seen:
+                        continue
+                    seen.add(record.suggestion_id)
+                fresh.append(record)
+            self._store().record_many([asdict(r) for r in fresh])
         return fresh
 
     def _stored(self, call_id: str, tenant: str, suggestion_ids: set[str]) -> dict[str, _Suggestion]:
@@ -186,13 +199,19 @@ def _records(call_id: str, agent: Agent, tenant: str | None, items: list[Feedbac
 
 
 def _suggestions_of(events: list[dict[str, Any]]) -> dict[str, _Suggestion]:
-    """Every suggestion in a call's history (in ``seq`` order), with the finished turns before it
-    (its own turn included): one pass, as this runs on the event loop."""
+    """Every suggestion in a call's history (in ``seq`` order), with the agent and customer turns
+    before it (its own turn included) and the count of all finished turns before it: one pass, as
+    this runs on the event loop."""
     found: dict[str, _Suggestion] = {}
     turns: list[dict[str, str]] = []
+    finished = 0
     for event in events:
         if event.get("type") == "transcript.final":
-            turns.append({"role": str(event.get("role")), "text": str(event.get("text") or "")})
+            finished += 1
+            # A mixed leg's turns carry role ``unknown`` until its speakers' roles are decided;
+            # training reads agent and customer turns only, so only those are kept as context.
+            if event.get("role") in CONTEXT_ROLES:
+                turns.append({"role": str(event["role"]), "text": str(event.get("text") or "")})
         if event.get("type") != "suggestion":
             continue
         for rank, suggestion in enumerate(event.get("suggestions") or []):
@@ -200,7 +219,7 @@ def _suggestions_of(events: list[dict[str, Any]]) -> dict[str, _Suggestion]:
                 found[str(suggestion["id"])] = _Suggestion(
                     text=str(suggestion.get("text", "")), action=str(suggestion.get("action") or ""),
                     model_version=str(event.get("model_version") or ""), arm=event.get("arm"),
-                    turn_index=len(turns), context=turns[-CONTEXT_TURNS:], rank=rank)
+                    turn_index=finished, context=turns[-CONTEXT_TURNS:], rank=rank)
     return found
 
 
