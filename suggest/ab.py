@@ -152,6 +152,23 @@ class CallRecord:
     accepted: int
 
 
+UNNAMED_TENANT = "default"
+"""The tenant of a call whose ingress names none (``CallStartedFrame.tenant``'s default)."""
+
+
+def of_split_tenants(tenant: str | None, tenants: frozenset[str] | None) -> bool:
+    """Whether a call of ``tenant`` may be in an experiment whose models are ``tenants``'.
+
+    A call of another named tenant never is: it is served its own tenant's model. A call whose
+    tenant is not known (None), or not named (``""`` or ``"default"``: a single-tenant deployment
+    whose ingress names no tenant, every call being that tenant's) may be; so may every call when
+    the split's tenants cannot be told (None).
+    """
+    if tenants is None or not tenant or tenant in tenants:
+        return True
+    return tenant == UNNAMED_TENANT
+
+
 def model_tenant(reference: str) -> str | None:
     """The tenant of an arm's model: a model folder's manifest says it; a registry reference
     (``tenant`` or ``tenant/version``) starts with it. None: a folder that is not here."""
@@ -199,7 +216,7 @@ class ExperimentCalls:
 _EXCLUDED_BECAUSE = {
     "no_arm": "calls whose suggestions carry no arm of this split (other experiments or none)",
     "other_model": "calls served by another tenant's model than the split's",
-    "other_tenant": "outcome-file calls of another tenant than the split's models",
+    "other_tenant": "calls of another tenant than the split's models (served their own model)",
     "unrecorded": "calls known only from the database's outcomes, with no recorded assignment "
     "or suggestion of this experiment (record assignments with `voice ab assign --record`)",
     "stale_assignment": "calls recorded in an arm the split no longer has",
@@ -215,7 +232,10 @@ def experiment_records(
     truth: with unit ``agent`` every call of an agent lands in the agent's arm. Without one, the
     arm stamped on a call's suggestions counts when it is an arm of the split and the model that
     served is one of the split's tenants; a call known only from an outcome file is assigned by
-    the split, as the live router did. Everything else is left out and counted in ``notes``.
+    the split, as the live router did. A call of a known tenant that is none of the split's
+    models' tenants is never counted, whatever its suggestions or a recorded assignment say (the
+    live router serves such a call its own tenant's model; see :func:`of_split_tenants`).
+    Everything else is left out and counted in ``notes``.
     """
     records: list[CallRecord] = []
     excluded: Counter[str] = Counter()
@@ -247,6 +267,8 @@ def _arm_of(
     split: ABSplit, call: CallFacts, recorded: str | None, tenants: frozenset[str] | None
 ) -> tuple[str | None, str]:
     """(arm, "") for a call of the experiment, else (None, the reason it is left out)."""
+    if not of_split_tenants(call.tenant, tenants):
+        return None, "other_tenant"
     if recorded is not None:
         return (recorded, "") if split.arm_named(recorded) else (None, "stale_assignment")
     if call.served_arm is not None:
@@ -258,8 +280,6 @@ def _arm_of(
         return call.served_arm, ""
     if call.shown or not call.from_outcome_file:
         return None, "no_arm" if call.shown else "unrecorded"
-    if tenants is not None and call.tenant is not None and call.tenant not in tenants:
-        return None, "other_tenant"
     return split.assign(call.call_id, call.agent_id).name, ""
 
 
