@@ -216,7 +216,7 @@ class ExperimentCalls:
 _EXCLUDED_BECAUSE = {
     "no_arm": "calls whose suggestions carry no arm of this split (other experiments or none)",
     "other_model": "calls served by another tenant's model than the split's",
-    "other_tenant": "calls of another tenant than the split's models (served their own model)",
+    "other_tenant": "calls of another tenant than the split's models",
     "unrecorded": "calls known only from the database's outcomes, with no recorded assignment "
     "or suggestion of this experiment (record assignments with `voice ab assign --record`)",
     "stale_assignment": "calls recorded in an arm the split no longer has",

@@ -76,7 +76,7 @@ def test_report_counts_only_the_experiments_calls(tmp_path: Path) -> None:
     assert control[4].startswith("0.000") and treatment[4].startswith("1.000")
     assert control[5] == "control" and treatment[5].startswith("+1.000")  # no outcomes needed
     assert treatment[3] == "-"  # no outcomes yet: not labelled "control"
-    assert "200 calls whose suggestions carry no arm of this split" in result.output
+    assert "200 calls of another tenant than the split's models" in result.output
 
 
 def test_agent_experiment_keeps_an_agents_calls_together_and_reports_bad_rows(
@@ -151,3 +151,17 @@ def test_report_without_experiment_calls_says_so_instead_of_a_table_of_nan(tmp_p
     assert result.exit_code == 0, result.output
     assert "no calls of experiment 'e1' yet" in result.output
     assert not re.search(r"\bnan\b", result.output)
+
+
+def test_report_leaves_out_another_tenants_calls_served_by_an_arm(tmp_path: Path) -> None:
+    """Before A/B splits were scoped to their tenants, a globex call could be served acme's
+    treatment model; its feedback names its tenant, so the report leaves it out."""
+    db = f"sqlite:///{tmp_path / 'ab.db'}"
+    events = [_event("acme-1", "control", "acme", "shown")]
+    events += [_event("acme-2", "treatment", "acme", e, "acme/v2") for e in ("shown", "accepted")]
+    events += [_event(f"globex-{i}", "treatment", "globex", "shown", "acme/v2") for i in range(5)]
+    with Store.open(db) as store:
+        FeedbackStore(store).record_many(events)
+    result = _report("--split", str(_split_file(tmp_path)), "--db", db)
+    assert result.exit_code == 0, result.output
+    assert _row(result.output, "control")[1] == _row(result.output, "treatment")[1] == "1"

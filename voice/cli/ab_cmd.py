@@ -173,6 +173,7 @@ def _call_facts(
         facts[call] = replace(
             known,
             agent_id=known.agent_id or event.get("agent_id"),
+            tenant=known.tenant or event.get("tenant") or None,  # other tenants' calls are left out
             served_arm=known.served_arm or event.get("arm"),
             served_model=known.served_model or (event.get("model_version") or ""),
         )
