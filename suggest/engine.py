@@ -3,18 +3,21 @@
 ``SuggestionEngine.load(dir)`` reads the model and its ONNX encoder; ``suggest(context)``
 returns the top-k next agent lines with action, score, why, model version and a latency
 breakdown. Per call, a fixed-size :class:`~suggest.state.CallState` is kept (LRU-bounded), so a
-warm call embeds only its newest turn and a turn-100 suggestion costs what a turn-5 one does.
+warm call embeds only its newest turn and a turn-100 suggestion costs what a turn-5 one does. A
+short trail of its last consumed turns (:class:`_Trail`) keeps that true when a history comes back
+with its tail reordered or cut (late finals, an older request served after a newer one).
 ``suggest_batch`` serves many calls with one embedding pass (see ``suggest.batching``).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +27,7 @@ from suggest.encoder import SentenceEncoder, load_encoder
 from suggest.errors import ModelFormatError, SuggestError
 from suggest.model import SuggestionModel, load_model
 from suggest.realise import Realisation
-from suggest.state import CallState
+from suggest.state import CallState, Vocabulary
 
 if TYPE_CHECKING:
     from suggest.nlu.entities import EntityExtractor
@@ -33,6 +36,7 @@ from suggest.types import (
     ROLES,
     IntentPrediction,
     LatencyBreakdown,
+    Role,
     SuggestContext,
     Suggestion,
     SuggestResult,
@@ -58,6 +62,64 @@ class EngineConfig:
     """Run the entity extractor on turns that arrive without entities (costs ms per turn)."""
 
 
+TRAIL = 8
+"""Consumed turns per call the engine can take back without re-encoding (see :class:`_Trail`)."""
+
+
+@dataclass
+class _Step:
+    """One consumed turn, as much of it as replaying it needs."""
+
+    fingerprint: str
+    role: Role
+    embedding: np.ndarray
+    entities: list[tuple[str, str]]
+
+
+@dataclass
+class _Trail:
+    """A call's last consumed turns and its state before the oldest of them.
+
+    A history that differs from the consumed one only within these turns (a late final inserted
+    before the newest turns, an older request answered after a newer one) is served by replaying
+    ``base`` over the turns that still hold, reusing the embeddings of turns it has seen: at most
+    ``TRAIL`` cheap state updates, however long the call, instead of re-encoding every turn.
+    Memory: ``base`` plus ``TRAIL`` embeddings per call.
+    """
+
+    base: CallState
+    steps: list[_Step]
+
+    def kept(self, consumed: int, turns: Sequence[Turn]) -> int | None:
+        """How many of the ``consumed`` turns ``turns`` still starts with; None when it parts
+        from them before the trail's first turn (what the trail cannot replay)."""
+        first = consumed - len(self.steps)
+        if len(turns) < first:
+            return None
+        for i, step in enumerate(self.steps):
+            if first + i == len(turns):
+                return len(turns)  # an older history: a prefix of the consumed one
+            if turn_fingerprint(turns[first + i]) != step.fingerprint:
+                return first + i if i or not first else None
+        return consumed
+
+    def state_at(self, steps: int, vocabulary: Vocabulary) -> CallState:
+        """A new state: ``base`` advanced by the trail's first ``steps`` turns."""
+        state = copy.deepcopy(self.base, {id(self.base.specs): self.base.specs})
+        for step in self.steps[:steps]:
+            state.advance(step.role, step.embedding, vocabulary, step.entities)
+            state.fingerprint = step.fingerprint
+        return state
+
+    def push(self, step: _Step, vocabulary: Vocabulary) -> None:
+        """Remember a consumed turn; the oldest beyond ``TRAIL`` moves into ``base``."""
+        self.steps.append(step)
+        if len(self.steps) > TRAIL:
+            old = self.steps.pop(0)
+            self.base.advance(old.role, old.embedding, vocabulary, old.entities)
+            self.base.fingerprint = old.fingerprint
+
+
 @dataclass
 class _Pending:
     """One context in a batch: its state and the turns still to consume."""
@@ -66,6 +128,10 @@ class _Pending:
     state: CallState
     new_turns: Sequence[Turn]
     lock: threading.Lock
+    trail: _Trail | None = None
+    """The call's trail, advanced with the state; None for a state that is not the call's."""
+    known: list[np.ndarray | None] = field(default_factory=list)
+    """Per new turn, its embedding when it is a turn the trail took back (None: to encode)."""
 
 
 class SuggestionEngine:
@@ -79,6 +145,8 @@ class SuggestionEngine:
         self.encoder = encoder
         self.config = config
         self._calls: OrderedDict[str, tuple[CallState, threading.Lock]] = OrderedDict()
+        self._trails: dict[str, _Trail] = {}
+        """Per call in ``_calls``: its trail, used under the call's lock."""
         self._calls_lock = threading.Lock()
         self._extractor: EntityExtractor | None = None
 
@@ -142,6 +210,7 @@ class SuggestionEngine:
         """Forget a call's state (call it when the call ends)."""
         with self._calls_lock:
             self._calls.pop(call_id, None)
+            self._trails.pop(call_id, None)
 
     def _serve(self, contexts: Sequence[SuggestContext]) -> list[SuggestResult]:
         """Answer contexts of distinct calls, each call's lock held until its answer is built."""
@@ -159,9 +228,9 @@ class SuggestionEngine:
 
     def _answer(self, pending: Sequence[_Pending], started: float) -> list[SuggestResult]:
         """Encode, advance and rank every (locked) call of a batch; one result per call."""
-        embeddings = self.encoder.encode([t.text for p in pending for t in p.new_turns])
+        encoded_turns = self._encode(pending)
         encoded = time.perf_counter()
-        features = self._features(pending, embeddings)
+        features = self._features(pending)
         stated = time.perf_counter()
         intents = np.array([p.state.last_intent for p in pending])
         probabilities = self.model.policy.probabilities(features, self.model.feedback_bias[intents])
@@ -179,7 +248,7 @@ class SuggestionEngine:
                 policy_ms=(decided - stated) * 1e3,
                 realise_ms=(done - begin) * 1e3,
                 batch_size=len(pending),
-                turns_encoded=len(p.new_turns),
+                turns_encoded=encoded_turns[i],
             )
             results.append(
                 SuggestResult(
@@ -194,14 +263,23 @@ class SuggestionEngine:
             )
         return results
 
-    def _features(self, pending: Sequence[_Pending], embeddings: np.ndarray) -> np.ndarray:
+    def _encode(self, pending: Sequence[_Pending]) -> list[int]:
+        """Embed, in one pass, the new turns whose embeddings are not known yet (filling
+        ``known``); how many turns each call had embedded."""
+        counts = [sum(e is None for e in p.known) for p in pending]
+        missing = [(p, j) for p in pending for j, e in enumerate(p.known) if e is None]
+        if missing:
+            rows = self.encoder.encode([p.new_turns[j].text for p, j in missing])
+            for (p, j), row in zip(missing, rows, strict=True):
+                p.known[j] = row.copy()  # its own array: the trail keeps it, not the batch's
+        return counts
+
+    def _features(self, pending: Sequence[_Pending]) -> np.ndarray:
         """Advance every call's state by its new turns; one state vector per call."""
         vocabulary = self.model.vocabulary
         features = np.zeros((len(pending), self.model.specs.n_features), np.float32)
-        row = 0
         for i, p in enumerate(pending):
-            self._advance(p, embeddings[row : row + len(p.new_turns)])
-            row += len(p.new_turns)
+            self._advance(p)
             p.state.set_context(p.context.context)
             p.state.features(vocabulary, vocabulary.style_of(p.context.agent_id), out=features[i])
         return features
@@ -213,30 +291,60 @@ class SuggestionEngine:
             if entry is None:
                 entry = (CallState(self.model.specs), threading.Lock())
                 self._calls[context.call_id] = entry
+                self._trails[context.call_id] = _Trail(CallState(self.model.specs), [])
                 while len(self._calls) > self.config.max_calls:
-                    self._calls.popitem(last=False)
+                    self._trails.pop(self._calls.popitem(last=False)[0], None)
             self._calls.move_to_end(context.call_id)
+            trail = self._trails[context.call_id]
         state, lock = entry
         lock.acquire()
         try:  # an error here must not leave the call locked for good
-            turns = context.turns
-            consumed = state.turns
-            if consumed > len(turns) or (
-                consumed and state.fingerprint != turn_fingerprint(turns[consumed - 1])
-            ):
-                state = CallState(self.model.specs)  # not an extension of what we saw: rebuild
-                with self._calls_lock:
-                    self._calls[context.call_id] = (state, lock)
-                consumed = 0
+            with self._calls_lock:  # the state as the lock's last holder left it (it may replace it)
+                current = self._calls.get(context.call_id)
+            if current is not None and current[1] is lock:
+                state = current[0]
+            return self._resume(context, state, lock, trail)
         except BaseException:
             lock.release()
             raise
-        return _Pending(context, state, turns[consumed:], lock)
 
-    def _advance(self, pending: _Pending, embeddings: np.ndarray) -> None:
+    def _resume(
+        self, context: SuggestContext, state: CallState, lock: threading.Lock, trail: _Trail
+    ) -> _Pending:
+        """Where ``context`` takes up the call's (locked) state: the turns it has not consumed.
+
+        The history may differ from the consumed one in its last ``TRAIL`` turns; it is replayed
+        from the trail then. Only a history parting earlier rebuilds the state from scratch.
+        """
+        turns, consumed, held = context.turns, state.turns, state
+        cached: dict[str, np.ndarray] = {}  # embeddings of consumed turns a replay takes back
+        keep = trail.kept(consumed, turns)
+        if keep is None:  # not an extension of what we saw: rebuild
+            trail.base, trail.steps = CallState(self.model.specs), []
+            keep, state = 0, CallState(self.model.specs)
+        elif keep < consumed:
+            steps = keep - (consumed - len(trail.steps))
+            earlier = trail.state_at(steps, self.model.vocabulary)
+            if keep == len(turns):  # an older request answered late: the call's state stays
+                return _Pending(context, earlier, (), lock)
+            cached = {step.fingerprint: step.embedding for step in trail.steps}
+            del trail.steps[steps:]
+            state = earlier
+        if state is not held:
+            with self._calls_lock:  # unless the call was ended or dropped meanwhile
+                if self._calls.get(context.call_id, (None, None))[1] is lock:
+                    self._calls[context.call_id] = (state, lock)
+        known = [cached.get(turn_fingerprint(t)) for t in turns[keep:]]
+        return _Pending(context, state, turns[keep:], lock, trail, known)
+
+    def _advance(self, pending: _Pending) -> None:
         entities = self._entities(pending.new_turns)
-        for turn, embedding, found in zip(pending.new_turns, embeddings, entities, strict=True):
+        for turn, embedding, found in zip(pending.new_turns, pending.known, entities, strict=True):
+            assert embedding is not None  # _encode filled it
             pending.state.advance(turn.role, embedding, self.model.vocabulary, found)
+            if pending.trail is not None:
+                step = _Step(turn_fingerprint(turn), turn.role, embedding, found)
+                pending.trail.push(step, self.model.vocabulary)
         if pending.new_turns:
             pending.state.fingerprint = turn_fingerprint(pending.new_turns[-1])
 
