@@ -412,7 +412,7 @@ def propose(
         if len(chosen) == k:
             break
         realised = model.bank.realise(
-            int(action), where, agent_id, state.entity_values, state.last_agent
+            int(action), where, agent_id, state.refill_values, state.last_agent
         )
         if realised is not None:
             chosen.append((int(action), realised))

@@ -56,7 +56,10 @@ class CallState:
     action_history: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     last_role: int = NO_ROLE
     entity_values: dict[str, str] = field(default_factory=dict)
-    """Latest value per entity label (for refilling suggestion templates)."""
+    """Latest value per entity label said by either side (the state's entity-presence block)."""
+    refill_values: dict[str, str] = field(default_factory=dict)
+    """Latest value per label for refilling suggestion templates: as ``entity_values``, but a
+    PERSON only from the customer's turns, so a suggestion never addresses the agent by name."""
     fingerprint: str = ""
     """Chained hash of the turns consumed: detects a context that is not an extension."""
     context: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
@@ -101,6 +104,8 @@ class CallState:
         )
         for label, value in entities:
             self.entity_values[label] = value
+            if label != "PERSON" or role == "customer":
+                self.refill_values[label] = value
         self.turns += 1
         return cluster
 
