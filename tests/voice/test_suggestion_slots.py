@@ -173,3 +173,14 @@ def test_ab_arms_and_the_configured_model_stay_loaded_without_calls(
         assert set(single._slots) == {str(arms[0])} and single._slots[str(arms[0])].serving()
     finally:
         single.close()
+
+
+def test_a_pipeline_closed_before_its_call_started_still_releases_its_model() -> None:
+    """An earlier processor that fails on CallStartedFrame (or a pipeline that fails to build)
+    must not leave the call's hold on a model for the life of the process."""
+    from voice.processors.suggest import SuggestProcessor
+
+    released: list[str] = []
+    processor = SuggestProcessor(service=None, end_call=released.append)  # type: ignore[arg-type]
+    asyncio.run(processor.close())
+    assert released == [""]

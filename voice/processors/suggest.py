@@ -155,5 +155,5 @@ class SuggestProcessor(FrameProcessor):
         """Wait for suggestions still in flight, then release the call's state in the service."""
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
-        if self._end_call is not None and self.started is not None:
-            self._end_call(self.started.call_id)
+        if self._end_call is not None:  # also without a start: the router's hold on a model goes
+            self._end_call(self.started.call_id if self.started is not None else "")
