@@ -109,3 +109,11 @@ def test_an_unknown_export_format_is_refused(env: Env) -> None:
     scripted(env, "CA-1", "alice", end=True)
     answer = env.client.get("/api/qa/calls/CA-1/review.xml", headers=env.headers("alice"))
     assert answer.status_code == 422 and "csv" in answer.text
+
+
+def test_no_docs_pages_load_cdn_scripts_into_the_consoles_origin(env: Env) -> None:
+    # FastAPI's /docs and /redoc pull their scripts from a CDN; the consoles keep the sign-in
+    # token in this origin's localStorage. The description itself stays public.
+    for page in ("/docs", "/redoc"):
+        assert env.client.get(page).status_code == 404, page
+    assert env.client.get("/openapi.json").status_code == 200

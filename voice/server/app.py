@@ -77,7 +77,9 @@ def create_app(config: ServerConfig, services: LiveServices | None = None) -> Fa
                 await sip.stop()
             await svc.close()
 
-    app = FastAPI(title="nextline", version="0.1.0", lifespan=lifespan,
+    # No /docs or /redoc: FastAPI's pages load Swagger/ReDoc scripts from a CDN into the
+    # consoles' origin, where the pages keep the sign-in token. /openapi.json (no data) stays.
+    app = FastAPI(title="nextline", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Live call transcription, understanding and next-best-line suggestions.")
     app.state.metrics = metrics
     app.add_middleware(BodyLimit)
