@@ -100,6 +100,9 @@ class CallEndedFrame(SystemFrame):
     call_id: str
     reason: str = "hangup"
     audio_time: float = 0.0
+    error: bool = False
+    """The call ends in failure (refused, broken), not normally: a provider that reports how a call
+    ended (AudioHook ``disconnect``) says ``error`` rather than ``completed``."""
 
 
 @dataclass(kw_only=True)

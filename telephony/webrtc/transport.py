@@ -179,7 +179,10 @@ class WebRtcCall:
                     continue
                 pcm = _to_mono_int16(frame.to_ndarray(), len(frame.layout.channels))
                 if self._audio is None:
-                    self._audio = LegAudio(self.leg, frame.sample_rate, self.settings.sample_rate)
+                    self._audio = LegAudio(  # positions count from the call's start (ICE took a while)
+                        self.leg, frame.sample_rate, self.settings.sample_rate,
+                        clock=self._loop.time, started=self._started_at,
+                    )
                 pts = frame.pts or 0
                 if origin is None:
                     origin = (self._loop.time() - self._started_at, pts)

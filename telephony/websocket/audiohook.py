@@ -18,6 +18,7 @@ are checked as the reference implementation does: a gap or a future ``serverseq`
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
@@ -40,6 +41,7 @@ from voice.frames import (
 )
 from voice.transport import FrameSerializer, WireMessage
 
+log = logging.getLogger(__name__)
 WIRE_RATE = 8000
 CHANNEL_ROLES: dict[str, Role] = {"external": "customer", "internal": "agent"}
 FORMAT_PREFERENCE = ("PCMU", "L16")
@@ -133,7 +135,8 @@ class AudioHookSerializer(FrameSerializer):
             return self._envelope("event", frame.message)
         if isinstance(frame, CallEndedFrame):
             self.state = "disconnecting"
-            return self._envelope("disconnect", {"reason": "completed", "info": frame.reason})
+            reason = "error" if frame.error else "completed"
+            return self._envelope("disconnect", {"reason": reason, "info": frame.reason})
         return None
 
     def finish(self) -> list[Frame]:
@@ -292,6 +295,11 @@ class AudioHookSerializer(FrameSerializer):
     # --- audio ---
 
     def _on_audio(self, data: bytes) -> list[Frame]:
+        if self.state == "closed":
+            # Why ignore: the call ended cleanly (closed sent, legs flushed); audio still in
+            # flight is harmless, and the reference implementation ignores it in CLOSED too.
+            log.debug("session %s: %d bytes of audio after closed ignored", self.session_id, len(data))
+            return []
         if self.state != "active":
             raise ProtocolError(f"audio received in state {self.state}")
         width = len(self._channels) * (2 if self._format == "L16" else 1)

@@ -164,9 +164,8 @@ class WebSocketCallTransport:
             self.sink = await self.handler.open_call(started, self)
         except VoiceError as exc:
             reason = f"call refused: {exc.message}"
-            self.send(
-                CallEndedFrame(call_id=started.call_id, reason=reason)
-            )  # AudioHook: disconnect
+            # AudioHook: disconnect with reason error (the info says why)
+            self.send(CallEndedFrame(call_id=started.call_id, reason=reason, error=True))
             return self._fail(CLOSE_TRY_LATER, reason)
         self.started = started
         return None

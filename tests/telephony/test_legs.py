@@ -65,8 +65,10 @@ def test_gaps_become_silence_and_keep_pts_true() -> None:
 
 
 def test_implausible_gap_moves_the_timeline_instead_of_allocating() -> None:
-    leg = LegAudio("inbound", 8000, 8000, max_gap_fill=10.0)
+    now = [0.0]
+    leg = LegAudio("inbound", 8000, 8000, max_gap_fill=10.0, clock=lambda: now[0])
     leg.push(np.ones(160, dtype=np.int16), 0.0)
+    now[0] = 3600.0  # an hour on hold: the gap passed on the wall clock too (else it is bounded)
     frames = leg.push(np.ones(160, dtype=np.int16), 3600.0)
     assert frames[-1].pts == pytest.approx(3600.0) and len(frames[-1].pcm) == 160
     assert leg.timeline_jumps == 1

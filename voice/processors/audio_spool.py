@@ -47,7 +47,15 @@ CLAIM_SUFFIX = ".recovering"
 MAX_GAP = 60.0
 """Seconds past the call's furthest audio a chunk may be placed. A chunk further ahead (an RTP
 timestamp jump, a client bug) continues where its leg ended: one frame 30 min ahead made 2 s
-of audio a 58 MB WAV and +310 MB peak memory in the process that carries every call."""
+of audio a 58 MB WAV and +310 MB peak memory in the process that carries every call.
+
+Gaps are bounded by wall time too: the silence a leg's chunks leave between them adds up to at most
+the wall time since the spool started plus ``MAX_GAP``; a chunk past that goes only as far as what
+is left (nothing past the bound). A leg's track is then never longer than the call has lasted plus
+``MAX_GAP`` plus the audio actually received (which may arrive faster than real time, as in a
+replay). The live ingresses already bound their gaps to wall time (``telephony.legs.MAX_LEAD``,
+5 s); this catches any other producer of frames, with room for the spool starting after the stream
+(the call's start frame reaches the recorder later)."""
 
 
 @dataclass
@@ -72,6 +80,8 @@ class _Leg:
     """Sample ranges to keep silent (redaction), re-applied wherever later audio lands on them."""
     new_masks: list[tuple[int, int]] = field(default_factory=list)
     """Masks not yet applied to the file (the others are re-applied only where new audio lands)."""
+    gap_samples: int = 0
+    """Samples of gaps between chunks so far (silence the chunks' pts put in the track)."""
     rate_changed: bool = False
     lost_samples: int = 0
     queue_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -82,7 +92,8 @@ class AudioSpool:
     """Per-leg part files of one call; :meth:`push` on the event loop, the rest on the executor."""
 
     def __init__(self, directory: Path, call_id: str, executor: Executor, *, leg_order: list[str] | None = None,
-                 flush_seconds: float = FLUSH_SECONDS) -> None:
+                 flush_seconds: float = FLUSH_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock``: the wall clock in seconds (injectable for tests), for the bound in :data:`MAX_GAP`."""
         self.directory, self.call_id, self.executor = directory, call_id, executor
         self.stem = spool_manifest_path(directory, call_id).name.removesuffix(".spool.json")
         self.leg_order = list(leg_order or [])
@@ -93,6 +104,8 @@ class AudioSpool:
         self._finish_lock = threading.Lock()
         self._done = False
         self._span = 0.0  # seconds: the furthest chunk end of any leg
+        self._clock = clock
+        self._started = clock()
         self._warned: set[tuple[str, str]] = set()  # (kind, leg) warnings already logged
 
     @property
@@ -124,6 +137,7 @@ class AudioSpool:
             self._warn_once("jump", leg_name, "pts %.1f s on leg %s of %s jumps past the call's audio: "
                             "placed where the leg ended", pts)  # fmt: skip
             start = leg.end
+        start = self._bounded(leg, start, pts)
         self._span = max(self._span, (start + len(pcm)) / leg.rate)
         with leg.queue_lock:
             leg.pending.append((start, pcm))
@@ -168,6 +182,19 @@ class AudioSpool:
             for leg in legs.values():
                 leg.path.unlink(missing_ok=True)
             spool_manifest_path(self.directory, self.call_id).unlink(missing_ok=True)
+
+    def _bounded(self, leg: _Leg, start: int, pts: float) -> int:
+        """``start``, or as far as the leg's gaps may reach by the wall clock (see :data:`MAX_GAP`)."""
+        gap = start - leg.end
+        if gap <= 0:
+            return start
+        allowed = max(0, int((self._clock() - self._started + MAX_GAP) * leg.rate) - leg.gap_samples)
+        if gap > allowed:
+            self._warn_once("wall", leg.name, "pts %.1f s on leg %s of %s: its gaps run ahead of the wall "
+                            "clock; placed at the bound", pts)  # fmt: skip
+            start, gap = leg.end + allowed, allowed
+        leg.gap_samples += gap
+        return start
 
     def _warn_once(self, kind: str, leg_name: str, message: str, pts: float) -> None:
         if (kind, leg_name) not in self._warned:
