@@ -48,12 +48,18 @@ export async function api(path, { method = "GET", body, headers = {} } = {}) {
   return response.status === 204 ? null : response.json();
 }
 
-/** Sign in with a stored token, a #token=... link, or by asking; resolves to {name, role, tenant}. */
+/** Sign in with a stored token, a #token=... link, or by asking; resolves to {name, role, tenant}.
+ *
+ * A link's token is taken out of the address at once (history.replaceState), so it stays in no
+ * history entry. With no token stored, the link signs in (the first sign-in `voice demo` and
+ * `voice agents add` links are for). A link that would replace the token stored here, someone
+ * else's, is followed only when the person confirms it: anyone can send a link, and one signed in
+ * silently as its sender would put what this person does next (an upload, notes) in the
+ * sender's account and tenant. */
 export async function signIn() {
-  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
-  if (fromLink) {
-    localStorage.setItem(TOKEN_KEY, fromLink);
-    history.replaceState(null, "", location.pathname + location.search); // keep it out of history
+  const fromLink = takeLinkToken();
+  if (fromLink && fromLink !== token()) {
+    if (!token() || (await confirmSwitch(fromLink))) localStorage.setItem(TOKEN_KEY, fromLink);
   }
   if (token()) {
     try {
@@ -64,6 +70,41 @@ export async function signIn() {
     }
   }
   return askForToken();
+}
+
+/** The token of a #token=... link, removed from the address (and so from history). */
+function takeLinkToken() {
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromLink !== null) history.replaceState(null, "", location.pathname + location.search);
+  return fromLink ? fromLink.trim() : null;
+}
+
+/** Who a token signs in as (GET /api/me with it; no cookie is set), or null when it is not valid. */
+async function whoIs(candidate) {
+  try {
+    return await api("/api/me", { headers: { Authorization: `Bearer ${candidate}` } });
+  } catch (err) {
+    if (err.status === 401 || err.status === 422) return null;
+    return undefined; // not known (the server cannot be reached): still asked
+  }
+}
+
+function describePerson(person) {
+  return `${person.name} (${person.role}${person.tenant ? `, tenant ${person.tenant}` : ""})`;
+}
+
+/** Whether to replace the stored token with a link's: asks, naming who the link signs in as. */
+async function confirmSwitch(fromLink) {
+  const [current, linked] = await Promise.all([whoIs(token()), whoIs(fromLink)]);
+  if (linked === null) return false; // a link with a token that is not valid changes nothing
+  if (current && linked && current.name === linked.name) return true; // a new token of the same person
+  const them = linked ? describePerson(linked) : "another user";
+  const you = current ? `You are signed in here as ${describePerson(current)}.`
+    : "Your saved sign-in on this computer is no longer valid.";
+  return window.confirm(
+    `This link signs you in as another user: ${them}.\n\n${you}\n\n` +
+    `Sign in as ${linked ? linked.name : "that user"} instead? Choose Cancel unless you asked for this ` +
+    "link: what you do next (uploads, notes) would be done in that user's account.");
 }
 
 /** Forget the token and the cookie, then reload to the sign-in dialog. */
