@@ -179,6 +179,9 @@ def test_csv_cells_cannot_smuggle_formulas() -> None:
     row = {"turn": 1, "actual": "=HYPERLINK(\"http://x\")", "suggestions": [{"text": "+1 555", "similarity": 0.1}]}
     out = review_csv(CallReview("c", "v", 1, [row], {}, datetime.now(UTC)))
     assert "'=HYPERLINK" in out and "'+1 555" in out
+    # a call id is a file's stem for `voice transcribe --db`: anyone naming the recording chose it
+    out = review_csv(CallReview("=cmd|'/c calc'!A1", "v", 1, [row], {}, datetime.now(UTC)))
+    assert out.splitlines()[1].startswith("'=cmd")
 
 
 def test_uploads_are_for_supervisors_and_check_their_input(env: Env) -> None:

@@ -58,20 +58,37 @@ class ReviewService:
         """Loads a model directory into an object with ``review(transcript, k=, agent_id=, tenant=)``."""
 
     def model_for(self, tenant: str | None) -> ModelChoice:
-        """The model for a tenant: the server's ``--suggest-model``, else the newest in the registry.
+        """The model for a tenant, chosen as live calls choose it (voice/live/suggestions.py): the
+        server's ``--suggest-model``, else the version the tenant serves in the registry under
+        ``--models-root`` (the one promoted with ``voice registry promote``, else the newest).
+
+        The tenant comes from the call (the far end names it), so it is resolved as a registry
+        name only (:meth:`suggest.registry.ModelRegistry.served`), never joined as a path: a
+        tenant such as ``..`` gets no model, not a folder outside the registry.
 
         Raises:
             ReviewUnavailableError: none configured or found.
         """
+        from suggest.errors import SuggestError
+        from suggest.registry import ModelRegistry
+
+        root = Path(self.config.models_root) if self.config.models_root else None
         if self.config.suggest_model:
-            path = Path(self.config.suggest_model)
+            try:  # a directory, <tenant>/<version> or <tenant>, as `voice serve` resolves it
+                path = (ModelRegistry(root) if root else ModelRegistry()).resolve(self.config.suggest_model)
+            except SuggestError:  # reported when it is loaded
+                path = Path(self.config.suggest_model)
             return ModelChoice(path, _model_version(path))
-        root = Path(self.config.models_root) / (tenant or "default") if self.config.models_root else None
-        versions = sorted(p for p in root.iterdir() if p.is_dir()) if root and root.is_dir() else []
-        if not versions:
+        if root is None:
             raise ReviewUnavailableError("no suggestion model for this call",
                                          hint="start the server with --suggest-model DIR or --models-root DIR")
-        return ModelChoice(versions[-1], _model_version(versions[-1]))
+        name = tenant or "default"
+        try:
+            path = ModelRegistry(root).served(name)
+        except (SuggestError, OSError) as exc:  # not a registry name, no model, a promoted version gone
+            raise ReviewUnavailableError(f"no suggestion model for this call's tenant {name!r}",
+                                         hint="`voice registry list` shows the model each tenant serves") from exc
+        return ModelChoice(path, _model_version(path))
 
     def cached(self, call_id: str, tenant: str | None) -> CallReview | None:
         """The stored review under the current model, if computed before (blocking, fast)."""
@@ -193,7 +210,7 @@ def review_csv(review: CallReview) -> str:
         header += [f"suggestion_{rank}", f"action_{rank}", f"score_{rank}", f"similarity_{rank}"]
     writer.writerow(header)
     for row in review.rows:
-        line = [review.call_id, row.get("turn"), row.get("start"), row.get("end"), _cell(row.get("actual")),
+        line = [_cell(review.call_id), row.get("turn"), row.get("start"), row.get("end"), _cell(row.get("actual")),
                 row.get("best_similarity")]
         suggestions = list(row.get("suggestions") or [])[: review.k]
         suggestions += [{}] * (review.k - len(suggestions))
