@@ -250,6 +250,8 @@ def _decode(path: Path, allow_truncated: bool, target_rate: int) -> tuple[_Resam
             sink = _Resampled(f.channels, f.samplerate, target_rate, f.frames)
             for block in _sndfile_blocks(f):
                 sink.push(block)
+            if not allow_truncated:
+                _check_frames_read(path, f.frames, sink.frames_in, f.samplerate)
             return sink, f.samplerate, f"{f.format}/{f.subtype}".lower()
     except (sf.LibsndfileError, RuntimeError):
         pass  # not a libsndfile format; FFmpeg may know it
@@ -289,6 +291,22 @@ def _check_complete(path: Path, extra_info: str, seconds: float) -> None:
     promised = f"{seconds * declared / actual:.1f} s" if actual else f"{declared} bytes of audio"
     raise AudioDecodeError(
         f"{path}: truncated: the header says {promised}, the file holds {seconds:.2f} s",
+        hint="the copy or upload is incomplete; copy the file again, then re-run",
+    )
+
+
+_MIN_FRAMES_READ = 0.9
+"""A file that decodes to less than this share of the frames its header declares is cut short."""
+
+
+def _check_frames_read(path: Path, declared: int, read: int, rate: int) -> None:
+    """Fail a file that decodes to well under the frames its header declares: an MP3 cut short
+    (its Xing header says 22 s, libsndfile reads the 6.5 s that are there) would otherwise be
+    transcribed as a finished short call and never retried."""
+    if not 0 < declared <= _MAX_EXPECTED_SECONDS * rate or read >= declared * _MIN_FRAMES_READ:
+        return
+    raise AudioDecodeError(
+        f"{path}: truncated: the header says {declared / rate:.1f} s, the file holds {read / rate:.2f} s",
         hint="the copy or upload is incomplete; copy the file again, then re-run",
     )
 

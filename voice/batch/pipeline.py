@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ import numpy as np
 from voice.audio import Audio, RawFormat, load_audio
 from voice.batch import engines
 from voice.batch.options import TranscribeOptions
+from voice.errors import AudioDecodeError
 from voice.frames import Role, TimedWord
 from voice.redaction import Span, mask_number_runs, merge_masks, redact_segment
 from voice.roles import SpokenTurn, decide_agent, score_text
@@ -57,8 +58,8 @@ def transcribe_file(path: str | Path, options: TranscribeOptions, *, call_id: st
     """
     stage = _Stage({})
     raw = RawFormat(options.raw_rate, options.raw_channels) if options.raw_rate is not None else None
-    with stage("decode"):
-        audio = load_audio(path, raw=raw)
+    with stage("decode"), _decodable(Path(path)) as readable:
+        audio = load_audio(readable, raw=raw)
     mode = _speaker_mode(audio, options)
     if mode == "channels":
         segments = _transcribe_channels(audio, options, stage, cpu_threads)
@@ -77,6 +78,8 @@ def transcribe_file(path: str | Path, options: TranscribeOptions, *, call_id: st
     # measured: the samples (147 MiB for 20 min of stereo) were still held while the entity
     # model loaded, the peak of the whole file (731 MiB, RSS sampled by stage).
     del audio
+    if readable != Path(path):
+        info = replace(info, path=str(path))
     with stage("entities"):
         entities = _entities(segments, redact=options.redact)
     return CallTranscript(
@@ -89,6 +92,33 @@ def transcribe_file(path: str | Path, options: TranscribeOptions, *, call_id: st
         timings={k: round(v, 3) for k, v in stage.timings.items()},
         redacted=options.redact,
     )
+
+
+@contextmanager
+def _decodable(path: Path) -> Iterator[Path]:
+    """``path``, or a link to it with a plain name when its name is not UTF-8 (a Latin-1
+    ``café.wav``): the decoders encode names as strict UTF-8 and fail on such a name.
+    Errors then name the real file, its odd bytes shown as ``\\xNN``."""
+    try:
+        str(path).encode("utf-8")
+        plain = True
+    except UnicodeEncodeError:
+        plain = False
+    if plain:
+        yield path
+        return
+    import os
+    import tempfile
+
+    shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+    with tempfile.TemporaryDirectory(prefix="voice-decode-") as tmp:
+        link = Path(tmp) / f"audio{path.suffix.encode('utf-8', 'surrogateescape').decode('ascii', 'replace')}"
+        link.symlink_to(path.resolve())
+        try:
+            yield link
+        except AudioDecodeError as exc:
+            exc.message = exc.message.replace(str(link), shown)
+            raise
 
 
 def _speaker_mode(audio: Audio, options: TranscribeOptions) -> str:

@@ -5,10 +5,14 @@
   (``voice.batch.resume``); a second run skips finished files. When a database is used, a
   skipped file that is missing from it is stored from its JSON (no re-transcription).
 - A file's results go to the database first and to ``<name>.json`` last: the JSON marks the file
-  finished, so it only exists once everything else was saved.
+  finished and records a hash of each other format written with it; formats of that name not
+  written by this run are removed (they hold an earlier run's text, clear text before --redact).
+- In a database, a file's call id is its output name, unless another source already holds that
+  call (several OUT folders sharing one --db, ``day1/call_1.wav`` and ``day2/call_1.wav``): then
+  it is ``<name>-<hash of the source path>``. No file overwrites another source's call.
 - Each bad file is reported in the summary and in ``DIR/errors.jsonl``; the others go on. That
-  log lists the failures of the files each file's latest run: a run first drops the entries of
-  the files it was given, then adds those that fail again.
+  log lists the failures of each file's latest run: a file's old entry goes when its new result
+  is recorded, so an interrupted run keeps the entries of the files it did not reach.
 - Workers are processes, each with its own models (one load per process) and a share of the cores.
   A worker that dies (out of memory, a crash in native code) is replaced; the files it may have
   been working on are retried one at a time, and only a file that kills its worker again fails.
@@ -26,13 +30,21 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from voice.batch.options import TranscribeOptions
-from voice.batch.resume import finished_transcript, output_name
+from voice.batch.resume import (
+    content_hash,
+    display_path,
+    file_fingerprint,
+    finished_transcript,
+    output_name,
+    path_hash,
+    source_stamp,
+)
 from voice.errors import ConfigError, VoiceError
 from voice.transcript import CallTranscript
 
@@ -47,6 +59,8 @@ class FileJob:
 
     path: Path
     name: str
+    call_id: str = ""
+    """The call id in the database; empty: ``name``."""
 
 
 @dataclass
@@ -111,8 +125,7 @@ def transcribe_job(job: FileJob, options: TranscribeOptions, cpu_threads: int = 
     from voice.batch.pipeline import transcribe_file
 
     try:
-        transcript = transcribe_file(job.path, options, call_id=job.name, cpu_threads=cpu_threads)
-        transcript.options["fingerprint"] = options.fingerprint()
+        transcript = transcribe_file(job.path, options, call_id=job.call_id or job.name, cpu_threads=cpu_threads)
         return "done", transcript.to_dict()
     except (VoiceError, AsrError, ModelNotFoundError) as exc:
         return "failed", str(exc)
@@ -128,7 +141,8 @@ class BatchRunner:
     """Runs a batch: workers, outputs, database, error log, progress callbacks.
 
     ``work`` is the per-file function run in the workers (a top-level, picklable function);
-    tests replace it to make a worker die.
+    tests replace it to make a worker die. ``summary`` holds the results so far, also when
+    the run was interrupted (Ctrl-C).
     """
 
     def __init__(self, out_dir: Path, options: TranscribeOptions, formats: Sequence[str], *,
@@ -141,22 +155,33 @@ class BatchRunner:
         self.store = store
         self.on_result = on_result or (lambda _r: None)
         self.work = work
+        self.summary = BatchSummary()
+        self._old_errors: set[str] = set()  # sources with an entry in errors.jsonl from an earlier run
+        self._stamps: dict[Path, dict[str, int]] = {}
         out_dir.mkdir(parents=True, exist_ok=True)
 
     def run(self, jobs: Iterable[FileJob]) -> BatchSummary:
         """Process every job; return the summary (failures included).
 
         Raises:
-            ConfigError: ``errors.jsonl`` in the output folder cannot be rewritten.
+            ConfigError: ``errors.jsonl`` in the output folder cannot be read or written.
+            KeyboardInterrupt: the run was interrupted; ``self.summary`` has what was done.
         """
-        summary = BatchSummary()
+        summary = self.summary = BatchSummary()
         jobs = list(jobs)
-        self._reset_error_log(jobs)
+        self._read_error_log(jobs)
         todo = []
-        for job in jobs:
-            data = finished_transcript(self.out_dir, job.name, job.path, self.options, self.formats)
+        for given in jobs:
+            data = finished_transcript(self.out_dir, given.name, given.path, self.options, self.formats)
+            job = self._with_call_id(summary, given, data)
+            if job is None:
+                continue
             if data is None:
                 todo.append(job)
+                try:
+                    self._stamps[job.path] = source_stamp(job.path)  # before it is read
+                except OSError:
+                    pass  # the worker reports the missing file
             else:
                 self._skip(summary, job, data)
         threads = max(1, (os.cpu_count() or 1) // self.workers)
@@ -166,6 +191,38 @@ class BatchRunner:
         else:
             self._run_parallel(summary, deque(todo), threads)
         return summary
+
+    def _with_call_id(self, summary: BatchSummary, job: FileJob, data: dict[str, Any] | None) -> FileJob | None:
+        """``job`` with its database call id; ``None`` (the file failed) when the database is down."""
+        preferred = str((data or {}).get("call_id") or job.name)
+        if self.store is None:
+            return replace(job, call_id=preferred)
+        try:
+            return replace(job, call_id=self._free_call_id(job, preferred))
+        except Exception as exc:  # the database is down: this file fails, the batch goes on
+            self._fail(summary, job, f"could not look up the call in the database: {type(exc).__name__}: {exc}")
+            return None
+
+    def _free_call_id(self, job: FileJob, preferred: str) -> str:
+        """The first of ``preferred``, ``<name>-<hash>`` that no other source holds in the database."""
+        shown = display_path(job.path)
+        for call_id in (preferred, f"{job.name}-{path_hash(job.path)}", f"{job.name}-{path_hash(job.path, 40)}"):
+            owner = self._stored_source(call_id)
+            if owner is None or owner == shown:
+                return call_id
+        raise AssertionError(f"no free call id for {shown}")  # needs a SHA-1 collision
+
+    def _stored_source(self, call_id: str) -> str | None:
+        """The source of the stored call ``call_id`` ("" when it has none), ``None`` when there is no such call."""
+        from sqlalchemy import select
+
+        from voice.store.tables import CallRow
+
+        with self.store.session() as session:
+            row = session.execute(
+                select(CallRow.source, CallRow.audio_path).where(CallRow.call_id == call_id)
+            ).one_or_none()
+        return None if row is None else (row.source or row.audio_path or "")
 
     def _run_parallel(self, summary: BatchSummary, queue: deque[FileJob], threads: int) -> None:
         while queue:
@@ -194,6 +251,9 @@ class BatchRunner:
                         self._collect(summary, running.pop(future), outcome)
             except BrokenProcessPool:
                 return self._salvage(summary, running)
+            except KeyboardInterrupt:
+                pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C reached the workers too
+                raise
         return []
 
     def _salvage(self, summary: BatchSummary, running: dict[Future[tuple[str, Any]], FileJob]) -> list[FileJob]:
@@ -224,12 +284,15 @@ class BatchRunner:
         from voice.store.store import CallNotFoundError
 
         try:
-            stored = self.store.get_transcript(job.name)
-            if stored.options.get("fingerprint") == data["options"]["fingerprint"]:
+            stored = self.store.get_transcript(job.call_id)
+            if (stored.audio.path == display_path(job.path)
+                    and stored.options.get("fingerprint") == data["options"]["fingerprint"]):
                 return
         except CallNotFoundError:
             pass
-        self.store.save_transcript(CallTranscript.from_dict(data), source=str(job.path))
+        transcript = CallTranscript.from_dict(data)
+        transcript.call_id = job.call_id  # another source may hold the call id of the JSON
+        self.store.save_transcript(transcript, source=display_path(job.path))
 
     def _collect(self, summary: BatchSummary, job: FileJob, outcome: tuple[str, Any]) -> None:
         status, payload = outcome
@@ -245,53 +308,84 @@ class BatchRunner:
         self._finish(summary, FileResult(job, "done", audio_seconds=transcript.audio.duration, transcript=transcript))
 
     def _write(self, job: FileJob, transcript: CallTranscript) -> None:
-        from voice.formats import write_outputs
+        from voice.formats import FORMATS, write_outputs
 
+        transcript.audio = replace(transcript.audio, path=display_path(job.path))
+        mode = transcript.options.get("speakers_used")
+        transcript.options["fingerprint"] = file_fingerprint(self.options, job.path,
+                                                             mode if isinstance(mode, str) else None)
+        if job.path in self._stamps:
+            transcript.options["source"] = self._stamps[job.path]
         # Database first, other formats next, JSON last: the JSON marks the file finished for a
-        # resumed run, so it must not exist while anything else is missing.
+        # resumed run, and records what was written with it (a hash per format).
         if self.store is not None:
-            self.store.save_transcript(transcript, source=str(job.path))
+            self.store.save_transcript(transcript, source=display_path(job.path))
         others = [f for f in self.formats if f != "json"]
-        write_outputs(transcript, self.out_dir, job.name, others)
+        for stale in set(FORMATS) - {"json", *others}:  # another run's text: never left beside this JSON
+            (self.out_dir / f"{job.name}.{stale}").unlink(missing_ok=True)
+        paths = write_outputs(transcript, self.out_dir, job.name, others)
+        transcript.options["outputs"] = {fmt: content_hash(path) for fmt, path in zip(others, paths, strict=True)}
         write_outputs(transcript, self.out_dir, job.name, ["json"])
 
     def _fail(self, summary: BatchSummary, job: FileJob, reason: str) -> None:
+        reason = display_path(str(reason))  # a Latin-1 file name in it cannot be written as UTF-8
+        self._forget_old_error(job)
         self._finish(summary, FileResult(job, "failed", error=reason + self._log_error(job, reason)))
 
     def _log_error(self, job: FileJob, reason: str) -> str:
-        """Record a failure in errors.jsonl and the database; returns what could not be recorded."""
+        """Record a failure in errors.jsonl and the database; returns what could not be recorded.
+        Never raises: a failure that cannot be logged must not stop the batch."""
         notes = ""
-        record = {"path": str(job.path), "name": job.name, "error": reason,
+        record = {"path": display_path(job.path), "name": job.name, "error": reason,
                   "at": datetime.now(UTC).isoformat(timespec="seconds")}
         try:
-            with open(self.out_dir / ERRORS_FILE, "a", encoding="utf-8") as f:
+            with open(self.out_dir / ERRORS_FILE, "a", encoding="utf-8", errors="backslashreplace") as f:
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        except OSError as exc:
+        except Exception as exc:
             notes += f" [not in {ERRORS_FILE}: {exc}]"
         if self.store is not None:
             try:
-                self.store.record_failure(job.name, reason, source=str(job.path))
+                self.store.record_failure(job.call_id or job.name, reason, source=display_path(job.path))
             except Exception as exc:  # the database may be the reason this file failed
                 notes += f" [not in the database: {type(exc).__name__}: {exc}]"
         return notes
 
-    def _reset_error_log(self, jobs: Sequence[FileJob]) -> None:
-        """Drop the entries of the files in this run (they are retried now); keep the others."""
+    def _read_error_log(self, jobs: Sequence[FileJob]) -> None:
+        """Note which files of this run have entries from an earlier run; each goes once that
+        file's new result is recorded (``_forget_old_error``), the others stay."""
         path = self.out_dir / ERRORS_FILE
+        self._old_errors = set()
         if not path.is_file():
             return
-        now = {str(job.path) for job in jobs}
+        try:
+            logged = {_logged_path(line) for line in path.read_text(encoding="utf-8").splitlines()}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read the error log ({exc})",
+                              hint="check that --out is readable, or move the file away") from exc
+        if not os.access(path, os.W_OK):
+            raise ConfigError(f"{path}: cannot rewrite the error log (not writable)",
+                              hint="check that --out is writable, or move the file away")
+        self._old_errors = {p for p in logged if p} & {display_path(job.path) for job in jobs}
+
+    def _forget_old_error(self, job: FileJob) -> None:
+        """Drop the entries of an earlier run of ``job`` from errors.jsonl (its result is in now)."""
+        shown = display_path(job.path)
+        if shown not in self._old_errors:
+            return
+        self._old_errors.discard(shown)
+        path = self.out_dir / ERRORS_FILE
         try:
             kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and _logged_path(line) not in now]
+                    if line.strip() and _logged_path(line) != shown]
             tmp = path.with_name(f".{ERRORS_FILE}.tmp")
             tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
             os.replace(tmp, path)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot rewrite the error log ({exc})",
-                              hint="check that --out is writable, or move the file away") from exc
+        except (OSError, UnicodeDecodeError):
+            pass  # the old entry stays: a stale line, not a reason to stop the batch
 
     def _finish(self, summary: BatchSummary, result: FileResult) -> None:
+        if result.status != "failed":
+            self._forget_old_error(result.job)
         summary.results.append(result)
         self.on_result(result)
 

@@ -11,7 +11,7 @@ from voice.audio import RAW_CHANNELS, RAW_RATES
 from voice.batch.options import FORMATS
 
 if TYPE_CHECKING:
-    from voice.batch.runner import BatchSummary
+    from voice.batch.runner import BatchRunner, BatchSummary, FileJob, FileResult
 
 
 def _formats(value: str) -> list[str]:
@@ -78,9 +78,11 @@ def transcribe(inputs: tuple[str, ...], out_dir: Path, model: str, speakers: str
 
     \b
     Resuming: a second run skips a file whose OUT/<name>.json was made from the same
-    source file (its resolved path) with the same options and whose chosen formats
-    exist. Changing any option, or asking for a format that is missing, redoes it.
-    With a database, a skipped file that is missing there is stored from its JSON.
+    source file (its resolved path, size and time) with the same options (those that
+    apply to that file) and whose chosen formats were written with that JSON.
+    Changing an option, or asking for a format that is missing, redoes it; formats
+    not asked for are then removed. With a database, a skipped file that is missing
+    there is stored from its JSON. Ctrl-C stops with the summary so far (exit 130).
 
     \b
     Bad files are listed at the end and in OUT/errors.jsonl (the failures of each
@@ -95,7 +97,6 @@ def transcribe(inputs: tuple[str, ...], out_dir: Path, model: str, speakers: str
     """
     from voice.batch.options import TranscribeOptions
     from voice.batch.runner import BatchRunner, expand_inputs
-    from voice.cli.progress import BatchProgress
     from voice.errors import VoiceError
 
     try:
@@ -110,25 +111,50 @@ def transcribe(inputs: tuple[str, ...], out_dir: Path, model: str, speakers: str
         store = None if no_db else _open_store(db_url, out_dir)
     except VoiceError as exc:
         raise click.ClickException(str(exc)) from exc
+    _report(*_run_batch(BatchRunner(out_dir, options, _formats(formats), workers=workers, store=store), jobs),
+            out_dir, print_transcript)
+
+
+def _run_batch(runner: BatchRunner, jobs: list[FileJob]) -> tuple[BatchSummary, int | None]:
+    """Run with a progress bar: the summary, and the number of files left when Ctrl-C stopped it."""
+    from voice.cli.progress import BatchProgress
+    from voice.errors import VoiceError
+
     with BatchProgress(len(jobs)) as progress:
-        runner = BatchRunner(out_dir, options, _formats(formats), workers=workers, store=store,
-                             on_result=progress.update)
+        runner.on_result = lambda result: progress.update(_printable(result))
         try:
-            summary = runner.run(jobs)
+            return runner.run(jobs), None
         except VoiceError as exc:  # the run as a whole cannot start (an unwritable --out)
             raise click.ClickException(str(exc)) from exc
-    _report(summary, out_dir, print_transcript)
+        except KeyboardInterrupt:  # Ctrl-C: say what was done; a re-run goes on from there
+            return runner.summary, len(jobs) - len(runner.summary.results)
 
 
-def _report(summary: BatchSummary, out_dir: Path, print_transcript: bool) -> None:
-    """Print the transcripts if asked, then the summary; exit 1 when any file failed."""
-    from voice.cli.progress import print_summary, print_transcript_table
+def _printable(result: FileResult) -> FileResult:
+    """``result`` with its path as text that any terminal can print (a Latin-1 file name)."""
+    from dataclasses import replace
+
+    from voice.batch.resume import display_path
+
+    shown = Path(display_path(result.job.path))
+    return result if shown == result.job.path else replace(result, job=replace(result.job, path=shown))
+
+
+def _report(summary: BatchSummary, left: int | None, out_dir: Path, print_transcript: bool) -> None:
+    """Print the transcripts if asked, then the summary; exit 1 when any file failed, 130 when
+    the run was interrupted (``left``: the files it did not reach)."""
+    from voice.batch.runner import BatchSummary
+    from voice.cli.progress import console, print_summary, print_transcript_table
 
     if print_transcript:
         for result in summary.results:
             if result.transcript is not None:
                 print_transcript_table(result.transcript)
-    print_summary(summary, out_dir)
+    print_summary(BatchSummary([_printable(r) for r in summary.results]), out_dir)
+    if left is not None:
+        console.print(f"[bold yellow]interrupted[/]: {left} file(s) not processed; "
+                      "run the same command again to go on")
+        raise SystemExit(130)
     if summary.failed:
         raise SystemExit(1)
 
