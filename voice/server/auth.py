@@ -213,6 +213,11 @@ async def authorize_softphone(request: Request, tenant: str | None,
     """Who a WebRTC offer's call belongs to: the signed-in agent's own (an offer naming another
     agent or tenant is a 403), or, for a supervisor, the agent the offer names in their tenant.
 
+    A named agent with an account must be of the call's tenant (docs/telephony.md): a tenant's
+    supervisor may not open a call for another tenant's agent, nor for an agent of no tenant (one
+    who sees their calls of every tenant); a supervisor of every tenant names the agent's tenant.
+    An agent id without an account (a softphone identity of the telephony only) is left as named.
+
     Raises:
         HTTPException: 401 without a valid token, 403 for a call the caller may not open.
     """
@@ -221,6 +226,13 @@ async def authorize_softphone(request: Request, tenant: str | None,
     agent_id = agent_id or (None if caller.is_supervisor else caller.name)
     if not caller.can_view(agent_id=agent_id, tenant=tenant):
         raise HTTPException(403, f"{caller.name} may not open a call for agent {agent_id!r} of tenant {tenant!r}")
+    if agent_id is not None and agent_id != caller.name:
+        people = await asyncio.to_thread(console_of(request).agents.list)
+        named = next((p for p in people if p.name == agent_id), None)
+        if named is not None and named.tenant != tenant and (caller.tenant is not None or named.tenant is not None):
+            where = f"tenant {named.tenant!r}" if named.tenant else "no tenant (every tenant's calls)"
+            raise HTTPException(403, f"agent {agent_id!r} is of {where}, not of tenant {tenant!r}: "
+                                     "a supervisor opens softphone calls for agents of the call's tenant only")
     return tenant, agent_id
 
 
