@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse
 
+from voice.server.calls import drop_erased_call
 from voice.server.console import console_of
 from voice.store.agents import Agent, AuthenticationError
 from voice.store.store import CallNotFoundError
@@ -162,14 +163,27 @@ async def authorize_call(connection: HTTPConnection, agent: Agent, call_id: str)
 
 
 async def call_owner(connection: HTTPConnection, call_id: str) -> dict[str, Any] | None:
-    """Agent and tenant of a call: from the live registry, else from the database."""
+    """Agent and tenant of a call: from the live registry while the call is in progress, else
+    from the database; None for no such call.
+
+    An ended call is answered from its database row only, even while the server still holds it
+    in memory (recent-call list, replay history): a call erased by ``voice calls erase``, by
+    another server process or by its retention purge must not be served from that memory. So
+    a request on an ended call costs one indexed lookup; when the row is gone the call is also
+    dropped from memory here (``voice.server.retention_api`` sweeps the rest within seconds).
+    A call in progress is answered from memory: its row may not be written yet.
+    """
     console = console_of(connection)
-    state = console.live.registry.get(call_id)
-    if state is not None:
+    live = console.live
+    state = live.registry.get(call_id)
+    if state is not None and state.status != "ended":
         return {"agent_id": state.agent_id, "tenant": state.tenant}
     try:
         row = await asyncio.to_thread(console.qa.call, call_id)
     except CallNotFoundError:
+        state = live.registry.get(call_id)  # looked up again: the loop ran while the query did
+        if state is not None and state.row_expected():
+            drop_erased_call(live.hub, live.registry, call_id)
         return None
     return {"agent_id": row.agent_id, "tenant": row.tenant}
 

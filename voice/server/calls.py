@@ -1,13 +1,27 @@
-"""Active and recent calls as the server sees them (what GET /api/calls and supervisors show)."""
+"""Active and recent calls as the server sees them (what GET /api/calls and supervisors show).
+
+An erased call must leave memory too, whoever erased it (this process, another one, ``voice
+calls erase``): :func:`drop_erased_call` drops it from the registry and the event hub, and
+:meth:`CallState.row_expected` says when a missing database row means the call was erased.
+"""
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voice.frames import CallStartedFrame
+
+if TYPE_CHECKING:
+    from voice.server.hub import EventHub
+
+RELAYED_ROW_GRACE = 30.0
+"""Seconds after a relayed call (another process carries it, ``voice.server.relay``) started here
+before a missing database row counts as an erasure. Its carrier writes the row on a worker thread
+as the call starts (again before each turn write after a failed first write, and at the latest
+with the transcript, after ``call.ended``): a row missing that early may be on its way."""
 
 
 @dataclass
@@ -34,6 +48,18 @@ class CallState:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view."""
         return asdict(self)
+
+    def row_expected(self, now: float | None = None) -> bool:
+        """Whether the call's database row must exist, so that its absence means an erasure.
+
+        A call this process carries: once it ended (the recorder stores it before marking it
+        ended); while it runs, its row may not be written yet, and nobody may erase it. A relayed
+        call: :data:`RELAYED_ROW_GRACE` after it started here, ended or not (its carrier may
+        have died without ``call.ended``, and the orphaned call been erased since).
+        """
+        if not self.metadata.get("relayed"):
+            return self.status == "ended"
+        return (time.time() if now is None else now) - self.started_at >= RELAYED_ROW_GRACE
 
 
 class CallRegistry:
@@ -84,6 +110,10 @@ class CallRegistry:
         if state is not None and state.status == "ended":
             del self._calls[call_id]
 
+    def expected_rows(self, now: float | None = None) -> list[str]:
+        """Ids of the calls whose database row must exist (:meth:`CallState.row_expected`)."""
+        return [cid for cid, state in self._calls.items() if state.row_expected(now)]
+
     def get(self, call_id: str) -> CallState | None:
         """One call's view, if the server has it."""
         return self._calls.get(call_id)
@@ -93,3 +123,18 @@ class CallRegistry:
         calls = reversed(self._calls.values())
         return [c for c in calls if (agent_id is None or c.agent_id == agent_id)
                 and (status is None or c.status == status)]
+
+
+def drop_erased_call(hub: EventHub, registry: CallRegistry, call_id: str) -> None:
+    """Forget a call whose data was erased (on the event loop: neither is thread-safe).
+
+    A call still shown in progress here (a relayed call whose ``call.ended`` has not arrived,
+    or whose carrier died without one) is ended first: its streams close, and nothing of it
+    stays in the recent-call list or the replay history.
+    """
+    state = registry.get(call_id)
+    if state is not None and state.status != "ended":
+        registry.ended(call_id, "erased")
+    hub.close_call(call_id)
+    hub.forget(call_id)
+    registry.forget(call_id)

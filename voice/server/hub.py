@@ -75,6 +75,9 @@ class EventHub:
         self._arrivals: dict[str, _Arrival] = {}
         self.observers: list[Callable[[Event], None]] = []
         """Called with every published event (the server's metrics); must neither raise nor block."""
+        self.erasure_observers: list[Callable[[str], None]] = []
+        """Called with the id of each call this process erased (``voice.server.retention_api``):
+        the event relay tells the other processes to forget it. Must neither raise nor block."""
 
     def publish(self, call_id: str, event: Event) -> Event:
         """Stamp ``seq`` and ``emitted_at`` and deliver to every subscriber of the call."""

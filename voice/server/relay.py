@@ -22,6 +22,14 @@ its sender drains only when no live event waits, and then a closing ``{"synced":
 So a late joiner lists the call with its tenant and agent and replays its transcript from the
 start (a stream opened on it while the history is on its way waits for the ``synced``, a couple
 of seconds at most), and back-fill never holds up a live event.
+
+A call erased through one process (``DELETE /api/calls/{id}``, its retention purge) is announced
+as ``{"origin": ..., "erased": call_id}``, on the live queue: every other process drops it from
+memory at once (its streams on the call close) and skips whatever of it still arrives (a late
+``call.ended``, a back-fill). An announcement lost (the database unreachable for long), and an
+erasure by ``voice calls erase``, are caught by each process's own sweep
+(``voice.server.retention_api.sweep_erased``) within seconds; no route serves an ended call
+whose row is gone meanwhile (``voice.server.auth.call_owner``).
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from sqlalchemy import make_url
 
 from voice.errors import ConfigError
 from voice.frames import CallStartedFrame
-from voice.server.calls import CallRegistry
+from voice.server.calls import CallRegistry, drop_erased_call
 from voice.server.hub import Event, EventHub
 
 __all__ = ["MAX_PAYLOAD", "RELAY_CHANNEL", "EventRelay", "relay_conninfo"]
@@ -85,7 +93,8 @@ class EventRelay:
         """This process's id in the notifications (its own come back and are skipped)."""
         self._addressed_here = f'{{"to":"{self.origin}"'
         self.counts = {"sent": 0, "received": 0, "words_omitted": 0, "too_large": 0, "malformed": 0,
-                       "dropped": 0, "history_requests": 0, "backfilled": 0, "histories_received": 0}
+                       "dropped": 0, "history_requests": 0, "backfilled": 0, "histories_received": 0,
+                       "erasures_sent": 0, "erasures_received": 0}
         self._outbox: queue.Queue[str | None] = queue.Queue(10_000)
         self._backfill: queue.Queue[str] = queue.Queue(BACKFILL_QUEUE)
         self._carried: set[str] = set()
@@ -93,6 +102,8 @@ class EventRelay:
         self._requested: dict[str, None] = {}
         """Calls whose history this process asked for (once each), oldest first, at most
         :data:`REQUESTED_KEPT` (one entry per call of every process would grow for good)."""
+        self._erased: dict[str, None] = {}
+        """Calls another process erased, the latest :data:`REQUESTED_KEPT`: their events are skipped."""
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -103,6 +114,7 @@ class EventRelay:
         """Start the sender and listener threads; relayed events are delivered on ``loop``."""
         self._loop = loop
         self.hub.observers.append(self.offer)
+        self.hub.erasure_observers.append(self.announce_erasure)
         for name, target in (("relay-send", self._send), ("relay-listen", self._listen)):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -112,6 +124,8 @@ class EventRelay:
         """Stop both threads (events still queued are sent first)."""
         if self.offer in self.hub.observers:
             self.hub.observers.remove(self.offer)
+        if self.announce_erasure in self.hub.erasure_observers:
+            self.hub.erasure_observers.remove(self.announce_erasure)
         self._stop.set()
         self._outbox.put(None)
         for thread in self._threads:
@@ -133,6 +147,16 @@ class EventRelay:
             self._outbox.put_nowait(payload)
         except queue.Full:  # the database is unreachable for long: calls go on, events are dropped
             self.counts["dropped"] += 1
+
+    def announce_erasure(self, call_id: str) -> None:
+        """Hub erasure observer: this process erased ``call_id``; the others are to forget it."""
+        message = json.dumps({"origin": self.origin, "erased": call_id}, separators=(",", ":"))
+        try:
+            self._outbox.put_nowait(message)
+        except queue.Full:  # each process's sweep still forgets it, a few seconds later
+            self.counts["dropped"] += 1
+            return
+        self.counts["erasures_sent"] += 1
 
     def _payload(self, event: Event, to: str | None = None) -> str | None:
         """The notification for ``event``: without word lists when too large; None if still so.
@@ -244,6 +268,11 @@ class EventRelay:
                 if origin != self.origin:
                     self._loop.call_soon_threadsafe(self._answer_history, message["sync"], origin)
                 return
+            if isinstance(message.get("erased"), str):
+                if origin != self.origin:
+                    self.counts["erasures_received"] += 1
+                    self._loop.call_soon_threadsafe(self.forget_erased, message["erased"])
+                return
             if isinstance(message.get("synced"), str):  # addressed here: the history is complete
                 self.counts["histories_received"] += 1
                 self._loop.call_soon_threadsafe(self.hub.backfill_done, message["synced"])
@@ -266,6 +295,8 @@ class EventRelay:
         call's history; the back-filled ``call.started`` then registers the call, and the events
         that had arrived live before it are counted into the call's view.
         """
+        if call_id in self._erased:
+            return  # erased meanwhile: a late event or a back-fill of it is not kept
         kind = event["type"]
         if self.hub.first_seq(call_id) is None and event["seq"] > 1:
             self._ask_history(call_id)
@@ -280,6 +311,17 @@ class EventRelay:
         if kind == "call.ended":
             self.registry.ended(call_id, str(event.get("reason") or "ended"))
             self.hub.close_call(call_id)
+
+    def forget_erased(self, call_id: str) -> None:
+        """Another process erased ``call_id`` (on the event loop): drop it from memory, closing
+        the streams still open on it, and skip whatever of it still arrives. A call this process
+        carries is left alone: it is in progress here, and erasure refuses calls in progress."""
+        if call_id in self._carried:
+            return
+        self._erased[call_id] = None
+        if len(self._erased) > REQUESTED_KEPT:
+            del self._erased[next(iter(self._erased))]
+        drop_erased_call(self.hub, self.registry, call_id)
 
 
 def _started_frame(call_id: str, event: dict[str, Any]) -> CallStartedFrame:

@@ -5,6 +5,14 @@ Both go through :class:`voice.store.retention.CallEraser` on a worker thread and
 call from the server's memory too (event history, recent-call list), so nothing of it is served
 afterwards. That second step runs on the event loop: the hub and the registry are not
 thread-safe, and the loop iterates them (``GET /api/calls``, call ends).
+
+Calls are erased elsewhere too: by ``voice calls erase`` / ``purge`` (another process on the same
+database), and, with ``--event-relay``, by the other server processes. So memory never vouches
+for an ended call: every route on one call checks its row (``voice.server.auth.call_owner``,
+which drops a call whose row is gone), :func:`sweep_erased` drops from the recent-call list,
+every :data:`SWEEP_EVERY_SECONDS`, the calls whose rows are gone, and an erasure here is
+published on the relay (the hub's ``erasure_observers``) so that the other processes forget
+the call at once.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,19 +28,63 @@ from fastapi import APIRouter, HTTPException, Request
 
 from voice.server.access import log_access
 from voice.server.auth import SUPERVISOR_CALL_RESPONSES, ErrorOut, Supervisor, authorize_call
+from voice.server.calls import drop_erased_call
 from voice.server.console import live_services
 from voice.store.retention import CallEraser, ErasureReport, cutoff
 
 log = logging.getLogger(__name__)
 
 PURGE_EVERY_SECONDS = 3600.0
+SWEEP_EVERY_SECONDS = 5.0
+"""How often a server drops from memory the calls erased by someone else (``voice calls
+erase``, another process): one indexed query over the ended calls it holds (at most a few
+hundred). Until then such a call is listed by ``GET /api/calls``, but no route serves it."""
+_QUERY_CHUNK = 500
 
 
 def forget_erased(services: Any, report: ErasureReport) -> None:
-    """Drop erased calls from the hub and the registry (on the event loop only: not thread-safe)."""
+    """Drop calls this process erased from the hub and the registry, and tell the hub's erasure
+    observers (the relay: the other processes forget them too). On the event loop only."""
     for call_id in report.calls:
-        services.hub.forget(call_id)
-        services.registry.forget(call_id)
+        drop_erased_call(services.hub, services.registry, call_id)
+        for observe in services.hub.erasure_observers:
+            observe(call_id)
+
+
+def stored_call_ids(store: Any, call_ids: list[str]) -> set[str]:
+    """Which of ``call_ids`` still have a database row (blocking: one query per 500 ids)."""
+    from sqlalchemy import select
+
+    from voice.store.tables import CallRow
+
+    found: set[str] = set()
+    with store.session() as session:
+        for at in range(0, len(call_ids), _QUERY_CHUNK):
+            chunk = call_ids[at:at + _QUERY_CHUNK]
+            found.update(session.scalars(select(CallRow.call_id).where(CallRow.call_id.in_(chunk))))
+    return found
+
+
+async def sweep_erased(services: Any) -> list[str]:
+    """Drop from memory the calls whose rows were erased by someone else; returns their ids.
+
+    Only calls whose row must exist are looked at (``CallState.row_expected``: ended calls,
+    and relayed calls after a grace period), never a call in progress that may not have its
+    row yet.
+    """
+    expected = services.registry.expected_rows()
+    if not expected:
+        return []
+    stored = await asyncio.to_thread(stored_call_ids, services.store, expected)
+    now, gone = time.time(), []
+    for call_id in expected:
+        state = services.registry.get(call_id)
+        if call_id not in stored and state is not None and state.row_expected(now):
+            drop_erased_call(services.hub, services.registry, call_id)
+            gone.append(call_id)
+    if gone:
+        log.info("forgot %d calls erased elsewhere: %s", len(gone), ", ".join(gone[:10]))
+    return gone
 
 
 def purge_once(services: Any) -> ErasureReport | None:
@@ -51,9 +104,11 @@ def purge_once(services: Any) -> ErasureReport | None:
 
 
 @contextlib.asynccontextmanager
-async def retention_task(services: Any, every: float = PURGE_EVERY_SECONDS) -> AsyncIterator[None]:
-    """Run :func:`purge_once` now and then every ``every`` seconds while the server runs."""
-    async def loop() -> None:
+async def retention_task(services: Any, every: float = PURGE_EVERY_SECONDS,
+                         sweep_every: float | None = None) -> AsyncIterator[None]:
+    """While the server runs: :func:`purge_once` now and every ``every`` seconds (when retention
+    is on), and :func:`sweep_erased` every ``sweep_every`` (:data:`SWEEP_EVERY_SECONDS`)."""
+    async def purge() -> None:
         while True:
             try:
                 report = await asyncio.to_thread(purge_once, services)
@@ -63,12 +118,23 @@ async def retention_task(services: Any, every: float = PURGE_EVERY_SECONDS) -> A
                 log.exception("retention purge failed; retrying in %.0f s", every)
             await asyncio.sleep(every)
 
-    task = asyncio.create_task(loop(), name="retention") if services.config.retention_days > 0 else None
+    async def sweep(period: float) -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await sweep_erased(services)
+            except Exception:  # noqa: BLE001 - a database outage: routes refuse ended calls meanwhile
+                log.warning("could not look for calls erased elsewhere; retrying in %.0f s", period, exc_info=True)
+
+    tasks = [asyncio.create_task(sweep(sweep_every or SWEEP_EVERY_SECONDS), name="erased-sweep")]
+    if services.config.retention_days > 0:
+        tasks.append(asyncio.create_task(purge(), name="retention"))
     try:
         yield
     finally:
-        if task is not None:
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
