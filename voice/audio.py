@@ -250,7 +250,7 @@ def _decode(path: Path, allow_truncated: bool, target_rate: int) -> tuple[_Resam
             sink = _Resampled(f.channels, f.samplerate, target_rate, f.frames)
             for block in _sndfile_blocks(f):
                 sink.push(block)
-            if not allow_truncated:
+            if not allow_truncated and f.format == "MP3" and _mp3_declares_length(path):
                 _check_frames_read(path, f.frames, sink.frames_in, f.samplerate)
             return sink, f.samplerate, f"{f.format}/{f.subtype}".lower()
     except (sf.LibsndfileError, RuntimeError):
@@ -297,6 +297,20 @@ def _check_complete(path: Path, extra_info: str, seconds: float) -> None:
 
 _MIN_FRAMES_READ = 0.9
 """A file that decodes to less than this share of the frames its header declares is cut short."""
+
+
+def _mp3_declares_length(path: Path) -> bool:
+    """Whether the MP3's first frame carries a Xing/Info/VBRI header, the only exact length an MP3
+    has. Without one libsndfile's length is a guess from the file size (off for VBR, and it counts
+    an ID3v2 tag's cover art as audio), so a complete file would look truncated."""
+    with path.open("rb") as handle:
+        head = handle.read(10)
+        skip = 0
+        if head[:3] == b"ID3" and len(head) == 10:  # ID3v2: a syncsafe size after the 10-byte header
+            skip = 10 + ((head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | head[9] & 0x7F)
+        handle.seek(skip)
+        first = handle.read(4096)  # the first frame: its side info, then the tag
+    return any(tag in first for tag in (b"Xing", b"Info", b"VBRI"))
 
 
 def _check_frames_read(path: Path, declared: int, read: int, rate: int) -> None:

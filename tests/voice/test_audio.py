@@ -174,3 +174,25 @@ def test_the_result_grows_or_is_trimmed_when_the_decoder_only_estimated_the_leng
     result = sink.finish()
     assert result.flags.c_contiguous
     assert np.array_equal(result, soxr.resample(samples, 44100, 16000).T)
+
+
+def test_a_complete_mp3_is_not_taken_for_a_truncated_one(shared_data: Path, tmp_path: Path) -> None:
+    # Without a Xing/Info header libsndfile guesses an MP3's length from the file size, and an
+    # ID3v2 tag (cover art) in front counts as audio: a complete file looked truncated. With the
+    # header the length is exact, and a file cut short is still refused.
+    clip = shared_data / "asr/librivox_sense_and_sensibility/sense_and_sensibility_01_austen_64kb-0870.wav"
+    speech, rate = sf.read(clip)
+    sf.write(tmp_path / "vbr.mp3", speech, rate, format="MP3", bitrate_mode="VARIABLE")
+    data = (tmp_path / "vbr.mp3").read_bytes()
+    assert b"Xing" in data[:4096]
+    second = data.index(data[:2], 4)  # the next frame's sync: the first frame is the Xing header
+    size = 300_000
+    syncsafe = bytes([(size >> 21) & 0x7F, (size >> 14) & 0x7F, (size >> 7) & 0x7F, size & 0x7F])
+    frame = b"APIC" + (size - 10).to_bytes(4, "big") + b"\x00\x00" + b"\x00image/jpeg\x00\x03\x00"
+    tag = b"ID3\x03\x00\x00" + syncsafe + frame + b"\xab" * (size - len(frame))
+    (tmp_path / "cover.mp3").write_bytes(tag + data[second:])
+    for name in ("cover.mp3", "vbr.mp3"):
+        assert load_audio(tmp_path / name).duration == pytest.approx(len(speech) / rate, abs=0.15)
+    (tmp_path / "cut.mp3").write_bytes(data[: len(data) // 3])
+    with pytest.raises(AudioDecodeError, match="truncated"):
+        load_audio(tmp_path / "cut.mp3")
