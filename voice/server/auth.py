@@ -1,11 +1,14 @@
 """Who is asking: agent tokens on every console, QA and call route; 401 without one, 403 when
 the call is not theirs.
 
-A token travels as ``Authorization: Bearer <token>`` (scripts, CRM integrations) or in the
-``nextline_token`` cookie that ``POST /api/session`` sets (the browser pages: WebSockets, SSE and
-``<audio>`` cannot send headers). The cookie is HttpOnly and SameSite=Strict, so another site can
-neither read it nor make the browser send it; WebSocket upgrades from another origin are refused
-as well, because browsers do not apply CORS to WebSockets.
+A token travels as ``Authorization: Bearer <token>`` (scripts, CRM integrations). The browser
+pages trade it (``POST /api/session``) for a session: the ``nextline_token`` cookie then holds a
+random session id, never the token (WebSockets, SSE and ``<audio>`` cannot send headers). The
+session is a database row (:mod:`voice.store.sessions`): ``DELETE /api/session`` deletes it, so a
+copied cookie stops working on every server process, and a new token for the agent ends it too.
+The cookie is HttpOnly and SameSite=Strict, so another site can neither read it nor make the
+browser send it; WebSocket upgrades from another origin are refused as well, because browsers do
+not apply CORS to WebSockets.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -25,13 +29,15 @@ from starlette.responses import PlainTextResponse
 from voice.server.calls import drop_erased_call
 from voice.server.console import console_of
 from voice.store.agents import Agent, AuthenticationError
+from voice.store.sessions import SessionStore
 from voice.store.store import CallNotFoundError
 
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "nextline_token"
 COOKIE_MAX_AGE = 30 * 24 * 3600
 CACHE_SECONDS = 10.0
-"""How long a checked token is trusted without asking the database again (revocation delay)."""
+"""How long a checked token or session is trusted without asking the database again (the delay of
+a revocation, or of a sign-out on another server process)."""
 RECHECK_SECONDS = 5.0
 """How often an open WebSocket or SSE stream checks its token again (through the cache): a stream
 is authorized once, when it opens, and a live call's stream may stay open for an hour."""
@@ -74,23 +80,31 @@ SUPERVISOR_CALL_RESPONSES: dict[int | str, dict[str, Any]] = {
 """``responses=`` of a supervisor-only route on one call."""
 
 
+_CacheKey = tuple[str, str]
+"""``("bearer", token)`` or ``("session", session id)``: a token never stands for a session."""
+
+
 class _TokenCache:
-    """token hash -> (agent, expiry): one DB lookup per token per few seconds, not per request."""
+    """(kind, credential) -> (agent, expiry): one DB lookup per token or session per few seconds,
+    not per request."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[Agent, float]] = {}
+        self._entries: dict[_CacheKey, tuple[Agent, float]] = {}
 
-    def get(self, token: str) -> Agent | None:
-        entry = self._entries.get(token)
+    def get(self, key: _CacheKey) -> Agent | None:
+        entry = self._entries.get(key)
         if entry is None or entry[1] < time.monotonic():
-            self._entries.pop(token, None)
+            self._entries.pop(key, None)
             return None
         return entry[0]
 
-    def put(self, token: str, agent: Agent) -> None:
+    def put(self, key: _CacheKey, agent: Agent) -> None:
         if len(self._entries) > 10_000:  # bounded: forget everything rather than grow
             self._entries.clear()
-        self._entries[token] = (agent, time.monotonic() + CACHE_SECONDS)
+        self._entries[key] = (agent, time.monotonic() + CACHE_SECONDS)
+
+    def drop(self, key: _CacheKey) -> None:
+        self._entries.pop(key, None)
 
 
 def token_of(connection: HTTPConnection) -> str | None:
@@ -99,18 +113,25 @@ def token_of(connection: HTTPConnection) -> str | None:
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
+    return None
+
+
+def session_of(connection: HTTPConnection) -> str | None:
+    """The session id in the cookie of a request or WebSocket upgrade, if it carries one."""
     return connection.cookies.get(SESSION_COOKIE) or None
 
 
 async def authenticate(connection: HTTPConnection) -> Agent:
-    """The agent behind a request.
+    """The agent behind a request: its bearer token's, else its session cookie's.
 
     Raises:
-        HTTPException: 401 without a valid token.
+        HTTPException: 401 without a valid token or session.
     """
     token = token_of(connection)
+    if token is None:
+        return await _authenticate_session(connection)
     cache: _TokenCache = _cache(connection)
-    agent = cache.get(token) if token else None
+    agent = cache.get(("bearer", token))
     if agent is not None:
         return agent
     console = console_of(connection)
@@ -118,8 +139,28 @@ async def authenticate(connection: HTTPConnection) -> Agent:
         agent = await asyncio.to_thread(console.agents.authenticate, token)
     except AuthenticationError as exc:
         raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
-    cache.put(token or "", agent)
+    cache.put(("bearer", token), agent)
     return agent
+
+
+async def _authenticate_session(connection: HTTPConnection) -> Agent:
+    """The agent of the session cookie. A cookie from before sessions (it held the token itself)
+    is no session id, so it is refused like any unknown one."""
+    session_id = session_of(connection)
+    cache = _cache(connection)
+    agent = cache.get(("session", session_id)) if session_id else None
+    if agent is not None:
+        return agent
+    try:
+        agent = await asyncio.to_thread(_sessions(connection).agent, session_id)
+    except AuthenticationError as exc:
+        raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
+    cache.put(("session", session_id or ""), agent)
+    return agent
+
+
+def _sessions(connection: HTTPConnection) -> SessionStore:
+    return SessionStore(console_of(connection).agents.store)
 
 
 async def current_agent(
@@ -205,9 +246,9 @@ async def authorize_websocket(websocket: WebSocket, call_id: str | None = None, 
 
 
 async def revoked(connection: HTTPConnection, agent: Agent) -> None:
-    """Return once the token of ``connection`` no longer stands for ``agent`` as it did when the
-    stream opened: revoked, replaced, the agent removed or disabled, or their role or tenant
-    changed. Checked every :data:`RECHECK_SECONDS`, so an open stream ends within
+    """Return once the token or session of ``connection`` no longer stands for ``agent`` as it did
+    when the stream opened: revoked, replaced, signed out, the agent removed or disabled, or their
+    role or tenant changed. Checked every :data:`RECHECK_SECONDS`, so an open stream ends within
     ``CACHE_SECONDS + RECHECK_SECONDS`` of a revocation."""
     while True:
         await asyncio.sleep(RECHECK_SECONDS)
@@ -299,16 +340,27 @@ def create_router() -> APIRouter:
 
     @router.post("/api/session", responses=AUTH_RESPONSES)
     async def sign_in(body: SessionIn, request: Request, response: Response) -> dict[str, Any]:
-        """Check a token and keep it in an HttpOnly cookie for the pages' sockets and audio."""
-        agent = await _authenticate_token(request, body.token)
-        response.set_cookie(SESSION_COOKIE, body.token, max_age=COOKIE_MAX_AGE, httponly=True,
+        """Check a token and open a session: an HttpOnly cookie with a random session id (not the
+        token) for the pages' sockets and audio, valid for 30 days or until signed out. A browser
+        whose cookie is a live session of the same token keeps it (other tabs use it too)."""
+        try:
+            agent, session_id = await asyncio.to_thread(
+                _sessions(request).open, body.token, max_age=timedelta(seconds=COOKIE_MAX_AGE),
+                current=session_of(request))
+        except AuthenticationError as exc:
+            raise HTTPException(401, str(exc)) from exc
+        response.set_cookie(SESSION_COOKIE, session_id, max_age=COOKIE_MAX_AGE, httponly=True,
                             samesite="strict", secure=request.url.scheme == "https", path="/")
         await asyncio.to_thread(console_of(request).agents.touch, agent.name)
         return agent_view(agent)
 
     @router.delete("/api/session", status_code=204)
-    async def sign_out(response: Response) -> None:
-        """Forget the cookie."""
+    async def sign_out(request: Request, response: Response) -> None:
+        """End the cookie's session (on every server process) and forget the cookie."""
+        session_id = session_of(request)
+        if session_id:
+            await asyncio.to_thread(_sessions(request).close, session_id)
+            _cache(request).drop(("session", session_id))
         response.delete_cookie(SESSION_COOKIE, path="/")
 
     @router.get("/api/me", responses=AUTH_RESPONSES)
@@ -318,11 +370,3 @@ def create_router() -> APIRouter:
 
     return router
 
-
-async def _authenticate_token(connection: HTTPConnection, token: str) -> Agent:
-    try:
-        agent = await asyncio.to_thread(console_of(connection).agents.authenticate, token)
-    except AuthenticationError as exc:
-        raise HTTPException(401, str(exc)) from exc
-    _cache(connection).put(token, agent)
-    return agent

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from voice.errors import StorageError, VoiceError
 from voice.store.store import Store
-from voice.store.tables_console import AgentRow
+from voice.store.tables_console import AgentRow, AgentSessionRow
 
 AgentRole = Literal["agent", "supervisor"]
 ROLES: tuple[AgentRole, ...] = ("agent", "supervisor")
@@ -94,10 +94,11 @@ class AgentStore:
                 raise AgentError(f"an agent named {name!r} exists already",
                                  hint=f"issue a new token with `voice agents token {name}`") from exc
             raise
-        return _agent(row), token
+        return agent_of_row(row), token
 
     def rotate(self, name: str) -> str:
-        """Replace an agent's token (the old one stops working at once); returns the new token.
+        """Replace an agent's token (the old one stops working at once, and so do the browser
+        sessions signed in with it); returns the new token.
 
         Raises:
             AgentError: no such agent.
@@ -106,21 +107,24 @@ class AgentStore:
         with self.store.session() as session:
             row = self._row(session, name)
             row.token_hash, row.token_hint, row.disabled = hash_token(token), token[:8], False
+            session.execute(delete(AgentSessionRow).where(AgentSessionRow.agent_pk == row.id))
         return token
 
     def remove(self, name: str) -> None:
-        """Delete an agent (their calls stay; their token stops working).
+        """Delete an agent (their calls stay; their token and browser sessions stop working).
 
         Raises:
             AgentError: no such agent.
         """
         with self.store.session() as session:
-            session.delete(self._row(session, name))
+            row = self._row(session, name)
+            session.execute(delete(AgentSessionRow).where(AgentSessionRow.agent_pk == row.id))
+            session.delete(row)
 
     def list(self) -> list[Agent]:
         """Every agent, by name."""
         with self.store.session() as session:
-            return [_agent(r) for r in session.scalars(select(AgentRow).order_by(AgentRow.name)).all()]
+            return [agent_of_row(r) for r in session.scalars(select(AgentRow).order_by(AgentRow.name)).all()]
 
     def authenticate(self, token: str | None) -> Agent:
         """The agent holding ``token``.
@@ -136,7 +140,7 @@ class AgentStore:
             if row is None or row.disabled or not secrets.compare_digest(row.token_hash, digest):
                 raise AuthenticationError("unknown or revoked access token",
                                           hint="ask a supervisor for a new one (`voice agents token NAME`)")
-            return _agent(row)
+            return agent_of_row(row)
 
     def touch(self, name: str) -> None:
         """Remember when an agent last signed in."""
@@ -161,7 +165,8 @@ def _check(name: str, role: str) -> None:
         raise AgentError(f"unknown role {role!r}", hint=f"use one of {', '.join(ROLES)}")
 
 
-def _agent(row: AgentRow) -> Agent:
+def agent_of_row(row: AgentRow) -> Agent:
+    """The :class:`Agent` an ``agents`` row stands for."""
     return Agent(name=row.name, role=row.role, tenant=row.tenant,  # type: ignore[arg-type]
                  token_hint=row.token_hint, created_at=row.created_at, last_seen_at=row.last_seen_at,
                  disabled=row.disabled)

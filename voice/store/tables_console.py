@@ -1,4 +1,5 @@
-"""Tables of the agent console and QA replay: agents and their tokens, call outcomes, QA reviews."""
+"""Tables of the agent console and QA replay: agents and their tokens, browser sessions, call
+outcomes, QA reviews."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     UniqueConstraint,
@@ -74,3 +76,22 @@ class CallReviewRow(Base):
     rows: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AgentSessionRow(Base):
+    """A browser sign-in (``POST /api/session``): the session cookie holds a random id, the
+    database only its SHA-256, so signing out (deleting the row) ends the cookie everywhere.
+
+    ``token_hash`` is the agent's token hash when the session was made: a session counts only
+    while the agent still has that token, so a new token (``voice agents token``) ends it too.
+    """
+
+    __tablename__ = "agent_sessions"
+    __table_args__ = (Index("ix_agent_sessions_expires_at", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    agent_pk: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
