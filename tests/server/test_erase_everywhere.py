@@ -236,3 +236,23 @@ def _until(check: Any, why: str, seconds: float = 10.0) -> None:
     while not check():
         assert time.monotonic() < deadline, why
         time.sleep(0.05)
+
+
+@pytest.mark.unit
+def test_a_retention_purge_announces_only_the_calls_this_process_holds(env: Env) -> None:
+    """A purge of thousands of old calls must not fill the relay's queue ahead of live events:
+    calls no process holds any more are left to each process's sweep."""
+    from voice.server.retention_api import forget_erased
+    from voice.store.retention import ErasureReport
+
+    relay = EventRelay(UNUSED_DB, env.services.hub, env.services.registry)
+    env.services.hub.erasure_observers.append(relay.announce_erasure)
+    scripted(env, "CA-recent", "alice", end=True)
+    old = [f"CA-old-{i}" for i in range(3000)]
+
+    async def purge() -> None:  # on the event loop, as the retention task runs it
+        forget_erased(env.services, ErasureReport(calls=[*old, "CA-recent"]))
+
+    asyncio.run(purge())
+    assert relay.counts["erasures_sent"] == 1 and relay.counts["dropped"] == 0
+    assert json.loads(relay._outbox.get_nowait())["erased"] == "CA-recent"

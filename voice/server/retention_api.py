@@ -44,11 +44,18 @@ _QUERY_CHUNK = 500
 
 def forget_erased(services: Any, report: ErasureReport) -> None:
     """Drop calls this process erased from the hub and the registry, and tell the hub's erasure
-    observers (the relay: the other processes forget them too). On the event loop only."""
+    observers (the relay: the other processes forget them too). On the event loop only.
+
+    Only calls this process still holds are announced: the others hold the same recent calls
+    (relayed), and a retention purge of thousands of old calls would otherwise fill the relay's
+    queue and hold up (or drop) live events. Each process's sweep catches anything else."""
+    hub, registry = services.hub, services.registry
     for call_id in report.calls:
-        drop_erased_call(services.hub, services.registry, call_id)
-        for observe in services.hub.erasure_observers:
-            observe(call_id)
+        held = hub.knows(call_id) or registry.get(call_id) is not None
+        drop_erased_call(hub, registry, call_id)
+        if held:
+            for observe in hub.erasure_observers:
+                observe(call_id)
 
 
 def stored_call_ids(store: Any, call_ids: list[str]) -> set[str]:
