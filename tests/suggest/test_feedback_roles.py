@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +139,34 @@ def test_two_tabs_reporting_the_same_shown_at_once_store_it_once(tmp_path: Path)
         rows = FeedbackStore(store).records(tenant="acme")
     assert sorted(stored) == [0, 3]
     assert sorted(r["suggestion_id"] for r in rows if r["event"] == "shown") == ["s0", "s1", "s2"]
+
+
+def test_shown_reports_of_different_calls_do_not_wait_for_each_other(tmp_path: Path) -> None:
+    # The check-then-insert is serialised per call: a slow query for one call must not hold up
+    # every other call's cards (each waiting post also holds one of the server's worker threads).
+    with Store.open(f"sqlite:///{tmp_path / 'fb.db'}") as store:
+        recorder = FeedbackRecorder(store, hub=None)
+        feedback = recorder._store()
+        real_shown = feedback.shown
+        both_checking = threading.Barrier(2, timeout=5)
+
+        def shown(call_id: str, ids: set[str]) -> set[str]:
+            both_checking.wait()  # breaks (and fails the test) when one call waits for the other
+            found: set[str] = real_shown(call_id, ids)
+            return found
+
+        feedback.shown = shown
+        errors: list[BaseException] = []
+
+        def post(call_id: str) -> None:
+            try:
+                recorder.store_records([replace(_shown("s0"), call_id=call_id)])
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=post, args=(c,)) for c in ("call-1", "call-2")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    assert not errors, errors

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import zlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -103,6 +104,9 @@ class _Suggestion:
     rank: int
 
 
+SHOWN_LOCK_STRIPES = 64
+
+
 class FeedbackRecorder:
     """Resolves feedback against the call's events and stores it with the suggestion engine's store."""
 
@@ -110,9 +114,10 @@ class FeedbackRecorder:
         self.store = store
         self.hub = hub
         self._feedback: Any = None
-        self._shown_lock = threading.Lock()
-        """Serialises the check-then-insert of ``shown`` (two tabs posting at once would both
-        see "not stored yet"); the hub, and so every call's feedback, lives in this process."""
+        self._shown_locks = [threading.Lock() for _ in range(SHOWN_LOCK_STRIPES)]
+        """Serialise the check-then-insert of a call's ``shown`` (two tabs posting at once would
+        both see "not stored yet"); the hub, and so every call's feedback, lives in this process.
+        One lock per call id's stripe: other calls' posts do not wait behind a slow query."""
 
     def resolve(self, call_id: str, agent: Agent, tenant: str | None, items: list[FeedbackItem]
                 ) -> list[FeedbackRecord]:
@@ -154,8 +159,9 @@ class FeedbackRecorder:
         if not shown:
             self._store().record_many([asdict(r) for r in records])
             return records
-        with self._shown_lock:
-            seen = self._store().shown(records[0].call_id, shown)
+        call_id = records[0].call_id
+        with self._shown_locks[zlib.crc32(call_id.encode("utf-8", "replace")) % SHOWN_LOCK_STRIPES]:
+            seen = self._store().shown(call_id, shown)
             fresh = []
             for record in records:
                 if record.event == "shown":
