@@ -96,11 +96,13 @@ class _Trail:
         first = consumed - len(self.steps)
         if len(turns) < first:
             return None
+        if first and turn_fingerprint(turns[first - 1]) != self.base.fingerprint:
+            return None  # it parts before the trail: ``base`` is not its state
         for i, step in enumerate(self.steps):
             if first + i == len(turns):
                 return len(turns)  # an older history: a prefix of the consumed one
             if turn_fingerprint(turns[first + i]) != step.fingerprint:
-                return first + i if i or not first else None
+                return first + i
         return consumed
 
     def state_at(self, steps: int, vocabulary: Vocabulary) -> CallState:

@@ -156,6 +156,24 @@ def test_an_older_request_answered_late_does_not_set_the_call_back(engine: Sugge
     engine.end_call("late")
 
 
+def test_a_late_final_anywhere_in_the_trail_is_replayed_and_before_it_rebuilt(
+    engine: SuggestionEngine,
+) -> None:
+    from suggest.engine import TRAIL
+
+    turns = [Turn(role, text) for role, text, _, _ in _call()[:30]]
+    late = Turn("customer", "mm-hmm")
+    for at, encoded in ((30 - TRAIL, 1), (30 - TRAIL + 3, 1), (30 - TRAIL - 1, 31)):
+        engine.suggest(SuggestContext(call_id="edge", turns=tuple(turns)))
+        history = tuple(turns[:at] + [late] + turns[at:])
+        result = engine.suggest(SuggestContext(call_id="edge", turns=history))
+        engine.end_call("edge")
+        cold = engine.suggest(SuggestContext(call_id="cold", turns=history))
+        engine.end_call("cold")
+        assert result.latency.turns_encoded == encoded, (at, result.latency.turns_encoded)
+        assert _answer(result) == _answer(cold)
+
+
 class OutOfOrder:
     """Serves every request with the real engine at once but answers each odd request only after
     the next one's answer: the order a busy micro-batcher with several workers can finish them in."""
