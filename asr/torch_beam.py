@@ -129,9 +129,13 @@ class _BeamStep:
         if self.graph is None:
             self.cache, self.cross = cache.select(expand), [(k[expand], v[expand]) for k, v in cross]
             return
-        self.fill = expand.new_zeros(self.graph.rows - self.rows)  # dummy rows copy row 0
-        index = torch.cat([expand, self.fill])
-        self.graph.load([(k[index], v[index]) for k, v in cross], cache.select(index))
+        try:  # a failed load (out of GPU memory) must not keep the graph from the pool for good
+            self.fill = expand.new_zeros(self.graph.rows - self.rows)  # dummy rows copy row 0
+            index = torch.cat([expand, self.fill])
+            self.graph.load([(k[index], v[index]) for k, v in cross], cache.select(index))
+        except BaseException:
+            self.release()
+            raise
 
     def step(
         self,

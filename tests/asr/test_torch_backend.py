@@ -321,3 +321,22 @@ def test_beam_finals_match_faster_whisper_beam_search(
     partials = [k for k, r in enumerate(five) if not r.final]
     plain = greedy.decode_batch([five[k] for k in partials])
     assert all(_same(mixed[k], p) for k, p in zip(partials, plain, strict=True))
+
+
+def test_a_beam_loop_that_fails_to_load_its_graph_gives_it_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of GPU memory while copying a batch into the borrowed step graph: the graph returns to
+    the pool, or every later decode of that bucket would run eagerly."""
+    from asr.torch_graphs import StepGraph
+
+    config = TorchBackendConfig(device="cpu", max_rows=16, cuda_graphs=True, graph_copies=1)
+    graphed = TorchWhisperDecoder.load("tiny.en", config, final=AsrOptions(beam_size=5))
+    assert graphed.graphs is not None
+
+    def out_of_memory(*_: Any) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(StepGraph, "load", out_of_memory)
+    final = DecodeRequest(np.zeros(16000, np.float32), 0.0, None, True, 0)
+    with pytest.raises(torch.OutOfMemoryError):
+        graphed.decode_batch([final])
+    assert graphed.graphs.acquire(8) is not None  # the beam rows' bucket (5 rows) is free again
