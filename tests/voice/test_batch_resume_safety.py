@@ -160,3 +160,25 @@ def test_adding_raw_rate_does_not_redo_wav_files(shared_data: Path, tmp_path: Pa
     wider = [*FAST, "--beam-size", "2"]  # the last --beam-size counts
     result = CliRunner().invoke(cli, ["transcribe", str(source), "--out", str(out), "--no-db", *wider])
     assert "1 transcribed" in result.output, result.output  # an option that applies still redoes it
+
+
+def test_a_transcript_of_the_previous_release_stays_done(shared_data: Path, tmp_path: Path) -> None:
+    # Before per-file fingerprints a transcript recorded the whole run's fingerprint (and no
+    # output hashes): a corpus run with --raw-rate must not be transcribed again after upgrading.
+    import json
+
+    from voice.batch.options import TranscribeOptions
+
+    source = _prompt(shared_data, "agent-user", tmp_path / "in" / "a.wav")
+    out = tmp_path / "out"
+    assert _run(str(source), "--out", str(out), "--no-db", "--formats", "json").exit_code == 0
+    path = out / "a.json"
+    data = json.loads(path.read_text())
+    data["options"].pop("outputs")
+    data["options"].pop("source", None)
+    fields = TranscribeOptions().to_dict().keys()
+    recorded = {k: v for k, v in data["options"].items() if k in fields}
+    data["options"]["fingerprint"] = TranscribeOptions(**{**recorded, "raw_rate": 8000}).fingerprint()
+    path.write_text(json.dumps(data))
+    result = _run(str(source), "--out", str(out), "--no-db", "--formats", "json", "--raw-rate", "8000")
+    assert "0 transcribed, 1 already done" in result.output, result.output

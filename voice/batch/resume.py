@@ -92,8 +92,9 @@ def output_name(path: Path, out_dir: Path, claimed: dict[str, Path]) -> str:
 def file_fingerprint(options: TranscribeOptions, path: Path, mode: str | None) -> str:
     """The options fingerprint of one file: options that cannot change its output are left at
     their defaults, so adding ``--raw-rate`` does not redo every WAV, nor ``--agent-channel``
-    every diarized mono file. An unchanged run of an ordinary file keeps the fingerprint that
-    ``TranscribeOptions.fingerprint()`` gave before (existing outputs stay done).
+    every diarized mono file. A transcript written before these fingerprints (no ``outputs`` in
+    its options) is also done under the whole-run fingerprint it was written with, so an
+    upgrade redoes nothing that an unchanged run would not.
 
     ``mode`` is the speaker mode the file was transcribed with (``speakers_used``).
     """
@@ -132,7 +133,10 @@ def finished_transcript(out_dir: Path, name: str, source: Path, options: Transcr
     if not isinstance(recorded, dict):
         return None
     mode = recorded.get("speakers_used")
-    if recorded.get("fingerprint") != file_fingerprint(options, source, mode if isinstance(mode, str) else None):
+    wanted = {file_fingerprint(options, source, mode if isinstance(mode, str) else None)}
+    if "outputs" not in recorded:  # written by a release before per-file fingerprints
+        wanted.add(options.fingerprint())
+    if recorded.get("fingerprint") not in wanted:
         return None
     try:
         if recorded.get("source", source_stamp(source)) != source_stamp(source):
