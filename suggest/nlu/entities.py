@@ -145,13 +145,20 @@ class EntityExtractor:
         return _resolve_overlaps(candidates)
 
 
+_MASK = re.compile(r"\[[A-Z_]+\]")
+"""A redaction mask (``[CARD]``): spaCy reads some as organisations ("CARD")."""
+
+
 def _spacy_candidates(doc: Doc, text: str, offset: int) -> list[Candidate]:
     found = []
+    masks = [m.span() for m in _MASK.finditer(text)]
     for ent in doc.ents:
+        start, end = offset + ent.start_char, offset + ent.end_char
         if (
             ent.label_ not in SPACY_LABELS
             or not ent.text.strip()
             or _bare_digits_as_date(ent.label_, ent.text)
+            or any(a < end and start < b for a, b in masks)
         ):
             continue
         words = [t.text for t in ent]
@@ -160,7 +167,6 @@ def _spacy_candidates(doc: Doc, text: str, offset: int) -> list[Candidate]:
             value = money_value(words)
         elif ent.label_ == "DATE":
             value = date_value(words)
-        start, end = offset + ent.start_char, offset + ent.end_char
         found.append(
             Candidate(
                 Entity(ent.label_, text[start:end], start, end, value or ent.text), PRIORITY_SPACY

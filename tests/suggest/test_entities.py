@@ -243,3 +243,11 @@ def test_speed_per_sentence(extractor: EntityExtractor) -> None:
         timings.append(time.process_time() - started)
     # tested: median 4-5 ms wall on an idle core, 10 ms CPU with 5 jobs on 2 cores.
     assert statistics.median(timings) < 0.015
+
+
+def test_redaction_masks_are_not_read_as_entities(extractor: EntityExtractor) -> None:
+    # A redacted transcript (voice transcribe --redact) goes through the extractor again: spaCy
+    # took "[CARD]" for an organisation called CARD.
+    assert extractor.extract("Sure, I charged [CARD] and will text [PHONE].") == []
+    kept = _labelled(extractor.extract("Thanks John, your [CARD] from Acme Corp is on file."))
+    assert [(label, text) for label, text, _ in kept] == [("PERSON", "John"), ("ORG", "Acme Corp")]
