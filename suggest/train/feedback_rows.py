@@ -85,9 +85,16 @@ def feedback_signal(
 
 
 def _context_of(record: FeedbackRecord, by_call: dict[str, Conversation]) -> Sequence[Turn] | None:
-    if record.context:
-        return record.context
+    """The turns the suggestion was served after: the whole call up to it when the call is among
+    the training conversations (its stored context is the last few turns only, so the phase,
+    action history and summary rebuilt from it alone differ from the served state), else the
+    stored context."""
     conversation = by_call.get(record.call_id)
-    if conversation is None or record.turn_index > len(conversation.turns):
-        return None
-    return conversation.turns[: record.turn_index]
+    whole = None
+    if conversation is not None and record.turn_index <= len(conversation.turns):
+        whole = conversation.turns[: record.turn_index]
+    if not record.context:
+        return whole
+    # the same call as served: the turn before the suggestion is the stored context's last one
+    same = whole and whole[-1].role == record.context[-1].role and whole[-1].text == record.context[-1].text
+    return whole if same else record.context
