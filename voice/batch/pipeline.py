@@ -240,7 +240,9 @@ def _first_start(turns: Sequence[tuple[float, float, str]], speaker: str) -> flo
 
 
 def assign_speakers(words: Sequence[TimedWord], turns: Sequence[tuple[float, float, str]]) -> list[str | None]:
-    """Speaker of each word: most overlap with a diarization turn, else the nearest turn (<= 1 s)."""
+    """Speaker of each word: most overlap with a diarization turn, else the nearest turn (<= 1 s),
+    else the previous word's; a segment's first words far from every turn take the nearest turn
+    at any distance (not a fixed "S0", which is a real speaker's label). None: no turns at all."""
     owners: list[str | None] = []
     for word in words:
         best, best_overlap, nearest, nearest_gap = None, 0.0, None, 1.0
@@ -251,8 +253,13 @@ def assign_speakers(words: Sequence[TimedWord], turns: Sequence[tuple[float, flo
             gap = max(start - word.end, word.start - end, 0.0)
             if gap < nearest_gap:
                 nearest, nearest_gap = speaker, gap
-        owners.append(best or nearest or (owners[-1] if owners else None))
+        owners.append(best or nearest or (owners[-1] if owners else _nearest(word, turns)))
     return owners
+
+
+def _nearest(word: TimedWord, turns: Sequence[tuple[float, float, str]]) -> str | None:
+    gaps = [(max(start - word.end, word.start - end, 0.0), speaker) for start, end, speaker in turns]
+    return min(gaps)[1] if gaps else None
 
 
 def _runs(words: Sequence[TimedWord], owners: Sequence[str | None]) -> Iterator[tuple[str | None, list[TimedWord]]]:
