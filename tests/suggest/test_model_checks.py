@@ -20,15 +20,6 @@ from suggest.registry import CURRENT_FILE, ModelRegistry
 pytestmark = pytest.mark.unit
 
 
-@pytest.fixture(scope="module")
-def bundled() -> Path:
-    from voice import demo
-
-    if not (demo.BUNDLED_MODEL / "manifest.json").is_file():
-        pytest.skip("the bundled demo model is not in this checkout")
-    return demo.BUNDLED_MODEL
-
-
 def _install(bundled: Path, root: Path, version: str = "20260101T000000Z") -> Path:
     target = root / "acme" / version
     shutil.copytree(bundled, target)

@@ -27,15 +27,6 @@ ENCODER_NAMES = ("encoder/encoder.json", "encoder/model.onnx", "encoder/tokenize
 
 
 @pytest.fixture(scope="module")
-def bundled() -> Path:
-    from voice import demo
-
-    if not (demo.BUNDLED_MODEL / "manifest.json").is_file():
-        pytest.skip("the bundled demo model is not in this checkout")
-    return demo.BUNDLED_MODEL
-
-
-@pytest.fixture(scope="module")
 def saved(bundled: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled model saved by this release, with an encoder folder."""
     from tokenizers import Tokenizer, models, pre_tokenizers

@@ -29,15 +29,6 @@ from suggest.types import Conversation, Outcome, Turn
 pytestmark = pytest.mark.unit
 
 
-@pytest.fixture(scope="module")
-def bundled() -> Path:
-    from voice import demo
-
-    if not (demo.BUNDLED_MODEL / "manifest.json").is_file():
-        pytest.skip("the bundled demo model is not in this checkout")
-    return demo.BUNDLED_MODEL
-
-
 def _install(bundled: Path, root: Path, tenant: str, version: str) -> Path:
     target = root / tenant / version
     shutil.copytree(bundled, target)

@@ -174,13 +174,9 @@ def test_a_personal_slot_overlapping_a_refilled_one_shows_none_of_its_words() ->
 
 
 @pytest.fixture(scope="module")
-def bundled_bank() -> ExemplarBank:
+def bundled_bank(bundled: Path) -> ExemplarBank:
     """The demo's bundled model: real transcripts, trained before these rules existed."""
-    from voice import demo
-
-    if not (demo.BUNDLED_MODEL / "manifest.json").is_file():
-        pytest.skip("the bundled demo model is not in this checkout")
-    return load_model(Path(demo.BUNDLED_MODEL)).bank
+    return load_model(bundled).bank
 
 
 def _outside_personal_slots(exemplar: Exemplar) -> str:

@@ -9,25 +9,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fastapi import FastAPI
-from websockets.asyncio.client import ClientConnection, connect
 
 from telephony import codecs
 from telephony.settings import TelephonySettings
-from telephony.websocket import create_router
 from telephony.websocket.audiohook import AudioHookSerializer
 from tests.telephony.fakes import CollectingHandler, RecordedCall
 from tests.telephony.http_server import serve
+from tests.telephony.test_audiohook_close import OPEN, SESSION, Client, app_for, audiohook
 from voice.frames import CallEndedFrame, CallStartedFrame, EndOfInputFrame, ErrorFrame
 
-API_KEY = "k1"
-SESSION = "11111111-2222-3333-4444-555555555555"
-OPEN = {
-    "organizationId": "o",
-    "conversationId": "c0ffee00-0000-0000-0000-000000000001",
-    "participant": {"id": "p"},
-    "media": [{"type": "audio", "format": "PCMU", "channels": ["external", "internal"], "rate": 8000}],
-}
 AUDIO = bytes(codecs.ulaw_encode(np.full(1600, 500, dtype=np.int16)))  # 100 ms, both channels
 
 
@@ -72,40 +62,14 @@ def test_audio_after_closed_is_ignored() -> None:
     assert serializer.take_replies() == [] and serializer.ended
 
 
-def _app(handler: CollectingHandler) -> FastAPI:
-    app = FastAPI()
-    settings = TelephonySettings(audiohook_api_keys={API_KEY: ""})
-    app.include_router(create_router(handler, settings))
-    return app
-
-
-class _Client:
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws, self.seq, self.serverseq = ws, 0, 0
-
-    async def send(self, kind: str, parameters: dict[str, Any] | None = None) -> None:
-        self.seq += 1
-        await self.ws.send(_message(kind, self.seq, self.serverseq, parameters))
-
-    async def receive(self) -> dict[str, Any]:
-        message = json.loads(await asyncio.wait_for(self.ws.recv(), 3.0))
-        self.serverseq = message["seq"]
-        return dict(message)
-
-
-def _connect(host: str) -> Any:
-    headers = {"X-API-KEY": API_KEY, "Audiohook-Session-Id": SESSION}
-    return connect(f"ws://{host}/ws/audiohook", additional_headers=headers)
-
-
 @pytest.mark.e2e
 def test_a_refused_call_is_disconnected_with_reason_error() -> None:
     handler = CollectingHandler()
     handler.refuse = "the server is draining"
 
     async def scenario() -> list[dict[str, Any]]:
-        async with serve(_app(handler)) as host, _connect(host) as ws:
-            client = _Client(ws)
+        async with serve(app_for(handler)) as host, audiohook(host) as ws:
+            client = Client(ws)
             await client.send("open", OPEN)
             replies = [await client.receive(), await client.receive()]
             await client.send("close", {"reason": "disconnect"})
@@ -124,8 +88,8 @@ def test_audio_after_closed_keeps_a_clean_end() -> None:
     handler = CollectingHandler()
 
     async def scenario() -> tuple[list[str], int | None, RecordedCall]:
-        async with serve(_app(handler)) as host, _connect(host) as ws:
-            client = _Client(ws)
+        async with serve(app_for(handler)) as host, audiohook(host) as ws:
+            client = Client(ws)
             await client.send("open", OPEN)
             kinds = [(await client.receive())["type"]]
             await ws.send(AUDIO)

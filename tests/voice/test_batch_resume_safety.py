@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -17,24 +16,13 @@ import soundfile as sf
 from click.testing import CliRunner
 
 import voice.batch.pipeline
+from tests.voice.test_batch_resume import FAST, PROMPTS, _prompt, _run
 from voice.cli import cli
 from voice.store import Store
 
 pytestmark = pytest.mark.model
 
-PROMPTS = "asr/asterisk_prompts_8k/wav"
 CALL = "diarization/spokenwoz_calls_8k/SNG0696.wav"  # a phone number is read out at 80-100 s
-FAST = ["--model", "tiny.en", "--beam-size", "1", "--speakers", "none"]
-
-
-def _run(*args: str) -> Any:
-    return CliRunner().invoke(cli, ["transcribe", *args, *FAST])
-
-
-def _prompt(shared_data: Path, name: str, to: Path) -> Path:
-    to.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(shared_data / PROMPTS / f"{name}.wav", to)
-    return to
 
 
 def _digit_runs(text: str) -> set[str]:

@@ -20,6 +20,7 @@ from asr.wer import word_errors
 from tests.voice.spokenwoz import spokenwoz_leg
 from voice.audio import resample
 from voice.frames import (
+    Role,
     SpeechStartedFrame,
     SpeechStoppedFrame,
     TranscriptFinalFrame,
@@ -63,6 +64,14 @@ def replay_run(
 ) -> tuple[FrameRecorder, StreamingAsrProcessor]:
     """The leg replayed with the live server's streaming policy on CPU (early finals on)."""
     pcm, _ = agent_leg
+    return _replay(scheduler, {"agent": pcm, "silent": np.zeros_like(pcm)}, {"agent": "agent", "silent": "customer"})
+
+
+def _replay(
+    scheduler: AsrScheduler, legs: dict[str, np.ndarray], roles: dict[str, Role], *, rate: int = 8000,
+    frame_seconds: float = 0.02,
+) -> tuple[FrameRecorder, StreamingAsrProcessor]:
+    """``legs`` through the live server's CPU streaming processor, as fast as it decodes them."""
     clock = ReplayClock(ReplayMode.UNAWARE)
     processor = StreamingAsrProcessor(scheduler, config=live_streaming_config(on_cpu=True))
     recorder = FrameRecorder(clock)
@@ -70,9 +79,9 @@ def replay_run(
 
     async def run() -> None:
         await replay_call(
-            pipeline, {"agent": pcm, "silent": np.zeros_like(pcm)}, 8000, call_id="t1",
-            roles={"agent": "agent", "silent": "customer"}, mode=ReplayMode.UNAWARE, clock=clock,
-            busy=lambda: processor.busy, drained=processor.drained,
+            pipeline, legs, rate, call_id="replay-" + "-".join(roles.values()), roles=roles,
+            mode=ReplayMode.UNAWARE, clock=clock, busy=lambda: processor.busy, drained=processor.drained,
+            frame_seconds=frame_seconds,
         )  # fmt: skip
         await pipeline.close()
 
@@ -156,18 +165,7 @@ def _replay_mono_sample(scheduler: AsrScheduler, role: str) -> list[TranscriptFi
     assert spec is not None and spec.submodule_search_locations
     path = Path(next(iter(spec.submodule_search_locations))) / "sample" / "sample.wav"
     audio, rate = sf.read(path, dtype="int16")
-    clock = ReplayClock(ReplayMode.UNAWARE)
-    processor = StreamingAsrProcessor(scheduler, config=live_streaming_config(on_cpu=True))
-    recorder = FrameRecorder(clock)
-    pipeline = Pipeline([processor, recorder])
-
-    async def run() -> None:
-        await replay_call(pipeline, {"mixed": audio}, rate, call_id=f"mono-{role}", roles={"mixed": role},
-                          mode=ReplayMode.UNAWARE, clock=clock, busy=lambda: processor.busy,
-                          drained=processor.drained)
-        await pipeline.close()
-
-    asyncio.run(run())
+    recorder, _ = _replay(scheduler, {"mixed": audio}, {"mixed": role}, rate=rate)  # type: ignore[dict-item]
     return [f for f in _frames(recorder, "mixed") if isinstance(f, TranscriptFinalFrame)]
 
 
@@ -190,20 +188,7 @@ def test_audio_sent_in_long_messages_keeps_every_turn(
     # a turn the transcriber keeps only about 1.4 s, so the message must reach the VAD in small
     # pieces: fed whole, every turn but the last of each message lost its audio (and its final).
     pcm, _ = agent_leg
-    clock = ReplayClock(ReplayMode.UNAWARE)
-    processor = StreamingAsrProcessor(scheduler, config=live_streaming_config(on_cpu=True))
-    recorder = FrameRecorder(clock)
-    pipeline = Pipeline([processor, recorder])
-
-    async def run() -> None:
-        await replay_call(
-            pipeline, {"agent": pcm}, 8000, call_id="t-long", roles={"agent": "agent"},
-            mode=ReplayMode.UNAWARE, clock=clock, busy=lambda: processor.busy,
-            drained=processor.drained, frame_seconds=9.0,  # 45 s: five whole messages
-        )  # fmt: skip
-        await pipeline.close()
-
-    asyncio.run(run())
+    recorder, _ = _replay(scheduler, {"agent": pcm}, {"agent": "agent"}, frame_seconds=9.0)  # 5 messages
     small = [f for f in _frames(replayed, "agent") if isinstance(f, TranscriptFinalFrame)]
     long = [f for f in _frames(recorder, "agent") if isinstance(f, TranscriptFinalFrame)]
     assert len(small) >= 4
