@@ -78,3 +78,37 @@ def test_an_uploaded_call_takes_its_upload_folder_with_it(database_url: str, sam
         assert not job.exists() and (tmp_path / "data" / "uploads").exists()
     finally:
         store.close()
+
+
+def test_a_purge_of_many_calls_stays_under_the_bind_parameter_limit(database_url: str, tmp_path: Path) -> None:
+    """PostgreSQL takes at most 65,535 bind parameters a statement; one IN list of every call id
+    failed a purge of years of calls after their files were gone, on every hourly retry."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import event, insert
+
+    from voice.store.retention import ERASE_CHUNK, cutoff
+    from voice.store.tables import CallRow
+
+    calls = 2 * ERASE_CHUNK + 3
+    old = datetime.now(UTC) - timedelta(days=100)
+    store = Store.open(database_url)
+    widest: list[int] = [0]
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        if not executemany:
+            widest[0] = max(widest[0], len(parameters or ()))
+
+    try:
+        with store.session() as session:
+            session.execute(insert(CallRow), [dict(call_id=f"old{i}", status="done", kind="live", options={},
+                                                   redacted=False, created_at=old, updated_at=old)
+                                              for i in range(calls)])
+        live_call(store, "recent")
+        event.listen(store.engine, "before_cursor_execute", count)
+        eraser = CallEraser(store, tmp_path / "data")
+        report = eraser.erase(eraser.find(created_before=cutoff(30)))
+        assert len(report.calls) == calls and counts(store)["calls"] == 1
+        assert widest[0] <= ERASE_CHUNK + 10
+    finally:
+        store.close()

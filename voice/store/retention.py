@@ -44,6 +44,9 @@ from voice.store.tables_feedback import ABAssignmentRow, SuggestionFeedbackRow
 
 log = logging.getLogger(__name__)
 
+ERASE_CHUNK = 500
+"""Calls per erasure transaction: far below PostgreSQL's 65,535 bind parameters."""
+
 HEARTBEAT_SECONDS = 30.0
 """How often a server process stamps the calls it carries."""
 ORPHAN_AFTER = timedelta(seconds=6 * HEARTBEAT_SECONDS)
@@ -125,33 +128,41 @@ class CallEraser:
     def erase(self, calls: list[CallToErase], *, dry_run: bool = False) -> ErasureReport:
         """Delete the calls' owned files, then their rows, feedback and assignments.
 
-        Calls in progress are left alone and listed in ``refused_active``.
+        Calls in progress are left alone and listed in ``refused_active``. Calls are erased in
+        chunks, each its files then one transaction: a purge of years of calls stays under the
+        database's bind-parameter limit (PostgreSQL: 65,535), and a failure leaves the chunks
+        before it erased.
         """
         report = ErasureReport(dry_run=dry_run)
         report.refused_active = sorted(c.call_id for c in calls if c.active)
         targets = [c for c in calls if not c.active]
-        for call in targets:
-            self._files(call, report, dry_run)
-        ids = [c.call_id for c in targets]
-        report.calls = ids
-        if not ids:
-            return report
+        for start in range(0, len(targets), ERASE_CHUNK):
+            chunk = targets[start:start + ERASE_CHUNK]
+            for call in chunk:
+                self._files(call, report, dry_run)
+            self._erase_rows([c.call_id for c in chunk], report, dry_run)
+        if targets and not dry_run:
+            log.info("erased %d calls, %d feedback rows, %d files", len(report.calls), report.feedback_rows,
+                     len(report.files))
+        return report
+
+    def _erase_rows(self, ids: list[str], report: ErasureReport, dry_run: bool) -> None:
         with self.store.session() as session:
             feedback = select(SuggestionFeedbackRow.id).where(SuggestionFeedbackRow.call_id.in_(ids))
             assigned = select(ABAssignmentRow.id).where(ABAssignmentRow.unit == "call",
                                                         ABAssignmentRow.unit_id.in_(ids))
-            report.feedback_rows = len(session.execute(feedback).all())
-            report.assignments = len(session.execute(assigned).all())
+            feedback_rows = len(session.execute(feedback).all())
+            assignments = len(session.execute(assigned).all())
             if not dry_run:
                 session.execute(delete(SuggestionFeedbackRow).where(SuggestionFeedbackRow.call_id.in_(ids)))
                 session.execute(delete(ABAssignmentRow).where(ABAssignmentRow.unit == "call",
                                                               ABAssignmentRow.unit_id.in_(ids)))
                 for row in session.execute(select(CallRow).where(CallRow.call_id.in_(ids))).scalars():
                     session.delete(row)  # cascades to turns, segments, entities, outcome, reviews
-        if not dry_run:
-            log.info("erased %d calls, %d feedback rows, %d files", len(ids), report.feedback_rows,
-                     len(report.files))
-        return report
+        # Counted once the chunk's transaction committed, so a failed purge reports what it erased.
+        report.calls.extend(ids)
+        report.feedback_rows += feedback_rows
+        report.assignments += assignments
 
     def _files(self, call: CallToErase, report: ErasureReport, dry_run: bool) -> None:
         # An interrupted live call's partial recording: its recorder's spool files and their manifest.
