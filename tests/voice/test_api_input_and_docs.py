@@ -49,6 +49,29 @@ def test_non_finite_numbers_are_a_422_that_says_why(env: Env, literal: str) -> N
     assert env.client.get("/api/qa/calls/CA-1", headers=env.headers("alice")).json()["call"]["outcome"] is None
 
 
+def test_a_lone_surrogate_is_a_422_that_encodes(env: Env) -> None:
+    """A JSON string may escape a lone UTF-16 surrogate; the 422 echoing it must still encode."""
+    call = scripted(env, "CA-1", "alice")
+    ids = env.run(call.suggest, "t2", [("Let me check.", "check")], 4.0)
+    requests = [
+        ("PUT", "/api/calls/CA-1/outcome", "sue", '{"success": true, "label": "\\ud800"}'),
+        ("POST", "/api/calls/CA-1/feedback", "alice",
+         f'{{"items": [{{"suggestion_id": "{ids[0]}", "kind": "edited", "text": "hi \\ud83d"}}]}}'),
+    ]
+    for method, url, who, body in requests:
+        answer = env.client.request(method, url, content=body,
+                                    headers={**env.headers(who), "content-type": "application/json"})
+        assert answer.status_code == 422, (url, body, answer.text)
+        assert "ud8" in answer.text
+
+
+def test_an_offset_past_the_databases_integers_is_a_422(env: Env) -> None:
+    scripted(env, "CA-1", "alice", end=True)
+    for offset, status in ((0, 200), (1_000_000_000, 200), (2**63, 422)):
+        answer = env.client.get(f"/api/qa/calls?offset={offset}", headers=env.headers("alice"))
+        assert answer.status_code == status, (offset, answer.text)
+
+
 def _spec(env: Env) -> dict[str, Any]:
     answer = env.client.get("/openapi.json")
     assert answer.status_code == 200

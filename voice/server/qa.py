@@ -103,7 +103,7 @@ def _add_call_routes(router: APIRouter) -> None:
                        tz: str | None = Query(None, max_length=64),
                        outcome: str | None = Query(None, pattern="^(success|failure|unknown)$"),
                        kind: str | None = Query(None, pattern="^(live|batch)$"),
-                       limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)
+                       limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=1_000_000_000)
                        ) -> dict[str, Any]:
         """Stored calls, newest first; ``since``/``until`` are days (``until`` inclusive) in the
         time zone ``tz`` (an IANA name, as the pages send; UTC without it)."""
