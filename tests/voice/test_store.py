@@ -181,6 +181,38 @@ def test_concurrent_saves_of_one_new_call_leave_one_row(
         store.close()
 
 
+def test_two_first_outcomes_of_a_call_at_once_both_succeed(database_url: str) -> None:
+    """A CRM posting a call's outcome twice at once: one insert lost the race on the unique
+    call key and the CRM got a 500; the loser now updates the winner's row."""
+    from voice.store.live import LiveCallStore
+    from voice.store.qa import CallOutcome, QaStore
+
+    stores = [Store.open(database_url) for _ in range(2)]
+    errors: list[BaseException] = []
+    try:
+        for race in range(12):
+            LiveCallStore(stores[0]).start_call(f"r{race}", tenant="t", agent_id="a", source="test")
+            barrier = threading.Barrier(len(stores))
+
+            def post(store: Store, value: float, call_id: str = f"r{race}") -> None:
+                try:
+                    barrier.wait()
+                    QaStore(store).set_outcome(call_id, CallOutcome(True, value, "sale", "crm"))
+                except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=post, args=(s, float(i))) for i, s in enumerate(stores)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+        assert errors == []
+        assert _scalar(stores[0], "SELECT count(*) FROM call_outcomes") == 12
+    finally:
+        for store in stores:
+            store.close()
+
+
 def test_reopening_keeps_data_and_downgrade_upgrade_cycle_works(
     database_url: str, sample_transcript: CallTranscript
 ) -> None:

@@ -137,7 +137,8 @@ class QaStore:
             CallNotFoundError: no such call.
         """
         now = datetime.now(UTC)
-        with self.store.session() as session:
+
+        def write(session: Session) -> None:  # two first outcomes at once: the later one updates
             call_pk = _pk(session, call_id)
             row = session.scalars(select(CallOutcomeRow).where(CallOutcomeRow.call_pk == call_pk)).one_or_none()
             if row is None:
@@ -145,6 +146,8 @@ class QaStore:
                 session.add(row)
             row.success, row.value, row.label = outcome.success, outcome.value, outcome.label
             row.source, row.updated_at = outcome.source, now
+
+        self.store.upsert(write)
         return CallOutcome(outcome.success, outcome.value, outcome.label, outcome.source, now)
 
     def stored_transcripts(self, tenant: str) -> Iterator[tuple[str, str | None, dict[str, Any], CallOutcome | None]]:
@@ -162,7 +165,7 @@ class QaStore:
 
     def save_review(self, review: CallReview) -> None:
         """Store (or replace) a call's review under its model version."""
-        with self.store.session() as session:
+        def write(session: Session) -> None:
             call_pk = _pk(session, review.call_id)
             row = session.scalars(select(CallReviewRow).where(
                 CallReviewRow.call_pk == call_pk, CallReviewRow.model_version == review.model_version)).one_or_none()
@@ -170,6 +173,8 @@ class QaStore:
                 row = CallReviewRow(call_pk=call_pk, model_version=review.model_version)
                 session.add(row)
             row.k, row.rows, row.summary, row.created_at = review.k, review.rows, review.summary, review.created_at
+
+        self.store.upsert(write)
 
     def review(self, call_id: str, model_version: str | None = None) -> CallReview | None:
         """The newest review of a call (of ``model_version`` when given), or None when never computed."""

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, delete, event, func, make_url, select
@@ -36,6 +36,7 @@ from voice.store.tables import CallRow, CallStatus, EntityRow, SegmentRow, Speak
 from voice.transcript import CallTranscript
 
 _log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 SERVER_DB_URL_ENV = "NEXTLINE_DB_URL"
 """The server's database URL (``ServerConfig.db_url``): the one every command defaults to."""
 DATABASE_URL_ENV = "NEXTLINE_DATABASE_URL"
@@ -256,19 +257,27 @@ class Store:
         Twilio's CallSid, an outcome) survives. ``owner`` sets the call's kind, tenant and agent.
         """
         document = transcript.to_dict()
+
+        def write(session: Session) -> None:
+            call = self._call_for_update(session, transcript.call_id)
+            self._fill_call(call, transcript, document, source)
+            if owner is not None:
+                _set_owner(call, owner)
+            self._replace_children(session, call, transcript)
+
+        self.upsert(write)
+
+    def upsert(self, change: Callable[[Session], _T]) -> _T:
+        """``change`` in one transaction, run once more when a concurrent writer inserted the same
+        unique row first: the loser's second run finds that row and updates it."""
         for attempt in (1, 2):
             try:
                 with self.session() as session:
-                    call = self._call_for_update(session, transcript.call_id)
-                    self._fill_call(call, transcript, document, source)
-                    if owner is not None:
-                        _set_owner(call, owner)
-                    self._replace_children(session, call, transcript)
-                return
+                    return change(session)
             except StorageError as exc:
-                # Two writers inserting the same new call: the loser retries as an update.
                 if attempt == 2 or not isinstance(exc.__cause__, IntegrityError):
                     raise
+        raise AssertionError("unreachable")
 
     def get_transcript(self, call_id: str) -> CallTranscript:
         """The transcript last saved for ``call_id``, equal to the object that was saved.
@@ -321,19 +330,16 @@ class Store:
             if not source:
                 raise ValueError("record_failure needs a call_id or a source")
             call_id = Path(source).stem
-        for attempt in (1, 2):
-            try:
-                with self.session() as session:
-                    call = self._call_for_update(session, call_id)
-                    call.status = "failed"
-                    call.error = reason
-                    call.source = source or call.source
-                    call.updated_at = _utcnow()
-                return call_id
-            except StorageError as exc:
-                if attempt == 2 or not isinstance(exc.__cause__, IntegrityError):
-                    raise
-        raise AssertionError("unreachable")
+
+        def write(session: Session) -> str:
+            call = self._call_for_update(session, call_id)
+            call.status = "failed"
+            call.error = reason
+            call.source = source or call.source
+            call.updated_at = _utcnow()
+            return call_id
+
+        return self.upsert(write)
 
     def close(self) -> None:
         """Release every pooled connection."""
