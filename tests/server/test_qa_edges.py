@@ -110,3 +110,39 @@ def test_review_exports_of_calls_named_in_any_script(env: Env, call_id: str) -> 
         disposition = export.headers["content-disposition"]
         assert disposition.isascii() and disposition.startswith('attachment; filename="')
         assert unquote(disposition.split("filename*=UTF-8''")[1]) == f"{call_id}-review.{fmt}"
+
+
+def test_an_uploaded_call_is_committed_with_its_owner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The owner was a second transaction after the transcript's: a failure between the two left a
+    finished call of no tenant, which its tenant's supervisors never saw and tenant purges missed."""
+    from types import SimpleNamespace
+
+    import voice.batch.pipeline as pipeline
+    from voice.audio import AudioInfo
+    from voice.errors import StorageError
+    from voice.server.uploads import UploadQueue
+    from voice.store import Store
+    from voice.store.qa import CallFilter, QaStore
+    from voice.transcript import CallTranscript
+
+    monkeypatch.setattr(pipeline, "transcribe_file", lambda path, options, call_id: CallTranscript(
+        call_id=call_id, audio=AudioInfo(str(path), "wav", 16000, 1, 3.0), speakers=[], segments=[], entities=[]))
+    store = Store.open(f"sqlite:///{tmp_path / 'nextline.db'}")
+    save = store.save_transcript
+
+    def save_then_fail(*args: object, **kwargs: object) -> None:  # the process dies right after the commit
+        save(*args, **kwargs)  # type: ignore[arg-type]
+        raise StorageError("database is locked")
+
+    monkeypatch.setattr(store, "save_transcript", save_then_fail)
+    qa = QaStore(store)
+    try:
+        queue = UploadQueue(SimpleNamespace(data_dir=str(tmp_path), model="tiny.en"), store, qa, reviews=None)
+        job = queue.create("call.wav", tenant="globex", agent_id="alice", uploaded_by="gus")
+        Path(job.path).write_bytes(b"RIFF")
+        queue._process(job)
+        assert job.status == "failed"
+        committed = [(c.tenant, c.agent_id) for c in qa.calls(CallFilter())]
+        assert committed == [("globex", "alice")]
+    finally:
+        store.close()

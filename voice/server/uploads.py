@@ -21,11 +21,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from voice.audio import RawFormat
 from voice.errors import VoiceError
 from voice.store.qa import QaStore
+from voice.store.store import CallOwner
 
 log = logging.getLogger(__name__)
 MAX_UPLOAD_BYTES = 500 * 1024 * 1024
@@ -144,8 +143,9 @@ class UploadQueue:
                                     raw_channels=raw.channels if raw else 1)
         transcript = transcribe_file(job.path, options, call_id=call_id)
         transcript.options["uploaded_by"] = job.uploaded_by
-        self.store.save_transcript(transcript, source=job.path)
-        _set_owner(self.store, call_id, tenant=job.tenant, agent_id=job.agent_id)
+        # The owner goes in the transcript's transaction: a call nobody's tenant can see is never committed.
+        self.store.save_transcript(transcript, source=job.path,
+                                   owner=CallOwner("batch", tenant=job.tenant, agent_id=job.agent_id))
         job.call_id, job.audio_seconds = call_id, transcript.audio.duration
 
     def _review(self, job: UploadJob) -> None:
@@ -162,14 +162,6 @@ class UploadQueue:
 
     def _stage(self, job: UploadJob, status: str) -> None:
         job.status, job.stage_started_at = status, time.time()
-
-
-def _set_owner(store: Any, call_id: str, *, tenant: str | None, agent_id: str | None) -> None:
-    from voice.store.tables import CallRow
-
-    with store.session() as session:
-        row = session.scalars(select(CallRow).where(CallRow.call_id == call_id)).one()
-        row.kind, row.tenant, row.agent_id = "batch", tenant, agent_id
 
 
 def _safe_name(filename: str) -> str:
