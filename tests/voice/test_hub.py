@@ -151,3 +151,35 @@ def test_an_ended_calls_history_keeps_everything_but_its_partials() -> None:
     assert [e["seq"] for e in kept] == [1, 4, 5, 7, 8, 9]  # resuming after seq 5 still works
     assert [e["seq"] for e in hub.history("CA-1", since=5)] == [7, 8, 9]
     assert hub.publish("CA-1", {"type": "late"})["seq"] == 10  # not len(history) + 1, a repeat of 7
+
+
+def test_a_live_call_keeps_only_each_legs_newest_partial() -> None:
+    """An hour of partials (two a second per leg) was held, and replayed to every screen opened
+    mid-call; a leg's partial or final supersedes the leg's previous partial."""
+
+    async def scenario() -> tuple[list[tuple[str, str, int]], list[int], list[int]]:
+        hub = EventHub()
+        hub.publish("CA-1", {"type": "call.started"})
+        for second in range(600):
+            for leg in ("inbound", "outbound"):
+                hub.publish("CA-1", {"type": "transcript.partial", "leg": leg, "n": second})
+        hub.publish("CA-1", {"type": "transcript.final", "leg": "inbound", "n": 600})
+        hub.publish("CA-1", {"type": "nlu"})
+        hub.publish("CA-1", {"type": "transcript.partial", "leg": "inbound", "n": 601})
+        opened_midway = [event async for event in _first(hub.subscribe("CA-1"), 5)]
+        replayed = [(e["type"], e.get("leg", ""), e.get("n", -1)) for e in opened_midway]
+        return replayed, [e["seq"] for e in opened_midway], [e["seq"] for e in hub.history("CA-1", since=1202)]
+
+    replayed, seqs, after = asyncio.run(scenario())
+    assert replayed == [("call.started", "", -1), ("transcript.partial", "outbound", 599),
+                        ("transcript.final", "inbound", 600), ("nlu", "", -1),
+                        ("transcript.partial", "inbound", 601)]
+    assert seqs == [1, 1201, 1202, 1203, 1204] and after == [1203, 1204]
+
+
+async def _first(stream, count: int):  # noqa: ANN001, ANN202
+    async for event in stream:
+        yield event
+        count -= 1
+        if count == 0:
+            return

@@ -41,6 +41,8 @@ class _CallChannel:
     backfilled: asyncio.Event | None = None
     """Set while the call's history is on its way (a relayed call joined midway)."""
     backfill_deadline: float = 0.0
+    newest_partials: dict[str, int] = field(default_factory=dict)
+    """``seq`` of each leg's newest partial transcript, the only one of the leg kept."""
 
 
 @dataclass
@@ -85,7 +87,7 @@ class EventHub:
         # Not len(events) + 1: an ended call's history drops its partials.
         seq = (channel.events[-1]["seq"] if channel.events else 0) + 1
         event = {**event, "call_id": call_id, "seq": seq, "emitted_at": round(time.time(), 4)}
-        channel.events.append(event)
+        _keep(channel, event)
         for observe in self.observers:
             observe(event)
         for sub in list(channel.subscribers) + list(self._global):
@@ -109,7 +111,7 @@ class EventHub:
                 return "held"
             channel.events.insert(at, event)
             return "backfill"
-        channel.events.append(event)
+        _keep(channel, event)
         for sub in list(channel.subscribers) + list(self._global):
             self._offer(sub, event, channel.subscribers)
         return "latest"
@@ -146,6 +148,7 @@ class EventHub:
         # An ended call's partials are superseded by its finals: the history kept for replay,
         # feedback and QA holds the rest (partials are most of a call's events, each with words).
         channel.events = [e for e in channel.events if e.get("type") != "transcript.partial"]
+        channel.newest_partials.clear()
         self._channels.move_to_end(call_id)
         ended = [cid for cid, ch in self._channels.items() if ch.closed]
         for cid in ended[: max(0, len(ended) - self._keep_ended)]:
@@ -240,6 +243,22 @@ class EventHub:
             sub.dropped = True
             owners.discard(sub)
             self._global.discard(sub)
+
+
+def _keep(channel: _CallChannel, event: Event) -> None:
+    """Append ``event`` to the call's history; a leg's partial or final drops the leg's previous
+    partial, which it supersedes. An hour of partials (two a second per leg) held 57 MB per call,
+    and every screen opened mid-call replayed them all."""
+    kind, leg = event.get("type"), event.get("leg")
+    if kind in ("transcript.partial", "transcript.final") and isinstance(leg, str):
+        superseded = channel.newest_partials.pop(leg, None)
+        if superseded is not None:
+            at = bisect.bisect_left(channel.events, superseded, key=lambda e: e["seq"])
+            if at < len(channel.events) and channel.events[at]["seq"] == superseded:
+                del channel.events[at]
+        if kind == "transcript.partial":
+            channel.newest_partials[leg] = event["seq"]
+    channel.events.append(event)
 
 
 def _after(events: list[Event], since: int) -> list[Event]:
