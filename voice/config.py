@@ -7,6 +7,8 @@ out of ``repr``; a config file that names one is refused.
 from __future__ import annotations
 
 import ipaddress
+import json
+import math
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -84,7 +86,11 @@ class ServerConfig:
     client."""
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check_proxies(self.trusted_proxies)
+        if not math.isfinite(self.retention_days) or self.retention_days < 0:
+            raise ConfigError(f"retention_days must be a number of days >= 0, not {self.retention_days!r}",
+                              hint="0 keeps calls until they are erased")
 
     @property
     def database_url(self) -> str:
@@ -152,6 +158,25 @@ def _from_env(env: Any) -> dict[str, Any]:
         else:
             values[f.name] = raw
     return values
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,), "str | None": (str, type(None)), "int": (int,), "float": (int, float), "bool": (bool,),
+    "dict[str, str]": (dict,), "dict[str, Any]": (dict,)}
+"""The Python types each annotation of :class:`ServerConfig` accepts (an int for a float)."""
+
+
+def _check_types(config: ServerConfig) -> None:
+    """Refuse a setting of the wrong type now, naming it: ``retention_days: "30"`` in a YAML file
+    loaded fine and then stopped the server at start with a TypeError far from its cause."""
+    for f in fields(config):
+        allowed, value = _TYPES.get(str(f.type)), getattr(config, f.name)
+        if allowed is None or (isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)):
+            continue
+        shown = "" if f.name in SECRET_KEYS else f" ({value!r})"
+        raise ConfigError(f"{f.name} must be {f.type}, not {type(value).__name__}{shown}",
+                          hint=f"write it without quotes in the config file, e.g. {f.name}: {json.dumps(f.default)}"
+                          if f.type in ("int", "float", "bool") else "see voice serve --help")
 
 
 def _check_proxies(value: object) -> None:
