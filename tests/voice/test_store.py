@@ -194,7 +194,8 @@ def test_two_first_outcomes_of_a_call_at_once_both_succeed(database_url: str) ->
             LiveCallStore(stores[0]).start_call(f"r{race}", tenant="t", agent_id="a", source="test")
             barrier = threading.Barrier(len(stores))
 
-            def post(store: Store, value: float, call_id: str = f"r{race}") -> None:
+            def post(store: Store, value: float, call_id: str = f"r{race}",
+                     barrier: threading.Barrier = barrier) -> None:
                 try:
                     barrier.wait()
                     QaStore(store).set_outcome(call_id, CallOutcome(True, value, "sale", "crm"))
@@ -211,6 +212,25 @@ def test_two_first_outcomes_of_a_call_at_once_both_succeed(database_url: str) ->
     finally:
         for store in stores:
             store.close()
+
+
+def test_a_creation_time_with_an_offset_is_stored_as_the_same_instant(
+    store: Store, sample_transcript: CallTranscript
+) -> None:
+    """SQLite drops the offset: 10:00+02:00 was kept as 10:00 UTC there (08:00 on PostgreSQL),
+    moving retention cut-offs and QA day filters by the offset."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from voice.store.feedback import FeedbackStore
+
+    store.save_transcript(dataclasses.replace(sample_transcript, created_at="2026-01-01T10:00:00+02:00"))
+    [summary] = store.list_calls()
+    assert summary.created_at == datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+    FeedbackStore(store).record_many([{"suggestion_id": "s1", "call_id": sample_transcript.call_id,
+                                       "event": "shown", "text": "Hello", "created_at": "2026-01-01T10:00:00+02:00"}])
+    [record] = FeedbackStore(store).records()
+    assert datetime.fromisoformat(record["created_at"]) == datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
 
 
 def test_reopening_keeps_data_and_downgrade_upgrade_cycle_works(

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from voice.errors import StorageError
-from voice.store.store import Store
+from voice.store.store import Store, _parse_created_at
 from voice.store.tables import CallRow
 from voice.store.tables_console import CallOutcomeRow
 from voice.store.tables_feedback import ABAssignmentRow, SuggestionFeedbackRow
@@ -177,11 +177,7 @@ def _row(record: dict[str, Any]) -> SuggestionFeedbackRow:
     values["model_version"] = values["model_version"] or ""
     values["tenant"] = values["tenant"] or "default"
     created = record.get("created_at")
-    values["created_at"] = (
-        datetime.fromisoformat(created)
-        if isinstance(created, str) and created
-        else datetime.now(UTC)
-    )
+    values["created_at"] = _parse_created_at(created) if isinstance(created, str) and created else datetime.now(UTC)
     return SuggestionFeedbackRow(**values)
 
 

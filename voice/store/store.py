@@ -175,8 +175,10 @@ def _as_utc(value: datetime) -> datetime:
 
 
 def _parse_created_at(value: str) -> datetime:
+    """An ISO time as UTC: SQLite drops an offset and keeps the wall time, so ``10:00+02:00``
+    was stored as 10:00 UTC there and as 08:00 UTC on PostgreSQL. Unreadable: now."""
     try:
-        return _as_utc(datetime.fromisoformat(value))
+        return _as_utc(datetime.fromisoformat(value)).astimezone(UTC)
     except ValueError:
         return _utcnow()
 
