@@ -433,8 +433,8 @@ class Store:
         error = StorageError(
             f"database {self.url}: {_first_line(exc)}", hint=_unreachable_hint(self._engine.url)
         )
-        if isinstance(exc, IntegrityError):
-            error.hint = "a concurrent writer saved the same call; retry"
+        if isinstance(exc, IntegrityError) and "unique" in str(exc.orig).lower():
+            error.hint = "a concurrent writer saved the same row; retry"
         elif not _is_connection_problem(exc):
             error.retryable = False
             error.hint = "the database refused the data; see the message"
