@@ -33,6 +33,11 @@ TELEPHONE_RATE = 8000
 SAME_CHANNEL_CORRELATION = 0.98
 """Stereo files whose channels correlate above this are mono saved twice (JFK: 0.9996; the two
 legs of a SpokenWOZ call: about 0.0)."""
+SAME_CHANNEL_MAX_LAG = 8
+"""Samples (at 16 kHz) one channel may lag the other and still be the same recording: 0.5 ms."""
+SILENT_CHANNEL_RMS = 1e-3
+"""-60 dBFS, per 100 ms frame: a channel never louder carries no call leg (the quietest SpokenWOZ
+leg: 0.022 RMS over the whole call; all-zero channels and 16-bit dither are far below)."""
 
 
 @dataclass
@@ -124,33 +129,74 @@ def _decodable(path: Path) -> Iterator[Path]:
 def _speaker_mode(audio: Audio, options: TranscribeOptions) -> str:
     if options.speakers != "auto":
         return options.speakers
-    if audio.num_channels >= 2 and not _channels_identical(audio):
-        return "channels"
-    return "diarize"
+    return "channels" if _distinct_legs(audio) else "diarize"
 
 
-def _channels_identical(audio: Audio) -> bool:
-    first = audio.samples[0]
-    for other in audio.samples[1:]:
-        if not first.any() and not other.any():
-            continue
-        if not first.any() or not other.any() or _correlation(first, other) < SAME_CHANNEL_CORRELATION:
-            return False
-    return True
+def _distinct_legs(audio: Audio) -> bool:
+    """At least two channels carry signal, and different signals: the legs of a call. A silent
+    second channel or mono saved twice (even a few samples apart) is one mix to diarize."""
+    live = _live_channels(audio)
+    if len(live) < 2:
+        return False
+    first = audio.samples[live[0]]
+    return any(_correlation(first, audio.samples[other], max_lag=SAME_CHANNEL_MAX_LAG) < SAME_CHANNEL_CORRELATION
+               for other in live[1:])
 
 
-def _correlation(a: np.ndarray, b: np.ndarray, block: int = 1 << 20) -> float:
-    """Pearson correlation of two channels, in blocks: ``np.corrcoef`` on a whole hour of stereo
-    stacks float64 copies of both (about 1 GB more at the peak)."""
+def _live_channels(audio: Audio) -> list[int]:
+    return [c for c in range(audio.num_channels) if _has_signal(audio.samples[c], audio.sample_rate // 10)]
+
+
+def _has_signal(samples: np.ndarray, frame: int, frames_per_block: int = 4096) -> bool:
+    """Some ``frame`` of the channel is louder than ``SILENT_CHANNEL_RMS``. Per frame, not over
+    the whole file: a party who says two words in an hour is far below the floor on average."""
+    floor = SILENT_CHANNEL_RMS ** 2
+    block = frame * frames_per_block
+    for start in range(0, len(samples), block):
+        chunk = samples[start:start + block]
+        whole = len(chunk) // frame * frame
+        if whole and bool((np.mean(np.square(chunk[:whole].reshape(-1, frame)), axis=1) > floor).any()):
+            return True
+        if len(chunk) > whole and float(np.mean(np.square(chunk[whole:]))) > floor:
+            return True
+    return False
+
+
+def _one_signal(audio: Audio) -> np.ndarray:
+    """What to transcribe or diarize as one signal: the only channel with signal when the others
+    are silent (a mix would halve it), else all channels mixed."""
+    if audio.num_channels > 1:
+        live = _live_channels(audio)
+        if len(live) == 1:
+            return audio.samples[live[0]]
+    return audio.mono()
+
+
+def _correlation(a: np.ndarray, b: np.ndarray, block: int = 1 << 20, max_lag: int = 0) -> float:
+    """Pearson correlation of two channels, the best over shifts of ``b`` by up to ``max_lag``
+    samples (mono saved twice one sample apart: 0.957 unshifted, 1.0 at its lag).
+
+    In blocks: ``np.corrcoef`` on a whole hour of stereo stacks float64 copies of both (about
+    1 GB more at the peak). The powers are over the whole channels, not each shifted overlap:
+    ``max_lag`` samples less change them by nothing that matters at this threshold."""
+    n = min(len(a), len(b))
     mean_a, mean_b = float(np.mean(a, dtype=np.float64)), float(np.mean(b, dtype=np.float64))
-    cross = power_a = power_b = 0.0
-    for start in range(0, min(len(a), len(b)), block):
-        x = a[start:start + block].astype(np.float64) - mean_a
-        y = b[start:start + block].astype(np.float64) - mean_b
-        cross += float(x @ y)
+    lags = range(-max_lag, max_lag + 1)
+    cross = np.zeros(len(lags))
+    power_a = power_b = 0.0
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        low = max(start - max_lag, 0)
+        x = a[start:stop].astype(np.float64) - mean_a
+        y = b[low:min(stop + max_lag, n)].astype(np.float64) - mean_b
+        for i, lag in enumerate(lags):  # pairs a[t] with b[t + lag]
+            first, last = max(start, -lag), min(stop, n - lag)
+            if last > first:
+                cross[i] += float(x[first - start:last - start] @ y[first + lag - low:last + lag - low])
         power_a += float(x @ x)
-        power_b += float(y @ y)
-    return cross / np.sqrt(power_a * power_b) if power_a > 0 and power_b > 0 else 0.0
+        own = y[start - low:stop - low]
+        power_b += float(own @ own)
+    return float(cross.max()) / np.sqrt(power_a * power_b) if power_a > 0 and power_b > 0 else 0.0
 
 
 def _asr(signal: np.ndarray, options: TranscribeOptions, stage: _Stage, cpu_threads: int) -> Transcription:
@@ -190,7 +236,7 @@ def _transcribe_channels(audio: Audio, options: TranscribeOptions, stage: _Stage
 
 
 def _transcribe_single(audio: Audio, options: TranscribeOptions, stage: _Stage, cpu_threads: int) -> list[Segment]:
-    result = _asr(audio.mono(), options, stage, cpu_threads)
+    result = _asr(_one_signal(audio), options, stage, cpu_threads)
     segments = []
     for seg in result.segments:
         words = _to_words(seg.words)
@@ -215,7 +261,7 @@ def _diarization_options(audio: Audio, options: TranscribeOptions) -> object:
 
 
 def _transcribe_diarized(audio: Audio, options: TranscribeOptions, stage: _Stage, cpu_threads: int) -> list[Segment]:
-    mono = audio.mono()
+    mono = _one_signal(audio)
     result = _asr(mono, options, stage, cpu_threads)
     with stage("diarize"):
         diarization = engines.diarizer(options.diarization, options.device).diarize(
