@@ -14,6 +14,7 @@ Layouts understood (those of ``shared/data/asr`` and ``shared/data/diarization``
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def read_tsv(path: str | Path) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class StmLine:
-    """One STM line: ``<uri> <channel> <speaker> <start> <end> <text>``."""
+    """One STM line: ``<uri> <channel> <speaker> <start> <end> [<label>] <text>``."""
 
     uri: str
     channel: str
@@ -69,6 +70,18 @@ class StmLine:
     start: float
     end: float
     text: str
+    label: str = ""
+    """The optional NIST label field, e.g. ``<o,f0,male>`` (not spoken text)."""
+
+    @property
+    def ignored(self) -> bool:
+        """NIST marks a stretch left out of scoring with this text instead of words."""
+        return self.text.strip().lower() == _IGNORE_MARKER
+
+
+_IGNORE_MARKER = "ignore_time_segment_in_scoring"
+_HESITATION = re.compile(r"\(?%hesitation\b\)?", re.IGNORECASE)
+"""NIST's token for a filler (um, uh): the normaliser drops fillers, so this goes too."""
 
 
 def read_stm(path: str | Path) -> list[StmLine]:
@@ -83,15 +96,19 @@ def read_stm(path: str | Path) -> list[StmLine]:
                 f"{path}: not an STM line: {raw!r}", hint="uri chan spk start end text"
             )
         text = parts[5] if len(parts) == 6 else ""
-        lines.append(StmLine(parts[0], parts[1], parts[2], float(parts[3]), float(parts[4]), text))
+        label = re.match(r"<[^<>\s]*>(?=\s|$)", text)
+        if label:
+            text = text[label.end():].strip()
+        lines.append(StmLine(parts[0], parts[1], parts[2], float(parts[3]), float(parts[4]), text,
+                             label.group(0) if label else ""))
     return lines
 
 
 def stm_text(path: str | Path) -> str:
-    """The whole STM reference as one text, lines in order of start time."""
-    return " ".join(
-        line.text for line in sorted(read_stm(path), key=lambda s: s.start) if line.text
-    )
+    """The scored STM reference as one text, lines in order of start time: no labels, no
+    ``ignore_time_segment_in_scoring`` lines, no ``(%HESITATION)`` tokens."""
+    lines = sorted((x for x in read_stm(path) if not x.ignored), key=lambda s: s.start)
+    return " ".join(word for line in lines for word in _HESITATION.sub(" ", line.text).split())
 
 
 def discover(roots: list[Path]) -> list[EvalItem]:

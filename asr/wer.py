@@ -3,8 +3,11 @@
 Normalisation (:func:`normalize`), applied to reference and hypothesis alike:
 
 1. Unicode NFKC, lower case, curly quotes made straight.
-2. Symbols become words: ``$40`` -> ``40 dollars`` (also £ pounds, € euros; ``$40.50`` ->
-   ``40 dollars and 50 cents``, ``$40.00`` -> ``40 dollars``), ``10%`` -> ``10 percent``,
+2. Symbols become words: ``$40`` -> ``40 dollars`` (also £ pounds, € euros; ``$40.50`` and
+   ``$40.5`` -> ``40 dollars and 50 cents``, ``$0.99`` -> ``99 cents``, ``$40.00`` -> ``40
+   dollars``, ``$5 million`` -> ``5000000 dollars``, ``$1.5 million`` -> ``1500000 dollars``,
+   as "five million dollars" and "one million five hundred thousand dollars" become),
+   ``10%`` -> ``10 percent``,
    ``&`` -> ``and``, ``*`` -> ``star``, ``#`` -> ``pound`` (the telephone key), ``+`` ->
    ``plus``, ``@`` -> ``at``.
 3. Digit grouping commas go (``1,000`` -> ``1000``); a decimal point between digits stays;
@@ -37,6 +40,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from decimal import Decimal
 
 _UNITS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
@@ -118,17 +122,31 @@ def _expand_contractions(text: str) -> str:
     return text
 
 
-def _spell_out_currency(text: str) -> str:
-    def replace(match: re.Match[str]) -> str:
-        unit = _CURRENCIES[match.group(1)]
-        whole, cents = match.group(2).replace(",", ""), match.group(3)
-        if cents and not int(cents):  # $40.00 is read "forty dollars"
-            cents = None
-        if cents and unit == "dollars":
-            return f" {whole} dollars and {int(cents)} cents "
-        return f" {whole}{'.' + cents if cents else ''} {unit} "
+_AMOUNT = re.compile(r"([$£€])\s?(\d[\d,]*)(?:\.(\d+))?((?:\s+(?:hundred|thousand|million|billion)\b)*)")
+"""A currency amount and the scale words after it: ``$40``, ``$40.5``, ``$1.5 million``."""
 
-    return re.sub(r"([$£€])\s?(\d[\d,]*)(?:\.(\d+))?", replace, text)
+
+def _spell_out_currency(text: str) -> str:
+    return _AMOUNT.sub(_spoken_amount, text)
+
+
+def _spoken_amount(match: re.Match[str]) -> str:
+    """The amount as it is read: ``$5 million`` -> ``5000000 dollars`` (as "five million
+    dollars" becomes), ``$40.5`` -> ``40 dollars and 50 cents``, ``$0.99`` -> ``99 cents``."""
+    unit = _CURRENCIES[match.group(1)]
+    whole, cents, scales = match.group(2).replace(",", ""), match.group(3) or "", match.group(4).split()
+    if scales:  # "$1.5 million" is read "one and a half million", not with cents
+        value = Decimal(f"{whole}.{cents or 0}")
+        for scale in scales:
+            value *= 100 if scale == "hundred" else _SCALES[scale]
+        amount = str(int(value)) if value == value.to_integral_value() else format(value.normalize(), "f")
+        return f" {amount} {unit} "
+    if cents and not int(cents):  # $40.00 is read "forty dollars"
+        cents = ""
+    if unit != "dollars" or len(cents) > 2 or not cents:
+        return f" {whole}{'.' + cents if cents else ''} {unit} "
+    spoken_cents = f"{int(cents.ljust(2, '0'))} cents"  # $40.5 is fifty cents, not five
+    return f" {spoken_cents} " if not int(whole) else f" {whole} dollars and {spoken_cents} "
 
 
 def _numbers_to_numerals(words: list[str]) -> list[str]:

@@ -38,6 +38,10 @@ pytestmark = pytest.mark.unit
         ("okay", "OK"),
         ("one dollar", "$1"),
         ("it is forty dollars", "It is $40.00."),  # Whisper writes the cents of round sums
+        ("five million dollars", "$5 million"),
+        ("one million five hundred thousand dollars", "$1.5 million"),
+        ("forty dollars and fifty cents", "$40.5"),
+        ("ninety nine cents", "$0.99"),
         ("at three pm", "at 3 p.m."),
         ("nine am okay", "9 a.m., O.K."),
         ("the person you are calling", "the person you're calling"),
@@ -114,6 +118,26 @@ def test_readers(tmp_path: Path) -> None:
         "Hello? there",
     )
     assert stm_text(tmp_path / "s.stm") == "Hello? there second line"
+
+
+def test_stm_labels_ignored_segments_and_hesitations_are_not_words(tmp_path: Path) -> None:
+    (tmp_path / "labels.stm").write_text(
+        "call1 A spk1 0.00 2.00 <o,f0,male> hello there\n"
+        "call1 A spk2 2.00 4.00 ignore_time_segment_in_scoring\n"
+        "call1 A spk1 4.00 5.00 (%HESITATION) yes\n"
+        "call1 A spk2 5.00 6.00 <o,f0,female>\n"
+    )
+    lines = read_stm(tmp_path / "labels.stm")
+    assert [(x.label, x.text) for x in lines] == [
+        ("<o,f0,male>", "hello there"),
+        ("", "ignore_time_segment_in_scoring"),
+        ("", "(%HESITATION) yes"),
+        ("<o,f0,female>", ""),
+    ]
+    assert [x.ignored for x in lines] == [False, True, False, False]
+    reference = stm_text(tmp_path / "labels.stm")
+    assert reference == "hello there yes"
+    assert word_errors(reference, "Hello there. Yes.").wer == 0.0
 
 
 def test_discover_layouts(tmp_path: Path) -> None:
