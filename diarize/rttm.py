@@ -27,6 +27,7 @@ def read_rttm(path: str | Path) -> dict[str, Annotation]:
         AnnotationFormatError: a SPEAKER line is short or has non-numeric times.
     """
     annotations: dict[str, Annotation] = {}
+    lines_read: dict[str, int] = {}
     for number, fields in _records(path):
         if fields[0] != "SPEAKER":
             continue
@@ -39,7 +40,11 @@ def read_rttm(path: str | Path) -> dict[str, Annotation]:
         onset = _seconds(start, path, number)
         segment = Segment(onset, onset + _seconds(duration, path, number))
         annotation = annotations.setdefault(uri, Annotation(uri=uri))
-        annotation[segment, len(annotation)] = speaker
+        # One track per line: len(annotation) counts distinct segments, so a third speaker on
+        # the same segment would take (and overwrite) the second one's track.
+        track = lines_read.get(uri, 0)
+        annotation[segment, track] = speaker
+        lines_read[uri] = track + 1
     return annotations
 
 

@@ -363,9 +363,11 @@ def _frame_samples(frame: Any, channels: int) -> np.ndarray:
     """One decoded PyAV frame as (frames, channels) float32 in [-1, 1]."""
     arr = frame.to_ndarray()
     samples = (arr.T if frame.format.is_planar else arr.reshape(-1, channels)).astype(np.float32)
-    scale = _int_scale(arr.dtype)
-    if scale:
-        samples /= scale
+    if np.issubdtype(arr.dtype, np.integer):
+        half = float(2 ** (arr.dtype.itemsize * 8 - 1))
+        if np.issubdtype(arr.dtype, np.unsignedinteger):
+            samples -= half  # unsigned PCM (pcm_u8) is offset binary: silence is 128, not 0
+        samples /= half
     return samples
 
 
@@ -379,12 +381,6 @@ def _estimated_frames(container: Any, stream: Any, rate: int) -> int:
     else:
         return 0
     return round(seconds * rate * 1.01) + rate
-
-
-def _int_scale(dtype: np.dtype) -> float | None:
-    if np.issubdtype(dtype, np.integer):
-        return float(np.iinfo(dtype).max) + 1.0
-    return None
 
 
 def safe_file_stem(name: str) -> str:

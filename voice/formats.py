@@ -43,6 +43,9 @@ class CueOptions:
     """Longest cue in seconds."""
     max_gap: float = 1.5
     """A pause between two words longer than this (seconds) starts a new cue."""
+    min_duration: float = 0.2
+    """Shortest cue in seconds: ASR words often have start == end, and players never show a
+    cue that ends where it starts. Cut short where the next cue starts sooner."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,21 @@ def cues(transcript: CallTranscript, options: CueOptions | None = None) -> list[
         for group in _group_tokens(_tokens(segment), fits, options):
             text = " ".join(token.text for token in group)
             result.append(Cue(group[0].start, max(group[-1].end, group[0].start), label, text))
-    return sorted(result, key=lambda c: (c.start, c.end))
+    return _lengthen_short_cues(sorted(result, key=lambda c: (c.start, c.end)), options.min_duration)
+
+
+def _lengthen_short_cues(ordered: list[Cue], min_duration: float) -> list[Cue]:
+    """Cues of at least ``min_duration``, except where that would run into the next cue that
+    starts later (a cue starting at the same time as another is lengthened regardless)."""
+    out = []
+    for index, cue in enumerate(ordered):
+        if cue.end - cue.start >= min_duration:
+            out.append(cue)
+            continue
+        later = next((c.start for c in ordered[index + 1:] if c.start > cue.start), None)
+        end = cue.start + min_duration if later is None else min(cue.start + min_duration, later)
+        out.append(Cue(cue.start, max(cue.end, end), cue.label, cue.text))
+    return out
 
 
 def to_srt(transcript: CallTranscript, options: CueOptions | None = None) -> str:

@@ -63,6 +63,14 @@ def test_rttm_holds_several_recordings_and_skips_comments(tmp_path: Path) -> Non
     assert _turns(read["b"])[0] == (1.5, 3.25, "MÉO069")
 
 
+def test_three_speakers_on_the_same_segment_are_all_kept(tmp_path: Path) -> None:
+    path = tmp_path / "same.rttm"
+    path.write_text("".join(f"SPEAKER f 1 0.0 1.0 <NA> <NA> {who} <NA> <NA>\n" for who in "ABC"))
+    annotation = read_rttm(path)["f"]
+    assert annotation.labels() == ["A", "B", "C"]
+    assert _turns(annotation) == [(0.0, 1.0, "A"), (0.0, 1.0, "B"), (0.0, 1.0, "C")]
+
+
 def test_malformed_rttm_line_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.rttm"
     path.write_text("SPEAKER x 1 0.0 1.0 <NA> <NA> A <NA> <NA>\nSPEAKER x 1 zero 1.0 <NA> <NA> B\n")

@@ -66,6 +66,26 @@ def test_mp3_and_48k_ogg_written_from_real_speech(shared_data: Path, tmp_path: P
         assert _rms(audio.mono()) > 0.01
 
 
+def test_unsigned_8_bit_pcm_through_ffmpeg_is_centred_and_full_scale(shared_data: Path, tmp_path: Path) -> None:
+    import av
+
+    clip = shared_data / "asr/librivox_sense_and_sensibility/sense_and_sensibility_01_austen_64kb-0870.wav"
+    speech, rate = sf.read(clip, dtype="float32")
+    assert rate == 16000  # no resampling: the decoded samples are the stored ones
+    u8 = np.clip(np.round(np.stack([speech, -speech]) * 128) + 128, 0, 255).astype(np.uint8)
+    path = tmp_path / "call.mov"  # pcm_u8 in MOV goes through FFmpeg, not libsndfile
+    with av.open(str(path), "w", format="mov") as out:
+        stream = out.add_stream("pcm_u8", rate=rate, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(u8.T).reshape(1, -1), format="u8", layout="stereo")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    audio = load_audio(path)
+    assert audio.info.format.endswith("pcm_u8")
+    np.testing.assert_array_equal(audio.samples, (u8.astype(np.float32) - 128) / 128)
+    assert abs(float(audio.samples.mean())) < 1e-3 and _rms(audio.samples[0]) == pytest.approx(_rms(speech), rel=0.05)
+
+
 def test_bad_files_raise_a_clear_error(shared_data: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")

@@ -15,6 +15,7 @@ from pyannote.database.util import load_rttm
 from voice import formats
 from voice.errors import ConfigError
 from voice.formats import CueOptions, cues, to_rttm, to_srt, to_vtt, write_outputs
+from voice.frames import TimedWord
 from voice.transcript import CallTranscript, Segment, Speaker
 
 pytestmark = pytest.mark.unit
@@ -130,6 +131,22 @@ def test_cue_options_and_long_text_without_words(sample_transcript: CallTranscri
     first = next(srt.parse(to_srt(transcript)))
     assert first.start.total_seconds() == pytest.approx(3725.5)
     assert "01:02:05,500 -->" in to_srt(transcript)
+
+
+def test_zero_length_words_still_make_cues_players_show(sample_transcript: CallTranscript) -> None:
+    transcript = copy.deepcopy(sample_transcript)
+    words = [TimedWord("Thanks,", 1.0, 1.4, 0.9), TimedWord("bye.", 4.0, 4.0, 0.9)]
+    transcript.segments = [
+        Segment(0, 1.0, 4.0, "SPEAKER_00", "Thanks, bye.", "agent", 0, words=words),
+        Segment(1, 6.0, 6.0, "SPEAKER_01", "Uh-huh.", "customer", 1),  # start == end, no words
+        Segment(2, 6.1, 7.0, "SPEAKER_00", "Okay.", "agent", 0),
+    ]
+    spans = [(c.start, c.end) for c in cues(transcript)]
+    assert spans == [(1.0, 1.4), (4.0, pytest.approx(4.2)), (6.0, pytest.approx(6.1)), (6.1, 7.0)]
+    subtitles = list(srt.parse(to_srt(transcript)))
+    assert all(s.end > s.start for s in subtitles)
+    assert "00:00:04,000 --> 00:00:04,200" in to_srt(transcript)
+    assert "00:00:06.000 --> 00:00:06.100" in to_vtt(transcript)
 
 
 def test_unknown_or_shared_roles_fall_back_to_speaker_ids(
