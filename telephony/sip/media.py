@@ -6,6 +6,9 @@ keeps one :class:`~telephony.rtp.JitterBuffer` per SSRC, and hands released pack
 :class:`RtpStreamDecoder`, which owns the payload formats (G.711, RFC 4733) and the timeline:
 a stream's first packet is placed at its arrival time on the call clock, later packets by their
 RTP timestamps, so lost packets and silence suppression become silence of the right length.
+A packet whose timestamp places it well ahead of its arrival, or an audio packet whose timestamp
+went well back, shows a new timestamp base on the same SSRC (RFC 3550 5.1: an SBC re-anchoring media,
+a switch of media source): the SSRC is re-anchored at that packet's arrival, as a new SSRC is.
 """
 
 from __future__ import annotations
@@ -31,6 +34,20 @@ MAX_SSRCS = 8
 """SSRCs tracked per port. Why a bound: a source that changes SSRC per packet would otherwise
 grow the call's state and its 20 ms poll without limit (20,000 SSRCs: a 600 ms poll). Real
 streams use one, or a few after re-anchoring; the least recently heard one is dropped."""
+MAX_TIMESTAMP_LEAD = 1.0
+"""Seconds a packet's timestamp may place it ahead of its arrival before its SSRC is re-anchored.
+
+Why this is safe: audio cannot arrive before it was sent, so an honest stream runs ahead of its
+arrival only by how much later its anchoring packet travelled than this one (network jitter,
+tens of ms) plus clock drift (0.1 %: 1 s after 17 min, and re-anchoring then costs only that
+second's overlap). Silence suppression advances arrival and timestamps together, and a network
+stall makes packets arrive late, never early: neither is re-anchored. Why 1 s: well above jitter,
+well below the elapsed call time a new timestamp base (RFC 3550 5.1) throws the timeline ahead by.
+"""
+ARRIVALS_KEPT = 1024
+"""Arrival times remembered for packets not decoded yet. Why a bound: a dropped packet (late,
+duplicate, stray after a jump) is never decoded; more than the jitter buffers of ``MAX_SSRCS``
+SSRCs hold (64 packets each)."""
 
 
 @dataclass
@@ -55,16 +72,30 @@ class RtpStreamDecoder:
         self._dtmf: dict[int, DtmfDetector] = {}
         self._origin: dict[int, tuple[float, int]] = {}  # ssrc -> (position, timestamp)
         self._last_ts: dict[int, int] = {}
+        self._arrivals: dict[tuple[int, int], float] = {}  # (ssrc, sequence) -> call clock
+        self.reanchors = 0
+        """Times an SSRC's timestamps were re-anchored to the call clock (a new timestamp base)."""
 
     def note_arrival(self, packet: RtpPacket, position: float) -> None:
-        """Anchor a new SSRC's timestamps to the call clock at its first arrival."""
+        """Anchor a new SSRC's timestamps to the call clock at its first arrival.
+
+        Also remembers when the packet arrived, so :meth:`decode` can tell a new timestamp base
+        on the same SSRC from silence suppression (whose gap passed on the call clock too).
+        """
         if packet.ssrc not in self._origin:
             self._origin[packet.ssrc] = (max(position, 0.0), packet.timestamp)
             self._last_ts[packet.ssrc] = packet.timestamp
+        key = (packet.ssrc, packet.sequence)
+        # Re-inserted, not kept: after a sequence restart, a number may come back while the
+        # arrival of a dropped packet with that number is still here.
+        self._arrivals.pop(key, None)
+        self._arrivals[key] = position
+        if len(self._arrivals) > ARRIVALS_KEPT:
+            del self._arrivals[next(iter(self._arrivals))]
 
     def decode(self, packet: RtpPacket) -> list[Frame]:
         """Frames carried by one in-order packet."""
-        position = self._position(packet)
+        position = self._position(packet, self._arrivals.pop((packet.ssrc, packet.sequence), None))
         if packet.payload_type == self.dtmf_pt:
             detector = self._dtmf.setdefault(packet.ssrc, DtmfDetector())
             return [self._dtmf_frame(digit, ts, packet.ssrc) for digit, ts in detector.push(packet)]
@@ -90,9 +121,15 @@ class RtpStreamDecoder:
             frames = [self._dtmf_frame(digit, ts, ssrc) for digit, ts in detector.flush()]
         self._origin.pop(ssrc, None)
         self._last_ts.pop(ssrc, None)
+        for key in [key for key in self._arrivals if key[0] == ssrc]:
+            del self._arrivals[key]
         return frames
 
-    def _position(self, packet: RtpPacket) -> float:
+    def _position(self, packet: RtpPacket, arrival: float | None) -> float:
+        """Call-clock position of ``packet``: its timestamp read from the SSRC's origin.
+
+        ``arrival`` (``None``: unknown) re-anchors the origin when the timestamps show a new base.
+        """
         origin_position, origin_ts = self._origin.setdefault(
             packet.ssrc, (self.audio.next_position, packet.timestamp)
         )
@@ -101,7 +138,25 @@ class RtpStreamDecoder:
         delta = (packet.timestamp - last + 0x80000000) % 0x100000000 - 0x80000000
         unwrapped = last + delta
         self._last_ts[packet.ssrc] = unwrapped
-        return origin_position + (unwrapped - origin_ts) / CLOCK_RATE
+        position = origin_position + (unwrapped - origin_ts) / CLOCK_RATE
+        if arrival is None:
+            return position
+        arrival = max(arrival, 0.0)  # a packet before the answer counts from 0, as its SSRC's anchor
+        # Why audio only, and by more than the lead: telephone-event packets all carry their
+        # event's start timestamp, which lies behind audio sent meanwhile; a smaller step back
+        # (a sender's odd event timestamps) is kept contiguous by LegAudio.
+        went_back = delta < -MAX_TIMESTAMP_LEAD * CLOCK_RATE and packet.payload_type != self.dtmf_pt
+        if position - arrival > MAX_TIMESTAMP_LEAD or went_back:
+            # A new timestamp base on the same SSRC (RFC 3550 5.1). Read from the old origin, a
+            # forward one would put the rest of the leg ahead of the other legs by up to the
+            # call's length; a backward one (which LegAudio keeps contiguous) would stay behind
+            # the call clock, so a later forward one would not be seen as ahead of arrival.
+            position = arrival
+            self._origin[packet.ssrc] = (position, unwrapped)
+            self.reanchors += 1
+            log.info("leg %s: SSRC %08x started a new timestamp base; re-anchored at %.2f s",
+                     self.leg, packet.ssrc, position)
+        return position
 
     def _dtmf_frame(self, digit: str, timestamp: int, ssrc: int) -> DtmfFrame:
         origin_position, origin_ts = self._origin.get(ssrc, (0.0, timestamp))
