@@ -340,3 +340,33 @@ def test_a_recovery_that_cannot_attach_its_wav_leaves_no_wav_and_keeps_the_spool
     assert recover_interrupted_calls(audio_dir, status_of=lambda _c: "interrupted", attach=lambda *_: None,
                                      idle_seconds=60.0) == []  # a fresh claim is left alone
     assert [p.name for p in spool_files(audio_dir, "CA-gone")][-1] == "CA-gone.spool.json.recovering"
+
+
+def _peak_assembling(directory: Path, minutes: int, *, recovered: bool) -> int:
+    """Peak traced bytes while a two-leg 8 kHz call of ``minutes`` is assembled into its WAV, by
+    ``finish`` or by the recovery of its spool after a crash."""
+    chunk = (np.random.default_rng(0).standard_normal(16000) * 3000).astype(np.int16)  # 2 s
+    spool = AudioSpool(directory, "long", InlineExecutor(), leg_order=["inbound", "outbound"], clock=lambda: 1e9)
+    for start in range(0, minutes * 60, 2):
+        for leg in ("inbound", "outbound"):
+            spool.push(leg, float(start), chunk, 8000)
+    tracemalloc.start()
+    try:
+        if recovered:  # the process died after its last write: the spool on disk is all there is
+            recover_interrupted_calls(directory, status_of=lambda _c: "interrupted", attach=lambda *_: None,
+                                      idle_seconds=0.0)
+        else:
+            spool.finish(directory / "long.wav", ["inbound", "outbound"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sf.info(directory / "long.wav").frames == minutes * 60 * 16000
+    return peak
+
+
+@pytest.mark.parametrize("recovered", [False, True], ids=["finish", "recovery"])
+def test_assembling_the_wav_needs_no_more_memory_for_a_longer_call(tmp_path: Path, recovered: bool) -> None:
+    # Holding the tracks whole took about 10 MB per minute of a two-leg call (600 MB for an hour).
+    short = _peak_assembling(tmp_path / "short", 2, recovered=recovered)
+    long = _peak_assembling(tmp_path / "long", 20, recovered=recovered)
+    assert long < 1.5 * short and long < 32 << 20, f"{short >> 20} MiB for 2 min, {long >> 20} MiB for 20 min"

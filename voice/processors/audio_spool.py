@@ -11,7 +11,10 @@ manifest ``<call>.spool.json`` (the call id, its legs' order, each part file's l
 :func:`recover_interrupted_calls` assembles the interrupted call's WAV once its process is known dead.
 
 Why a file per leg rather than keeping frames: an hour of a two-leg call is about 230 MB of
-frames held per call until it ends, and all of it was lost when the process died.
+frames held per call until it ends, and all of it was lost when the process died. For the same
+reason the WAV is assembled as a stream: each part file is read, resampled and written in blocks,
+so assembling it needs a few MB however long the call was (an hour's legs held at once as
+float32 at 16 kHz took 600 MB in the process that carries every call).
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soxr
 
 from voice.audio import part_file_name, spool_manifest_path
 
@@ -39,7 +43,10 @@ OUTPUT_RATE = 16000
 FLUSH_SECONDS = 2.0
 """Audio a leg buffers in memory before it is written: about 64 KB per leg at 16 kHz."""
 _WRITE_BLOCK = 1 << 18
-"""Frames per block when the WAV is written, so the legs are never stacked into one array."""
+"""Frames per block when the WAV is written (1 MB of float32 per leg): a leg's track is never held
+whole, nor are the legs stacked into one array."""
+_READ_BLOCK = 1 << 16
+"""Samples read from a part file at a time when the WAV is assembled (128 KB)."""
 SPOOL_MANIFEST = ".spool.json"
 """Suffix of a spool's manifest (``voice.audio.spool_manifest_path``)."""
 CLAIM_SUFFIX = ".recovering"
@@ -264,17 +271,14 @@ class AudioSpool:
                     f.seek(begin * 2)
                     f.write(bytes(2 * (min(end, written) - begin)))
 
-    def _track(self, leg: _Leg) -> np.ndarray:
+    def _track(self, leg: _Leg) -> Generator[np.ndarray, None, None]:
         if leg.lost_samples:
             log.error("recording of %s misses %.1f s of leg %s (write errors)", self.stem,
                       leg.lost_samples / leg.rate, leg.path.name)
         if not leg.path.exists():
-            return resample_track(np.zeros(leg.end, "<i2"), leg.rate)
-        if leg.path.stat().st_size < 2 * leg.end:
-            # A trailing empty chunk still spans its place, as before. Extending the file pads
-            # it on disk (sparse), so the track is read into one array, never concatenated.
-            os.truncate(leg.path, 2 * leg.end)
-        return resample_track(np.fromfile(leg.path, dtype="<i2"), leg.rate)
+            return track_blocks(None, leg.rate, leg.end)
+        # A trailing empty chunk still spans its place: past the file's end the track reads as silence.
+        return track_blocks(leg.path, leg.rate, max(leg.end, leg.path.stat().st_size // 2))
 
 
 def recover_interrupted_calls(audio_dir: Path, *, status_of: Callable[[str], str | None],
@@ -320,8 +324,7 @@ def _recover_one(audio_dir: Path, manifest_path: Path, status_of: Callable[[str]
         return None
     wav = audio_dir / f"{manifest_path.name.removesuffix(SPOOL_MANIFEST)}.wav"
     try:
-        tracks = [resample_track(_read_part(*parts[i]), parts[i][1]) for i in _leg_order(manifest)]
-        write_call_wav(wav, tracks)
+        write_call_wav(wav, [_part_track(*parts[i]) for i in _leg_order(manifest)])
         try:
             attach(call_id, wav)
         except Exception:
@@ -351,37 +354,80 @@ def _leg_order(manifest: dict) -> list[int]:
     return ordered + [i for i in range(len(names)) if i not in ordered]
 
 
-def _read_part(path: Path, rate: int) -> np.ndarray:
+def _part_track(path: Path, rate: int) -> Generator[np.ndarray, None, None]:
+    """A recovered part file's track (checked now, read as the WAV is written)."""
     if rate <= 0:
         raise ValueError(f"{path.name}: rate {rate}")
     if not path.exists():  # listed, then the process died before its first write reached the disk
         log.warning("%s is listed in its spool's manifest but missing: that leg is silent", path.name)
-        return np.zeros(0, "<i2")
-    return np.fromfile(path, dtype="<i2")
+        return track_blocks(None, rate, 0)
+    return track_blocks(path, rate, path.stat().st_size // 2)
 
 
-def resample_track(track: np.ndarray, rate: int) -> np.ndarray:
-    """int16 samples at ``rate`` -> float32 at :data:`OUTPUT_RATE`."""
-    from voice.audio import resample
+def track_blocks(path: Path | None, rate: int, samples: int) -> Generator[np.ndarray, None, None]:
+    """A part file (int16 at ``rate``) as float32 at :data:`OUTPUT_RATE`, in blocks of exactly
+    :data:`_WRITE_BLOCK` frames but the last.
 
-    return resample(track.astype(np.float32) / 32768.0, rate, OUTPUT_RATE)
+    ``samples`` is the track's length at ``rate``: past the file's end (or with no file, ``None``) it
+    reads as silence. Why one soxr stream for the whole track: its output is bit for bit a one-shot
+    ``soxr.resample`` of the track (as ``voice.audio`` checks), while memory stays a few blocks.
+    """
+    stream = None if rate == OUTPUT_RATE else soxr.ResampleStream(rate, OUTPUT_RATE, 1, dtype="float32")
+    held: list[np.ndarray] = []
+    count = 0
+    for pcm, last in _read_blocks(path, samples):
+        block = pcm.astype(np.float32) / 32768.0
+        if stream is not None:
+            block = stream.resample_chunk(block, last=last)
+        held.append(block)
+        count += len(block)
+        while count >= _WRITE_BLOCK:
+            joined = np.concatenate(held)
+            yield joined[:_WRITE_BLOCK]
+            held, count = [joined[_WRITE_BLOCK:]], count - _WRITE_BLOCK
+    if count:
+        yield np.concatenate(held)
 
 
-def write_call_wav(path: Path, tracks: list[np.ndarray]) -> None:
-    """Tracks (float32, 16 kHz) side by side as channels, shorter ones padded with silence; written to a
-    temporary file and moved into place, so a reader never sees half a WAV."""
+def _read_blocks(path: Path | None, samples: int) -> Iterator[tuple[np.ndarray, bool]]:
+    """``samples`` int16 samples of ``path``, zeros past its end, in blocks of :data:`_READ_BLOCK`,
+    each with whether it is the last; at least one block (the resampler's flush needs it)."""
+    with open(path, "rb") if path is not None else contextlib.nullcontext() as f:
+        done = 0
+        while True:
+            block = np.zeros(min(_READ_BLOCK, samples - done), dtype="<i2")
+            data = f.read(2 * len(block)) if f is not None else b""
+            read = len(data) // 2  # an odd last byte (a write cut short) is not a sample
+            block[:read] = np.frombuffer(data, dtype="<i2", count=read)
+            done += len(block)
+            yield block, done >= samples
+            if done >= samples:
+                return
+
+
+def write_call_wav(path: Path, tracks: list[Generator[np.ndarray, None, None]]) -> None:
+    """Tracks (float32 at 16 kHz, in blocks as :func:`track_blocks` gives them) side by side as channels,
+    shorter ones padded with silence; written to a temporary file and moved into place, so a reader
+    never sees half a WAV."""
     import soundfile as sf
 
-    length = max(len(t) for t in tracks)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.wav")
-    with sf.SoundFile(tmp, "w", OUTPUT_RATE, len(tracks), "PCM_16") as out:
-        for begin in range(0, length, _WRITE_BLOCK):
-            block = np.zeros((min(_WRITE_BLOCK, length - begin), len(tracks)), dtype=np.float32)
-            for i, t in enumerate(tracks):
-                part = t[begin:begin + len(block)]
-                block[: len(part), i] = part
-            out.write(block)
+    with contextlib.ExitStack() as stack:
+        for track in tracks:
+            stack.callback(track.close)  # their part files close even if a write fails
+        out = stack.enter_context(sf.SoundFile(tmp, "w", OUTPUT_RATE, len(tracks), "PCM_16"))
+        while True:
+            # Every block but a track's last is _WRITE_BLOCK long, so the tracks stay aligned.
+            blocks = [next(track, None) for track in tracks]
+            length = max((len(b) for b in blocks if b is not None), default=0)
+            if length == 0:
+                break
+            frame = np.zeros((length, len(tracks)), dtype=np.float32)
+            for i, b in enumerate(blocks):
+                if b is not None:
+                    frame[: len(b), i] = b
+            out.write(frame)
     tmp.replace(path)
 
 
