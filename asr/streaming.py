@@ -46,6 +46,9 @@ __all__ = [
 ]
 
 _HISTORY_TURNS = 8  # earlier turns' texts kept for prompts (more than prompt_chars needs)
+MAX_GAP_FILL = 5.0
+"""Seconds of a gap in the input that :meth:`StreamingTranscriber.insert_audio` fills with
+silence; past that the clock jumps (a hold may last minutes)."""
 
 
 @dataclass(frozen=True)
@@ -259,8 +262,11 @@ class StreamingTranscriber:
     def insert_audio(self, chunk: np.ndarray, at: float | None = None) -> None:
         """Append float32 16 kHz mono samples whose first one is at stream time ``at``.
 
-        ``at`` defaults to the end of the previous chunk. A gap is filled with silence (at most
-        5 s); audio overlapping what was already inserted is dropped.
+        ``at`` defaults to the end of the previous chunk. A gap is filled with silence; a gap
+        longer than ``MAX_GAP_FILL`` is a jump: the clock moves to ``at`` and only the last
+        ``MAX_GAP_FILL`` seconds before it are silence (a turn still open at a jump is closed
+        without a final, as by :meth:`begin_turn`: call :meth:`close_turn` first). Audio
+        overlapping what was already inserted is dropped.
 
         Raises:
             AsrInputError: ``chunk`` is not 1-D float audio.
@@ -276,11 +282,13 @@ class StreamingTranscriber:
                 self._pre_roll.keep_last(round((self.config.pre_roll + 1.0) * SAMPLE_RATE))
             self._time += len(samples) / SAMPLE_RATE
 
-    def begin_turn(self, start: float, *, pre_roll: bool = True) -> None:
+    def begin_turn(self, start: float, *, pre_roll: bool = True, not_before: float | None = None) -> None:
         """The VAD heard speech start at stream time ``start``: open a turn (pre-roll kept).
 
         ``pre_roll=False`` when a long turn is split inside speech: the audio before ``start``
-        is then the previous turn's, and decoding it again would repeat its last words.
+        is then the previous turn's, and decoding it again would repeat its last words; for
+        the same reason ``not_before`` bounds the pre-roll (a turn split in a pause opens when
+        speech resumes, with a pre-roll from that pause only).
         A turn that is still open is closed without a final (call :meth:`close_turn` first).
         """
         with self._lock:
@@ -288,6 +296,8 @@ class StreamingTranscriber:
                 self._end_turn()
             keep = self.config.pre_roll if pre_roll else 0.0
             audio_start = max(start - keep, self._time - self._pre_roll.seconds)
+            if not_before is not None:
+                audio_start = max(audio_start, min(not_before, start))
             turn = _Turn(self._turns_done, start, audio_start, self.config.agreement)
             skip = round((audio_start - (self._time - self._pre_roll.seconds)) * SAMPLE_RATE)
             turn.audio.append(self._pre_roll.view(max(0, skip)))
@@ -385,6 +395,17 @@ class StreamingTranscriber:
             self._pre_roll.append(tail)  # the next turn's onset may fall in this audio
             return request
 
+    def drop_turn(self) -> int | None:
+        """Forget the open turn without a final (it has nothing to decode); its number, or
+        ``None`` when no turn is open. Its partial results are stale from now on."""
+        with self._lock:
+            turn = self._turn
+            if turn is None:
+                return None
+            self._end_turn()
+            self._pre_roll.append(turn.window(turn.end - self.config.pre_roll - 1.0))
+            return turn.index
+
     def apply_early(self, request: DecodeRequest, words: Sequence[Word]) -> TranscriptUpdate | None:
         """Use an early final whose turn went on (speech resumed) as the open turn's pause commit.
 
@@ -441,12 +462,21 @@ class StreamingTranscriber:
 
     def _align(self, samples: np.ndarray, at: float) -> np.ndarray:
         gap = round((at - self._time) * SAMPLE_RATE)
-        if gap > 0:
-            silence = np.zeros(min(gap, 5 * SAMPLE_RATE), dtype=np.float32)
-            samples = np.concatenate([silence, samples])
-        elif gap < 0:
-            samples = samples[-gap:]
-        return samples
+        if gap < 0:
+            return samples[-gap:]
+        fill = min(gap, round(MAX_GAP_FILL * SAMPLE_RATE))
+        if gap > fill:
+            # Why jump: filled only in part, the clock stayed behind ``at`` by the rest, so every
+            # later contiguous chunk was padded again and all times after it came out early.
+            self._jump(at - fill / SAMPLE_RATE)
+        return np.concatenate([np.zeros(fill, dtype=np.float32), samples]) if fill else samples
+
+    def _jump(self, to: float) -> None:
+        """Move the clock forward to ``to`` with no audio in between (the pre-roll is older)."""
+        if self._turn is not None:
+            self._end_turn()
+        self._pre_roll = _Samples()
+        self._time = to
 
     def _end_turn(self) -> None:
         self._turn = None
@@ -455,7 +485,8 @@ class StreamingTranscriber:
     def _final_request(self, turn: _Turn, end: float) -> DecodeRequest:
         """The whole turn up to ``end + end_pad``, after up to ``final_context`` s of context."""
         stop = min(self._time, end + self.config.end_pad)
-        audio = turn.window(turn.audio_start)[: round((stop - turn.audio_start) * SAMPLE_RATE)]
+        # max(0, ...): a negative bound would slice from the end and decode most of the turn.
+        audio = turn.window(turn.audio_start)[: max(0, round((stop - turn.audio_start) * SAMPLE_RATE))]
         prompt = self._prompt([], turn.audio_start) if self.config.final_prompt else None
         context = self._context.view()
         return DecodeRequest(

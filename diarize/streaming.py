@@ -320,7 +320,15 @@ class OnlineSpeakerAttributor:
             raise InvalidAudioError(f"expected a mono chunk, got shape {samples.shape}")
         if not self._started:
             self._origin, self._started = start, True
+        turns: list[SpeakerTurn] = []
+        while round((start - self._origin) * self.sample_rate) - self._received > _GAP_BLOCK:
+            self._append(np.zeros(_GAP_BLOCK, dtype=np.float32))  # a hold: see _GAP_BLOCK
+            turns += self._embed_due()
         self._append(self._align(samples, start))
+        return turns + self._embed_due()
+
+    def _embed_due(self) -> list[SpeakerTurn]:
+        """Embed every window the audio received completes; the speech whose labels became final."""
         while self._frames.end >= self._next_window_end:
             self._embed_window(self._next_window_end)
             self._next_window_end += self._step_frames
@@ -444,6 +452,10 @@ class OnlineSpeakerAttributor:
         return round(self._origin + frame * FRAME_SECONDS, 3)
 
 
+_GAP_BLOCK = 10 * 16_000
+"""Samples of silence a long gap (a call on hold) is filled with at a time. Why in blocks: the
+whole gap at once held it all in memory, and a gap longer than the frame history (10 min) did
+not fit the timeline and failed the leg's attribution."""
 _ALIGN_TOLERANCE = 16
 """Samples (1 ms) of disagreement between a chunk's time and the audio received that still
 count as contiguous (timestamps of 20 ms packets are rounded)."""

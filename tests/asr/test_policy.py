@@ -241,3 +241,41 @@ def test_an_early_final_whose_turn_goes_on_commits_the_words_before_the_pause() 
     assert t.early_final_request() is None  # no pause now
     t.close_turn(3.5)
     assert t.apply_early(early, words_heard) is None  # its turn is closed
+
+
+def test_a_gap_longer_than_the_fill_moves_the_clock_to_the_audio_after_it() -> None:
+    # A hold: 20 s without audio, then chunks stamped with their stream times. Filled with 5 s
+    # of silence only, the clock stayed 15 s behind, and each later chunk was padded again.
+    script = words("after the hold", start=21.1, step=0.3)
+    t = StreamingTranscriber(ScriptedDecoder(script), StreamingConfig(pause_commit=None, final_context=0.0))
+    t.insert_audio(np.zeros(RATE, dtype=np.float32), at=0.0)
+    t.insert_audio(np.zeros(RATE // 10, dtype=np.float32), at=21.0)
+    assert t.time == pytest.approx(21.1)
+    t.begin_turn(21.1)
+    for i in range(1, 11):
+        t.insert_audio(np.zeros(RATE // 10, dtype=np.float32), at=21.0 + i / 10)
+    assert t.time == pytest.approx(22.1)
+    final = t.finish(end=22.0)
+    assert final is not None and final.text == "after the hold"
+    assert (final.words[0].start, final.words[-1].end) == pytest.approx((21.1, 22.0))
+
+
+def test_a_short_gap_is_still_filled_with_silence() -> None:
+    t = StreamingTranscriber(config=StreamingConfig(final_context=0.0, end_pad=0.0))
+    t.insert_audio(np.ones(RATE, dtype=np.float32), at=0.0)
+    t.insert_audio(np.ones(RATE, dtype=np.float32), at=3.0)
+    assert t.time == pytest.approx(4.0)
+    t.begin_turn(3.0)  # 0.4 s of pre-roll: the end of the gap
+    request = t.close_turn(4.0)
+    assert request is not None and request.offset == pytest.approx(2.6)
+    pre_roll = round(0.4 * RATE)
+    assert not request.audio[:pre_roll].any() and request.audio[pre_roll:].all()
+
+
+def test_a_close_dated_before_the_turn_began_decodes_none_of_its_audio() -> None:
+    t = StreamingTranscriber(config=StreamingConfig(final_context=0.0))
+    feed(t, 5.0)
+    t.begin_turn(5.0, pre_roll=False)
+    feed(t, 1.0)
+    request = t.close_turn(4.0)  # a negative slice bound decoded all but its last 0.6 s
+    assert request is not None and len(request.audio) == 0

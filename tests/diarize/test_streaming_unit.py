@@ -136,3 +136,16 @@ def test_energy_gate_follows_the_floor_pads_and_bridges() -> None:
     speech = np.flatnonzero(flags)
     assert speech[0] == 190 and speech[-1] == 339  # 2.0 s - pad ... 3.3 s + pad
     assert flags[190:340].all()  # the 0.3 s pause is bridged
+
+
+def test_a_hold_longer_than_the_history_is_silence_and_the_call_goes_on(
+    attributor: OnlineSpeakerAttributor,
+) -> None:
+    """A gap longer than the frame history (a call on hold for 15 minutes) failed the leg's
+    attribution with a ValueError; filled at once, it also held the whole gap in memory."""
+    feed(attributor, speak(DIALOGUE))
+    resumed = 15 * 60.0
+    feed(attributor, speak(DIALOGUE), offset=resumed)
+    assert attributor.time == pytest.approx(resumed + 10.6, abs=0.05)
+    assert attributor.speaker_at(resumed + 3.9, resumed + 6.7) in attributor.speakers
+    assert attributor.timeline(60.0, resumed) == []  # the hold is not speech

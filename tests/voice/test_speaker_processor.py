@@ -227,3 +227,29 @@ def test_audio_at_16k_and_float_pcm_is_accepted() -> None:
     out, _ = run(frames)
     (final,) = [f for f in out if isinstance(f, TranscriptFinalFrame)]
     assert final.speaker == "S0" and np.isclose(final.start, 0.2)
+
+
+def test_audio_after_a_jump_in_pts_is_attributed_at_its_pts() -> None:
+    # A hold: the customer speaks at 60.5 s of call-audio time, right after the agent's turn
+    # on the wire. Counting samples put that audio at 3.5 s, and the final at 60.5-63.5 s
+    # found no labels there.
+    agent = float_to_int16(resample(speak([Said(None, 0.5), Said("agent", 2.5), Said(None, 0.5)]), 16000, PHONE_RATE))
+    customer = float_to_int16(resample(speak([Said(None, 0.5), Said("customer", 3.0), Said(None, 1.0)], seed=1),
+                                       16000, PHONE_RATE))  # fmt: skip
+    chunk = PHONE_RATE // 50
+    frames: list[Frame] = [CallStartedFrame(call_id="c3", legs={"mixed": "unknown"})]
+    for pcm, origin in ((agent, 0.0), (customer, 60.0)):
+        frames += [
+            AudioFrame(pcm=pcm[i : i + chunk], sample_rate=PHONE_RATE, leg="mixed", pts=origin + i / PHONE_RATE)
+            for i in range(0, len(pcm), chunk)
+        ]
+    for turn_id, text, start, end in (("mixed-1", "thank you for calling", 0.5, 3.0),
+                                      ("mixed-2", "hi i would like a taxi", 60.5, 63.5)):  # fmt: skip
+        final = TranscriptFinalFrame(turn_id=turn_id, leg="mixed", text=text, words=words_of(text, start, end),
+                                     start=start, end=end, audio_time=end)  # fmt: skip
+        frames.append(final)
+    out, _ = run(frames)
+    assert [(f.turn_id, f.speaker) for f in out if isinstance(f, TranscriptFinalFrame)] == [
+        ("mixed-1", "S0"),
+        ("mixed-2", "S1"),
+    ]

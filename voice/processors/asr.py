@@ -10,9 +10,11 @@ submitted ahead of every partial and comes back as ``TranscriptFinalFrame``.
 Guarantees per leg: partials of a turn are never emitted after that turn's final; stale partial
 results are dropped; finals come out in turn order, and a partial of the next turn waits until
 the previous turn's final is out. ``EndOfInputFrame`` and ``CallEndedFrame`` close open turns
-and are forwarded only after their finals. Results come back from worker threads through
-``loop.call_soon_threadsafe`` and are applied and pushed on the event loop by one task, under
-the same lock as forwarded frames, so downstream sees one ordered stream from this processor.
+and are forwarded only after their finals. A jump in a leg's timeline (frame pts past the
+samples so far: a hold) closes its open turn and moves its clocks to the new pts. Results come
+back from worker threads through ``loop.call_soon_threadsafe`` and are applied and pushed on the
+event loop by one task, under the same lock as forwarded frames, so downstream sees one ordered
+stream from this processor.
 
 Bad audio (odd dtype, changing rate, garbage) is reported as a non-fatal ``ErrorFrame`` and the
 call goes on; a failed final decode still emits the turn, from the words streamed so far.
@@ -106,7 +108,9 @@ class _Leg:
     resampler: Any = None  # soxr.ResampleStream
     started: bool = False
     ended: bool = False
+    next_pts: float = 0.0  # call-audio time the next frame should start at (samples counted)
     last_speech: float = 0.0
+    resume_after: float | None = None  # a turn split in this pause: the next opens when speech resumes
     partial_pending: bool = False
     shown_turns: set[int] = field(default_factory=set)  # turns with a partial on screen
     finals_submitted: int = 0
@@ -131,6 +135,9 @@ MIXED_SPLIT_PAUSE = 0.15
 """Seconds of pause inside speech at which a long mixed-leg turn may be split: a gap between
 words or speakers, not a dip inside a word (the demo call lost "Texas" to a split at the first
 non-speech VAD step)."""
+PTS_GAP = 0.25
+"""Seconds a frame may start after the end of the previous one before the gap is a jump in the
+leg's timeline (a hold, an outage the transport did not fill); smaller gaps are jitter."""
 
 
 class StreamingAsrProcessor(FrameProcessor):
@@ -234,6 +241,8 @@ class StreamingAsrProcessor(FrameProcessor):
         leg = self._leg(frame.leg)
         if leg.ended:
             return
+        if leg.started and frame.pts - leg.next_pts > PTS_GAP:
+            await self._skip(leg, frame.pts - leg.next_pts)
         try:
             samples = self._to_16k(leg, frame)
         except (ValueError, TypeError) as exc:
@@ -241,29 +250,65 @@ class StreamingAsrProcessor(FrameProcessor):
             return
         if not leg.started:
             leg.started = True
-            leg.vad.start_time = frame.pts
+            leg.next_pts = leg.vad.start_time = frame.pts
             leg.transcriber.reset(frame.pts)
+        leg.next_pts += np.size(frame.pcm) / frame.sample_rate
         await self._feed(leg, samples)
+
+    async def _skip(self, leg: _Leg, gap: float) -> None:
+        """No audio for ``gap`` s: end the open turn as at end of input, move the clocks on (not
+        fed as silence: a hold may last minutes). Why: counting samples put every later turn a
+        gap early, and redaction then silenced the wrong span of the recording (placed by pts)."""
+        for event in leg.vad.finish():
+            await self._on_vad(leg, event)
+        leg.transcriber.insert_audio(np.zeros(0, dtype=np.float32), at=leg.transcriber.time + gap)
+        # A fresh VAD (a finished one is not used again), at the transcriber's clock (the old
+        # one's lags by the samples it has not decided yet).
+        leg.vad = VadStream(self.vad_params, start_time=leg.transcriber.time)
+        leg.next_pts += gap
 
     async def _feed(self, leg: _Leg, samples: np.ndarray) -> None:
         for start in range(0, len(samples), FEED_PIECE):
             await self._feed_piece(leg, samples[start : start + FEED_PIECE])
 
     async def _feed_piece(self, leg: _Leg, samples: np.ndarray) -> None:
+        before = leg.vad.time
         leg.transcriber.insert_audio(samples)
         for event in leg.vad.process(samples):
             await self._on_vad(leg, event)
         self._note_pause(leg)
+        self._resume_split_turn(leg, before)
         self._submit_early_final(leg)
         transcriber = leg.transcriber
         turn_start = transcriber.turn_start
         if turn_start is not None and (
             leg.vad.time - turn_start > self.max_turn or self._split_mixed_turn(leg, turn_start)
         ):
-            await self._close_turn(leg, leg.vad.time, emit_stop=False)
-            transcriber.begin_turn(leg.vad.time, pre_roll=False)  # split inside speech
+            await self._split_turn(leg)
         if not leg.partial_pending and transcriber.partial_due():
             self._submit_partial(leg)
+
+    async def _split_turn(self, leg: _Leg) -> None:
+        """Finalise a long turn now; the VAD's turn goes on."""
+        vad = leg.vad
+        if vad.last_speech_end < vad.time - 1e-6:
+            # In a pause, the old turn ends where its speech did and the next opens when speech
+            # resumes. Why: opened here, the next turn was closed at the pause's start if the
+            # pause lasted (end < start), and its final decoded the silence.
+            await self._close_turn(leg, vad.last_speech_end, emit_stop=False)
+            leg.resume_after = vad.last_speech_end
+        else:
+            await self._close_turn(leg, vad.time, emit_stop=False)
+            leg.transcriber.begin_turn(vad.time, pre_roll=False)  # split inside speech
+
+    def _resume_split_turn(self, leg: _Leg, piece_start: float) -> None:
+        """Open the next turn of a turn split in a pause once speech resumes (in this piece)."""
+        after = leg.resume_after
+        if after is None or not leg.vad.in_speech or leg.vad.last_speech_end <= after:
+            return
+        leg.resume_after = None
+        leg.last_speech = leg.vad.time
+        leg.transcriber.begin_turn(max(piece_start, after), not_before=after)
 
     def _split_mixed_turn(self, leg: _Leg, turn_start: float) -> bool:
         mixed = self._roles.get(leg.name) not in ("agent", "customer")
@@ -283,12 +328,23 @@ class StreamingAsrProcessor(FrameProcessor):
             leg.transcriber.note_pause(leg.vad.last_speech_end)
 
     async def _on_vad(self, leg: _Leg, event: VadEvent) -> None:
+        leg.resume_after = None
         if event.type is VadEventType.SPEECH_STARTED:
             leg.last_speech = leg.vad.time
             leg.transcriber.begin_turn(event.time)
             await self._emit(SpeechStartedFrame(leg=leg.name, audio_time=event.time))
-        else:
-            await self._close_turn(leg, event.time, turn_start=event.speech_start)
+            return
+        turn_start = leg.transcriber.turn_start
+        if turn_start is not None and event.time <= turn_start:
+            await self._drop_turn(leg)  # it would end before it began: nothing to decode
+        await self._close_turn(leg, event.time, turn_start=event.speech_start)
+
+    async def _drop_turn(self, leg: _Leg) -> None:
+        turn = leg.transcriber.drop_turn()
+        if turn is not None:  # a final with nothing to show, so later finals keep their order
+            leg.finals_submitted += 1
+            leg.ready_finals[turn] = None
+            await self._emit_ready_finals(leg)
 
     async def _close_turn(
         self, leg: _Leg, end: float, *, turn_start: float | None = None, emit_stop: bool = True

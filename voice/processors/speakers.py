@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["SpeakerAttributionProcessor", "SpeakerRoles"]
 
+PTS_GAP = 0.25
+"""Seconds by which a frame may start after the end of the previous one before the gap is
+taken from its pts (as in the ASR processor; smaller gaps are jitter, samples keep the time)."""
 CATCH_UP_TIMEOUT = 2.0
 """Most seconds a final waits for the attributor to reach the turn's end; after that it is
 labelled from what is there (a stalled executor must not stall the call's transcripts)."""
@@ -135,20 +138,41 @@ class _MixedLeg:
     roles: SpeakerRoles = field(default_factory=SpeakerRoles)
     input_rate: int | None = None
     resampler: Any = None  # soxr.ResampleStream
-    start: float | None = None
-    """Call-audio time of the leg's first sample."""
-    fed: int = 0
-    """16 kHz samples handed to the attributor so far."""
-    pending: list[np.ndarray] = field(default_factory=list)
+    next_pts: float | None = None
+    """Call-audio time at which the next frame should start (input samples counted)."""
+    clock: float = 0.0
+    """Call-audio time of the next 16 kHz sample."""
+    fed_until: float = 0.0
+    """Call-audio time up to which audio has been handed to the attributor."""
+    pending: list[tuple[float, list[np.ndarray]]] = field(default_factory=list)
+    """Audio not yet handed over: runs of contiguous chunks, each from a call-audio time."""
     pending_samples: int = 0
+    new_run: bool = False
+    """The next samples start a run (they come after a jump in the leg's timeline)."""
     job: asyncio.Future[Any] | None = None
     job_start: float = 0.0
     """Call-audio time of the first sample of the running job."""
     errors: list[BaseException] = field(default_factory=list)
 
-    def pending_time(self) -> float:
-        """Call-audio time up to which audio has been handed to the attributor."""
-        return (self.start or 0.0) + self.fed / OnlineSpeakerAttributor.sample_rate
+    def advance(self, frame: AudioFrame) -> None:
+        """Account for the frame's place in the leg's timeline: a gap before it of more than
+        :data:`PTS_GAP` moves the clock to its pts. Why: with samples counted, every window
+        after a hold was labelled a hold's length early, and the finals then found no labels."""
+        if self.next_pts is None:
+            self.next_pts = self.clock = self.fed_until = frame.pts
+        elif frame.pts - self.next_pts > PTS_GAP:
+            self.clock += frame.pts - self.next_pts
+            self.next_pts, self.new_run = frame.pts, True
+        self.next_pts += np.size(frame.pcm) / frame.sample_rate
+
+    def add(self, samples: np.ndarray) -> None:
+        """Queue 16 kHz samples at :attr:`clock`."""
+        if self.new_run or not self.pending:
+            self.pending.append((self.clock, []))
+            self.new_run = False
+        self.pending[-1][1].append(samples)
+        self.pending_samples += len(samples)
+        self.clock += len(samples) / OnlineSpeakerAttributor.sample_rate
 
 
 class SpeakerAttributionProcessor(FrameProcessor):
@@ -240,11 +264,9 @@ class SpeakerAttributionProcessor(FrameProcessor):
                 ErrorFrame(message=f"speaker attribution: bad audio: {exc}", source=self.name)
             )
             return
-        if leg.start is None:
-            leg.start = frame.pts
+        leg.advance(frame)
         if len(samples):
-            leg.pending.append(samples)
-            leg.pending_samples += len(samples)
+            leg.add(samples)
         if leg.job is None and leg.pending_samples >= self._feed_samples:
             self._submit(leg)
 
@@ -272,14 +294,11 @@ class SpeakerAttributionProcessor(FrameProcessor):
 
     def _submit(self, leg: _MixedLeg) -> None:
         """Hand the pending audio to the attributor on the executor (one job per leg at a time)."""
-        chunk = np.concatenate(leg.pending)
-        start = leg.pending_time()
+        runs = [(np.concatenate(chunks), start) for start, chunks in leg.pending]
         leg.pending, leg.pending_samples = [], 0
-        leg.fed += len(chunk)
-        leg.job_start = start
-        job = asyncio.get_running_loop().run_in_executor(
-            self.executor, leg.attributor, chunk, start
-        )
+        leg.fed_until = leg.clock
+        leg.job_start = runs[0][1]
+        job = asyncio.get_running_loop().run_in_executor(self.executor, _attribute, leg.attributor, runs)
         leg.job = job
         job.add_done_callback(lambda done: self._job_done(leg, done))
 
@@ -301,7 +320,7 @@ class SpeakerAttributionProcessor(FrameProcessor):
         deadline = loop.time() + patience
         while True:
             if leg.job is None:
-                if not leg.pending_samples or leg.pending_time() >= until:
+                if not leg.pending_samples or leg.fed_until >= until:
                     return
                 self._submit(leg)  # the audio before ``until`` is still pending
             assert leg.job is not None
@@ -359,6 +378,12 @@ class SpeakerAttributionProcessor(FrameProcessor):
             dataclasses.replace(piece, speaker=run.speaker, role=leg.roles.role_of(run.speaker))
             for piece, run in zip(pieces, runs, strict=True)
         ]
+
+
+def _attribute(attributor: OnlineSpeakerAttributor, runs: list[tuple[np.ndarray, float]]) -> None:
+    """Feed runs of audio, each at its call-audio time (the attributor fills a gap itself)."""
+    for chunk, start in runs:
+        attributor(chunk, start)
 
 
 def _piece(frame: TranscriptFinalFrame, run: SpeakerRun, index: int) -> TranscriptFinalFrame:
