@@ -70,6 +70,9 @@ class SipCall:
         self.call_id = f"sip-{uuid.uuid4().hex[:16]}"
         self.invite = invite
         self.channel = channel
+        """Where our BYE and UPDATE go: the channel of the dialog's latest request from the far end."""
+        self.invite_channel = channel
+        """Where the responses to the initial INVITE go (its server transaction's channel)."""
         self.plan = plan
         self.choices = choices
         self.settings = settings
@@ -165,14 +168,19 @@ class SipCall:
         self.state = "answered"
         self._started_at = self._loop.time()
 
-    def update_media(self, choices: list[MediaChoice], request: SipMessage) -> None:
-        """Apply an accepted re-offer: receivers follow their m-line, hold pauses the watchdog.
+    def refresh_target(self, request: SipMessage) -> None:
+        """An accepted re-INVITE or UPDATE (a target refresh, RFC 3261 12.2.2): its Contact, if
+        any, is where our requests go from now on."""
+        self.remote_target = _contact_uri(request) or self.remote_target
+
+    def update_media(self, choices: list[MediaChoice]) -> None:
+        """Apply an accepted re-offer, or the answer to ours: receivers follow their m-line, hold
+        pauses the watchdog.
 
         New m-lines get no receiver (their answer has port 0): the pipeline's legs are fixed
         by ``CallStartedFrame``.
         """
         self.choices = choices
-        self.remote_target = _contact_uri(request) or self.remote_target  # a target refresh
         for leg in self.plan.legs:
             self.receivers[leg.leg].renegotiate(choices[leg.choice_index])
         held = not any(self._far_end_sends(choices[leg.choice_index]) for leg in self.plan.legs)
@@ -249,6 +257,11 @@ class SipCall:
     def invite_answered(self, cseq: int, *, our_offer: bool) -> None:
         """A 2xx to INVITE ``cseq`` went out; ``our_offer``: it carries an offer, the ACK the answer."""
         self._unacked = (cseq, our_offer, self._loop.time())
+
+    def awaits_answer(self, cseq: int) -> bool:
+        """Whether the 2xx to INVITE ``cseq`` carried our offer, unanswered so far: its ACK has
+        the answer (RFC 3261 13.2.1)."""
+        return self._unacked is not None and self._unacked[:2] == (cseq, True)
 
     def acked(self, cseq: int) -> None:
         """The ACK for INVITE ``cseq`` came (a stale ACK of an older one changes nothing)."""

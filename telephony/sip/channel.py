@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
+from telephony.sip.message import MAX_MESSAGE_BYTES
+
 log = logging.getLogger(__name__)
 
 UNSPECIFIED_ADDRESSES = ("0.0.0.0", "::")
+_CONTENT_LENGTH = re.compile(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\d+)")
 FREE_PORT_ATTEMPTS = 5
 """Tries to find a port free on both UDP and TCP when the configured port is 0."""
 
@@ -82,6 +86,48 @@ class UdpProtocol(asyncio.DatagramProtocol):
         """Hand one datagram over."""
         assert self.transport is not None
         self.on_message(data, UdpChannel(self.transport, (addr[0], addr[1])))
+
+
+async def read_tcp_messages(
+    reader: asyncio.StreamReader,
+    channel: TcpChannel,
+    on_message: Callable[[bytes, SipChannel], None],
+    *,
+    idle_timeout: float,
+    in_use: Callable[[TcpChannel], bool],
+) -> bool:
+    """Hand every message of one TCP connection, framed by Content-Length, to ``on_message``
+    until the peer closes it or it idles ``idle_timeout`` s while ``in_use(channel)`` is false.
+
+    Returns:
+        False when a message declared a body over ``MAX_MESSAGE_BYTES``: no framing after it can
+        be trusted, so the caller drops the connection.
+    """
+    try:
+        while (head := await _next_head(reader, channel, idle_timeout, in_use)) is not None:
+            match = _CONTENT_LENGTH.search(head)
+            length = int(match.group(1)) if match else 0
+            if length > MAX_MESSAGE_BYTES:
+                return False
+            body = await reader.readexactly(length)
+            on_message(head.lstrip(b"\r\n") + body, channel)
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        pass  # peer closed, or sent a header block over 64 KiB: drop the connection
+    return True
+
+
+async def _next_head(
+    reader: asyncio.StreamReader, channel: TcpChannel, idle_timeout: float, in_use: Callable[[TcpChannel], bool]
+) -> bytes | None:
+    """The next header block, or None once the connection idled out carrying no call."""
+    while True:
+        try:
+            # A cancelled readuntil consumes nothing: a half-received message stays buffered.
+            return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), idle_timeout)
+        except TimeoutError:
+            if not in_use(channel):
+                log.info("closing idle SIP TCP connection from %s", channel.peer)
+                return None
 
 
 def reachable_host(bound: str, peer: tuple[str, int]) -> str:

@@ -5,11 +5,13 @@ Offers (RFC 3264): the body of an INVITE, re-INVITE or UPDATE is SDP or a SIPREC
 21.4.16). A re-offer is negotiated again: existing m-lines keep their RTP ports and follow the new
 codec, direction and source; new m-lines are answered with port 0, because the pipeline's legs are
 fixed when the call starts. A refused re-offer leaves the session as it was (RFC 3261 14.2).
+A re-INVITE without an offer gets ours in the 2xx; the far end's answer in the ACK is applied
+like a re-offer (:func:`apply_ack_answer`).
 
 Requests we send (BYE, and UPDATE when we refresh the session timer) follow RFC 3261 12.2.1.1:
 Request-URI from the far end's latest Contact, Route from the Record-Route set of the INVITE
 (loose routing; strict routers get the RFC 2543 form), Via with the address the far end can reach
-us on.
+us on. They are sent on the channel of the dialog's latest request from the far end.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import re
 import time
 import uuid
 
-from telephony.errors import UnsupportedMediaError
+from telephony.errors import ProtocolError, UnsupportedMediaError
 from telephony.sip.call import SipCall
 from telephony.sip.mapping import is_siprec
-from telephony.sip.message import SipMessage, parse_name_addr, tag_of
+from telephony.sip.message import SipMessage, parse_name_addr, tag_of, warning_header
 from telephony.sip.sdp import MediaChoice, SessionDescription, build_answer, negotiate, parse_sdp
+from telephony.sip.session_timer import SessionIntervalTooSmallError
 from telephony.sip.siprec import METADATA_TYPES, RecordingMetadata, parse_metadata, split_multipart
+from voice.errors import VoiceError
 
 log = logging.getLogger(__name__)
 ACCEPT = "application/sdp, multipart/mixed"
@@ -97,6 +101,61 @@ def read_reoffer(call: SipCall, request: SipMessage) -> list[MediaChoice] | None
             hint="keep every m-line; disable a stream with port 0 (RFC 3264 8)",
         )
     return negotiate(offer)
+
+
+def refusal(exc: VoiceError) -> tuple[int, str, tuple[tuple[str, str], ...]]:
+    """Status, reason and headers that refuse an offer or its headers: 422 for a too short
+    Session-Expires, 415 for a body that is not SDP, 488 for media we cannot take, 400 for bad
+    SDP or headers."""
+    if isinstance(exc, SessionIntervalTooSmallError):
+        return 422, "Session Interval Too Small", (("Min-SE", str(exc.min_se)), warning_header(exc.message))
+    if isinstance(exc, UnsupportedBodyError):
+        return 415, "Unsupported Media Type", (("Accept", ACCEPT), warning_header(exc.message))
+    if isinstance(exc, UnsupportedMediaError):
+        return 488, "Not Acceptable Here", (warning_header(exc.message, code=304),)
+    return 400, "Bad Request", (warning_header(exc.message),)
+
+
+def apply_ack_answer(call: SipCall, ack: SipMessage) -> None:
+    """Apply the far end's answer in the ACK to the offer of our 2xx (to an offerless re-INVITE).
+
+    An unusable answer leaves the session as it was: nothing can refuse an ACK, and a recorder
+    that hung up would lose the call's audio (a moved source is then caught by ``rtp_timeout``).
+    """
+    try:
+        choices = read_answer(call, ack)
+    except (UnsupportedMediaError, ProtocolError) as exc:
+        log.warning("call %s: the answer in the ACK is unusable (%s); media unchanged", call.call_id, exc.message)
+        return
+    if choices is None:
+        log.info("call %s: ACK without the answer to our offer; media unchanged", call.call_id)
+    else:
+        call.update_media(choices)
+
+
+def read_answer(call: SipCall, ack: SipMessage) -> list[MediaChoice] | None:
+    """What we receive per m-line after the far end's answer to our offer; None without one.
+
+    Our offer is our latest answer (one codec, ``recvonly``), so the answer names the codec and
+    says ``sendonly`` to send: that is read as the far end sending, not as the hold that
+    ``sendonly`` after ``sendrecv`` would be in an offer (RFC 3264 8.4). Labels missing from the
+    answer are kept from the session.
+
+    Raises:
+        UnsupportedBodyError: a body that is not SDP.
+        UnsupportedMediaError: no stream we can receive.
+        ProtocolError: unparseable SDP, or not one m-line per m-line of our offer (RFC 3264 6).
+    """
+    sdp, _ = offer_parts(ack)
+    if sdp is None:
+        return None
+    answer = parse_sdp(sdp)
+    if len(answer.media) != len(call.choices):
+        raise ProtocolError(f"answer has {len(answer.media)} m-lines where our offer had {len(call.choices)}")
+    for media, ours in zip(answer.media, call.choices, strict=True):
+        media.direction = "sendrecv" if media.direction == "sendonly" else media.direction
+        media.label = media.label or ours.media.label
+    return negotiate(answer)
 
 
 def refresh_answer(call: SipCall, address: str) -> None:

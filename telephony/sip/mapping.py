@@ -3,11 +3,12 @@
 The mapping (also in ``docs/telephony.md``):
 
 - **SIPREC** (an rs-metadata part, ``Require: siprec`` or a ``+sip.src`` Contact): one leg per
-  accepted m-line, named ``label-<a=label>`` (``stream-<n>`` without a label). The stream's
-  sender in the metadata decides its role: the agent participant (see
-  :func:`telephony.sip.siprec.find_agent`) -> ``agent``, any other -> ``customer``; with no agent
-  identified every leg is ``unknown``. ``agent_id`` is the user part of the agent's AOR
-  (``sip:agent42@example.com`` -> ``agent42``); the full AOR is in ``metadata["agent_aor"]``.
+  accepted m-line, named ``label-<a=label>`` (``stream-<n>`` without a label; ``-2``, ``-3``...
+  appended when two labels clean to one name). The stream's sender in the metadata decides its
+  role: the agent participant (see :func:`telephony.sip.siprec.find_agent`) -> ``agent``, any
+  other -> ``customer``; with no agent identified every leg is ``unknown``. ``agent_id`` is the
+  user part of the agent's AOR (``sip:agent42@example.com`` -> ``agent42``); the full AOR is in
+  ``metadata["agent_aor"]``.
 - **Plain SIP**: one leg per accepted m-line, named after the ``X-Leg-Role`` header
   (``customer`` or ``agent``) or ``mixed`` (role ``unknown``) when the stream carries both
   parties, as a recorder port does. ``agent_id`` = ``X-Agent-Id`` header.
@@ -116,17 +117,32 @@ def _siprec_legs(
         if recording
         else None
     )
-    legs = []
+    legs: list[LegPlan] = []
     for position, choice in enumerate(accepted):
         label = choice.media.label
         safe_label = clean_id(label)
         name = f"label-{safe_label}" if safe_label else f"stream-{position + 1}"
+        name = _unique(name, {leg.leg for leg in legs})
         sender = recording.sender_of_label(label) if recording and label else None
         role: Role = "unknown"
         if agent is not None and sender is not None:
             role = "agent" if sender.id == agent.id else "customer"
         legs.append(LegPlan(choice.index, name, role))
     return legs, (agent.aor if agent else None)
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """``name``, or ``name-2``, ``name-3``... when another leg has it already.
+
+    Why: legs key the call's RTP receivers and the pipeline's streams, and two labels can clean to
+    one name ("a b" and "a_b", or a label repeated): the second leg would replace the first one's
+    receiver, whose port then stays bound and whose audio never ends.
+    """
+    unique, n = name, 1
+    while unique in taken:
+        n += 1
+        unique = f"{name}-{n}"
+    return unique
 
 
 def _plain_legs(accepted: list[MediaChoice], invite: SipMessage) -> list[LegPlan]:

@@ -154,11 +154,7 @@ def parse_message(data: bytes) -> SipMessage:
     if len(data) > MAX_MESSAGE_BYTES:
         raise SipParseError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
     head, body = _split_head(data)
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SipParseError("SIP headers are not UTF-8") from None
-    lines = _unfold(text.split("\n"))
+    lines = _unfold(decode_head(head).split("\n"))
     if not lines:
         raise SipParseError("empty message")
     headers, bad_header = _parse_headers(lines[1:])
@@ -172,10 +168,27 @@ def parse_message(data: bytes) -> SipMessage:
     return message
 
 
+def decode_head(head: bytes) -> str:
+    """The start line and headers as text: UTF-8 (RFC 3261 25.1), line by line, else Latin-1.
+
+    Why lenient: older PBXs and ISDN gateways put the calling name in the From display name as
+    Latin-1 (``"José Müller"``); refusing the message left such calls unanswered and unrecorded.
+    Latin-1 maps every byte, so a line never fails, and the text stays valid Unicode (no lone
+    surrogates) for the logs, the pipeline's metadata and the UTF-8 of our responses.
+    """
+    lines = []
+    for raw in head.split(b"\n"):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(raw.decode("latin-1"))
+    return "\n".join(lines)
+
+
 def salvage_headers(data: bytes) -> list[tuple[str, str]]:
     """Whatever headers a message has, read leniently (to answer one we failed to handle)."""
     head, _ = _split_head(data[:MAX_MESSAGE_BYTES])
-    lines = _unfold(head.decode("utf-8", errors="replace").split("\n"))
+    lines = _unfold(decode_head(head).split("\n"))
     return _parse_headers(lines[1:])[0]
 
 

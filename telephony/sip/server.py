@@ -2,12 +2,14 @@
 
 Scope (what contact-center SRCs and trunks send a recorder): INVITE (new and re-INVITE), ACK,
 BYE, CANCEL, OPTIONS, INFO (DTMF relay) and UPDATE; 100 Trying, optional 180 Ringing, 200 OK
-with a receive-only SDP answer (``;+sip.srs`` Contact for SIPREC). Over UDP the 2xx to an INVITE
-or re-INVITE is re-sent until its ACK, and our BYE until its final response (see
-:mod:`telephony.sip.transactions`). A TCP connection that carries no call and sends nothing for
-``sip_tcp_idle_timeout`` is closed. Offers in re-INVITE and UPDATE are negotiated again (see
-:mod:`telephony.sip.dialog`), one at a time: else 491 (see ``SipCall.overlapping``). RFC 4028
-session timers (422, refreshes, BYE at expiry): see :mod:`telephony.sip.session_timer`.
+with a receive-only SDP answer (``;+sip.srs`` Contact for SIPREC). Over UDP every final response
+to an INVITE or re-INVITE is re-sent until its ACK, and our BYE until its final response (see
+:mod:`telephony.sip.transactions`); our BYE and UPDATE go where the dialog's latest request came
+from. An ACK answering the offer of our 2xx (to an offerless re-INVITE) updates the media. A
+TCP connection that carries no call and sends nothing for ``sip_tcp_idle_timeout`` is closed.
+Offers in re-INVITE and UPDATE are negotiated again (see :mod:`telephony.sip.dialog`), one at a
+time: else 491 (see ``SipCall.overlapping``). RFC 4028 session timers (422, refreshes, BYE at
+expiry): see :mod:`telephony.sip.session_timer`.
 Bad input gets the RFC answer and touches no other call: 400 for a malformed request we can
 still address, 415 for a body that is not SDP, 420 for an unknown required extension, 482 for a
 second INVITE with a Call-ID in use, 488 when no codec or transport fits (SRTP included), 481
@@ -36,19 +38,19 @@ from typing import Any
 from telephony.errors import ProtocolError, SipParseError, UnsupportedMediaError
 from telephony.settings import TelephonySettings
 from telephony.sip.call import POLL_INTERVAL, CallReport, SipCall
-from telephony.sip.channel import Listeners, SipChannel, TcpChannel, bind_listeners
+from telephony.sip.channel import Listeners, SipChannel, TcpChannel, bind_listeners, read_tcp_messages
 from telephony.sip.dialog import (
     ACCEPT,
-    UnsupportedBodyError,
+    apply_ack_answer,
     in_dialog_request,
     read_offer,
     read_reoffer,
     refresh_answer,
+    refusal,
     session_refresh,
 )
 from telephony.sip.mapping import plan_call
 from telephony.sip.message import (
-    MAX_MESSAGE_BYTES,
     REQUIRED_REQUEST_HEADERS,
     SipMessage,
     option_tags,
@@ -60,7 +62,7 @@ from telephony.sip.message import (
     warning_header,
 )
 from telephony.sip.sdp import negotiate
-from telephony.sip.session_timer import SessionIntervalTooSmallError, SessionTimer, negotiate_timer
+from telephony.sip.session_timer import SessionTimer, negotiate_timer
 from telephony.sip.transactions import AckTimers, ClientTransactions
 from telephony.sip.trust import SourceFilter
 from voice.errors import VoiceError
@@ -107,6 +109,8 @@ class SipServer:
         self._listeners = Listeners()
         self._tasks: set[asyncio.Task[None]] = set()
         self._acks = AckTimers()
+        self._rejections = AckTimers()
+        """Non-2xx final responses to INVITEs over UDP, re-sent until their ACK (Timer G)."""
         self._client = ClientTransactions()
 
     async def start(self) -> None:
@@ -178,35 +182,14 @@ class SipServer:
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         channel = TcpChannel(writer, writer.get_extra_info("peername")[:2])
-        if not self.sources.allows(channel.peer[0]):
-            writer.close()
-            return
         try:
-            while (head := await self._next_head(reader, channel)) is not None:
-                match = re.search(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\d+)", head)
-                length = int(match.group(1)) if match else 0
-                if length > MAX_MESSAGE_BYTES:
-                    self.stats.unreadable += 1
-                    break  # no framing we could trust after this: drop the connection
-                body = await reader.readexactly(length)
-                self.on_message(head.lstrip(b"\r\n") + body, channel)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            pass  # peer closed, or sent a header block over 64 KiB: drop the connection
+            if self.sources.allows(channel.peer[0]) and not await read_tcp_messages(
+                reader, channel, self.on_message, idle_timeout=self.settings.sip_tcp_idle_timeout,
+                in_use=lambda used: any(call.channel is used for call in self.calls.values()),
+            ):
+                self.stats.unreadable += 1  # a Content-Length over the limit: connection dropped
         finally:
             writer.close()
-
-    async def _next_head(self, reader: asyncio.StreamReader, channel: TcpChannel) -> bytes | None:
-        """The next header block, or None once the connection idled out carrying no call."""
-        while True:
-            try:
-                # A cancelled readuntil consumes nothing: a half-received message stays buffered.
-                return await asyncio.wait_for(
-                    reader.readuntil(b"\r\n\r\n"), self.settings.sip_tcp_idle_timeout
-                )
-            except TimeoutError:
-                if not any(call.channel is channel for call in self.calls.values()):
-                    log.info("closing idle SIP TCP connection from %s", channel.peer)
-                    return None
 
     # --- dispatch ---
 
@@ -350,19 +333,26 @@ class SipServer:
         except (UnsupportedMediaError, ProtocolError) as exc:
             self._refuse_offer(request, channel, exc)  # the session (and its timer) stays as it was
             return None
+        call.refresh_target(request)  # accepted: a target refresh, with or without an offer
         if choices is None:
             return False, timer
-        call.update_media(choices, request)
+        call.update_media(choices)
         refresh_answer(call, self._sdp_host(channel))
         return True, timer
 
     async def _on_ack(self, request: SipMessage, channel: SipChannel) -> None:
+        cseq = request.cseq[0]
+        self._rejections.ack(request.call_id, cseq)  # the ACK of a non-2xx: Timer G stops
         call = self.calls.get(request.call_id)
-        if call is not None and tag_of(request.get("To") or "") == call.local_tag:
-            self._acks.ack(request.call_id, request.cseq[0])
-            call.acked(request.cseq[0])
-            if call.state == "answered":
-                call.state = "confirmed"
+        if call is None or tag_of(request.get("To") or "") != call.local_tag:
+            return
+        call.channel = channel  # the dialog's latest hop (see _dialog_call)
+        self._acks.ack(request.call_id, cseq)
+        if call.awaits_answer(cseq):
+            apply_ack_answer(call, request)  # the 2xx carried our offer (RFC 3264 5)
+        call.acked(cseq)
+        if call.state == "answered":
+            call.state = "confirmed"
 
     async def _on_bye(self, request: SipMessage, channel: SipChannel) -> None:
         call = self._dialog_call(request, channel)
@@ -386,7 +376,7 @@ class SipServer:
         """487 to an INVITE not answered yet (CANCEL, or BYE in the early dialog)."""
         if call.state == "early":
             self._respond(
-                call.invite, call.channel, 487, "Request Terminated", to_tag=call.local_tag
+                call.invite, call.invite_channel, 487, "Request Terminated", to_tag=call.local_tag
             )
 
     async def _on_options(self, request: SipMessage, channel: SipChannel) -> None:
@@ -411,11 +401,17 @@ class SipServer:
     # --- helpers ---
 
     def _dialog_call(self, request: SipMessage, channel: SipChannel) -> SipCall | None:
-        """The call an in-dialog request belongs to, or answer 481 and return None."""
+        """The call an in-dialog request belongs to, or answer 481 and return None.
+
+        Our BYE and UPDATE then go where this request came from (RFC 3261 18.1.1 reuses the
+        far end's connection): a TCP connection that replaced the INVITE's, or the node that took
+        over the dialog after an SBC failover, not the INVITE's dead hop.
+        """
         call = self.calls.get(request.call_id)
         if call is None or tag_of(request.get("To") or "") != call.local_tag:
             self._respond(request, channel, 481, "Call/Transaction Does Not Exist")
             return None
+        call.channel = channel
         return call
 
     def _contact(self, call: SipCall) -> str:
@@ -447,19 +443,9 @@ class SipServer:
         return self.settings.media_address or channel.local_host()
 
     def _refuse_offer(self, request: SipMessage, channel: SipChannel, exc: VoiceError) -> None:
-        """415 for a body that is not SDP, 488 for media we cannot take, 422 for a too short
-        Session-Expires, 400 for bad SDP or headers."""
-        if isinstance(exc, SessionIntervalTooSmallError):
-            extra = (("Min-SE", str(exc.min_se)), warning_header(exc.message))
-            self._respond(request, channel, 422, "Session Interval Too Small", extra=extra)
-        elif isinstance(exc, UnsupportedBodyError):
-            accept = (("Accept", ACCEPT), warning_header(exc.message))
-            self._respond(request, channel, 415, "Unsupported Media Type", extra=accept)
-        elif isinstance(exc, UnsupportedMediaError):
-            warning = (warning_header(exc.message, code=304),)
-            self._respond(request, channel, 488, "Not Acceptable Here", extra=warning)
-        else:
-            self._respond(request, channel, 400, "Bad Request", extra=(warning_header(exc.message),))
+        """415, 488, 422 or 400 to an offer or its headers (see :func:`.refusal`)."""
+        status, reason, extra = refusal(exc)
+        self._respond(request, channel, status, reason, extra=extra)
 
     def _request_pending(self, call: SipCall, request: SipMessage, channel: SipChannel) -> bool:
         """491 to a re-INVITE or UPDATE offer that overlaps an INVITE of the dialog (see
@@ -495,7 +481,13 @@ class SipServer:
         if status > 100 and to_tag is None:
             to_tag = uuid.uuid4().hex[:10]  # RFC 3261 8.2.6.2: responses other than 100 carry one
         response = response_to(request, status, reason, to_tag=to_tag, headers=extra)
-        channel.send(self._remember(request, response))
+        data = self._remember(request, response)
+        if request.method == "INVITE" and status >= 300 and channel.transport == "udp":
+            # Timer G (RFC 3261 17.2.1): re-sent until its ACK, which matches by Call-ID and CSeq.
+            call_id, cseq = request.call_id, request.cseq[0]
+            self._rejections.expect(call_id, cseq)  # before an ACK can arrive
+            self._spawn(self._rejections.resend_until_ack(channel, data, call_id, cseq))
+        channel.send(data)
 
     def _remember(self, request: SipMessage, response: SipMessage) -> bytes:
         data = response.to_bytes()

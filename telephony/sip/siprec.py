@@ -133,7 +133,7 @@ def _refuse_doctype(raw: bytes) -> None:
     the parse at the DOCTYPE's start, before any entity is declared or expanded.
 
     Raises:
-        ProtocolError: a DOCTYPE, or XML that expat cannot read.
+        ProtocolError: a DOCTYPE, or XML that expat cannot read (an unknown encoding included).
     """
 
     def refuse(*_: object) -> None:
@@ -149,7 +149,9 @@ def _refuse_doctype(raw: bytes) -> None:
         parser.Parse(raw, True)
     except xml.parsers.expat.ExpatError as exc:
         raise ProtocolError(f"rs-metadata is not well-formed XML: {exc}") from None
-    except ValueError as exc:  # pyexpat: "multi-byte encodings are not supported" (UTF-16-LE)
+    except (ValueError, LookupError) as exc:
+        # ValueError: pyexpat's "multi-byte encodings are not supported" (UTF-16-LE); LookupError:
+        # an XML declaration naming an encoding Python does not know. Both are the sender's fault.
         raise ProtocolError(
             f"rs-metadata cannot be read: {exc}", hint="send it as UTF-8 (or UTF-16 with a BOM)"
         ) from None

@@ -6,6 +6,10 @@ INVITE once it sent a 2xx, so the UAS core re-sends the 2xx over UDP with T1 dou
 the ACK with the same Call-ID and CSeq number arrives or Timer H (64*T1) passes. Over TCP it is
 sent once. What happens on Timer H is the caller's choice (see ``SipServer._await_ack``).
 
+A non-2xx final response to an INVITE (RFC 3261 17.2.1, Timer G) is re-sent on the same schedule
+until its ACK, which is hop-by-hop here but still carries the INVITE's Call-ID and CSeq number;
+on Timer H the transaction just ends.
+
 Our BYE (RFC 3261 17.1.2, non-INVITE client transaction): over UDP re-sent with Timer E (T1
 doubling to T2; T2 once a provisional response came) until a final response or Timer F
 (64*T1); over TCP sent once. Responses match by top Via branch, Call-ID and CSeq. After the final
@@ -83,6 +87,11 @@ class AckTimers:
         finally:
             if self._waiting.get(key) is acked:
                 del self._waiting[key]
+
+    async def resend_until_ack(self, channel: SipChannel, response: bytes, call_id: str, cseq: int) -> None:
+        """Timer G: re-send a non-2xx final response to INVITE ``cseq`` until its ACK or Timer H."""
+        if not await self.retransmit(channel, response, call_id, cseq, lambda: True):
+            log.info("no ACK for our final response to INVITE %d of %s within Timer H", cseq, call_id)
 
 
 @dataclass

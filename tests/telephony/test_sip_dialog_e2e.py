@@ -11,7 +11,7 @@ import pytest
 
 from telephony.sip import call as call_module
 from telephony.sip import server as server_module
-from telephony.sip.message import SipMessage
+from telephony.sip.message import SipMessage, tag_of
 from telephony.sip.sdp import parse_sdp
 from tests.telephony.fakes import CollectingHandler, RecordedCall
 from tests.telephony.sip_peer import PCMU_OFFER, RtpSender, SipPeer, drain, sip_server
@@ -144,7 +144,10 @@ def test_cancel_during_set_up_gets_487_and_never_200(during: str, monkeypatch: p
             await peer.response(100)
             await asyncio.sleep(0.1)
             peer.request("CANCEL", branch=branch)
-            seen = await drain(peer, 1.0)
+            seen = [await peer.response(), await peer.response()]
+            # The UAC's ACK stops the 487's retransmissions (Timer G); nothing else may follow.
+            peer.request("ACK", branch=branch, to_tag=tag_of(seen[-1].get("To") or ""))
+            seen += await drain(peer, 1.0)
             return seen, handler.calls, dict(server.calls)
 
     seen, calls, registered = run(scenario())
@@ -359,13 +362,16 @@ def test_audio_frames_still_flow_after_a_reoffer_changes_codec() -> None:
 def test_early_dialog_reinvite_gets_500_retry_after_and_bye_terminates_the_invite() -> None:
     async def scenario():
         async with sip_server(ring_time=1.0) as (server, handler), SipPeer(server.ports["udp"]) as peer:
-            peer.request("INVITE", body=PCMU_OFFER.format(port=7000))
+            branch = peer.request("INVITE", body=PCMU_OFFER.format(port=7000))
             ringing = await peer.response(180)
             peer.to_tag = re.search(r"tag=([^;>\s]+)", ringing.get("To") or "").group(1)  # type: ignore[union-attr]
             peer.request("INVITE", cseq=2, body=HOLD.format(port=7000))
             pending = await peer.response()
+            peer.request("ACK", cseq=2)  # else the 500 is re-sent (Timer G)
             peer.request("BYE", cseq=3)
-            seen = await drain(peer, 1.5)
+            seen = [await peer.response(), await peer.response()]
+            peer.request("ACK", branch=branch)  # and the 487 too
+            seen += await drain(peer, 1.5)
             (call,) = handler.calls
             return pending, seen, call
 
