@@ -25,16 +25,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Hashable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import soxr
 
 from asr.streaming import (
-    SAMPLE_RATE,
     DecodeRequest,
     StreamingConfig,
     StreamingTranscriber,
@@ -52,12 +48,12 @@ from voice.frames import (
     Role,
     SpeechStartedFrame,
     SpeechStoppedFrame,
-    TimedWord,
     TranscriptFinalFrame,
     TranscriptPartialFrame,
 )
 from voice.live.scheduler import DecodeKind, DecodeScheduler
 from voice.processor import FrameProcessor
+from voice.processors.asr_legs import AsrLeg, DecodeResult, EarlyFinal, same_request, timed
 from voice.vad import VadEvent, VadEventType, VadParams, VadStream
 
 log = logging.getLogger(__name__)
@@ -66,65 +62,6 @@ __all__ = ["AsrScheduler", "StreamingAsrProcessor"]
 
 AsrScheduler = DecodeScheduler[DecodeRequest, list[Word]]
 """The process-wide scheduler type this processor submits to."""
-
-
-@dataclass(frozen=True)
-class _Result:
-    """A finished (or cancelled) decode on its way from a worker to the event loop."""
-
-    leg: _Leg
-    kind: DecodeKind
-    future: Future[Any]
-    request: DecodeRequest | None = None
-    """The final's request (kept here so a failed final can still close its turn)."""
-    early: _Early | None = None
-    """Set for an early final (see :class:`_Early`)."""
-
-
-@dataclass
-class _Early:
-    """A turn's final decode started ``end_pad`` into a pause, before the VAD closed the turn.
-
-    If the VAD closes the turn at that pause, the close *adopts* it (no second decode) and its
-    result is handled as the final; if speech resumes first, its words are the pause commit.
-    """
-
-    request: DecodeRequest
-    future: Future[Any]
-    adopted: DecodeRequest | None = None
-    delivered: bool = False
-
-
-@dataclass
-class _Leg:
-    """Per-leg state; touched only on the event loop (the transcriber also from workers)."""
-
-    name: str
-    role: Role
-    key: Hashable
-    vad: VadStream
-    transcriber: StreamingTranscriber
-    input_rate: int | None = None
-    resampler: Any = None  # soxr.ResampleStream
-    started: bool = False
-    ended: bool = False
-    next_pts: float = 0.0  # call-audio time the next frame should start at (samples counted)
-    last_speech: float = 0.0
-    resume_after: float | None = None  # a turn split in this pause: the next opens when speech resumes
-    partial_pending: bool = False
-    shown_turns: set[int] = field(default_factory=set)  # turns with a partial on screen
-    finals_submitted: int = 0
-    next_final: int = 0  # index of the next final to emit (they leave in turn order)
-    ready_finals: dict[int, TranscriptFinalFrame | None] = field(default_factory=dict)
-    held_partial: TranscriptUpdate | None = None
-    finals_done: asyncio.Event = field(default_factory=asyncio.Event)
-    finals: dict[int, tuple[DecodeRequest, Future[Any]]] = field(default_factory=dict)
-    """Submitted finals whose result is not handled yet, by turn (what a flush gives up)."""
-    early: _Early | None = None  # the open turn's early final, while its pause lasts
-
-    @property
-    def finals_outstanding(self) -> int:
-        return self.finals_submitted - self.next_final
 
 
 FEED_PIECE = 1600
@@ -189,10 +126,10 @@ class StreamingAsrProcessor(FrameProcessor):
         """Early finals started, and those the VAD's close used as the turn's final."""
         self._early_final_totals = early_final_totals
         self._roles: dict[str, Role] = {}
-        self._legs: dict[str, _Leg] = {}
+        self._legs: dict[str, AsrLeg] = {}
         self._push_lock = asyncio.Lock()
         self._quiet = asyncio.Event()  # set whenever a result was handled (see drained)
-        self._results: asyncio.Queue[_Result] = asyncio.Queue()
+        self._results: asyncio.Queue[DecodeResult] = asyncio.Queue()
         self._drain_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -244,7 +181,7 @@ class StreamingAsrProcessor(FrameProcessor):
         if leg.started and frame.pts - leg.next_pts > PTS_GAP:
             await self._skip(leg, frame.pts - leg.next_pts)
         try:
-            samples = self._to_16k(leg, frame)
+            samples = leg.to_16k(frame)
         except (ValueError, TypeError) as exc:
             await self._error(f"bad audio on leg {frame.leg!r}: {exc}")
             return
@@ -255,7 +192,7 @@ class StreamingAsrProcessor(FrameProcessor):
         leg.next_pts += np.size(frame.pcm) / frame.sample_rate
         await self._feed(leg, samples)
 
-    async def _skip(self, leg: _Leg, gap: float) -> None:
+    async def _skip(self, leg: AsrLeg, gap: float) -> None:
         """No audio for ``gap`` s: end the open turn as at end of input, move the clocks on (not
         fed as silence: a hold may last minutes). Why: counting samples put every later turn a
         gap early, and redaction then silenced the wrong span of the recording (placed by pts)."""
@@ -267,11 +204,11 @@ class StreamingAsrProcessor(FrameProcessor):
         leg.vad = VadStream(self.vad_params, start_time=leg.transcriber.time)
         leg.next_pts += gap
 
-    async def _feed(self, leg: _Leg, samples: np.ndarray) -> None:
+    async def _feed(self, leg: AsrLeg, samples: np.ndarray) -> None:
         for start in range(0, len(samples), FEED_PIECE):
             await self._feed_piece(leg, samples[start : start + FEED_PIECE])
 
-    async def _feed_piece(self, leg: _Leg, samples: np.ndarray) -> None:
+    async def _feed_piece(self, leg: AsrLeg, samples: np.ndarray) -> None:
         before = leg.vad.time
         leg.transcriber.insert_audio(samples)
         for event in leg.vad.process(samples):
@@ -288,7 +225,7 @@ class StreamingAsrProcessor(FrameProcessor):
         if not leg.partial_pending and transcriber.partial_due():
             self._submit_partial(leg)
 
-    async def _split_turn(self, leg: _Leg) -> None:
+    async def _split_turn(self, leg: AsrLeg) -> None:
         """Finalise a long turn now; the VAD's turn goes on."""
         vad = leg.vad
         if vad.last_speech_end < vad.time - 1e-6:
@@ -301,7 +238,7 @@ class StreamingAsrProcessor(FrameProcessor):
             await self._close_turn(leg, vad.time, emit_stop=False)
             leg.transcriber.begin_turn(vad.time, pre_roll=False)  # split inside speech
 
-    def _resume_split_turn(self, leg: _Leg, piece_start: float) -> None:
+    def _resume_split_turn(self, leg: AsrLeg, piece_start: float) -> None:
         """Open the next turn of a turn split in a pause once speech resumes (in this piece)."""
         after = leg.resume_after
         if after is None or not leg.vad.in_speech or leg.vad.last_speech_end <= after:
@@ -310,13 +247,13 @@ class StreamingAsrProcessor(FrameProcessor):
         leg.last_speech = leg.vad.time
         leg.transcriber.begin_turn(max(piece_start, after), not_before=after)
 
-    def _split_mixed_turn(self, leg: _Leg, turn_start: float) -> bool:
+    def _split_mixed_turn(self, leg: AsrLeg, turn_start: float) -> bool:
         mixed = self._roles.get(leg.name) not in ("agent", "customer")
         long = leg.vad.time - turn_start > self.mixed_turn_split
         paused = leg.vad.in_speech and leg.vad.time - leg.last_speech >= MIXED_SPLIT_PAUSE
         return mixed and long and paused
 
-    def _note_pause(self, leg: _Leg) -> None:
+    def _note_pause(self, leg: AsrLeg) -> None:
         if not leg.vad.in_speech:
             return
         if leg.vad.frame_is_speech:
@@ -327,7 +264,7 @@ class StreamingAsrProcessor(FrameProcessor):
         else:
             leg.transcriber.note_pause(leg.vad.last_speech_end)
 
-    async def _on_vad(self, leg: _Leg, event: VadEvent) -> None:
+    async def _on_vad(self, leg: AsrLeg, event: VadEvent) -> None:
         leg.resume_after = None
         if event.type is VadEventType.SPEECH_STARTED:
             leg.last_speech = leg.vad.time
@@ -339,7 +276,7 @@ class StreamingAsrProcessor(FrameProcessor):
             await self._drop_turn(leg)  # it would end before it began: nothing to decode
         await self._close_turn(leg, event.time, turn_start=event.speech_start)
 
-    async def _drop_turn(self, leg: _Leg) -> None:
+    async def _drop_turn(self, leg: AsrLeg) -> None:
         turn = leg.transcriber.drop_turn()
         if turn is not None:  # a final with nothing to show, so later finals keep their order
             leg.finals_submitted += 1
@@ -347,18 +284,18 @@ class StreamingAsrProcessor(FrameProcessor):
             await self._emit_ready_finals(leg)
 
     async def _close_turn(
-        self, leg: _Leg, end: float, *, turn_start: float | None = None, emit_stop: bool = True
+        self, leg: AsrLeg, end: float, *, turn_start: float | None = None, emit_stop: bool = True
     ) -> None:
         request = leg.transcriber.close_turn(end)
         early, leg.early = leg.early, None
-        if request is not None and early is not None and _same_request(early.request, request):
+        if request is not None and early is not None and same_request(early.request, request):
             leg.finals_submitted += 1
             leg.finals_done.clear()
             early.adopted = request  # its decode is (or will be) this turn's final
             leg.finals[request.turn] = (request, early.future)
             self._count_early_final("adopted")
             if early.delivered:
-                self._results.put_nowait(_Result(leg, DecodeKind.FINAL, early.future, request))
+                self._results.put_nowait(DecodeResult(leg, DecodeKind.FINAL, early.future, request))
         elif request is not None:  # submitted before anything is awaited: finals go first
             if early is not None:
                 early.future.cancel()
@@ -366,7 +303,7 @@ class StreamingAsrProcessor(FrameProcessor):
             leg.finals_done.clear()
             future = self.scheduler.submit_final(leg.key, lambda: request)
             leg.finals[request.turn] = (request, future)
-            result = lambda f: _Result(leg, DecodeKind.FINAL, f, request)  # noqa: E731
+            result = lambda f: DecodeResult(leg, DecodeKind.FINAL, f, request)  # noqa: E731
             future.add_done_callback(lambda f: self._from_worker(result(f)))
         if emit_stop:
             start = turn_start if turn_start is not None else end
@@ -377,47 +314,26 @@ class StreamingAsrProcessor(FrameProcessor):
         if self._early_final_totals is not None:
             self._early_final_totals[outcome] += 1
 
-    def _submit_early_final(self, leg: _Leg) -> None:
+    def _submit_early_final(self, leg: AsrLeg) -> None:
         request = leg.transcriber.early_final_request()
         if request is None:
             return
         future = self.scheduler.submit_final(leg.key, lambda: request)
-        early = _Early(request, future)
+        early = EarlyFinal(request, future)
         leg.early = early
         self._count_early_final("started")
         future.add_done_callback(
-            lambda f: self._from_worker(_Result(leg, DecodeKind.FINAL, f, request, early))
+            lambda f: self._from_worker(DecodeResult(leg, DecodeKind.FINAL, f, request, early))
         )
 
-    def _submit_partial(self, leg: _Leg) -> None:
+    def _submit_partial(self, leg: AsrLeg) -> None:
         leg.partial_pending = True
         future = self.scheduler.submit_partial(leg.key, leg.transcriber.partial_request)
-        future.add_done_callback(lambda f: self._from_worker(_Result(leg, DecodeKind.PARTIAL, f)))
-
-    def _to_16k(self, leg: _Leg, frame: AudioFrame) -> np.ndarray:
-        if frame.sample_rate <= 0:
-            raise ValueError(f"sample rate {frame.sample_rate}")
-        pcm = np.asarray(frame.pcm).reshape(-1)
-        if np.issubdtype(pcm.dtype, np.floating):
-            samples = np.clip(np.nan_to_num(pcm.astype(np.float32)), -1.0, 1.0)
-        else:
-            samples = pcm.astype(np.float32) / 32768.0
-        if leg.input_rate != frame.sample_rate:
-            if leg.input_rate is not None:
-                log.warning("leg %s: rate %s -> %s", leg.name, leg.input_rate, frame.sample_rate)
-            leg.input_rate = frame.sample_rate
-            leg.resampler = (
-                None
-                if frame.sample_rate == SAMPLE_RATE
-                else soxr.ResampleStream(frame.sample_rate, SAMPLE_RATE, 1, dtype="float32")
-            )
-        if leg.resampler is None:
-            return samples
-        return np.asarray(leg.resampler.resample_chunk(samples), dtype=np.float32)
+        future.add_done_callback(lambda f: self._from_worker(DecodeResult(leg, DecodeKind.PARTIAL, f)))
 
     # --- results (worker thread -> event loop) ------------------------------------------------
 
-    def _from_worker(self, result: _Result) -> None:
+    def _from_worker(self, result: DecodeResult) -> None:
         """Runs on a worker thread (or inline when cancelled): hand the result to the loop."""
         loop = self._loop
         if loop is None or loop.is_closed():
@@ -446,7 +362,7 @@ class StreamingAsrProcessor(FrameProcessor):
                 self._results.task_done()
                 self._quiet.set()
 
-    async def _on_partial(self, leg: _Leg, future: Future[Any]) -> None:
+    async def _on_partial(self, leg: AsrLeg, future: Future[Any]) -> None:
         leg.partial_pending = False
         if not future.cancelled():
             exc = future.exception()
@@ -460,7 +376,7 @@ class StreamingAsrProcessor(FrameProcessor):
         if not leg.ended and leg.transcriber.partial_due():
             self._submit_partial(leg)
 
-    async def _on_early(self, leg: _Leg, early: _Early) -> None:
+    async def _on_early(self, leg: AsrLeg, early: EarlyFinal) -> None:
         early.delivered = True
         if early.adopted is not None:  # the turn closed at the early final's pause
             await self._on_final(leg, early.future, early.adopted)
@@ -473,7 +389,7 @@ class StreamingAsrProcessor(FrameProcessor):
         if update is not None:
             await self._show_partial(leg, update)
 
-    async def _show_partial(self, leg: _Leg, update: TranscriptUpdate) -> None:
+    async def _show_partial(self, leg: AsrLeg, update: TranscriptUpdate) -> None:
         if leg.finals_outstanding:  # an earlier turn's final goes first
             leg.held_partial = update
             return
@@ -481,14 +397,14 @@ class StreamingAsrProcessor(FrameProcessor):
         await self._emit(
             TranscriptPartialFrame(
                 leg=leg.name,
-                committed=_timed(update.committed),
-                tentative=_timed(update.tentative),
+                committed=timed(update.committed),
+                tentative=timed(update.tentative),
                 audio_time=update.audio_end,
                 role=leg.role,
             )
         )
 
-    async def _on_final(self, leg: _Leg, future: Future[Any], request: DecodeRequest) -> None:
+    async def _on_final(self, leg: AsrLeg, future: Future[Any], request: DecodeRequest) -> None:
         if leg.finals.pop(request.turn, None) is None:
             return  # given up at the end of input: its fallback went out already
         exc = None if future.cancelled() else future.exception()
@@ -501,14 +417,14 @@ class StreamingAsrProcessor(FrameProcessor):
         leg.ready_finals[turn.turn] = self._final_frame(leg, turn)
         await self._emit_ready_finals(leg)
 
-    def _final_frame(self, leg: _Leg, turn: TurnTranscript) -> TranscriptFinalFrame | None:
+    def _final_frame(self, leg: AsrLeg, turn: TurnTranscript) -> TranscriptFinalFrame | None:
         if not turn.words and turn.turn not in leg.shown_turns:
             return None  # nothing to show, and no partial to clear
         return TranscriptFinalFrame(
             turn_id=f"{leg.name}-{turn.turn + 1}",
             leg=leg.name,
             text=turn.text,
-            words=_timed(turn.words),
+            words=timed(turn.words),
             start=turn.start,
             end=turn.end,
             audio_time=turn.end,
@@ -516,13 +432,13 @@ class StreamingAsrProcessor(FrameProcessor):
         )
 
     @staticmethod
-    def _fallback(leg: _Leg, request: DecodeRequest) -> TurnTranscript:
+    def _fallback(leg: AsrLeg, request: DecodeRequest) -> TurnTranscript:
         """The turn without its final: its streamed (committed) words stand in for it."""
         fallback = leg.transcriber.apply_final(request, [])
         return TurnTranscript(fallback.turn, fallback.start, fallback.end, fallback.streamed,
                               fallback.streamed)  # fmt: skip
 
-    async def _emit_ready_finals(self, leg: _Leg) -> None:
+    async def _emit_ready_finals(self, leg: AsrLeg) -> None:
         while leg.next_final in leg.ready_finals:
             frame = leg.ready_finals.pop(leg.next_final)
             leg.shown_turns.discard(leg.next_final)
@@ -575,7 +491,7 @@ class StreamingAsrProcessor(FrameProcessor):
         self._flush_deadline = now + self.flush_timeout
         return self._flush_deadline
 
-    async def _give_up_finals(self, leg: _Leg) -> None:
+    async def _give_up_finals(self, leg: AsrLeg) -> None:
         """Close the leg's outstanding finals with their streamed words, for good: a later flush
         does not wait for them again, and their queued decodes are cancelled."""
         given_up = sorted(leg.finals.items())
@@ -592,10 +508,10 @@ class StreamingAsrProcessor(FrameProcessor):
 
     # --- helpers ------------------------------------------------------------------------------
 
-    def _leg(self, name: str) -> _Leg:
+    def _leg(self, name: str) -> AsrLeg:
         leg = self._legs.get(name)
         if leg is None:
-            leg = _Leg(
+            leg = AsrLeg(
                 name=name,
                 role=self._roles.get(name, "unknown"),
                 key=(self.call_id, id(self), name),
@@ -619,17 +535,3 @@ class StreamingAsrProcessor(FrameProcessor):
     async def _error(self, message: str) -> None:
         log.warning("%s: %s", self.name, message)
         await self._emit(ErrorFrame(message=message, fatal=False, source=self.name))
-
-
-def _same_request(early: DecodeRequest, closing: DecodeRequest) -> bool:
-    """Whether an early final decoded exactly the audio the turn's final needs."""
-    return (
-        early.turn == closing.turn
-        and early.offset == closing.offset
-        and early.context == closing.context
-        and np.array_equal(early.audio, closing.audio)
-    )
-
-
-def _timed(words: list[Word]) -> list[TimedWord]:
-    return [TimedWord(w.text, w.start, w.end, w.probability) for w in words]
