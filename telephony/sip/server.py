@@ -129,11 +129,16 @@ class SipServer:
         port = next(iter(self.ports.values()), self.settings.sip_port)
         return f"{self.settings.sip_host}:{port} ({'+'.join(self.ports) or 'not started'})"
 
-    async def stop(self, *, grace: float = STOP_GRACE) -> None:
-        """End every call (reason ``shutdown``), wait up to ``grace`` s for our BYEs, close."""
+    def hang_up(self) -> None:
+        """Send BYE on every call and end it (reason ``shutdown``); the listeners stay open for
+        the BYEs' answers and retransmissions (a server shutting down calls this first)."""
         for call in list(self.calls.values()):
             self._send_bye(call)
             self._end(call, "shutdown")
+
+    async def stop(self, *, grace: float = STOP_GRACE) -> None:
+        """End every call (see :meth:`hang_up`), wait up to ``grace`` s for our BYEs, close."""
+        self.hang_up()
         await self._client.settle(grace)  # the sockets stay open for retransmits and answers
         await self._listeners.close()
         for task in list(self._tasks):

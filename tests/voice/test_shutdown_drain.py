@@ -141,3 +141,32 @@ def test_calls_end_before_the_event_relay_closes(tmp_path: Path, monkeypatch: py
         assert relayed == ["call.started"]
 
     assert relayed == ["call.started", "call.ended"]
+
+
+def test_sip_peers_get_their_bye_before_the_drain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The drain ends every call's pipeline at once, but the SIP dialogs were hung up only after
+    it: peers heard no BYE and kept sending RTP, unheard, for up to the drain's 45 s."""
+    steps: list[str] = []
+
+    class Sip:
+        def hang_up(self) -> None:
+            steps.append("bye")
+
+        async def stop(self) -> None:
+            steps.append("stop")
+
+    async def start_sip(_config: Any, _services: Any) -> Sip:
+        return Sip()
+
+    monkeypatch.setattr(app_module, "_start_sip", start_sip)
+    services = make_services(tmp_path)
+    drain = services.manager.drain
+
+    async def recorded_drain(timeout: float | None = None) -> list[str]:  # noqa: ASYNC109 - as drain's
+        steps.append("drain")
+        return await drain(timeout)
+
+    monkeypatch.setattr(services.manager, "drain", recorded_drain)
+    with TestClient(new_app(services)):
+        pass
+    assert steps[:3] == ["bye", "drain", "stop"]  # (the services drain again, idle, as they close)

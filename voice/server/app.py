@@ -67,7 +67,10 @@ def create_app(config: ServerConfig, services: LiveServices | None = None) -> Fa
                     yield
                 finally:
                     # Calls end first, while the relay still carries their last finals and
-                    # call.ended to the other processes and their heartbeat still runs.
+                    # call.ended to the other processes and their heartbeat still runs. SIP
+                    # peers get their BYE now, not after the drain (up to 45 s of RTP unheard).
+                    if sip is not None:
+                        sip.hang_up()
                     await svc.manager.drain()
         finally:
             if relay is not None:
