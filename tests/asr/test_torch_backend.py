@@ -323,6 +323,50 @@ def test_beam_finals_match_faster_whisper_beam_search(
     assert all(_same(mixed[k], p) for k, p in zip(partials, plain, strict=True))
 
 
+def _rttm_turns(shared_data: Path, call: str, picks: tuple[int, ...]) -> list[np.ndarray]:
+    """Turns of 1-12 s of a SpokenWOZ call, each from its speaker's channel, by their order."""
+    folder = shared_data / "diarization" / "spokenwoz_calls_8k"
+    audio = load_audio(folder / f"{call}.wav")
+    turns = []
+    for line in (folder / f"{call}.derived.rttm").read_text().splitlines():
+        fields = line.split()
+        start, duration, speaker = float(fields[3]), float(fields[4]), fields[7]
+        if 1.0 <= duration <= 12.0:
+            channel = audio.samples[0 if speaker == "A" else 1]
+            turns.append(channel[round(start * RATE) : round((start + duration) * RATE)].copy())
+    return [turns[k] for k in picks]
+
+
+def test_beam_finals_end_as_ctranslate2s_beam_search_ends(shared_data: Path) -> None:
+    """Only the beam's best candidates may end a hypothesis, as in CTranslate2: recording every
+    ending one among the 2 x beam candidates filled the finished places before the best
+    hypothesis ended, and these turns came out "Hi hello.", "giving yourself." and "...to
+    Leicester." where CTranslate2 says "Hi, hello.", "Digging yourself.", "...to LASTA."."""
+    from faster_whisper import WhisperModel
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+    from faster_whisper.transcribe import get_suppressed_tokens
+
+    from asr.models import resolve_whisper_model
+
+    turns = _rttm_turns(shared_data, "MUL1423", (0, 2, 8))
+    reference = WhisperModel(str(resolve_whisper_model("tiny.en")), device="cpu", compute_type="float32")
+    tokenizer = Tokenizer(reference.hf_tokenizer, False, task="transcribe", language="en")
+    expected = []
+    for turn in turns:
+        encoded = reference.encode(pad_or_trim(reference.feature_extractor(turn))[None])
+        result = reference.model.generate(
+            encoded, [reference.get_prompt(tokenizer, [], without_timestamps=True)], beam_size=5, patience=1,
+            length_penalty=1, max_length=448, suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+        )  # fmt: skip
+        expected.append(tokenizer.decode(result[0].sequences_ids[0]).strip())
+    beamed = TorchWhisperDecoder.load("tiny.en", TorchBackendConfig(device="cpu"), final=AsrOptions(beam_size=5))
+    finals = [DecodeRequest(turn, 0.0, None, True, k) for k, turn in enumerate(turns)]
+    unspaced = ["".join(w.text.strip() for w in words) for words in beamed.decode_batch(finals)]
+    assert unspaced == ["".join(text.split()) for text in expected]  # words keep their punctuation
+
+
 def test_a_beam_loop_that_fails_to_load_its_graph_gives_it_back(monkeypatch: pytest.MonkeyPatch) -> None:
     """Out of GPU memory while copying a batch into the borrowed step graph: the graph returns to
     the pool, or every later decode of that bucket would run eagerly."""
