@@ -5,8 +5,11 @@ cosine of each model's top-1 suggestion with what the agent actually said, in th
 space for every model (``suggest.evaluate``: a model with another encoder, static or fewer
 layers, is measured with that MiniLM). Each model's own next-action top-3 hit is compared too;
 it is against each model's own actions, so it compares like with like only when both have the
-same action space. Significance: Wilcoxon signed-rank test and a paired bootstrap 95 % interval
-for the relevance difference; exact McNemar for the top-3 hits.
+same action space. Significance takes the conversation as the unit (turns of one conversation
+share its topic and agent, so they are not independent): a Wilcoxon signed-rank test on the
+per-conversation mean relevance differences, a bootstrap 95 % interval of the mean difference
+that resamples whole conversations, and McNemar's exact test over conversations for the top-3
+hits (``suggest.evaluate.clustered_sign_flip_p``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,12 @@ from typing import Any
 import numpy as np
 
 from suggest.errors import SuggestError
-from suggest.evaluate import EvaluationReport, TurnRecord
+from suggest.evaluate import (
+    EvaluationReport,
+    TurnRecord,
+    cluster_mean_ci,
+    clustered_sign_flip_p,
+)
 
 SIGNIFICANCE = 0.05
 
@@ -62,8 +70,6 @@ def compare_reports(a: EvaluationReport, b: EvaluationReport, *, seed: int = 0) 
     Raises:
         NothingToCompareError: the reports have no agent turn in common.
     """
-    from scipy.stats import bootstrap, wilcoxon
-
     by_key_b = {(t.conversation, t.turn): t for t in b.turns}
     pairs: list[tuple[TurnRecord, TurnRecord]] = [
         (t, by_key_b[(t.conversation, t.turn)])
@@ -90,20 +96,10 @@ def compare_reports(a: EvaluationReport, b: EvaluationReport, *, seed: int = 0) 
         )
         for x, y in pairs
     ]
-    diffs = np.array([t.relevance_b - t.relevance_a for t in turns])
-    if len(diffs) < 2 or not np.any(diffs):
-        mean, interval, p_relevance = float(diffs.mean()) if len(diffs) else 0.0, (0.0, 0.0), 1.0
-    else:
-        mean = float(diffs.mean())
-        ci = bootstrap(
-            (diffs,),
-            np.mean,
-            n_resamples=2000,
-            method="percentile",
-            rng=np.random.default_rng(seed),
-        ).confidence_interval
-        interval, p_relevance = (float(ci.low), float(ci.high)), float(wilcoxon(diffs).pvalue)
-    p_top3 = _mcnemar([t.top3_a for t in turns], [t.top3_b for t in turns])
+    mean, interval, p_relevance = _relevance_test(turns, seed)
+    p_top3 = clustered_sign_flip_p(
+        [t.conversation for t in turns], [t.top3_a for t in turns], [t.top3_b for t in turns]
+    )
     return Comparison(
         a.summary(),
         b.summary(),
@@ -116,12 +112,27 @@ def compare_reports(a: EvaluationReport, b: EvaluationReport, *, seed: int = 0) 
     )
 
 
-def _mcnemar(hits_a: list[bool], hits_b: list[bool]) -> float:
-    from scipy.stats import binomtest
+def _relevance_test(
+    turns: list[TurnDifference], seed: int
+) -> tuple[float, tuple[float, float], float]:
+    """Mean B - A relevance over turns, its 95 % interval and p, conversations as the unit.
 
-    only_a = sum(x and not y for x, y in zip(hits_a, hits_b, strict=True))
-    only_b = sum(y and not x for x, y in zip(hits_a, hits_b, strict=True))
-    return float(binomtest(only_b, only_a + only_b).pvalue) if only_a + only_b else 1.0
+    One conversation gives no interval (NaN) and no evidence (p = 1).
+    """
+    from scipy.stats import wilcoxon
+
+    diffs = np.array([t.relevance_b - t.relevance_a for t in turns])
+    mean = float(diffs.mean())
+    if not np.any(diffs):
+        return mean, (0.0, 0.0), 1.0
+    conversations = [t.conversation for t in turns]
+    low, high = cluster_mean_ci(diffs, conversations, seed)
+    per_conversation: dict[str, list[float]] = {}
+    for conversation, diff in zip(conversations, diffs, strict=True):
+        per_conversation.setdefault(conversation, []).append(float(diff))
+    means = np.array([np.mean(d) for d in per_conversation.values()])
+    p = float(wilcoxon(means).pvalue) if np.count_nonzero(means) >= 2 else 1.0
+    return mean, (low, high), p
 
 
 def _verdict(mean_diff: float, p_value: float) -> str:

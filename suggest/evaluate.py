@@ -8,11 +8,16 @@ Every conversation is replayed turn by turn through the serving code (``CallStat
   and on turns of successful conversations (what the best agents did);
 - **outcome discrimination**: per conversation, the mean log-likelihood ratio of the agent's
   actual actions under the outcome-aware policy vs behaviour cloning; ROC AUC for won vs lost
-  with a 95 % bootstrap interval over conversations;
+  with a 95 % bootstrap interval over conversations (won and lost resampled apart);
 - **relevance**: cosine between the top-1 suggestion and the actual agent turn, against a fixed
   baseline that always suggests the training data's most common agent reply. Measured in the
   model's own space, or for a model whose encoder is not the full MiniLM (static, fewer layers)
   in that MiniLM's space (a ``yardstick``), so that relevance compares across models.
+
+Turns of one conversation are not independent, so every test and interval takes the
+conversation as its unit: the policy-vs-behaviour-cloning top-3 test is McNemar's exact test
+over conversations (:func:`clustered_sign_flip_p`), the relevance interval a bootstrap over
+conversations (:func:`cluster_mean_ci`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from suggest.state import CallState
 from suggest.types import Conversation
 
 EmbedTexts = Callable[[Sequence[str]], np.ndarray]
+BOOTSTRAP_RESAMPLES = 2000
 
 
 @dataclass(frozen=True)
@@ -246,22 +252,49 @@ def summarise(turns: Sequence[TurnRecord], *, seed: int = 0) -> dict[str, Any]:
     for name in ("relevance", "relevance_best", "relevance_bc", "relevance_baseline"):
         values = np.array([getattr(t, name) for t in turns])
         out[name] = float(values.mean())
-    out["relevance_minus_baseline_ci95"] = _mean_ci(
-        np.array([t.relevance - t.relevance_baseline for t in turns]), seed
+    out["relevance_minus_baseline_ci95"] = cluster_mean_ci(
+        np.array([t.relevance - t.relevance_baseline for t in turns]),
+        [t.conversation for t in turns],
+        seed,
     )
     return out
 
 
 def _mcnemar(turns: Sequence[TurnRecord]) -> float:
-    """Exact McNemar p-value: does the policy's top-3 hit differ from behaviour cloning's?"""
-    from scipy.stats import binomtest
-
-    policy_only, bc_only = _discordant(turns)
-    return (
-        float(binomtest(policy_only, policy_only + bc_only).pvalue)
-        if policy_only + bc_only
-        else 1.0
+    """Does the policy's top-3 hit differ from behaviour cloning's? McNemar's exact test with
+    conversations as the unit (:func:`clustered_sign_flip_p`)."""
+    return clustered_sign_flip_p(
+        [t.conversation for t in turns],
+        [t.rank_bc < 3 for t in turns],
+        [t.rank_policy < 3 for t in turns],
     )
+
+
+def clustered_sign_flip_p(
+    clusters: Sequence[str], hits_a: Sequence[bool], hits_b: Sequence[bool]
+) -> float:
+    """Two-sided exact p of "A's and B's hit rates differ", with each cluster (a conversation)
+    as the unit instead of each turn: turns of one conversation are not independent.
+
+    Under the null, swapping A and B inside a conversation leaves the data as likely, so each
+    conversation's difference (B's hits - A's hits) flips sign with probability 1/2; the sum's
+    distribution over all 2^m sign patterns is counted exactly by convolution. When every
+    discordant turn is in its own conversation this is McNemar's exact (binomial) test.
+    """
+    per_cluster: dict[str, int] = {}
+    for cluster, a, b in zip(clusters, hits_a, hits_b, strict=True):
+        per_cluster[cluster] = per_cluster.get(cluster, 0) + int(b) - int(a)
+    weights = [abs(d) for d in per_cluster.values() if d]
+    if not weights:
+        return 1.0
+    total = sum(weights)
+    distribution = np.zeros(2 * total + 1)  # index: sum + total
+    distribution[total] = 1.0
+    for weight in weights:  # partial sums stay within +-total: np.roll never wraps mass around
+        distribution = 0.5 * (np.roll(distribution, weight) + np.roll(distribution, -weight))
+    observed = abs(sum(per_cluster.values()))
+    extreme = np.abs(np.arange(-total, total + 1)) >= observed
+    return float(min(1.0, distribution[extreme].sum()))
 
 
 def _discordant(turns: Sequence[TurnRecord]) -> tuple[int, int]:
@@ -296,7 +329,6 @@ def _turns_needed(turns: Sequence[TurnRecord]) -> dict[str, Any]:
 
 def _discrimination(turns: Sequence[TurnRecord], seed: int) -> dict[str, Any]:
     """Conversation-level AUC of the policy/BC likelihood ratio, with a bootstrap 95 % CI."""
-    from scipy.stats import bootstrap
     from sklearn.metrics import roc_auc_score
 
     by_conversation: dict[str, list[TurnRecord]] = {}
@@ -306,7 +338,7 @@ def _discrimination(turns: Sequence[TurnRecord], seed: int) -> dict[str, Any]:
         [np.mean([t.logp_policy - t.logp_bc for t in ts]) for ts in by_conversation.values()]
     )
     likelihood = np.array([np.mean([t.logp_policy for t in ts]) for ts in by_conversation.values()])
-    labels = np.array([ts[0].success for ts in by_conversation.values()])
+    labels = np.array([bool(ts[0].success) for ts in by_conversation.values()], dtype=bool)
     if len(np.unique(labels)) < 2:
         return {
             "auc": float("nan"),
@@ -314,32 +346,43 @@ def _discrimination(turns: Sequence[TurnRecord], seed: int) -> dict[str, Any]:
             "auc_likelihood": float("nan"),
         }
 
-    def auc(s: np.ndarray, y: np.ndarray) -> float:
-        return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else 0.5
-
-    interval = bootstrap(
-        (scores, labels),
-        auc,
-        paired=True,
-        vectorized=False,
-        n_resamples=2000,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    ).confidence_interval
     return {
-        "auc": auc(scores, labels),
-        "auc_ci95": [float(interval.low), float(interval.high)],
-        "auc_likelihood": auc(likelihood, labels),
+        "auc": float(roc_auc_score(labels, scores)),
+        "auc_ci95": _stratified_auc_ci(scores[labels], scores[~labels], seed),
+        "auc_likelihood": float(roc_auc_score(labels, likelihood)),
         "auc_conversations": int(len(labels)),
     }
 
 
-def _mean_ci(values: np.ndarray, seed: int) -> list[float]:
-    from scipy.stats import bootstrap
+def _stratified_auc_ci(won: np.ndarray, lost: np.ndarray, seed: int) -> list[float]:
+    """95 % percentile bootstrap CI of the AUC, resampling won and lost conversations apart.
 
-    if len(values) < 2:
+    Resampling all conversations together draws, with few lost ones, samples of one outcome that
+    have no AUC (scoring them 0.5 pulled the interval toward 0.5); the AUC is a comparison of
+    the two groups, so each keeps its size.
+    """
+    rng = np.random.default_rng(seed)
+    samples = np.empty(BOOTSTRAP_RESAMPLES)
+    for i in range(BOOTSTRAP_RESAMPLES):
+        w = won[rng.integers(0, len(won), len(won))]
+        x = lost[rng.integers(0, len(lost), len(lost))]
+        samples[i] = ((w[:, None] > x[None, :]).mean() + 0.5 * (w[:, None] == x[None, :]).mean())
+    low, high = np.percentile(samples, [2.5, 97.5])
+    return [float(low), float(high)]
+
+
+def cluster_mean_ci(values: np.ndarray, clusters: Sequence[str], seed: int) -> list[float]:
+    """95 % percentile bootstrap CI of ``values.mean()``, resampling whole clusters
+    (conversations): turns of one conversation are not independent, and resampling them one by
+    one makes the interval too narrow. NaN when there are fewer than 2 clusters."""
+    index = {c: i for i, c in enumerate(dict.fromkeys(clusters))}
+    if len(index) < 2:
         return [float("nan"), float("nan")]
-    interval = bootstrap(
-        (values,), np.mean, n_resamples=2000, method="percentile", rng=np.random.default_rng(seed)
-    ).confidence_interval
-    return [float(interval.low), float(interval.high)]
+    member = np.array([index[c] for c in clusters])
+    sums = np.bincount(member, weights=values, minlength=len(index))
+    counts = np.bincount(member, minlength=len(index)).astype(float)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(index), (BOOTSTRAP_RESAMPLES, len(index)))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return [float(low), float(high)]

@@ -7,10 +7,11 @@ else the newest, so that a newly trained model goes live only once promoted when
 promotion. A tenant named by a caller (a live call's metadata) is resolved with
 :meth:`ModelRegistry.served`, which reads names inside the registry only, never paths.
 
-Training writes into a hidden ``.<version>.partial`` folder (created when the version is
-reserved, so two trainings never share a version) and renames it when done, so a half-written
-model is never listed or served. ``id@revision`` strings are rejected: a
-version is a path component, never a remote revision.
+A version is reserved by creating its hidden ``.<version>.partial`` folder, so two trainings
+never share a version. Training writes the model into a hidden folder of its own
+(``.<version>.<random>``) and renames it when done, so a half-written model is never listed or
+served; the reservation is removed then (or when the training fails). ``id@revision`` strings
+are rejected: a version is a path component, never a remote revision.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ DEFAULT_ROOT = Path("models")
 CURRENT_FILE = "CURRENT"
 """In a tenant's folder: the name of the version it serves (absent: the newest)."""
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_STAMP = re.compile(r"^\d{8}T\d{6}Z$")
+"""A version ``new_version`` makes: ``<stamp>`` or ``<stamp>-<n>`` (n >= 2, same second)."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class ModelRegistry:
     def new_version(self, tenant: str, now: datetime | None = None) -> Path:
         """A fresh directory for the tenant's next model, reserved for this caller alone.
 
-        The version's hidden staging folder (see :func:`staging_dir`) is created here with an
+        The version's hidden reservation folder (see :func:`staging_dir`) is created here with an
         atomic ``mkdir``: two trainings started in the same second get ``<stamp>`` and
         ``<stamp>-2`` instead of writing into one folder.
         """
@@ -205,14 +208,27 @@ def _published(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(
-        p
-        for p in folder.iterdir()
-        if not p.name.startswith(".") and (p / "manifest.json").is_file()
+        (
+            p
+            for p in folder.iterdir()
+            if not p.name.startswith(".") and (p / "manifest.json").is_file()
+        ),
+        key=lambda p: version_order(p.name),
     )
 
 
+def version_order(version: str) -> tuple[str, int]:
+    """Sort key of a version name: ``<stamp>-10`` after ``<stamp>-9`` (a plain string sort puts
+    it before), ``<stamp>`` itself first; names of another form sort by their text."""
+    stamp, dash, suffix = version.rpartition("-")
+    if dash and _STAMP.match(stamp) and suffix.isdigit():
+        return stamp, int(suffix)
+    return version, 1
+
+
 def staging_dir(target: Path) -> Path:
-    """The hidden folder a model is written into before it appears as ``target``."""
+    """The hidden folder that reserves ``target``'s version while a training runs (empty: the
+    model itself is written into a hidden folder of the training's own)."""
     return target.parent / f".{target.name}.partial"
 
 

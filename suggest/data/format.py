@@ -10,11 +10,13 @@ A line::
 ``schema`` may be absent (read as v1); ``start``/``end``, ``agent_id``, ``value``, ``entities``,
 ``meta`` and ``context`` (numeric facts the agent knows at call start, e.g.
 ``{"priority_food": 2}``; an optional v1 field) are optional. A malformed line becomes a
-:class:`RowIssue` with its line number; the other lines are still read.
+:class:`RowIssue` with its line number; the other lines are still read. A turn whose text is
+empty or whitespace is dropped (counted in the report's notes); a line left without turns is bad.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -137,11 +139,14 @@ def read_conversations(path: str | Path) -> ImportReport:
     """
     report = ImportReport()
     first_line: dict[tuple[str, str], int] = {}
+    blank: list[str] = []
     for number, line in _numbered_lines(Path(path)):
         if not line.strip():
             continue
         try:
-            conversation = conversation_from_dict(json.loads(line))
+            conversation, dropped = without_blank_turns(conversation_from_dict(json.loads(line)))
+            if not conversation.turns:
+                raise ValueError("every turn's text is empty")
             key = (conversation.tenant, conversation.id)
             if key in first_line:  # twice in training: its own outcome leaks into its baseline
                 raise ValueError(
@@ -150,6 +155,7 @@ def read_conversations(path: str | Path) -> ImportReport:
                 )
             first_line[key] = number
             report.conversations.append(conversation)
+            blank.extend(f"line {number} turns[{i}]" for i in dropped)
         except json.JSONDecodeError as error:
             report.issues.append(
                 RowIssue(f"line {number}", f"not JSON: {error.msg} at column {error.colno}")
@@ -158,7 +164,25 @@ def read_conversations(path: str | Path) -> ImportReport:
             report.issues.append(RowIssue(f"line {number}", str(error)))
         except RecursionError:  # json's parser recurses once per nesting level
             report.issues.append(RowIssue(f"line {number}", "not JSON: nested too deeply"))
+    if blank:
+        report.notes.append(
+            f"{len(blank)} turns with empty text dropped (e.g. {', '.join(blank[:3])}): an empty "
+            "turn would become an empty suggestion"
+        )
     return report
+
+
+def without_blank_turns(conversation: Conversation) -> tuple[Conversation, list[int]]:
+    """``conversation`` without its whitespace-only turns, and the indices of those dropped.
+
+    An empty agent turn would be learnt as a move (an action whose example is '') and shown as an
+    empty suggestion; importers skip empty utterances the same way.
+    """
+    dropped = [i for i, turn in enumerate(conversation.turns) if not turn.text.strip()]
+    if not dropped:
+        return conversation, []
+    kept = tuple(turn for turn in conversation.turns if turn.text.strip())
+    return dataclasses.replace(conversation, turns=kept), dropped
 
 
 def write_conversations(path: str | Path, conversations: Iterable[Conversation]) -> int:

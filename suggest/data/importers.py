@@ -21,7 +21,7 @@ import csv
 import hashlib
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +194,11 @@ def import_dealornodeal(src: Path, tenant: str = "dealornodeal") -> ImportReport
     path = _need(src, "data.txt")
     report = ImportReport()
     seen: set[str] = set()
-    other_side = duplicates = 0
+    duplicates = 0
+    # A line whose first speaker is THEM is skipped: the agent is the first speaker, so that line
+    # is the partner's copy. Whether that copy is in the file is known only at the end.
+    first_speakers: set[tuple[str, ...]] = set()
+    second_speakers: Counter[tuple[str, ...]] = Counter()
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
@@ -204,16 +208,17 @@ def import_dealornodeal(src: Path, tenant: str = "dealornodeal") -> ImportReport
             except _MALFORMED_ROW as error:
                 report.issues.append(RowIssue(f"{path.name} line {number}", str(error)))
                 continue
+            texts = _dond_texts(line.strip())
             if conversation is None:
-                other_side += 1
-            elif conversation.id in seen:
+                second_speakers[texts] += 1
+                continue
+            first_speakers.add(texts)
+            if conversation.id in seen:
                 duplicates += 1
             else:
                 seen.add(conversation.id)
                 report.conversations.append(conversation)
-    report.notes.append(
-        f"{other_side} lines skipped: the same dialogue seen from the partner's side"
-    )
+    report.notes.extend(_dond_side_notes(first_speakers, second_speakers))
     report.notes.append(f"{duplicates} duplicate dialogues skipped")
     report.notes.append(
         "license CC BY-NC 4.0: internal evaluation only, never ship a model trained on it"
@@ -255,6 +260,29 @@ def _dond_conversation(line: str, tenant: str) -> Conversation | None:
             for name, number in zip(("count", "value"), mine[2 * i : 2 * i + 2], strict=True)
         },
     )
+
+
+def _dond_texts(line: str) -> tuple[str, ...]:
+    """What was said in a line's dialogue, in order: the same for both sides' copies."""
+    match = _DOND_LINE.match(line)
+    return tuple(text for _, text in _DOND_UTTERANCE.findall(match["dialogue"])) if match else ()
+
+
+def _dond_side_notes(
+    first_speakers: set[tuple[str, ...]], second_speakers: Counter[tuple[str, ...]]
+) -> list[str]:
+    """Notes on the THEM-first lines: partner's copies of imported dialogues, and dialogues whose
+    first speaker's copy is missing from the file (never imported: worth saying)."""
+    unpaired = sum(n for texts, n in second_speakers.items() if texts not in first_speakers)
+    paired = sum(second_speakers.values()) - unpaired
+    notes = [f"{paired} lines skipped: the same dialogue seen from the partner's side"]
+    if unpaired:
+        notes.append(
+            f"{unpaired} lines skipped whose dialogue is in the file only from the side that "
+            "speaks second (the first speaker's copy is missing): those dialogues are not "
+            "imported, since the first speaker is taken as the agent"
+        )
+    return notes
 
 
 def _dond_role(who: str) -> Role:

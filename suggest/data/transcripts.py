@@ -13,7 +13,8 @@ Outcomes CSV (what a CRM export gives), header required::
 be empty or absent. Header names are read without case or surrounding spaces. A call id on two
 rows that differ is an error on the second row and the call is left out (which row the CRM meant
 is unknown); an exact repeat is ignored. Consecutive segments of one role become one turn;
-``unknown`` segments are dropped (counted in the notes).
+``unknown`` segments are dropped (counted in the notes), as are outcome rows that match no
+transcript (counted, with examples).
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def import_transcripts(src: Path, outcomes_csv: Path, tenant: str = "default") -
     outcomes = read_outcomes(outcomes_csv, report)
     dropped_unknown = 0
     imported: dict[str, str] = {}
+    transcribed: set[str] = set()
     for path in sorted(src.rglob("*.json")):
         name = path.relative_to(src).as_posix()  # nested folders may repeat a file name
         try:
@@ -122,6 +124,7 @@ def import_transcripts(src: Path, outcomes_csv: Path, tenant: str = "default") -
             if not isinstance(data, dict) or "segments" not in data:
                 continue  # not a transcript (e.g. a summary file next to them)
             call_id = str(data.get("call_id") or path.stem)
+            transcribed.add(call_id)
             if call_id not in outcomes:
                 raise ValueError(f"call {call_id!r} has no row in {outcomes_csv.name} to use")
             if call_id in imported:  # one outcome row cannot label two calls
@@ -129,9 +132,11 @@ def import_transcripts(src: Path, outcomes_csv: Path, tenant: str = "default") -
             turns, unknown = transcript_turns(data)
         except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSON/UTF-8 errors too
             report.issues.append(RowIssue(name, str(error) or repr(error)))
+            transcribed.add(path.stem)  # reported already: not also an unmatched outcome row
             continue
         except RecursionError:  # json's parser recurses once per nesting level
             report.issues.append(RowIssue(name, "not JSON: nested too deeply"))
+            transcribed.add(path.stem)
             continue
         dropped_unknown += unknown
         imported[call_id] = name
@@ -148,7 +153,23 @@ def import_transcripts(src: Path, outcomes_csv: Path, tenant: str = "default") -
         )
     if dropped_unknown:
         report.notes.append(f"{dropped_unknown} segments with role 'unknown' dropped")
+    report.notes.extend(_unmatched_outcomes(outcomes, transcribed, outcomes_csv, src))
     return report
+
+
+def _unmatched_outcomes(
+    outcomes: dict[str, CallOutcome], transcribed: set[str], outcomes_csv: Path, src: Path
+) -> list[str]:
+    """A note on the outcome rows no transcript matched (a wrong folder or id format would
+    otherwise shrink the training data silently)."""
+    unmatched = [call for call in outcomes if call not in transcribed]
+    if not unmatched:
+        return []
+    return [
+        f"{len(unmatched)} rows of {outcomes_csv.name} match no transcript in {src} "
+        f"(e.g. {', '.join(repr(c) for c in unmatched[:3])}): not imported; check that "
+        "their call ids are the transcripts' call_id (or file names)"
+    ]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ class TrainConfig:
     projection_dim: int = 32
     """PCA size of turn embeddings inside the policy's state."""
     reward: Literal["success", "value"] = "success"
-    """Return of a conversation: success (0/1), or value scaled to 0..1 by its 95th percentile."""
+    """Return of a conversation: success (0/1), or value scaled to 0..1 (``suggest.train.returns``)."""
     awr_temperature: float = 1.0
     """beta of advantage-weighted behaviour cloning: weight = exp((R - V(s)) / beta)."""
     awr_lambda: float = 0.0

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import secrets
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from suggest.clusters import ClusterSet, discover
-from suggest.data.format import data_hash
+from suggest.data.format import data_hash, without_blank_turns
 from suggest.data.importers import NONCOMMERCIAL_LICENSE
 from suggest.data.split import HELDOUT_FRACTION, SPLIT_SALT, select
 from suggest.encoder import SentenceEncoder, load_encoder
@@ -43,6 +45,7 @@ from suggest.train.encoders import (
 )
 from suggest.train.feedback_rows import FeedbackSignal, feedback_signal, feedback_texts
 from suggest.train.policy_fit import fit_policies
+from suggest.train.returns import returns
 from suggest.train.texts import EntityTuple, embed_all, entity_lookup, extract_all
 from suggest.train.tuning import TuningGrid, TuningResult, tune
 from suggest.types import Conversation, Turn
@@ -84,6 +87,7 @@ def train(
         LicenseError: non-commercial data without ``allow_noncommercial``.
     """
     started, cpu_started = time.perf_counter(), time.process_time()
+    in_place = out_dir.exists()  # decided now: a folder appearing meanwhile is another run's
     timings: dict[str, float] = {}
     say = hook or (lambda _step: None)
 
@@ -108,20 +112,19 @@ def train(
     model, signal, config, tuning = _fit(
         chosen, vectors, extracted, actions, intents, encoder, config, feedback, say, lap
     )
-    model.manifest = _manifest(
-        conversations, chosen, config, actions, intents, signal, out_dir.name
-    )
+    model.manifest = _manifest(conversations, chosen, config, actions, intents, signal, out_dir.name)
     if tuning is not None:
         model.manifest["tuning"] = tuning.to_dict()
     repeat = repeat_cosine_in_own_space(chosen, vectors, reference) if reference else None
     if repeat is not None:  # MiniLM models keep REPEAT_COSINE (and their manifests as they were)
         model.bank.repeat_cosine = model.manifest["repeat_cosine"] = repeat
-    work = _save_out_of_sight(model, out_dir, encoder_dir)
-    lap("save")
-    if config.evaluate_heldout and config.split == "train":
-        say("evaluating on the held-out split")
-        _record_heldout(model, conversations, config, work, encoder_dir, vectors, reference)
-        lap("evaluate")
+    work = _save_out_of_sight(model, out_dir, encoder_dir, in_place=in_place)
+    with _discarded_on_failure(work if work != out_dir else None):
+        lap("save")
+        if config.evaluate_heldout and config.split == "train":
+            say("evaluating on the held-out split")
+            _record_heldout(model, conversations, config, work, encoder_dir, vectors, reference)
+            lap("evaluate")
     if work != out_dir:
         _publish(work, out_dir)
     return TrainResult(
@@ -139,19 +142,53 @@ def _entities(
     return extract_all([t for c in chosen for t in c.turns], cache_dir)
 
 
-def _save_out_of_sight(model: SuggestionModel, out_dir: Path, encoder_dir: Path) -> Path:
-    """Save ``model`` where it is built; return that folder (``out_dir`` itself if it exists).
+def _save_out_of_sight(
+    model: SuggestionModel, out_dir: Path, encoder_dir: Path, *, in_place: bool
+) -> Path:
+    """Save ``model`` where it is built; return that folder (``out_dir`` itself when
+    ``in_place``: the --out folder existed when the training started, and is rewritten).
 
     A new model is written out of sight and appears whole (:func:`_publish`): a server resolving
-    the tenant's newest model never loads it half-written. An existing --out folder is rewritten
-    in place.
+    the tenant's newest model never loads it half-written. Each training writes into a hidden
+    folder of its own, so two trainings given the same new ``--out`` never write into one folder
+    and never overwrite each other: the second to finish is refused at :func:`_publish`, even
+    when the first published before the second saved.
     """
-    work = out_dir if out_dir.exists() else staging_dir(out_dir)
-    if work != out_dir and work.is_dir() and any(work.iterdir()):
-        shutil.rmtree(work)  # a crashed run's leftovers (an empty one: new_version's reservation)
-    work.mkdir(parents=True, exist_ok=True)
-    save_model(model, work, encoder_dir)
+    if in_place:
+        save_model(model, out_dir, encoder_dir)
+        return out_dir
+    work = _own_staging_dir(out_dir)
+    with _discarded_on_failure(work):
+        save_model(model, work, encoder_dir)
     return work
+
+
+def _own_staging_dir(out_dir: Path) -> Path:
+    """A new hidden folder ``.<name>.<random>`` next to ``out_dir``, created for this run alone.
+
+    Like ``tempfile.mkdtemp`` (an atomic ``mkdir`` of a random name), but with the default
+    permissions: the folder becomes the published model, which a server of another user reads.
+    Never ``.<name>.partial``, the registry's reservation of the version (``staging_dir``).
+    """
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        candidate = out_dir.parent / f".{out_dir.name}.{secrets.token_hex(6)}"
+        try:
+            candidate.mkdir()
+        except FileExistsError:  # 48 random bits: practically never
+            continue
+        return candidate
+
+
+@contextlib.contextmanager
+def _discarded_on_failure(work: Path | None) -> Iterator[None]:
+    """Remove the staging folder ``work`` (None: nothing to remove) if the block fails."""
+    try:
+        yield
+    except BaseException:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 def _publish(work: Path, out_dir: Path) -> None:
@@ -160,15 +197,21 @@ def _publish(work: Path, out_dir: Path) -> None:
     Raises:
         TrainingError: ``out_dir`` appeared meanwhile (two trainings given the same ``--out``).
     """
+    refused = TrainingError(
+        f"{out_dir} was written by another training while this one ran; "
+        f"this model is left in {work}",
+        hint="give each training its own --out (or none: versions are then unique)",
+    )
     try:
         out_dir.mkdir()  # atomic: fails if another run published here first
     except FileExistsError as error:
-        raise TrainingError(
-            f"{out_dir} was written by another training while this one ran; "
-            f"this model is left in {work}",
-            hint="give each training its own --out (or none: versions are then unique)",
-        ) from error
-    os.replace(work, out_dir)  # onto the empty folder just made
+        raise refused from error
+    try:
+        os.replace(work, out_dir)  # onto the empty folder just made
+    except OSError as error:  # another run wrote into it between the mkdir and the rename
+        raise refused from error
+    with contextlib.suppress(OSError):  # the version exists now: its registry reservation goes
+        staging_dir(out_dir).rmdir()
 
 
 def _chosen(conversations: Sequence[Conversation], config: TrainConfig) -> list[Conversation]:
@@ -178,11 +221,13 @@ def _chosen(conversations: Sequence[Conversation], config: TrainConfig) -> list[
             f"no conversation of tenant {config.tenant!r}",
             hint=f"tenants in the data: {dict(tenants)}",
         )
-    chosen = select([c for c in conversations if c.tenant == config.tenant], config.split)
+    own, blank = _without_blank_turns([c for c in conversations if c.tenant == config.tenant])
+    chosen = select(own, config.split)
     if len(chosen) < config.min_conversations:
         raise TrainingError(
             f"{len(chosen)} conversations of tenant {config.tenant!r} on the {config.split!r} "
-            f"side; training needs {config.min_conversations}",
+            f"side; training needs {config.min_conversations}"
+            + (f" ({blank} more have only empty turns)" if blank else ""),
             hint=_more_conversations_hint(config),
         )
     if len({c.outcome.success for c in chosen}) < 2:  # checked before minutes of embedding
@@ -209,6 +254,19 @@ def _chosen(conversations: Sequence[Conversation], config: TrainConfig) -> list[
             hint="internal evaluation only: pass --allow-noncommercial and never ship the model",
         )
     return chosen
+
+
+def _without_blank_turns(
+    conversations: Sequence[Conversation],
+) -> tuple[list[Conversation], int]:
+    """The conversations without whitespace-only turns (which would become empty actions,
+    exemplars and baselines), those left with no turn dropped; and how many were dropped.
+
+    ``read_conversations`` already drops such turns (with a note); this covers callers that build
+    conversations themselves.
+    """
+    kept = [without_blank_turns(c)[0] for c in conversations]
+    return [c for c in kept if c.turns], sum(1 for c in kept if not c.turns)
 
 
 def _more_conversations_hint(config: TrainConfig) -> str:
@@ -350,21 +408,6 @@ def _fit(
         encoder=encoder.spec,
     )
     return model, signal, config, tuning
-
-
-def returns(chosen: Sequence[Conversation], config: TrainConfig) -> np.ndarray:
-    """Per-conversation return: success (0/1), or value / its 95th percentile, clipped to 0..1."""
-    if config.reward == "success":
-        return np.array([float(c.outcome.success) for c in chosen], np.float32)
-    values = np.array(
-        [
-            c.outcome.value if c.outcome.value is not None else float(c.outcome.success)
-            for c in chosen
-        ],
-        np.float32,
-    )
-    scale = float(np.percentile(values, 95)) or 1.0
-    return np.clip(values / scale, 0.0, 1.0)
 
 
 def _exemplar_bank(
@@ -542,7 +585,8 @@ def _record_heldout(
     """Evaluate on the held-out side and store the metrics in the manifest (rewritten)."""
     from suggest.evaluate import evaluate_model
 
-    heldout = select([c for c in conversations if c.tenant == config.tenant], "test")
+    own, _ = _without_blank_turns([c for c in conversations if c.tenant == config.tenant])
+    heldout = select(own, "test")
     if not heldout:
         return
     report = evaluate_model(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -158,24 +159,56 @@ def advantages(rows: TrainingRows, value: np.ndarray, lam: float) -> np.ndarray:
 def _cross_fitted_value(
     features: np.ndarray, rows: TrainingRows, config: TrainConfig
 ) -> np.ndarray:
-    """V(s) for every row from a model that did not see the row's conversation."""
+    """V(s) for every row from a model that did not see the row's conversation.
+
+    A fold whose training side holds one outcome only (the tenant's few lost calls all fell into
+    the held-out fold) cannot fit a classifier: its rows get that side's base rate instead.
+    """
+    from sklearn.base import clone
     from sklearn.linear_model import LogisticRegression, Ridge
-    from sklearn.model_selection import GroupKFold, cross_val_predict
+    from sklearn.model_selection import GroupKFold
 
     folds = min(config.value_folds, len(np.unique(rows.conversation)))
     cv = GroupKFold(n_splits=folds)
-    if config.reward == "success":
-        model = LogisticRegression(C=config.regularization, max_iter=config.max_iter)
-        return cross_val_predict(
-            model, features, rows.success, groups=rows.conversation, cv=cv, method="predict_proba"
-        )[:, 1]
-    return cross_val_predict(
-        Ridge(alpha=1.0 / config.regularization),
-        features,
-        rows.reward,
-        groups=rows.conversation,
-        cv=cv,
+    by_success = config.reward == "success"
+    target = rows.success if by_success else rows.reward
+    model = (
+        LogisticRegression(C=config.regularization, max_iter=config.max_iter)
+        if by_success
+        else Ridge(alpha=1.0 / config.regularization)
     )
+    order, predictions = [], []
+    for train_index, valid_index in cv.split(features, groups=rows.conversation):
+        seen = target[train_index]
+        if by_success and len(np.unique(seen)) < 2:
+            predictions.append(np.full(len(valid_index), np.mean(seen), features.dtype))
+        else:
+            fitted = _fitted(clone(model), features[train_index], seen)
+            valid = features[valid_index]
+            predictions.append(
+                fitted.predict_proba(valid)[:, 1] if by_success else fitted.predict(valid)
+            )
+        order.append(valid_index)
+    # assembled as cross_val_predict does (one concatenation, then back in row order), so the
+    # values and their dtype are those of the models trained before this loop existed
+    value = np.concatenate(predictions)
+    return value[np.argsort(np.concatenate(order))]
+
+
+def _fitted(model: Any, features: np.ndarray, target: np.ndarray, weights: Any = None) -> Any:
+    """``model.fit(...)``; scikit-learn's refusal becomes a TrainingError.
+
+    Raises:
+        TrainingError: the fit is impossible (e.g. one class only on a fold, too few rows).
+    """
+    try:
+        return model.fit(features, target, sample_weight=weights)
+    except ValueError as error:
+        raise TrainingError(
+            f"fitting {type(model).__name__} on {len(target)} rows failed: {error}",
+            hint="too few conversations, or too few of one outcome or action: add conversations "
+            "(both won and lost), or fix --actions to fewer groups",
+        ) from error
 
 
 def _fit_softmax(
@@ -187,8 +220,12 @@ def _fit_softmax(
 ) -> LinearPolicy:
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=config.regularization, max_iter=config.max_iter)
-    model.fit(features, actions, sample_weight=weights)
+    model = _fitted(
+        LogisticRegression(C=config.regularization, max_iter=config.max_iter),
+        features,
+        actions,
+        weights,
+    )
     coef = np.zeros((n_actions, features.shape[1]), np.float32)
     bias = np.full(n_actions, MISSING_ACTION_LOGIT, np.float32)
     if len(model.classes_) == 2:  # sklearn stores one row for two classes: logit of the second
@@ -203,8 +240,8 @@ def _fit_softmax(
 def _fit_outcome(features: np.ndarray, success: np.ndarray, config: TrainConfig) -> OutcomeModel:
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=config.regularization, max_iter=config.max_iter).fit(
-        features, success
+    model = _fitted(
+        LogisticRegression(C=config.regularization, max_iter=config.max_iter), features, success
     )
     return OutcomeModel(model.coef_[0].astype(np.float32), float(model.intercept_[0]))
 

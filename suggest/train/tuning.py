@@ -131,6 +131,24 @@ def cross_validate(
     }
 
 
+def _supported(
+    settings: list[dict[str, Any]],
+    chosen: Sequence[Conversation],
+    config: TrainConfig,
+    returns: Returns,
+) -> list[dict[str, Any]]:
+    """The settings whose return the data supports: the value return needs usable values (a
+    tenant whose won calls carry none is tuned on the success return alone)."""
+    usable = set()
+    for reward in {s["reward"] for s in settings}:
+        try:
+            returns(chosen, dataclasses.replace(config, reward=reward))
+        except TrainingError:
+            continue
+        usable.add(reward)
+    return [s for s in settings if s["reward"] in usable]
+
+
 def tune(
     rows: TrainingRows,
     chosen: Sequence[Conversation],
@@ -157,7 +175,7 @@ def tune(
                 "one outcome (too few won or lost conversations)",
                 hint="train without --tune (the defaults), or add conversations of the rarer outcome",
             )
-    settings = grid.settings()
+    settings = _supported(grid.settings(), chosen, config, returns)
     table: list[dict[str, Any]] = []
     bc_fits: dict[tuple[int, float], LinearPolicy] = {}
     for done, setting in enumerate(settings, start=1):

@@ -375,7 +375,8 @@ def test_a_model_trained_with_context_reads_the_same_names_when_serving(
 def test_a_new_model_appears_whole_in_the_registry(
     conversations: list[Conversation], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Training writes a hidden folder (never listed or served) and renames it when done."""
+    """Training writes a hidden folder of its own (never listed or served) and renames it when
+    done; the version's reservation is given back."""
     from suggest.registry import ModelRegistry
     from suggest.train import pipeline
 
@@ -390,8 +391,9 @@ def test_a_new_model_appears_whole_in_the_registry(
     monkeypatch.setattr(pipeline, "save_model", watched)
     config = TrainConfig(tenant="pfg", min_conversations=20, evaluate_heldout=False)
     result = train(conversations[:40], config, target, cache_dir=_cache())
-    assert writes and all(d.name == f".{target.name}.partial" for d, _ in writes)
+    assert writes and all(d.name.startswith(f".{target.name}.") for d, _ in writes)
     assert all(listed == [] for _, listed in writes)  # invisible while being written
     assert result.directory == target and (target / "manifest.json").is_file()
     assert [e.version for e in ModelRegistry(tmp_path).versions("pfg")] == [target.name]
     assert not (tmp_path / "pfg" / f".{target.name}.partial").exists()
+    assert sorted(p.name for p in (tmp_path / "pfg").iterdir()) == [target.name]

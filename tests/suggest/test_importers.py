@@ -209,3 +209,32 @@ def test_dealornodeal_selection_without_equals_is_reported_with_its_line(
     whole = import_dealornodeal(shared_data / "dialogues" / "dealornodeal")
     first_40 = {c.id for c in whole.conversations} & {c.id for c in report.conversations}
     assert len(report.conversations) >= 15 and first_40 == {c.id for c in report.conversations}
+
+
+def test_dealornodeal_says_which_dialogues_exist_only_from_the_second_speaker(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """A THEM-first line was always counted as "the partner's side" of an imported dialogue,
+    also when the file holds no YOU-first copy of it (144 dialogues of data.txt)."""
+    import re
+
+    def _dond_texts(line: str) -> list[str]:  # what was said: the same in both sides' copies
+        return [text for _, text in re.findall(r"(YOU|THEM):\s*(.*?)\s*<eos>", line)]
+
+    lines = (shared_data / "dialogues" / "dealornodeal" / "data.txt").read_text().splitlines()[:40]
+    first = [line for line in lines if line.split()[6] == "YOU:"]
+    second = [line for line in lines if line.split()[6] == "THEM:"]
+    paired = next(s for s in second if any(_dond_texts(f) == _dond_texts(s) for f in first))
+    kept = [line for line in lines if not (line in first and _dond_texts(line) == _dond_texts(paired))]
+
+    def counts(text_lines: list[str]) -> tuple[int, int]:
+        (tmp_path / "data.txt").write_text("\n".join(text_lines) + "\n")
+        notes = import_dealornodeal(tmp_path).notes
+        partner = next(n for n in notes if "the same dialogue seen from the partner's side" in n)
+        alone = [n for n in notes if "only from the side that speaks second" in n]
+        return int(partner.split()[0]), int(alone[0].split()[0]) if alone else 0
+
+    (partner_before, alone_before), (partner_after, alone_after) = counts(lines), counts(kept)
+    assert (partner_after, alone_after) == (partner_before - 1, alone_before + 1)
+    whole = import_dealornodeal(shared_data / "dialogues" / "dealornodeal")
+    assert any(n.startswith("144 lines skipped whose dialogue") for n in whole.notes)

@@ -178,3 +178,19 @@ def test_outcome_rows_that_disagree_leave_the_call_out_and_a_repeat_is_harmless(
         "c1.json: call 'c1' has no row in crm.csv to use",
         "march/c3.json: call 'c3' was already imported from c3.json",
     ]
+
+
+def test_outcome_rows_that_match_no_transcript_are_counted_in_the_notes(tmp_path: Path) -> None:
+    """A CRM export of 5 calls against 1 transcript imported 1 conversation and said nothing
+    about the other 4 (a wrong folder or call-id format looked like a small tenant)."""
+    calls = tmp_path / "out"
+    calls.mkdir()
+    (calls / "c1.json").write_text(json.dumps(_transcript("c1", [("agent", "Hello", 0.0)])))
+    (calls / "c2.json").write_text("{not json")  # reported as an issue, not as unmatched
+    outcomes = tmp_path / "crm.csv"
+    outcomes.write_text("call_id,success\nc1,true\nc2,true\nCALL-3,false\nCALL-4,true\nCALL-5,no\n")
+    report = import_transcripts(calls, outcomes, tenant="acme")
+    assert [c.id for c in report.conversations] == ["c1"]
+    unmatched = [note for note in report.notes if "match no transcript" in note]
+    assert len(unmatched) == 1 and unmatched[0].startswith("3 rows of crm.csv")
+    assert "'CALL-3', 'CALL-4', 'CALL-5'" in unmatched[0]

@@ -127,8 +127,8 @@ def report(
     calls = _call_facts(events, database_outcomes, file_outcomes)
     experiment = experiment_records(split, calls, assignments)
     if experiment.records:
-        reports = ab_report(experiment.records, [a.name for a in split.arms])
-        _print_report(reports)
+        reports = ab_report(experiment.records, [a.name for a in split.arms], unit=split.unit)
+        _print_report(reports, split.unit)
         _print_lift(reports, lift)
     else:  # a table of nan rates said nothing
         click.echo(
@@ -237,15 +237,16 @@ def _outcomes_from_file(path: Path) -> tuple[dict[str, Any], list[Any]]:
     return facts, [f"{path.name} {issue}" for issue in read.issues]
 
 
-def _print_report(arms: list[Any]) -> None:
+def _print_report(arms: list[Any], unit: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    test = "Fisher p" if unit == "call" else "CI and p over agents"
     table = Table(
         "arm",
         "calls",
         "success rate (95 % CI)",
-        "vs control (95 % CI, Fisher p)",
+        f"vs control (95 % CI, {test})",
         "acceptance (95 % CI)",
         "vs control (95 % CI)",
         "calls per arm to detect it",
@@ -264,6 +265,16 @@ def _print_report(arms: list[Any]) -> None:
             "" if arm.outcome_calls_needed is None else str(arm.outcome_calls_needed),
         )
     Console().print(table)
+    click.echo(_UNIT_NOTES[unit])
+
+
+_UNIT_NOTES = {
+    "call": "tests: calls are the unit the split randomised (Fisher's exact test and a Newcombe "
+    "interval for outcomes; acceptance resampled by call)",
+    "agent": "tests: agents are the unit the split randomised (outcome p from re-assigning agents "
+    "between the arms; intervals resample agents); 'calls per arm' assumes independent calls, "
+    "so an agent split needs more",
+}
 
 
 def _diff(value: tuple[float, float, float] | None, is_control: bool) -> str:

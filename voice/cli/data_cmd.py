@@ -166,6 +166,8 @@ def check(data_file: Path) -> None:
 
     report = _run(lambda: read_conversations(data_file))
     _print_issues(report.issues)
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
     counts = split_counts(report.conversations)
     click.echo(
         f"{report.summary()}; held-out split: {counts['train']} train / {counts['test']} test"

@@ -66,6 +66,8 @@ def load_conversations(path: Path) -> list:
         click.echo(f"skipped {path.name} {issue}", err=True)
     if report.issues:
         click.echo(f"{len(report.issues)} bad lines skipped in {path}", err=True)
+    for note in report.notes:
+        click.echo(f"note: {path.name}: {note}", err=True)
     return report.conversations
 
 

@@ -282,16 +282,16 @@ def _train_config(
 
 
 def _train_reserved(run: Callable[[], T], target: Path, *, reserved: bool) -> T:
-    """Run a training; if it fails, give back the version ``new_version`` reserved for it."""
+    """Run a training; however it ends (a typed error, a crash, Ctrl-C), give back the version
+    ``new_version`` reserved for it unless the model was published there."""
     from suggest.registry import staging_dir
 
     try:
         return guarded(run)
-    except click.ClickException:
+    finally:
         if reserved:
-            with contextlib.suppress(OSError):  # not empty: a crashed run's files, kept to look at
+            with contextlib.suppress(OSError):  # already gone: the training published the model
                 staging_dir(target).rmdir()
-        raise
 
 
 def _print_training(result: Any) -> None:
