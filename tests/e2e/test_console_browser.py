@@ -31,6 +31,7 @@ from tests.server.harness import (
     new_app,
     stored_feedback,
 )
+from voice.frames import TimedWord, TranscriptPartialFrame
 from voice.store.agents import AgentStore
 
 pytestmark = pytest.mark.e2e
@@ -68,6 +69,7 @@ def test_agent_console_follows_a_call(tmp_path: Path) -> None:
 
         server.run(call.partial("outbound", "agent", "Hello, this is", "Diane in New", 6.0, 7.0))
         page.wait_for_selector(".partial .tentative:has-text('Diane in New')")
+        _check_partial_spacing(page, server, call)
         styles = page.evaluate("""() => ['committed', 'tentative'].map((c) => {
             const s = getComputedStyle(document.querySelector('.partial .' + c));
             return [s.color, s.fontStyle]; })""")
@@ -103,6 +105,67 @@ def test_agent_console_follows_a_call(tmp_path: Path) -> None:
         page.set_viewport_size({"width": 460, "height": 900})
         screenshot(page, "agent-console-narrow", full_page=True)
         assert page.script_errors == []
+
+
+def test_shortcuts_leave_links_and_the_card_being_edited_alone(tmp_path: Path) -> None:
+    """A shortcut that would act on the card being edited does nothing (the edit is kept and
+    saved); a card acted on after more than an hour is stored as an hour; Enter on a focused link
+    follows the link and accepts nothing."""
+    services = make_services(tmp_path)
+    alice = AgentStore(services.store).add("alice")[1]
+    with ServerThread(new_app(services)) as server, chromium() as browser:
+        call = ScriptedCall(services, "CA-keys", agent_id="alice")
+        server.run(call.start())
+        page = open_console(browser, server.url, alice)
+        posted: list[dict] = []
+        page.on("request", lambda request: posted.extend(json.loads(request.post_data)["items"])
+                if request.url.endswith("/feedback") else None)
+        server.run(call.final("t0", "inbound", "customer", "Where is my order?", 1.0, 2.0))
+        ids = server.run(call.suggest("t0", list(SERVICE_LINES[:3]), 2.0))
+        page.wait_for_selector("#cards .card >> nth=2")
+        cards = page.locator("#cards .card")
+
+        page.locator("body").press("e")
+        page.locator("#cards textarea").fill("Let me look up your order number.")
+        page.locator("#transcript-scroll").click()  # to re-read what the customer said
+        for key in ("a", "d", "Enter"):
+            page.keyboard.press(key)
+        time.sleep(0.3)
+        assert [cards.nth(i).get_attribute("data-state") for i in range(3)] == [None, None, None]
+        assert page.locator("#cards textarea").input_value() == "Let me look up your order number."
+        page.locator("#cards textarea").press("Control+Enter")
+        page.wait_for_selector("#cards .card[data-state='edited']")
+
+        page.evaluate("() => { window.nextline.console.deck.cards[1].shownAt -= 3_700_000; }")  # up since lunch
+        cards.nth(1).locator("button[data-kind=dismiss]").click()
+        page.wait_for_selector("#cards .card[data-state='dismissed']")
+        _wait_for(lambda: sum(1 for item in posted if item["kind"] != "shown") == 2)
+        assert [i["elapsed_ms"] for i in posted if i["kind"] == "dismissed"] == [3_600_000]
+
+        page.focus("a[href='/qa']")
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"{server.url}/qa", timeout=10_000)
+        time.sleep(0.5)
+        actions = [r for r in stored_feedback(services.store, "CA-keys") if r["event"] != "shown"]
+        assert [(r["suggestion_id"], r["event"], r["edited_text"], r["elapsed_ms"] >= 3_600_000) for r in actions] == [
+            (ids[0], "edited", "Let me look up your order number.", False), (ids[1], "dismissed", None, True)]
+        assert page.script_errors == []
+
+
+def _partial_text(page, leg: str) -> str:
+    return page.evaluate(f"""() => [...document.querySelectorAll(
+        '.partial[data-leg="{leg}"] .turn-text span:not(.typing)')].map((span) => span.textContent).join('')""")
+
+
+def _check_partial_spacing(page, server: ServerThread, call: ScriptedCall) -> None:
+    """Words in progress read as words: the live ASR's words carry no spaces (the harness's neither),
+    and words that still carry Whisper's leading space (an older recording) read the same."""
+    assert _partial_text(page, "outbound") == "Hello, this is Diane in New"
+    spaced = [TimedWord(f" {word}", 1.0 + i, 1.5 + i, 0.9) for i, word in enumerate(["I", "want", "to", "cancel"])]
+    server.run(call.recorder.process_frame(TranscriptPartialFrame(
+        leg="inbound", committed=spaced[:2], tentative=spaced[2:], audio_time=5.0, role="customer", speaker="inbound")))
+    wait_until(page, "document.querySelector('.partial[data-leg=\"inbound\"]') !== null")
+    assert _partial_text(page, "inbound") == "I want to cancel"
 
 
 def _check_latency(latencies: list[dict[str, float]], expected: int) -> None:

@@ -1,7 +1,8 @@
 """The agent console after its socket dropped or the page reloaded, in a real browser against the
 real server: a call the server no longer holds (restart, or gone from the hub's history) ends
 and the next call opens; a reload that replays the call's history reports no card as shown twice,
-and of the cards a replay flashes only the one left on screen counts as shown."""
+of the cards a replay flashes only the one left on screen counts as shown, and cards already acted
+on come back in that state; opening the console on a long call takes seconds."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.browser import chromium, open_console, wait_until
+from tests.e2e.browser import chromium, open_console, open_page, wait_until
 from tests.server.harness import SERVICE_LINES, ScriptedCall, ServerThread, make_services, new_app, stored_feedback
 from voice.store.agents import AgentStore
 
@@ -65,6 +66,99 @@ def test_replayed_suggestions_are_not_reported_shown_again(tmp_path: Path) -> No
         shown = Counter(r["suggestion_id"] for r in stored_feedback(services.store, "CA-reload")
                         if r["event"] == "shown")
         assert set(shown) == set(early[-1]).union(*live) and max(shown.values()) == 1
+        assert page.script_errors == []
+
+
+def test_a_reload_keeps_what_the_agent_did_with_the_cards(tmp_path: Path) -> None:
+    """Cards accepted or dismissed before a reload come back in that state, without their buttons;
+    the shortcuts go on from the card still open, and nothing is stored twice."""
+    services = make_services(tmp_path)
+    alice = AgentStore(services.store).add("alice")[1]
+    with ServerThread(new_app(services)) as server, chromium() as browser:
+        call = ScriptedCall(services, "CA-acted", agent_id="alice")
+        server.run(call.start())
+        page = open_console(browser, server.url, alice)
+        server.run(call.final("t0", "inbound", "customer", "Where is my order?", 1.0, 2.0))
+        ids = server.run(call.suggest("t0", list(SERVICE_LINES[:3]), 2.0))
+        page.wait_for_selector("#cards .card >> nth=2")
+        page.locator("body").press("a")  # card 1
+        page.wait_for_selector("#cards .card[data-state='accepted']")
+        page.keyboard.press("d")  # then the selection moved on to card 2
+        page.wait_for_selector("#cards .card[data-state='dismissed']")
+        _wait_for_actions(services, "CA-acted", 2)
+        time.sleep(0.5)  # the answers are in: the page has noted both
+
+        page.reload()
+        page.wait_for_selector('#status[data-state="live"]', timeout=15_000)
+        page.wait_for_selector("#cards .card >> nth=2")
+        cards = page.locator("#cards .card")
+        assert [cards.nth(i).get_attribute("data-state") for i in range(3)] == ["accepted", "dismissed", None]
+        assert cards.nth(0).locator("button").count() == 0 and cards.nth(1).locator("button").count() == 0
+        assert cards.nth(2).get_attribute("aria-current") == "true"
+        page.locator("body").press("a")  # the open card, not card 1 again
+        page.wait_for_selector("#cards .card:nth-child(3)[data-state='accepted']")
+        _wait_for_actions(services, "CA-acted", 3)
+        time.sleep(0.5)  # a repeat would be stored by now
+        assert _actions(services, "CA-acted") == [(ids[0], "accepted"), (ids[1], "dismissed"), (ids[2], "accepted")]
+        assert page.script_errors == []
+
+
+def _actions(services, call_id: str) -> list[tuple[str, str]]:
+    return [(r["suggestion_id"], r["event"]) for r in stored_feedback(services.store, call_id) if r["event"] != "shown"]
+
+
+def _wait_for_actions(services, call_id: str, count: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(_actions(services, call_id)) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} actions stored after {timeout:.0f} s"
+        time.sleep(0.05)
+
+
+LONG_CALL_TURNS = 400
+
+
+def test_a_long_calls_history_is_laid_out_once_per_frame(tmp_path: Path) -> None:
+    """The history of a long call (a final and an nlu event per turn) replays whole: the log is
+    measured and scrolled once per frame, not per event (3,000 turns took 47 s to appear, now
+    about 4 s: docs/results/ui.md), a role decided late visits only the turns still unknown, and
+    replayed turns are not animated (new ones are)."""
+    services = make_services(tmp_path)
+    alice = AgentStore(services.store).add("alice")[1]
+    with ServerThread(new_app(services)) as server, chromium() as browser:
+        call = ScriptedCall(services, "CA-long", agent_id="alice")
+        server.run(call.start())
+
+        async def history() -> None:
+            for i in range(LONG_CALL_TURNS):
+                leg, role = ("inbound", "customer") if i % 2 else ("outbound", "agent")
+                await call.final(f"t{i}", leg, role, f"turn number {i} with some words in it", i * 2.0, i * 2.0 + 1.5)
+                await call.nlu(f"t{i}", role, None, [], i * 2.0 + 1.5)
+
+        server.run(history(), timeout=300)
+        page = open_page(browser)
+        page.goto(f"{server.url}/agent#token={alice}")
+        wait_until(page, f"document.querySelectorAll('#transcript .turn').length === {LONG_CALL_TURNS}",
+                   timeout=120, poll=0.1)
+        assert page.locator("#transcript .turn.fresh").count() == 0
+        wait_until(page, """(() => { const s = document.getElementById('transcript-scroll');
+            return s.scrollTop + s.clientHeight >= s.scrollHeight - 48; })()""")  # followed to the end
+
+        burst = page.evaluate("""() => {
+            const view = window.nextline.console.transcript;
+            const proto = Object.getOwnPropertyDescriptor(Element.prototype, 'scrollHeight');
+            let reads = 0;
+            Object.defineProperty(view.scroller, 'scrollHeight', { configurable: true,
+                get() { reads += 1; return proto.get.call(this); } });
+            const turn = (i, role) => ({ turn_id: 'u' + i, leg: 'mixed', role, speaker: 'spk', text: 'hi',
+                                         start: 1e6 + i });
+            view.final(turn(0, 'unknown'));
+            for (let i = 1; i <= 200; i++) view.final(turn(i, 'customer'));
+            const role = view.turns.get('u0').querySelector('.role').textContent;
+            return { reads, role, unresolved: view.unresolved.size };
+        }""")
+        assert burst == {"reads": 1, "role": "Customer", "unresolved": 0}, burst
+        server.run(call.final("live", "inbound", "customer", "Are you still there?", 1e7, 1e7 + 1))
+        page.wait_for_selector("#transcript .turn.fresh[data-turn-id='live']")
         assert page.script_errors == []
 
 

@@ -1,10 +1,11 @@
 """QA replay and the supervisor view in a real browser: a processed call with its recorded audio
 (the bundled 30 s phone call), clicking a transcript line seeks the audio to that turn, the
 model's suggestions sit beside the agent's words, the outcome is set, and the supervisor view
-follows a live call."""
+follows a live call; the call list pages by cursor and the upload list survives a failed poll."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -143,20 +144,51 @@ def test_qa_date_filters_are_the_viewers_days(tmp_path: Path) -> None:
         assert page.script_errors == []
 
 
-def _stored_calls(services, kind: str, count: int, day: str) -> list[str]:
+def test_the_upload_list_keeps_polling_after_a_failed_poll(tmp_path: Path) -> None:
+    """One failed poll of the jobs (a proxy's 502, a restart) is retried: the job still reaches
+    "Done" on the page, and the error goes once a poll succeeds."""
+    services = make_services(tmp_path)
+    sue = AgentStore(services.store).add("sue", role="supervisor")[1]
+    job = {"job_id": "j1", "filename": "call.wav", "status": "transcribing", "elapsed": 3, "call_id": None}
+    answers = [{"jobs": [job]}, None, {"jobs": [{**job, "status": "done", "call_id": "call-j1"}]}]
+    polls: list[float] = []
+
+    def answer(route) -> None:
+        body = answers[min(len(polls), len(answers) - 1)]
+        polls.append(time.monotonic())
+        if body is None:
+            route.fulfill(status=502, content_type="application/json", body='{"detail": "Bad Gateway"}')
+        else:
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    with ServerThread(new_app(services)) as server, chromium() as browser:
+        page = open_page(browser)
+        page.route("**/api/qa/uploads", answer)
+        page.goto(f"{server.url}/qa#token={sue}")
+        wait_until(page, "document.getElementById('upload-error').textContent.includes('Bad Gateway')", timeout=10)
+        wait_until(page, "document.querySelector('#jobs .job[data-status=\"done\"]') !== null", timeout=10)
+        assert page.locator("#upload-error").text_content() == ""
+        assert page.locator("#jobs .job a", has_text="Open").get_attribute("href") == "/qa/calls/call-j1"
+        time.sleep(1.5)
+        assert len(polls) == 3  # nothing runs any more: polling stopped, as it should
+        assert page.script_errors == []
+
+
+def _stored_calls(services, kind: str, count: int, day: str, first: int = 0) -> list[str]:
     """``count`` ended calls of ``kind`` straight into the store, a minute apart from noon UTC on
-    ``day`` (a few milliseconds, where the recorder would take seconds); newest first."""
+    ``day`` plus ``first`` minutes (a few milliseconds, where the recorder would take seconds);
+    newest first."""
     from datetime import UTC, datetime, timedelta
 
     from voice.store.tables import CallRow
 
     noon = datetime.fromisoformat(f"{day}T12:00:00").replace(tzinfo=UTC)
-    ids = [f"CA-{kind}-{index:03d}" for index in range(count)]
+    ids = [f"CA-{kind}-{index:03d}" for index in range(first, first + count)]
     with services.store.session() as session:
         session.add_all(CallRow(call_id=call_id, kind=kind, status="done", agent_id="alice", duration=60.0,
                                 created_at=noon + timedelta(minutes=index), updated_at=noon,
                                 started_at=noon + timedelta(minutes=index))
-                        for index, call_id in enumerate(ids))
+                        for index, call_id in enumerate(ids, start=first))
     return ids[::-1]
 
 
@@ -180,13 +212,14 @@ def test_qa_list_loads_more_calls_than_one_page(tmp_path: Path) -> None:
         more = page.get_by_role("button", name="Load more calls")
         assert more.is_visible()
 
+        _stored_calls(services, "live", 1, "2026-11-20", first=200)  # a call comes in between the pages
         more.click()
         wait_until(page, f"{count} === '105 calls'")
-        assert rows.all_inner_texts() == live
+        assert rows.all_inner_texts() == live  # none twice: the next page is what came after the last row
         assert more.is_hidden()
         assert page.evaluate("document.activeElement.textContent") == live[100]  # the first new call
         first, second = asked
-        assert first["offset"] == ["0"] and second["offset"] == ["100"]
+        assert "before" not in first and second["before"][0].startswith("2026-11-20T12:05:00")  # live[99]
         for query in (first, second):
             assert query["limit"] == ["100"] and query["kind"] == ["live"]
             assert query["tz"] == ["America/New_York"]
@@ -195,9 +228,9 @@ def test_qa_list_loads_more_calls_than_one_page(tmp_path: Path) -> None:
         page.select_option("#filters select[name='kind']", "batch")
         wait_until(page, f"{count} === '3 calls'")
         assert rows.all_inner_texts() == uploaded and more.is_hidden()
-        assert asked[-1]["offset"] == ["0"] and asked[-1]["kind"] == ["batch"]
+        assert "before" not in asked[-1] and asked[-1]["kind"] == ["batch"]
         page.select_option("#filters select[name='kind']", "live")
         wait_until(page, f"{count} === '100 calls shown, more…'")
-        assert rows.all_inner_texts() == live[:100] and more.is_visible()
+        assert rows.all_inner_texts() == ["CA-live-200", *live[:99]] and more.is_visible()
         screenshot(page, "qa-list-more", full_page=True)
         assert page.script_errors == []

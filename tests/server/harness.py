@@ -66,10 +66,11 @@ def make_services(data_dir: Path, **overrides: Any) -> LiveServices:
 
 
 def words(text: str, start: float, end: float) -> list[TimedWord]:
-    """Evenly timed words with Whisper's leading spaces."""
+    """Evenly timed words as the live ASR gives them: Whisper's leading spaces stripped
+    (``asr.engine`` and ``asr.batched`` do), so a page that glued words together would show it."""
     tokens = text.split()
     step = (end - start) / max(len(tokens), 1)
-    return [TimedWord(f" {t}", round(start + i * step, 3), round(start + (i + 1) * step, 3), 0.9)
+    return [TimedWord(t, round(start + i * step, 3), round(start + (i + 1) * step, 3), 0.9)
             for i, t in enumerate(tokens)]
 
 

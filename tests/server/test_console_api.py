@@ -104,7 +104,7 @@ def test_feedback_refuses_suggestions_the_call_never_had(env: Env) -> None:
     ok = c.post("/api/calls/CA-alice/feedback", headers=env.headers("alice"),
                 json={"items": [{"suggestion_id": ids[0], "kind": "shown"},
                                 {"suggestion_id": ids[0], "kind": "accepted", "elapsed_ms": 1800}]})
-    assert ok.status_code == 201 and ok.json() == {"stored": 2}
+    assert ok.status_code == 201 and ok.json() == {"stored": 2, "duplicates": 0}
     stored = stored_feedback(env.services.store, "CA-alice")
     assert [(r["event"], r["agent_id"], r["action"], r["rank"]) for r in stored] == [
         ("shown", "alice", "ask_order", 0), ("accepted", "alice", "ask_order", 0)]

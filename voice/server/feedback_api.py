@@ -1,14 +1,15 @@
 """``POST /api/calls/{call_id}/feedback``: what the agent did with each suggestion.
 
 The console reports ``shown`` when cards appear and ``accepted`` / ``dismissed`` / ``edited`` when
-the agent acts; a suggestion's ``shown`` is stored once, whichever tab or device reports it. The
-server trusts the client only for the verb (and the edited text): the suggestion's text, action,
-model version and A/B arm are looked up in the call's own event history, so a client cannot
-attribute feedback to a suggestion the call never received. Once the call has left the hub's history
-(a restart, or ``keep_ended_calls`` later calls), what the database holds of the suggestion stands
-in: earlier feedback on it, which was checked against the history when it came (the console reports
-``shown`` for every card it displays). So a late ``accepted`` / ``dismissed`` is kept, and an id the
-call never had is still refused.
+the agent acts; a suggestion's ``shown`` is stored once, whichever tab or device reports it, and so
+is the agent's first action on it (a later one, from another tab or a reloaded page, is answered as
+a duplicate and not stored). The server trusts the client only for the verb (and the edited text):
+the suggestion's text, action, model version and A/B arm are looked up in the call's own event
+history, so a client cannot attribute feedback to a suggestion the call never received. Once the
+call has left the hub's history (a restart, or ``keep_ended_calls`` later calls), what the
+database holds of the suggestion stands in: earlier feedback on it, which was checked against the
+history when it came (the console reports ``shown`` for every card it displays). So a late
+``accepted`` / ``dismissed`` is kept, and an id the call never had is still refused.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from voice.errors import VoiceError
 from voice.server.auth import CALL_RESPONSES, CurrentAgent, ErrorOut, authorize_call
@@ -29,6 +30,11 @@ from voice.server.console import console_of
 from voice.store.agents import Agent
 
 FeedbackKind = Literal["shown", "accepted", "dismissed", "edited"]
+ACTIONS = ("accepted", "dismissed", "edited")
+"""What the agent did with a suggestion; only the first one per suggestion is stored."""
+
+MAX_ELAPSED_MS = 3_600_000.0
+"""Card shown -> action times above an hour are stored as an hour (a card left up over lunch)."""
 
 
 class FeedbackItem(BaseModel):
@@ -38,8 +44,16 @@ class FeedbackItem(BaseModel):
     kind: FeedbackKind
     text: str | None = Field(default=None, max_length=4000)
     """The agent's edited wording (``edited`` only)."""
-    elapsed_ms: float | None = Field(default=None, ge=0, le=3_600_000, allow_inf_nan=False)
-    """Time from the card being shown to this action, measured in the browser."""
+    elapsed_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False, description=(
+        "Milliseconds from the card being shown to this action, measured in the browser; "
+        "more than an hour is stored as an hour (3600000)."))
+    """Time from the card being shown to this action, measured in the browser (at most an hour)."""
+
+    @field_validator("elapsed_ms")
+    @classmethod
+    def _at_most_an_hour(cls, value: float | None) -> float | None:
+        # A card acted on after an hour on screen is still an action: keep it, capped.
+        return None if value is None else min(value, MAX_ELAPSED_MS)
 
 
 class FeedbackIn(BaseModel):
@@ -115,8 +129,8 @@ class FeedbackRecorder:
         self.hub = hub
         self._feedback: Any = None
         self._shown_locks = [threading.Lock() for _ in range(SHOWN_LOCK_STRIPES)]
-        """Serialise the check-then-insert of a call's ``shown`` (two tabs posting at once would
-        both see "not stored yet"); the hub, and so every call's feedback, lives in this process.
+        """Serialise the check-then-insert of a call's ``shown`` and actions (two tabs posting at
+        once would both see "not stored yet"); the hub, and so every call's feedback, lives in this process.
         One lock per call id's stripe: other calls' posts do not wait behind a slow query."""
 
     def resolve(self, call_id: str, agent: Agent, tenant: str | None, items: list[FeedbackItem]
@@ -145,31 +159,35 @@ class FeedbackRecorder:
         return _records(call_id, agent, tenant, items, known)
 
     def store_records(self, records: list[FeedbackRecord]) -> list[FeedbackRecord]:
-        """Write the records of one call, but a suggestion's ``shown`` only once; returns those
-        written (blocking: call from a worker thread).
+        """Write the records of one call, but a suggestion's ``shown`` only once and only its first
+        action (accepted, dismissed or edited); returns those written (blocking: call from a
+        worker thread).
 
         Why once: a second console tab or device, or a page reloaded mid-call, shows the same cards
-        again; counted twice they would lower the acceptance rate on the metrics page. Two reports
-        of the same ``shown`` at once (two tabs) are checked and inserted one after the other.
+        again; counted twice they would lower the acceptance rate on the metrics page, and a card
+        both accepted and dismissed would teach the model both. Two reports of the same
+        suggestion at once (two tabs) are checked and inserted one after the other.
 
         Raises:
             FeedbackUnavailableError: the suggestion engine's feedback storage is not installed.
         """
-        shown = {r.suggestion_id for r in records if r.event == "shown"}
-        if not shown:
-            self._store().record_many([asdict(r) for r in records])
+        if not records:
             return records
+        shown = {r.suggestion_id for r in records if r.event == "shown"}
+        acted = {r.suggestion_id for r in records if r.event in ACTIONS}
         call_id = records[0].call_id
         with self._shown_locks[zlib.crc32(call_id.encode("utf-8", "replace")) % SHOWN_LOCK_STRIPES]:
-            seen = self._store().shown(call_id, shown)
+            seen = self._store().shown(call_id, shown) if shown else set()
+            done = self._store().acted(call_id, acted) if acted else set()
             fresh = []
             for record in records:
-                if record.event == "shown":
-                    if record.suggestion_id in seen:
-                        continue
-                    seen.add(record.suggestion_id)
+                stored = seen if record.event == "shown" else done
+                if record.suggestion_id in stored:
+                    continue
+                stored.add(record.suggestion_id)
                 fresh.append(record)
-            self._store().record_many([asdict(r) for r in fresh])
+            if fresh:
+                self._store().record_many([asdict(r) for r in fresh])
         return fresh
 
     def _stored(self, call_id: str, tenant: str, suggestion_ids: set[str]) -> dict[str, _Suggestion]:
@@ -249,7 +267,11 @@ def create_router() -> APIRouter:
         503: {"model": ErrorOut, "description": "The feedback storage is not available."}})
     async def post_feedback(call_id: str, body: FeedbackIn, request: Request, agent: CurrentAgent
                             ) -> dict[str, Any]:
-        """Record shown / accepted / dismissed / edited for suggestions of this call."""
+        """Record shown / accepted / dismissed / edited for suggestions of this call.
+
+        A suggestion's ``shown`` and its first action are stored once; repeats (another tab, a
+        reloaded page) are not errors: ``duplicates`` counts them, ``stored`` what was written.
+        """
         owner = await authorize_call(request, agent, call_id)
         recorder: FeedbackRecorder = console_of(request).feedback
         try:
@@ -262,6 +284,6 @@ def create_router() -> APIRouter:
         metrics = getattr(request.app.state, "metrics", None)
         if metrics is not None:
             metrics.observe_feedback([record.event for record in records])
-        return {"stored": len(records)}
+        return {"stored": len(records), "duplicates": len(resolved) - len(records)}
 
     return router

@@ -36,7 +36,7 @@ from voice.server.review import (
     review_json,
 )
 from voice.store.agents import Agent
-from voice.store.qa import CallFilter, CallOutcome
+from voice.store.qa import CallFilter, CallOutcome, ListCursor
 from voice.store.store import CallNotFoundError
 
 
@@ -75,6 +75,16 @@ def _day(value: str | None, name: str, zone: tzinfo, *, after: bool = False) -> 
         return None
 
 
+def _cursor(value: str | None) -> ListCursor | None:
+    """The ``before`` of a call list request; a 422 that says what one looks like."""
+    if not value:
+        return None
+    try:
+        return ListCursor.parse(value)
+    except (ValueError, OverflowError) as exc:
+        raise HTTPException(422, f"before must be the cursor of a listed call: {exc}") from exc
+
+
 def _conflict(description: str) -> dict[int | str, dict[str, Any]]:
     return {409: {"model": ErrorOut, "description": description}}
 
@@ -103,13 +113,22 @@ def _add_call_routes(router: APIRouter) -> None:
                        tz: str | None = Query(None, max_length=64),
                        outcome: str | None = Query(None, pattern="^(success|failure|unknown)$"),
                        kind: str | None = Query(None, pattern="^(live|batch)$"),
-                       limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=1_000_000_000)
+                       limit: int = Query(100, ge=1, le=1000),
+                       offset: int = Query(0, ge=0, le=1_000_000_000, description=(
+                           "Rows to skip. Kept for older clients: a call that starts between two pages "
+                           "shifts the next one (a call is listed twice); page with `before` instead.")),
+                       before: str | None = Query(None, max_length=64, description=(
+                           "Only the calls after this one in the list: the `cursor` of the previous page's "
+                           "last row (its creation time and id, like `2026-11-27T01:00:00.123456Z,42`). "
+                           "Calls that start meanwhile do not shift the next page."))
                        ) -> dict[str, Any]:
         """Stored calls, newest first; ``since``/``until`` are days (``until`` inclusive) in the
-        time zone ``tz`` (an IANA name, as the pages send; UTC without it)."""
+        time zone ``tz`` (an IANA name, as the pages send; UTC without it). Every row has a
+        ``cursor``: pass the last one as ``before`` for the next page."""
         zone = _zone(tz)
         where = _filter_for(viewer, agent_id, kind=kind, outcome=outcome, since=_day(since, "since", zone),
-                            until=_day(until, "until", zone, after=True), limit=limit, offset=offset)
+                            until=_day(until, "until", zone, after=True), limit=limit, offset=offset,
+                            before=_cursor(before))
         console = console_of(request)
         calls = await asyncio.to_thread(console.qa.calls, where)
         return {"calls": [c.to_dict() for c in calls]}

@@ -21,6 +21,7 @@ from voice.store.tables_console import CallOutcomeRow
 from voice.store.tables_feedback import ABAssignmentRow, SuggestionFeedbackRow
 
 FEEDBACK_EVENTS = ("shown", "accepted", "dismissed", "edited")
+ACTION_EVENTS = ("accepted", "dismissed", "edited")
 _COLUMNS = (
     "suggestion_id",
     "call_id",
@@ -97,12 +98,19 @@ class FeedbackStore:
 
     def shown(self, call_id: str, suggestion_ids: Iterable[str]) -> set[str]:
         """Of ``suggestion_ids``, those whose ``shown`` is already stored for this call."""
+        return self._having(call_id, suggestion_ids, ("shown",))
+
+    def acted(self, call_id: str, suggestion_ids: Iterable[str]) -> set[str]:
+        """Of ``suggestion_ids``, those with an action (accepted, dismissed, edited) stored for this call."""
+        return self._having(call_id, suggestion_ids, ACTION_EVENTS)
+
+    def _having(self, call_id: str, suggestion_ids: Iterable[str], events: Iterable[str]) -> set[str]:
         ids = sorted(set(suggestion_ids))
         if not ids:
             return set()
         query = select(SuggestionFeedbackRow.suggestion_id).where(
             SuggestionFeedbackRow.call_id == call_id,
-            SuggestionFeedbackRow.event == "shown",
+            SuggestionFeedbackRow.event.in_(list(events)),
             SuggestionFeedbackRow.suggestion_id.in_(ids),
         )
         with self.store.session() as session:

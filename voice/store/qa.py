@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from voice.store.store import CallNotFoundError, Store
@@ -51,6 +51,37 @@ class CallFilter:
     until: datetime | None = None
     limit: int = 100
     offset: int = 0
+    before: ListCursor | None = None
+    """Only calls listed after this one (newest first): the ``cursor`` of a page's last row."""
+
+
+@dataclass(frozen=True)
+class ListCursor:
+    """A place in the newest-first call list: a row's ``created_at`` and database id.
+
+    Paging with it instead of an offset, a call that starts between two pages neither shifts the
+    next page (repeating a call) nor is skipped later: it is above the cursor.
+    """
+
+    created_at: datetime
+    pk: int
+
+    def __str__(self) -> str:
+        """``2026-11-27T01:00:00.123456Z,42``: what ``GET /api/qa/calls?before=`` takes."""
+        moment = _as_utc(self.created_at).astimezone(UTC).replace(tzinfo=None)
+        return f"{moment.isoformat(timespec='microseconds')}Z,{self.pk}"
+
+    @classmethod
+    def parse(cls, text: str) -> ListCursor:
+        """Read :meth:`__str__`'s form back.
+
+        Raises:
+            ValueError: not a time and an id separated by a comma.
+        """
+        moment, sep, pk = text.strip().rpartition(",")
+        if not sep or not pk.isdigit() or len(pk) > 18:  # a database integer
+            raise ValueError(f"a list cursor is a time and an id, like 2026-11-27T01:00:00.123456Z,42; not {text!r}")
+        return cls(_as_utc(datetime.fromisoformat(moment)).astimezone(UTC), int(pk))
 
 
 @dataclass(frozen=True)
@@ -70,12 +101,15 @@ class QaCall:
     error: str | None = None
     adherence: float | None = None
     """Share of agent turns that followed a suggestion, from the newest review (None: not reviewed)."""
+    cursor: ListCursor | None = None
+    """Where this row is in the list (``CallFilter.before`` for the rows after it)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready view."""
+        """JSON-ready view (the cursor as its string)."""
         data = asdict(self)
         data["started_at"] = _iso(self.started_at)
         data["outcome"] = self.outcome.to_dict() if self.outcome else None
+        data["cursor"] = str(self.cursor) if self.cursor else None
         return data
 
 
@@ -98,15 +132,21 @@ class QaStore:
         self.store = store
 
     def calls(self, where: CallFilter) -> list[QaCall]:
-        """Calls newest first, filtered as asked."""
+        """Calls newest first (by ``created_at``, then id), filtered as asked; each with its cursor."""
         query = _filtered(select(CallRow, CallOutcomeRow).outerjoin(
             CallOutcomeRow, CallOutcomeRow.call_pk == CallRow.id), where)
+        if where.before is not None:
+            # The column holds UTC (naive on SQLite, which compares its text): compare like with like.
+            at = where.before.created_at.astimezone(UTC)
+            query = query.where(or_(CallRow.created_at < at,
+                                    and_(CallRow.created_at == at, CallRow.id < where.before.pk)))
         query = query.order_by(CallRow.created_at.desc(), CallRow.id.desc())
         query = query.offset(max(where.offset, 0)).limit(min(max(where.limit, 1), 1000))
         with self.store.session() as session:
             rows = session.execute(query).all()
             adherence = _adherence(session, [call.id for call, _ in rows])
-            return [_qa_call(call, outcome, adherence.get(call.id)) for call, outcome in rows]
+            return [_qa_call(call, outcome, adherence.get(call.id), ListCursor(call.created_at, call.id))
+                    for call, outcome in rows]
 
     def call(self, call_id: str) -> QaCall:
         """One call's row.
@@ -225,13 +265,14 @@ def _adherence(session: Session, call_pks: list[int]) -> dict[int, float | None]
     return {pk: (summary or {}).get("adherence") for pk, summary in session.execute(query).all()}
 
 
-def _qa_call(call: CallRow, outcome: CallOutcomeRow | None, adherence: float | None = None) -> QaCall:
+def _qa_call(call: CallRow, outcome: CallOutcomeRow | None, adherence: float | None = None,
+             cursor: ListCursor | None = None) -> QaCall:
     started = call.started_at or call.created_at
     verdict = None if outcome is None else CallOutcome(outcome.success, outcome.value, outcome.label,
                                                        outcome.source, _as_utc(outcome.updated_at))
     return QaCall(call.call_id, call.kind, call.status, call.tenant, call.agent_id, call.source,
                   _as_utc(started), call.duration, _stored_audio(call.audio_path) is not None, verdict,
-                  call.error, adherence)
+                  call.error, adherence, cursor)
 
 
 LIVE_WITHOUT_AUDIO = "live:"

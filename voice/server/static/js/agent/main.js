@@ -15,9 +15,11 @@ const $ = (id) => document.getElementById(id);
 const metrics = { suggestions: [] };
 const SHOWN_KEY = "nextline.shown";
 
-/** The suggestions of one call already reported as shown, kept for this tab: a reload replays the
- * call's history, and its cards must not count as shown a second time. */
-class ShownLog {
+/** The feedback on one call's suggestions already sent from this tab: which were reported as
+ * shown, and what the agent did with which (accepted, dismissed, edited and the edited text). A
+ * reload replays the call's history: its cards must not count as shown a second time, and a card
+ * already acted on comes back in that state instead of offering its buttons again. */
+class FeedbackLog {
   constructor(callId) {
     let saved = null;
     try {
@@ -25,21 +27,35 @@ class ShownLog {
     } catch {
       saved = null;
     }
+    const mine = saved?.call_id === callId;
     this.callId = callId;
-    this.ids = new Set(saved?.call_id === callId ? saved.ids : []);
+    this.ids = new Set(mine && Array.isArray(saved.ids) ? saved.ids : []);
+    this.acted = new Map(mine && saved.acted && typeof saved.acted === "object" ? Object.entries(saved.acted) : []);
   }
 
-  /** `items` without the `shown` reports sent before. */
+  /** What the agent did with a suggestion ({kind, text?}), or null. */
+  actionOf(suggestionId) {
+    return this.acted.get(suggestionId) ?? null;
+  }
+
+  /** `items` without the `shown` reports sent before, and without actions on a suggestion already acted on. */
   fresh(items) {
-    return items.filter((item) => item.kind !== "shown" || !this.ids.has(item.suggestion_id));
+    return items.filter((item) => (item.kind === "shown" ? !this.ids.has(item.suggestion_id)
+      : !this.acted.has(item.suggestion_id)));
   }
 
   remember(items) {
-    for (const item of items) if (item.kind === "shown") this.ids.add(item.suggestion_id);
+    for (const item of items) {
+      if (item.kind === "shown") this.ids.add(item.suggestion_id);
+      else if (!this.acted.has(item.suggestion_id)) {
+        this.acted.set(item.suggestion_id, item.kind === "edited" ? { kind: item.kind, text: item.text } : { kind: item.kind });
+      }
+    }
     try {
-      sessionStorage.setItem(SHOWN_KEY, JSON.stringify({ call_id: this.callId, ids: [...this.ids] }));
+      sessionStorage.setItem(SHOWN_KEY, JSON.stringify({ call_id: this.callId, ids: [...this.ids],
+        acted: Object.fromEntries(this.acted) }));
     } catch {
-      // storage full or off: a reload may then report these again, nothing worse
+      // storage full or off: a reload may then offer these again; the server keeps the first action
     }
   }
 }
@@ -50,10 +66,14 @@ class Console {
     this.call = null;
     this.stream = null;
     this.entities = new Map();
+    this.shown = null;
+    this.clockOffset = 0; // the server's clock minus this computer's, seconds (from GET /api/calls)
+    this.clockRtt = Infinity; // the round trip that offset was measured on
     this.transcript = new TranscriptView({ list: $("transcript"), partials: $("partials"),
       scroller: $("transcript-scroll"), empty: $("transcript-empty"), follow: $("follow") });
     this.deck = new SuggestionDeck({ list: $("cards"), meta: $("suggestion-meta"),
-      announce: $("suggestions-announce"), onFeedback: (items) => this.sendFeedback(items) });
+      announce: $("suggestions-announce"), onFeedback: (items) => this.sendFeedback(items),
+      actionOf: (id) => this.shown?.actionOf(id) ?? null });
     document.addEventListener("keydown", (e) => this.onKey(e));
     $("help-button").addEventListener("click", () => this.toggleHelp());
     setInterval(() => this.tick(), 1000);
@@ -61,7 +81,9 @@ class Console {
 
   async watch() {
     try {
-      const { calls } = await api("/api/calls?status=active");
+      const sent = Date.now() / 1000;
+      const { calls, server_time: serverTime } = await api("/api/calls?status=active");
+      this.measureClock(sent, Date.now() / 1000, serverTime);
       const next = calls[0];
       const idle = !this.stream || this.stream.ended;
       if (next && (!this.call || (idle && this.call.call_id !== next.call_id))) this.open(next);
@@ -72,10 +94,33 @@ class Console {
     setTimeout(() => this.watch(), POLL_MS);
   }
 
+  /** The server's clock against this computer's, from a request sent at `sent` and answered at
+   * `received` (this computer's seconds) carrying `serverTime`, read about halfway through. The
+   * quickest round trip gives the best estimate; a jump of over a second means a clock was set. */
+  measureClock(sent, received, serverTime) {
+    if (typeof serverTime !== "number") return;
+    const rtt = received - sent;
+    const offset = serverTime - (sent + received) / 2;
+    if (rtt <= this.clockRtt || Math.abs(offset - this.clockOffset) > 1) {
+      this.clockOffset = offset;
+      this.clockRtt = rtt;
+    }
+  }
+
+  /** Now on the server's clock (Unix seconds): the times of calls and events are on it. */
+  serverNow() {
+    return Date.now() / 1000 + this.clockOffset;
+  }
+
+  /** Whether an event was emitted before the socket opened: replayed from the call's history. */
+  replayed(event) {
+    return event.emitted_at < this.stream.openedAt / 1000 + this.clockOffset;
+  }
+
   open(call) {
     this.stream?.stop();
     this.call = { ...call };
-    this.shown = new ShownLog(call.call_id);
+    this.shown = new FeedbackLog(call.call_id);
     this.entities.clear();
     this.transcript.reset("Connected. The transcript starts with the first words.");
     this.deck.clear("Suggestions appear here after each turn.");
@@ -95,7 +140,7 @@ class Console {
         this.renderCall();
         break;
       case "transcript.partial": this.transcript.partial(event); break;
-      case "transcript.final": this.transcript.final(event); break;
+      case "transcript.final": this.transcript.final(event, { fresh: !this.replayed(event) }); break;
       case "nlu": this.onNlu(event); break;
       case "suggestion": this.onSuggestion(event, receivedAt); break;
       case "call.ended":
@@ -128,7 +173,7 @@ class Console {
     if (!shown) return;
     const domMs = nowMs() - event.emitted_at * 1000;
     // A suggestion emitted before the socket opened was replayed from history: not a latency.
-    const replayed = event.emitted_at * 1000 < this.stream.openedAt;
+    const replayed = this.replayed(event);
     const record = { seq: event.seq, dom_ms: domMs, received_ms: receivedAt - event.emitted_at * 1000,
       paint_ms: null, server_ms: event.latency_ms?.total ?? null, replayed };
     metrics.suggestions.push(record);
@@ -178,7 +223,7 @@ class Console {
   }
 
   elapsed() {
-    return this.call?.started_at ? Date.now() / 1000 - this.call.started_at : this.call?.audio_time;
+    return this.call?.started_at ? this.serverNow() - this.call.started_at : this.call?.audio_time;
   }
 
   tick() {

@@ -7,9 +7,12 @@
 import { clock, h, roleName } from "../dom.js";
 
 const STICK_PX = 48;
+const FRESH_MS = 1300; // how long a new turn stays highlighted
 
+/** The words of a partial as text: the live ASR strips Whisper's leading spaces from its words
+ * (asr/engine.py), so they are trimmed (an older recording may still carry them) and joined by one space. */
 function wordsText(words) {
-  return (words || []).map((w) => w.text).join("").replace(/^\s+/, "");
+  return (words || []).map((w) => String(w.text ?? "").trim()).filter(Boolean).join(" ");
 }
 
 export class TranscriptView {
@@ -17,6 +20,10 @@ export class TranscriptView {
     Object.assign(this, { list, partials, scroller, empty, follow });
     this.legs = new Map(); // leg -> {row, committed, tentative}
     this.turns = new Map(); // turn_id -> li
+    this.unresolved = new Map(); // speaker -> Set of their turns (li) still shown as "unknown"
+    this.fresh = []; // {item, at} of the turns still highlighted, oldest first
+    this.freshTimer = null;
+    this.stick = null; // whether the log was at the bottom before this frame's changes; null: none yet
     this.scroller.addEventListener("scroll", () => {
       if (this.atBottom()) this.follow.hidden = true;
     });
@@ -28,6 +35,10 @@ export class TranscriptView {
     this.partials.replaceChildren();
     this.legs.clear();
     this.turns.clear();
+    this.unresolved.clear();
+    clearTimeout(this.freshTimer);
+    this.freshTimer = null;
+    this.fresh = [];
     this.setEmpty(message);
   }
 
@@ -67,7 +78,9 @@ export class TranscriptView {
     return leg;
   }
 
-  final(event) {
+  /** A final turn; `fresh` highlights it for a moment (not the turns of a replayed history:
+   * thousands of them animating at once made opening a long call take tens of seconds). */
+  final(event, { fresh = true } = {}) {
     this.setEmpty(null);
     this.keepingScroll(() => {
       const leg = this.legs.get(event.leg);
@@ -77,19 +90,26 @@ export class TranscriptView {
       }
       if (!event.text || this.turns.has(event.turn_id)) return;
       this.resolveSpeaker(event.speaker, event.role);
-      const item = this.turnItem(event);
+      const item = this.turnItem(event, fresh);
       this.turns.set(event.turn_id, item);
+      if (item.classList.contains("unknown") && event.speaker) {
+        if (!this.unresolved.has(event.speaker)) this.unresolved.set(event.speaker, new Set());
+        this.unresolved.get(event.speaker).add(item);
+      }
       this.insertByStart(item, event.start);
-      setTimeout(() => item.classList.remove("fresh"), 1300);
+      if (fresh) this.unfreshLater(item);
     });
   }
 
   // A mixed leg's first turns arrive as "unknown" until the call's roles are decided (then they
-  // never change): once a speaker's role is known, their earlier turns get it too.
+  // never change): once a speaker's role is known, their earlier turns get it too. Only the
+  // turns still unknown are visited (a long call's history replays thousands of finals).
   resolveSpeaker(speaker, role) {
     if (!speaker || !role || role === "unknown") return;
-    for (const item of this.turns.values()) {
-      if (item.dataset.speaker !== speaker || !item.classList.contains("unknown")) continue;
+    const waiting = this.unresolved.get(speaker);
+    if (!waiting) return;
+    this.unresolved.delete(speaker);
+    for (const item of waiting) {
       item.classList.replace("unknown", role);
       const label = item.querySelector(".role");
       label.className = `role ${role}`;
@@ -97,10 +117,25 @@ export class TranscriptView {
     }
   }
 
-  turnItem(event) {
+  /** Drop each new turn's highlight 1.3 s after it came, with one timer at a time (not one per
+   * turn: the history replayed on opening a long call adds thousands at once). */
+  unfreshLater(item) {
+    this.fresh.push({ item, at: performance.now() });
+    if (this.freshTimer === null) this.freshTimer = setTimeout(() => this.unfresh(), FRESH_MS);
+  }
+
+  unfresh() {
+    const due = performance.now() - FRESH_MS;
+    let done = 0;
+    while (done < this.fresh.length && this.fresh[done].at <= due) this.fresh[done++].item.classList.remove("fresh");
+    this.fresh = this.fresh.slice(done);
+    this.freshTimer = this.fresh.length ? setTimeout(() => this.unfresh(), this.fresh[0].at - due) : null;
+  }
+
+  turnItem(event, fresh) {
     const role = event.role || "unknown";
     const dataset = { turnId: event.turn_id, start: event.start, speaker: event.speaker || "" };
-    return h("li", { class: `turn ${role} fresh`, dataset },
+    return h("li", { class: `turn ${role}${fresh ? " fresh" : ""}`, dataset },
       h("div", { class: "turn-side" },
         h("span", { class: `role ${role}` }, roleName(role)),
         h("span", { class: "turn-time" }, clock(event.start))),
@@ -139,9 +174,21 @@ export class TranscriptView {
     return s.scrollTop + s.clientHeight >= s.scrollHeight - STICK_PX;
   }
 
+  // Keep the log at the bottom if it was there before a change. Whether it was is measured once
+  // per animation frame, before the frame's first change (layout is still clean then), and the
+  // log is scrolled once when the frame is drawn: a burst of events (the history replayed when
+  // the console opens on a long call) does not force a layout per event.
   keepingScroll(change) {
-    const stick = this.atBottom();
+    if (this.stick === null) {
+      this.stick = this.atBottom();
+      requestAnimationFrame(() => this.settleScroll());
+    }
     change();
+  }
+
+  settleScroll() {
+    const stick = this.stick;
+    this.stick = null;
     if (stick) this.scrollToEnd();
     else this.follow.hidden = false;
   }

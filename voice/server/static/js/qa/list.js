@@ -39,14 +39,15 @@ function countText(shown, complete) {
   return complete ? `${shown} ${noun}` : `${shown} ${noun} shown, more…`;
 }
 
-// The listing on screen: its filters, how many rows it shows, the agents seen, whether a page is on
-// its way. A new listing (filters changed, an upload done) replaces it from offset 0, and pages still
-// on their way for the old one are dropped.
+// The listing on screen: its filters, how many rows it shows, the cursor of its last row (the next
+// page is what comes after it: a call that starts meanwhile does not shift it, as an offset would),
+// the agents seen, whether a page is on its way. A new listing (filters changed, an upload done)
+// replaces it from the top, and pages still on their way for the old one are dropped.
 let listing = null;
 
 /** The listing for the current filters, from its first page. */
 function load() {
-  listing = { query: filterQuery(), shown: 0, agents: new Set(), loading: false };
+  listing = { query: filterQuery(), shown: 0, before: null, agents: new Set(), loading: false };
   $("calls-count").textContent = "Loading…";
   return fetchPage(listing);
 }
@@ -59,7 +60,7 @@ async function fetchPage(current, { focusNew = false } = {}) {
   current.loading = true;
   const query = new URLSearchParams(current.query);
   query.set("limit", String(PAGE_SIZE));
-  query.set("offset", String(current.shown));
+  if (current.before) query.set("before", current.before);
   try {
     const { calls } = await api(`/api/qa/calls?${query}`);
     if (current !== listing) return;
@@ -67,6 +68,7 @@ async function fetchPage(current, { focusNew = false } = {}) {
     if (current.shown === 0) setChildren(tbody, rows);
     else tbody.append(...rows);
     current.shown += calls.length;
+    if (calls.length) current.before = calls[calls.length - 1].cursor;
     const complete = calls.length < PAGE_SIZE;
     more.hidden = complete;
     $("calls-empty").hidden = current.shown > 0;

@@ -7,6 +7,7 @@ const $ = (id) => document.getElementById(id);
 const STATUS = { receiving: "Uploading", queued: "Queued", transcribing: "Transcribing", reviewing: "Running the suggestion model",
   done: "Done", failed: "Failed" };
 const POLL_MS = 1000;
+const MAX_RETRY_MS = 15000; // failed polls are retried after 1, 2, 4, 8, then every 15 s
 // Headerless PCM carries no rate or channel count: the form asks for them (POST ?raw_rate=&raw_channels=).
 const RAW_SUFFIXES = [".raw", ".pcm", ".sln", ".s16"];
 
@@ -42,19 +43,48 @@ export function startUploads({ onDone }) {
   const form = $("upload");
   let finished = new Set();
   let timer = null;
+  let busy = false; // a poll is on its way
+  let again = false; // asked for another poll while one was on its way
+  let failures = 0;
+  let pollError = null; // the message a failed poll put up (an upload's own error is left alone)
+
+  /** Poll now (or right after the poll on its way), whatever the timer said. */
+  function pollNow() {
+    if (busy) {
+      again = true;
+      return;
+    }
+    clearTimeout(timer);
+    refresh();
+  }
 
   async function refresh() {
     timer = null;
+    busy = true;
+    again = false;
+    let next = null; // ms until the next poll; null: none while no job runs
     try {
       const { jobs } = await api("/api/qa/uploads");
+      failures = 0;
+      if (pollError !== null && $("upload-error").textContent === pollError) $("upload-error").textContent = "";
+      pollError = null;
       setChildren($("jobs"), jobs.slice(0, 8).map(jobItem));
       const nowDone = jobs.filter((j) => j.status === "done").map((j) => j.job_id);
       if (nowDone.some((id) => !finished.has(id))) onDone();
       finished = new Set(nowDone);
-      if (jobs.some((j) => !["done", "failed"].includes(j.status))) timer = setTimeout(refresh, POLL_MS);
+      if (jobs.some((j) => !["done", "failed"].includes(j.status))) next = POLL_MS;
     } catch (err) {
-      $("upload-error").textContent = err.message;
+      // One failed poll (a restart, a proxy's 502) must not stop the list for good: try again,
+      // less often while it keeps failing; the message goes once a poll succeeds.
+      failures += 1;
+      pollError = `Could not refresh the uploads: ${err.message}`;
+      $("upload-error").textContent = pollError;
+      next = Math.min(MAX_RETRY_MS, POLL_MS * 2 ** (failures - 1));
+    } finally {
+      busy = false;
     }
+    if (again) next = 0;
+    if (next !== null) timer = setTimeout(refresh, next);
   }
 
   form.elements.file.addEventListener("change", () => showRawFields(form));
@@ -82,8 +112,8 @@ export function startUploads({ onDone }) {
     } finally {
       button.disabled = false;
       button.textContent = "Upload and analyse";
-      if (!timer) refresh();
+      pollNow();
     }
   });
-  refresh();
+  pollNow();
 }
