@@ -321,8 +321,9 @@ class OnlineSpeakerAttributor:
         if not self._started:
             self._origin, self._started = start, True
         turns: list[SpeakerTurn] = []
-        while round((start - self._origin) * self.sample_rate) - self._received > _GAP_BLOCK:
-            self._append(np.zeros(_GAP_BLOCK, dtype=np.float32))  # a hold: see _GAP_BLOCK
+        block = round(_GAP_BLOCK_SECONDS * self.sample_rate)
+        while round((start - self._origin) * self.sample_rate) - self._received > block:
+            self._append(np.zeros(block, dtype=np.float32))  # a hold: see _GAP_BLOCK_SECONDS
             turns += self._embed_due()
         self._append(self._align(samples, start))
         return turns + self._embed_due()
@@ -452,8 +453,8 @@ class OnlineSpeakerAttributor:
         return round(self._origin + frame * FRAME_SECONDS, 3)
 
 
-_GAP_BLOCK = 10 * 16_000
-"""Samples of silence a long gap (a call on hold) is filled with at a time. Why in blocks: the
+_GAP_BLOCK_SECONDS = 10.0
+"""Seconds of silence a long gap (a call on hold) is filled with at a time. Why in blocks: the
 whole gap at once held it all in memory, and a gap longer than the frame history (10 min) did
 not fit the timeline and failed the leg's attribution."""
 _ALIGN_TOLERANCE = 16

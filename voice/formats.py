@@ -15,6 +15,7 @@ leaves either the previous file or the complete new one, never half of one.
 
 from __future__ import annotations
 
+import bisect
 import html
 import os
 import re
@@ -115,13 +116,16 @@ def cues(transcript: CallTranscript, options: CueOptions | None = None) -> list[
 def _lengthen_short_cues(ordered: list[Cue], min_duration: float) -> list[Cue]:
     """Cues of at least ``min_duration``, except where that would run into the next cue that
     starts later (a cue starting at the same time as another is lengthened regardless)."""
+    starts = [cue.start for cue in ordered]
     out = []
-    for index, cue in enumerate(ordered):
+    for cue in ordered:
         if cue.end - cue.start >= min_duration:
             out.append(cue)
             continue
-        later = next((c.start for c in ordered[index + 1:] if c.start > cue.start), None)
-        end = cue.start + min_duration if later is None else min(cue.start + min_duration, later)
+        following = bisect.bisect_right(starts, cue.start)  # the first cue that starts later
+        end = cue.start + min_duration
+        if following < len(starts):
+            end = min(end, starts[following])
         out.append(Cue(cue.start, max(cue.end, end), cue.label, cue.text))
     return out
 

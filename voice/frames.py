@@ -26,6 +26,11 @@ from voice.errors import VoiceError
 Role = Literal["agent", "customer", "unknown"]
 """Which side of the call a leg or speaker is on."""
 
+PTS_JUMP = 0.25
+"""Seconds an audio frame may start after the end of its leg's previous frame before the gap is a
+jump in the leg's timeline (a hold, an outage the transport did not fill); smaller gaps are
+jitter, and the samples keep the time. The ASR and the speaker attribution must agree on it."""
+
 _frame_ids = itertools.count(1)
 
 

@@ -183,3 +183,13 @@ async def _first(stream, count: int):  # noqa: ANN001, ANN202
         count -= 1
         if count == 0:
             return
+
+
+def test_a_back_filled_partial_its_leg_has_moved_past_stays_out() -> None:
+    hub = EventHub()
+    for seq, event in ((1, {"type": "call.started"}), (3, {"type": "transcript.partial", "leg": "a"}),
+                       (5, {"type": "transcript.final", "leg": "a"})):
+        hub.ingest("CA-1", {**event, "seq": seq, "call_id": "CA-1"})
+    assert hub.ingest("CA-1", {"type": "transcript.partial", "leg": "a", "seq": 2, "call_id": "CA-1"}) == "held"
+    assert hub.ingest("CA-1", {"type": "transcript.partial", "leg": "b", "seq": 4, "call_id": "CA-1"}) == "backfill"
+    assert [e["seq"] for e in hub.history("CA-1")] == [1, 4, 5]  # b's partial is its newest

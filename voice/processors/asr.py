@@ -39,6 +39,7 @@ from asr.streaming import (
 )
 from asr.types import Word
 from voice.frames import (
+    PTS_JUMP,
     AudioFrame,
     CallEndedFrame,
     CallStartedFrame,
@@ -72,9 +73,6 @@ MIXED_SPLIT_PAUSE = 0.15
 """Seconds of pause inside speech at which a long mixed-leg turn may be split: a gap between
 words or speakers, not a dip inside a word (the demo call lost "Texas" to a split at the first
 non-speech VAD step)."""
-PTS_GAP = 0.25
-"""Seconds a frame may start after the end of the previous one before the gap is a jump in the
-leg's timeline (a hold, an outage the transport did not fill); smaller gaps are jitter."""
 
 
 class StreamingAsrProcessor(FrameProcessor):
@@ -178,7 +176,7 @@ class StreamingAsrProcessor(FrameProcessor):
         leg = self._leg(frame.leg)
         if leg.ended:
             return
-        if leg.started and frame.pts - leg.next_pts > PTS_GAP:
+        if leg.started and frame.pts - leg.next_pts > PTS_JUMP:
             await self._skip(leg, frame.pts - leg.next_pts)
         try:
             samples = leg.to_16k(frame)

@@ -37,6 +37,7 @@ from diarize.streaming import (
     SpeakerRun,
 )
 from voice.frames import (
+    PTS_JUMP,
     AudioFrame,
     CallStartedFrame,
     ErrorFrame,
@@ -53,9 +54,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["SpeakerAttributionProcessor", "SpeakerRoles"]
 
-PTS_GAP = 0.25
-"""Seconds by which a frame may start after the end of the previous one before the gap is
-taken from its pts (as in the ASR processor; smaller gaps are jitter, samples keep the time)."""
 CATCH_UP_TIMEOUT = 2.0
 """Most seconds a final waits for the attributor to reach the turn's end; after that it is
 labelled from what is there (a stalled executor must not stall the call's transcripts)."""
@@ -156,11 +154,11 @@ class _MixedLeg:
 
     def advance(self, frame: AudioFrame) -> None:
         """Account for the frame's place in the leg's timeline: a gap before it of more than
-        :data:`PTS_GAP` moves the clock to its pts. Why: with samples counted, every window
+        :data:`PTS_JUMP` moves the clock to its pts. Why: with samples counted, every window
         after a hold was labelled a hold's length early, and the finals then found no labels."""
         if self.next_pts is None:
             self.next_pts = self.clock = self.fed_until = frame.pts
-        elif frame.pts - self.next_pts > PTS_GAP:
+        elif frame.pts - self.next_pts > PTS_JUMP:
             self.clock += frame.pts - self.next_pts
             self.next_pts, self.new_run = frame.pts, True
         self.next_pts += np.size(frame.pcm) / frame.sample_rate

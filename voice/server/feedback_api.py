@@ -28,10 +28,9 @@ from voice.errors import VoiceError
 from voice.server.auth import CALL_RESPONSES, CurrentAgent, ErrorOut, authorize_call
 from voice.server.console import console_of
 from voice.store.agents import Agent
+from voice.store.feedback import ACTION_EVENTS
 
 FeedbackKind = Literal["shown", "accepted", "dismissed", "edited"]
-ACTIONS = ("accepted", "dismissed", "edited")
-"""What the agent did with a suggestion; only the first one per suggestion is stored."""
 
 MAX_ELAPSED_MS = 3_600_000.0
 """Card shown -> action times above an hour are stored as an hour (a card left up over lunch)."""
@@ -174,7 +173,7 @@ class FeedbackRecorder:
         if not records:
             return records
         shown = {r.suggestion_id for r in records if r.event == "shown"}
-        acted = {r.suggestion_id for r in records if r.event in ACTIONS}
+        acted = {r.suggestion_id for r in records if r.event in ACTION_EVENTS}
         call_id = records[0].call_id
         with self._shown_locks[zlib.crc32(call_id.encode("utf-8", "replace")) % SHOWN_LOCK_STRIPES]:
             seen = self._store().shown(call_id, shown) if shown else set()

@@ -107,7 +107,7 @@ class EventHub:
         seq = event["seq"]
         if channel.events and seq <= channel.events[-1]["seq"]:
             at = bisect.bisect_left(channel.events, seq, key=lambda e: e["seq"])
-            if channel.events[at]["seq"] == seq:
+            if channel.events[at]["seq"] == seq or _superseded(event, channel.events[at:]):
                 return "held"
             channel.events.insert(at, event)
             return "backfill"
@@ -259,6 +259,13 @@ def _keep(channel: _CallChannel, event: Event) -> None:
         if kind == "transcript.partial":
             channel.newest_partials[leg] = event["seq"]
     channel.events.append(event)
+
+
+def _superseded(event: Event, later: list[Event]) -> bool:
+    """A partial transcript followed by a partial or final of its leg (see :func:`_keep`)."""
+    return event.get("type") == "transcript.partial" and any(
+        e.get("leg") == event.get("leg") and e.get("type") in ("transcript.partial", "transcript.final")
+        for e in later)
 
 
 def _after(events: list[Event], since: int) -> list[Event]:

@@ -277,7 +277,8 @@ class Store:
                 with self.session() as session:
                     return change(session)
             except StorageError as exc:
-                if attempt == 2 or not isinstance(exc.__cause__, IntegrityError):
+                # Only a unique-key conflict is a concurrent insert; a refused row fails as it is.
+                if attempt == 2 or not isinstance(exc.__cause__, IntegrityError) or not exc.retryable:
                     raise
         raise AssertionError("unreachable")
 
