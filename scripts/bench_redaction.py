@@ -64,7 +64,7 @@ def main() -> None:
                 started = time.perf_counter()
                 done = redact_final(frame, history, extractor, REDACTED_LABELS)
                 times.append(time.perf_counter() - started)
-                redactor.remember(frame.leg, done.frame.words)
+                redactor.remember(frame.leg, done.frame.words, history=done.history)
                 turns += 1
                 masked += any(is_mask(w) for w in done.frame.words)
     ms = np.array(times) * 1000

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -206,6 +207,27 @@ class SuggestionEngine:
         for row in sims:
             info = self.model.intents[int(row.argmax())]
             found.append(IntentPrediction(info.id, info.name, float(row.max())))
+        return found
+
+    @property
+    def intent_threshold(self) -> float | None:
+        """The cosine to its intent's centroid at which training counted a customer turn covered
+        (the manifest's ``metrics.intents.threshold``); None when the model does not record it."""
+        metrics = self.model.manifest.get("metrics", {})
+        threshold = metrics.get("intents", {}).get("threshold") if isinstance(metrics, dict) else None
+        return float(threshold) if isinstance(threshold, int | float) else None
+
+    def reported_intents(self, texts: Sequence[str]) -> list[IntentPrediction | None]:
+        """The intent to show for each customer turn: :meth:`classify_intents`, or None for a turn
+        with no words (empty, punctuation, redaction masks only) or one no intent covers (its best
+        cosine under :attr:`intent_threshold`). Only what is shown: the policy's state keeps the
+        nearest intent of every turn."""
+        found: list[IntentPrediction | None] = [None] * len(texts)
+        worded = [i for i, text in enumerate(texts) if _has_words(text)]
+        threshold = self.intent_threshold
+        for i, prediction in zip(worded, self.classify_intents([texts[i] for i in worded]), strict=True):
+            if threshold is None or prediction.confidence >= threshold:
+                found[i] = prediction
         return found
 
     def end_call(self, call_id: str) -> None:
@@ -402,6 +424,14 @@ class SuggestionEngine:
             return None
         info = self.model.intents[state.last_intent]
         return IntentPrediction(info.id, info.name, state.intent_confidence)
+
+
+_MASK = re.compile(r"\[[A-Z_]+\]")
+
+
+def _has_words(text: str) -> bool:
+    """Whether a turn says anything to classify: a letter or digit outside redaction masks."""
+    return any(c.isalnum() for c in _MASK.sub(" ", text))
 
 
 def propose(

@@ -7,6 +7,7 @@ stay valid in the redacted text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -92,30 +93,91 @@ MAX_GAP = 8.0
 """Seconds between two pieces of a number read out in chunks, while the other party repeats each
 piece back (SpokenWOZ SNG0696: 4.5 s between "370" and "318"). Only fillers may stand between
 pieces, so a long gap does not join unrelated numbers."""
+RUN_LABELS = frozenset({"SSN", "CARD"})
+"""Labels the extractor gives a number on the clear text that a run keeps (``labels`` of
+:func:`mask_number_runs`): a run's length alone would call an SSN a phone number."""
+MAX_YEARS = 3
+"""A run of at most this many years ("in 2019 and 2020") is kept: four 4-digit groups are a card."""
+_DIGIT_GROUP = re.compile(r"\+?\(?\d+\)?(?:[-.,]\(?\d+\)?)*")
+"""A number as it is read out or written in groups: "4111", "555-123-4567", "(555)", "+44",
+"555.123.4567". Words with letters ("BA2490", "10am"), times ("10:30"), prices ("$45.50"),
+dates ("12/03/2024") and thousands ("1,500,000") are not: they are no piece of a number."""
+_THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_DATE = re.compile(r"(?:\d{4}-(?P<m1>\d\d?)-(?P<d1>\d\d?))|(?:(?P<a>\d\d?)[-.](?P<b>\d\d?)[-.](?:\d{4}|\d\d))")
+_YEAR = re.compile(r"(?:19|20)\d\d")
 
 
-def mask_number_runs(words: Sequence[TimedWord]) -> tuple[list[TimedWord], int]:
+def mask_number_runs(words: Sequence[TimedWord], labels: Sequence[str | None] | None = None
+                     ) -> tuple[list[TimedWord], int]:
     """Mask digit runs of one speaker that the entity patterns missed: numbers read out in chunks
     across segments, with fillers between ("370, 318 and 04 82"). Returns (words, runs masked).
 
-    ``words`` are one speaker's words in time order, across the whole call.
+    ``words`` are one speaker's words in time order, across the whole call. ``labels``, one per
+    word when given, are the extractor's labels of the clear words (:func:`word_labels`): a run
+    with a word labelled ``SSN`` or ``CARD`` is masked under that label; otherwise its length
+    names it (13-19 digits a card, up to 12 a phone number).
     """
     out = list(words)
     runs = 0
     for start, end in _digit_runs(out):
         digits = sum(_digit_count(w.text) for w in out[start:end])
-        if digits < MIN_RUN_DIGITS:
+        if digits < MIN_RUN_DIGITS or _only_years(out[start:end]):
             continue
         masked = [w.text.strip(".,") for w in out[start:end] if w.text.strip(".,") in NUMBER_MASKS]
         clear = [i for i in range(start, end) if out[i].text.strip(".,") not in NUMBER_MASKS]
         if masked and sum(_digit_count(out[i].text) for i in clear) < MIN_PIECE_DIGITS:
             continue  # "[PHONE]. 2 rooms": a quantity after the number, not a piece of it
+        named = [labels[i] for i in clear if labels is not None and labels[i] in RUN_LABELS]
         label = (masked[0][1:-1] if masked  # the continuation of a masked number keeps its label
+                 else named[0] if named
                  else "CARD" if 13 <= digits <= 19 else "PHONE" if digits <= 12 else "NUMBER")
         for i in clear:
             out[i] = TimedWord(f"[{label}]", out[i].start, out[i].end, out[i].probability)
         runs += bool(clear)
     return out, runs
+
+
+def word_labels(text: str, words: Sequence[TimedWord], spans: Sequence[Span]) -> list[str | None]:
+    """The label of the span each word of ``text`` lies in (None outside any), for
+    :func:`mask_number_runs`; ``text`` holds the words in order, as in :func:`with_mask_spans`."""
+    labels: list[str | None] = []
+    cursor = 0
+    for word in words:
+        start = text.find(word.text, cursor)
+        if start < 0:
+            labels.append(None)
+            continue
+        end = cursor = start + len(word.text)
+        labels.append(next((s.label for s in spans if s.start < end and start < s.end), None))
+    return labels
+
+
+def is_mask(word: TimedWord) -> bool:
+    """Whether the word is a redaction mask such as ``[CARD]``."""
+    text = word.text.strip()
+    return len(text) > 2 and text.startswith("[") and text.endswith("]")
+
+
+def with_mask_spans(text: str, words: Sequence[TimedWord], spans: Sequence[Span],
+                    labels: Collection[str]) -> list[Span]:
+    """``spans`` plus an entity for each mask the digit runs made (the extractor never saw those
+    numbers), so the turn still says a card or phone number was given (the console's chips, the
+    policy's state); what the extractor read into a mask (spaCy calls ``[CARD]`` an ORG) goes."""
+    masks, cursor = [], 0
+    for word in words:
+        start = text.find(word.text, cursor)
+        cursor = max(cursor, start + len(word.text))
+        if start >= 0 and is_mask(word):
+            masks.append(Span(word.text.strip()[1:-1], word.text, start, start + len(word.text), None))
+    kept = [s for s in spans if s.label in labels or not any(m.start < s.end and s.start < m.end for m in masks)]
+    added = [m for m in masks if not any(s.start < m.end and m.start < s.end for s in kept)]
+    return sorted([*kept, *added], key=lambda span: span.start)
+
+
+def _only_years(words: Sequence[TimedWord]) -> bool:
+    """Whether the digits of a run are a few years ("2019 and 2020"), which no number masked is."""
+    numbers = [w.text.strip(".,;:!?") for w in words if _digit_count(w.text)]
+    return len(numbers) <= MAX_YEARS and all(_YEAR.fullmatch(n) for n in numbers)
 
 
 def _digit_count(text: str) -> int:
@@ -124,7 +186,26 @@ def _digit_count(text: str) -> int:
     token = text.strip(".,;:!?").lower()
     if token in SPOKEN_DIGITS:
         return {"double": 0, "triple": 0}.get(token, 1)
+    token = token.strip("-–")  # a piece joined by a dash: Whisper wrote SNG0696's "370 -318"
+    if not _DIGIT_GROUP.fullmatch(token) or _THOUSANDS.fullmatch(token) or _is_decimal(token) or _is_date(token):
+        return 0
     return sum(c.isdigit() for c in token)
+
+
+def _is_decimal(token: str) -> bool:
+    """ "4.99", "1.5": one dot and nothing else between digits is a decimal point."""
+    return token.count(".") == 1 and not any(c in token for c in "-()+,")
+
+
+def _is_date(token: str) -> bool:
+    """ "2024-03-15", "03-15-2024", "15.03.24": day and month in range (an SSN's groups are 3-2-4)."""
+    match = _DATE.fullmatch(token)
+    if match is None:
+        return False
+    if match.group("m1") is not None:
+        return 1 <= int(match.group("m1")) <= 12 and 1 <= int(match.group("d1")) <= 31
+    a, b = int(match.group("a")), int(match.group("b"))
+    return 1 <= min(a, b) <= 12 and max(a, b) <= 31
 
 
 def _digit_runs(words: Sequence[TimedWord]) -> list[tuple[int, int]]:

@@ -28,17 +28,29 @@ from suggest.nlu.types import (
 
 # ---------------------------------------------------------------------------- e-mail addresses
 
+# Combining marks: "jó" may come as "o" + U+0301, which ``\w`` does not match; a local part cut
+# at the mark would leave "jó" in the clear before the mask.
+_MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+_WORD = rf"\w{_MARKS}"  # letters of any script, digits, "_" and combining marks (in a class)
 _WRITTEN_EMAIL = re.compile(
-    r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"
+    rf"(?<![{_WORD}.%+-])[^\W_][{_WORD}.%+-]*@[{_WORD}-]+(?:\.[{_WORD}-]+)*\.[^\W\d_]{{2,}}"
+    rf"(?![{_WORD}])"
 )
 _SPOKEN_SEPARATORS = {"dot": ".", "underscore": "_", "dash": "-", "hyphen": "-"}
-_SPOKEN_EMAIL = re.compile(
-    r"(?<![\w.'@-])(?P<local>[a-z0-9][a-z0-9_+-]*(?:(?:\.|\s+(?:dot|underscore|dash|hyphen)\s+)[a-z0-9][a-z0-9_+-]*)*)"
-    r"\s+at\s+"
-    r"(?P<domain>[a-z0-9-]+(?:(?:\.|\s+dot\s+)[a-z0-9-]+)*?(?:\.|\s+dot\s+)"
-    r"(?:com|net|org|edu|gov|io|co|uk|us|ca|de|fr|au|in|info|biz|me))\b",
+_SPOKEN_TLDS = "com|net|org|edu|gov|io|co|uk|us|ca|de|fr|au|in|info|biz|me"
+# " at gmail dot com", " at hotmail dot co dot uk": the domain is the longest run of labels
+# ending in a known top-level domain (at most six labels, so a long "a dot a dot ..." costs a
+# bounded backtrack per "at"). The mailbox before "at" is read by ``_spoken_local``.
+_SPOKEN_DOMAIN = re.compile(
+    rf"(?<=\s)at\s+(?P<domain>(?:[{_WORD}-]+(?:\.|\s+dot\s+)){{1,6}}(?:{_SPOKEN_TLDS}))"
+    rf"(?![{_WORD}])",
     re.IGNORECASE,
 )
+_LOCAL_ATOM = re.compile(rf"[^\W_][{_WORD}+-]*(?:\.[{_WORD}+-]+)*")
+_LOCAL_MARKS = re.compile(rf"[{_MARKS}]")
+_LOCAL_TOKENS = 48
+"""Words read back from "at" for a mailbox: a spelled-out one ("j o h n dot s m i t h") is long,
+and a bound keeps a long run of letters before many "at"s linear."""
 # "look at example dot com", "meet me at ..." name a website or a place, not a mailbox.
 _NOT_A_MAILBOX = {
     "look",
@@ -85,23 +97,91 @@ _NOT_A_MAILBOX = {
     "and",
     "address",
 }
+# Words that introduce a mailbox spelled out after them ("my email is j o h n ..."): never a
+# part of it.
+_BEFORE_A_MAILBOX = _NOT_A_MAILBOX | {"my", "its", "to", "the", "e-mail", "name", "spelled", "so",
+                                      "yes", "yeah", "okay", "ok", "uh", "um", "that's"}
 
 
 def find_emails(text: str) -> list[Candidate]:
-    """Written addresses ("jo@example.com") and spoken ones ("jo dot smith at gmail dot com")."""
+    """Written addresses ("jo@example.com") and spoken ones ("jo dot smith at gmail dot com",
+    "j o h n smith at hotmail dot co dot uk")."""
     found = [
         make_candidate(text, "EMAIL", m.start(), m.end(), m.group().lower(), PRIORITY_EMAIL)
         for m in _WRITTEN_EMAIL.finditer(text)
     ]
-    for match in _SPOKEN_EMAIL.finditer(text):
-        local = match.group("local")
-        if local.lower() in _NOT_A_MAILBOX:
+    for match in _SPOKEN_DOMAIN.finditer(text):
+        local = _spoken_local(text, match.start())
+        if local is None:
             continue
-        value = f"{_join_spoken(local)}@{_join_spoken(match.group('domain'))}"
-        found.append(
-            make_candidate(text, "EMAIL", match.start(), match.end(), value, PRIORITY_EMAIL)
-        )
+        start, value = local
+        value = f"{value}@{_join_spoken(match.group('domain'))}"
+        found.append(make_candidate(text, "EMAIL", start, match.end(), value, PRIORITY_EMAIL))
     return found
+
+
+def _spoken_local(text: str, at: int) -> tuple[int, str] | None:
+    """(start, value) of the mailbox said before the "at" at ``at``: units joined by spoken or
+    written separators ("jo dot smith", "jo.smith"), a unit being a word, letters or digits
+    spelled one by one, or a word with a spelled run before or after it ("j o h n smith",
+    "smith 1 9 8 5"). Read backwards over at most ``_LOCAL_TOKENS`` words, so linear."""
+    window = max(0, at - 24 * _LOCAL_TOKENS)
+    tokens = [(m.start(), m.group()) for m in re.finditer(r"\S+", text[window:at])]
+    if window > 0 and tokens and not text[window - 1].isspace():
+        tokens = tokens[1:]  # cut inside a word
+    tokens = [(window + s, t) for s, t in tokens[-_LOCAL_TOKENS:]]
+    units: list[str] = []
+    i, start = len(tokens) - 1, None
+    while i >= 0:
+        unit = _local_unit(tokens, i)
+        if unit is None:
+            break
+        value, i = unit
+        units.insert(0, value)
+        start = tokens[i + 1][0]
+        if i >= 1 and tokens[i][1].lower() in _SPOKEN_SEPARATORS and _local_unit(tokens, i - 1):
+            units.insert(0, _SPOKEN_SEPARATORS[tokens[i][1].lower()])
+            i -= 1
+            continue
+        break
+    if start is None or (len(units) == 1 and units[0] in _NOT_A_MAILBOX):
+        return None
+    return start, "".join(units)
+
+
+def _local_unit(tokens: list[tuple[int, str]], i: int) -> tuple[str, int] | None:
+    """The unit of a mailbox that ends with token ``i``: its value and the index before it."""
+    pieces: list[str] = []
+    while i >= 0 and (single := _spelled(tokens[i][1])) is not None:
+        pieces.insert(0, single)
+        i -= 1
+    word = tokens[i][1] if i >= 0 else ""
+    if _is_local_word(word) and not (pieces and word.lower() in _BEFORE_A_MAILBOX):
+        closes = not pieces  # the word ends the unit: letters spelled before it join it
+        if word.lower() != "".join(pieces):  # "john j o h n": said, then spelled; the value is one
+            pieces.insert(0, word.lower())
+        i -= 1
+        while closes and i >= 0 and (single := _spelled(tokens[i][1])) is not None:
+            pieces.insert(0, single)
+            i -= 1
+    return ("".join(pieces), i) if pieces else None
+
+
+def _spelled(token: str) -> str | None:
+    """A letter or digit said on its own ("j", "5", "five"), as it is written."""
+    bare = _LOCAL_MARKS.sub("", token)
+    if len(bare) == 1 and bare.isalnum():
+        return token.lower()
+    lower = token.lower()
+    return DIGIT_WORDS[lower] if lower in DIGIT_WORDS and lower != "oh" else None
+
+
+def _is_local_word(token: str) -> bool:
+    return (
+        bool(_LOCAL_ATOM.fullmatch(token))
+        and token.lower() not in _SPOKEN_SEPARATORS
+        and _spelled(token) is None
+    )
 
 
 def _join_spoken(part: str) -> str:
@@ -146,20 +226,43 @@ def digit_runs(text: str) -> list[DigitRun]:
     i = 0
     while i < len(tokens):
         unit = _unit_at(text, tokens, i, first=True)
+        if unit is None and tokens[i].group().lower() == "oh":
+            run, after = _run_from(text, tokens, i, ("0", i + 1))
+            if _oh_is_zero(text, run):  # "oh seven seven double oh nine ..."
+                runs.append(run)
+                i = after
+                continue
         if unit is None:
             i += 1
             continue
-        start = _prefix_start(text, tokens, i)
-        digits, groups, i, end = unit[0], [len(unit[0])], unit[1], tokens[unit[1] - 1].end()
-        while True:
-            nxt = _next_unit(text, tokens, i, end)
-            if nxt is None:
-                break
-            piece, i, end = nxt
-            digits += piece
-            groups.append(len(piece))
-        runs.append(DigitRun(start, end, digits, tuple(groups), text[start] == "+"))
+        run, i = _run_from(text, tokens, i, unit)
+        runs.append(run)
     return runs
+
+
+def _run_from(
+    text: str, tokens: list[re.Match[str]], i: int, unit: tuple[str, int]
+) -> tuple[DigitRun, int]:
+    """The run whose first piece (``unit``) starts at token ``i``, and the index after it."""
+    start = _prefix_start(text, tokens, i)
+    digits, groups, i, end = unit[0], [len(unit[0])], unit[1], tokens[unit[1] - 1].end()
+    while True:
+        nxt = _next_unit(text, tokens, i, end)
+        if nxt is None:
+            break
+        piece, i, end = nxt
+        digits += piece
+        groups.append(len(piece))
+    return DigitRun(start, end, digits, tuple(groups), text[start] == "+"), i
+
+
+def _oh_is_zero(text: str, run: DigitRun) -> bool:
+    """Whether a run that begins with a spoken "oh" is a number that begins with 0: "oh" is
+    mostly "oh, I see", so only after a phone keyword or when it makes a full phone number."""
+    before = text[max(0, run.start - 48) : run.start]
+    return len(run.digits) > 1 and (
+        len(run.digits) in (10, 11) or bool(_PHONE_CONTEXT.search(before))
+    )
 
 
 def _unit_at(

@@ -174,3 +174,77 @@ def test_a_failing_intent_model_costs_the_intent_not_the_redacted_turn() -> None
     (nlu,) = [f for f in frames if isinstance(f, NluFrame)]
     assert final.text == "my card number is [CARD] thanks"  # not [WITHHELD]
     assert nlu.intent is None and [e["label"] for e in nlu.entities] == ["CARD"]
+
+
+def _redact_call(*frames: Frame) -> list[Frame]:
+    """What leaves the NLU processor of a redacted call for ``frames`` (after CallStarted)."""
+
+    async def call() -> list[Frame]:
+        with ThreadPoolExecutor(1) as executor:
+            collector = Collector()
+            pipeline = Pipeline([NluProcessor(extractor=entity_extractor(), executor=executor,
+                                              redact=REDACTED_LABELS), collector])
+            await pipeline.process_frame(CallStartedFrame(call_id="CA-r", legs={"inbound": "customer"}))
+            for frame in frames:
+                await pipeline.process_frame(frame)
+            await pipeline.close()
+            return collector.frames
+
+    return asyncio.run(asyncio.wait_for(call(), 60))
+
+
+def test_key_presses_reach_no_screen_or_history_with_their_digit(tmp_path: Path) -> None:
+    """A card number keyed in went out to the console and the event history key by key."""
+    from voice.frames import DtmfFrame
+
+    hub = EventHub()
+
+    async def call() -> list[dict[str, object]]:
+        with ThreadPoolExecutor(1) as executor:
+            pipeline = Pipeline([NluProcessor(extractor=entity_extractor(), executor=executor,
+                                              redact=REDACTED_LABELS), recorder_for(tmp_path, executor, hub)])
+            await pipeline.process_frame(CallStartedFrame(call_id="CA-dtmf", legs={"inbound": "customer"}))
+            for i, digit in enumerate("4111111111111111#"):
+                await pipeline.process_frame(DtmfFrame(digit=digit, leg="inbound", audio_time=float(i)))
+            history = hub.history("CA-dtmf")
+            await pipeline.process_frame(CallEndedFrame(call_id="CA-dtmf", audio_time=20.0))
+            await pipeline.close()
+            return history
+
+    events = [e for e in asyncio.run(asyncio.wait_for(call(), 60)) if e["type"] == "dtmf"]
+    assert len(events) == 17 and not any(str(e["digit"]) in "0123456789*#" for e in events)  # each press, no key
+    from voice.processors.nlu import MASKED_DTMF
+
+    assert {e["digit"] for e in events} == {MASKED_DTMF}
+    assert MASKED_DTMF not in "0123456789*#ABCD"
+
+
+def test_an_ssn_masked_as_a_digit_run_keeps_its_label() -> None:
+    """The run rule masked "123-45-6789" before the extractor saw it, as a [PHONE]."""
+    frames = _redact_call(_final(1, "My social is 123-45-6789.", 1.0), _final(2, "my card is 4111 1111 1111 1111", 9.0))
+    finals = [f for f in frames if isinstance(f, TranscriptFinalFrame)]
+    entities = [f.entities for f in frames if isinstance(f, NluFrame)]
+    assert [f.text for f in finals] == ["My social is [SSN]", "my card is [CARD]"]
+    assert [[(e["label"], e["text"]) for e in found] for found in entities] == [[("SSN", "[SSN]")],
+                                                                                [("CARD", "[CARD]")]]
+
+
+def test_a_number_read_in_pieces_does_not_mask_the_quantity_said_after_it() -> None:
+    """The leg's history kept the clear copies of the first pieces once a later piece masked
+    them, so "2 rooms" two turns on joined them: "[PHONE] rooms please", its audio silenced."""
+    turns = ["my number is 3 7 0", "and 3 1 8", "and 0 4 8 2", "and 2 rooms please", "oh and 1 more thing"]
+    frames = _redact_call(*(_final(i, text, 4.0 * i) for i, text in enumerate(turns)))
+    finals = [f for f in frames if isinstance(f, TranscriptFinalFrame)]
+    assert [f.text for f in finals][2:] == ["[PHONE]", "and 2 rooms please", "oh and 1 more thing"]
+    assert finals[3].masked_audio == [] and finals[4].masked_audio == []
+    shown_before = [w for i in (0, 1) for w in _words(turns[i], 4.0 * i) if w.text.isdigit()]
+    assert all(any(a <= w.start and w.end <= b for a, b in finals[2].masked_audio) for w in shown_before)
+
+
+def test_times_prices_dates_and_codes_are_not_masked_as_numbers() -> None:
+    kept = ["can I book a table between 10:30 and 11:45 please", "the two items were $45.50 and $12.99 each",
+            "the total comes to $12,345.67 on 2024-03-15", "flights BA2490 and BA2491", "we ordered 1,500,000 units",
+            "I was there in 2019 and 2020", "2 tickets at 7:30 on 12/03/2024"]
+    frames = _redact_call(*(_final(i, text, 20.0 * i) for i, text in enumerate(kept)))  # no run across turns
+    finals = [f for f in frames if isinstance(f, TranscriptFinalFrame)]
+    assert [f.text for f in finals] == kept and all(f.masked_audio == [] for f in finals)

@@ -56,3 +56,61 @@ def test_digits_right_after_a_masked_number_are_more_of_it() -> None:
     for said_after in ("[PHONE]. 2 rooms", "[PHONE] and 3 pm", "[PHONE] then 2 nights", "[PHONE] two",
                        "2 and [PHONE]", "[PHONE] and [CARD]"):
         assert mask_number_runs(_words(said_after)) == (_words(said_after), 0), said_after  # quantities stay
+
+
+@pytest.mark.parametrize("text", [
+    "between 10:30 and 11:45", "$45.50 and $12.99", "the total is $12,345.67", "on 2024-03-15 or 03-15-2024",
+    "flights BA2490 and BA2491", "1,500,000 units", "in 2019 and 2020", "at 7:30 on 12/03/2024", "4.99 and 12.50",
+])
+def test_times_prices_dates_quantities_and_codes_are_no_digit_run(text: str) -> None:
+    """Every digit of every token counted: "between 10:30 and 11:45" became "between [PHONE]"."""
+    from voice.redaction import mask_number_runs
+
+    assert mask_number_runs(_words(text)) == (_words(text), 0)
+
+
+@pytest.mark.parametrize(("text", "masked"), [
+    ("my social is 123-45-6789.", "my social is [PHONE]"),  # by length; the extractor names it (below)
+    ("call 555-123-4567", "call [PHONE]"),
+    ("it's 555.123.4567", "it's [PHONE]"),
+    ("a 370 -318 and 04 -82.", "a [PHONE]"),  # Whisper's dashes on SNG0696
+    ("(555) 123 4567", "[PHONE]"),
+    ("2019 2020 2021 2022", "[CARD]"),  # more than three years: four groups of a card
+    ("four one one one 1111 2222", "[PHONE]"),
+])
+def test_numbers_read_out_are_still_digit_runs(text: str, masked: str) -> None:
+    from voice.redaction import mask_number_runs, merge_masks
+
+    words, runs = mask_number_runs(_words(text))
+    assert " ".join(w.text for w in merge_masks(words)) == masked and runs == 1
+
+
+def test_a_run_takes_the_label_the_extractor_gave_its_words() -> None:
+    from voice.redaction import mask_number_runs, word_labels
+
+    text = "my social is 123 45 6789 ok"
+    words = _words(text)
+    ssn = Span("SSN", "123 45 6789", text.index("123"), text.index(" ok"), "123456789")
+    labels = word_labels(text, words, [ssn])
+    assert labels == [None, None, None, "SSN", "SSN", "SSN", None]
+    assert [w.text for w in mask_number_runs(words, labels)[0]] == ["my", "social", "is"] + ["[SSN]"] * 3 + ["ok"]
+
+
+def test_batch_entities_name_the_numbers_the_digit_runs_masked() -> None:
+    """Batch output had no entity for a run mask (live had), and called an SSN a [PHONE]."""
+    from voice.batch.pipeline import _entities
+    from voice.transcript import Segment
+
+    def segment(i: int, text: str) -> Segment:
+        words = _words(text)
+        return Segment(i, words[0].start, words[-1].end, "S1", text, words=words)
+
+    segments = [segment(0, "My social is 123-45-6789."), segment(1, "my number is 370 318"),
+                segment(2, "and 04 82"), segment(3, "between 10:30 and 11:45 please")]
+    mentions = _entities(segments, redact=True)
+    assert [s.text for s in segments] == ["My social is [SSN]", "my number is [PHONE]", "[PHONE]",
+                                          "between 10:30 and 11:45 please"]
+    masks = [(m.label, m.segment, m.text, m.value) for m in mentions if m.text.startswith("[")]
+    assert masks == [("SSN", 0, "[SSN]", None), ("PHONE", 1, "[PHONE]", None), ("PHONE", 2, "[PHONE]", None)]
+    for m in mentions:
+        assert segments[m.segment].text[m.start_char:m.end_char] == m.text

@@ -19,6 +19,8 @@ from voice.frames import CallStartedFrame
 from voice.live.suggestions import SuggestionRouter
 
 pytestmark = pytest.mark.model
+COVERED = "Sorry, I can't afford to donate anything right now, money is really tight for me."
+"""A customer turn the bundled model's intents cover (cosine 0.79 to its nearest, threshold 0.5)."""
 
 
 @pytest.fixture
@@ -62,7 +64,7 @@ def test_a_tenant_is_served_its_promoted_model_else_its_newest(bundled: Path, tm
         assert processor is not None and classify is not None
         answer = processor.service.submit(_context("c1")).result(timeout=60)
         assert answer.suggestions and all(s.text for s in answer.suggestions)
-        intent = classify("Sorry, I can't afford it.")
+        intent = classify(COVERED)
         assert intent is not None and isinstance(intent[0], str)
         assert router.for_call(_started("nobody")) == (None, None)
 
@@ -92,7 +94,7 @@ def test_a_broken_model_costs_suggestions_not_the_call(
             assert processor is not None and classify is not None
             with pytest.raises(ModelFormatError):
                 processor.service.submit(_context("c2")).result(timeout=60)
-            assert classify("I can't afford it.") is None
+            assert classify(COVERED) is None
         assert any("cannot be loaded" in r.message for r in caplog.records)
         refused = CliRunner().invoke(_cli(), ["registry", "promote", "acme/20260101T000000Z",
                                               "--models", str(tmp_path)])
@@ -134,7 +136,7 @@ def test_a_tenant_keeps_its_model_while_a_new_one_loads_or_if_it_cannot(
             router.for_call(_started("acme", "c5"))
         assert kept is not None and kept.service.model_dir == str(second)
         assert kept.service.submit(_context("c4")).result(timeout=60).suggestions
-        assert classify("Sorry, I can't afford it.") is not None
+        assert classify(COVERED) is not None
         warnings = [r for r in caplog.records if "cannot be served" in r.message]
         assert len(warnings) == 1 and str(broken) in warnings[0].message  # once, not per call
     finally:
@@ -162,5 +164,33 @@ def test_an_ab_arm_keeps_the_model_it_started_with(bundled: Path, tmp_path: Path
         shutil.copytree(bundled, tmp_path / "acme" / "20260201T000000Z")  # a newer training mid-experiment
         assert ModelRegistry(tmp_path).served("acme").name == "20260201T000000Z"
         assert router.choose(_started("acme", "c2")) == (str(tmp_path / "acme" / "20260101T000000Z"), "control")
+    finally:
+        router.close()
+
+
+def test_the_intent_shown_is_none_where_no_intent_covers_the_turn(bundled: Path, tmp_path: Path) -> None:
+    """Off-topic, mask-only and empty turns got confident-looking intents on the agent's screen;
+    the policy still reads the nearest intent of every turn."""
+    from suggest.engine import SuggestionEngine
+
+    shutil.copytree(bundled, tmp_path / "acme" / "v1")
+    router = SuggestionRouter.load(ServerConfig(models_root=str(tmp_path)))
+    engine = SuggestionEngine.load(tmp_path / "acme" / "v1")
+    try:
+        classify, _ = router.for_call(_started("acme"))
+        assert classify is not None
+        off_topic = ["I want to cancel my order", "رقم هاتفي"]
+        for text in ["", "   ", "[PHONE]", "!!!", "\N{GRINNING FACE}", *off_topic]:
+            assert classify(text) is None, text
+        threshold = engine.intent_threshold
+        assert threshold == engine.model.manifest["metrics"]["intents"]["threshold"]
+        assert all(p.confidence < threshold for p in engine.classify_intents(off_topic))  # what the model says
+        nearest = engine.classify_intents([COVERED])[0]
+        assert classify(COVERED) == (nearest.name, nearest.confidence) and nearest.confidence >= threshold
+
+        turns = (Turn("agent", "Hi! Would you consider donating?"), Turn("customer", off_topic[0]))
+        state_intent = engine.suggest(SuggestContext(call_id="c-off", turns=turns, k=1)).intent
+        assert state_intent is not None  # the policy's features are unchanged: the nearest intent
+        assert state_intent.id == engine.classify_intents(off_topic[:1])[0].id
     finally:
         router.close()

@@ -21,7 +21,7 @@ from voice.batch import engines
 from voice.batch.options import TranscribeOptions
 from voice.errors import AudioDecodeError
 from voice.frames import Role, TimedWord
-from voice.redaction import Span, mask_number_runs, merge_masks, redact_segment
+from voice.redaction import Span, mask_number_runs, merge_masks, redact_segment, with_mask_spans, word_labels
 from voice.roles import SpokenTurn, decide_agent, score_text
 from voice.transcript import CallTranscript, EntityMention, Segment, Speaker
 
@@ -351,26 +351,40 @@ def _entities(segments: list[Segment], *, redact: bool) -> list[EntityMention]:
     from suggest.nlu.entities import REDACTED_LABELS
 
     extractor = engines.entity_extractor()
-    if redact:
-        _mask_number_runs(segments)
+    found = [[Span(e.label, e.text, e.start, e.end, e.value) for e in entities]
+             for entities in extractor.extract_batch([s.text for s in segments])]
+    if redact:  # the runs are named from the clear text, then the masked segments read again
+        changed = [i for i, seg in enumerate(segments) if id(seg) in _mask_number_runs(segments, found)]
+        again = extractor.extract_batch([segments[i].text for i in changed])
+        for i, entities in zip(changed, again, strict=True):
+            found[i] = [Span(e.label, e.text, e.start, e.end, e.value) for e in entities]
     mentions: list[EntityMention] = []
-    for segment, found in zip(segments, extractor.extract_batch([s.text for s in segments]), strict=True):
-        spans = [Span(e.label, e.text, e.start, e.end, e.value) for e in found]
+    for segment, spans in zip(segments, found, strict=True):
         if redact:
             segment.text, segment.words, spans = redact_segment(segment.text, segment.words, spans, REDACTED_LABELS)
+            spans = with_mask_spans(segment.text, segment.words, spans, REDACTED_LABELS)
         mentions.extend(EntityMention(s.label, s.text, segment.id, s.start, s.end, s.value) for s in spans)
     return mentions
 
 
-def _mask_number_runs(segments: list[Segment]) -> None:
-    """Mask long digit runs per speaker across segments (numbers read out in pieces)."""
+def _mask_number_runs(segments: list[Segment], found: list[list[Span]]) -> set[int]:
+    """Mask long digit runs per speaker across segments (numbers read out in pieces), under the
+    label the extractor gave them on the clear text where it is an SSN or a card (``found``, per
+    segment). Returns the ids of the segments changed."""
+    labels = {id(seg): word_labels(seg.text, seg.words, spans) for seg, spans in zip(segments, found, strict=True)}
+    changed: set[int] = set()
     for speaker in {s.speaker for s in segments}:
         places = [(seg, i) for seg in segments if seg.speaker == speaker for i in range(len(seg.words))]
-        masked, runs = mask_number_runs([seg.words[i] for seg, i in places])
+        masked, runs = mask_number_runs([seg.words[i] for seg, i in places],
+                                        [labels[id(seg)][i] for seg, i in places])
         if not runs:
             continue
         for (seg, i), word in zip(places, masked, strict=True):
+            if word is not seg.words[i]:
+                changed.add(id(seg))
             seg.words[i] = word
-        for seg in {id(seg): seg for seg, _ in places}.values():
-            seg.words = merge_masks(seg.words)
-            seg.text = " ".join(w.text for w in seg.words)
+        for seg in segments:
+            if id(seg) in changed and seg.speaker == speaker:
+                seg.words = merge_masks(seg.words)
+                seg.text = " ".join(w.text for w in seg.words)
+    return changed

@@ -100,8 +100,8 @@ class _ModelSlot:
             engine = self.ready.result(timeout=INTENT_WAIT_SECONDS).engine
         except Exception:  # noqa: BLE001 - still loading or failed: the turn goes on without an intent
             return None
-        predictions = engine.classify_intents([text])
-        return (predictions[0].name, predictions[0].confidence) if predictions else None
+        prediction = engine.reported_intents([text])[0]  # none for a turn no intent covers
+        return (prediction.name, prediction.confidence) if prediction is not None else None
 
     def end_call(self, call_id: str) -> None:
         """Forget an ended call's state in the engine, which keeps it per call id until told

@@ -3,7 +3,8 @@
 The work runs on a thread pool; the final transcript is forwarded at once and the NluFrame
 follows when ready, so understanding never delays the transcript on the agent's screen. With
 redaction on (voice/processors/redact.py) a final waits for its entities instead, so that no
-clear card number goes further down the pipeline; partials are masked on the way through.
+clear card number goes further down the pipeline; partials are masked on the way through, and
+key presses (DTMF) lose their digit.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from voice.frames import (
     CallEndedFrame,
+    DtmfFrame,
     ErrorFrame,
     Frame,
     NluFrame,
@@ -29,6 +31,9 @@ from voice.processors.redact import AUDIO_PAD, LiveRedactor, RedactedFinal, reda
 
 log = logging.getLogger(__name__)
 
+MASKED_DTMF = "[DTMF]"
+"""The ``digit`` of a key press when redacting: that a key was pressed, never which (a mask, so
+it cannot be read as the ``*`` or ``#`` key)."""
 IntentFn = Callable[[str], tuple[str, float] | None]
 """Text of a customer turn -> (intent name, confidence), or None when there is no intent model."""
 
@@ -51,7 +56,9 @@ class NluProcessor(FrameProcessor):
         if isinstance(frame, CallEndedFrame):
             await self.close()  # the last turn's understanding belongs to the call: emit it first
         if self.redactor is not None:
-            if isinstance(frame, TranscriptPartialFrame):
+            if isinstance(frame, DtmfFrame):  # a card number keyed in goes out key by key
+                frame = dataclasses.replace(frame, digit=MASKED_DTMF)
+            elif isinstance(frame, TranscriptPartialFrame):
                 frame = self.redactor.partial(frame)
             elif isinstance(frame, TranscriptFinalFrame) and (frame.words or frame.text.strip()):
                 await self._redact_and_understand(frame)
@@ -91,9 +98,9 @@ class NluProcessor(FrameProcessor):
             withheld = [TimedWord("[WITHHELD]", frame.start, frame.end, 0.0)]
             silence = (max(0.0, frame.start - AUDIO_PAD), frame.end + AUDIO_PAD)
             done = RedactedFinal(dataclasses.replace(frame, text="[WITHHELD]", words=withheld,
-                                                     masked_audio=[silence]), [])
+                                                     masked_audio=[silence]), [], history)
             intent = None
-        self.redactor.remember(frame.leg, done.frame.words)
+        self.redactor.remember(frame.leg, done.frame.words, done.history)
         await self.push_frame(done.frame)
         await self.push_frame(NluFrame(turn_id=frame.turn_id, role=frame.role, intent=intent[0] if intent else None,
                                        intent_score=round(intent[1], 3) if intent else None, entities=done.entities,

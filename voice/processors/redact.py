@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from voice.frames import TimedWord, TranscriptFinalFrame, TranscriptPartialFrame
-from voice.redaction import Span, mask_number_runs, merge_masks, redact_segment
+from voice.redaction import (
+    Span,
+    is_mask,
+    mask_number_runs,
+    merge_masks,
+    redact_segment,
+    with_mask_spans,
+    word_labels,
+)
 
 HISTORY_WORDS = 12
 """Words of a leg kept to join a number read out across turns (pieces of 3-4 digits with fillers)."""
@@ -36,12 +44,9 @@ class RedactedFinal:
 
     frame: TranscriptFinalFrame
     entities: list[dict[str, Any]]
-
-
-def is_mask(word: TimedWord) -> bool:
-    """Whether the word is a redaction mask such as ``[CARD]``."""
-    text = word.text.strip()
-    return len(text) > 2 and text.startswith("[") and text.endswith("]")
+    history: list[TimedWord]
+    """The leg's recent words as this turn left them: a piece that only this turn showed to be a
+    number is masked there too, so it cannot make a later short number a run."""
 
 
 class LiveRedactor:
@@ -72,9 +77,16 @@ class LiveRedactor:
         """
         return list(self._recent.get(leg, []))
 
-    def remember(self, leg: str, words: Sequence[TimedWord]) -> None:
-        """Keep the leg's last words after a final (event loop)."""
-        self._recent[leg] = [*self._recent.get(leg, []), *words][-HISTORY_WORDS:]
+    def remember(self, leg: str, words: Sequence[TimedWord], history: Sequence[TimedWord] | None = None) -> None:
+        """Keep the leg's last words after a final (event loop).
+
+        ``history`` is the leg's history as the final left it (:attr:`RedactedFinal.history`):
+        it replaces the one kept, so pieces the final showed to be a number are masked there too
+        and cannot make a later short number a run ("[PHONE] and 2 rooms"). Without it the words
+        are added to the history kept.
+        """
+        kept = self._recent.get(leg, []) if history is None else history
+        self._recent[leg] = [*kept, *words][-HISTORY_WORDS:]
 
 
 def redact_final(frame: TranscriptFinalFrame, history: Sequence[TimedWord], extractor: Any,
@@ -85,14 +97,14 @@ def redact_final(frame: TranscriptFinalFrame, history: Sequence[TimedWord], extr
     across turns.
     """
     if frame.words:
-        masked, _ = mask_number_runs([*history, *frame.words])
+        masked = _mask_runs(frame.words, history, extractor)
         words = merge_masks(masked[len(history):])
         text = " ".join(w.text for w in words)
     else:  # text without word times: the extractor's spans only
         masked, words, text = list(history), [], frame.text
     spans = [Span(e.label, e.text, e.start, e.end, e.value) for e in extractor.extract(text)]
     text, words, spans = redact_segment(text, words, spans, labels)
-    spans = _with_mask_spans(text, words, spans, labels)
+    spans = with_mask_spans(text, words, spans, labels)
     earlier = [m for m, h in zip(masked[: len(history)], history, strict=True) if is_mask(m) and not is_mask(h)]
     silenced = earlier + [w for w in words if is_mask(w)]
     redacted = dataclasses.replace(
@@ -100,20 +112,16 @@ def redact_final(frame: TranscriptFinalFrame, history: Sequence[TimedWord], extr
         masked_audio=[(max(0.0, w.start - AUDIO_PAD), w.end + AUDIO_PAD) for w in silenced])
     entities = [{"label": s.label, "text": s.text, "value": s.value, "start": s.start, "end": s.end}
                 for s in spans]
-    return RedactedFinal(redacted, entities)
+    return RedactedFinal(redacted, entities, masked[: len(history)])
 
 
-def _with_mask_spans(text: str, words: Sequence[TimedWord], spans: Sequence[Span],
-                     labels: frozenset[str]) -> list[Span]:
-    """``spans`` plus an entity for each mask the digit runs made (the extractor never saw those
-    numbers), so the turn still says a card or phone number was given (the console's chips, the
-    policy's state); what the extractor read into a mask (spaCy calls ``[CARD]`` an ORG) goes."""
-    masks, cursor = [], 0
-    for word in words:
-        start = text.find(word.text, cursor)
-        cursor = max(cursor, start + len(word.text))
-        if start >= 0 and is_mask(word):
-            masks.append(Span(word.text.strip()[1:-1], word.text, start, start + len(word.text), None))
-    kept = [s for s in spans if s.label in labels or not any(m.start < s.end and s.start < m.end for m in masks)]
-    added = [m for m in masks if not any(s.start < m.end and m.start < s.end for s in kept)]
-    return sorted([*kept, *added], key=lambda span: span.start)
+def _mask_runs(words: Sequence[TimedWord], history: Sequence[TimedWord], extractor: Any) -> list[TimedWord]:
+    """History and turn with digit runs masked; a run the extractor calls an SSN or a card on the
+    turn's clear text is masked under that label (by length alone "123-45-6789" is a phone)."""
+    masked, _ = mask_number_runs([*history, *words])
+    if not any(is_mask(m) and not is_mask(w) for m, w in zip(masked[len(history):], words, strict=True)):
+        return masked  # the common case: no run in this turn, no second pass of the extractor
+    clear = " ".join(w.text for w in words)
+    found = [Span(e.label, e.text, e.start, e.end, e.value) for e in extractor.extract(clear)]
+    named = [None] * len(history) + word_labels(clear, words, found)
+    return mask_number_runs([*history, *words], named)[0]
