@@ -114,3 +114,22 @@ def test_batch_entities_name_the_numbers_the_digit_runs_masked() -> None:
     assert masks == [("SSN", 0, "[SSN]", None), ("PHONE", 1, "[PHONE]", None), ("PHONE", 2, "[PHONE]", None)]
     for m in mentions:
         assert segments[m.segment].text[m.start_char:m.end_char] == m.text
+
+
+def test_a_later_segment_with_a_number_and_an_email_is_masked_whole() -> None:
+    """The masked segments were read again only when the first one had changed: a number and an
+    e-mail in a later segment left 'my number is [PHONE]l is jane dot doe[EMAIL]'."""
+    from voice.batch.pipeline import _entities
+    from voice.transcript import Segment
+
+    def segment(i: int, text: str) -> Segment:
+        words = _words(text)
+        return Segment(i, words[0].start, words[-1].end, "S1", text, words=words)
+
+    segments = [segment(0, "hello there"),
+                segment(1, "my number is 5 5 5 1 2 3 4 5 6 7 and my email is jane dot doe at gmail dot com")]
+    mentions = _entities(segments, redact=True)
+    assert segments[1].text == "my number is [PHONE] and my email is [EMAIL]"
+    assert " ".join(w.text for w in segments[1].words) == segments[1].text
+    for m in mentions:
+        assert segments[m.segment].text[m.start_char:m.end_char] == m.text

@@ -354,7 +354,8 @@ def _entities(segments: list[Segment], *, redact: bool) -> list[EntityMention]:
     found = [[Span(e.label, e.text, e.start, e.end, e.value) for e in entities]
              for entities in extractor.extract_batch([s.text for s in segments])]
     if redact:  # the runs are named from the clear text, then the masked segments read again
-        changed = [i for i, seg in enumerate(segments) if id(seg) in _mask_number_runs(segments, found)]
+        masked = _mask_number_runs(segments, found)  # once: it masks the segments in place
+        changed = [i for i, seg in enumerate(segments) if id(seg) in masked]
         again = extractor.extract_batch([segments[i].text for i in changed])
         for i, entities in zip(changed, again, strict=True):
             found[i] = [Span(e.label, e.text, e.start, e.end, e.value) for e in entities]
