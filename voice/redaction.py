@@ -103,6 +103,13 @@ _DIGIT_GROUP = re.compile(r"\+?\(?\d+\)?(?:[-.,]\(?\d+\)?)*")
 "555.123.4567". Words with letters ("BA2490", "10am"), times ("10:30"), prices ("$45.50"),
 dates ("12/03/2024") and thousands ("1,500,000") are not: they are no piece of a number."""
 _THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_PRICE = re.compile(r"\d+\.\d{1,2}|\d{1,3}(?:,\d{3})+\.\d+")
+"""A decimal with one or two places ("4.99", "40.5"), or with thousands separators: a price or
+a measure. A dotted group of three or more ("555.1234") is a piece of a number."""
+_LABEL = re.compile(r"^[^\W\d_]+[:#]")
+QUANTITY_DIGITS = 10
+"""A run written only with thousands separators ("1,500,000") is a quantity below this many
+digits; "5,551,234,567" is a phone number written as Whisper sometimes writes one."""
 _DATE = re.compile(r"(?:\d{4}-(?P<m1>\d\d?)-(?P<d1>\d\d?))|(?:(?P<a>\d\d?)[-.](?P<b>\d\d?)[-.](?:\d{4}|\d\d))")
 _YEAR = re.compile(r"(?:19|20)\d\d")
 
@@ -121,7 +128,7 @@ def mask_number_runs(words: Sequence[TimedWord], labels: Sequence[str | None] | 
     runs = 0
     for start, end in _digit_runs(out):
         digits = sum(_digit_count(w.text) for w in out[start:end])
-        if digits < MIN_RUN_DIGITS or _only_years(out[start:end]):
+        if digits < MIN_RUN_DIGITS or _only_years(out[start:end]) or _quantity_only(out[start:end], digits):
             continue
         masked = [w.text.strip(".,") for w in out[start:end] if w.text.strip(".,") in NUMBER_MASKS]
         clear = [i for i in range(start, end) if out[i].text.strip(".,") not in NUMBER_MASKS]
@@ -181,20 +188,31 @@ def _only_years(words: Sequence[TimedWord]) -> bool:
 
 
 def _digit_count(text: str) -> int:
+    """Digits the word adds to a run of a number read out (0: no piece of one)."""
     if text.strip(".,") in NUMBER_MASKS:  # a number masked already: what follows continues it
         return MIN_RUN_DIGITS
-    token = text.strip(".,;:!?").lower()
+    token = _number_token(text)
     if token in SPOKEN_DIGITS:
         return {"double": 0, "triple": 0}.get(token, 1)
-    token = token.strip("-–")  # a piece joined by a dash: Whisper wrote SNG0696's "370 -318"
-    if not _DIGIT_GROUP.fullmatch(token) or _THOUSANDS.fullmatch(token) or _is_decimal(token) or _is_date(token):
+    if not _DIGIT_GROUP.fullmatch(token) or _PRICE.fullmatch(token) or _is_date(token):
         return 0
     return sum(c.isdigit() for c in token)
 
 
-def _is_decimal(token: str) -> bool:
-    """ "4.99", "1.5": one dot and nothing else between digits is a decimal point."""
-    return token.count(".") == 1 and not any(c in token for c in "-()+,")
+def _number_token(text: str) -> str:
+    """The word as a number may be written in it: without quotes or end punctuation, a label
+    ("number:5551234567"), a possessive, any kind of dash; "(555)123" as "(555)-123"."""
+    token = text.strip(".,;:!?\"'“”‘’").lower()
+    token = _LABEL.sub("", token).removesuffix("'s").removesuffix("’s")
+    token = token.replace("–", "-").replace("—", "-").strip("-#")  # Whisper's "370 -318" (SNG0696)
+    return re.sub(r"\)(?=\d)", ")-", token)
+
+
+def _quantity_only(words: Sequence[TimedWord], digits: int) -> bool:
+    """Whether a run is only numbers written with thousands separators ("1,500,000 units"),
+    fewer digits than a phone number has: a quantity, not a number read out."""
+    pieces = [_number_token(w.text) for w in words if _digit_count(w.text) and w.text.strip(".,") not in NUMBER_MASKS]
+    return digits < QUANTITY_DIGITS and bool(pieces) and all(_THOUSANDS.fullmatch(p) for p in pieces)
 
 
 def _is_date(token: str) -> bool:

@@ -232,6 +232,8 @@ def digit_runs(text: str) -> list[DigitRun]:
                 runs.append(run)
                 i = after
                 continue
+            while i + 1 < len(tokens) and tokens[i + 1].group().lower() == "oh":
+                i += 1  # "oh, oh, oh...": each "oh" read as a run again was quadratic
         if unit is None:
             i += 1
             continue
@@ -260,7 +262,7 @@ def _oh_is_zero(text: str, run: DigitRun) -> bool:
     """Whether a run that begins with a spoken "oh" is a number that begins with 0: "oh" is
     mostly "oh, I see", so only after a phone keyword or when it makes a full phone number."""
     before = text[max(0, run.start - 48) : run.start]
-    return len(run.digits) > 1 and (
+    return bool(run.digits.strip("0")) and len(run.digits) > 1 and (  # "oh, oh, oh" is no number
         len(run.digits) in (10, 11) or bool(_PHONE_CONTEXT.search(before))
     )
 

@@ -228,3 +228,12 @@ def test_spoken_emails_stay_linear_on_adversarial_text() -> None:
     assert time.perf_counter() - started < 0.5  # about 0.03 s
     assert [len(f) for f in found] == [0, 0, 1, 0]
     assert found[2][0].entity.value == "j" * _LOCAL_TOKENS + "@gmail.com"  # read back a bounded way
+
+
+def test_a_string_of_ohs_is_no_number() -> None:
+    """Ten "oh"s in a row were a phone number 00000000000, and each "oh" re-read the rest."""
+    from suggest.nlu.patterns import digit_runs
+
+    assert digit_runs("Oh, oh, oh, oh, oh, oh, oh, oh, oh, oh, oh.") == []
+    assert [r.digits for r in digit_runs("my phone number is oh seven seven double oh nine double oh one two three")] \
+        == ["07700900123"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from voice.frames import TimedWord
-from voice.redaction import Span, redact_segment
+from voice.redaction import Span, mask_number_runs, merge_masks, redact_segment
 
 pytestmark = pytest.mark.unit
 
@@ -133,3 +133,21 @@ def test_a_later_segment_with_a_number_and_an_email_is_masked_whole() -> None:
     assert " ".join(w.text for w in segments[1].words) == segments[1].text
     for m in mentions:
         assert segments[m.segment].text[m.start_char:m.end_char] == m.text
+
+
+@pytest.mark.parametrize(("said", "shown"), [
+    ("my phone is (555)123-4567", "my phone is [PHONE]"),
+    ("my number is 5,551,234,567", "my number is [PHONE]"),
+    ('it is "5551234567" ok', "it is [PHONE] ok"),
+    ("call number:5551234567 now", "call [PHONE] now"),
+    ("my phone is 555\u2013123\u20134567", "my phone is [PHONE]"),
+    ("call 555.1234 now", "call [PHONE] now"),
+    ("we sold 1,500,000 units", "we sold 1,500,000 units"),
+    ("it costs 4.99 a month", "it costs 4.99 a month"),
+])
+def test_numbers_written_with_brackets_commas_quotes_or_labels_are_still_runs(said: str, shown: str) -> None:
+    """Keeping times, prices and dates out of digit runs had let these through the live partials
+    (which only the runs mask): brackets, thousands commas on a 10-digit number, quotes, a label
+    glued on, en dashes, a dotted piece of four digits."""
+    masked, _ = mask_number_runs(_words(said))
+    assert " ".join(w.text for w in merge_masks(masked)) == shown
