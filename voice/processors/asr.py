@@ -457,9 +457,7 @@ class StreamingAsrProcessor(FrameProcessor):
         for leg in legs:
             if leg.ended:
                 continue
-            if leg.resampler is not None:
-                await self._feed(leg, np.asarray(leg.resampler.resample_chunk(
-                    np.zeros(0, dtype=np.float32), last=True), dtype=np.float32))  # fmt: skip
+            await self._feed(leg, leg.pcm.flush())
             for event in leg.vad.finish():
                 await self._on_vad(leg, event)
             leg.ended = True

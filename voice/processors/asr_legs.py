@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import soxr
 
 from asr.streaming import SAMPLE_RATE, DecodeRequest, StreamingTranscriber, TranscriptUpdate
 from asr.types import Word
 from voice.frames import AudioFrame, Role, TimedWord, TranscriptFinalFrame
 from voice.live.scheduler import DecodeKind
+from voice.processors.pcm import FrameResampler
 from voice.vad import VadStream
 
 log = logging.getLogger("voice.processors.asr")
@@ -59,8 +59,7 @@ class AsrLeg:
     key: Hashable
     vad: VadStream
     transcriber: StreamingTranscriber
-    input_rate: int | None = None
-    resampler: Any = None  # soxr.ResampleStream
+    pcm: FrameResampler = field(default_factory=lambda: FrameResampler(SAMPLE_RATE))
     started: bool = False
     ended: bool = False
     next_pts: float = 0.0  # call-audio time the next frame should start at (samples counted)
@@ -77,31 +76,16 @@ class AsrLeg:
     """Submitted finals whose result is not handled yet, by turn (what a flush gives up)."""
     early: EarlyFinal | None = None  # the open turn's early final, while its pause lasts
 
+    def __post_init__(self) -> None:
+        self.pcm.leg = self.name  # its rate-change warning names the leg
+
     @property
     def finals_outstanding(self) -> int:
         return self.finals_submitted - self.next_final
 
     def to_16k(self, frame: AudioFrame) -> np.ndarray:
-        """The frame as float32 16 kHz mono, through the leg's own resampler (one per input rate)."""
-        if frame.sample_rate <= 0:
-            raise ValueError(f"sample rate {frame.sample_rate}")
-        pcm = np.asarray(frame.pcm).reshape(-1)
-        if np.issubdtype(pcm.dtype, np.floating):
-            samples = np.clip(np.nan_to_num(pcm.astype(np.float32)), -1.0, 1.0)
-        else:
-            samples = pcm.astype(np.float32) / 32768.0
-        if self.input_rate != frame.sample_rate:
-            if self.input_rate is not None:
-                log.warning("leg %s: rate %s -> %s", self.name, self.input_rate, frame.sample_rate)
-            self.input_rate = frame.sample_rate
-            self.resampler = (
-                None
-                if frame.sample_rate == SAMPLE_RATE
-                else soxr.ResampleStream(frame.sample_rate, SAMPLE_RATE, 1, dtype="float32")
-            )
-        if self.resampler is None:
-            return samples
-        return np.asarray(self.resampler.resample_chunk(samples), dtype=np.float32)
+        """The frame as float32 16 kHz mono, through the leg's own resampler."""
+        return self.pcm(frame)
 
 def same_request(early: DecodeRequest, closing: DecodeRequest) -> bool:
     """Whether an early final decoded exactly the audio the turn's final needs."""

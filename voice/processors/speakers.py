@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import soxr
 
 from diarize.streaming import (
     EmbeddingModel,
@@ -48,6 +47,7 @@ from voice.frames import (
     TranscriptPartialFrame,
 )
 from voice.processor import FrameProcessor
+from voice.processors.pcm import FrameResampler
 from voice.roles import SpokenTurn, decide_agent
 
 log = logging.getLogger(__name__)
@@ -134,8 +134,7 @@ class _MixedLeg:
 
     attributor: OnlineSpeakerAttributor
     roles: SpeakerRoles = field(default_factory=SpeakerRoles)
-    input_rate: int | None = None
-    resampler: Any = None  # soxr.ResampleStream
+    pcm: FrameResampler = field(default_factory=lambda: FrameResampler(OnlineSpeakerAttributor.sample_rate))
     next_pts: float | None = None
     """Call-audio time at which the next frame should start (input samples counted)."""
     clock: float = 0.0
@@ -256,7 +255,7 @@ class SpeakerAttributionProcessor(FrameProcessor):
 
     async def _on_audio(self, leg: _MixedLeg, frame: AudioFrame) -> None:
         try:
-            samples = self._to_16k(leg, frame)
+            samples = leg.pcm(frame)
         except (ValueError, TypeError) as exc:
             await self.push_frame(
                 ErrorFrame(message=f"speaker attribution: bad audio: {exc}", source=self.name)
@@ -268,27 +267,6 @@ class SpeakerAttributionProcessor(FrameProcessor):
         if leg.job is None and leg.pending_samples >= self._feed_samples:
             self._submit(leg)
 
-    def _to_16k(self, leg: _MixedLeg, frame: AudioFrame) -> np.ndarray:
-        """int16 (or float) PCM at any rate -> float32 at 16 kHz, one soxr stream per leg."""
-        if frame.sample_rate <= 0:
-            raise ValueError(f"sample rate {frame.sample_rate}")
-        pcm = np.asarray(frame.pcm).reshape(-1)
-        if np.issubdtype(pcm.dtype, np.floating):
-            # Why nan_to_num: one NaN reached the speech gate's noise floor and blinded it.
-            samples = np.clip(np.nan_to_num(pcm.astype(np.float32)), -1.0, 1.0)
-        else:
-            samples = pcm.astype(np.float32) / 32768.0
-        target = OnlineSpeakerAttributor.sample_rate
-        if leg.input_rate != frame.sample_rate:
-            leg.input_rate = frame.sample_rate
-            leg.resampler = (
-                None
-                if frame.sample_rate == target
-                else soxr.ResampleStream(frame.sample_rate, target, 1, dtype="float32")
-            )
-        if leg.resampler is None:
-            return samples
-        return np.asarray(leg.resampler.resample_chunk(samples), dtype=np.float32)
 
     def _submit(self, leg: _MixedLeg) -> None:
         """Hand the pending audio to the attributor on the executor (one job per leg at a time)."""
