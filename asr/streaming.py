@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from asr.policy import LocalAgreement, shifted
+from asr.samples import SampleBuffer
 from asr.turn_decoding import SAMPLE_RATE, DecodeRequest, TurnDecoder, WhisperTurnDecoder
 from asr.types import AsrInputError, Word
 
@@ -170,7 +171,7 @@ class _Turn:
         self.index = index
         self.start = start  # VAD onset
         self.audio_start = audio_start  # stream time of the first kept sample (pre-roll)
-        self.audio = _Samples()
+        self.audio = SampleBuffer()
         self.buffer_start = audio_start  # partial window start (moves at trims)
         self.requested_end = audio_start  # end of the newest partial request's audio
         self.requested_pause: float | None = None
@@ -251,11 +252,11 @@ class StreamingTranscriber:
         """Forget all audio, turns and prompt history; stream time restarts at ``offset``."""
         with self._lock:
             self._time = offset
-            self._pre_roll = _Samples()
+            self._pre_roll = SampleBuffer()
             self._turn: _Turn | None = None
             self._turns_done = 0
             self._history: list[str] = []
-            self._context = _Samples()  # earlier turns' audio for final_context
+            self._context = SampleBuffer()  # earlier turns' audio for final_context
             # turn -> (start, end, streamed words) of closed turns awaiting their final
             self._closing: dict[int, tuple[float, float, list[Word]]] = {}
 
@@ -303,7 +304,7 @@ class StreamingTranscriber:
             turn.audio.append(self._pre_roll.view(max(0, skip)))
             turn.audio_start = self._time - len(turn.audio) / SAMPLE_RATE
             turn.buffer_start = turn.requested_end = turn.audio_start
-            self._pre_roll = _Samples()
+            self._pre_roll = SampleBuffer()
             self._turn = turn
 
     def note_pause(self, since: float | None) -> None:
@@ -475,7 +476,7 @@ class StreamingTranscriber:
         """Move the clock forward to ``to`` with no audio in between (the pre-roll is older)."""
         if self._turn is not None:
             self._end_turn()
-        self._pre_roll = _Samples()
+        self._pre_roll = SampleBuffer()
         self._time = to
 
     def _end_turn(self) -> None:
@@ -549,39 +550,6 @@ class StreamingTranscriber:
             return None
         text = text[-self.config.prompt_chars :]
         return text.split(" ", 1)[-1] if len(text) == self.config.prompt_chars else text
-
-
-class _Samples:
-    """A growable float32 buffer (amortised appends, cheap views)."""
-
-    def __init__(self) -> None:
-        self._data = np.zeros(SAMPLE_RATE, dtype=np.float32)
-        self._size = 0
-
-    def __len__(self) -> int:
-        return self._size
-
-    @property
-    def seconds(self) -> float:
-        return self._size / SAMPLE_RATE
-
-    def append(self, samples: np.ndarray) -> None:
-        needed = self._size + len(samples)
-        if needed > len(self._data):
-            grown = np.zeros(max(needed, 2 * len(self._data)), dtype=np.float32)
-            grown[: self._size] = self._data[: self._size]
-            self._data = grown
-        self._data[self._size : needed] = samples
-        self._size = needed
-
-    def view(self, start: int = 0) -> np.ndarray:
-        """A copy of the samples from ``start`` on (copies: decodes run on other threads)."""
-        return self._data[max(0, start) : self._size].copy()
-
-    def keep_last(self, count: int) -> None:
-        if self._size > count:
-            self._data[:count] = self._data[self._size - count : self._size]
-            self._size = count
 
 
 def _own_words(request: DecodeRequest, words: Sequence[Word]) -> list[Word]:

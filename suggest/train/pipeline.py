@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import secrets
-import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -27,7 +23,6 @@ from suggest.errors import LicenseError, TrainingError
 from suggest.feedback import FeedbackRecord
 from suggest.model import SuggestionModel, save_model
 from suggest.realise import NEVER_REFILLED, Exemplar, ExemplarBank, Slot
-from suggest.registry import staging_dir
 from suggest.specs import Specifications
 from suggest.state import Vocabulary
 from suggest.train.config import TrainConfig
@@ -45,6 +40,7 @@ from suggest.train.encoders import (
 )
 from suggest.train.feedback_rows import FeedbackSignal, feedback_signal, feedback_texts
 from suggest.train.policy_fit import fit_policies
+from suggest.train.publish import discarded_on_failure, publish, save_out_of_sight
 from suggest.train.returns import returns
 from suggest.train.texts import EntityTuple, embed_all, entity_lookup, extract_all
 from suggest.train.tuning import TuningGrid, TuningResult, tune
@@ -118,15 +114,15 @@ def train(
     repeat = repeat_cosine_in_own_space(chosen, vectors, reference) if reference else None
     if repeat is not None:  # MiniLM models keep REPEAT_COSINE (and their manifests as they were)
         model.bank.repeat_cosine = model.manifest["repeat_cosine"] = repeat
-    work = _save_out_of_sight(model, out_dir, encoder_dir, in_place=in_place)
-    with _discarded_on_failure(work if work != out_dir else None):
+    work = save_out_of_sight(model, out_dir, encoder_dir, in_place=in_place)
+    with discarded_on_failure(work if work != out_dir else None):
         lap("save")
         if config.evaluate_heldout and config.split == "train":
             say("evaluating on the held-out split")
             _record_heldout(model, conversations, config, work, encoder_dir, vectors, reference)
             lap("evaluate")
     if work != out_dir:
-        _publish(work, out_dir)
+        publish(work, out_dir)
     return TrainResult(
         out_dir, model, time.perf_counter() - started, timings, time.process_time() - cpu_started
     )
@@ -140,78 +136,6 @@ def _entities(
         return {}
     say("extracting entities")
     return extract_all([t for c in chosen for t in c.turns], cache_dir)
-
-
-def _save_out_of_sight(
-    model: SuggestionModel, out_dir: Path, encoder_dir: Path, *, in_place: bool
-) -> Path:
-    """Save ``model`` where it is built; return that folder (``out_dir`` itself when
-    ``in_place``: the --out folder existed when the training started, and is rewritten).
-
-    A new model is written out of sight and appears whole (:func:`_publish`): a server resolving
-    the tenant's newest model never loads it half-written. Each training writes into a hidden
-    folder of its own, so two trainings given the same new ``--out`` never write into one folder
-    and never overwrite each other: the second to finish is refused at :func:`_publish`, even
-    when the first published before the second saved.
-    """
-    if in_place:
-        save_model(model, out_dir, encoder_dir)
-        return out_dir
-    work = _own_staging_dir(out_dir)
-    with _discarded_on_failure(work):
-        save_model(model, work, encoder_dir)
-    return work
-
-
-def _own_staging_dir(out_dir: Path) -> Path:
-    """A new hidden folder ``.<name>.<random>`` next to ``out_dir``, created for this run alone.
-
-    Like ``tempfile.mkdtemp`` (an atomic ``mkdir`` of a random name), but with the default
-    permissions: the folder becomes the published model, which a server of another user reads.
-    Never ``.<name>.partial``, the registry's reservation of the version (``staging_dir``).
-    """
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        candidate = out_dir.parent / f".{out_dir.name}.{secrets.token_hex(6)}"
-        try:
-            candidate.mkdir()
-        except FileExistsError:  # 48 random bits: practically never
-            continue
-        return candidate
-
-
-@contextlib.contextmanager
-def _discarded_on_failure(work: Path | None) -> Iterator[None]:
-    """Remove the staging folder ``work`` (None: nothing to remove) if the block fails."""
-    try:
-        yield
-    except BaseException:
-        if work is not None:
-            shutil.rmtree(work, ignore_errors=True)
-        raise
-
-
-def _publish(work: Path, out_dir: Path) -> None:
-    """Rename the finished model into place; never over a model another training published.
-
-    Raises:
-        TrainingError: ``out_dir`` appeared meanwhile (two trainings given the same ``--out``).
-    """
-    refused = TrainingError(
-        f"{out_dir} was written by another training while this one ran; "
-        f"this model is left in {work}",
-        hint="give each training its own --out (or none: versions are then unique)",
-    )
-    try:
-        out_dir.mkdir()  # atomic: fails if another run published here first
-    except FileExistsError as error:
-        raise refused from error
-    try:
-        os.replace(work, out_dir)  # onto the empty folder just made
-    except OSError as error:  # another run wrote into it between the mkdir and the rename
-        raise refused from error
-    with contextlib.suppress(OSError):  # the version exists now: its registry reservation goes
-        staging_dir(out_dir).rmdir()
 
 
 def _chosen(conversations: Sequence[Conversation], config: TrainConfig) -> list[Conversation]:

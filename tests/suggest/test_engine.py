@@ -378,17 +378,17 @@ def test_a_new_model_appears_whole_in_the_registry(
     """Training writes a hidden folder of its own (never listed or served) and renames it when
     done; the version's reservation is given back."""
     from suggest.registry import ModelRegistry
-    from suggest.train import pipeline
+    from suggest.train import publish
 
     target = ModelRegistry(tmp_path).new_version("pfg")
     writes: list[tuple[Path, list[str]]] = []
-    original = pipeline.save_model
+    original = publish.save_model
 
     def watched(model: object, directory: Path, encoder_dir: Path) -> None:
         writes.append((directory, [e.version for e in ModelRegistry(tmp_path).versions("pfg")]))
         original(model, directory, encoder_dir)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline, "save_model", watched)
+    monkeypatch.setattr(publish, "save_model", watched)
     config = TrainConfig(tenant="pfg", min_conversations=20, evaluate_heldout=False)
     result = train(conversations[:40], config, target, cache_dir=_cache())
     assert writes and all(d.name.startswith(f".{target.name}.") for d, _ in writes)

@@ -23,7 +23,8 @@ from suggest.evaluate import EvaluationReport
 from suggest.model import load_model
 from suggest.registry import CURRENT_FILE, ModelRegistry, staging_dir
 from suggest.train.config import TrainConfig
-from suggest.train.pipeline import _publish, train
+from suggest.train.pipeline import train
+from suggest.train.publish import publish as _publish
 from suggest.types import Conversation, Outcome, Turn
 
 pytestmark = pytest.mark.unit

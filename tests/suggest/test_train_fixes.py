@@ -21,6 +21,7 @@ from suggest.errors import TrainingError
 from suggest.model import load_model
 from suggest.registry import ModelRegistry, _published, staging_dir
 from suggest.train import pipeline
+from suggest.train import publish as publish_module
 from suggest.train.config import TrainConfig
 from suggest.train.dataset import TrainingRows
 from suggest.train.policy_fit import (
@@ -119,13 +120,13 @@ def test_two_trainings_with_one_out_never_write_into_one_folder(
     out = tmp_path / "models" / "acme" / "v1"
     first, encoder_dir = _saveable(bundled, tmp_path, "first")
     second, _ = _saveable(bundled, tmp_path, "second")
-    work_first = pipeline._save_out_of_sight(first, out, encoder_dir, in_place=False)  # type: ignore[arg-type]
-    work_second = pipeline._save_out_of_sight(second, out, encoder_dir, in_place=False)  # type: ignore[arg-type]
+    work_first = publish_module.save_out_of_sight(first, out, encoder_dir, in_place=False)  # type: ignore[arg-type]
+    work_second = publish_module.save_out_of_sight(second, out, encoder_dir, in_place=False)  # type: ignore[arg-type]
     assert work_first != work_second
     assert load_model(work_first).manifest["marker"] == "first"
-    pipeline._publish(work_first, out)
+    publish_module.publish(work_first, out)
     with pytest.raises(TrainingError, match="another training") as raised:
-        pipeline._publish(work_second, out)
+        publish_module.publish(work_second, out)
     assert str(work_second) in str(raised.value)  # the loser's model is left for the user
     assert load_model(out).manifest["marker"] == "first"  # the published model loads whole
     assert [p.name for p in _published(tmp_path / "models" / "acme")] == ["v1"]
@@ -141,18 +142,18 @@ def test_a_failed_save_leaves_no_staging_folder(
         (directory / "weights.safetensors").write_bytes(b"half")
         raise OSError("disk full")
 
-    monkeypatch.setattr(pipeline, "save_model", half_written)
+    monkeypatch.setattr(publish_module, "save_model", half_written)
     with pytest.raises(OSError, match="disk full"):
-        pipeline._save_out_of_sight(model, out, encoder_dir, in_place=False)  # type: ignore[arg-type]
+        publish_module.save_out_of_sight(model, out, encoder_dir, in_place=False)  # type: ignore[arg-type]
     assert list(out.parent.iterdir()) == []
 
 
 def test_publishing_gives_back_the_registry_reservation(bundled: Path, tmp_path: Path) -> None:
     target = ModelRegistry(tmp_path).new_version("acme")
     model, encoder_dir = _saveable(bundled, tmp_path / "src", "x")
-    work = pipeline._save_out_of_sight(model, target, encoder_dir, in_place=False)  # type: ignore[arg-type]
+    work = publish_module.save_out_of_sight(model, target, encoder_dir, in_place=False)  # type: ignore[arg-type]
     assert work.name.startswith(f".{target.name}.") and work != staging_dir(target)
-    pipeline._publish(work, target)
+    publish_module.publish(work, target)
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
 
 
