@@ -7,6 +7,7 @@ stay valid in the redacted text.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -77,8 +78,102 @@ def merge_masks(words: Sequence[TimedWord]) -> list[TimedWord]:
     return merged
 
 
-SPOKEN_DIGITS = {"zero", "oh", "o", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-                 "double", "triple"}
+@dataclass(frozen=True)
+class Hidden:
+    """What the mask of a number hides, without its digits: how many there were and their Luhn
+    sums, so that pieces of a number read out over several turns can be told a card once they
+    make one, while the leg's history keeps no digit in clear.
+
+    ``sums`` are the Luhn sums (mod 10) of the digits as if an even, or an odd, number of digits
+    followed them: pieces join with :meth:`then`, and the whole number is Luhn valid when the
+    first sum is 0.
+    """
+
+    digits: int = 0
+    sums: tuple[int, int] = (0, 0)
+
+    @classmethod
+    def of(cls, digits: str) -> Hidden:
+        """The digest of ``digits`` (a string of 0-9)."""
+        sums = [0, 0]
+        for offset, char in enumerate(reversed(digits)):
+            value = int(char)
+            doubled = value * 2 - 9 if value > 4 else value * 2
+            sums[0] += doubled if offset % 2 else value
+            sums[1] += value if offset % 2 else doubled
+        return cls(len(digits), (sums[0] % 10, sums[1] % 10))
+
+    def then(self, other: Hidden) -> Hidden:
+        """The digest of this number's digits followed by ``other``'s."""
+        parity = other.digits % 2
+        return Hidden(self.digits + other.digits, ((self.sums[parity] + other.sums[0]) % 10,
+                                                   (self.sums[1 - parity] + other.sums[1]) % 10))
+
+    @property
+    def is_card(self) -> bool:
+        """13-19 digits with a valid Luhn checksum, as every payment card number has."""
+        return 13 <= self.digits <= 19 and self.sums[0] == 0
+
+    @property
+    def is_complete(self) -> bool:
+        """A whole phone number (10 or 11 digits) or card number (15 for Amex or 16, Luhn valid)."""
+        return self.digits in (10, 11) or (self.digits in (15, 16) and self.is_card)
+
+
+@dataclass(frozen=True)
+class NumberMask(TimedWord):
+    """A mask in a leg's history (``[PHONE]``) with what it hid: the live redactor keeps these
+    between turns (voice/processors/redact.py); they never go into a frame."""
+
+    hidden: Hidden = Hidden()
+
+
+def hidden_digits(words: Sequence[TimedWord]) -> Hidden | None:
+    """The digest of the digits ``words`` read out (masks that say what they hide included), or
+    None when a mask among them does not say."""
+    total = Hidden()
+    for word, digits in zip(words, _word_digits(words), strict=True):
+        if isinstance(word, NumberMask):
+            total = total.then(word.hidden)
+        elif is_mask(word):
+            return None
+        else:
+            total = total.then(Hidden.of(digits))
+    return total
+
+
+def with_hidden(before: Sequence[TimedWord], after: Sequence[TimedWord]) -> list[TimedWord]:
+    """``after`` (the words of ``before`` with numbers masked) with each mask of clear digits
+    made a :class:`NumberMask` that says what it hid, for the leg's history."""
+    return [NumberMask(word.text, word.start, word.end, word.probability, Hidden.of(digits))
+            if is_mask(word) and not is_mask(clear) else word
+            for clear, word, digits in zip(before, after, _word_digits(before), strict=True)]
+
+
+def _word_digits(words: Sequence[TimedWord]) -> list[str]:
+    """The digits each clear word reads out ("" for a filler or a mask); "double four" is
+    "" and "44"."""
+    found: list[str] = []
+    repeat = 1
+    for word in words:
+        token = _number_token(word.text)
+        if is_mask(word) or not (_digit_count(word.text) or token in ("double", "triple")):
+            found.append("")
+            repeat = 1
+            continue
+        if token in ("double", "triple"):
+            found.append("")
+            repeat = 2 if token == "double" else 3
+            continue
+        digits = _SPOKEN_VALUES[token] if token in _SPOKEN_VALUES else "".join(c for c in token if c.isdigit())
+        found.append(digits * repeat if len(digits) == 1 else digits)
+        repeat = 1
+    return found
+
+
+_SPOKEN_VALUES = {"zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+                  "six": "6", "seven": "7", "eight": "8", "nine": "9"}
+SPOKEN_DIGITS = {*_SPOKEN_VALUES, "double", "triple"}
 FILLERS = {"and", "a", "uh", "um", "dash", "-", "then", "is"}
 MIN_RUN_DIGITS = 7
 """A run of at least this many digits is a phone, card or account number; shorter runs (times,
@@ -88,7 +183,10 @@ NUMBER_MASKS = {"[PHONE]", "[CARD]", "[NUMBER]", "[SSN]", "[ACCOUNT_ID]"}
 "[PHONE] and 0 4 8 2" masks the last piece too (SpokenWOZ SNG0696, the customer's third piece)."""
 MIN_PIECE_DIGITS = 3
 """Digits next to a masked number that make a piece of it ("318", "0 4 8 2", an expiry "04 26"):
-fewer ("2 rooms", "3 pm", "two nights") are a quantity or a time said after the number."""
+fewer ("2 rooms", "3 pm", "two nights") are a quantity or a time said after the number, unless
+the number before them is known to be incomplete and they complete it (:func:`_completes`: "555
+123 45", then "six seven"). The same holds after a filler within one turn ("555-123-4567 and 2
+rooms")."""
 MAX_GAP = 8.0
 """Seconds between two pieces of a number read out in chunks, while the other party repeats each
 piece back (SpokenWOZ SNG0696: 4.5 s between "370" and "318"). Only fillers may stand between
@@ -122,26 +220,71 @@ def mask_number_runs(words: Sequence[TimedWord], labels: Sequence[str | None] | 
     ``words`` are one speaker's words in time order, across the whole call. ``labels``, one per
     word when given, are the extractor's labels of the clear words (:func:`word_labels`): a run
     with a word labelled ``SSN`` or ``CARD`` is masked under that label; otherwise its length
-    names it (13-19 digits a card, up to 12 a phone number).
+    names it (13-19 digits a card, up to 12 a phone number). A mask of the leg's history that
+    says what it hides (:class:`NumberMask`) lets a run be told a card once its pieces make one,
+    and a short piece join a number it completes.
     """
     out = list(words)
     runs = 0
     for start, end in _digit_runs(out):
+        end = _without_quantity_after(out, start, end)
         digits = sum(_digit_count(w.text) for w in out[start:end])
         if digits < MIN_RUN_DIGITS or _only_years(out[start:end]) or _quantity_only(out[start:end], digits):
             continue
         masked = [w.text.strip(".,") for w in out[start:end] if w.text.strip(".,") in NUMBER_MASKS]
-        clear = [i for i in range(start, end) if out[i].text.strip(".,") not in NUMBER_MASKS]
-        if masked and sum(_digit_count(out[i].text) for i in clear) < MIN_PIECE_DIGITS:
+        clear = {i for i in range(start, end) if out[i].text.strip(".,") not in NUMBER_MASKS}
+        whole = hidden_digits(out[start:end])
+        if masked and sum(_digit_count(out[i].text) for i in clear) < MIN_PIECE_DIGITS and not _completes(
+                hidden_digits([w for w in out[start:end] if is_mask(w)]), whole):
             continue  # "[PHONE]. 2 rooms": a quantity after the number, not a piece of it
         named = [labels[i] for i in clear if labels is not None and labels[i] in RUN_LABELS]
-        label = (masked[0][1:-1] if masked  # the continuation of a masked number keeps its label
-                 else named[0] if named
-                 else "CARD" if 13 <= digits <= 19 else "PHONE" if digits <= 12 else "NUMBER")
-        for i in clear:
-            out[i] = TimedWord(f"[{label}]", out[i].start, out[i].end, out[i].probability)
+        label = _run_label(masked, named, digits, whole)
+        for i in range(start, end):
+            if i in clear:
+                out[i] = TimedWord(f"[{label}]", out[i].start, out[i].end, out[i].probability)
+            elif label == "CARD" and isinstance(out[i], NumberMask):  # its pieces made a card
+                out[i] = dataclasses.replace(out[i], text="[CARD]")
         runs += bool(clear)
     return out, runs
+
+
+def _run_label(masked: Sequence[str], named: Sequence[str | None], digits: int, whole: Hidden | None) -> str:
+    """The label of a run: a masked number's own (it continues), unless its pieces now make a
+    card (13-19 digits, Luhn valid: "4111 1111", then "1111 1111"); the extractor's name of its
+    clear words; else its length."""
+    kept = masked[0][1:-1] if masked else None
+    if kept == "PHONE" and whole is not None and whole.is_card:
+        return "CARD"
+    if kept is not None:
+        return kept
+    if named and named[0] is not None:
+        return named[0]
+    return "CARD" if 13 <= digits <= 19 else "PHONE" if digits <= 12 else "NUMBER"
+
+
+def _completes(before: Hidden | None, whole: Hidden | None) -> bool:
+    """Whether a piece of one or two digits ("four one", "11") completes the number read out
+    before it: the digits before it were no complete number, with it they are (see
+    :attr:`Hidden.is_complete`). Unknown digits (a mask that does not say what it hides) never
+    complete, so "[PHONE] and 2 rooms" keeps its quantity."""
+    return before is not None and whole is not None and whole.is_complete and not before.is_complete
+
+
+def _without_quantity_after(words: Sequence[TimedWord], start: int, end: int) -> int:
+    """The end of a run without a quantity said after a number in the same breath: a last piece
+    of one or two digits after a filler ("555-123-4567 and 2 rooms"), unless it completes the
+    number before it ("555 123 456 and 7")."""
+    last_filler = max((i for i in range(start, end) if _digit_count(words[i].text) == 0
+                       and words[i].text.strip(".,").lower() not in ("double", "triple")), default=None)
+    if last_filler is None:
+        return end
+    piece = sum(_digit_count(w.text) for w in words[last_filler + 1:end])
+    before = sum(_digit_count(w.text) for w in words[start:last_filler])
+    if piece >= MIN_PIECE_DIGITS or before < MIN_RUN_DIGITS:
+        return end
+    if _completes(hidden_digits(words[start:last_filler]), hidden_digits(words[start:end])):
+        return end
+    return last_filler  # a run has one filler at most between two digit words: a digit ends before it
 
 
 def word_labels(text: str, words: Sequence[TimedWord], spans: Sequence[Span]) -> list[str | None]:

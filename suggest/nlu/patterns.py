@@ -48,6 +48,7 @@ _SPOKEN_DOMAIN = re.compile(
 )
 _LOCAL_ATOM = re.compile(rf"[^\W_][{_WORD}+-]*(?:\.[{_WORD}+-]+)*")
 _LOCAL_MARKS = re.compile(rf"[{_MARKS}]")
+_INITIALS = re.compile(r"(?:[^\W\d_]\.){2,}")
 _LOCAL_TOKENS = 48
 """Words read back from "at" for a mailbox: a spelled-out one ("j o h n dot s m i t h") is long,
 and a bound keeps a long run of letters before many "at"s linear."""
@@ -156,6 +157,8 @@ def _local_unit(tokens: list[tuple[int, str]], i: int) -> tuple[str, int] | None
         pieces.insert(0, single)
         i -= 1
     word = tokens[i][1] if i >= 0 else ""
+    if _INITIALS.fullmatch(word):  # "J.O.H.N.": letters spelled, written as one word
+        word = word.replace(".", "")
     if _is_local_word(word) and not (pieces and word.lower() in _BEFORE_A_MAILBOX):
         closes = not pieces  # the word ends the unit: letters spelled before it join it
         if word.lower() != "".join(pieces):  # "john j o h n": said, then spelled; the value is one
@@ -168,7 +171,9 @@ def _local_unit(tokens: list[tuple[int, str]], i: int) -> tuple[str, int] | None
 
 
 def _spelled(token: str) -> str | None:
-    """A letter or digit said on its own ("j", "5", "five"), as it is written."""
+    """A letter or digit said on its own ("j", "5", "five"), as it is written; ASR writes a
+    spelled letter with a full stop or a comma after it ("J. O. H. N.", "J, O, H, N,")."""
+    token = token[:-1] if len(token) > 1 and token[-1] in ".," else token
     bare = _LOCAL_MARKS.sub("", token)
     if len(bare) == 1 and bare.isalnum():
         return token.lower()

@@ -11,6 +11,13 @@ waits for the extractor; a partial is masked at once, digit runs only (its words
 final anyway). Each masked word's audio, padded by :data:`AUDIO_PAD`, is listed on the final
 (``masked_audio``) for the recorder to silence; a piece of a number that only a later turn shows
 to be one gets its audio silenced then, though its text was already shown.
+
+The leg's history keeps, for each mask of a number, how many digits it hid and their Luhn sums
+(never the digits: :class:`voice.redaction.Hidden`). So a card read out in pieces ("4111 1111",
+then "1111 1111") is named ``[CARD]`` by the turn that completes it, and a last piece of one or
+two digits that completes a number ("555 123 45", then "six seven") is masked, while a quantity
+after a whole number ("[PHONE]", then "and 2 rooms") is not. The first pieces keep the label
+their own turn gave them: that text was shown before the rest was said.
 """
 
 from __future__ import annotations
@@ -22,11 +29,14 @@ from typing import Any
 
 from voice.frames import TimedWord, TranscriptFinalFrame, TranscriptPartialFrame
 from voice.redaction import (
+    Hidden,
+    NumberMask,
     Span,
     is_mask,
     mask_number_runs,
     merge_masks,
     redact_segment,
+    with_hidden,
     with_mask_spans,
     word_labels,
 )
@@ -45,8 +55,11 @@ class RedactedFinal:
     frame: TranscriptFinalFrame
     entities: list[dict[str, Any]]
     history: list[TimedWord]
-    """The leg's recent words as this turn left them: a piece that only this turn showed to be a
-    number is masked there too, so it cannot make a later short number a run."""
+    """The leg's recent words as this turn left them, this turn's words at the end: a piece that
+    only this turn showed to be a number is masked there too, so it cannot make a later short
+    number a run; each mask of a number says what it hides (:class:`~voice.redaction.NumberMask`:
+    how many digits and their Luhn sums, never the digits), so that pieces read out over several
+    turns are told a card once they make one."""
 
 
 class LiveRedactor:
@@ -83,10 +96,14 @@ class LiveRedactor:
         ``history`` is the leg's history as the final left it (:attr:`RedactedFinal.history`):
         it replaces the one kept, so pieces the final showed to be a number are masked there too
         and cannot make a later short number a run ("[PHONE] and 2 rooms"). Without it the words
-        are added to the history kept.
+        are added to the history kept; ``words`` already at the end of ``history`` (the turn's
+        own, which :attr:`RedactedFinal.history` holds with what its masks hide) are not added
+        again.
         """
-        kept = self._recent.get(leg, []) if history is None else history
-        self._recent[leg] = [*kept, *words][-HISTORY_WORDS:]
+        kept = list(self._recent.get(leg, []) if history is None else history)
+        if not _ends_with(kept, words):  # RedactedFinal.history ends with the turn's own words
+            kept += words
+        self._recent[leg] = kept[-HISTORY_WORDS:]
 
 
 def redact_final(frame: TranscriptFinalFrame, history: Sequence[TimedWord], extractor: Any,
@@ -97,8 +114,9 @@ def redact_final(frame: TranscriptFinalFrame, history: Sequence[TimedWord], extr
     across turns.
     """
     if frame.words:
-        masked = _mask_runs(frame.words, history, extractor)
-        words = merge_masks(masked[len(history):])
+        plain = _mask_runs(frame.words, history, extractor)
+        masked = with_hidden([*history, *frame.words], plain)  # for the leg's history only
+        words = merge_masks(plain[len(history):])
         text = " ".join(w.text for w in words)
     else:  # text without word times: the extractor's spans only
         masked, words, text = list(history), [], frame.text
@@ -112,7 +130,30 @@ def redact_final(frame: TranscriptFinalFrame, history: Sequence[TimedWord], extr
         masked_audio=[(max(0.0, w.start - AUDIO_PAD), w.end + AUDIO_PAD) for w in silenced])
     entities = [{"label": s.label, "text": s.text, "value": s.value, "start": s.start, "end": s.end}
                 for s in spans]
-    return RedactedFinal(redacted, entities, masked[: len(history)])
+    kept = [*masked[: len(history)], *_held_masks(words, masked[len(history):])]
+    return RedactedFinal(redacted, entities, kept)
+
+
+def _held_masks(words: Sequence[TimedWord], held: Sequence[TimedWord]) -> list[TimedWord]:
+    """The turn's redacted ``words`` for the leg's history: a mask that covers only masks of
+    clear digits (``held``, before they were merged) says what they hid, in order."""
+    kept: list[TimedWord] = []
+    for word in words:
+        inside = [h for h in held if word.start <= h.start and h.end <= word.end] if is_mask(word) else []
+        if inside and all(isinstance(h, NumberMask) for h in inside):
+            hidden = Hidden()
+            for h in inside:
+                assert isinstance(h, NumberMask)
+                hidden = hidden.then(h.hidden)
+            word = NumberMask(word.text, word.start, word.end, word.probability, hidden)
+        kept.append(word)
+    return kept
+
+
+def _ends_with(history: Sequence[TimedWord], words: Sequence[TimedWord]) -> bool:
+    """Whether ``history`` ends with ``words`` (same text and times; a mask there may say what it hides)."""
+    tail = history[len(history) - len(words):] if len(words) <= len(history) else None
+    return tail is not None and [(w.text, w.start, w.end) for w in tail] == [(w.text, w.start, w.end) for w in words]
 
 
 def _mask_runs(words: Sequence[TimedWord], history: Sequence[TimedWord], extractor: Any) -> list[TimedWord]:
