@@ -5,7 +5,8 @@ Every JSON message carries ``version: "2"``, ``id`` (the session id), ``type``, 
 ``clientseq``. Client -> server: ``open`` (answered ``opened`` with the chosen media), ``ping``
 (``pong``), ``paused``/``resumed``, ``discarded``, ``update`` (language), ``error``, ``close``
 (``closed``). Audio arrives in binary messages, samples interleaved in the order of the chosen
-media's ``channels``; we prefer PCMU over L16 (16-bit little-endian), both at 8 kHz.
+media's ``channels``; we prefer stereo over mono (mono drops the agent), then PCMU over L16
+(16-bit little-endian), both at 8 kHz.
 
 Mapping: channel ``external`` (the customer) and ``internal`` (the agent) become legs of those
 names. Tenant: the tenant bound to the API key, else ``customConfig.tenant`` or
@@ -122,10 +123,18 @@ class AudioHookSerializer(FrameSerializer):
         except ProtocolError as exc:
             if self.state == "disconnecting":
                 return []  # the error was already signalled; only the client's close matters now
-            if self.state != "closed":
-                self._reply("disconnect", {"reason": "error", "info": exc.message[:200]})
-                self.state = "disconnecting"
+            self.fail(exc.message)
             raise
+
+    def fail(self, info: str) -> None:
+        """The call ends for an error: queue ``disconnect`` (reason ``error``) unless said already.
+
+        The transport calls this for its own errors too (a message over ``max_message_bytes``,
+        a call the handler failed to open), so Genesys records why the stream ended.
+        """
+        if self.state not in ("disconnecting", "closed"):
+            self._reply("disconnect", {"reason": "error", "info": info[:200]})
+            self.state = "disconnecting"
 
     def serialize(self, frame: Frame) -> WireMessage | None:
         """``event`` for a TransportMessageFrame; ``disconnect`` when we end the call."""
@@ -264,7 +273,8 @@ class AudioHookSerializer(FrameSerializer):
             raise ProtocolError(
                 "no offered media is PCMU or L16 at 8000 Hz with external/internal channels"
             )
-        valid.sort(key=lambda m: (FORMAT_PREFERENCE.index(m["format"]), -len(m["channels"])))
+        # Channels first: a mono offer carries only the customer, and both formats are 8 kHz.
+        valid.sort(key=lambda m: (-len(m["channels"]), FORMAT_PREFERENCE.index(m["format"])))
         chosen = valid[0]
         return {
             "type": "audio",

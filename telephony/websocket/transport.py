@@ -3,8 +3,11 @@
 The serializer owns the wire format; this class moves messages between the socket, the
 serializer and the pipeline's sink, and sends what the pipeline gives its ``CallOutput``. A
 malformed or out-of-protocol message closes *this* socket with a close code and the error as the
-reason (1007 for unreadable data, 1008 for protocol violations, 1011 for our own bugs); other
-calls never notice.
+reason (1007 for unreadable data, 1008 for protocol violations, 1009 for a message over
+``max_message_bytes``, 1011 for our own bugs, in a serializer or in ``handler.open_call``); other
+calls never notice. Before that close the serializer may say goodbye in the provider's terms: if
+it has a ``fail(info)`` method (AudioHook: ``disconnect`` with reason ``error``), the transport
+calls it and sends the replies it queued; Twilio has no such message and just sees the close.
 
 Providers with a close transaction (AudioHook: our ``disconnect``, their ``close``, our
 ``closed``, then *they* close the socket) set the serializer's ``awaiting_close`` after saying
@@ -167,6 +170,11 @@ class WebSocketCallTransport:
             # AudioHook: disconnect with reason error (the info says why)
             self.send(CallEndedFrame(call_id=started.call_id, reason=reason, error=True))
             return self._fail(CLOSE_TRY_LATER, reason)
+        except Exception as exc:  # our bug (a model that fails to load, a full disk): 1011
+            log.exception("opening call %s failed", started.call_id)
+            reason = f"internal error: {type(exc).__name__}"
+            self.send(CallEndedFrame(call_id=started.call_id, reason=reason, error=True))
+            return self._fail(CLOSE_INTERNAL, reason)
         self.started = started
         return None
 
@@ -179,7 +187,10 @@ class WebSocketCallTransport:
 
     def _fail(self, code: int, reason: str) -> str | None:
         """End the call for an error; returns the end reason, or None while awaiting their close."""
+        if self._end_reason is not None:
+            return None  # already ending and awaiting their close: the first reason stands
         closing = (code, reason.encode("utf-8")[:120].decode("utf-8", "ignore"))
+        self._say_goodbye(reason)
         if self.sink is not None:
             self.sink.push(ErrorFrame(message=reason, fatal=True, source="telephony.websocket"))
         if self._awaiting_close():  # the serializer said goodbye (AudioHook disconnect)
@@ -189,6 +200,18 @@ class WebSocketCallTransport:
         log.info("closing %s: %s", self.websocket.url.path, reason)
         self._close = closing
         return f"error: {reason}"
+
+    def _say_goodbye(self, info: str) -> None:
+        """Let the serializer announce the error in its protocol, and send what it queued."""
+        # Duck-typed like ``awaiting_close``: only some providers have a goodbye message.
+        fail = getattr(self.serializer, "fail", None)
+        if callable(fail):
+            try:
+                fail(info)
+            except Exception:  # a bug in the goodbye must not keep the socket open
+                log.exception("serializer failed to say goodbye")
+        for reply in self.serializer.take_replies():
+            self._outbox.put_nowait(reply)
 
     def _awaiting_close(self) -> bool:
         # A capability of the serializer, read as data (voice.transport.FrameSerializer does not
