@@ -12,6 +12,7 @@ import pytest
 
 from suggest.nlu.entities import REDACTED_LABELS
 from tests.fakes.frames import Collector
+from tests.voice.test_live_redaction import _final, _words
 from voice.batch.engines import entity_extractor
 from voice.frames import CallStartedFrame, NluFrame, TimedWord, TranscriptFinalFrame, TranscriptPartialFrame
 from voice.processor import Pipeline
@@ -20,17 +21,6 @@ from voice.processors.redact import LiveRedactor, redact_final
 from voice.redaction import Hidden, NumberMask, mask_number_runs, merge_masks
 
 pytestmark = pytest.mark.unit
-
-
-def _words(text: str, start: float, step: float = 0.4) -> list[TimedWord]:
-    return [TimedWord(w, round(start + i * step, 3), round(start + (i + 1) * step - 0.05, 3), 0.9)
-            for i, w in enumerate(text.split())]
-
-
-def _final(turn: int, text: str, start: float) -> TranscriptFinalFrame:
-    words = _words(text, start)
-    return TranscriptFinalFrame(turn_id=f"inbound-{turn}", leg="inbound", text=text, words=words, start=start,
-                                end=words[-1].end, audio_time=words[-1].end, role="customer")
 
 
 def _call(*turns: str, step: float = 4.0) -> tuple[list[TranscriptFinalFrame], list[NluFrame]]:
