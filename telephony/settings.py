@@ -82,6 +82,12 @@ class TelephonySettings:
     # --- WebRTC ---
     webrtc_connect_timeout: float = 20.0
     """Seconds a WebRTC call may take to connect (ICE + DTLS) before it is closed."""
+    webrtc_ice_interfaces: tuple[str, ...] | None = None
+    """Where WebRTC ICE offers host candidates: IP addresses, interface names (``eth1``) or host names;
+    ``0.0.0.0`` or ``::`` in the list: every interface (aioice's choice, loopback excluded).
+    None: follow ``sip_host`` (the server's bind address), so a server bound to one address
+    offers candidates on that address only, and one bound to 0.0.0.0 on every interface
+    (telephony/webrtc/ice.py)."""
 
     def __post_init__(self) -> None:
         if self.sample_rate not in (8000, 16000, 24000, 48000):
@@ -105,6 +111,7 @@ class TelephonySettings:
             except ValueError as exc:
                 raise ConfigError(f"sip_trusted_sources: {source!r} is not an address or network",
                                   hint="e.g. 203.0.113.10 or 198.51.100.0/24") from exc
+        _check_ice_interfaces(self)
         if not set(self.sip_transports) <= {"udp", "tcp"}:
             raise ConfigError(f"unknown SIP transports {self.sip_transports}", hint="udp, tcp")
         object.__setattr__(self, "tenant_by_domain", _frozen(self.tenant_by_domain))
@@ -135,6 +142,21 @@ class TelephonySettings:
             tenant_by_domain={**domains, **settings.tenant_by_domain},
             twilio_auth_token=settings.twilio_auth_token or env.get("NEXTLINE_TWILIO_AUTH_TOKEN", ""),
         )
+
+
+def _check_ice_interfaces(settings: TelephonySettings) -> None:
+    """Accept a list (YAML) or a comma-separated string for ``webrtc_ice_interfaces``."""
+    value: object = settings.webrtc_ice_interfaces
+    if value is None:
+        return
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(item, str) for item in items):
+        raise ConfigError(f"webrtc_ice_interfaces must be a list of addresses or interface names, not {value!r}")
+    entries = tuple(item.strip() for item in items if item.strip())
+    if not entries:
+        raise ConfigError("webrtc_ice_interfaces is empty: no ICE host candidate could be offered",
+                          hint="list addresses or interfaces, or leave it unset to follow sip_host")
+    object.__setattr__(settings, "webrtc_ice_interfaces", entries)
 
 
 def _parse_pairs(text: str, *, allow_bare: bool) -> dict[str, str]:

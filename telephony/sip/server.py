@@ -346,13 +346,14 @@ class SipServer:
         return True, timer
 
     async def _on_ack(self, request: SipMessage, channel: SipChannel) -> None:
+        if self._rejections.ack_rejection(request):
+            return  # the ACK of a non-2xx: Timer G of its INVITE transaction stops (RFC 3261 17.2.3)
         cseq = request.cseq[0]
-        self._rejections.ack(request.call_id, cseq)  # the ACK of a non-2xx: Timer G stops
         call = self.calls.get(request.call_id)
         if call is None or tag_of(request.get("To") or "") != call.local_tag:
             return
         call.channel = channel  # the dialog's latest hop (see _dialog_call)
-        self._acks.ack(request.call_id, cseq)
+        self._acks.ack((request.call_id, cseq))
         if call.awaits_answer(cseq):
             apply_ack_answer(call, request)  # the 2xx carried our offer (RFC 3264 5)
         call.acked(cseq)
@@ -488,10 +489,8 @@ class SipServer:
         response = response_to(request, status, reason, to_tag=to_tag, headers=extra)
         data = self._remember(request, response)
         if request.method == "INVITE" and status >= 300 and channel.transport == "udp":
-            # Timer G (RFC 3261 17.2.1): re-sent until its ACK, which matches by Call-ID and CSeq.
-            call_id, cseq = request.call_id, request.cseq[0]
-            self._rejections.expect(call_id, cseq)  # before an ACK can arrive
-            self._spawn(self._rejections.resend_until_ack(channel, data, call_id, cseq))
+            # Timer G (RFC 3261 17.2.1): re-sent until the ACK of this INVITE's transaction.
+            self._spawn(self._rejections.reject(channel, data, request))
         channel.send(data)
 
     def _remember(self, request: SipMessage, response: SipMessage) -> bytes:
@@ -549,7 +548,7 @@ class SipServer:
         it until its ACK (RFC 3261 13.3.1.4)."""
         call.invite_answered(request.cseq[0], our_offer=offer)  # until the ACK, see overlapping
         if channel.transport == "udp":
-            self._acks.expect(call.sip_call_id, request.cseq[0])  # before an ACK can arrive
+            self._acks.expect((call.sip_call_id, request.cseq[0]))  # before an ACK can arrive
             self._spawn(self._await_ack(call, channel, request.cseq[0], ok, initial=initial))
         channel.send(ok)
 
@@ -559,7 +558,7 @@ class SipServer:
         def alive() -> bool:
             return call.state != "ended"
 
-        if await self._acks.retransmit(channel, ok, call.sip_call_id, cseq, alive):
+        if await self._acks.retransmit(channel, ok, (call.sip_call_id, cseq), alive):
             return
         if initial:
             log.warning("no ACK for call %s within Timer H: hanging up", call.call_id)

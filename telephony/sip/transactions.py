@@ -7,8 +7,12 @@ the ACK with the same Call-ID and CSeq number arrives or Timer H (64*T1) passes.
 sent once. What happens on Timer H is the caller's choice (see ``SipServer._await_ack``).
 
 A non-2xx final response to an INVITE (RFC 3261 17.2.1, Timer G) is re-sent on the same schedule
-until its ACK, which is hop-by-hop here but still carries the INVITE's Call-ID and CSeq number;
-on Timer H the transaction just ends.
+until its ACK or Timer H. That ACK is part of the INVITE's server transaction (RFC 3261 17.2.3):
+it matches by the top Via's branch (with the magic cookie ``z9hG4bK``) and sent-by, so two INVITEs
+that share Call-ID and CSeq but not the branch (a merged fork, a reused Call-ID) keep separate
+timers, and the ACK to a 2xx (a transaction of its own, new branch) stops none of them. A branch
+without the cookie (an RFC 2543 peer) is keyed by Call-ID and CSeq number as before: the RFC 2543
+matching rules (Request-URI, tags, whole Via) are not implemented.
 
 Our BYE (RFC 3261 17.1.2, non-INVITE client transaction): over UDP re-sent with Timer E (T1
 doubling to T2; T2 once a provisional response came) until a final response or Timer F
@@ -23,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 from telephony.errors import SipParseError
 from telephony.sip.channel import SipChannel
@@ -40,38 +46,58 @@ shorter too."""
 
 TransactionKey = tuple[str, str, int, str]
 """(top Via branch, Call-ID, CSeq number, CSeq method) of one client transaction."""
+MAGIC_COOKIE = "z9hG4bK"
+"""How an RFC 3261 branch starts (RFC 3261 8.1.1.7): unique per transaction, so it can key one."""
+InviteKey = tuple[str, str, str]
+"""(branch, sent-by, "INVITE") of one INVITE server transaction (RFC 3261 17.2.3), or
+("", Call-ID, CSeq number) for a branch without the magic cookie."""
+
+
+def invite_transaction_key(message: SipMessage) -> InviteKey:
+    """The INVITE server transaction an INVITE or its ACK belongs to (RFC 3261 17.2.3: the ACK to
+    a non-2xx response has the INVITE's top Via; ACK matches the INVITE's transaction).
+
+    Raises:
+        SipParseError: a malformed CSeq (only needed without the magic cookie).
+    """
+    top_via = (message.get("Via") or "").split(",", 1)[0]
+    branch = via_branch(top_via)
+    if branch.startswith(MAGIC_COOKIE):
+        sent_by = re.match(r"\s*SIP\s*/\s*2\.0\s*/\s*\S+\s+([^;]*)", top_via, re.IGNORECASE)
+        return branch, re.sub(r"\s+", "", sent_by.group(1)).lower() if sent_by else "", "INVITE"
+    return "", message.call_id, str(message.cseq[0])
 
 
 class AckTimers:
-    """Retransmits 2xx responses to INVITEs over UDP until their ACK (RFC 3261 13.3.1.4)."""
+    """Retransmits final responses to INVITEs over UDP until their ACK: 2xx keyed by (Call-ID,
+    CSeq number) (RFC 3261 13.3.1.4), non-2xx by :func:`invite_transaction_key` (Timer G)."""
 
     def __init__(self) -> None:
-        self._waiting: dict[tuple[str, int], asyncio.Event] = {}
+        self._waiting: dict[Hashable, asyncio.Event] = {}
 
-    def expect(self, call_id: str, cseq: int) -> None:
-        """Start waiting for the ACK of (Call-ID, CSeq); call before the 2xx goes out."""
-        self._waiting[(call_id, cseq)] = asyncio.Event()
+    def expect(self, key: Hashable) -> None:
+        """Start waiting for the ACK matching ``key``; call before the response goes out."""
+        self._waiting[key] = asyncio.Event()
 
-    def ack(self, call_id: str, cseq: int) -> None:
-        """An ACK arrived: stop re-sending the matching 2xx (no-op when none is pending)."""
-        event = self._waiting.get((call_id, cseq))
+    def ack(self, key: Hashable) -> bool:
+        """An ACK arrived: stop re-sending the matching response; False when none is pending."""
+        event = self._waiting.get(key)
         if event is not None:
             event.set()
+        return event is not None
 
     async def retransmit(
         self,
         channel: SipChannel,
-        ok: bytes,
-        call_id: str,
-        cseq: int,
+        response: bytes,
+        key: Hashable,
         alive: Callable[[], bool],
     ) -> bool:
-        """Re-send ``ok`` until its ACK or until ``alive()`` turns false.
+        """Re-send ``response`` until its ACK or until ``alive()`` turns false.
 
         Returns:
             False when Timer H passed without an ACK while the call was still alive.
         """
-        key = (call_id, cseq)
         acked = self._waiting.setdefault(key, asyncio.Event())
         interval, waited = T1, 0.0
         try:
@@ -81,17 +107,33 @@ class AckTimers:
                 if acked.is_set() or not alive():
                     return True
                 waited += interval
-                channel.send(ok)
+                channel.send(response)
                 interval = min(interval * 2, T2)
             return False
         finally:
             if self._waiting.get(key) is acked:
                 del self._waiting[key]
 
-    async def resend_until_ack(self, channel: SipChannel, response: bytes, call_id: str, cseq: int) -> None:
-        """Timer G: re-send a non-2xx final response to INVITE ``cseq`` until its ACK or Timer H."""
-        if not await self.retransmit(channel, response, call_id, cseq, lambda: True):
-            log.info("no ACK for our final response to INVITE %d of %s within Timer H", cseq, call_id)
+    def reject(self, channel: SipChannel, response: bytes, invite: SipMessage) -> Coroutine[Any, Any, None]:
+        """Timer G: wait for the ACK of ``invite``'s transaction now; the coroutine re-sends the
+        non-2xx ``response`` until that ACK (see :meth:`ack_rejection`) or Timer H."""
+        key = invite_transaction_key(invite)
+        self.expect(key)  # before an ACK can arrive
+        return self._resend_until_ack(channel, response, key)
+
+    def ack_rejection(self, ack: SipMessage) -> bool:
+        """An ACK: stop Timer G of its INVITE transaction; True when it matched one by branch (the
+        transaction absorbs it, RFC 3261 17.2.1). An ACK without the magic cookie may be the
+        ACK of a 2xx with the same Call-ID and CSeq, so it is passed on as before (False)."""
+        try:
+            key = invite_transaction_key(ack)
+        except SipParseError:
+            return False
+        return self.ack(key) and bool(key[0])
+
+    async def _resend_until_ack(self, channel: SipChannel, response: bytes, key: InviteKey) -> None:
+        if not await self.retransmit(channel, response, key, lambda: True):
+            log.info("no ACK for our final response to INVITE transaction %s within Timer H", key)
 
 
 @dataclass

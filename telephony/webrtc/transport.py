@@ -4,12 +4,15 @@ aiortc does ICE, DTLS-SRTP and decoding (Opus 48 kHz or PCMU/PCMA 8 kHz); we onl
 decoded frames into the pipeline: down-mix to mono, place them on the call clock (first frame at
 its arrival time, later ones by their RTP-derived ``pts``, so gaps stay gaps) and resample to the
 pipeline rate. ICE servers default to none: a browser softphone on the same network, or a TURN
-server the deployment configures, never a public STUN server by surprise.
+server the deployment configures, never a public STUN server by surprise. Host candidates are
+offered only on ``webrtc_ice_interfaces`` (by default the bind address; see
+:mod:`telephony.webrtc.ice`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +32,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from telephony.legs import LegAudio
 from telephony.settings import TelephonySettings
+from telephony.webrtc.ice import host_candidates_on, ice_addresses, stray_host_candidates
 from telephony.websocket.common import new_call_id
 from voice.errors import VoiceError
 from voice.frames import CallEndedFrame, CallStartedFrame, EndOfInputFrame, Frame, Role
@@ -66,9 +70,12 @@ class WebRtcCall:
         settings: TelephonySettings,
         *,
         connect_timeout: float | None = None,
+        ice_addresses: tuple[str, ...] | None,
     ) -> None:
         self.settings = settings
         self.offer = offer
+        self.ice_addresses = ice_addresses
+        """Local addresses our host candidates may use (None: every interface)."""
         self.connect_timeout = settings.webrtc_connect_timeout if connect_timeout is None else connect_timeout
         self.leg = offer.role if offer.role in ("agent", "customer") else "mixed"
         self.started = CallStartedFrame(
@@ -109,7 +116,14 @@ class WebRtcCall:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         answer = await self.pc.createAnswer()
         self.sink = await handler.open_call(self.started, self)
-        await self.pc.setLocalDescription(answer)
+        with host_candidates_on(self.ice_addresses):  # aiortc gathers in setLocalDescription
+            await self.pc.setLocalDescription(answer)
+        if self.ice_addresses is not None and (
+            stray := stray_host_candidates(self.pc.localDescription.sdp, self.ice_addresses)
+        ):  # fail closed: aioice no longer asks get_host_addresses (telephony/webrtc/ice.py)
+            await self.close(reason="error: ICE candidates outside webrtc_ice_interfaces")
+            raise VoiceError(f"ICE gathered host candidates on {', '.join(stray)}",
+                             hint="this aioice version ignores webrtc_ice_interfaces")
         # If ICE or DTLS never completes, aiortc never starts the receiver and its track never
         # ends: without a deadline the call, the peer connection and its sockets would live forever.
         self._watchdog = self._loop.call_later(self.connect_timeout, self._on_connect_timeout)
@@ -287,6 +301,11 @@ class WebRtcIngress:
         self.settings = settings or TelephonySettings()
         self.connect_timeout = self.settings.webrtc_connect_timeout if connect_timeout is None else connect_timeout
         """Seconds a call may take to connect (ICE + DTLS) before it is closed."""
+        self.ice_addresses = ice_addresses(self.settings)
+        """Where our ICE host candidates go (``webrtc_ice_interfaces``; None: every interface)."""
+        if self.ice_addresses and all(ipaddress.ip_address(a).is_loopback for a in self.ice_addresses):
+            log.info("WebRTC ICE host candidates on %s only: browsers on other hosts need "
+                     "telephony.webrtc_ice_interfaces", ", ".join(self.ice_addresses))
         self.calls: dict[str, WebRtcCall] = {}
         self._watchers: set[asyncio.Task[None]] = set()
 
@@ -297,7 +316,7 @@ class WebRtcIngress:
             VoiceError: refused by the handler.
             ValueError: an offer aiortc cannot use (no audio, malformed SDP).
         """
-        call = WebRtcCall(offer, self.settings, connect_timeout=self.connect_timeout)
+        call = WebRtcCall(offer, self.settings, connect_timeout=self.connect_timeout, ice_addresses=self.ice_addresses)
         try:
             answer = await call.answer(self.handler)
         except VoiceError:

@@ -365,9 +365,9 @@ def test_early_dialog_reinvite_gets_500_retry_after_and_bye_terminates_the_invit
             branch = peer.request("INVITE", body=PCMU_OFFER.format(port=7000))
             ringing = await peer.response(180)
             peer.to_tag = re.search(r"tag=([^;>\s]+)", ringing.get("To") or "").group(1)  # type: ignore[union-attr]
-            peer.request("INVITE", cseq=2, body=HOLD.format(port=7000))
+            reinvite = peer.request("INVITE", cseq=2, body=HOLD.format(port=7000))
             pending = await peer.response()
-            peer.request("ACK", cseq=2)  # else the 500 is re-sent (Timer G)
+            peer.request("ACK", cseq=2, branch=reinvite)  # else the 500 is re-sent (Timer G)
             peer.request("BYE", cseq=3)
             seen = [await peer.response(), await peer.response()]
             peer.request("ACK", branch=branch)  # and the 487 too

@@ -197,9 +197,10 @@ def test_oversized_session_expires_gets_400_and_leaves_the_running_timer_as_it_w
             await peer.invite(PCMU_OFFER.format(port=7000), headers={"x": "3;refresher=uac", "k": "timer"})
             peer.request("UPDATE", cseq=2, headers={"Session-Expires": huge, "Supported": "timer"})
             by_update = await final(peer, "2 UPDATE")
-            peer.request("INVITE", cseq=3, body=PCMU_OFFER.format(port=7000), headers={"x": huge, "k": "timer"})
+            branch = peer.request("INVITE", cseq=3, body=PCMU_OFFER.format(port=7000),
+                                  headers={"x": huge, "k": "timer"})
             by_reinvite = await final(peer, "3 INVITE")
-            peer.request("ACK", cseq=3)
+            peer.request("ACK", cseq=3, branch=branch)  # the ACK of a 400 is in the INVITE's transaction
             peer.request("UPDATE", cseq=4, headers={"Supported": "timer"})  # a plain refresh
             refreshed = await final(peer, "4 UPDATE")
             refreshed_at = asyncio.get_running_loop().time()

@@ -1,6 +1,9 @@
 """Non-2xx final responses to an INVITE over UDP are re-sent until their ACK (RFC 3261 17.2.1,
 Timer G: T1 doubling to T2, up to Timer H = 64*T1); over TCP they are sent once.
 
+The ACK stops only the timer of its own INVITE transaction (RFC 3261 17.2.3: top Via branch and
+sent-by), not every response with the same Call-ID and CSeq.
+
 T1 is lowered to 20 ms (T2 80 ms, Timer H 1.28 s) so the schedule plays out in well under a second.
 """
 
@@ -11,7 +14,7 @@ import asyncio
 import pytest
 
 from telephony.sip import transactions
-from telephony.sip.message import tag_of
+from telephony.sip.message import SipMessage, tag_of, via_branch
 from tests.telephony.sip_peer import G729_OFFER, PCMU_OFFER, SipPeer, drain, sip_server
 
 pytestmark = pytest.mark.e2e
@@ -80,3 +83,55 @@ def test_488_over_tcp_is_sent_once() -> None:
             return await drain(peer, 0.3)
 
     assert [r.status for r in run(scenario())] == [100, 488]
+
+
+# --- one Timer G per INVITE transaction (RFC 3261 17.2.3), not per Call-ID and CSeq ------------
+
+
+def branch_of(response: SipMessage) -> str:
+    return via_branch(response.get("Via") or "")
+
+
+async def settle(peer: SipPeer) -> None:
+    """Let a send already scheduled arrive, then forget everything received so far."""
+    await asyncio.sleep(0.05)
+    while not peer.responses.empty():
+        peer.responses.get_nowait()
+
+
+def test_two_invites_differing_only_by_branch_have_their_own_timer_g() -> None:
+    async def scenario():
+        async with sip_server() as (server, _), SipPeer(server.ports["udp"]) as peer:
+            first = peer.request("INVITE", body=G729_OFFER.format(port=7000))
+            await asyncio.sleep(0.03)  # the first 488's timer is running
+            second = peer.request("INVITE", body=G729_OFFER.format(port=7000))  # same Call-ID, CSeq
+            both = await drain(peer, 0.25)
+            tags = {branch_of(r): tag_of(r.get("To") or "") for r in both if r.status == 488}
+            peer.request("ACK", branch=first, to_tag=tags[first])
+            await settle(peer)
+            after_first_ack = await drain(peer, 0.35)
+            peer.request("ACK", branch=second, to_tag=tags[second])
+            await settle(peer)
+            return first, second, both, after_first_ack, await drain(peer, 0.35)
+
+    first, second, both, after_first_ack, after_both = run(scenario())
+    assert {branch_of(r) for r in both if r.status == 488} == {first, second}
+    # The ACK of the first INVITE stopped its 488 only: the second's is still re-sent.
+    assert after_first_ack and {(r.status, branch_of(r)) for r in after_first_ack} == {(488, second)}
+    assert after_both == []
+
+
+def test_the_ack_of_a_2xx_does_not_stop_timer_g_of_a_merged_fork() -> None:
+    async def scenario():
+        async with sip_server() as (server, _), SipPeer(server.ports["udp"]) as peer:
+            peer.request("INVITE", body=PCMU_OFFER.format(port=7000))
+            ok = await peer.response(200)
+            # The same INVITE reaching us again through a forking proxy: another branch, 482.
+            forked = peer.request("INVITE", body=PCMU_OFFER.format(port=7000))
+            await peer.response(482)
+            peer.request("ACK", to_tag=tag_of(ok.get("To") or ""))  # the 2xx's ACK: a new branch
+            await settle(peer)
+            return forked, await drain(peer, 0.3)
+
+    forked, after_2xx_ack = run(scenario())
+    assert after_2xx_ack and {(r.status, branch_of(r)) for r in after_2xx_ack} == {(482, forked)}
