@@ -15,14 +15,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query, Request, Response, WebSocket
+from fastapi import BackgroundTasks, FastAPI, HTTPException, Query, Request, Response, WebSocket
 from sse_starlette.sse import EventSourceResponse
 
 from voice.config import ServerConfig
 from voice.errors import VoiceError
 from voice.live.services import LiveServices
 from voice.registry import resolve
-from voice.server.access import log_access
+from voice.server.access import log_access, log_accesses
 from voice.server.auth import (
     AUTH_RESPONSES,
     CALL_RESPONSES,
@@ -209,15 +209,22 @@ def _add_call_routes(app: FastAPI, state: dict[str, Any]) -> None:
                 **({"event_relay": dict(relay.counts)} if relay is not None else {})}
 
     @app.get("/api/calls", tags=["calls"], responses=AUTH_RESPONSES)
-    async def list_calls(viewer: CurrentAgent, agent_id: str | None = None,
+    async def list_calls(request: Request, viewer: CurrentAgent, background: BackgroundTasks,
+                         agent_id: str | None = None,
                          status: str | None = Query(None, pattern="^(active|ended)$")) -> dict[str, Any]:
         """Active and recent calls the caller may see (an agent: their own), newest first.
 
         ``server_time`` is the server's clock (Unix seconds) as it answered: the calls' times are on
-        that clock, so a page measures its offset from it instead of mixing in the viewer's clock."""
-        calls = svc().registry.list(agent_id=agent_id, status=status)
-        return {"calls": [c.to_dict() for c in calls if viewer.can_view(agent_id=c.agent_id, tenant=c.tenant)],
-                "server_time": round(time.time(), 3)}
+        that clock, so a page measures its offset from it instead of mixing in the viewer's clock.
+        A call listed with its latest line, intent or suggestion is logged as ``stream_call``
+        (the supervisor view's snapshot; folded with its socket's entry, ``voice.server.access``),
+        once the answer is sent: a first snapshot of hundreds of calls does not wait for their
+        entries, nor shift the ``server_time`` the page measures its clock against."""
+        calls = [c for c in svc().registry.list(agent_id=agent_id, status=status)
+                 if viewer.can_view(agent_id=c.agent_id, tenant=c.tenant)]
+        shown = [c.call_id for c in calls if c.last_text or c.last_intent or c.last_suggestion]
+        background.add_task(log_accesses, request, viewer, "stream_call", shown)
+        return {"calls": [c.to_dict() for c in calls], "server_time": round(time.time(), 3)}
 
     @app.get("/api/calls/{call_id}", tags=["calls"], responses=CALL_RESPONSES)
     async def get_call(call_id: str, request: Request, viewer: CurrentAgent) -> dict[str, Any]:

@@ -8,7 +8,11 @@ session is a database row (:mod:`voice.store.sessions`): ``DELETE /api/session``
 copied cookie stops working on every server process, and a new token for the agent ends it too.
 The cookie is HttpOnly and SameSite=Strict, so another site can neither read it nor make the
 browser send it; WebSocket upgrades from another origin are refused as well, because browsers do
-not apply CORS to WebSockets.
+not apply CORS to WebSockets. SameSite keeps the cookie off cross-*site* requests only: another
+origin of the same site (another port of the host, a sibling subdomain) still gets it attached
+to a form post. So a state-changing request (not GET/HEAD/OPTIONS) that the cookie alone signs
+in must carry this server's own Origin (or, without one, Referer); a bearer token is never sent
+by a browser on its own, so scripts and CRM integrations need neither.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ COOKIE_MAX_AGE = 30 * 24 * 3600
 CACHE_SECONDS = 10.0
 """How long a checked token or session is trusted without asking the database again (the delay of
 a revocation, or of a sign-out on another server process)."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods that change nothing: a cookie-signed request with another one must come from our pages."""
 RECHECK_SECONDS = 5.0
 """How often an open WebSocket or SSE stream checks its token again (through the cache): a stream
 is authorized once, when it opens, and a live call's stream may stay open for an hour."""
@@ -125,10 +131,13 @@ async def authenticate(connection: HTTPConnection) -> Agent:
     """The agent behind a request: its bearer token's, else its session cookie's.
 
     Raises:
-        HTTPException: 401 without a valid token or session.
+        HTTPException: 401 without a valid token or session; 403 for a state-changing request
+            signed in by the cookie from another origin (:func:`check_cookie_origin`).
     """
     token = token_of(connection)
     if token is None:
+        if session_of(connection):
+            check_cookie_origin(connection)
         return await _authenticate_session(connection)
     cache: _TokenCache = _cache(connection)
     agent = cache.get(("bearer", token))
@@ -281,14 +290,46 @@ async def authorize_softphone(request: Request, tenant: str | None,
     agent_id = agent_id or (None if caller.is_supervisor else caller.name)
     if not caller.can_view(agent_id=agent_id, tenant=tenant):
         raise HTTPException(403, f"{caller.name} may not open a call for agent {agent_id!r} of tenant {tenant!r}")
-    if agent_id is not None and agent_id != caller.name:
-        people = await asyncio.to_thread(console_of(request).agents.list)
-        named = next((p for p in people if p.name == agent_id), None)
-        if named is not None and named.tenant != tenant and (caller.tenant is not None or named.tenant is not None):
-            where = f"tenant {named.tenant!r}" if named.tenant else "no tenant (every tenant's calls)"
-            raise HTTPException(403, f"agent {agent_id!r} is of {where}, not of tenant {tenant!r}: "
-                                     "a supervisor opens softphone calls for agents of the call's tenant only")
+    await check_named_agent(request, caller, tenant, agent_id, what="opens softphone calls")
     return tenant, agent_id
+
+
+async def check_named_agent(connection: HTTPConnection, caller: Agent, tenant: str | None,
+                            agent_id: str | None, *, what: str) -> None:
+    """Refuse a call ``caller`` files under another person's name unless that person is of the
+    call's ``tenant`` (the softphone's offer, a QA upload): a tenant's supervisor may not give a
+    call to another tenant's agent, nor to an agent of no tenant (one who sees every tenant's
+    calls); a supervisor of every tenant names the agent's own tenant. An agent id without an
+    account (a softphone identity of the telephony only) is left as named, and so is the caller.
+
+    Raises:
+        HTTPException: 403 for an agent of another tenant.
+    """
+    if agent_id is None or agent_id == caller.name:
+        return
+    people = await asyncio.to_thread(console_of(connection).agents.list)
+    named = next((p for p in people if p.name == agent_id), None)
+    if named is not None and named.tenant != tenant and (caller.tenant is not None or named.tenant is not None):
+        where = f"tenant {named.tenant!r}" if named.tenant else "no tenant (every tenant's calls)"
+        raise HTTPException(403, f"agent {agent_id!r} is of {where}, not of tenant {tenant!r}: "
+                                 f"a supervisor {what} for agents of the call's tenant only")
+
+
+def check_cookie_origin(connection: HTTPConnection) -> None:
+    """Refuse cross-origin request forgery on the cookie: an HTTP request other than GET, HEAD or
+    OPTIONS must name this server in ``Origin`` (browsers send it on every such request), or in
+    ``Referer`` when a browser left ``Origin`` out; neither, or ``Origin: null``, is refused.
+    The rule of the WebSocket check (:func:`same_host`); behind a proxy, the ``Host`` it passes on.
+
+    Raises:
+        HTTPException: 403 for a request from another origin, or from no page at all.
+    """
+    if connection.scope.get("type") != "http" or connection.scope.get("method") in SAFE_METHODS:
+        return
+    source = connection.headers.get("origin") or connection.headers.get("referer")
+    if not source or not same_host(source, connection.headers.get("host", "")):
+        raise HTTPException(403, f"a request signed in by the session cookie must come from this server's own "
+                                 f"pages (Origin: {source or 'none'}); scripts send Authorization: Bearer <token>")
 
 
 def _check_origin(websocket: WebSocket) -> None:

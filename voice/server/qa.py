@@ -155,7 +155,10 @@ def _add_review_routes(router: APIRouter) -> None:
         **CALL_RESPONSES, **_conflict("No suggestion model serves the call's tenant, or the call has no "
                                       "stored transcript yet.")})
     async def compute_review(call_id: str, request: Request, viewer: CurrentAgent) -> dict[str, Any]:
-        """Run the suggestion model over the call (cached per model version)."""
+        """Run the suggestion model over the call (cached per model version).
+
+        The review's rows hold the agent's words turn by turn: it is logged as ``view_transcript``,
+        folded with the QA page's own entry for the call (``voice.server.access``)."""
         owner = await authorize_call(request, viewer, call_id)
         future = console_of(request).reviews.submit(call_id, owner["tenant"])
         try:
@@ -164,6 +167,7 @@ def _add_review_routes(router: APIRouter) -> None:
             raise HTTPException(409, str(exc)) from exc
         except CallNotReviewableError as exc:
             raise HTTPException(409, str(exc)) from exc
+        await log_access(request, viewer, "view_transcript", call_id)
         return review_json(review)
 
     @router.get("/api/qa/calls/{call_id}/review.{fmt}", responses={

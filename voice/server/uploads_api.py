@@ -4,6 +4,13 @@ The body is the file itself (``Content-Type`` of the audio, name in ``?filename=
 to disk in chunks, so large recordings never sit in memory and no multipart parser is needed.
 Headerless PCM (``.raw``, ``.pcm``, ...) carries no format, so it comes with ``raw_rate`` (and
 ``raw_channels``), as ``voice transcribe --raw-rate`` takes them.
+
+An upload signed in by the session cookie alone (no ``Authorization`` header) must say it is a
+file: ``Content-Type`` audio/*, video/* (browsers label ``.mp4`` and ``.webm`` so),
+application/ogg or application/octet-stream. The types a cross-origin form or ``no-cors`` fetch
+may send without asking first (text/plain, a form's, none) are refused, besides the origin check
+of :func:`voice.server.auth.check_cookie_origin`. The pages send their bearer token as well, and
+scripts with a token may send any type (``curl --data-binary`` sends a form's).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from starlette.requests import ClientDisconnect
 
 from voice.audio import RAW_CHANNELS, RAW_RATES, RAW_SUFFIXES, RawFormat
 from voice.batch.runner import AUDIO_SUFFIXES
-from voice.server.auth import SUPERVISOR_RESPONSES, ErrorOut, Supervisor
+from voice.server.auth import SUPERVISOR_RESPONSES, ErrorOut, Supervisor, check_named_agent, token_of
 from voice.server.console import console_of
 from voice.server.uploads import MAX_UPLOAD_BYTES, UploadJob, UploadQueue
 from voice.store.agents import Agent
@@ -30,6 +37,8 @@ RAW_CHANNELS_QUERY = Query(None, ge=RAW_CHANNELS[0], le=RAW_CHANNELS[1],
 _RAW_422 = (f"A bad value (`raw_rate` outside {RAW_RATES[0]}-{RAW_RATES[1]}, `raw_channels` outside "
             f"{RAW_CHANNELS[0]}-{RAW_CHANNELS[1]}), a headerless PCM file without `raw_rate`, or "
             "`raw_rate`/`raw_channels` with a file that has a header.")
+FILE_TYPES = ("audio/", "video/", "application/ogg", "application/octet-stream")
+"""Content-Type prefixes an upload signed in by the cookie alone must have (see the module docstring)."""
 
 
 def create_router() -> APIRouter:
@@ -39,8 +48,11 @@ def create_router() -> APIRouter:
     @router.post("/api/qa/uploads", status_code=202, responses={
         **SUPERVISOR_RESPONSES,
         400: {"model": ErrorOut, "description": "The upload broke off, or the file is empty."},
+        403: {"model": ErrorOut, "description": "Not a supervisor's token, an `agent_id` of another tenant, or a "
+                                                "cookie-signed request from another origin."},
         413: {"model": ErrorOut, "description": "The file is too large."},
-        415: {"model": ErrorOut, "description": "The file name is not an audio file's."}},
+        415: {"model": ErrorOut, "description": "The file name is not an audio file's, or a cookie-signed "
+                                                "upload's Content-Type is not a file's."}},
         # The body is the raw file, read from request.stream(): declared here for the docs.
         openapi_extra={"requestBody": {"required": True, "content": {
             "audio/*": {"schema": {"type": "string", "format": "binary"}}}},
@@ -53,12 +65,14 @@ def create_router() -> APIRouter:
         if Path(filename).suffix.lower() not in AUDIO_SUFFIXES:
             raise HTTPException(415, f"{filename}: not an audio file name ({', '.join(sorted(AUDIO_SUFFIXES))})")
         raw = _raw_format(filename, raw_rate, raw_channels)
+        _check_file_type(request)
         declared = int(request.headers.get("content-length") or 0)
         if declared > MAX_UPLOAD_BYTES:
             raise HTTPException(413, f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
+        tenant = viewer.tenant or tenant
+        await check_named_agent(request, viewer, tenant, agent_id, what="uploads calls")
         queue: UploadQueue = console_of(request).uploads
-        job = queue.create(filename, tenant=viewer.tenant or tenant, agent_id=agent_id, uploaded_by=viewer.name,
-                           raw=raw)
+        job = queue.create(filename, tenant=tenant, agent_id=agent_id, uploaded_by=viewer.name, raw=raw)
         try:
             size = await _receive(request, Path(job.path))
         except (ClientDisconnect, _TooLarge) as exc:
@@ -101,6 +115,17 @@ def _raw_format(filename: str, raw_rate: int | None, raw_channels: int | None) -
         raise HTTPException(422, f"{filename} is headerless PCM: give its sample rate as raw_rate "
                                  "(e.g. 8000 for telephone audio) and raw_channels when it is not mono")
     return RawFormat(raw_rate, raw_channels or 1)
+
+
+def _check_file_type(request: Request) -> None:
+    """415 for an upload signed in by the cookie alone whose Content-Type is not a file's: what a
+    form on another origin of the site could send (text/plain, a form's, none)."""
+    if token_of(request) is not None:
+        return
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not kind.startswith(FILE_TYPES):
+        raise HTTPException(415, f"an upload's Content-Type must be the file's (audio/*, video/*, "
+                                 f"application/octet-stream), not {kind or 'none'}")
 
 
 class _TooLarge(Exception):
