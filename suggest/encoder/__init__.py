@@ -52,6 +52,15 @@ def read_spec(directory: Path) -> EncoderSpec:
         ModelFormatError: the file is missing or not a spec.
     """
     path = directory / "encoder.json"
+    if not directory.exists() and (directory.parent / "manifest.json").is_file():
+        # A model shipped without its encoder to stay small, like voice/demo_assets/model:
+        # nothing is wrong with it, it needs the encoder exported from the installed MiniLM.
+        raise ModelFormatError(
+            f"{directory.parent} has no encoder/ folder: the model is shipped without its "
+            "sentence encoder, like the bundled demo model",
+            hint="run `voice demo --bundled-model --calls 0 --exit-after` once, then pass "
+            "data/demo/models/demo/bundled, the copy it writes with the encoder",
+        )
     if not path.is_file():
         raise ModelFormatError(f"{directory} holds no encoder.json", hint="retrain the model")
     return read_spec_file(path)

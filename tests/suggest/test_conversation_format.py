@@ -181,7 +181,7 @@ def test_data_check_cli_lists_bad_lines_and_counts(tmp_path: Path) -> None:
         out.write('{"id": "broken", "tenant": "acme"}\n')
     result = CliRunner().invoke(cli, ["data", "check", str(path)])
     assert result.exit_code == 1
-    assert "line 4" in result.output and "3 conversations imported" in result.output
+    assert "line 4" in result.output and "3 valid conversations read" in result.output
 
 
 def test_a_line_nested_too_deeply_is_reported_and_the_other_lines_read(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ import click
 from voice.cli.server_options import existing_database
 from voice.cli.suggest_cmds import guarded
 
+_SPLIT_HELP = 'JSON/YAML: {"experiment", "unit": "call"|"agent", "arms": [{"name", "model", "weight"}]}.'
+
 
 @click.group("ab")
 def ab_group() -> None:
@@ -25,8 +27,7 @@ def ab_group() -> None:
     "split_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     required=True,
-    help='JSON/YAML: {"experiment", "unit": "call"|"agent", '
-    '"arms": [{"name", "model", "weight"}]}.',
+    help=_SPLIT_HELP,
 )
 @click.option("--call-id", required=True, help="The call's id as the server names it, e.g. twilio-MZ123.")
 @click.option("--agent-id", help="The call's agent; required by a split with unit 'agent'.")
@@ -80,6 +81,7 @@ def assign(
     "split_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     required=True,
+    help=_SPLIT_HELP,
 )
 @click.option(
     "--db",

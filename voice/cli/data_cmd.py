@@ -165,12 +165,12 @@ def check(data_file: Path) -> None:
     from suggest.data.split import split_counts
 
     report = _run(lambda: read_conversations(data_file))
-    _print_issues(report.issues)
+    _print_issues(report.issues, "invalid")
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
     counts = split_counts(report.conversations)
     click.echo(
-        f"{report.summary()}; held-out split: {counts['train']} train / {counts['test']} test"
+        f"{report.check_summary()}; held-out split: {counts['train']} train / {counts['test']} test"
     )
     if report.issues:
         raise SystemExit(1)
@@ -199,11 +199,11 @@ def _finish(report, out_file: Path) -> None:  # noqa: ANN001 - suggest.data.form
         raise SystemExit(1)
 
 
-def _print_issues(issues: list) -> None:
+def _print_issues(issues: list, what: str = "skipped") -> None:
     for issue in issues[:MAX_ISSUES_SHOWN]:
-        click.echo(f"skipped {issue}", err=True)
+        click.echo(f"{what} {issue}", err=True)
     if len(issues) > MAX_ISSUES_SHOWN:
-        click.echo(f"... and {len(issues) - MAX_ISSUES_SHOWN} more skipped rows", err=True)
+        click.echo(f"... and {len(issues) - MAX_ISSUES_SHOWN} more {what} rows", err=True)
 
 
 def register(cli: click.Group) -> None:

@@ -32,9 +32,11 @@ def demo(port: int, data_dir: Path, asr_model: str, speed: float, delay: float, 
     import asyncio
     import logging
 
+    from voice.cli.serve_cmd import check_asr_model
     from voice.demo import DemoOptions, DemoRun
     from voice.errors import VoiceError
 
+    check_asr_model(asr_model)  # before the server starts: a typo is one line, not a traceback
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = DemoOptions(port=port, data_dir=data_dir, asr_model=asr_model, speed=speed, delay=delay,
                           calls=calls, exit_after=exit_after, bundled_model=bundled_model)

@@ -14,11 +14,13 @@ def models_group() -> None:
 def list_models() -> None:
     """Show every model the product uses, its package, and whether it resolves."""
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from voice.models import check_models
 
-    table = Table("model", "used for", "package", "status / location")
+    # overflow="fold": a path wraps onto more lines instead of being cut to "/work/..." at 80 columns.
+    headers = ("model", "used for", "package", "status / location")
+    table = Table(*(Column(header, overflow="fold") for header in headers))
     missing = 0
     for entry, where, ok in check_models():
         missing += not ok

@@ -87,6 +87,7 @@ def serve(host: str | None, port: int | None, sip_port: int | None, model: str |
             relay_conninfo(config.database_url)  # PostgreSQL only: say so before the models load
     except VoiceError as exc:
         raise click.ClickException(str(exc)) from exc
+    check_asr_model(config.model)
     _check_suggest_model(config.suggest_model, config.models_root)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     click.echo(f"nextline serving on http://{config.host}:{config.port} (SIP port {config.sip_port})", err=True)
@@ -94,6 +95,17 @@ def serve(host: str | None, port: int | None, sip_port: int | None, model: str |
     # would also believe any process on this host).
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=log_level, ws="websockets",
                 proxy_headers=False)
+
+
+def check_asr_model(model: str) -> None:
+    """A Whisper model name or path that resolves to nothing fails here, in one line, before
+    uvicorn starts; at start-up it stopped the server with a traceback after "serving on"."""
+    from asr.models import ModelNotFoundError, resolve_whisper_model
+
+    try:
+        resolve_whisper_model(model)
+    except ModelNotFoundError as exc:
+        raise click.ClickException(f"--model {model}: {exc}") from exc
 
 
 def _check_suggest_model(suggest_model: str | None, models_root: str | None) -> None:
