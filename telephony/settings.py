@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+from voice.config import parse_api_keys
 from voice.errors import ConfigError
 
 
@@ -128,14 +129,15 @@ class TelephonySettings:
     ) -> TelephonySettings:
         """Settings with secrets read from the environment.
 
-        ``NEXTLINE_AUDIOHOOK_API_KEYS``: comma-separated ``key`` or ``key=tenant`` entries.
+        ``NEXTLINE_AUDIOHOOK_API_KEYS``: comma-separated ``key`` or ``key:tenant`` entries
+        (:func:`voice.config.parse_api_keys`).
         ``NEXTLINE_SIP_TENANT_BY_DOMAIN``: comma-separated ``domain=tenant`` entries.
         ``NEXTLINE_TWILIO_AUTH_TOKEN``: the Twilio auth token that signs Media Streams requests.
         """
         env = os.environ if environ is None else environ
         settings = cls(**overrides)  # type: ignore[arg-type]
-        keys = _parse_pairs(env.get("NEXTLINE_AUDIOHOOK_API_KEYS", ""), allow_bare=True)
-        domains = _parse_pairs(env.get("NEXTLINE_SIP_TENANT_BY_DOMAIN", ""), allow_bare=False)
+        keys = parse_api_keys(env.get("NEXTLINE_AUDIOHOOK_API_KEYS", ""))
+        domains = _parse_pairs(env.get("NEXTLINE_SIP_TENANT_BY_DOMAIN", ""))
         return replace(
             settings,
             audiohook_api_keys={**keys, **settings.audiohook_api_keys},
@@ -159,11 +161,11 @@ def _check_ice_interfaces(settings: TelephonySettings) -> None:
     object.__setattr__(settings, "webrtc_ice_interfaces", entries)
 
 
-def _parse_pairs(text: str, *, allow_bare: bool) -> dict[str, str]:
+def _parse_pairs(text: str) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = item.partition("=")
-        if not sep and not allow_bare:
+        if not sep:
             raise ConfigError(f"'{item}' is not of the form name=value")
         pairs[key.strip()] = value.strip()
     return pairs

@@ -145,7 +145,7 @@ def _from_env(env: Any) -> dict[str, Any]:
         if raw is None:
             continue
         if f.name == "audiohook_api_keys":
-            values[f.name] = _parse_keys(raw)
+            values[f.name] = parse_api_keys(raw)
         elif f.name == "telephony":
             values[f.name] = yaml.safe_load(raw) or {}
         elif f.type in ("int", "float"):
@@ -194,10 +194,21 @@ def _check_proxies(value: object) -> None:
                               hint="list the proxies' addresses, e.g. 10.0.0.0/8, 192.168.1.5") from exc
 
 
-def _parse_keys(raw: str) -> dict[str, str]:
-    """``key1:tenantA,key2`` -> {key1: tenantA, key2: ''} ('' = tenant from the open message)."""
+def parse_api_keys(raw: str) -> dict[str, str]:
+    """``key1:tenantA,key2`` -> {key1: tenantA, key2: ''} ('' = tenant from the open message).
+
+    ``key=tenant`` is read the same way (the form telephony/settings.py documented), except where
+    nothing follows the last ``=``: that is a base64 key's padding (``q83v...Zw==``), part of the
+    key. The one parser of ``NEXTLINE_AUDIOHOOK_API_KEYS`` for both the server config and
+    ``TelephonySettings.from_env``: they once split on different characters, and a key bound the
+    documented way was refused with 401.
+    """
     keys = {}
     for item in filter(None, (part.strip() for part in raw.split(","))):
-        key, _, tenant = item.partition(":")
-        keys[key] = tenant
+        key, colon, tenant = item.rpartition(":")
+        if not colon:
+            key, equals, tenant = item.rpartition("=")
+            if not equals or not tenant:
+                key, tenant = item, ""
+        keys[key.strip()] = tenant.strip()
     return keys

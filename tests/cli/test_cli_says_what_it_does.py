@@ -177,3 +177,17 @@ def test_suggest_on_the_bundled_model_says_how_to_get_its_encoder(tmp_path: Path
     assert "retrain" not in output
     assert "shipped without its sentence encoder" in output
     assert "voice demo --bundled-model" in output and "data/demo/models/demo/bundled" in output
+
+
+def test_serve_names_a_mistyped_telephony_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A typo in the config file's telephony block was a raw dataclass TypeError traceback."""
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", _never)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NEXTLINE_TELEPHONY", raising=False)
+    config_file = tmp_path / "nextline.yaml"
+    config_file.write_text("telephony:\n  rtp_port_mn: 41000\n", encoding="utf-8")
+    output = _one_line_error(_run("serve", "--model", "tiny.en", "--sip-port", "-1", "--config", str(config_file),
+                                  "--data-dir", str(tmp_path / "data")))
+    assert "unknown telephony settings rtp_port_mn" in output and "rtp_port_min" in output

@@ -36,3 +36,20 @@ def test_settings_of_the_right_types_load(tmp_path: Path) -> None:
     config = load_config(config_file, environ={"NEXTLINE_ASR_WORKERS": "2"})
     assert (config.port, config.retention_days, config.record_audio, config.asr_workers) == (8080, 30, False, 2)
     assert config.telephony == {"rtp_port_min": 20000}
+
+
+@pytest.mark.parametrize(("raw", "keys"), [
+    ("key1,key2:acme", {"key1": "", "key2": "acme"}),
+    ("key1,key2=acme", {"key1": "", "key2": "acme"}),  # the form docs/telephony.md once showed
+    ("q83vEjRWeJA=:acme, cXdlcnR5dWlvcA==", {"q83vEjRWeJA=": "acme", "cXdlcnR5dWlvcA==": ""}),
+])
+def test_audiohook_keys_bind_the_same_tenant_in_the_server_config_and_the_telephony_settings(
+        raw: str, keys: dict[str, str]) -> None:
+    """The server config split entries on ":" and TelephonySettings.from_env on "=", and the server
+    used the config's: a key bound as the docs said (key2=acme) was refused with 401, and a base64
+    key lost its "=" padding to a tenant named "="."""
+    from telephony.settings import TelephonySettings
+
+    environ = {"NEXTLINE_AUDIOHOOK_API_KEYS": raw}
+    assert load_config(environ=environ).audiohook_api_keys == keys
+    assert dict(TelephonySettings.from_env(environ).audiohook_api_keys) == keys

@@ -93,7 +93,11 @@ def serve(host: str | None, port: int | None, sip_port: int | None, model: str |
     click.echo(f"nextline serving on http://{config.host}:{config.port} (SIP port {config.sip_port})", err=True)
     # proxy_headers off: only the app's trusted_proxies decides whose forwarded headers count (uvicorn
     # would also believe any process on this host).
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=log_level, ws="websockets",
+    try:
+        app = create_app(config)
+    except VoiceError as exc:  # a bad telephony block in the config file, say
+        raise click.ClickException(str(exc)) from exc
+    uvicorn.run(app, host=config.host, port=config.port, log_level=log_level, ws="websockets",
                 proxy_headers=False)
 
 

@@ -19,7 +19,7 @@ from fastapi import BackgroundTasks, FastAPI, HTTPException, Query, Request, Res
 from sse_starlette.sse import EventSourceResponse
 
 from voice.config import ServerConfig
-from voice.errors import VoiceError
+from voice.errors import ConfigError, VoiceError
 from voice.live.services import LiveServices
 from voice.registry import resolve
 from voice.server.access import log_access, log_accesses
@@ -158,8 +158,13 @@ def _telephony_settings(config: ServerConfig) -> Any:
     overrides = {"sip_port": max(config.sip_port, 0), "sip_host": config.host, **config.telephony}
     if config.audiohook_api_keys:
         overrides["audiohook_api_keys"] = config.audiohook_api_keys
-    from dataclasses import replace
+    from dataclasses import fields, replace
 
+    known = {f.name for f in fields(settings_cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:  # a typo in the config file's telephony block: name it, not a dataclass TypeError
+        raise ConfigError(f"unknown telephony settings {', '.join(unknown)}",
+                          hint=f"known: {', '.join(sorted(known))} (docs/telephony.md)")
     return replace(base, **overrides)
 
 
