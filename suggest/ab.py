@@ -228,7 +228,8 @@ _EXCLUDED_BECAUSE = {
     "other_model": "calls served by another tenant's model than the split's",
     "other_tenant": "calls of another tenant than the split's models",
     "unrecorded": "calls known only from the database's outcomes, with no recorded assignment "
-    "or suggestion of this experiment (record assignments with `voice ab assign --record`)",
+    "or suggestion of this experiment (the live server records each call's arm at its start; "
+    "calls served elsewhere need `voice ab assign --record`)",
     "stale_assignment": "calls recorded in an arm the split no longer has",
 }
 

@@ -4,21 +4,23 @@
 returns the top-k next agent lines with action, score, why, model version and a latency
 breakdown. Per call, a fixed-size :class:`~suggest.state.CallState` is kept (LRU-bounded), so a
 warm call embeds only its newest turn and a turn-100 suggestion costs what a turn-5 one does. A
-short trail of its last consumed turns (:class:`_Trail`) keeps that true when a history comes back
-with its tail reordered or cut (late finals, an older request served after a newer one).
+short trail of its last consumed turns (:class:`~suggest.trail.Trail`) keeps that true when a
+history comes back with its tail reordered or cut (late finals, an older request served after a
+newer one); a history rewritten further back is rebuilt (its chained fingerprint differs).
 ``suggest_batch`` serves many calls with one embedding pass (see ``suggest.batching``).
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
+import math
 import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from numbers import Real
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +30,9 @@ from suggest.encoder import SentenceEncoder, load_encoder
 from suggest.errors import ModelFormatError, SuggestError
 from suggest.model import SuggestionModel, load_model
 from suggest.realise import Realisation
-from suggest.state import CallState, Vocabulary
+from suggest.state import CONTEXT_LIMIT, CallState
+from suggest.trail import TRAIL as TRAIL  # re-exported: the trail's length
+from suggest.trail import Step, Trail, chain_fingerprint, turn_fingerprint
 
 if TYPE_CHECKING:
     from suggest.nlu.entities import EntityExtractor
@@ -37,7 +41,6 @@ from suggest.types import (
     ROLES,
     IntentPrediction,
     LatencyBreakdown,
-    Role,
     SuggestContext,
     Suggestion,
     SuggestResult,
@@ -63,66 +66,6 @@ class EngineConfig:
     """Run the entity extractor on turns that arrive without entities (costs ms per turn)."""
 
 
-TRAIL = 8
-"""Consumed turns per call the engine can take back without re-encoding (see :class:`_Trail`)."""
-
-
-@dataclass
-class _Step:
-    """One consumed turn, as much of it as replaying it needs."""
-
-    fingerprint: str
-    role: Role
-    embedding: np.ndarray
-    entities: list[tuple[str, str]]
-
-
-@dataclass
-class _Trail:
-    """A call's last consumed turns and its state before the oldest of them.
-
-    A history that differs from the consumed one only within these turns (a late final inserted
-    before the newest turns, an older request answered after a newer one) is served by replaying
-    ``base`` over the turns that still hold, reusing the embeddings of turns it has seen: at most
-    ``TRAIL`` cheap state updates, however long the call, instead of re-encoding every turn.
-    Memory: ``base`` plus ``TRAIL`` embeddings per call.
-    """
-
-    base: CallState
-    steps: list[_Step]
-
-    def kept(self, consumed: int, turns: Sequence[Turn]) -> int | None:
-        """How many of the ``consumed`` turns ``turns`` still starts with; None when it parts
-        from them before the trail's first turn (what the trail cannot replay)."""
-        first = consumed - len(self.steps)
-        if len(turns) < first:
-            return None
-        if first and turn_fingerprint(turns[first - 1]) != self.base.fingerprint:
-            return None  # it parts before the trail: ``base`` is not its state
-        for i, step in enumerate(self.steps):
-            if first + i == len(turns):
-                return len(turns)  # an older history: a prefix of the consumed one
-            if turn_fingerprint(turns[first + i]) != step.fingerprint:
-                return first + i
-        return consumed
-
-    def state_at(self, steps: int, vocabulary: Vocabulary) -> CallState:
-        """A new state: ``base`` advanced by the trail's first ``steps`` turns."""
-        state = copy.deepcopy(self.base, {id(self.base.specs): self.base.specs})
-        for step in self.steps[:steps]:
-            state.advance(step.role, step.embedding, vocabulary, step.entities)
-            state.fingerprint = step.fingerprint
-        return state
-
-    def push(self, step: _Step, vocabulary: Vocabulary) -> None:
-        """Remember a consumed turn; the oldest beyond ``TRAIL`` moves into ``base``."""
-        self.steps.append(step)
-        if len(self.steps) > TRAIL:
-            old = self.steps.pop(0)
-            self.base.advance(old.role, old.embedding, vocabulary, old.entities)
-            self.base.fingerprint = old.fingerprint
-
-
 @dataclass
 class _Pending:
     """One context in a batch: its state and the turns still to consume."""
@@ -131,7 +74,7 @@ class _Pending:
     state: CallState
     new_turns: Sequence[Turn]
     lock: threading.Lock
-    trail: _Trail | None = None
+    trail: Trail | None = None
     """The call's trail, advanced with the state; None for a state that is not the call's."""
     known: list[np.ndarray | None] = field(default_factory=list)
     """Per new turn, its embedding when it is a turn the trail took back (None: to encode)."""
@@ -148,7 +91,7 @@ class SuggestionEngine:
         self.encoder = encoder
         self.config = config
         self._calls: OrderedDict[str, tuple[CallState, threading.Lock]] = OrderedDict()
-        self._trails: dict[str, _Trail] = {}
+        self._trails: dict[str, Trail] = {}
         """Per call in ``_calls``: its trail, used under the call's lock."""
         self._calls_lock = threading.Lock()
         self._extractor: EntityExtractor | None = None
@@ -183,22 +126,30 @@ class SuggestionEngine:
     ) -> list[SuggestResult]:
         """Suggestions for many calls with one embedding pass over all their new turns.
 
+        ``queue_ms`` (per context, the micro-batcher's wait) is added to each result's latency:
+        ``queue_ms`` also counts the earlier passes of this batch it waited for (a call asked
+        twice is served in two passes), and ``total_ms`` runs until the whole batch is delivered.
+
         Raises:
-            InvalidContextError: a context has a turn with an unknown role or non-text.
+            InvalidContextError: a context has a turn with an unknown role or non-text, or a
+                call-start fact that is not a finite number within float32's range.
         """
+        began = time.perf_counter()
         for context in contexts:
             validate(context)
         results: list[SuggestResult | None] = [None] * len(contexts)
+        waited = [0.0] * len(contexts)
         for wave in _waves(contexts):  # a call appearing twice is served in order
+            earlier = (time.perf_counter() - began) * 1e3  # the passes this wave waited for
             for index, result in zip(wave, self._serve([contexts[i] for i in wave]), strict=True):
-                results[index] = result
-        if queue_ms is not None:
-            results = [
-                replace(r, latency=replace(r.latency, queue_ms=q, total_ms=r.latency.total_ms + q))
-                for r, q in zip(results, queue_ms, strict=True)
-                if r is not None
-            ]
-        return [r for r in results if r is not None]
+                results[index], waited[index] = result, earlier
+        delivered = (time.perf_counter() - began) * 1e3
+        queued = queue_ms if queue_ms is not None else [0.0] * len(contexts)
+        return [
+            _delivered(r, q + w, q + delivered)
+            for r, q, w in zip(results, queued, waited, strict=True)
+            if r is not None
+        ]
 
     def classify_intents(self, texts: Sequence[str]) -> list[IntentPrediction]:
         """Customer intent of each text (nearest intent centroid), without touching call state."""
@@ -265,7 +216,7 @@ class SuggestionEngine:
             begin = time.perf_counter()
             suggestions = self._realise(p, ranked[i], probabilities[i])
             done = time.perf_counter()
-            latency = LatencyBreakdown(
+            latency = LatencyBreakdown(  # total_ms: this pass; the batch's replaces it (_delivered)
                 total_ms=(decided - started + done - begin) * 1e3,
                 encode_ms=(encoded - started) * 1e3,
                 state_ms=(stated - encoded) * 1e3,
@@ -315,7 +266,7 @@ class SuggestionEngine:
             if entry is None:
                 entry = (CallState(self.model.specs), threading.Lock())
                 self._calls[context.call_id] = entry
-                self._trails[context.call_id] = _Trail(CallState(self.model.specs), [])
+                self._trails[context.call_id] = Trail(CallState(self.model.specs), [])
                 while len(self._calls) > self.config.max_calls:
                     self._trails.pop(self._calls.popitem(last=False)[0], None)
             self._calls.move_to_end(context.call_id)
@@ -333,7 +284,7 @@ class SuggestionEngine:
             raise
 
     def _resume(
-        self, context: SuggestContext, state: CallState, lock: threading.Lock, trail: _Trail
+        self, context: SuggestContext, state: CallState, lock: threading.Lock, trail: Trail
     ) -> _Pending:
         """Where ``context`` takes up the call's (locked) state: the turns it has not consumed.
 
@@ -362,15 +313,17 @@ class SuggestionEngine:
         return _Pending(context, state, turns[keep:], lock, trail, known)
 
     def _advance(self, pending: _Pending) -> None:
+        """Consume the new turns; the state's fingerprint chains every turn consumed."""
         entities = self._entities(pending.new_turns)
+        state = pending.state
         for turn, embedding, found in zip(pending.new_turns, pending.known, entities, strict=True):
             assert embedding is not None  # _encode filled it
-            pending.state.advance(turn.role, embedding, self.model.vocabulary, found)
+            state.advance(turn.role, embedding, self.model.vocabulary, found)
+            own = turn_fingerprint(turn)
+            state.fingerprint = chain_fingerprint(state.fingerprint, own)
             if pending.trail is not None:
-                step = _Step(turn_fingerprint(turn), turn.role, embedding, found)
+                step = Step(own, state.fingerprint, turn.role, embedding, found)
                 pending.trail.push(step, self.model.vocabulary)
-        if pending.new_turns:
-            pending.state.fingerprint = turn_fingerprint(pending.new_turns[-1])
 
     def _entities(self, turns: Sequence[Turn]) -> list[list[tuple[str, str]]]:
         missing = [i for i, t in enumerate(turns) if t.entities is None]
@@ -456,8 +409,10 @@ def validate(context: SuggestContext) -> None:
 
     Raises:
         InvalidContextError: a turn's role is not agent/customer, its text is not a string or
-            not valid Unicode (a lone surrogate), or ``k`` is not a positive number.
+            not valid Unicode (a lone surrogate), ``k`` is not a positive number, or a call-start
+            fact is not a number the model's float32 features can hold.
     """
+    _validate_facts(context)
     if context.k is not None and (
         isinstance(context.k, bool) or not isinstance(context.k, int) or context.k < 1
     ):
@@ -480,6 +435,36 @@ def validate(context: SuggestContext) -> None:
             )
 
 
+def _validate_facts(context: SuggestContext) -> None:
+    """Each call-start fact must be a finite number within :data:`~suggest.state.CONTEXT_LIMIT`:
+    a larger one (1e39, past float32's range) turned every score into NaN."""
+    facts = context.context
+    if not isinstance(facts, Mapping):
+        raise InvalidContextError(
+            f"call {context.call_id!r}: context is a {type(facts).__name__}, not name -> number",
+            hint="send call-start facts as an object of names to numbers, or leave them out",
+        )
+    for name, value in facts.items():
+        number = _as_float(value)
+        if number is None or not math.isfinite(number) or abs(number) > CONTEXT_LIMIT:
+            raise InvalidContextError(
+                f"call {context.call_id!r}: call-start fact {name!r}={value!r} is not a number "
+                f"within +-{CONTEXT_LIMIT:.3g}",
+                hint="send call-start facts as finite numbers the model can hold (float32), "
+                "or leave the fact out",
+            )
+
+
+def _as_float(value: object) -> float | None:
+    """A real number (not a bool) as a float; None otherwise, or past float's range."""
+    if not isinstance(value, Real) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an int of 400 digits
+        return None
+
+
 def _encodable(text: str) -> bool:
     """Whether ``text`` is valid Unicode: lone surrogates (from broken JSON) break the encoder."""
     try:
@@ -489,16 +474,18 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def turn_fingerprint(turn: Turn) -> str:
-    """Digest of one turn: the state remembers the last consumed one to detect rewrites."""
-    return hashlib.blake2b(f"{turn.role}\x00{turn.text}".encode(), digest_size=8).hexdigest()
-
-
 def suggestion_id(call_id: str, turn_index: int, model_version: str, rank: int) -> str:
     """Stable id of one suggestion (feedback refers to it)."""
     return hashlib.blake2b(
         f"{call_id}|{turn_index}|{model_version}|{rank}".encode(), digest_size=8
     ).hexdigest()
+
+
+def _delivered(result: SuggestResult, queue_ms: float, total_ms: float) -> SuggestResult:
+    """``result`` with the batch's timing: ``queue_ms`` the micro-batcher's wait plus the earlier
+    passes of its batch it waited for (a call asked twice in one batch is served in two passes);
+    ``total_ms`` from entering the micro-batcher to the whole batch's delivery."""
+    return replace(result, latency=replace(result.latency, queue_ms=queue_ms, total_ms=total_ms))
 
 
 def _waves(contexts: Sequence[SuggestContext]) -> list[list[int]]:

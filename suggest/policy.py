@@ -28,9 +28,15 @@ class LinearPolicy:
         self, features: np.ndarray, extra_logits: np.ndarray | None = None
     ) -> np.ndarray:
         """(n, n_actions) action probabilities; ``extra_logits`` (e.g. feedback bias) are added."""
-        scores = self.logits(features)
-        if extra_logits is not None:
-            scores = scores + extra_logits
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is handled below
+            scores = self.logits(features)
+            if extra_logits is not None:
+                scores = scores + extra_logits
+        if not np.isfinite(scores).all():
+            # A huge feature (a call-start fact near float32's limit) overflows a logit: inf - inf
+            # would make every probability NaN, which strict JSON cannot carry to the console.
+            limit = np.finfo(scores.dtype).max
+            scores = np.nan_to_num(scores, nan=0.0, posinf=limit, neginf=-limit)
         scores = scores - scores.max(axis=1, keepdims=True)
         exp = np.exp(scores)
         return exp / exp.sum(axis=1, keepdims=True)

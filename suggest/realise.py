@@ -4,7 +4,8 @@ For each of the policy's top actions, the exemplar (an agent turn from a *succes
 conversation, close to the action's centroid) whose preceding context is most like the current
 call is picked; the current agent's own successful phrasing wins near-ties. Entities are refilled
 from the call: exemplars store entity spans found at training time (delexicalisation), and a
-span is replaced by the call's latest value of that label. Personal labels (names, phone
+span is replaced by the call's latest value of that label; a DATE, TIME or MONEY span only when
+it and the call's value are both specific (a date for a date: "today" stays "today"). Personal labels (names, phone
 numbers, card numbers, ...) are never copied from another conversation: an exemplar whose personal
 slot cannot be refilled is not used, and :func:`refill` masks such a slot as ``[LABEL]``.
 """
@@ -45,6 +46,37 @@ _ADDRESS_BEFORE = re.compile(
     re.IGNORECASE,
 )
 _ADDRESS_AFTER = re.compile(r"\s*(?:[,.!?]|$)")
+
+# DATE/TIME/MONEY slots are refilled only same kind for same kind: a specific date, clock time or
+# amount for another. NER tags script words as DATE ("How are you today?", "daily", "a great day"),
+# and the call's latest DATE is as often relative ("last year"): "How are you last year?".
+SPECIFIC_LABELS = frozenset({"DATE", "TIME", "MONEY"})
+"""Labels whose slot and call value must both be specific (:func:`specific`) to be refilled."""
+_MONTH = (
+    r"jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t|tember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?"
+)
+_WEEKDAY = r"mon|tues?|wed(?:nes)?|thu(?:rs?)?|fri|sat(?:ur)?|sun"
+_ABSOLUTE_DATE = re.compile(
+    rf"\b(?:(?:{_MONTH})\b|(?:{_WEEKDAY})(?:day)?\b|(?:1[89]|20)\d\d\b|\d{{1,2}}(?:st|nd|rd|th)\b"
+    r"|\d{1,4}[/.-]\d{1,2}(?:[/.-]\d{1,4})?\b)",
+    re.IGNORECASE,
+)
+_CLOCK_TIME = re.compile(
+    r"\b(?:\d{1,2}(?::\d\d)?\s*(?:a\.?m\b\.?|p\.?m\b\.?|o'?clock\b)|\d{1,2}:\d\d\b|noon\b|midnight\b)",
+    re.IGNORECASE,
+)
+_RELATIVE = re.compile(
+    r"\b(?:today|tonight|tomorrow|yesterday|now|daily|weekly|monthly|yearly|annually|nightly|ago"
+    r"|last|next|this|these|that|those|every|each|past|previous|recent(?:ly)?|coming|current"
+    r"|later|soon|earlier|since|until|till|within|for|per|a|an|some|few|several|many)\b",
+    re.IGNORECASE,
+)
+_AMOUNT = re.compile(
+    r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty"
+    r"|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|million|half)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +206,9 @@ def refill(
 ) -> str:
     """``text`` with each refillable slot replaced by the call's value of its label.
 
-    Only labels of :func:`fillable_labels` take the call's value. Other slots of
+    Only labels of :func:`fillable_labels` take the call's value, and a DATE, TIME or MONEY slot
+    only where its words and the call's value are both :func:`specific` (a date for a date, an
+    amount for an amount: never "today" for "last year"). Other slots of
     :data:`REFILL_LABELS` keep their original words (``keep_missing``) or become ``[LABEL]``;
     a personal slot without a value always becomes ``[LABEL]``, whatever its label; other labels
     (organisations, places) always stay.
@@ -193,6 +227,10 @@ def refill(
         if not personal and slot.label not in REFILL_LABELS:
             continue
         value = _call_value(entity_values, slot.label) if slot.label in fillable else None
+        if value is not None and slot.label in SPECIFIC_LABELS and not (
+            specific(slot.label, text[slot.start : slot.end]) and specific(slot.label, value)
+        ):
+            value = None  # "today" keeps its word, and so does "1 May" for the call's "last year"
         if value is None and keep_missing and not personal:
             continue
         pieces.append(text[position : slot.start])
@@ -223,6 +261,20 @@ def fillable_labels(text: str, slots: Sequence[Slot]) -> frozenset[str]:
         ):
             unfit.add(slot.label)
     return frozenset(label for label, seen in words.items() if len(seen) == 1) - unfit
+
+
+def specific(label: str, words: str) -> bool:
+    """Whether ``words`` of a DATE, TIME or MONEY span name one date, clock time or amount.
+
+    A date: a month, weekday, year, ordinal day or numeric date ("March 3", "2018", "the 5th");
+    a time: a clock time ("3 pm", "10:30", "noon"); either without a relative or vague word
+    ("today", "last year", "every Monday", "a few days", "daily", "now"). An amount: a number,
+    in digits or words ("$20", "fifty cents"), not "some money" or "a few dollars".
+    """
+    if label == "MONEY":
+        return bool(_AMOUNT.search(words))
+    pattern = _CLOCK_TIME if label == "TIME" else _ABSOLUTE_DATE
+    return bool(pattern.search(words)) and not _RELATIVE.search(words)
 
 
 def _call_value(entity_values: Mapping[str, str], label: str) -> str | None:

@@ -7,6 +7,7 @@ replays every conversation through the same :class:`CallState`, so train and ser
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -16,6 +17,12 @@ from suggest.specs import Specifications
 from suggest.types import Role
 
 NO_ROLE, CUSTOMER_ROLE, AGENT_ROLE = 0, 1, 2
+CONTEXT_LIMIT = float(np.finfo(np.float32).max)
+"""Largest magnitude of a call-start fact: the features are float32 (a larger one became inf,
+and every score NaN). The engine rejects larger ones; :func:`context_block` clips defensively."""
+CUSTOMER_ONLY_REFILL = frozenset({"PERSON", "MONEY"})
+"""Labels whose refill value comes only from the customer's turns: a suggestion never addresses
+the agent by name, nor puts the agent's own earlier amount ("the $2 task payment") in a line."""
 
 
 @dataclass(frozen=True)
@@ -58,10 +65,12 @@ class CallState:
     entity_values: dict[str, str] = field(default_factory=dict)
     """Latest value per entity label said by either side (the state's entity-presence block)."""
     refill_values: dict[str, str] = field(default_factory=dict)
-    """Latest value per label for refilling suggestion templates: as ``entity_values``, but a
-    PERSON only from the customer's turns, so a suggestion never addresses the agent by name."""
+    """Latest value per label for refilling suggestion templates: as ``entity_values``, but the
+    labels of :data:`CUSTOMER_ONLY_REFILL` only from the customer's turns (which DATE, TIME and
+    MONEY values may replace which words is :func:`suggest.realise.refill`'s rule)."""
     fingerprint: str = ""
-    """Chained hash of the turns consumed: detects a context that is not an extension."""
+    """Chained hash of the turns consumed (``suggest.trail.chain_fingerprint``, set by the
+    engine): detects a context that is not an extension, wherever it parts."""
     context: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     """The ``context`` and ``context_present`` blocks (``set_context``); zeros until set."""
 
@@ -104,7 +113,7 @@ class CallState:
         )
         for label, value in entities:
             self.entity_values[label] = value
-            if label != "PERSON" or role == "customer":
+            if label not in CUSTOMER_ONLY_REFILL or role == "customer":
                 self.refill_values[label] = value
         self.turns += 1
         return cluster
@@ -161,11 +170,16 @@ class CallState:
 
 
 def context_block(names: tuple[str, ...], values: Mapping[str, float]) -> np.ndarray:
-    """Each named value (0 when absent), then a presence bit per name, in ``names`` order."""
+    """Each named value (0 when absent), then a presence bit per name, in ``names`` order.
+
+    A value past float32's range is clipped to :data:`CONTEXT_LIMIT` and a NaN counts as absent
+    (the engine rejects both before they get here; other callers must not turn scores into NaN).
+    """
     block = np.zeros(2 * len(names), np.float32)
     for i, name in enumerate(names):
-        if name in values:
-            block[i] = float(values[name])
+        value = float(values[name]) if name in values else math.nan
+        if not math.isnan(value):
+            block[i] = min(max(value, -CONTEXT_LIMIT), CONTEXT_LIMIT)
             block[len(names) + i] = 1.0
     return block
 

@@ -28,13 +28,17 @@ def clean_id(value: object) -> str | None:
 CONTEXT_PREFIX = "context."
 """Parameters named ``context.<name>`` carry the call-start facts of ``CallStartedFrame.context``."""
 MAX_CONTEXT_FACTS = 64
+MAX_CONTEXT_MAGNITUDE = 3.4028234663852886e38
+"""Largest call-start fact kept: float32's maximum, the suggestion models' feature type (the
+engine refuses a larger one, which made every score NaN; telephony cannot import it from there)."""
 
 
 def call_context(*blocks: object) -> dict[str, float]:
     """Call-start facts from the far end's parameter objects (``context.<name>`` -> number).
 
     Telephony platforms send custom parameters as strings, so numbers are parsed; a value that
-    is not a finite number is left out (logged), never an error: the call goes on without it.
+    is not a finite number, or is beyond :data:`MAX_CONTEXT_MAGNITUDE`, is left out (logged),
+    never an error: the call goes on without it.
     """
     context: dict[str, float] = {}
     for block in blocks:
@@ -47,6 +51,13 @@ def call_context(*blocks: object) -> dict[str, float]:
             number = _finite_number(value)
             if number is None:
                 log.warning("call-start fact %r is not a number (%r): left out", name, value)
+            elif abs(number) > MAX_CONTEXT_MAGNITUDE:
+                log.warning(
+                    "call-start fact %r=%r is beyond +-%.3g, more than a suggestion model can hold: left out",
+                    name,
+                    value,
+                    MAX_CONTEXT_MAGNITUDE,
+                )
             else:
                 context[name] = number
     return context
@@ -57,6 +68,6 @@ def _finite_number(value: object) -> float | None:
         return None
     try:
         number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int past float's range
         return None
     return number if math.isfinite(number) else None

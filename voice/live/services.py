@@ -62,9 +62,15 @@ class LiveServices:
         Path(config.data_dir).mkdir(parents=True, exist_ok=True)
         store = Store.open(config.database_url)
         suggestions = SuggestionRouter.load(config) if (config.suggest_model or config.models_root) else None
-        return cls(config=config, hub=EventHub(), registry=CallRegistry(), store=store,
-                   live_store=LiveCallStore(store), extractor=entity_extractor(),
-                   asr=AsrRuntime.load(config), suggestions=suggestions)
+        services = cls(config=config, hub=EventHub(), registry=CallRegistry(), store=store,
+                       live_store=LiveCallStore(store), extractor=entity_extractor(),
+                       asr=AsrRuntime.load(config), suggestions=suggestions)
+        if suggestions is not None and suggestions.split is not None:
+            from voice.store.feedback import FeedbackStore
+
+            # Each call's A/B arm, recorded at its start (`voice ab report` counts it from there).
+            suggestions.record_assignments(FeedbackStore(store), services.db_executor)
+        return services
 
     def build_pipeline(self, started: CallStartedFrame, output: CallOutput) -> Pipeline:
         """The processors of one call: ASR -> NLU -> suggestions -> recorder."""

@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,6 +156,10 @@ class SuggestionRouter:
     """tenant -> the model directories its calls asked for, oldest first (for a change of model)."""
     _configured: str | None = None
     """The configured model (``suggest_model``) new calls get, as last resolved."""
+    _assignments: Any = None
+    """Where live A/B assignments are recorded (``voice.store.feedback.FeedbackStore``), or None."""
+    _db_executor: Executor | None = None
+    """The live server's database writer thread the assignments are written on."""
     _closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _loader: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "model-load"))
@@ -185,6 +189,13 @@ class SuggestionRouter:
         for model in [*router._arm_models.values(), *([router._configured] if router._configured else [])]:
             router._slot(model).ready.result()
         return router
+
+    def record_assignments(self, assignments: Any, executor: Executor) -> None:
+        """Record the A/B arm of every call :meth:`for_call` serves from now on, at call start, on
+        ``executor`` (the server's database writer): ``assignments.assign(experiment, unit,
+        unit_id, arm, model)``. Unrecorded, ``voice ab report`` could count a call only once its
+        suggestions were shown, which conditions the comparison on an event after assignment."""
+        self._assignments, self._db_executor = assignments, executor
 
     def choose(self, started: CallStartedFrame) -> tuple[str | None, str | None]:
         """(model directory, arm name) for a call, or (None, None) when its tenant has no model.
@@ -245,9 +256,37 @@ class SuggestionRouter:
         model, arm = self.choose(started)
         if model is None:
             return None, None
+        if arm is not None:
+            self._record(started, arm)
         slot = self._hold(model, arm, started.tenant)
         self._sweep()  # e.g. a tenant back on a model still loaded: the one it leaves may go
         return slot.classify, SuggestProcessor(service=slot, arm=arm, end_call=self._ender(slot))
+
+    def _record(self, started: CallStartedFrame, arm: str) -> None:
+        """Queue the call's assignment on the database writer; never waits for it, and a failure
+        is logged, never the call's (its suggestions are served all the same)."""
+        if self._assignments is None or self._db_executor is None:
+            return
+        split = self.split
+        unit_id = split.unit_id(started.call_id, started.agent_id)
+        chosen = split.arm_named(arm)
+        model = chosen.model if chosen is not None else self._arm_models.get(arm, "")
+        try:
+            written = self._db_executor.submit(self._assignments.assign, split.experiment, split.unit,
+                                               unit_id, arm, model)
+        except RuntimeError as exc:  # the writer is shut down: the server is stopping
+            log.warning("A/B assignment of %s %s to arm %s not recorded: %s", split.unit, unit_id, arm, exc)
+            return
+
+        def recorded(done: Future[Any]) -> None:
+            if done.exception() is not None:
+                log.error("A/B assignment of %s %s to arm %s of %s not recorded (%s); `voice ab report` "
+                          "will not count the call", split.unit, unit_id, arm, split.experiment, done.exception())
+            elif done.result() != arm:
+                log.warning("%s %s was recorded in arm %s of %s before; the report counts it there, "
+                            "this call is served arm %s", split.unit, unit_id, done.result(), split.experiment, arm)
+
+        written.add_done_callback(recorded)
 
     def _hold(self, model: str, arm: str | None, tenant: str) -> _ModelSlot:
         """The call's slot, counted as in use: chosen and counted under one lock, so that it can
