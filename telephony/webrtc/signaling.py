@@ -22,6 +22,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from telephony.far_end import MAX_CONTEXT_MAGNITUDE
 from telephony.settings import TelephonySettings
 from telephony.webrtc.transport import WebRtcIngress, WebRtcOffer
 from voice.errors import VoiceError
@@ -30,7 +31,9 @@ from voice.transport import CallHandler
 MAX_SDP_CHARS = 100_000
 _ID_PATTERN = r"^[A-Za-z0-9_.@:+-]+$"
 FactName = Annotated[str, Field(min_length=1, max_length=128, pattern=_ID_PATTERN)]
-FactValue = Annotated[float, Field(allow_inf_nan=False)]
+FactValue = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_CONTEXT_MAGNITUDE, le=MAX_CONTEXT_MAGNITUDE)]
+"""A call-start fact: a finite number a suggestion model's float32 features can hold (1e39 made
+every score NaN), as the other ingresses keep (:func:`telephony.far_end.call_context`)."""
 
 
 class OfferRequest(BaseModel):

@@ -134,6 +134,14 @@ def test_a_fact_past_float32_is_left_out_at_ingress_and_refused_by_the_engine(
         assert call_context({"context.tier": "1e39", "context.big": 10**400, "context.ok": "3e38"}) == {"ok": 3e38}
     assert "beyond" in caplog.text
 
+    from pydantic import ValidationError
+
+    from telephony.webrtc.signaling import OfferRequest
+
+    assert OfferRequest(sdp="v=0", context={"tier": 3e38}).context == {"tier": 3e38}
+    with pytest.raises(ValidationError, match="tier"):  # the WebRTC offer's JSON: a 422
+        OfferRequest(sdp="v=0", context={"tier": 1e39})
+
     turns = (_A("Hi! Have you heard of Save the Children?"), _C("No, what is that?"))
     for bad in (1e39, -1e300, 10**400, math.inf, math.nan, "2", True, None):
         with pytest.raises(InvalidContextError, match="call-start fact 'tier'"):
