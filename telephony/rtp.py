@@ -22,6 +22,9 @@ MAX_MISORDER = 100
 """A backward jump beyond this many packets may be a restarted stream, not a late packet (A.1)."""
 DTMF_EVENTS = "0123456789*#ABCD"
 """RFC 4733 events 0-15 as keypad characters."""
+REPORTED_KEPT = 16
+"""Events a :class:`DtmfDetector` remembers after reporting them: their repeated end packets are
+dropped, and their durations can be asked for."""
 
 
 @dataclass(frozen=True)
@@ -291,13 +294,15 @@ class DtmfDetector:
 
     An event is identified by its RTP timestamp (RFC 4733 2.5.1.3); senders repeat its end packet
     three times. A digit is reported at its first end packet, or when a new event starts before
-    any end packet of the previous one arrived (all of them lost).
+    any end packet of the previous one arrived (all of them lost). Its duration, which the
+    end packet carries in full (the others so far), is kept for :meth:`duration_of`.
     """
 
     def __init__(self) -> None:
         self._current: int | None = None  # timestamp of the event in progress
         self._current_digit: str | None = None
-        self._reported: deque[int] = deque(maxlen=16)
+        self._current_duration = 0
+        self._reported: dict[int, int] = {}  # timestamp -> duration of the last REPORTED_KEPT events
 
     def push(self, packet: RtpPacket) -> list[tuple[str, int]]:
         """Digits completed by ``packet`` as (digit, event start timestamp) pairs."""
@@ -305,9 +310,12 @@ class DtmfDetector:
         completed: list[tuple[str, int]] = []
         if packet.timestamp in self._reported:
             return completed  # a repeated end packet, or a straggler of a reported event
-        if self._current is not None and packet.timestamp != self._current:
-            completed += self._report_current()
+        if packet.timestamp != self._current:
+            if self._current is not None:
+                completed += self._report_current()
+            self._current_duration = 0
         self._current, self._current_digit = packet.timestamp, event.digit
+        self._current_duration = max(self._current_duration, event.duration)  # reordered packets
         if event.end:
             completed += self._report_current()
         return completed
@@ -316,9 +324,16 @@ class DtmfDetector:
         """End of stream: report an event whose end packets never came."""
         return self._report_current() if self._current is not None else []
 
+    def duration_of(self, timestamp: int) -> int | None:
+        """Duration in timestamp units of the reported event that started at ``timestamp`` (its
+        end packet's, or the longest seen when its end packets were lost); ``None`` if unknown."""
+        return self._reported.get(timestamp)
+
     def _report_current(self) -> list[tuple[str, int]]:
         timestamp, digit = self._current, self._current_digit
         self._current = self._current_digit = None
         assert timestamp is not None
-        self._reported.append(timestamp)
+        self._reported[timestamp] = self._current_duration
+        if len(self._reported) > REPORTED_KEPT:
+            del self._reported[next(iter(self._reported))]
         return [(digit, timestamp)] if digit is not None else []

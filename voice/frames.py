@@ -156,7 +156,17 @@ class DtmfFrame(DataFrame):
 
     digit: str
     leg: str
+    """The leg the press came from: the leg whose audio carries its tone, where it is sent in-band too."""
     audio_time: float
+    """When the key was pressed: the tone's start where ``at_tone_start``, otherwise when a message
+    reported the press (Twilio ``dtmf``: about when the tone ended; SIP INFO: when it arrived)."""
+    duration: float | None = None
+    """Seconds the tone lasted, where the transport says (RFC 4733's end event, SIP INFO ``Duration=``)."""
+    at_tone_start: bool = False
+    """``audio_time`` was read from the media's own timestamps (RFC 4733): the tone's start on the
+    leg's timeline, not a message's arrival."""
+    masked_audio: list[tuple[float, float]] = field(default_factory=list)
+    """Spans of the leg's audio (seconds) that redaction masked, the tone's: the recorder silences them."""
 
 
 @dataclass(kw_only=True)

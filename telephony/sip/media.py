@@ -98,7 +98,7 @@ class RtpStreamDecoder:
         position = self._position(packet, self._arrivals.pop((packet.ssrc, packet.sequence), None))
         if packet.payload_type == self.dtmf_pt:
             detector = self._dtmf.setdefault(packet.ssrc, DtmfDetector())
-            return [self._dtmf_frame(digit, ts, packet.ssrc) for digit, ts in detector.push(packet)]
+            return [self._dtmf_frame(digit, ts, packet.ssrc, detector) for digit, ts in detector.push(packet)]
         pcm = codecs.decode(self.codec, packet.payload)
         return list(self.audio.push(pcm, position))
 
@@ -106,7 +106,7 @@ class RtpStreamDecoder:
         """End of the leg: pending digits, the resampler's tail, then ``EndOfInputFrame``."""
         frames: list[Frame] = []
         for ssrc, detector in self._dtmf.items():
-            frames += [self._dtmf_frame(digit, ts, ssrc) for digit, ts in detector.flush()]
+            frames += [self._dtmf_frame(digit, ts, ssrc, detector) for digit, ts in detector.flush()]
         frames += self.audio.flush()
         frames.append(
             EndOfInputFrame(leg=self.leg, audio_time=max(audio_time, self.audio.next_position))
@@ -118,7 +118,7 @@ class RtpStreamDecoder:
         detector = self._dtmf.pop(ssrc, None)
         frames: list[Frame] = []
         if detector is not None:
-            frames = [self._dtmf_frame(digit, ts, ssrc) for digit, ts in detector.flush()]
+            frames = [self._dtmf_frame(digit, ts, ssrc, detector) for digit, ts in detector.flush()]
         self._origin.pop(ssrc, None)
         self._last_ts.pop(ssrc, None)
         for key in [key for key in self._arrivals if key[0] == ssrc]:
@@ -158,10 +158,14 @@ class RtpStreamDecoder:
                      self.leg, packet.ssrc, position)
         return position
 
-    def _dtmf_frame(self, digit: str, timestamp: int, ssrc: int) -> DtmfFrame:
+    def _dtmf_frame(self, digit: str, timestamp: int, ssrc: int, detector: DtmfDetector) -> DtmfFrame:
+        """The digit at its tone's start on the leg's timeline, with the tone's duration (redaction
+        silences the tone where a peer sends it in-band too)."""
         origin_position, origin_ts = self._origin.get(ssrc, (0.0, timestamp))
         delta = (timestamp - origin_ts + 0x80000000) % 0x100000000 - 0x80000000
-        return DtmfFrame(digit=digit, leg=self.leg, audio_time=origin_position + delta / CLOCK_RATE)
+        units = detector.duration_of(timestamp)
+        return DtmfFrame(digit=digit, leg=self.leg, audio_time=origin_position + delta / CLOCK_RATE,
+                         duration=None if units is None else units / CLOCK_RATE, at_tone_start=True)
 
 
 class RtpReceiver(asyncio.DatagramProtocol):

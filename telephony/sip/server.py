@@ -395,12 +395,14 @@ class SipServer:
             return
         self._respond(request, channel, 200, "OK")
         match = re.search(rb"(?im)^signal\s*=\s*([0-9*#A-D])", request.body)
+        held = re.search(rb"(?im)^duration\s*=\s*(\d{1,4})\s*$", request.body)  # dtmf-relay, ms; 10 s+ not believed
         if match and call.sink is not None and call.plan.legs:
-            call.sink.push(
+            call.sink.push(  # timed by the INFO's arrival on the call clock, not by the tone
                 DtmfFrame(
                     digit=match.group(1).decode().upper(),
                     leg=call.plan.legs[0].leg,
                     audio_time=max(call.clock(), 0.0),
+                    duration=int(held.group(1)) / 1000 if held else None,
                 )
             )
 

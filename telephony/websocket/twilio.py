@@ -204,6 +204,7 @@ class TwilioSerializer(FrameSerializer):
         if len(digit) != 1 or digit.upper() not in "0123456789*#ABCD":
             raise ProtocolError(f"dtmf digit {digit!r} is not a keypad digit")
         leg = _track(dtmf.get("track", "inbound"))
+        # No duration, and timed by the audio received so far: Twilio sends it about when the tone ends.
         return [
             DtmfFrame(
                 digit=digit.upper(),

@@ -114,6 +114,7 @@ class AudioSpool:
         self._clock = clock
         self._started = clock()
         self._warned: set[tuple[str, str]] = set()  # (kind, leg) warnings already logged
+        self._early_masks: dict[str, list[tuple[float, float]]] = {}  # masks of legs with no audio yet
 
     @property
     def has_audio(self) -> bool:
@@ -158,12 +159,16 @@ class AudioSpool:
 
     def mask(self, leg_name: str, start: float, end: float) -> None:
         """Silence ``start``-``end`` seconds of a leg, on disk within one write (redaction). Audio
-        of that span arriving later is silenced too. Never blocks on I/O."""
+        of that span arriving later is silenced too, on a leg with no audio yet as well. Never
+        blocks on I/O."""
         leg = self.legs.get(leg_name)
-        if leg is None or self._done or not end > start:
+        if self._done or not end > start:
+            return
+        if leg is None:  # a key pressed before the leg's first audio got here: applied when it does
+            self._early_masks.setdefault(leg_name, []).append((start, end))
             return
         with leg.queue_lock:
-            span = (max(0, int(start * leg.rate)), int(math.ceil(end * leg.rate)))
+            span = _samples(start, end, leg.rate)
             leg.masks.append(span)
             leg.new_masks.append(span)
             due = not leg.scheduled
@@ -210,7 +215,9 @@ class AudioSpool:
 
     def _new_leg(self, name: str, rate: int) -> _Leg:
         path = self.directory / part_file_name(self.call_id, name, rate)
-        return _Leg(name, path, rate, max(1, int(self.flush_seconds * rate)))
+        leg = _Leg(name, path, rate, max(1, int(self.flush_seconds * rate)))
+        leg.masks += [_samples(start, end, rate) for start, end in self._early_masks.pop(name, [])]
+        return leg
 
     def _add_to_manifest(self, leg: _Leg) -> None:
         """Name the leg's part file in the manifest (executor thread, once per leg, before its first
@@ -429,6 +436,11 @@ def write_call_wav(path: Path, tracks: list[Generator[np.ndarray, None, None]]) 
                     frame[: len(b), i] = b
             out.write(frame)
     tmp.replace(path)
+
+
+def _samples(start: float, end: float, rate: int) -> tuple[int, int]:
+    """Seconds ``start``-``end`` as a leg's sample range, rounded outwards."""
+    return max(0, int(start * rate)), int(math.ceil(end * rate))
 
 
 def _touched(masks: list[tuple[int, int]], chunks: list[tuple[int, np.ndarray]]) -> list[tuple[int, int]]:

@@ -4,7 +4,8 @@ The work runs on a thread pool; the final transcript is forwarded at once and th
 follows when ready, so understanding never delays the transcript on the agent's screen. With
 redaction on (voice/processors/redact.py) a final waits for its entities instead, so that no
 clear card number goes further down the pipeline; partials are masked on the way through, and
-key presses (DTMF) lose their digit.
+key presses (DTMF) lose their digit and list their tone's audio (:func:`dtmf_tone_span`) for the
+recorder to silence, as a final lists the audio of its masked words.
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ log = logging.getLogger(__name__)
 MASKED_DTMF = "[DTMF]"
 """The ``digit`` of a key press when redacting: that a key was pressed, never which (a mask, so
 it cannot be read as the ``*`` or ``#`` key)."""
+UNTIMED_DTMF_PAD = 1.0
+"""Seconds silenced on either side of a key press timed by a message rather than by its tone
+(Twilio ``dtmf``, SIP INFO; the RFC 4733 events of RTP give the tone's start and get AUDIO_PAD).
+Twilio sends ``dtmf`` about when the tone ends and says nothing of its length; a SIP INFO is
+timed by its arrival, on a path apart from the audio's, early or late by the jitter buffer and
+the far end's detection. A key pressed by hand sounds 0.1-0.5 s, so a second before covers it
+with room; a second after covers audio the message overtook. A key held longer keeps its start
+audible, which the window trades for not losing speech around every press."""
 IntentFn = Callable[[str], tuple[str, float] | None]
 """Text of a customer turn -> (intent name, confidence), or None when there is no intent model."""
 
@@ -57,7 +66,7 @@ class NluProcessor(FrameProcessor):
             await self.close()  # the last turn's understanding belongs to the call: emit it first
         if self.redactor is not None:
             if isinstance(frame, DtmfFrame):  # a card number keyed in goes out key by key
-                frame = dataclasses.replace(frame, digit=MASKED_DTMF)
+                frame = dataclasses.replace(frame, digit=MASKED_DTMF, masked_audio=[dtmf_tone_span(frame)])
             elif isinstance(frame, TranscriptPartialFrame):
                 frame = self.redactor.partial(frame)
             elif isinstance(frame, TranscriptFinalFrame) and (frame.words or frame.text.strip()):
@@ -128,3 +137,14 @@ class NluProcessor(FrameProcessor):
         """Wait for understanding still in flight (the call's end waits for its last turn)."""
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
+
+
+def dtmf_tone_span(frame: DtmfFrame) -> tuple[float, float]:
+    """The span of ``frame.leg``'s audio that may carry the press's tone, padded (seconds).
+
+    From the tone's start (RFC 4733): the tone, padded by AUDIO_PAD as a masked word is. From a
+    message's time (Twilio, SIP INFO): :data:`UNTIMED_DTMF_PAD` around it, plus the duration a
+    SIP INFO gives.
+    """
+    pad = AUDIO_PAD if frame.at_tone_start else UNTIMED_DTMF_PAD
+    return max(0.0, frame.audio_time - pad), frame.audio_time + (frame.duration or 0.0) + pad

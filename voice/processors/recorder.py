@@ -22,6 +22,7 @@ from voice.frames import (
     AudioFrame,
     CallEndedFrame,
     CallStartedFrame,
+    DtmfFrame,
     Frame,
     NluFrame,
     Role,
@@ -74,10 +75,10 @@ class CallRecorder(FrameProcessor):
             self._db(self._start_row)
         elif isinstance(frame, TranscriptFinalFrame):
             self.finals.append(frame)
-            if self.spool is not None:
-                for start, end in frame.masked_audio:
-                    self.spool.mask(frame.leg, start, end)
+            self._silence(frame.leg, frame.masked_audio)
             self._db(self._with_row, self.live_store.add_turn, self._call_id, _live_turn(frame))
+        elif isinstance(frame, DtmfFrame):
+            self._silence(frame.leg, frame.masked_audio)  # a key's tone, when redacting
         elif isinstance(frame, NluFrame):
             self.nlu[frame.turn_id] = frame
             self._db(self._with_row, self.live_store.set_turn_nlu, self._call_id, frame.turn_id, frame.intent,
@@ -101,6 +102,12 @@ class CallRecorder(FrameProcessor):
         log.warning("call %s was cut off before it ended: saving the %d turns it holds", self._call_id,
                     len(self.finals))
         await self.process_frame(CallEndedFrame(call_id=self._call_id, reason="cut off", audio_time=audio_time))
+
+    def _silence(self, leg: str, spans: list[tuple[float, float]]) -> None:
+        """Silence what redaction masked (the timeline stays: the samples become zeros)."""
+        if self.spool is not None:
+            for start, end in spans:
+                self.spool.mask(leg, start, end)
 
     @property
     def _call_id(self) -> str:
