@@ -99,14 +99,17 @@ class AckTimers:
             False when Timer H passed without an ACK while the call was still alive.
         """
         acked = self._waiting.setdefault(key, asyncio.Event())
-        interval, waited = T1, 0.0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 64 * T1  # Timer H, on the clock: a busy loop must not stretch it
+        interval = T1  # Timer G
         try:
-            while waited < 64 * T1:
+            while (remaining := deadline - loop.time()) > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(acked.wait(), interval)
+                    await asyncio.wait_for(acked.wait(), min(interval, remaining))
                 if acked.is_set() or not alive():
                     return True
-                waited += interval
+                if loop.time() >= deadline:
+                    break
                 channel.send(response)
                 interval = min(interval * 2, T2)
             return False

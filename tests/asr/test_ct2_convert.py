@@ -4,6 +4,7 @@ int8 transfer file keeps the transcript (real weights, JFK clip)."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,10 +49,14 @@ def jfk(shared_data: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def torch_words(weights: WhisperWeights, jfk: np.ndarray) -> list:
+def torch_words(weights: WhisperWeights, jfk: np.ndarray) -> Iterator[list]:
+    previous = torch.get_num_threads()  # process-wide: restored when the module is done
     torch.set_num_threads(2)
-    decoder = TorchWhisperDecoder(weights, TorchBackendConfig(device="cpu"))
-    return decoder.transcribe_windows([jfk], [None], [GREEDY])[0].words
+    try:
+        decoder = TorchWhisperDecoder(weights, TorchBackendConfig(device="cpu"))
+        yield decoder.transcribe_windows([jfk], [None], [GREEDY])[0].words
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_dimensions_and_names_follow_hugging_face(weights: WhisperWeights) -> None:

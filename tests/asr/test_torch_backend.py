@@ -4,6 +4,7 @@ nothing, and it plugs into StreamingTranscriber as its TurnDecoder (short clips 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,17 @@ JFK_CUT = 3.2  # a pause in JFK's speech: "And so my fellow Americans." ends bef
 
 
 @pytest.fixture(scope="module")
-def decoder() -> TorchWhisperDecoder:
+def decoder() -> Iterator[TorchWhisperDecoder]:
+    previous = torch.get_num_threads()  # process-wide: restored when the module is done
     torch.set_num_threads(2)
     try:
-        return TorchWhisperDecoder.load("tiny.en", TorchBackendConfig(device="cpu"))
-    except ModelNotFoundError as exc:
-        pytest.skip(str(exc))
+        try:
+            loaded = TorchWhisperDecoder.load("tiny.en", TorchBackendConfig(device="cpu"))
+        except ModelNotFoundError as exc:
+            pytest.skip(str(exc))
+        yield loaded
+    finally:
+        torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

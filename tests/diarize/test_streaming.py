@@ -5,6 +5,7 @@ The sample (30 s, two speakers, 16 kHz mono) is replayed in 20 ms chunks, as a l
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +37,15 @@ def sample(shared_data: Path) -> tuple[np.ndarray, Annotation]:
 
 
 @pytest.fixture(scope="module")
-def attributor() -> OnlineSpeakerAttributor:
+def attributor() -> Iterator[OnlineSpeakerAttributor]:
     # One torch thread, as the server runs it: with the default two on the shared 2-core
-    # machine this module took 280 s instead of about 15.
+    # machine this module took 280 s instead of about 15. Process-wide: restored afterwards.
+    previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    return OnlineSpeakerAttributor(SpeakerEmbedder.load())
+    try:
+        yield OnlineSpeakerAttributor(SpeakerEmbedder.load())
+    finally:
+        torch.set_num_threads(previous)
 
 
 def replay(attributor: OnlineSpeakerAttributor, audio: np.ndarray) -> list[SpeakerTurn]:

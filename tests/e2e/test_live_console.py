@@ -36,7 +36,6 @@ MODEL_CONVERSATIONS = 200
 @pytest.fixture(scope="module")
 def suggestion_model(shared_data: Path) -> Path:
     """A real model on a slice of PersuasionForGood, trained once and cached under artifacts/."""
-    pytest.importorskip("voice.live.asr_runtime", reason="the live ASR runtime is not wired yet")
     from voice.batch.demo_model import cached_pfg_model
 
     return cached_pfg_model(shared_data / "dialogues" / "persuasionforgood", ARTIFACTS / "cache" / "models",

@@ -269,7 +269,9 @@ def test_two_requests_of_one_call_in_a_batch_report_the_pass_they_waited_for(
     wall = (time.perf_counter() - began) * 1e3
     one, two = (r.latency for r in results)
     assert two.queue_ms >= 5.0 + 50.0  # it waited for the first request's pass
-    assert one.queue_ms == pytest.approx(5.0, abs=5.0)
+    # It waited for no pass: its own wait plus only the batch's checks, less than one 50 ms pass
+    # (the rest of that is margin for a loaded core; the checks alone take well under 1 ms).
+    assert 5.0 <= one.queue_ms < 5.0 + 50.0
     for latency in (one, two):  # both are delivered when the batch is: after both passes
         assert 5.0 + 100.0 <= latency.total_ms <= 5.0 + wall + 1.0
 

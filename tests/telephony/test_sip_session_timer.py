@@ -164,8 +164,10 @@ def test_we_refresh_with_update_when_the_uac_asks_refresher_uas() -> None:
     # RFC 4028 7.4: in our UPDATE we are the UAC, so refresher=uac names us
     assert first.get("Session-Expires") == "2;refresher=uac" and first.get("Contact")
     assert {request.method for request in seen[:-1]} == {"UPDATE"} and seen[0].get("CSeq") == "2 UPDATE"
-    # Our 2xx-less second refresh: BYE at 2 - min(32, 2/3) s after the 200 to the first one.
-    assert 1.2 < bye_after < 1.6 and call.closed_reason == SESSION_EXPIRED
+    # Our 2xx-less second refresh: BYE at 2 - min(32, 2/3) s after the 200 to the first one, so
+    # not before 1.33 s, and before the 2 s interval itself runs out (RFC 4028 10). That upper
+    # bound leaves 0.67 s for a loaded core; the exact 1.33 s is not asserted on the wall clock.
+    assert 1.2 < bye_after < 2.0 and call.closed_reason == SESSION_EXPIRED
 
 
 async def final(peer: SipPeer, cseq: str) -> SipMessage:

@@ -22,6 +22,10 @@ pytestmark = pytest.mark.e2e
 HOLD = PCMU_OFFER.replace("a=sendrecv", "a=inactive")
 T1, T2 = 0.02, 0.08
 TIMER_H = 64 * T1
+SLACK = 0.5
+"""How late (s) a timer may fire, or a message sent on time arrive, when the event loop shares a
+loaded core (CI: a 2-core runner; at 3 busy loops on the test's core it is tens of ms). Generous on
+purpose: these tests check what the timers do and in what order, not how punctually."""
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +48,29 @@ async def drain(queue: asyncio.Queue[SipMessage], seconds: float) -> list[SipMes
     return seen
 
 
+async def settle(queue: asyncio.Queue[SipMessage]) -> None:
+    """Let a send already scheduled arrive, then forget everything received so far.
+
+    What was sent before our ACK or 200 got in is forgotten whatever the load: that message is
+    read in the loop's next turn, long before the sleep ends, so anything received later was sent
+    after it."""
+    await asyncio.sleep(0.05)
+    while not queue.empty():
+        queue.get_nowait()
+
+
+async def arrivals(queue: asyncio.Queue[SipMessage], seconds: float) -> list[tuple[float, SipMessage]]:
+    """Every message that arrives on ``queue`` within ``seconds``, with the loop time it was read at."""
+    loop = asyncio.get_running_loop()
+    seen: list[tuple[float, SipMessage]] = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while True:
+                message = await queue.get()
+                seen.append((loop.time(), message))
+    return seen
+
+
 def ok_to(request: SipMessage, *, branch: str | None = None) -> bytes:
     """The far end's 200 to one of our requests (optionally with a Via branch of no request)."""
     response = response_to(request, 200, "OK")
@@ -60,6 +87,7 @@ def test_reinvite_200_is_retransmitted_until_its_ack_then_stops() -> None:
     async def scenario():
         async with sip_server() as (server, _), SipPeer(server.ports["udp"]) as peer:
             await peer.invite(PCMU_OFFER.format(port=7000))
+            await settle(peer.responses)  # 200s re-sent before our ACK got in
             after_first_ack = await drain(peer.responses, 0.2)
             branch = peer.request("INVITE", cseq=2, body=HOLD.format(port=7000))
             before_ack = await drain(peer.responses, 0.35)
@@ -67,7 +95,7 @@ def test_reinvite_200_is_retransmitted_until_its_ack_then_stops() -> None:
             peer.request("INVITE", cseq=2, body=HOLD.format(port=7000), branch=branch)
             repeated = await peer.response(200)
             peer.request("ACK", cseq=2)
-            await asyncio.sleep(0.05)  # a send already scheduled may still be in flight
+            await settle(peer.responses)  # a send already scheduled may still be in flight
             after_ack = await drain(peer.responses, 0.4)
             return after_first_ack, before_ack, repeated, after_ack, server.stats.requests
 
@@ -85,15 +113,18 @@ def test_reinvite_without_ack_stops_at_timer_h_and_keeps_the_call() -> None:
     async def scenario():
         async with sip_server() as (server, handler), SipPeer(server.ports["udp"]) as peer:
             await peer.invite(PCMU_OFFER.format(port=7000))
+            sent = asyncio.get_running_loop().time()
             peer.request("INVITE", cseq=2, body=HOLD.format(port=7000))
-            within_h = await drain(peer.responses, TIMER_H + 0.3)
-            after_h = await drain(peer.responses, 0.3)
+            # Listen well past Timer H plus the slack: a late retransmission must be seen to fail.
+            oks = [(at - sent, r) for at, r in await arrivals(peer.responses, TIMER_H + SLACK + 0.3)]
             byes = await drain(peer.requests, 0.05)
-            return within_h, after_h, byes, list(server.calls), handler.calls[0].closed_reason
+            return oks, byes, list(server.calls), handler.calls[0].closed_reason
 
-    within_h, after_h, byes, calls, closed_reason = run(scenario())
-    assert len(within_h) >= 6 and {r.get("CSeq") for r in within_h} == {"2 INVITE"}
-    assert after_h == []
+    oks, byes, calls, closed_reason = run(scenario())
+    assert {r.get("CSeq") for _, r in oks} == {"2 INVITE"}
+    # Re-sent (at 20, 60, 140 ms, then every 80 ms), and still being re-sent late in Timer H.
+    assert len(oks) >= 3 and oks[-1][0] > TIMER_H / 2
+    assert oks[-1][0] <= TIMER_H + SLACK  # none after Timer H
     assert byes == [] and calls and closed_reason is None  # logged, the call is kept
 
 
@@ -112,7 +143,7 @@ def test_udp_bye_is_retransmitted_until_its_200_and_the_pipeline_ends_at_once() 
             peer.send_raw(ok_to(byes[0], branch="z9hG4bKnot-ours"))  # matches nothing
             after_stray = await drain(peer.requests, 0.25)
             peer.send_raw(ok_to(byes[0]))
-            await asyncio.sleep(0.05)
+            await settle(peer.requests)
             after_ok = await drain(peer.requests, 0.4)
             return ended_at_once, byes, after_stray, after_ok, server.stats.stray_responses
 
@@ -170,25 +201,28 @@ def test_stop_waits_briefly_for_our_shutdown_byes_and_not_once_they_are_answered
         while True:
             peer.send_raw(ok_to(await peer.requests.get()))
 
-    async def stop_timed(answered: bool) -> tuple[float, list[SipMessage]]:
+    async def stop_timed(answered: bool, grace: float) -> tuple[float, list[SipMessage]]:
         server = SipServer(CollectingHandler(), TelephonySettings(sip_port=0, rtp_port_min=0, rtp_port_max=0))
         await server.start()
         async with SipPeer(server.ports["udp"]) as peer:
             await peer.invite(PCMU_OFFER.format(port=7000))
             answering = asyncio.create_task(answer_byes(peer)) if answered else None
             started = asyncio.get_running_loop().time()
-            await server.stop(grace=0.5)
+            await server.stop(grace=grace)
             took = asyncio.get_running_loop().time() - started
             if answering is not None:
                 answering.cancel()
             return took, await drain(peer.requests, 0.1)
 
     async def scenario():
-        return await stop_timed(answered=False), await stop_timed(answered=True)
+        return await stop_timed(answered=False, grace=0.5), await stop_timed(answered=True, grace=2.0)
 
     (waited, unanswered), (answered_in, _) = run(scenario())
-    assert 0.45 <= waited < 0.8 and len(unanswered) >= 3  # retransmitted during the grace
-    assert answered_in < 0.2  # the 200 ended the wait
+    # Waited the 0.5 s grace, retransmitting meanwhile, and stopped at it rather than letting the
+    # transactions run on to Timer F (1.28 s here, 0.78 s of slack on a loaded core).
+    assert 0.45 <= waited < TIMER_H and len(unanswered) >= 3
+    # The 200s ended the wait: a localhost round trip, well before half of a 2 s grace.
+    assert answered_in < 1.0
 
 
 # --- TCP idle timeout -------------------------------------------------------------------------
@@ -205,7 +239,7 @@ def test_idle_tcp_connection_is_closed_but_one_carrying_a_call_is_not() -> None:
             idle.request("OPTIONS")
             await idle.response(200)
             started = asyncio.get_running_loop().time()
-            await asyncio.wait_for(idle.closed.wait(), 2.0)
+            await asyncio.wait_for(idle.closed.wait(), 5.0)  # closed: no hang (generous bound)
             idled = asyncio.get_running_loop().time() - started
             await asyncio.sleep(0.5)  # the call's connection is now idle for more than 0.3 s
             busy.request("OPTIONS", cseq=9)
@@ -213,7 +247,7 @@ def test_idle_tcp_connection_is_closed_but_one_carrying_a_call_is_not() -> None:
             return idled, busy.closed.is_set(), still_answered, list(server.calls)
 
     idled, busy_closed, still_answered, calls = run(scenario())
-    assert 0.25 <= idled < 1.0
+    assert idled >= 0.25  # not before its 0.3 s idle timeout (from the last message, just before)
     assert not busy_closed and still_answered.get("CSeq") == "9 OPTIONS" and calls
 
 
@@ -237,5 +271,8 @@ def test_a_session_refresh_left_unanswered_ends_the_call_at_timer_f_like_a_408()
     seen, reasons = run(scenario())
     updates = [at for at, request in seen if request.method == "UPDATE"]
     byes = [at for at, request in seen if request.method == "BYE"]
-    assert updates and 5.8 < updates[0] < 6.4 and len(updates) >= 3  # retransmitted over UDP
-    assert len(byes) == 1 and 7.0 < byes[0] < 7.8 and reasons == [REFRESH_FAILED]  # before the 8 s expiry
+    # The refresh at half the interval (6 s; on a loaded core up to SLACK late), retransmitted over UDP.
+    assert updates and 5.8 < updates[0] < 6 + SLACK and len(updates) >= 3
+    # The BYE after Timer F of the UPDATE, for the failed refresh: the reason tells it from the
+    # 8 s expiry (SESSION_EXPIRED), so no upper bound on the wall clock is needed.
+    assert len(byes) == 1 and byes[0] > 7.0 and reasons == [REFRESH_FAILED]

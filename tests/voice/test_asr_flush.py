@@ -133,7 +133,9 @@ def test_call_end_waits_once_for_all_legs_then_gives_their_finals_up(
         return took, collector.frames, processor
 
     took, frames, _ = asyncio.run(asyncio.wait_for(scenario(), 30))
-    assert took < 1.6 * FLUSH  # one deadline, not one per leg (2 x FLUSH before)
+    # One deadline, not one per leg: two waits take at least 2 x FLUSH (an asyncio timeout never
+    # fires early), so below that is the behaviour; the 0.9 x FLUSH margin is for a loaded core.
+    assert FLUSH <= took < 1.9 * FLUSH
     errors = _errors(frames)
     assert len(errors) == 2 and all("finals still pending" in e for e in errors)
     assert isinstance(frames[-1], CallEndedFrame)
@@ -161,8 +163,11 @@ def test_finals_given_up_at_end_of_input_are_not_waited_for_again(
         return took, collector.frames
 
     took, frames = asyncio.run(asyncio.wait_for(scenario(), 30))
-    assert took[1] < 0.5 * FLUSH  # the second leg's end: the first one's wait just timed out
-    assert took[2] < 0.5 * FLUSH  # the CallEndedFrame: nothing left to wait for
-    assert sum(took) < 1.6 * FLUSH  # a shutdown drain's per-leg ends: 4 x FLUSH before, then 2 x
+    # Bounds just under what one more wait would take (an asyncio timeout never fires early):
+    # they tell waiting from not waiting, with the rest as margin for a loaded core.
+    assert took[0] >= FLUSH  # the first leg's end waited for its stuck final
+    assert took[1] < 0.9 * FLUSH  # the second leg's end: the first one's wait just timed out
+    assert took[2] < 0.9 * FLUSH  # the CallEndedFrame: nothing left to wait for
+    assert sum(took) < 1.9 * FLUSH  # a shutdown drain's per-leg ends: 4 x FLUSH before, then 2 x
     assert len(_errors(frames)) == 2
     assert isinstance(frames[-1], CallEndedFrame)

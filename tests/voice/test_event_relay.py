@@ -226,13 +226,16 @@ def test_an_unreachable_database_never_holds_up_a_call() -> None:
         started = time.monotonic()
         for seq in range(50):
             hub.publish("call-x", {"type": "transcript.partial", "audio_time": seq, "text": "x"})
-        assert time.monotonic() - started < 0.5
+        # Publishing only queues: waiting on the sender even once would take its 1 s retry (the
+        # database never answers), so under 1 s is the behaviour; the rest is a loaded core's margin.
+        assert time.monotonic() - started < 1.0
         await asyncio.sleep(0.3)
 
     asyncio.run(run())
-    began = time.monotonic()
     relay.close()
-    assert time.monotonic() - began < 6
+    # Both threads ended within close()'s joins, rather than being left running when a join's 5 s
+    # timeout ran out (what the wall-clock bound used to stand for).
+    assert not any(thread.is_alive() for thread in relay._threads)
     assert len(hub.history("call-x")) == 50 and relay.counts["sent"] == 0 and not relay.listening.is_set()
 
 
