@@ -31,7 +31,8 @@ import numpy as np
 from asr.loops import drop_repeated_lines, loops_under
 from asr.models import resolve_whisper_model
 from asr.timeline import SpeechTimeline
-from asr.types import AsrError, AsrInputError, AsrOptions, Segment, Transcription, Word
+from asr.types import AsrError, AsrInputError, AsrOptions, Segment, Transcription
+from asr.words import from_pieces
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -278,12 +279,9 @@ def _unlooped(window: list[Segment], options: AsrOptions) -> Iterable[Segment]:
 
 
 def _to_segment(raw: Any, keep_words: bool) -> Segment:
-    """Our frozen Segment from a faster-whisper one (words stripped of their leading space)."""
-    words = tuple(
-        Word(text=w.word.strip(), start=w.start, end=w.end, probability=w.probability)
-        for w in (raw.words or [])
-        if w.word.strip()
-    )
+    """Our frozen Segment from a faster-whisper one (words stripped of their leading space,
+    which ``Word.leading_space`` records; punctuation-only pieces are no words)."""
+    words = tuple(from_pieces((w.word, w.start, w.end, w.probability) for w in (raw.words or [])))
     return Segment(
         start=raw.start,
         end=raw.end,
@@ -297,7 +295,7 @@ def _to_segment(raw: Any, keep_words: bool) -> Segment:
 
 def _shift(segment: Segment, seconds: float) -> Segment:
     words = tuple(
-        Word(w.text, round(w.start + seconds, 3), round(w.end + seconds, 3), w.probability)
+        replace(w, start=round(w.start + seconds, 3), end=round(w.end + seconds, 3))
         for w in segment.words
     )
     return Segment(

@@ -30,10 +30,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from asr.final_context import MAX_OVERLAP_WORDS, own_words
 from asr.policy import LocalAgreement, shifted
 from asr.samples import SampleBuffer
 from asr.turn_decoding import SAMPLE_RATE, DecodeRequest, TurnDecoder, WhisperTurnDecoder
 from asr.types import AsrInputError, Word
+from asr.words import join_words
 
 __all__ = [
     "SAMPLE_RATE",
@@ -160,8 +162,8 @@ class TurnTranscript:
 
     @property
     def text(self) -> str:
-        """The final words joined by spaces."""
-        return " ".join(w.text for w in self.words)
+        """The final words as Whisper wrote them ("7 p.m.", not "7 p .m.")."""
+        return join_words(self.words)
 
 
 class _Turn:
@@ -257,6 +259,8 @@ class StreamingTranscriber:
             self._turns_done = 0
             self._history: list[str] = []
             self._context = SampleBuffer()  # earlier turns' audio for final_context
+            # turn -> its words' texts (streamed, then final): tells the context's words apart
+            self._spoken: dict[int, list[str]] = {}
             # turn -> (start, end, streamed words) of closed turns awaiting their final
             self._closing: dict[int, tuple[float, float, list[Word]]] = {}
 
@@ -390,6 +394,7 @@ class StreamingTranscriber:
             if self.config.final_context > 0:
                 self._context.append(own)
                 self._context.keep_last(round(self.config.final_context * SAMPLE_RATE))
+                self._remember(turn.index, [*turn.policy.committed, *turn.policy.tentative])
             self._closing[turn.index] = (turn.start, end, list(turn.policy.committed))
             tail = turn.window(request.end - self.config.pre_roll - 1.0)
             self._end_turn()
@@ -424,8 +429,10 @@ class StreamingTranscriber:
         with self._lock:
             default: tuple[float, float, list[Word]] = (request.offset, request.end, [])
             start, end, streamed = self._closing.pop(request.turn, default)
-            final = [w for w in shifted(_own_words(request, words), request.offset) if w.text]
-            text = " ".join(w.text for w in final).strip()
+            final = [w for w in shifted(self._own_words(request, words), request.offset) if w.text]
+            if request.turn in self._spoken:  # an empty final: its streamed words were noise
+                self._remember(request.turn, final)
+            text = join_words(final)
             if text:
                 self._history.append(text)
                 del self._history[:-_HISTORY_TURNS]
@@ -500,7 +507,7 @@ class StreamingTranscriber:
         """Feed one hypothesis of the open turn to LocalAgreement (and commit up to its pause)."""
         turn.applied_end = max(turn.applied_end, request.end)
         policy = turn.policy
-        policy.insert(shifted(_own_words(request, words), request.offset))
+        policy.insert(shifted(self._own_words(request, words), request.offset))
         new = policy.flush()
         if self._pause_covers(request):
             assert request.pause_start is not None and self.config.pause_commit is not None
@@ -541,21 +548,27 @@ class StreamingTranscriber:
             turn.buffer_start = policy.last_committed_end
             policy.trim(turn.buffer_start)
 
+    def _own_words(self, request: DecodeRequest, words: Sequence[Word]) -> list[Word]:
+        """The words of the request's own audio (request times): its context's are dropped
+        by their text (``asr.final_context``)."""
+        earlier = [text for turn in sorted(self._spoken) if turn < request.turn for text in self._spoken[turn]]
+        return own_words(words, request.context, earlier[-MAX_OVERLAP_WORDS:])
+
+    def _remember(self, turn: int, words: Sequence[Word]) -> None:
+        """Keep ``words`` as the known text of ``turn`` (the few newest turns only)."""
+        self._spoken[turn] = [w.text for w in words]
+        for old in sorted(self._spoken)[:-_HISTORY_TURNS]:
+            del self._spoken[old]
+
     def _prompt(self, committed: Sequence[Word], before: float) -> str | None:
         if self.config.prompt_chars <= 0:
             return None
-        own = " ".join(w.text for w in committed if w.end <= before + 1e-6)
+        own = join_words([w for w in committed if w.end <= before + 1e-6])
         text = " ".join([*self._history, own]).strip()
         if not text:
             return None
         text = text[-self.config.prompt_chars :]
         return text.split(" ", 1)[-1] if len(text) == self.config.prompt_chars else text
-
-
-def _own_words(request: DecodeRequest, words: Sequence[Word]) -> list[Word]:
-    """The words of the request's own audio: those of its context are dropped by their middle,
-    like the batch timeline drops words at region joins."""
-    return [w for w in words if (w.start + w.end) / 2 >= request.context - 0.05]
 
 
 def _check_chunk(chunk: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -92,7 +92,7 @@ class SpeechTimeline:
         region = self.region_index(word.end, is_end=True)
         start = self.to_original(word.start, region)
         end = self.to_original(word.end, region)
-        return Word(text=word.text, start=start, end=max(start, end), probability=word.probability)
+        return replace(word, start=start, end=max(start, end))
 
 
 def _to_regions(

@@ -95,6 +95,10 @@ class Word:
     start: float
     end: float
     probability: float
+    leading_space: bool = True
+    """Whether Whisper wrote the word with a leading space. False for a piece attached to the
+    word before it (".m." after "p", "-Fi." after "Wi"): ``asr.words.join_words`` then writes
+    no space between them."""
 
 
 @dataclass(frozen=True)

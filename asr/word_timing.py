@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from asr.types import Word
+from asr.words import from_pieces
 
 __all__ = ["WhisperTokens", "dtw_jumps", "timed_words"]
 
@@ -341,11 +342,7 @@ def timed_words(
     kept = [a for a in alignment if a.word]
     if kept:
         _clip_first_words(kept, median, longest, duration)
-    return [
-        Word(a.word.strip(), round(a.start, 2), round(a.end, 2), a.probability)
-        for a in kept
-        if a.word.strip()
-    ]
+    return from_pieces((a.word, round(a.start, 2), round(a.end, 2), a.probability) for a in kept)
 
 
 def _clip_sentence_ends(alignment: list[_Timing]) -> tuple[float, float]:
