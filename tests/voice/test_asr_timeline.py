@@ -193,6 +193,8 @@ def test_a_stop_dated_before_its_turn_began_drops_the_turn(monkeypatch: pytest.M
     pcm = (np.random.default_rng(0).normal(0, 3000, 5 * RATE)).astype(np.int16)
     out, requests = run(frames_of(pcm, 0.0), "agent", max_turn=1.5)
     turns = [(f.start, f.end) for f in finals(out)]
-    assert turns == [(0.5, pytest.approx(2.0, abs=0.1))]  # split at max_turn, then nothing
+    # split at max_turn (2.0 s; at the end of the turn's last committed word, if one ends in
+    # the last seconds, not inside it), then nothing
+    assert len(turns) == 1 and turns[0][0] == 0.5 and 1.5 <= turns[0][1] <= 2.1, turns
     assert len(requests) == 1
     assert isinstance(out[-1], CallEndedFrame)  # the flush did not wait for a dropped turn

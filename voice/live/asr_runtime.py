@@ -36,6 +36,9 @@ class AsrRuntime:
     """Process-wide speaker embedder for mixed legs (loaded on first mixed call)."""
     early_final_counts: Counter[str] = field(default_factory=Counter)
     """Early finals of every call so far: started, and adopted as the turn's final (/metrics)."""
+    stand_in_counts: Counter[str] = field(default_factory=Counter)
+    """Turns of every call so far closed without their final decode: ``streamed`` (partial
+    words stand in) and ``untranscribed`` (no words at all) (/metrics)."""
     join_on_close: bool = False
     """Wait for the decode workers at close: a torch worker still alive when the interpreter
     exits aborts the process ("terminate called without an active exception")."""
@@ -48,6 +51,7 @@ class AsrRuntime:
         from asr.live import EncoderWindow, load_streaming_engine
         from asr.streaming import DecodeRequest, WhisperTurnDecoder
         from voice.live.scheduler import DecodeScheduler, SchedulerConfig
+        from voice.processors.asr_legs import cheap_final
 
         if check_backend(config.asr_backend) == "torch":
             return cls._load_torch(config)
@@ -63,7 +67,7 @@ class AsrRuntime:
         decoder = WhisperTurnDecoder(engine, partial=AsrOptions(beam_size=1),
                                      final=AsrOptions(beam_size=config.asr_final_beam), around=around)
         decoder.decode_batch([DecodeRequest(np.zeros(16000, dtype=np.float32), 0.0, None, True, 0)])  # warm-up
-        scheduler = DecodeScheduler(decoder.decode_batch, SchedulerConfig(workers=workers))
+        scheduler = DecodeScheduler(decoder.decode_batch, SchedulerConfig(workers=workers), cheapen=cheap_final)
         return cls(engine=engine, scheduler=scheduler, streaming_config=live_streaming_config(on_cpu=on_cpu))
 
     @classmethod
@@ -77,13 +81,14 @@ class AsrRuntime:
         from asr.streaming import StreamingConfig
         from asr.torch_backend import TorchBackendConfig, TorchWhisperDecoder
         from voice.live.scheduler import DecodeScheduler, SchedulerConfig
+        from voice.processors.asr_legs import cheap_final
 
         workers = config.asr_workers or TORCH_WORKERS
         backend = TorchBackendConfig(device=config.device, graph_copies=workers,
                                      max_rows=config.asr_max_batch or TorchBackendConfig.max_rows)
         decoder = TorchWhisperDecoder.load(config.model, backend, final=AsrOptions(beam_size=config.asr_final_beam))
-        scheduler = DecodeScheduler(decoder.decode_batch,
-                                    SchedulerConfig(workers=workers, max_batch=backend.max_rows))
+        scheduler = DecodeScheduler(decoder.decode_batch, SchedulerConfig(workers=workers, max_batch=backend.max_rows),
+                                    cheapen=cheap_final)
         return cls(engine=decoder, scheduler=scheduler, streaming_config=StreamingConfig(step=0.5),
                    join_on_close=True)
 
@@ -92,7 +97,8 @@ class AsrRuntime:
         from voice.processors.asr import StreamingAsrProcessor
 
         return StreamingAsrProcessor(self.scheduler, config=self.streaming_config,
-                                     early_final_totals=self.early_final_counts)
+                                     early_final_totals=self.early_final_counts,
+                                     stand_in_totals=self.stand_in_counts)
 
     def needs_speakers(self, started: CallStartedFrame) -> bool:
         """True when a leg carries both parties (its role is unknown)."""

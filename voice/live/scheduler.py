@@ -4,16 +4,26 @@ Every live call leg asks for two kinds of decodes: *partials* (the open turn's g
 for words on the agent's screen) and *finals* (a closed turn decoded whole, for the stored
 transcript and the suggestion engine). A fixed pool of worker threads serves them all:
 
-- a final always goes before any partial (FIFO among finals);
+- a final goes before any partial (FIFO among finals), except that under a backlog (more
+  finals waiting than workers) partials keep a share of the workers: a due partial still goes
+  first while partials took less than ``partial_share`` of the workers' time over the last
+  ``window`` s. Under overload an open turn so still gets streamed words (a final that cannot
+  be decoded in time falls back on them) instead of none;
 - at most one partial waits per stream: a new one replaces the waiting one (coalescing), and
   its request is prepared only when a worker takes it, so it decodes the newest audio;
-- among waiting partials, the stream served least recently goes first (no stream starves);
+- among waiting partials, the stream served least recently goes first;
 - partial rate adapts to load: while the workers' busy fraction stays above ``high_water``
   and work of other streams is waiting, each stream's partials are spaced further apart (up to
-  ``max_spacing`` s); the spacing shrinks again below ``low_water``. Workers keep some
-  headroom, so a final rarely waits behind partials, and under overload partials get rarer
-  instead of later: the backlog never grows. One stream decoding back to back (one caller
-  talking on a one-worker CPU server) is not overload and is not slowed.
+  ``max_spacing`` s); the spacing shrinks again below ``low_water``. One stream decoding back
+  to back (one caller talking on a one-worker CPU server) is not overload and is not slowed;
+- finals degrade instead of queueing without limit: a final taken while more than
+  ``cheap_finals_after`` finals per worker wait is decoded the cheap way (the ``cheapen`` hook:
+  on the live server greedy, in the partials' encoder window, without earlier turns' context).
+
+What is *not* promised: when even cheap finals arrive faster than the workers decode them, the
+queue of finals still grows (nothing is dropped here); ``queued_finals`` in :meth:`metrics`
+(``nextline_asr_queue_depth{kind="final"}`` on /metrics) shows it, and a call's end gives up
+its finals after its flush timeout (voice.processors.asr says how each turn was closed).
 
 On 2 CPU cores the live server runs one worker whose decodes use both cores (a final returns
 sooner than from one single-threaded worker per core; docs/results/streaming.md); batching
@@ -75,10 +85,20 @@ class SchedulerConfig:
     """Most seconds added between the end of a stream's partial decode and its next start."""
     window: float = 3.0
     """Seconds over which the busy fraction is measured."""
+    cheap_finals_after: int = 2
+    """Finals waiting per worker beyond which a final taken is decoded the cheap way (the
+    scheduler's ``cheapen`` hook): a backlog of finals is cleared faster instead of growing."""
+    partial_share: float = 0.2
+    """Share of the workers' time (over ``window``) that due partials may take ahead of finals
+    while more finals wait than there are workers: under overload partials slow down but do
+    not stop (their words stand in for finals that cannot be decoded in time). 0: finals
+    always first."""
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.max_batch < 1:
             raise ValueError("workers and max_batch must be >= 1")
+        if self.cheap_finals_after < 0 or not 0.0 <= self.partial_share <= 1.0:
+            raise ValueError("need cheap_finals_after >= 0 and 0 <= partial_share <= 1")
         if not 0.0 < self.low_water <= self.high_water <= 1.0:
             raise ValueError("need 0 < low_water <= high_water <= 1")
 
@@ -115,6 +135,8 @@ class SchedulerMetrics:
     """Decode time per job (a batch's time is shared by its jobs), by kind."""
     wait_ms: dict[str, Percentiles]
     """Time from submission to a worker taking the job, by kind."""
+    finals_cheap: int = 0
+    """Finals decoded the cheap way because too many finals waited (included in finals_done)."""
     workers_alive: int | None = None
     """Worker threads still running (``None``: not reported). Below ``workers`` before
     :meth:`DecodeScheduler.close` means decode capacity was lost (/healthz reports it)."""
@@ -132,6 +154,7 @@ class _Job(Generic[Req, Res]):
     prepare: Callable[[], Req | None]
     future: Future[tuple[Req, Res] | None]
     submitted: float
+    cheap: bool = False  # taken while the finals' backlog was over its limit
 
 
 @dataclass
@@ -150,6 +173,7 @@ class DecodeScheduler(Generic[Req, Res]):
         *,
         clock: Callable[[], float] = time.monotonic,
         name: str = "asr",
+        cheapen: Callable[[Req], Req] | None = None,
     ) -> None:
         """Start the workers.
 
@@ -159,19 +183,24 @@ class DecodeScheduler(Generic[Req, Res]):
             config: pool size and load policy.
             clock: monotonic seconds (tests pass a fake).
             name: thread name prefix.
+            cheapen: a cheaper request for the same final (runs on the worker), used while the
+                finals' backlog is over ``config.cheap_finals_after``; the future then gives
+                the cheap request with its result. ``None``: finals are never degraded.
         """
         self.config = config or SchedulerConfig()
         self._decode_batch = decode_batch
+        self._cheapen = cheapen
         self._clock = clock
         self._cond = threading.Condition()
         self._finals: deque[_Job[Req, Res]] = deque()
         self._partials: dict[Hashable, _Job[Req, Res]] = {}
         self._streams: dict[Hashable, _StreamState] = {}
         self._running = 0
-        self._busy: deque[tuple[float, float]] = deque()  # (start, end) of finished work
-        self._running_since: dict[int, float] = {}
+        # (start, end, share of partials) of finished work; (start, share of partials) running
+        self._busy: deque[tuple[float, float, float]] = deque()
+        self._running_since: dict[int, tuple[float, float]] = {}
         self._spacing = 0.0
-        self._counts = {"finals": 0, "partials": 0, "coalesced": 0, "cancelled": 0, "failed": 0}
+        self._counts = {"finals": 0, "partials": 0, "coalesced": 0, "cancelled": 0, "failed": 0, "cheap": 0}
         self._decode_samples: dict[DecodeKind, deque[float]] = {
             k: deque(maxlen=_SAMPLES_KEPT) for k in DecodeKind
         }
@@ -251,6 +280,7 @@ class DecodeScheduler(Generic[Req, Res]):
                 partial_spacing=self._spacing,
                 finals_done=self._counts["finals"],
                 partials_done=self._counts["partials"],
+                finals_cheap=self._counts["cheap"],
                 partials_coalesced=self._counts["coalesced"],
                 partials_cancelled=self._counts["cancelled"],
                 failures=self._counts["failed"],
@@ -300,7 +330,7 @@ class DecodeScheduler(Generic[Req, Res]):
                     return
                 started = self._clock()
                 self._running += len(jobs)
-                self._running_since[ident] = started
+                self._running_since[ident] = (started, _partial_part(jobs))
             try:
                 self._run(jobs, started)
             except BaseException as exc:  # a worker must outlive any one batch
@@ -313,7 +343,7 @@ class DecodeScheduler(Generic[Req, Res]):
                     end = self._clock()
                     self._running -= len(jobs)
                     del self._running_since[ident]
-                    self._busy.append((started, end))
+                    self._busy.append((started, end, _partial_part(jobs)))
                     for job in jobs:
                         if job.kind is DecodeKind.PARTIAL and job.stream in self._streams:
                             self._streams[job.stream].last_done = end
@@ -321,15 +351,14 @@ class DecodeScheduler(Generic[Req, Res]):
                     self._cond.notify_all()
 
     def _take_locked(self) -> list[_Job[Req, Res]] | None:
-        """Wait for and claim up to ``max_batch`` jobs (finals first); None once closed."""
+        """Wait for and claim up to ``max_batch`` jobs (finals first, save the partials' share
+        under a backlog of finals); None once closed."""
         while True:
             if self._closed:
                 return None
             now = self._clock()
-            jobs: list[_Job[Req, Res]] = []
-            while self._finals and len(jobs) < self.config.max_batch:
-                jobs.append(self._finals.popleft())
-            delay = None
+            reserved, delay = self._reserved_partial_locked(now)
+            jobs = self._take_finals_locked(self.config.max_batch - len(reserved)) + reserved
             while len(jobs) < self.config.max_batch:
                 job, delay = self._next_partial_locked(now)
                 if job is None:
@@ -340,6 +369,31 @@ class DecodeScheduler(Generic[Req, Res]):
                     self._wait_samples[job.kind].append(now - job.submitted)
                 return jobs
             self._cond.wait(timeout=delay if delay is not None else None)
+
+    def _reserved_partial_locked(self, now: float) -> tuple[list[_Job[Req, Res]], float | None]:
+        """A due partial to take ahead of waiting finals: only while more finals wait than there
+        are workers (a backlog) and partials took less than ``partial_share`` of the window."""
+        backlog = self._waiting_finals_locked() > self.config.workers
+        if not backlog or self._busy_fraction_locked(now, partials=True) >= self.config.partial_share:
+            return [], None
+        job, delay = self._next_partial_locked(now)
+        return ([job] if job is not None else []), delay
+
+    def _waiting_finals_locked(self) -> int:
+        return sum(not job.future.cancelled() for job in self._finals)
+
+    def _take_finals_locked(self, room: int) -> list[_Job[Req, Res]]:
+        """Up to ``room`` queued finals; one taken while more finals wait than
+        ``cheap_finals_after`` per worker is marked to be decoded the cheap way."""
+        limit = self.config.cheap_finals_after * self.config.workers
+        jobs: list[_Job[Req, Res]] = []
+        while self._finals and len(jobs) < room:
+            job = self._finals.popleft()
+            if job.future.cancelled():  # e.g. an early final whose speech resumed: not work
+                continue
+            job.cheap = self._cheapen is not None and 1 + self._waiting_finals_locked() > limit
+            jobs.append(job)
+        return jobs
 
     def _next_partial_locked(self, now: float) -> tuple[_Job[Req, Res] | None, float | None]:
         """The eligible partial of the least recently served stream, or how long to wait."""
@@ -367,6 +421,8 @@ class DecodeScheduler(Generic[Req, Res]):
                 continue
             try:
                 request = job.prepare()
+                if request is not None and job.cheap and self._cheapen is not None:
+                    request = self._cheapen(request)
             except Exception as exc:  # a bad request fails its own future only
                 self._fail([job], exc)
                 continue
@@ -391,6 +447,7 @@ class DecodeScheduler(Generic[Req, Res]):
             for job, _ in prepared:
                 self._decode_samples[job.kind].append(share)
                 self._counts["finals" if job.kind is DecodeKind.FINAL else "partials"] += 1
+                self._counts["cheap"] += job.cheap
         for (job, request), result in zip(prepared, results, strict=True):
             job.future.set_result((request, result))
 
@@ -421,12 +478,14 @@ class DecodeScheduler(Generic[Req, Res]):
         self._counts["cancelled"] += 1
         return True
 
-    def _busy_fraction_locked(self, now: float) -> float:
+    def _busy_fraction_locked(self, now: float, *, partials: bool = False) -> float:
+        """Share of worker time spent decoding over the last ``window`` s (``partials``: on
+        partials only)."""
         start = now - self.config.window
         while self._busy and self._busy[0][1] < start:
             self._busy.popleft()
-        busy = sum(min(e, now) - max(s, start) for s, e in self._busy if e > start)
-        busy += sum(now - max(s, start) for s in self._running_since.values())
+        busy = sum((min(e, now) - max(s, start)) * (p if partials else 1.0) for s, e, p in self._busy if e > start)
+        busy += sum((now - max(s, start)) * (p if partials else 1.0) for s, p in self._running_since.values())
         return min(1.0, busy / (self.config.workers * self.config.window))
 
     def _adapt_spacing_locked(self, now: float, decoded: set[Hashable]) -> None:
@@ -439,6 +498,11 @@ class DecodeScheduler(Generic[Req, Res]):
             self._spacing = min(self.config.max_spacing, self._spacing * 1.5 + 0.1)
         elif busy < self.config.low_water:
             self._spacing = max(0.0, self._spacing / 1.5 - 0.05)
+
+
+def _partial_part(jobs: Sequence[_Job[Req, Res]]) -> float:
+    """Share of a batch's decode time that went to partials."""
+    return sum(job.kind is DecodeKind.PARTIAL for job in jobs) / len(jobs)
 
 
 def _percentiles(samples: deque[float]) -> Percentiles:

@@ -17,7 +17,10 @@ event loop by one task, under the same lock as forwarded frames, so downstream s
 stream from this processor.
 
 Bad audio (odd dtype, changing rate, garbage) is reported as a non-fatal ``ErrorFrame`` and the
-call goes on; a failed final decode still emits the turn, from the words streamed so far.
+call goes on. A final that is not decoded (its decode failed, or it was still queued when the
+flush timeout gave it up) still emits the turn, from the words streamed so far (the newest
+partial's); a turn with no such words is named in an ``ErrorFrame`` as not transcribed, never
+dropped silently. ``stand_ins`` counts both.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ class StreamingAsrProcessor(FrameProcessor):
         mixed_turn_split: float = 8.0,
         flush_timeout: float = 30.0,
         early_final_totals: Counter[str] | None = None,
+        stand_in_totals: Counter[str] | None = None,
         name: str | None = None,
     ) -> None:
         """Build the processor of one call.
@@ -105,9 +109,11 @@ class StreamingAsrProcessor(FrameProcessor):
             flush_timeout: seconds an end of input (or the call's end) waits for the finals of
                 its legs, all against one deadline, before it is forwarded anyway: finals still
                 outstanding then are given up for good (their streamed words stand in, queued
-                decodes are cancelled, an ErrorFrame reports them).
+                decodes are cancelled, an ErrorFrame reports them and names the turns that had
+                no words: those are not transcribed).
             early_final_totals: process-wide counts that this call's early finals are added to
                 (the server's /metrics), beside the call's own ``early_finals``.
+            stand_in_totals: process-wide counts that this call's ``stand_ins`` are added to.
             name: processor name in logs.
         """
         super().__init__(name)
@@ -123,6 +129,10 @@ class StreamingAsrProcessor(FrameProcessor):
         self.early_finals = {"started": 0, "adopted": 0}
         """Early finals started, and those the VAD's close used as the turn's final."""
         self._early_final_totals = early_final_totals
+        self.stand_ins: Counter[str] = Counter()
+        """Turns closed without their final decode: ``streamed`` (partial words stand in) and
+        ``untranscribed`` (no words at all; an ErrorFrame names them)."""
+        self._stand_in_totals = stand_in_totals
         self._roles: dict[str, Role] = {}
         self._legs: dict[str, AsrLeg] = {}
         self._push_lock = asyncio.Lock()
@@ -209,6 +219,7 @@ class StreamingAsrProcessor(FrameProcessor):
     async def _feed_piece(self, leg: AsrLeg, samples: np.ndarray) -> None:
         before = leg.vad.time
         leg.transcriber.insert_audio(samples)
+        leg.note_level(samples)
         for event in leg.vad.process(samples):
             await self._on_vad(leg, event)
         self._note_pause(leg)
@@ -233,8 +244,14 @@ class StreamingAsrProcessor(FrameProcessor):
             await self._close_turn(leg, vad.last_speech_end, emit_stop=False)
             leg.resume_after = vad.last_speech_end
         else:
-            await self._close_turn(leg, vad.time, emit_stop=False)
-            leg.transcriber.begin_turn(vad.time, pre_roll=False)  # split inside speech
+            # Inside speech: cut between words (AsrLeg.split_point); the final's audio ends at
+            # the cut (closed end_pad before it: no pad of the next word) and the next turn
+            # starts there.
+            turn_start = leg.transcriber.turn_start
+            cut = leg.split_point(vad.time, vad.time if turn_start is None else turn_start)
+            leg.split_ends[leg.transcriber.turn_index] = cut
+            await self._close_turn(leg, cut - self.config.end_pad, emit_stop=False)
+            leg.transcriber.begin_turn(cut, pre_roll=False)
 
     def _resume_split_turn(self, leg: AsrLeg, piece_start: float) -> None:
         """Open the next turn of a turn split in a pause once speech resumes (in this piece)."""
@@ -277,6 +294,7 @@ class StreamingAsrProcessor(FrameProcessor):
     async def _drop_turn(self, leg: AsrLeg) -> None:
         turn = leg.transcriber.drop_turn()
         if turn is not None:  # a final with nothing to show, so later finals keep their order
+            leg.updates.pop(turn, None)
             leg.finals_submitted += 1
             leg.ready_finals[turn] = None
             await self._emit_ready_finals(leg)
@@ -388,6 +406,7 @@ class StreamingAsrProcessor(FrameProcessor):
             await self._show_partial(leg, update)
 
     async def _show_partial(self, leg: AsrLeg, update: TranscriptUpdate) -> None:
+        leg.updates[update.turn] = update  # shown or held, its words stand in for a lost final
         if leg.finals_outstanding:  # an earlier turn's final goes first
             leg.held_partial = update
             return
@@ -407,15 +426,18 @@ class StreamingAsrProcessor(FrameProcessor):
             return  # given up at the end of input: its fallback went out already
         exc = None if future.cancelled() else future.exception()
         if exc is None and not future.cancelled() and future.result() is not None:
-            _, words = future.result()
-            turn = leg.transcriber.apply_final(request, words)
+            decoded, words = future.result()  # the request decoded: cheaper under a backlog
+            turn = leg.transcriber.apply_final(decoded, words)
         else:
             turn = self._fallback(leg, request)
-            await self._error(f"final decode failed on leg {leg.name!r}: {exc or 'cancelled'}")
+            lost = "" if turn.words else f"; turn {turn.turn + 1} has no words: not transcribed"
+            await self._error(f"final decode failed on leg {leg.name!r}: {exc or 'cancelled'}{lost}")
         leg.ready_finals[turn.turn] = self._final_frame(leg, turn)
         await self._emit_ready_finals(leg)
 
     def _final_frame(self, leg: AsrLeg, turn: TurnTranscript) -> TranscriptFinalFrame | None:
+        leg.updates.pop(turn.turn, None)
+        end = leg.split_ends.pop(turn.turn, turn.end)
         if not turn.words and turn.turn not in leg.shown_turns:
             return None  # nothing to show, and no partial to clear
         return TranscriptFinalFrame(
@@ -424,17 +446,21 @@ class StreamingAsrProcessor(FrameProcessor):
             text=turn.text,
             words=timed(turn.words),
             start=turn.start,
-            end=turn.end,
-            audio_time=turn.end,
+            end=end,
+            audio_time=end,
             role=leg.role,
         )
 
-    @staticmethod
-    def _fallback(leg: AsrLeg, request: DecodeRequest) -> TurnTranscript:
-        """The turn without its final: its streamed (committed) words stand in for it."""
-        fallback = leg.transcriber.apply_final(request, [])
-        return TurnTranscript(fallback.turn, fallback.start, fallback.end, fallback.streamed,
-                              fallback.streamed)  # fmt: skip
+    def _fallback(self, leg: AsrLeg, request: DecodeRequest) -> TurnTranscript:
+        """The turn without its final: its newest partial words stand in (counted)."""
+        closed = leg.transcriber.apply_final(request, [])
+        end = leg.split_ends.get(closed.turn, closed.end + self.config.end_pad)
+        words = leg.stand_in(closed.turn, end, closed.streamed)
+        outcome = "streamed" if words else "untranscribed"
+        self.stand_ins[outcome] += 1
+        if self._stand_in_totals is not None:
+            self._stand_in_totals[outcome] += 1
+        return TurnTranscript(closed.turn, closed.start, closed.end, words, closed.streamed)
 
     async def _emit_ready_finals(self, leg: AsrLeg) -> None:
         while leg.next_final in leg.ready_finals:
@@ -492,14 +518,19 @@ class StreamingAsrProcessor(FrameProcessor):
         does not wait for them again, and their queued decodes are cancelled."""
         given_up = sorted(leg.finals.items())
         leg.finals.clear()  # first, before any await: late results are then ignored
+        silent = []
         for turn, (request, _) in given_up:
-            leg.ready_finals[turn] = self._final_frame(leg, self._fallback(leg, request))
+            stand_in = self._fallback(leg, request)
+            if not stand_in.words:
+                silent.append(f"{turn + 1} ({stand_in.start:.1f}-{stand_in.end:.1f} s)")
+            leg.ready_finals[turn] = self._final_frame(leg, stand_in)
         self.scheduler.forget(leg.key)  # the leg has ended: cancels its queued finals
         for _, (_, future) in given_up:
             future.cancel()  # e.g. an adopted early final that was still queued
         turns = ", ".join(str(turn + 1) for turn, _ in given_up)
-        await self._error(f"leg {leg.name!r}: finals still pending at end of input (turns {turns}); "
-                          "their streamed words stand in")  # fmt: skip
+        lost = f"; {len(silent)} had no words and are NOT transcribed: turns {', '.join(silent)}" if silent else ""
+        await self._error(f"leg {leg.name!r}: {len(given_up)} finals still pending at end of input (turns {turns}); "
+                          f"{len(given_up) - len(silent)} stand in with their streamed words{lost}")  # fmt: skip
         await self._emit_ready_finals(leg)
 
     # --- helpers ------------------------------------------------------------------------------

@@ -165,6 +165,14 @@ class _ServicesCollector(Collector):
             for outcome in ("started", "adopted"):
                 early.add_metric([outcome], counts[outcome])
             yield early
+        stand_ins = getattr(asr, "stand_in_counts", None)
+        if stand_ins is not None:
+            family = CounterMetricFamily("nextline_asr_finals_not_decoded", "Closed turns whose final was not "
+                                         "decoded (failed, or given up at the call's end): their streamed words "
+                                         "stood in, or they had none and were not transcribed.", labels=["stand_in"])
+            for outcome in ("streamed", "untranscribed"):
+                family.add_metric([outcome], stand_ins[outcome])
+            yield family
 
 
 def _scheduler_metrics(m: Any) -> Iterator[Metric]:
@@ -183,6 +191,9 @@ def _scheduler_metrics(m: Any) -> Iterator[Metric]:
     done.add_metric(["final"], m.finals_done)
     done.add_metric(["partial"], m.partials_done)
     yield done
+    yield CounterMetricFamily("nextline_asr_finals_cheap", "Finals decoded greedily without context because "
+                              "more finals waited than the workers' limit (nextline_asr_queue_depth{kind=\"final\"} "
+                              "is the backlog).", value=m.finals_cheap)
     dropped = CounterMetricFamily("nextline_asr_partials_dropped",
                                   "Partial decodes not run: replaced by a newer one, or cancelled.", labels=["why"])
     dropped.add_metric(["coalesced"], m.partials_coalesced)
