@@ -31,6 +31,7 @@ from asr.engine import SAMPLE_RATE, WINDOW_SECONDS, WhisperEngine
 from asr.loops import loops_under
 from asr.turn_decoding import DecodeRequest, WhisperTurnDecoder
 from asr.types import AsrOptions, Word
+from asr.words import from_pieces
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -149,8 +150,9 @@ def _is_silence(result: Any, length: int, options: AsrOptions) -> bool:
 
 
 def _words(segment: dict[str, Any]) -> list[Word]:
-    return [
-        Word(w["word"].strip(), float(w["start"]), float(w["end"]), float(w["probability"]))
+    """Our words from faster-whisper's aligned pieces, as :func:`asr.engine._to_segment` makes
+    them (an attached piece keeps ``leading_space=False``; punctuation-only pieces are no words)."""
+    return from_pieces(
+        (w["word"], float(w["start"]), float(w["end"]), float(w["probability"]))
         for w in segment.get("words", [])
-        if w["word"].strip()
-    ]
+    )

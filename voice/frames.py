@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -206,6 +207,37 @@ class TimedWord:
     start: float
     end: float
     probability: float = 1.0
+    leading_space: bool = field(default=True, kw_only=True)
+    """Whether the word starts a new word (Whisper wrote it with a leading space). False for a
+    piece attached to the word before it (".m." after "p", "-Fi." after "Wi"): :func:`join_words`
+    writes no space before it. Keyword-only, so positional construction (and subclasses' own
+    fields after ``probability``) keep their meaning."""
+
+
+def word_dict(word: TimedWord) -> dict[str, object]:
+    """``word`` as a JSON-ready dict; ``leading_space`` only where it is false (an attached piece),
+    so stored words keep the shape they had before the flag (transcript schema 1.1 adds it)."""
+    data: dict[str, object] = {"text": word.text, "start": word.start, "end": word.end,
+                               "probability": word.probability}
+    if not word.leading_space:
+        data["leading_space"] = False
+    return data
+
+
+def join_words(words: Iterable[TimedWord]) -> str:
+    """The text of ``words`` as the recogniser wrote it: one space before each word that starts a
+    new word, none before an attached piece ("7 p.m.", "Wi-Fi.", not "7 p .m.").
+
+    Each word's own surrounding whitespace is dropped (an older recording's words may still carry
+    Whisper's leading space). The live path builds text from words with it, so a partial's event
+    text, the console's and the final's agree.
+    """
+    text = ""
+    for word in words:
+        piece = word.text.strip()
+        if piece:
+            text += (" " if text and word.leading_space else "") + piece
+    return text
 
 
 @dataclass(kw_only=True)

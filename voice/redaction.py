@@ -30,8 +30,9 @@ def redact_segment(text: str, words: Sequence[TimedWord], spans: Sequence[Span],
                    labels: Collection[str]) -> tuple[str, list[TimedWord], list[Span]]:
     """(redacted text, words with masked words merged, spans re-offset into the redacted text).
 
-    ``text`` must be ``" ".join(w.text for w in words)`` when words are given, so word
-    positions can be matched to entity spans.
+    ``text`` must be ``join_words(words)`` (:func:`voice.frames.join_words`) when words are
+    given, so word positions can be matched to entity spans. A masked word keeps its
+    ``leading_space``; masks merged into one take the first word's.
     """
     ordered = sorted(spans, key=lambda s: s.start)
     sensitive = [s for s in ordered if s.label in labels]
@@ -58,21 +59,35 @@ def _mask_words(words: Sequence[TimedWord], sensitive: Sequence[Span]) -> list[T
     cursor = 0
     masked: list[TimedWord] = []
     for word in words:
-        start, end = cursor, cursor + len(word.text)
-        cursor = end + 1  # the joining space
-        hit = next((s for s in sensitive if start < s.end and end > s.start), None)
-        masked.append(word if hit is None else TimedWord(f"[{hit.label}]", word.start, word.end, word.probability))
+        piece = word.text.strip()
+        if piece and cursor and word.leading_space:  # as join_words writes it
+            cursor += 1
+        start = cursor
+        end = cursor = start + len(piece)
+        hit = next((s for s in sensitive if start < s.end and end > s.start), None) if piece else None
+        masked.append(word if hit is None else _masked(word, f"[{hit.label}]"))  # spaced as in ``text``
     return merge_masks(masked)
 
 
+def _masked(word: TimedWord, text: str, previous: TimedWord | None = None) -> TimedWord:
+    """``word`` as a mask reading ``text`` (a plain word), spaced as the word was, but never
+    attached to a mask ``previous`` before it: the pieces of "555-123-4567" (" 555" "-123"
+    "-4567") read "[PHONE] [PHONE] [PHONE]" where they are not merged (a partial), not
+    "[PHONE][PHONE][PHONE]"; :func:`merge_masks` makes them one mask spaced as the first piece was."""
+    spaced = word.leading_space or (previous is not None and is_mask(previous))
+    return TimedWord(text, word.start, word.end, word.probability, leading_space=spaced)
+
+
 def merge_masks(words: Sequence[TimedWord]) -> list[TimedWord]:
-    """One mask word for a number spoken as several words (``[PHONE] [PHONE]`` -> ``[PHONE]``)."""
+    """One mask word for a number spoken as several words (``[PHONE] [PHONE]`` -> ``[PHONE]``),
+    spaced as its first word was."""
     merged: list[TimedWord] = []
     for word in words:
         previous = merged[-1] if merged else None
         masked = word.text.startswith("[") and word.text.endswith("]")
         if previous is not None and word.text == previous.text and masked:
-            merged[-1] = TimedWord(word.text, previous.start, word.end, min(previous.probability, word.probability))
+            merged[-1] = TimedWord(word.text, previous.start, word.end, min(previous.probability, word.probability),
+                                   leading_space=previous.leading_space)
         else:
             merged.append(word)
     return merged
@@ -145,7 +160,8 @@ def hidden_digits(words: Sequence[TimedWord]) -> Hidden | None:
 def with_hidden(before: Sequence[TimedWord], after: Sequence[TimedWord]) -> list[TimedWord]:
     """``after`` (the words of ``before`` with numbers masked) with each mask of clear digits
     made a :class:`NumberMask` that says what it hid, for the leg's history."""
-    return [NumberMask(word.text, word.start, word.end, word.probability, Hidden.of(digits))
+    return [NumberMask(word.text, word.start, word.end, word.probability, hidden=Hidden.of(digits),
+                       leading_space=word.leading_space)
             if is_mask(word) and not is_mask(clear) else word
             for clear, word, digits in zip(before, after, _word_digits(before), strict=True)]
 
@@ -241,7 +257,7 @@ def mask_number_runs(words: Sequence[TimedWord], labels: Sequence[str | None] | 
         label = _run_label(masked, named, digits, whole)
         for i in range(start, end):
             if i in clear:
-                out[i] = TimedWord(f"[{label}]", out[i].start, out[i].end, out[i].probability)
+                out[i] = _masked(out[i], f"[{label}]", out[i - 1] if i else None)
             elif label == "CARD" and isinstance(out[i], NumberMask):  # its pieces made a card
                 out[i] = dataclasses.replace(out[i], text="[CARD]")
         runs += bool(clear)

@@ -1,12 +1,13 @@
 """The call transcript: one versioned, documented JSON shape for batch and live calls.
 
-Schema (``schema_version`` "1.0"; see docs/transcript-schema.md):
+Schema (``schema_version`` "1.1"; see docs/transcript-schema.md):
 
 - ``call_id``, ``created_at`` (ISO-8601 UTC), ``redacted`` (bool)
 - ``audio``: ``path``, ``format``, ``sample_rate``, ``channels``, ``duration`` (of the input)
 - ``speakers``: ``id``, ``role`` (agent|customer|unknown), ``channel`` (int or null), ``talk_time``
 - ``segments``: ``id``, ``start``, ``end``, ``speaker``, ``role``, ``channel``, ``text``,
-  ``words`` (``text``, ``start``, ``end``, ``probability``)
+  ``words`` (``text``, ``start``, ``end``, ``probability``; ``leading_space: false`` on a piece
+  attached to the word before it, since 1.1)
 - ``entities``: ``label``, ``text``, ``value``, ``segment``, ``start_char``, ``end_char``
 - ``options``: what produced it (model, speakers mode, ...); ``timings``: seconds per stage.
 
@@ -21,9 +22,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from voice.audio import AudioInfo
-from voice.frames import Role, TimedWord
+from voice.frames import Role, TimedWord, word_dict
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+"""1.1 added the optional ``leading_space`` of a word; 1.0 files read the same."""
 
 
 @dataclass
@@ -83,7 +85,10 @@ class CallTranscript:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict in the documented schema."""
-        return asdict(self)
+        data = asdict(self)
+        for segment, source in zip(data["segments"], self.segments, strict=True):
+            segment["words"] = [word_dict(w) for w in source.words]
+        return data
 
     def to_json(self) -> str:
         """Pretty JSON text (UTF-8, stable key order)."""

@@ -51,7 +51,7 @@ def test_bad_files_are_reported_and_the_others_finish(first_run: tuple[Path, obj
 def test_stereo_call_has_one_speaker_per_channel_and_the_agent_found(first_run: tuple[Path, object]) -> None:
     out, _ = first_run
     call = json.loads((out / "MUL1423.json").read_text())
-    assert call["schema_version"] == "1.0" and call["options"]["speakers_used"] == "channels"
+    assert call["schema_version"] == "1.1" and call["options"]["speakers_used"] == "channels"
     roles = {s["id"]: (s["role"], s["channel"]) for s in call["speakers"]}
     assert roles == {"S0": ("customer", 0), "S1": ("agent", 1)}  # SpokenWOZ: the agent is on the right
     text = " ".join(s["text"] for s in call["segments"]).lower()

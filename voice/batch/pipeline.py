@@ -20,7 +20,7 @@ from voice.audio import Audio, RawFormat, load_audio
 from voice.batch import engines
 from voice.batch.options import TranscribeOptions
 from voice.errors import AudioDecodeError
-from voice.frames import Role, TimedWord
+from voice.frames import Role, TimedWord, join_words
 from voice.redaction import Span, mask_number_runs, merge_masks, redact_segment, with_mask_spans, word_labels
 from voice.roles import SpokenTurn, decide_agent, score_text
 from voice.transcript import CallTranscript, EntityMention, Segment, Speaker
@@ -215,11 +215,12 @@ def _asr(signal: np.ndarray, options: TranscribeOptions, stage: _Stage, cpu_thre
 
 
 def _to_words(words: Sequence[object]) -> list[TimedWord]:
-    return [TimedWord(w.text, round(w.start, 3), round(w.end, 3), round(w.probability, 4)) for w in words]  # type: ignore[attr-defined]
+    return [TimedWord(w.text, round(w.start, 3), round(w.end, 3), round(w.probability, 4),  # type: ignore[attr-defined]
+                      leading_space=getattr(w, "leading_space", True)) for w in words]
 
 
 def _text(words: Sequence[TimedWord], fallback: str) -> str:
-    return " ".join(w.text for w in words) if words else fallback.strip()
+    return join_words(words) if words else fallback.strip()
 
 
 def _transcribe_channels(audio: Audio, options: TranscribeOptions, stage: _Stage, cpu_threads: int) -> list[Segment]:
@@ -387,5 +388,5 @@ def _mask_number_runs(segments: list[Segment], found: list[list[Span]]) -> set[i
         for seg in segments:
             if id(seg) in changed and seg.speaker == speaker:
                 seg.words = merge_masks(seg.words)
-                seg.text = " ".join(w.text for w in seg.words)
+                seg.text = join_words(seg.words)
     return changed

@@ -37,6 +37,7 @@ from voice.frames import (
     TimedWord,
     TranscriptFinalFrame,
     TranscriptPartialFrame,
+    join_words,
 )
 from voice.processor import FrameProcessor
 
@@ -284,7 +285,7 @@ def partial_text(log: ReplayLog, leg: str, *, committed_only: bool = False) -> s
             words: Sequence[TimedWord] = last.committed
             if not committed_only:
                 words = [*last.committed, *last.tentative]
-            texts.append(" ".join(w.text for w in words))
+            texts.append(join_words(words))
             last = None
     return " ".join(t for t in texts if t).strip()
 

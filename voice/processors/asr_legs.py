@@ -155,5 +155,5 @@ def cheap_final(request: DecodeRequest) -> DecodeRequest:
 
 
 def timed(words: list[Word]) -> list[TimedWord]:
-    """Decoded words as frame words."""
-    return [TimedWord(w.text, w.start, w.end, w.probability) for w in words]
+    """Decoded words as frame words (an attached piece stays attached: ``leading_space``)."""
+    return [TimedWord(w.text, w.start, w.end, w.probability, leading_space=w.leading_space) for w in words]

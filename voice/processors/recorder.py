@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import Executor
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from voice.frames import (
     NluFrame,
     Role,
     TranscriptFinalFrame,
+    word_dict,
 )
 from voice.processor import FrameProcessor
 from voice.processors.audio_spool import AudioSpool
@@ -204,7 +205,7 @@ def _live_turn(frame: TranscriptFinalFrame) -> Any:
     from voice.store.live import LiveTurn
 
     return LiveTurn(frame.turn_id, frame.leg, frame.role, frame.start, frame.end, frame.text,
-                    [asdict(w) for w in frame.words], frame.speaker)
+                    [word_dict(w) for w in frame.words], frame.speaker)
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from voice.frames import TimedWord, TranscriptFinalFrame, TranscriptPartialFrame
+from voice.frames import TimedWord, TranscriptFinalFrame, TranscriptPartialFrame, join_words
 from voice.redaction import (
     Hidden,
     NumberMask,
@@ -117,7 +117,7 @@ def redact_final(frame: TranscriptFinalFrame, history: Sequence[TimedWord], extr
         plain = _mask_runs(frame.words, history, extractor)
         masked = with_hidden([*history, *frame.words], plain)  # for the leg's history only
         words = merge_masks(plain[len(history):])
-        text = " ".join(w.text for w in words)
+        text = join_words(words)
     else:  # text without word times: the extractor's spans only
         masked, words, text = list(history), [], frame.text
     spans = [Span(e.label, e.text, e.start, e.end, e.value) for e in extractor.extract(text)]
@@ -145,7 +145,8 @@ def _held_masks(words: Sequence[TimedWord], held: Sequence[TimedWord]) -> list[T
             for h in inside:
                 assert isinstance(h, NumberMask)
                 hidden = hidden.then(h.hidden)
-            word = NumberMask(word.text, word.start, word.end, word.probability, hidden)
+            word = NumberMask(word.text, word.start, word.end, word.probability, hidden=hidden,
+                              leading_space=word.leading_space)
         kept.append(word)
     return kept
 
@@ -162,7 +163,7 @@ def _mask_runs(words: Sequence[TimedWord], history: Sequence[TimedWord], extract
     masked, _ = mask_number_runs([*history, *words])
     if not any(is_mask(m) and not is_mask(w) for m, w in zip(masked[len(history):], words, strict=True)):
         return masked  # the common case: no run in this turn, no second pass of the extractor
-    clear = " ".join(w.text for w in words)
+    clear = join_words(words)
     found = [Span(e.label, e.text, e.start, e.end, e.value) for e in extractor.extract(clear)]
     named = [None] * len(history) + word_labels(clear, words, found)
     return mask_number_runs([*history, *words], named)[0]

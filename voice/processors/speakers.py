@@ -45,6 +45,7 @@ from voice.frames import (
     TimedWord,
     TranscriptFinalFrame,
     TranscriptPartialFrame,
+    join_words,
 )
 from voice.processor import FrameProcessor
 from voice.processors.pcm import FrameResampler
@@ -367,7 +368,7 @@ def _piece(frame: TranscriptFinalFrame, run: SpeakerRun, index: int) -> Transcri
     after the first are new frames (own ``id``, ``turn_id`` suffixed)."""
     words: list[TimedWord] = frame.words[run.first : run.stop]
     changes: dict[str, Any] = {
-        "text": " ".join(w.text for w in words).strip(),
+        "text": join_words(words),
         "words": words,
         "start": words[0].start,
         "end": words[-1].end,

@@ -20,20 +20,23 @@ from voice.frames import (
     TimedWord,
     TranscriptFinalFrame,
     TranscriptPartialFrame,
+    join_words,
 )
 
 Event = dict[str, Any]
 
 
 def _words(words: list[TimedWord]) -> list[dict[str, Any]]:
-    return [{"text": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
-             "probability": round(w.probability, 3)} for w in words]
+    return [_word(w) for w in words]
 
 
-def _joined(words: list[TimedWord]) -> str:
-    # The streaming policy's words carry no leading space (asr.engine strips Whisper's), so
-    # join with spaces; stripping first keeps words that still have one from doubling it.
-    return " ".join(text for text in (w.text.strip() for w in words) if text)
+def _word(w: TimedWord) -> dict[str, Any]:
+    """A word of an event; ``"leading_space": false`` only on a piece attached to the word before
+    it (".m." after "p"), so the console joins a partial's committed and tentative words as the
+    event's ``text`` does. Left out when true: most words, and events stay under the relay's size
+    limit (docs/events.md)."""
+    word = {"text": w.text, "start": round(w.start, 3), "end": round(w.end, 3), "probability": round(w.probability, 3)}
+    return word if w.leading_space else word | {"leading_space": False}
 
 
 def frame_to_event(frame: Frame) -> Event | None:
@@ -50,7 +53,7 @@ def _started(f: CallStartedFrame) -> Event:
 def _partial(f: TranscriptPartialFrame) -> Event:
     return {"type": "transcript.partial", "audio_time": round(f.audio_time, 3), "leg": f.leg, "role": f.role,
             "speaker": f.speaker, "committed": _words(f.committed), "tentative": _words(f.tentative),
-            "text": _joined(f.committed + f.tentative)}
+            "text": join_words(f.committed + f.tentative)}
 
 
 def _final(f: TranscriptFinalFrame) -> Event:

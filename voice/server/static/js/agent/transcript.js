@@ -9,10 +9,18 @@ import { clock, h, roleName } from "../dom.js";
 const STICK_PX = 48;
 const FRESH_MS = 1300; // how long a new turn stays highlighted
 
-/** The words of a partial as text: the live ASR strips Whisper's leading spaces from its words
- * (asr/engine.py), so they are trimmed (an older recording may still carry them) and joined by one space. */
-function wordsText(words) {
-  return (words || []).map((w) => String(w.text ?? "").trim()).filter(Boolean).join(" ");
+/** The words of a partial as text, as the server joins an event's `text` (voice.frames.join_words):
+ * one space before each word, none before a piece Whisper wrote attached to the word before it
+ * (`leading_space: false`: "7 p.m.", "Wi-Fi."). Words are trimmed (an older recording may still carry
+ * Whisper's leading space). `after` is the text already shown before these words: a space goes between
+ * the two unless the first word is attached. */
+function wordsText(words, after = "") {
+  let text = "";
+  for (const w of words || []) {
+    const piece = String(w.text ?? "").trim();
+    if (piece) text += (text || after ? (w.leading_space === false ? "" : " ") : "") + piece;
+  }
+  return text;
 }
 
 export class TranscriptView {
@@ -56,8 +64,7 @@ export class TranscriptView {
     this.keepingScroll(() => {
       const leg = this.legRow(event);
       leg.committed.textContent = wordsText(event.committed);
-      const tentative = wordsText(event.tentative);
-      leg.tentative.textContent = tentative ? (leg.committed.textContent ? " " : "") + tentative : "";
+      leg.tentative.textContent = wordsText(event.tentative, leg.committed.textContent);
     });
   }
 
