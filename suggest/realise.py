@@ -74,7 +74,8 @@ _RELATIVE = re.compile(
 )
 _AMOUNT = re.compile(
     r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty"
-    r"|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|million|half)\b",
+    r"|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|million|half)\b"
+    r"|\ban?\s+(?:dollar|buck|cent|penny|pound|euro|quid)s?\b",  # "a dollar", not "a few dollars"
     re.IGNORECASE,
 )
 
@@ -269,12 +270,13 @@ def specific(label: str, words: str) -> bool:
     A date: a month, weekday, year, ordinal day or numeric date ("March 3", "2018", "the 5th");
     a time: a clock time ("3 pm", "10:30", "noon"); either without a relative or vague word
     ("today", "last year", "every Monday", "a few days", "daily", "now"). An amount: a number,
-    in digits or words ("$20", "fifty cents"), not "some money" or "a few dollars".
+    in digits or words ("$20", "fifty cents", "a dollar"), not "some money" or "a few dollars".
     """
     if label == "MONEY":
         return bool(_AMOUNT.search(words))
     pattern = _CLOCK_TIME if label == "TIME" else _ABSOLUTE_DATE
-    return bool(pattern.search(words)) and not _RELATIVE.search(words)
+    # The clock time itself goes before the vague-word check: the "a" of "9 a.m." is no article.
+    return bool(pattern.search(words)) and not _RELATIVE.search(_CLOCK_TIME.sub(" ", words))
 
 
 def _call_value(entity_values: Mapping[str, str], label: str) -> str | None:

@@ -191,3 +191,19 @@ def test_serve_names_a_mistyped_telephony_setting(tmp_path: Path, monkeypatch: p
     output = _one_line_error(_run("serve", "--model", "tiny.en", "--sip-port", "-1", "--config", str(config_file),
                                   "--data-dir", str(tmp_path / "data")))
     assert "unknown telephony settings rtp_port_mn" in output and "rtp_port_min" in output
+
+
+def test_serve_takes_a_torch_transfer_file_and_names_a_missing_one(tmp_path: Path) -> None:
+    """The model check refused the torch backend's transfer file (the GPU route's *.safetensors),
+    which ``TorchWhisperDecoder.load`` takes."""
+    import click
+
+    from voice.cli.serve_cmd import check_asr_model
+
+    transfer = tmp_path / "tiny.safetensors"
+    transfer.write_bytes(b"{}")
+    check_asr_model(str(transfer), "torch")  # no error: the decoder reads it at start
+    with pytest.raises(click.ClickException, match="no such transfer file"):
+        check_asr_model(str(tmp_path / "missing.safetensors"), "torch")
+    with pytest.raises(click.ClickException, match="not a CTranslate2 Whisper model|unknown Whisper model"):
+        check_asr_model(str(transfer), "ctranslate2")

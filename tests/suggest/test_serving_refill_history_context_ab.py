@@ -29,7 +29,7 @@ import pytest
 from suggest.ab import ABSplit, CallFacts, experiment_records
 from suggest.engine import InvalidContextError, SuggestionEngine
 from suggest.nlu.types import Entity
-from suggest.realise import refill
+from suggest.realise import Slot, refill
 from suggest.state import CallState, context_block
 from suggest.types import SuggestContext, Turn
 
@@ -79,6 +79,14 @@ def test_a_specific_value_still_refills_a_specific_slot_and_amounts_come_from_th
                   if [x.text[s.start : s.end] for s in x.slots if s.label == "MONEY"] == ["$1"])
     assert "$20" in refill(amount.text, amount.slots, {"MONEY": "$20"})
     assert refill(amount.text, amount.slots, {"MONEY": "a few cents"}) == amount.text
+    assert "a dollar" in refill(amount.text, amount.slots, {"MONEY": "a dollar"})
+
+    # Whisper writes "9 a.m.": its "a" is no article (the rule once read the time as vague).
+    line = "I can call you back at 3 p.m. on Tuesday."
+    slots = (Slot("TIME", line.index("3 p.m."), line.index("3 p.m.") + 6),)
+    assert refill(line, slots, {"TIME": "9 a.m."}) == "I can call you back at 9 a.m. on Tuesday."
+    assert refill(line, slots, {"TIME": "10:30 a.m."}) == "I can call you back at 10:30 a.m. on Tuesday."
+    assert refill(line, slots, {"TIME": "tonight"}) == line
 
     vocabulary = engine.model.vocabulary
     state = CallState(engine.model.specs)

@@ -87,7 +87,7 @@ def serve(host: str | None, port: int | None, sip_port: int | None, model: str |
             relay_conninfo(config.database_url)  # PostgreSQL only: say so before the models load
     except VoiceError as exc:
         raise click.ClickException(str(exc)) from exc
-    check_asr_model(config.model)
+    check_asr_model(config.model, config.asr_backend)
     _check_suggest_model(config.suggest_model, config.models_root)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     click.echo(f"nextline serving on http://{config.host}:{config.port} (SIP port {config.sip_port})", err=True)
@@ -101,11 +101,17 @@ def serve(host: str | None, port: int | None, sip_port: int | None, model: str |
                 proxy_headers=False)
 
 
-def check_asr_model(model: str) -> None:
+def check_asr_model(model: str, backend: str = "ctranslate2") -> None:
     """A Whisper model name or path that resolves to nothing fails here, in one line, before
-    uvicorn starts; at start-up it stopped the server with a traceback after "serving on"."""
+    uvicorn starts; at start-up it stopped the server with a traceback after "serving on".
+    The torch backend also takes a transfer file (``*.safetensors``, the GPU route's
+    ``scripts/gpu/prepare.py``), as ``TorchWhisperDecoder.load`` does."""
     from asr.models import ModelNotFoundError, resolve_whisper_model
 
+    if backend == "torch" and Path(model).suffix == ".safetensors":
+        if not Path(model).is_file():
+            raise click.ClickException(f"--model {model}: no such transfer file")
+        return
     try:
         resolve_whisper_model(model)
     except ModelNotFoundError as exc:

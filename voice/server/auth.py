@@ -307,12 +307,17 @@ async def check_named_agent(connection: HTTPConnection, caller: Agent, tenant: s
     """
     if agent_id is None or agent_id == caller.name:
         return
-    people = await asyncio.to_thread(console_of(connection).agents.list)
-    named = next((p for p in people if p.name == agent_id), None)
+    named = await named_account(connection, agent_id)
     if named is not None and named.tenant != tenant and (caller.tenant is not None or named.tenant is not None):
         where = f"tenant {named.tenant!r}" if named.tenant else "no tenant (every tenant's calls)"
         raise HTTPException(403, f"agent {agent_id!r} is of {where}, not of tenant {tenant!r}: "
                                  f"a supervisor {what} for agents of the call's tenant only")
+
+
+async def named_account(connection: HTTPConnection, agent_id: str) -> Agent | None:
+    """The account called ``agent_id``, or None (a softphone identity of the telephony only)."""
+    people = await asyncio.to_thread(console_of(connection).agents.list)
+    return next((p for p in people if p.name == agent_id), None)
 
 
 def check_cookie_origin(connection: HTTPConnection) -> None:

@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect
 
 from voice.audio import RAW_CHANNELS, RAW_RATES, RAW_SUFFIXES, RawFormat
 from voice.batch.runner import AUDIO_SUFFIXES
-from voice.server.auth import SUPERVISOR_RESPONSES, ErrorOut, Supervisor, check_named_agent, token_of
+from voice.server.auth import SUPERVISOR_RESPONSES, ErrorOut, Supervisor, check_named_agent, named_account, token_of
 from voice.server.console import console_of
 from voice.server.uploads import MAX_UPLOAD_BYTES, UploadJob, UploadQueue
 from voice.store.agents import Agent
@@ -70,6 +70,9 @@ def create_router() -> APIRouter:
         if declared > MAX_UPLOAD_BYTES:
             raise HTTPException(413, f"the file is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
         tenant = viewer.tenant or tenant
+        if tenant is None and agent_id is not None:  # the QA page of an every-tenant supervisor names none
+            named = await named_account(request, agent_id)
+            tenant = named.tenant if named is not None else None
         await check_named_agent(request, viewer, tenant, agent_id, what="uploads calls")
         queue: UploadQueue = console_of(request).uploads
         job = queue.create(filename, tenant=tenant, agent_id=agent_id, uploaded_by=viewer.name, raw=raw)
