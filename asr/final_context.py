@@ -58,8 +58,9 @@ def _context_count(words: Sequence[Word], seam: float, known: list[str]) -> int:
     The text moves that cut when the words it then drops end exactly as the known words do,
     and more of them than at the time cut: over words that span the seam one common word is
     enough (Whisper stretched either the context's last word or the turn's first over the
-    seam's silence); to keep words that end before the seam, two must agree ("so" said earlier
-    in the context must not pull the cut back to it).
+    seam's silence), unless no context word was decoded at all (then a turn that opens with the
+    word the context ended on would lose it: two must agree); to keep words that end before the
+    seam, two must agree ("so" said earlier in the context must not pull the cut back to it).
     """
     by_time = _prefix(words, lambda w: (w.start + w.end) / 2 < seam - _MIDDLE_SLACK)
     lowest = _prefix(words, lambda w: w.end <= seam - _SURE_CONTEXT)
@@ -72,6 +73,8 @@ def _context_count(words: Sequence[Word], seam: float, known: list[str]) -> int:
         if before > 1:
             continue
         needed = min(2, len(known)) if before else 1
+        if count > by_time and by_time == 0:
+            needed = 2  # no context word was decoded: one repeated word ("okay") may be the turn's own
         match = _tail_match(keys[:count], known)
         if match >= max(needed, 1) and (match, -abs(count - by_time)) > (best_match, -abs(best - by_time)):
             best, best_match = count, match

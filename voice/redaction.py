@@ -251,7 +251,7 @@ def mask_number_runs(words: Sequence[TimedWord], labels: Sequence[str | None] | 
         clear = {i for i in range(start, end) if out[i].text.strip(".,") not in NUMBER_MASKS}
         whole = hidden_digits(out[start:end])
         if masked and sum(_digit_count(out[i].text) for i in clear) < MIN_PIECE_DIGITS and not _completes(
-                hidden_digits([w for w in out[start:end] if is_mask(w)]), whole):
+                hidden_digits([w for w in out[start:end] if is_mask(w)]), whole, masked[0]):
             continue  # "[PHONE]. 2 rooms": a quantity after the number, not a piece of it
         named = [labels[i] for i in clear if labels is not None and labels[i] in RUN_LABELS]
         label = _run_label(masked, named, digits, whole)
@@ -278,18 +278,22 @@ def _run_label(masked: Sequence[str], named: Sequence[str | None], digits: int, 
     return "CARD" if 13 <= digits <= 19 else "PHONE" if digits <= 12 else "NUMBER"
 
 
-def _completes(before: Hidden | None, whole: Hidden | None) -> bool:
+def _completes(before: Hidden | None, whole: Hidden | None, mask: str) -> bool:
     """Whether a piece of one or two digits ("four one", "11") completes the number read out
-    before it: the digits before it were no complete number, with it they are (see
+    before it under ``mask``: the digits before it were no complete number, with it they are (see
     :attr:`Hidden.is_complete`). Unknown digits (a mask that does not say what it hides) never
-    complete, so "[PHONE] and 2 rooms" keeps its quantity."""
-    return before is not None and whole is not None and whole.is_complete and not before.is_complete
+    complete, so "[PHONE] and 2 rooms" keeps its quantity; nor does an SSN, whole at 9 digits
+    ("[SSN]", then "2 tickets please")."""
+    return (mask != "[SSN]" and before is not None and whole is not None and whole.is_complete
+            and not before.is_complete)
 
 
 def _without_quantity_after(words: Sequence[TimedWord], start: int, end: int) -> int:
     """The end of a run without a quantity said after a number in the same breath: a last piece
-    of one or two digits after a filler ("555-123-4567 and 2 rooms"), unless it completes the
-    number before it ("555 123 456 and 7")."""
+    of one or two digits after a filler ("555-123-4567 and 2 rooms"), only where the digits
+    before it are known to make a whole number (10 or 11 digits, or a Luhn-valid card). Short of
+    that the piece may be the number's end ("123 45 67 and 89", an SSN; "555 123 456 and 7"), so
+    it stays in the run and is masked: a quantity masked costs less than a digit shown."""
     last_filler = max((i for i in range(start, end) if _digit_count(words[i].text) == 0
                        and words[i].text.strip(".,").lower() not in ("double", "triple")), default=None)
     if last_filler is None:
@@ -298,7 +302,8 @@ def _without_quantity_after(words: Sequence[TimedWord], start: int, end: int) ->
     before = sum(_digit_count(w.text) for w in words[start:last_filler])
     if piece >= MIN_PIECE_DIGITS or before < MIN_RUN_DIGITS:
         return end
-    if _completes(hidden_digits(words[start:last_filler]), hidden_digits(words[start:end])):
+    number = hidden_digits(words[start:last_filler])
+    if number is None or not (number.digits in (10, 11) or number.is_card):
         return end
     return last_filler  # a run has one filler at most between two digit words: a digit ends before it
 

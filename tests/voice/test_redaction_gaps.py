@@ -6,6 +6,7 @@ digit-run rule it shares with batch)."""
 from __future__ import annotations
 
 import asyncio
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -159,3 +160,26 @@ def test_partials_mask_the_completing_piece_too() -> None:
     shown = redactor.partial(partial)
     assert [w.text for w in [*shown.committed, *shown.tentative]] == ["[PHONE]", "[PHONE]"]
     assert all(type(w) is TimedWord for w in [*shown.committed, *shown.tentative])
+
+
+# ------------------------------------------- a quantity is split off a whole number only (fail safe)
+
+
+@pytest.mark.parametrize("said", [
+    "my social is 123 45 67 and 89",  # an SSN read 3-2-2, then its last piece
+    "my social is one two three four five six seven and eight nine",
+    "my member id is 4821 937 and 56",
+    "my card is 4111 1111 1111 11 and 12",  # a card that fails Luhn (a digit misheard)
+    "my card number is 5500 0000 0000 00 and 05",
+])
+def test_the_last_piece_of_a_number_not_known_whole_stays_masked(said: str) -> None:
+    """Splitting "and 2 rooms" off a number must not show the last digits of one it cannot tell
+    is whole: a review found these shown in clear ("my social is [PHONE] and 89")."""
+    finals, _ = _call(said)
+    assert not re.search(r"\d|\b(?:eight|nine)\b", finals[0].text), finals[0].text
+
+
+def test_a_quantity_after_a_whole_ssn_in_the_next_turn_stays_in_clear() -> None:
+    """An SSN is whole at 9 digits: "2 tickets" after it is not its 10th digit."""
+    finals, _ = _call("my ssn is 123 45 6789", "2 tickets please")
+    assert finals[0].text == "my ssn is [SSN]" and finals[1].text == "2 tickets please"
