@@ -256,11 +256,14 @@ class Diarizer:
             max_speakers=options.max_speakers,
             hook=hook,
         )
+        duration = waveform.shape[1] / PIPELINE_SAMPLE_RATE
         if isinstance(output, Annotation):  # a legacy pipeline from a config.yaml
-            return _to_diarization(output, None, options)
+            return _to_diarization(output, None, options, duration)
         if not isinstance(output, DiarizeOutput):
             raise PipelineLoadError(f"{self.name} returned a {type(output).__name__}")
-        return _to_diarization(output.speaker_diarization, output.speaker_embeddings, options)
+        return _to_diarization(
+            output.speaker_diarization, output.speaker_embeddings, options, duration
+        )
 
 
 def _segmentation_model(segmentation: Model | str | Mapping[str, Any]) -> Model:
@@ -308,18 +311,34 @@ def _mono_tensor(audio: np.ndarray, sample_rate: int) -> torch.Tensor:
 
 
 def _to_diarization(
-    annotation: Annotation, centroids: np.ndarray | None, options: DiarizationOptions
+    annotation: Annotation,
+    centroids: np.ndarray | None,
+    options: DiarizationOptions,
+    duration: float,
 ) -> Diarization:
+    """Turns clipped to ``[0, duration]``. Why clipped: pyannote rebuilds the last window over
+    zero padding, so a turn could end after the audio (a 12.35 s file ended at 12.434 s), and
+    the RTTM with it."""
     labels = [str(label) for label in annotation.labels()]
     turns = sorted(
-        (SpeakerTurn(float(seg.start), float(seg.end), str(label))
-         for seg, _, label in annotation.itertracks(yield_label=True)),
+        (
+            SpeakerTurn(float(seg.start), min(float(seg.end), duration), str(label))
+            for seg, _, label in annotation.itertracks(yield_label=True)
+            if float(seg.start) < duration
+        ),
         key=lambda turn: (turn.start, turn.end, turn.speaker),
     )
+    speaking = {turn.speaker for turn in turns}  # a speaker heard only in the padding is gone
     by_label: dict[str, np.ndarray] = {}
     if centroids is not None and len(centroids) >= len(labels):
-        by_label = {label: centroids[i].astype(np.float32) for i, label in enumerate(labels)}
-    return Diarization(tuple(turns), tuple(sorted(labels)), options, by_label)
+        by_label = {
+            label: centroids[i].astype(np.float32)
+            for i, label in enumerate(labels)
+            if label in speaking
+        }
+    return Diarization(
+        tuple(turns), tuple(sorted(label for label in labels if label in speaking)), options, by_label
+    )
 
 
 def _usable_cores() -> int:

@@ -84,7 +84,9 @@ class OnlineAttributionConfig:
     """Seconds (of windows) after which a window counts half in its centroid: voices and line
     conditions drift slowly over a call (the shared calls, 2 min each, are too short to tune it)."""
     history_windows: int = 400
-    """Most recent windows the centroids are re-estimated from (about 200 s at a 0.5 s step)."""
+    """Most recent windows the centroids are re-estimated from (about 200 s at a 0.5 s step),
+    plus the newest 100 of each speaker (a party silent for minutes keeps its centroid: see
+    :class:`diarize.centroids.SpeakerCentroids`)."""
     gate_margin_db: float = 9.0
     """A frame is speech when its energy is this far above the noise floor."""
     gate_floor_db: float = -55.0
@@ -209,7 +211,7 @@ class _CallTimeline:
     def _make_room(self, extra: int) -> None:
         drop = max(0, self.count + extra - self._history)
         if drop:  # shift once per half history, not per chunk
-            drop = max(drop, min(self.count, self._history // 2))
+            drop = min(max(drop, self._history // 2), self.count)  # never more rows than kept
             self.speech[: self.count - drop] = self.speech[drop : self.count]
             self.start += drop
             self.count -= drop
@@ -321,12 +323,15 @@ class OnlineSpeakerAttributor:
         if not self._started:
             self._origin, self._started = start, True
         turns: list[SpeakerTurn] = []
-        block = round(_GAP_BLOCK_SECONDS * self.sample_rate)
+        block = round(_BLOCK_SECONDS * self.sample_rate)
         while round((start - self._origin) * self.sample_rate) - self._received > block:
-            self._append(np.zeros(block, dtype=np.float32))  # a hold: see _GAP_BLOCK_SECONDS
+            self._append(np.zeros(block, dtype=np.float32))  # a hold: see _BLOCK_SECONDS
             turns += self._embed_due()
-        self._append(self._align(samples, start))
-        return turns + self._embed_due()
+        samples = self._align(samples, start)
+        for first in range(0, max(len(samples), 1), block):  # a long chunk: see _BLOCK_SECONDS
+            self._append(samples[first : first + block])
+            turns += self._embed_due()
+        return turns
 
     def _embed_due(self) -> list[SpeakerTurn]:
         """Embed every window the audio received completes; the speech whose labels became final."""
@@ -453,10 +458,11 @@ class OnlineSpeakerAttributor:
         return round(self._origin + frame * FRAME_SECONDS, 3)
 
 
-_GAP_BLOCK_SECONDS = 10.0
-"""Seconds of silence a long gap (a call on hold) is filled with at a time. Why in blocks: the
-whole gap at once held it all in memory, and a gap longer than the frame history (10 min) did
-not fit the timeline and failed the leg's attribution."""
+_BLOCK_SECONDS = 10.0
+"""Seconds of audio appended at a time: of the silence filling a long gap (a call on hold), and
+of a long chunk (a recording fed in one piece). Why in blocks: the whole gap or chunk at once
+held it all in memory, and one longer than the frame history (10 min) did not fit the timeline
+and failed the leg's attribution (a negative row count in ``_CallTimeline._make_room``)."""
 _ALIGN_TOLERANCE = 16
 """Samples (1 ms) of disagreement between a chunk's time and the audio received that still
 count as contiguous (timestamps of 20 ms packets are rounded)."""

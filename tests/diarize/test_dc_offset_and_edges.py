@@ -1,0 +1,180 @@
+"""A DC offset, a chunk longer than the label history, and turns past the audio's end, on real audio.
+
+pyannote's telephone sample (30 s, two speakers, 16 kHz mono, no DC of its own) with a DC
+offset of 0.05 added (a cheap ADC or a recorder port) must be heard and labelled as without it:
+by the online energy gate and attributor, and by the VAD (Silero and the WebRTC gate) in batch
+and live. A chunk longer than the attributor's label history and a file cut mid-speech must
+not crash or leak turns past the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pyannote.core import Annotation, Segment
+
+from diarize.embedding import SpeakerEmbedder
+from diarize.eval import der_components, whole_recording
+from diarize.pipeline import Diarizer
+from diarize.rttm import read_rttm
+from diarize.speech_gate import EnergyGate
+from diarize.streaming import OnlineAttributionConfig, OnlineSpeakerAttributor
+from diarize.types import SpeakerTurn
+from voice.audio import float_to_int16, load_audio
+from voice.vad import VadEventType, VadStream, detect_speech
+
+pytestmark = pytest.mark.model
+
+DC = np.float32(0.05)
+STEP = 0.032
+"""One VAD decision step (s): the tolerance between two region lists."""
+DER_BOUND = 0.20
+"""As tests/diarize/test_streaming.py: 9.1 % measured on the clean sample, with room for noise."""
+
+
+@pytest.fixture(scope="module")
+def sample(shared_data: Path) -> tuple[np.ndarray, Annotation]:
+    folder = shared_data / "diarization" / "pyannote_sample_telephone"
+    return load_audio(folder / "sample.wav").mono(), read_rttm(folder / "sample.rttm")["sample"]
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Iterator[SpeakerEmbedder]:
+    # One torch thread, as the server runs it (see tests/diarize/test_streaming.py).
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield SpeakerEmbedder.load()
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _annotation(turns: list[SpeakerTurn]) -> Annotation:
+    annotation = Annotation(uri="sample")
+    for index, turn in enumerate(turns):
+        annotation[Segment(turn.start, turn.end), index] = turn.speaker
+    return annotation
+
+
+def _reference_frames(reference: Annotation, frames: int) -> np.ndarray:
+    speech = np.zeros(frames, dtype=bool)
+    for segment in reference.get_timeline().support():
+        speech[round(segment.start / 0.01) : round(segment.end / 0.01)] = True
+    return speech
+
+
+# -- 1. the online energy gate and attributor ------------------------------------------------
+
+
+def _gate_flags(audio: np.ndarray) -> np.ndarray:
+    frames = audio[: len(audio) // 160 * 160].reshape(-1, 160)
+    gate = EnergyGate(
+        margin_db=9.0, floor_db=-55.0, prior_db=-60.0, fill=0.5, pad=0.1, floor_history=10.0
+    )
+    return np.concatenate([gate(frames[i : i + 50])[0] for i in range(0, len(frames), 50)])
+
+
+def test_the_energy_gate_hears_speech_under_a_dc_offset(
+    sample: tuple[np.ndarray, Annotation],
+) -> None:
+    audio, reference = sample
+    clean, offset = _gate_flags(audio), _gate_flags(audio + DC)
+    speech = _reference_frames(reference, len(clean))
+    # measured: 0.93 of the reference speech heard without the offset; with it, the floor
+    # settled at the offset's power (-26 dBFS) and most speech stayed under floor + 9 dB.
+    assert clean[speech].mean() > 0.85
+    assert offset[speech].mean() > 0.85
+    assert np.mean(clean == offset) > 0.99
+
+
+def test_the_online_attributor_labels_a_call_with_a_dc_offset(
+    embedder: SpeakerEmbedder, sample: tuple[np.ndarray, Annotation]
+) -> None:
+    audio, reference = sample
+    attributor = OnlineSpeakerAttributor(embedder)
+    noisy = audio + DC
+    turns: list[SpeakerTurn] = []
+    for first in range(0, len(noisy), 8000):  # 0.5 s chunks
+        turns += attributor(noisy[first : first + 8000], first / 16000)
+    turns += attributor.finish()
+    assert attributor.speakers == ("S0", "S1")
+    scores = der_components(reference, _annotation(turns), whole_recording("sample", 30.0))
+    assert scores.der < DER_BOUND, scores
+
+
+# -- 3. the VAD -------------------------------------------------------------------------------
+
+
+def _close(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> bool:
+    return len(a) == len(b) and all(
+        abs(x0 - y0) <= STEP + 1e-6 and abs(x1 - y1) <= STEP + 1e-6
+        for (x0, x1), (y0, y1) in zip(a, b, strict=True)
+    )
+
+
+def test_the_vad_keeps_the_opening_hello_under_a_dc_offset(
+    sample: tuple[np.ndarray, Annotation],
+) -> None:
+    audio, _ = sample
+    clean = [(r.start, r.end) for r in detect_speech(audio)]
+    assert clean[0][0] < 6.69  # "Hello?" at 6.69-7.12 s (the region is padded)
+    for dc in (DC, np.float32(0.2)):
+        # measured without the DC blocker: DC 0.05 started at 7.34 s, 0.2 cut the call in two
+        assert _close([(r.start, r.end) for r in detect_speech(audio + dc)], clean), dc
+
+
+def test_live_pushes_and_the_batch_path_agree_under_a_dc_offset(
+    sample: tuple[np.ndarray, Annotation],
+) -> None:
+    audio, _ = sample
+    pcm = float_to_int16(audio + DC)
+    stream = VadStream()
+    live = []
+    for first in range(0, len(pcm), 320):  # 20 ms packets
+        live += stream.push(pcm[first : first + 320], 16000)
+    live += stream.finish()
+    batch = VadStream()
+    whole = batch.process(audio + DC) + batch.finish()
+    assert [(e.type, round(e.time, 3)) for e in live] == [(e.type, round(e.time, 3)) for e in whole]
+    started = [e.time for e in live if e.type is VadEventType.SPEECH_STARTED]
+    assert started and started[0] < 7.0
+
+
+# -- 4. a chunk longer than the label history -------------------------------------------------
+
+
+def test_a_chunk_longer_than_the_label_history_is_attributed(
+    embedder: SpeakerEmbedder, sample: tuple[np.ndarray, Annotation]
+) -> None:
+    audio, reference = sample
+    config = OnlineAttributionConfig(history=60.0)
+    attributor = OnlineSpeakerAttributor(embedder, config)
+    silence = np.zeros(40 * 16000, dtype=np.float32)
+    turns = attributor(np.concatenate([audio, silence]), 0.0)  # 70 s in one chunk: failed
+    turns += attributor.finish()
+    assert attributor.speakers == ("S0", "S1")
+    assert all(turn.end <= 30.5 for turn in turns)  # nothing labelled in the silence
+    scores = der_components(reference, _annotation(turns), whole_recording("sample", 30.0))
+    assert scores.der < DER_BOUND, scores
+    assert attributor.time == pytest.approx(70.0)
+
+
+# -- 5. batch turns end with the audio --------------------------------------------------------
+
+
+def test_batch_turns_of_a_file_cut_mid_speech_end_with_the_audio(
+    sample: tuple[np.ndarray, Annotation],
+) -> None:
+    audio, _ = sample
+    cut = audio[: int(12.35 * 16000)]  # speaker90 is speaking at 12.35 s
+    result = Diarizer.load().diarize(cut, 16000)
+    assert result.turns
+    duration = len(cut) / 16000
+    # measured before the clip: the last turn ended at 12.434 s (the padded last window)
+    assert max(turn.end for turn in result.turns) <= duration
+    assert all(turn.end > turn.start for turn in result.turns)
+    assert set(result.speakers) == {turn.speaker for turn in result.turns}
