@@ -9,22 +9,17 @@ not crash or leak turns past the end.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
 import pytest
-import torch
 from pyannote.core import Annotation, Segment
 
 from diarize.embedding import SpeakerEmbedder
 from diarize.eval import der_components, whole_recording
 from diarize.pipeline import Diarizer
-from diarize.rttm import read_rttm
 from diarize.speech_gate import EnergyGate
 from diarize.streaming import OnlineAttributionConfig, OnlineSpeakerAttributor
 from diarize.types import SpeakerTurn
-from voice.audio import float_to_int16, load_audio
+from voice.audio import float_to_int16
 from voice.vad import VadEventType, VadStream, detect_speech
 
 pytestmark = pytest.mark.model
@@ -34,23 +29,6 @@ STEP = 0.032
 """One VAD decision step (s): the tolerance between two region lists."""
 DER_BOUND = 0.20
 """As tests/diarize/test_streaming.py: 9.1 % measured on the clean sample, with room for noise."""
-
-
-@pytest.fixture(scope="module")
-def sample(shared_data: Path) -> tuple[np.ndarray, Annotation]:
-    folder = shared_data / "diarization" / "pyannote_sample_telephone"
-    return load_audio(folder / "sample.wav").mono(), read_rttm(folder / "sample.rttm")["sample"]
-
-
-@pytest.fixture(scope="module")
-def embedder() -> Iterator[SpeakerEmbedder]:
-    # One torch thread, as the server runs it (see tests/diarize/test_streaming.py).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield SpeakerEmbedder.load()
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _annotation(turns: list[SpeakerTurn]) -> Annotation:

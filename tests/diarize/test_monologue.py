@@ -7,12 +7,10 @@ makes the monologue outlast it, as a 3-minute monologue outlasts the default 200
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from pyannote.core import Annotation, Segment, Timeline
 
 from diarize.embedding import SpeakerEmbedder
@@ -27,17 +25,6 @@ pytestmark = pytest.mark.model
 RATE = 16000
 MONOLOGUE = 150.0
 CONFIG = OnlineAttributionConfig(history_windows=120, centroid_half_life=30.0)
-
-
-@pytest.fixture(scope="module")
-def embedder() -> Iterator[SpeakerEmbedder]:
-    # One torch thread, as the server runs it (see tests/diarize/test_streaming.py).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield SpeakerEmbedder.load()
-    finally:
-        torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

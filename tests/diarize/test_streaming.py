@@ -5,20 +5,14 @@ The sample (30 s, two speakers, 16 kHz mono) is replayed in 20 ms chunks, as a l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
 import pytest
-import torch
 from pyannote.core import Annotation, Segment
 
 from diarize.embedding import SpeakerEmbedder
 from diarize.eval import der_components, whole_recording
-from diarize.rttm import read_rttm
 from diarize.streaming import OnlineSpeakerAttributor
 from diarize.types import SpeakerTurn
-from voice.audio import load_audio
 
 pytestmark = pytest.mark.model
 
@@ -31,21 +25,8 @@ speaker found: 48 %) or the clustering breaks (a 0.75 s step gave 35 % here)."""
 
 
 @pytest.fixture(scope="module")
-def sample(shared_data: Path) -> tuple[np.ndarray, Annotation]:
-    folder = shared_data / "diarization" / "pyannote_sample_telephone"
-    return load_audio(folder / "sample.wav").mono(), read_rttm(folder / "sample.rttm")["sample"]
-
-
-@pytest.fixture(scope="module")
-def attributor() -> Iterator[OnlineSpeakerAttributor]:
-    # One torch thread, as the server runs it: with the default two on the shared 2-core
-    # machine this module took 280 s instead of about 15. Process-wide: restored afterwards.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield OnlineSpeakerAttributor(SpeakerEmbedder.load())
-    finally:
-        torch.set_num_threads(previous)
+def attributor(embedder: SpeakerEmbedder) -> OnlineSpeakerAttributor:
+    return OnlineSpeakerAttributor(embedder)  # one torch thread (conftest), as the server runs it
 
 
 def replay(attributor: OnlineSpeakerAttributor, audio: np.ndarray) -> list[SpeakerTurn]:
