@@ -50,23 +50,10 @@ class TimedDecoder:
 
 def leg_finals(audio: np.ndarray, decoder: TimedDecoder, config: Any) -> str:
     """The leg's final texts, turn by turn, joined."""
-    from asr.streaming import SAMPLE_RATE, StreamingTranscriber
-    from voice.vad import VadEventType, VadStream
+    from asr.streaming import StreamingTranscriber
+    from voice.live.replay import vad_turn_finals
 
-    vad = VadStream()
-    transcriber = StreamingTranscriber(decoder, config)
-    texts, fed = [], 0
-    for event in vad.process(audio) + vad.finish():
-        closing = event.type is not VadEventType.SPEECH_STARTED
-        # at a close the transcriber has heard the VAD's 0.6 s of silence (and more)
-        upto = round(min(len(audio) / SAMPLE_RATE, event.time + (0.7 if closing else 0.0)) * SAMPLE_RATE)
-        transcriber.insert_audio(audio[fed:upto])
-        fed = max(fed, upto)
-        if not closing:
-            transcriber.begin_turn(event.time)
-        elif (turn := transcriber.finish(event.time)) is not None:
-            texts.append(turn.text)
-    return " ".join(texts)
+    return " ".join(turn.text for turn in vad_turn_finals(StreamingTranscriber(decoder, config), audio))
 
 
 def main() -> int:

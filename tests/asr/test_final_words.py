@@ -23,7 +23,7 @@ from asr.streaming import (
     WhisperTurnDecoder,
 )
 from voice.audio import resample
-from voice.vad import VadEventType, VadStream
+from voice.live.replay import vad_turn_finals
 
 pytestmark = pytest.mark.model
 
@@ -50,18 +50,7 @@ def _leg(shared_data: Path, call: str, channel: int, start: float, end: float) -
 
 def _finals(decoder: WhisperTurnDecoder, audio: np.ndarray) -> list[TurnTranscript]:
     """Every VAD turn's final, closed as the live path closes it (0.7 s after the speech)."""
-    vad, transcriber = VadStream(), StreamingTranscriber(decoder, LIVE_CPU)
-    finals, fed = [], 0
-    for event in vad.process(audio) + vad.finish():
-        closing = event.type is not VadEventType.SPEECH_STARTED
-        upto = round(min(len(audio) / SAMPLE_RATE, event.time + (0.7 if closing else 0.0)) * SAMPLE_RATE)
-        transcriber.insert_audio(audio[fed:upto])
-        fed = max(fed, upto)
-        if not closing:
-            transcriber.begin_turn(event.time)
-        elif (turn := transcriber.finish(event.time)) is not None:
-            finals.append(turn)
-    return finals
+    return vad_turn_finals(StreamingTranscriber(decoder, LIVE_CPU), audio)
 
 
 def test_a_turns_first_word_is_kept_and_timed_inside_the_turn(

@@ -10,12 +10,11 @@ console in chromium.
 
 from __future__ import annotations
 
-import wave
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from tests.asr.test_final_words import _leg
 from voice.frames import TimedWord, TranscriptFinalFrame, TranscriptPartialFrame, join_words
 from voice.processors.redact import LiveRedactor
 from voice.redaction import Hidden, NumberMask, Span, mask_number_runs, merge_masks, redact_segment
@@ -99,15 +98,6 @@ def test_a_partials_digit_run_masks_read_apart_and_the_rest_stays_attached() -> 
     frame = TranscriptPartialFrame(leg="inbound", committed=words[:5], tentative=words[5:], audio_time=2.0)
     event = frame_to_event(LiveRedactor(frozenset({"PHONE"})).partial(frame))
     assert event is not None and event["text"] == "call [PHONE] [PHONE] [PHONE] at 7 p.m."
-
-
-def _leg(shared_data: Path, call: str, channel: int, start: float, end: float) -> np.ndarray:
-    from asr.streaming import SAMPLE_RATE
-    from voice.audio import resample
-
-    with wave.open(str(shared_data / "diarization" / "spokenwoz_calls_8k" / f"{call}.wav")) as w:
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)[:, channel]
-    return resample(pcm[int(start * 8000) : int(end * 8000)].astype(np.float32) / 32768, 8000, SAMPLE_RATE)
 
 
 @pytest.mark.model

@@ -5,19 +5,14 @@ digit-run rule it shares with batch)."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from suggest.nlu.entities import REDACTED_LABELS
-from tests.fakes.frames import Collector
-from tests.voice.test_live_redaction import _final, _words
+from tests.voice.test_live_redaction import _final, _redact_call, _words
 from voice.batch.engines import entity_extractor
-from voice.frames import CallStartedFrame, NluFrame, TimedWord, TranscriptFinalFrame, TranscriptPartialFrame
-from voice.processor import Pipeline
-from voice.processors.nlu import NluProcessor
+from voice.frames import NluFrame, TimedWord, TranscriptFinalFrame, TranscriptPartialFrame
 from voice.processors.redact import LiveRedactor, redact_final
 from voice.redaction import Hidden, NumberMask, mask_number_runs, merge_masks
 
@@ -27,18 +22,7 @@ pytestmark = pytest.mark.unit
 def _call(*turns: str, step: float = 4.0) -> tuple[list[TranscriptFinalFrame], list[NluFrame]]:
     """The finals and NluFrames a redacted call emits for the customer's ``turns``, ``step`` s apart."""
 
-    async def call() -> list[object]:
-        with ThreadPoolExecutor(1) as executor:
-            collector = Collector()
-            pipeline = Pipeline([NluProcessor(extractor=entity_extractor(), executor=executor,
-                                              redact=REDACTED_LABELS), collector])
-            await pipeline.process_frame(CallStartedFrame(call_id="CA-gaps", legs={"inbound": "customer"}))
-            for i, text in enumerate(turns):
-                await pipeline.process_frame(_final(i, text, step * i))
-            await pipeline.close()
-            return list(collector.frames)
-
-    frames = asyncio.run(asyncio.wait_for(call(), 60))
+    frames = _redact_call(*(_final(i, text, step * i) for i, text in enumerate(turns)))
     finals = [f for f in frames if isinstance(f, TranscriptFinalFrame)]
     assert all(type(w) is TimedWord for f in finals for w in f.words)  # what a mask hid never leaves
     return finals, [f for f in frames if isinstance(f, NluFrame)]

@@ -26,6 +26,7 @@ from enum import StrEnum
 import numpy as np
 
 from asr.policy import word_key
+from asr.streaming import SAMPLE_RATE, StreamingTranscriber, TurnTranscript
 from voice.frames import (
     AudioFrame,
     CallEndedFrame,
@@ -40,6 +41,7 @@ from voice.frames import (
     join_words,
 )
 from voice.processor import FrameProcessor
+from voice.vad import VadEventType, VadStream
 
 __all__ = [
     "Emitted",
@@ -288,6 +290,24 @@ def partial_text(log: ReplayLog, leg: str, *, committed_only: bool = False) -> s
             texts.append(join_words(words))
             last = None
     return " ".join(t for t in texts if t).strip()
+
+
+def vad_turn_finals(transcriber: StreamingTranscriber, audio: np.ndarray,
+                    close_after: float = 0.7) -> list[TurnTranscript]:
+    """Every VAD turn's final of one leg's ``audio`` (16 kHz), opened and closed as the live path
+    does it: a turn closes once the transcriber has heard ``close_after`` s past the VAD's close
+    (the VAD's own 0.6 s of silence, and more). The final pass alone, without partials or pacing."""
+    vad, finals, fed = VadStream(), [], 0
+    for event in vad.process(audio) + vad.finish():
+        closing = event.type is not VadEventType.SPEECH_STARTED
+        upto = round(min(len(audio) / SAMPLE_RATE, event.time + (close_after if closing else 0.0)) * SAMPLE_RATE)
+        transcriber.insert_audio(audio[fed:upto])
+        fed = max(fed, upto)
+        if not closing:
+            transcriber.begin_turn(event.time)
+        elif (turn := transcriber.finish(event.time)) is not None:
+            finals.append(turn)
+    return finals
 
 
 def percentile(values: Sequence[float], q: float) -> float:

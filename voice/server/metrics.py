@@ -157,22 +157,23 @@ class _ServicesCollector(Collector):
         scheduler = getattr(asr, "scheduler", None)  # a runtime without one (tests) exports none
         if scheduler is not None:
             yield from _scheduler_metrics(scheduler.metrics())
-        counts = getattr(asr, "early_final_counts", None)
-        if counts is not None:
-            early = CounterMetricFamily("nextline_asr_early_finals", "Whole-turn decodes started at a pause "
-                                        "before the VAD closed the turn, and those the close then used as the "
-                                        "final.", labels=["outcome"])
-            for outcome in ("started", "adopted"):
-                early.add_metric([outcome], counts[outcome])
-            yield early
-        stand_ins = getattr(asr, "stand_in_counts", None)
-        if stand_ins is not None:
-            family = CounterMetricFamily("nextline_asr_finals_not_decoded", "Closed turns whose final was not "
-                                         "decoded (failed, or given up at the call's end): their streamed words "
-                                         "stood in, or they had none and were not transcribed.", labels=["stand_in"])
-            for outcome in ("streamed", "untranscribed"):
-                family.add_metric([outcome], stand_ins[outcome])
-            yield family
+        yield from _counts(getattr(asr, "early_final_counts", None), "nextline_asr_early_finals",
+                           "Whole-turn decodes started at a pause before the VAD closed the turn, and those "
+                           "the close then used as the final.", "outcome", ("started", "adopted"))
+        yield from _counts(getattr(asr, "stand_in_counts", None), "nextline_asr_finals_not_decoded",
+                           "Closed turns whose final was not decoded (failed, or given up at the call's end): "
+                           "their streamed words stood in, or they had none and were not transcribed.",
+                           "stand_in", ("streamed", "untranscribed"))
+
+
+def _counts(counts: Any, name: str, documentation: str, label: str, values: tuple[str, ...]) -> Iterator[Metric]:
+    """One counter family of a runtime's ``counts`` by ``label``; none for a runtime without them."""
+    if counts is None:
+        return
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value in values:
+        family.add_metric([value], counts[value])
+    yield family
 
 
 def _scheduler_metrics(m: Any) -> Iterator[Metric]:
