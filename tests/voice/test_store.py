@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import socket
 import threading
 
@@ -13,6 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 from voice.errors import StorageError
+from voice.frames import TimedWord, join_words
 from voice.store import CallNotFoundError, Store
 from voice.store.migrate import alembic_config, head_revision
 from voice.store.tables import Base
@@ -85,6 +87,23 @@ def test_tables_hold_a_queryable_copy(store: Store, sample_transcript: CallTrans
     assert segments[1].role == "customer" and segments[1].start_sec == pytest.approx(4.1)
     assert segments[1].text == "I'm looking for a taxi from Wagga to the theater."
     assert tuple(phone) == (3, "370 318 0482", "3703180482")
+
+
+def test_the_segments_table_keeps_attached_word_pieces(
+    store: Store, sample_transcript: CallTranscript
+) -> None:
+    """An attached piece (".m." of "7 p.m.") is marked in the table's words as in the JSON, so
+    an analyst rejoining the words gets the segment's text, not "7 p .m."."""
+    segment = sample_transcript.segments[1]
+    segment.words = [TimedWord("At", 4.1, 4.3), TimedWord("7", 4.3, 4.5),
+                     TimedWord("p", 4.5, 4.6), TimedWord(".m.", 4.6, 4.8, leading_space=False)]  # fmt: skip
+    segment.text = join_words(segment.words)
+    store.save_transcript(sample_transcript, source="/calls/SNG0696.wav")
+    stored = _scalar(store, "SELECT words FROM segments WHERE seq = 1")
+    stored = json.loads(stored) if isinstance(stored, str) else stored  # PostgreSQL parses JSON
+    assert [w.get("leading_space", True) for w in stored] == [True, True, True, False]
+    rejoined = join_words(TimedWord(**w) for w in stored)
+    assert rejoined == segment.text == "At 7 p.m."
 
 
 def test_save_is_an_idempotent_upsert(store: Store, sample_transcript: CallTranscript) -> None:

@@ -31,6 +31,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from voice.errors import StorageError
+from voice.frames import word_dict
 from voice.store.migrate import head_revision, upgrade
 from voice.store.tables import CallRow, CallStatus, EntityRow, SegmentRow, SpeakerRow
 from voice.transcript import CallTranscript
@@ -411,10 +412,7 @@ class Store:
                 role=s.role,
                 channel=s.channel,
                 text=s.text,
-                words=[
-                    {"text": w.text, "start": w.start, "end": w.end, "probability": w.probability}
-                    for w in s.words
-                ],
+                words=[word_dict(w) for w in s.words],  # attached pieces keep leading_space
             )
             for s in transcript.segments
         ]
