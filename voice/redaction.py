@@ -11,6 +11,7 @@ import dataclasses
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from voice.frames import TimedWord
 
@@ -408,3 +409,39 @@ def _digit_runs(words: Sequence[TimedWord]) -> list[tuple[int, int]]:
     if start is not None and last_digit is not None:
         runs.append((start, last_digit + 1))
     return runs
+
+
+IDENTIFIER_KEYS = frozenset({
+    "sip_call_id", "stream_sid", "call_sid", "account_sid", "session_id", "conversation_id",
+    "organization_id", "codecs", "rtp_ports", "media", "metadata_namespace", "language",
+    "codec_preference", "relayed",
+})
+"""Keys of a call's metadata that hold the ingress's own ids and media facts, kept as they are by
+:func:`mask_metadata` (a numeric SIP Call-ID must still match the PBX's logs)."""
+
+_NUMBER_IN_TEXT = re.compile(r"\+?\d[\d\-\s()]*\d")  # dots are no separator here: IP addresses
+
+
+def mask_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """A call's metadata with every number of seven or more digits ``[PHONE]``: the caller's and
+    the dialled number in SIP ``From``/``To`` and the request URI, AudioHook's ``ani``/``dnis``,
+    a phone number a Twilio flow put in ``customParameters``. The live path's rule for spoken
+    numbers, applied to what the ingress reports; values under :data:`IDENTIFIER_KEYS` stay."""
+    return {key: _masked_value(value, key) for key, value in metadata.items()}
+
+
+def _masked_value(value: object, key: str) -> object:
+    if key in IDENTIFIER_KEYS:
+        return value
+    if isinstance(value, str):
+        return _NUMBER_IN_TEXT.sub(_mask_long_number, value)
+    if isinstance(value, dict):
+        return {k: _masked_value(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked_value(v, key) for v in value]
+    return value
+
+
+def _mask_long_number(match: re.Match[str]) -> str:
+    digits = sum(c.isdigit() for c in match.group())
+    return "[PHONE]" if digits >= MIN_RUN_DIGITS else match.group()

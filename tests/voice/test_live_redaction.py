@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from sqlalchemy import text
 
 from suggest.nlu.entities import REDACTED_LABELS
 from tests.fakes.frames import Collector
@@ -238,3 +239,45 @@ def test_times_prices_dates_and_codes_are_not_masked_as_numbers() -> None:
     frames = _redact_call(*(_final(i, text, 20.0 * i) for i, text in enumerate(kept)))  # no run across turns
     finals = [f for f in frames if isinstance(f, TranscriptFinalFrame)]
     assert [f.text for f in finals] == kept and all(f.masked_audio == [] for f in finals)
+
+
+@pytest.mark.parametrize("redacted", [True, False])
+def test_the_callers_number_in_sip_metadata_is_masked_when_redacting(tmp_path: Path, redacted: bool) -> None:
+    """The caller's and the dialled number a SIP INVITE carries (From, To, the request URI) are
+    numbers read out as surely as spoken ones: a redacting server stores and lists them masked,
+    and keeps the Call-ID (logs of the PBX match it)."""
+    from telephony.settings import TelephonySettings
+    from telephony.sip.mapping import plan_call
+    from telephony.sip.message import SipMessage
+    from telephony.sip.sdp import negotiate, parse_sdp
+
+    invite = SipMessage(method="INVITE", uri="sip:+18005550199@pbx.example", headers=[
+        ("Call-ID", "4915112345678@10.1.2.3"), ("From", '"Jo" <sip:+1 (555) 123-4567@carrier.example>;tag=9f2'),
+        ("To", "<sip:+18005550199@pbx.example>")])
+    offer = parse_sdp("v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                      "m=audio 7000 RTP/AVP 0\r\na=sendrecv\r\n")
+    plan = plan_call(invite, negotiate(offer), None, TelephonySettings())
+
+    async def call() -> CallRecorder:
+        with ThreadPoolExecutor(1) as executor:
+            recorder = recorder_for(tmp_path, executor, EventHub())
+            recorder.redacted = redacted
+            await recorder.process_frame(CallStartedFrame(call_id="CA-sip", legs={"inbound": "customer"},
+                                                          source="sip", metadata=plan.metadata))
+            await recorder.process_frame(CallEndedFrame(call_id="CA-sip", audio_time=1.0))
+            return recorder
+
+    recorder = asyncio.run(asyncio.wait_for(call(), 60))
+    with recorder.store.engine.connect() as connection:
+        options = connection.execute(text("SELECT options FROM calls WHERE call_id = 'CA-sip'")).scalar_one()
+    stored = json.loads(options) if isinstance(options, str) else options
+    listed = recorder.registry.get("CA-sip")
+    assert listed is not None
+    for metadata in (stored["metadata"], listed.metadata):
+        assert metadata["sip_call_id"] == "4915112345678@10.1.2.3"
+        numbers = [metadata[key] for key in ("from", "to", "request_uri")]
+        if redacted:
+            assert not any(re.search(r"\d{3}", n) for n in numbers), numbers
+            assert metadata["from"].startswith('"Jo" <sip:[PHONE]@carrier.example>')
+        else:
+            assert "555) 123-4567" in metadata["from"] and "18005550199" in metadata["to"]

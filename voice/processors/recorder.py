@@ -31,6 +31,7 @@ from voice.frames import (
 )
 from voice.processor import FrameProcessor
 from voice.processors.audio_spool import AudioSpool
+from voice.redaction import mask_metadata
 from voice.server.calls import CallRegistry
 from voice.server.events import frame_to_event
 from voice.server.hub import EventHub
@@ -69,6 +70,8 @@ class CallRecorder(FrameProcessor):
                 self.spool.push(frame.leg, frame.pts, frame.pcm, frame.sample_rate)
             return
         if isinstance(frame, CallStartedFrame):
+            if self.redacted:  # the caller's number in SIP From, AudioHook's ani, ...
+                frame = replace(frame, metadata=mask_metadata(frame.metadata))
             self.started, self._started_at = frame, datetime.now(UTC)
             if self.audio_dir is not None:
                 self.spool = AudioSpool(self.audio_dir, frame.call_id, self.executor, leg_order=list(frame.legs))
