@@ -48,7 +48,8 @@ def _formats(value: str) -> list[str]:
               help="Parallel worker processes. Each loads its own models (about 0.5 GB RAM with tiny.en, "
               "more with larger models) and holds a whole decoded file (peaks of about 2 GB per hour of stereo audio), "
               "and gets a share of the cores.")
-@click.option("--redact", is_flag=True, help="Mask card numbers, SSNs, e-mails and phone numbers in every output.")
+@click.option("--redact", is_flag=True, help="Mask card numbers, SSNs, e-mails and phone numbers in every output. "
+              "File names are kept: a number in one stays in its call id and output names (rename such files first).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
 @click.option("--db", "db_url", help="Database URL (default: SQLite file OUT/nextline.db; "
               "e.g. postgresql+psycopg://user@host/db).")
