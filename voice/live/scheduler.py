@@ -18,16 +18,29 @@ transcript and the suggestion engine). A fixed pool of worker threads serves the
   to back (one caller talking on a one-worker CPU server) is not overload and is not slowed;
 - finals degrade instead of queueing without limit: a final taken while more than
   ``cheap_finals_after`` finals per worker wait is decoded the cheap way (the ``cheapen`` hook:
-  on the live server greedy, in the partials' encoder window, without earlier turns' context).
+  on the live server greedy, in the partials' encoder window, without earlier turns' context);
+- and when even cheap finals arrive faster than the workers decode them, finals are *shed*:
+  once more than ``shed_finals_after`` finals per decode slot (worker x ``max_batch``) wait,
+  the oldest beyond that limit are not decoded; their futures fail with :class:`FinalShed` at
+  once (the caller's streamed words stand in). Oldest first: they are the least useful to a
+  live suggestion, and resolving them keeps the head of each call's in-order emission moving.
+  Among the waiting finals those submitted with ``stand_in=True`` (the caller has streamed
+  words for the turn) are shed before those without, which would otherwise lose their turn.
 
-What is *not* promised: when even cheap finals arrive faster than the workers decode them, the
-queue of finals still grows (nothing is dropped here); ``queued_finals`` in :meth:`metrics`
-(``nextline_asr_queue_depth{kind="final"}`` on /metrics) shows it, and a call's end gives up
-its finals after its flush timeout (voice.processors.asr says how each turn was closed).
+What is *not* promised: that every closed turn gets its final decode. Under sustained overload
+a shed final's turn carries its streamed (partial) words, or none (a turn too short or too
+starved for a partial: not transcribed); ``finals_shed`` in :meth:`metrics`
+(``nextline_asr_finals_shed`` on /metrics) counts the sheds and voice.processors.asr counts how
+each turn was closed. The backlog is bounded (at most ``shed_finals_after`` x ``workers`` x
+``max_batch`` finals wait), so a final that is decoded waits behind at most that many finals
+(plus the partials' share); it is not promised to be on time: on one CPU worker whose cheap
+finals take ~1 s, four waiting are ~4 s (docs/results/streaming.md). Shedding off (``None``):
+the queue of finals grows without bound, and a call's end gives up its finals after its flush
+timeout.
 
-On 2 CPU cores the live server runs one worker whose decodes use both cores (a final returns
-sooner than from one single-threaded worker per core; docs/results/streaming.md); batching
-streams pays only on CUDA, where ``max_batch`` > 1 hands a worker several requests at once.
+On CPU the live server runs one single-thread decode per core (two workers on 2 cores: a second
+decode starts while one runs; voice.live.asr_runtime.decode_slots, docs/results/streaming.md);
+batching streams pays only on CUDA, where ``max_batch`` > 1 hands a worker several requests at once.
 
 Plain threads and ``concurrent.futures.Future``; no asyncio here (an event loop consumes the
 futures with ``loop.call_soon_threadsafe``). ``clock`` is injectable for tests.
@@ -54,12 +67,19 @@ Res = TypeVar("Res")
 __all__ = [
     "DecodeKind",
     "DecodeScheduler",
+    "FinalShed",
     "Percentiles",
     "SchedulerConfig",
     "SchedulerMetrics",
 ]
 
 _SAMPLES_KEPT = 2000  # timing samples kept per kind for percentiles
+
+
+class FinalShed(Exception):
+    """A final decode not run: too many finals waited and it was among the oldest (or, among
+    them, one whose caller had streamed words to stand in). Not a failure of the call: the
+    decoders are overloaded and the caller's streamed words stand in for the final."""
 
 
 class DecodeKind(StrEnum):
@@ -88,6 +108,18 @@ class SchedulerConfig:
     cheap_finals_after: int = 2
     """Finals waiting per worker beyond which a final taken is decoded the cheap way (the
     scheduler's ``cheapen`` hook): a backlog of finals is cleared faster instead of growing."""
+    shed_finals_after: int | None = 4
+    """Finals waiting per decode slot (worker x ``max_batch``: a batching GPU worker clears
+    that many at once) beyond which the oldest are shed (their futures fail with
+    :class:`FinalShed` instead of decoding), so the backlog, and with it a decoded final's
+    wait, stays bounded. ``None``: never shed (the backlog grows while finals arrive faster
+    than even cheap decodes). Keep it above ``cheap_finals_after``: finals are cheapened only
+    while more than that wait, and a limit close to it leaves most finals on the slow path.
+    measured (3 SpokenWOZ calls, 60 s, one tiny.en worker, every decode 6x slower and beam
+    finals 1.2 s more; docs/results/streaming.md, "Live ASR under overload"): off, backlog up
+    to 19-27 and final delay p95 25-32 s; 4: backlog <= 4, p95 6.8-7.8 s, 38-39 of 50 turns
+    with words (off: 26-36); 3: p95 6.6 s but 28 (fewer finals cheap, more shed); 6: p95
+    13.7 s, 26. At the test's load (beam finals +1.2 s) 4 sheds 0-2 of 50 finals."""
     partial_share: float = 0.2
     """Share of the workers' time (over ``window``) that due partials may take ahead of finals
     while more finals wait than there are workers: under overload partials slow down but do
@@ -99,6 +131,8 @@ class SchedulerConfig:
             raise ValueError("workers and max_batch must be >= 1")
         if self.cheap_finals_after < 0 or not 0.0 <= self.partial_share <= 1.0:
             raise ValueError("need cheap_finals_after >= 0 and 0 <= partial_share <= 1")
+        if self.shed_finals_after is not None and self.shed_finals_after < 1:
+            raise ValueError("shed_finals_after must be >= 1 or None")
         if not 0.0 < self.low_water <= self.high_water <= 1.0:
             raise ValueError("need 0 < low_water <= high_water <= 1")
 
@@ -137,6 +171,9 @@ class SchedulerMetrics:
     """Time from submission to a worker taking the job, by kind."""
     finals_cheap: int = 0
     """Finals decoded the cheap way because too many finals waited (included in finals_done)."""
+    finals_shed: int = 0
+    """Finals not decoded because more than ``shed_finals_after`` per decode slot waited (their
+    futures failed with :class:`FinalShed`; not in finals_done nor failures)."""
     workers_alive: int | None = None
     """Worker threads still running (``None``: not reported). Below ``workers`` before
     :meth:`DecodeScheduler.close` means decode capacity was lost (/healthz reports it)."""
@@ -155,6 +192,7 @@ class _Job(Generic[Req, Res]):
     future: Future[tuple[Req, Res] | None]
     submitted: float
     cheap: bool = False  # taken while the finals' backlog was over its limit
+    stand_in: bool = False  # a final whose caller has streamed words for it: shed first
 
 
 @dataclass
@@ -200,7 +238,9 @@ class DecodeScheduler(Generic[Req, Res]):
         self._busy: deque[tuple[float, float, float]] = deque()
         self._running_since: dict[int, tuple[float, float]] = {}
         self._spacing = 0.0
-        self._counts = {"finals": 0, "partials": 0, "coalesced": 0, "cancelled": 0, "failed": 0, "cheap": 0}
+        self._counts = {
+            "finals": 0, "partials": 0, "coalesced": 0, "cancelled": 0, "failed": 0, "cheap": 0, "shed": 0
+        }
         self._decode_samples: dict[DecodeKind, deque[float]] = {
             k: deque(maxlen=_SAMPLES_KEPT) for k in DecodeKind
         }
@@ -218,16 +258,22 @@ class DecodeScheduler(Generic[Req, Res]):
     # --- submitting ---------------------------------------------------------------------------
 
     def submit_final(
-        self, stream: Hashable, prepare: Callable[[], Req | None]
+        self, stream: Hashable, prepare: Callable[[], Req | None], *, stand_in: bool = False
     ) -> Future[tuple[Req, Res] | None]:
         """Queue a final decode (ahead of every partial); the stream's waiting partial is
-        cancelled. The future gives ``(request, result)``, or ``None`` if ``prepare`` gave none."""
+        cancelled. The future gives ``(request, result)``, or ``None`` if ``prepare`` gave none,
+        or fails with :class:`FinalShed` if the backlog of finals overflowed before a worker
+        took it (``stand_in``: the caller has streamed words for this final, so it is shed
+        before older finals without)."""
         with self._cond:
             self._cancel_partial_locked(stream)
             job = self._job(stream, DecodeKind.FINAL, prepare)
+            job.stand_in = stand_in
             self._finals.append(job)
+            shed = self._shed_locked()
             self._cond.notify()
-            return job.future
+        self._resolve_shed(shed)
+        return job.future
 
     def submit_partial(
         self, stream: Hashable, prepare: Callable[[], Req | None]
@@ -273,7 +319,7 @@ class DecodeScheduler(Generic[Req, Res]):
             now = self._clock()
             return SchedulerMetrics(
                 workers=self.config.workers,
-                queued_finals=len(self._finals),
+                queued_finals=self._waiting_finals_locked(),  # not early finals cancelled since
                 queued_partials=len(self._partials),
                 running=self._running,
                 busy_fraction=self._busy_fraction_locked(now),
@@ -281,6 +327,7 @@ class DecodeScheduler(Generic[Req, Res]):
                 finals_done=self._counts["finals"],
                 partials_done=self._counts["partials"],
                 finals_cheap=self._counts["cheap"],
+                finals_shed=self._counts["shed"],
                 partials_coalesced=self._counts["coalesced"],
                 partials_cancelled=self._counts["cancelled"],
                 failures=self._counts["failed"],
@@ -381,6 +428,44 @@ class DecodeScheduler(Generic[Req, Res]):
 
     def _waiting_finals_locked(self) -> int:
         return sum(not job.future.cancelled() for job in self._finals)
+
+    def _shed_locked(self) -> list[tuple[_Job[Req, Res], int]]:
+        """Take the finals over ``shed_finals_after`` per decode slot out of the queue: the oldest
+        with a stand-in first, then the oldest without; each with the backlog it was shed from.
+
+        Called on every submission of a final, so at most the limit ever waits (a worker taking
+        a final then leaves one fewer). Why at submission and not when a worker takes one: the
+        shed turn's stand-in goes out at once instead of after the running decode.
+        """
+        limit = self._shed_limit()
+        if limit is None:
+            return []
+        waiting = [job for job in self._finals if not job.future.cancelled()]
+        excess = len(waiting) - limit
+        if excess <= 0:
+            return []
+        victims = [job for job in waiting if job.stand_in][:excess]
+        victims += [job for job in waiting if not job.stand_in][: excess - len(victims)]
+        gone = {id(job) for job in victims}
+        self._finals = deque(job for job in self._finals if id(job) not in gone and not job.future.cancelled())
+        self._counts["shed"] += len(victims)
+        return [(job, len(waiting)) for job in victims]
+
+    def _shed_limit(self) -> int | None:
+        per_slot = self.config.shed_finals_after
+        return None if per_slot is None else per_slot * self.config.workers * self.config.max_batch
+
+    def _resolve_shed(self, shed: list[tuple[_Job[Req, Res], int]]) -> None:
+        """Fail shed finals' futures (outside the lock: their callbacks are the caller's)."""
+        for job, backlog in shed:
+            reason = FinalShed(
+                f"final of {job.stream!r} shed unrun: {backlog} finals waited, over the limit of "
+                f"{self._shed_limit()} (decoders overloaded)"
+            )
+            try:
+                job.future.set_exception(reason)
+            except InvalidStateError:  # cancelled meanwhile (e.g. an early final whose speech resumed)
+                pass
 
     def _take_finals_locked(self, room: int) -> list[_Job[Req, Res]]:
         """Up to ``room`` queued finals; one taken while more finals wait than

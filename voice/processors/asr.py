@@ -17,10 +17,13 @@ event loop by one task, under the same lock as forwarded frames, so downstream s
 stream from this processor.
 
 Bad audio (odd dtype, changing rate, garbage) is reported as a non-fatal ``ErrorFrame`` and the
-call goes on. A final that is not decoded (its decode failed, or it was still queued when the
-flush timeout gave it up) still emits the turn, from the words streamed so far (the newest
-partial's); a turn with no such words is named in an ``ErrorFrame`` as not transcribed, never
-dropped silently. ``stand_ins`` counts both.
+call goes on. A final that is not decoded (its decode failed, it was still queued when the
+flush timeout gave it up, or the scheduler shed it under overload) still emits the turn, from
+the words streamed so far (the newest partial's); ``stand_ins`` counts them all. A failed or
+given-up final is reported in an ``ErrorFrame`` (naming a turn with no words as not
+transcribed); a shed one is not an error of the call (the decoders are overloaded, /metrics
+counts it): the call logs its first shed and, at its end, how many were shed and which turns
+had no words.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from voice.frames import (
     TranscriptFinalFrame,
     TranscriptPartialFrame,
 )
-from voice.live.scheduler import DecodeKind, DecodeScheduler
+from voice.live.scheduler import DecodeKind, DecodeScheduler, FinalShed
 from voice.processor import FrameProcessor
 from voice.processors.asr_legs import AsrLeg, DecodeResult, EarlyFinal, same_request, timed
 from voice.vad import VadEvent, VadEventType, VadParams, VadStream
@@ -130,9 +133,12 @@ class StreamingAsrProcessor(FrameProcessor):
         """Early finals started, and those the VAD's close used as the turn's final."""
         self._early_final_totals = early_final_totals
         self.stand_ins: Counter[str] = Counter()
-        """Turns closed without their final decode: ``streamed`` (partial words stand in) and
-        ``untranscribed`` (no words at all; an ErrorFrame names them)."""
+        """Turns closed without their final decode (failed, given up or shed): ``streamed``
+        (partial words stand in) and ``untranscribed`` (no words at all; an ErrorFrame names
+        them, or for shed finals the call's log line at its end)."""
         self._stand_in_totals = stand_in_totals
+        self._shed: list[tuple[str, TurnTranscript]] = []  # (leg, turn) of finals shed, for the log
+        self._shed_logged = False
         self._roles: dict[str, Role] = {}
         self._legs: dict[str, AsrLeg] = {}
         self._push_lock = asyncio.Lock()
@@ -155,6 +161,7 @@ class StreamingAsrProcessor(FrameProcessor):
             await self._flush_legs([frame.leg])
         elif isinstance(frame, CallEndedFrame):
             await self._flush_legs(list(self._legs))
+            self._log_shed()
         await self._emit(frame)
 
     @property
@@ -174,6 +181,7 @@ class StreamingAsrProcessor(FrameProcessor):
 
     async def close(self) -> None:
         """Stop the result task and forget this call's streams in the scheduler."""
+        self._log_shed()  # a call closed without its CallEndedFrame
         for leg in self._legs.values():
             self.scheduler.forget(leg.key)
         if self._drain_task is not None:
@@ -317,7 +325,7 @@ class StreamingAsrProcessor(FrameProcessor):
                 early.future.cancel()
             leg.finals_submitted += 1
             leg.finals_done.clear()
-            future = self.scheduler.submit_final(leg.key, lambda: request)
+            future = self.scheduler.submit_final(leg.key, lambda: request, stand_in=self._has_words(leg, request.turn))
             leg.finals[request.turn] = (request, future)
             result = lambda f: DecodeResult(leg, DecodeKind.FINAL, f, request)  # noqa: E731
             future.add_done_callback(lambda f: self._from_worker(result(f)))
@@ -334,7 +342,7 @@ class StreamingAsrProcessor(FrameProcessor):
         request = leg.transcriber.early_final_request()
         if request is None:
             return
-        future = self.scheduler.submit_final(leg.key, lambda: request)
+        future = self.scheduler.submit_final(leg.key, lambda: request, stand_in=self._has_words(leg, request.turn))
         early = EarlyFinal(request, future)
         leg.early = early
         self._count_early_final("started")
@@ -428,12 +436,39 @@ class StreamingAsrProcessor(FrameProcessor):
         if exc is None and not future.cancelled() and future.result() is not None:
             decoded, words = future.result()  # the request decoded: cheaper under a backlog
             turn = leg.transcriber.apply_final(decoded, words)
+        elif isinstance(exc, FinalShed):  # overload, not an error of the call: logged, counted
+            turn = self._fallback(leg, request)
+            self._note_shed(leg, turn)
         else:
             turn = self._fallback(leg, request)
             lost = "" if turn.words else f"; turn {turn.turn + 1} has no words: not transcribed"
             await self._error(f"final decode failed on leg {leg.name!r}: {exc or 'cancelled'}{lost}")
         leg.ready_finals[turn.turn] = self._final_frame(leg, turn)
         await self._emit_ready_finals(leg)
+
+    def _has_words(self, leg: AsrLeg, turn: int) -> bool:
+        """Whether streamed words would stand in for the turn's final (the scheduler sheds such
+        finals before those of turns without)."""
+        update = leg.updates.get(turn)
+        return update is not None and any(w.text.strip() for w in [*update.committed, *update.tentative])
+
+    def _note_shed(self, leg: AsrLeg, turn: TurnTranscript) -> None:
+        """Remember a shed final for the call's summary; log the call's first one."""
+        if not self._shed and not self._shed_logged:
+            log.warning("%s: call %s: decoders overloaded, finals are being shed (streamed words stand in; "
+                        "a count at the call's end)", self.name, self.call_id)  # fmt: skip
+        self._shed.append((leg.name, turn))
+
+    def _log_shed(self) -> None:
+        """One line per call: how many finals were shed and which turns had no words."""
+        if not self._shed:
+            return
+        self._shed_logged = True
+        silent = [f"{leg} {t.turn + 1} ({t.start:.1f}-{t.end:.1f} s)" for leg, t in self._shed if not t.words]
+        lost = f"; NOT transcribed (no streamed words): {', '.join(silent)}" if silent else ""
+        log.warning("%s: call %s: %d finals shed under overload, %d stood in with streamed words%s",
+                    self.name, self.call_id, len(self._shed), len(self._shed) - len(silent), lost)  # fmt: skip
+        self._shed.clear()
 
     def _final_frame(self, leg: AsrLeg, turn: TurnTranscript) -> TranscriptFinalFrame | None:
         leg.updates.pop(turn.turn, None)

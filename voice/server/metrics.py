@@ -161,8 +161,9 @@ class _ServicesCollector(Collector):
                            "Whole-turn decodes started at a pause before the VAD closed the turn, and those "
                            "the close then used as the final.", "outcome", ("started", "adopted"))
         yield from _counts(getattr(asr, "stand_in_counts", None), "nextline_asr_finals_not_decoded",
-                           "Closed turns whose final was not decoded (failed, or given up at the call's end): "
-                           "their streamed words stood in, or they had none and were not transcribed.",
+                           "Closed turns whose final was not decoded (failed, shed under overload, or given up at "
+                           "the call's end): their streamed words stood in, or they had none and were not "
+                           "transcribed.",
                            "stand_in", ("streamed", "untranscribed"))
 
 
@@ -195,6 +196,9 @@ def _scheduler_metrics(m: Any) -> Iterator[Metric]:
     yield CounterMetricFamily("nextline_asr_finals_cheap", "Finals decoded greedily without context because "
                               "more finals waited than the workers' limit (nextline_asr_queue_depth{kind=\"final\"} "
                               "is the backlog).", value=m.finals_cheap)
+    yield CounterMetricFamily("nextline_asr_finals_shed", "Finals not decoded because more finals waited than the "
+                              "workers' shedding limit (oldest first; their streamed words stand in, see "
+                              "nextline_asr_finals_not_decoded).", value=m.finals_shed)
     dropped = CounterMetricFamily("nextline_asr_partials_dropped",
                                   "Partial decodes not run: replaced by a newer one, or cancelled.", labels=["why"])
     dropped.add_metric(["coalesced"], m.partials_coalesced)
