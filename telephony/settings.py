@@ -79,6 +79,14 @@ class TelephonySettings:
     audiohook_close_timeout: float = 5.0
     """After our ``disconnect``, seconds the AudioHook client has to send ``close`` before the
     socket is closed anyway."""
+    websocket_start_timeout: float = 10.0
+    """Seconds a Twilio or AudioHook socket may stay open before its call starts (``start`` /
+    ``open``); then it is closed as a protocol error (1008). Genesys's connection probe, which
+    opens no call, must close within it too."""
+    websocket_idle_timeout: float = 60.0
+    """End a started WebSocket call that received no message at all for this long (a lost
+    ``stop`` or ``close``), as ``rtp_timeout`` does for SIP. Twilio streams media through
+    silence and AudioHook pings while paused, so only a dead far end gets there."""
 
     # --- WebRTC ---
     webrtc_connect_timeout: float = 20.0
@@ -102,6 +110,8 @@ class TelephonySettings:
             "rtp_timeout",
             "sip_tcp_idle_timeout",
             "audiohook_close_timeout",
+            "websocket_start_timeout",
+            "websocket_idle_timeout",
             "webrtc_connect_timeout",
         ):
             if not getattr(self, name) > 0:

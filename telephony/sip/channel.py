@@ -106,9 +106,14 @@ async def read_tcp_messages(
     try:
         while (head := await _next_head(reader, channel, idle_timeout, in_use)) is not None:
             match = _CONTENT_LENGTH.search(head)
-            length = int(match.group(1)) if match else 0
-            if length > MAX_MESSAGE_BYTES:
+            digits = match.group(1).lstrip(b"0") if match else b""
+            # Length checked before int(): int() of over 4,300 digits raises ValueError.
+            if len(digits) > len(str(MAX_MESSAGE_BYTES)) or int(digits or b"0") > MAX_MESSAGE_BYTES:
+                log.info("dropping the SIP TCP connection from %s: Content-Length %s is over %d",
+                         channel.peer, digits[:20].decode("ascii") + ("..." if len(digits) > 20 else ""),
+                         MAX_MESSAGE_BYTES)
                 return False
+            length = int(digits or b"0")
             body = await reader.readexactly(length)
             on_message(head.lstrip(b"\r\n") + body, channel)
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):

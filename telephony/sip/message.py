@@ -61,6 +61,10 @@ _TOKEN = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]+$")
 _REQUEST_LINE = re.compile(r"^([A-Za-z0-9.!%*_+`'~-]+) (\S+) SIP/2\.0$")
 _STATUS_LINE = re.compile(r"^SIP/2\.0 ([1-6][0-9][0-9]) ?(.*)$")
 _NUMBER = re.compile(r"[0-9]+")
+MAX_NUMBER_DIGITS = 10
+"""Digits (after leading zeros) of the numbers we read: every one fits (CSeq < 2**31 by RFC 3261
+8.1.1.5, Content-Length, ports, payload types, clock rates), and ``int`` of over 4,300 digits
+raises ValueError (a 500 and a traceback, not a 400 with a Warning)."""
 
 
 def is_number(text: str) -> bool:
@@ -70,6 +74,20 @@ def is_number(text: str) -> bool:
     (or reads as digits), so a hostile header would escape the parser as ``ValueError``.
     """
     return _NUMBER.fullmatch(text) is not None
+
+
+def is_short_number(text: str) -> bool:
+    """:func:`is_number` of at most ``MAX_NUMBER_DIGITS`` digits after leading zeros (``1*DIGIT``
+    allows those); read it with :func:`number_value`."""
+    return is_number(text) and len(text.lstrip("0")) <= MAX_NUMBER_DIGITS
+
+
+def number_value(text: str) -> int:
+    """The value of a text that :func:`is_short_number` accepted.
+
+    Why not ``int(text)``: ``int`` counts leading zeros towards its 4,300-digit limit.
+    """
+    return int(text.lstrip("0") or "0")
 
 
 def canonical_name(name: str) -> str:
@@ -126,9 +144,9 @@ class SipMessage:
         """
         value = self.get("CSeq")
         parts = (value or "").split()
-        if len(parts) != 2 or not is_number(parts[0]) or not _TOKEN.match(parts[1]):
+        if len(parts) != 2 or not is_short_number(parts[0]) or not _TOKEN.match(parts[1]):
             raise SipParseError(f"malformed CSeq {value!r}")
-        return int(parts[0]), parts[1].upper()
+        return number_value(parts[0]), parts[1].upper()
 
     def to_bytes(self) -> bytes:
         """Serialize, with Content-Length set from the body."""
@@ -367,9 +385,9 @@ def _check_length(message: SipMessage, body: bytes) -> str | None:
     if declared is None:
         message.body = body
         return None
-    if not is_number(declared.strip()):
+    if not is_short_number(declared.strip()):
         return f"malformed Content-Length {declared!r}"
-    length = int(declared.strip())
+    length = number_value(declared.strip())
     if length > len(body):
         return f"Content-Length {length} exceeds the {len(body)} body bytes received"
     message.body = body[:length]

@@ -5,7 +5,8 @@ We only ever receive audio, so the answer is simple: for each offered plain-RTP 
 or PCMA, 8 kHz) plus ``telephone-event/8000`` if offered, answer ``recvonly`` (``inactive`` when
 the offer does not send) on our own RTP port, and reject (port 0) every other m-line.
 Session-level direction attributes apply to m-lines without their own. Numbers are ASCII digits
-only: ``str.isdigit`` would let ``"²"`` through to ``int``. SIPREC streams
+only (``str.isdigit`` would let ``"²"`` through to ``int``), of at most 10 digits after leading
+zeros (``int`` raises beyond 4,300), and an m-line port is at most 65535. SIPREC streams
 keep their ``a=label`` so the metadata can name them. No well-kept Python SDP library covers the
 answer side; ``aiortc.sdp`` is WebRTC-specific (ICE/DTLS mandatory).
 """
@@ -16,12 +17,13 @@ import time
 from dataclasses import dataclass, field
 
 from telephony.errors import ProtocolError, UnsupportedMediaError
-from telephony.sip.message import is_number
+from telephony.sip.message import is_short_number, number_value
 
 SUPPORTED_CODECS = ("PCMU", "PCMA")
 SUPPORTED_PROTOS = ("RTP/AVP", "RTP/AVPF")
 """Plain RTP only: an SRTP stream (RTP/SAVP, a=crypto) would decode ciphertext as G.711."""
 STATIC_PAYLOAD_TYPES = {0: ("PCMU", 8000, 1), 8: ("PCMA", 8000, 1)}
+MAX_PORT = 65535
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 _ANSWER_DIRECTION = {
     "sendrecv": "recvonly",
@@ -117,12 +119,27 @@ def parse_sdp(text: str | bytes) -> SessionDescription:
     return session
 
 
+MAX_MEDIA_LINES = 16
+"""Most m-lines an offer (or re-offer) may have. Each accepted audio m-line binds an RTP socket and
+port, so one INVITE of 2,500 m-lines (one 64 KiB datagram) took 2,500 fds and emptied the port
+range for everyone. Why 16 is plenty: SIPREC (RFC 7866) sends one m-line per recorded stream,
+one per participant direction, so 2 for a two-party call (4 with video); m-lines are never
+removed (RFC 3264 8), so re-INVITEs that add streams after a transfer or a conference join grow
+the count slowly, and 16 leaves room for a few of those."""
+
+
 def negotiate(offer: SessionDescription) -> list[MediaChoice]:
     """Choose what to receive on each offered m-line.
 
     Raises:
+        ProtocolError: more than ``MAX_MEDIA_LINES`` m-lines (answer 400, before any port is bound).
         UnsupportedMediaError: no audio m-line offers PCMU or PCMA (answer 488).
     """
+    if len(offer.media) > MAX_MEDIA_LINES:
+        raise ProtocolError(
+            f"offer has {len(offer.media)} m-lines; at most {MAX_MEDIA_LINES} are accepted",
+            hint="send one m-line per recorded stream",
+        )
     choices = [_choose(index, media) for index, media in enumerate(offer.media)]
     if not any(choice.accepted for choice in choices):
         offered = sorted(
@@ -130,7 +147,7 @@ def negotiate(offer: SessionDescription) -> list[MediaChoice]:
                 codec[0]
                 for m in offer.media
                 for pt in m.formats
-                if is_number(pt) and (codec := m.codec_of(int(pt)))
+                if is_short_number(pt) and (codec := m.codec_of(number_value(pt)))
             }
         )
         protos = sorted({m.proto for m in offer.media if m.media == "audio"} - set(SUPPORTED_PROTOS))
@@ -178,16 +195,16 @@ def _choose(index: int, media: MediaDescription) -> MediaChoice:
         return MediaChoice(index, media)
     codec = payload_type = dtmf = None
     for fmt in media.formats:
-        if not is_number(fmt):
+        if not is_short_number(fmt):
             continue
-        found = media.codec_of(int(fmt))
+        found = media.codec_of(number_value(fmt))
         if found is None:
             continue
         name, rate, _ = found
         if name == "TELEPHONE-EVENT" and rate == 8000 and dtmf is None:
-            dtmf = int(fmt)
+            dtmf = number_value(fmt)
         elif name in SUPPORTED_CODECS and rate == 8000 and codec is None:
-            codec, payload_type = name, int(fmt)
+            codec, payload_type = name, number_value(fmt)
     if codec is None:
         return MediaChoice(index, media)
     return MediaChoice(index, media, codec, payload_type, dtmf)
@@ -215,11 +232,14 @@ def _answer_media(choice: MediaChoice, port: int) -> list[str]:
 
 def _parse_media_line(value: str) -> MediaDescription:
     parts = value.split()
-    if len(parts) < 4 or not is_number(parts[1].split("/")[0]):
+    if len(parts) < 4 or not is_short_number(parts[1].split("/")[0]):
         raise ProtocolError(f"malformed m= line {value[:60]!r}")
+    port = number_value(parts[1].split("/")[0])
+    if port > MAX_PORT:
+        raise ProtocolError(f"m= line port {port} is above {MAX_PORT}")
     return MediaDescription(
         media=parts[0].lower(),
-        port=int(parts[1].split("/")[0]),
+        port=port,
         proto=parts[2].upper(),
         formats=parts[3:],
     )
@@ -242,7 +262,7 @@ def _apply_attribute(media: MediaDescription, value: str) -> None:
     elif name == "rtpmap":
         payload_type, _, encoding = rest.strip().partition(" ")
         pieces = encoding.split("/")
-        if not is_number(payload_type) or len(pieces) < 2 or not is_number(pieces[1]):
+        if not is_short_number(payload_type) or len(pieces) < 2 or not is_short_number(pieces[1]):
             raise ProtocolError(f"malformed rtpmap {value[:60]!r}")
-        channels = int(pieces[2]) if len(pieces) > 2 and is_number(pieces[2]) else 1
-        media.rtpmaps[int(payload_type)] = (pieces[0].upper(), int(pieces[1]), channels)
+        channels = number_value(pieces[2]) if len(pieces) > 2 and is_short_number(pieces[2]) else 1
+        media.rtpmaps[number_value(payload_type)] = (pieces[0].upper(), number_value(pieces[1]), channels)

@@ -28,6 +28,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc import sdp as aiortc_sdp
 from aiortc.mediastreams import MediaStreamError
 
 from telephony.legs import LegAudio
@@ -113,6 +114,7 @@ class WebRtcCall:
             if self.offer.codec is None
             else restrict_audio_codec(self.offer.sdp, self.offer.codec)
         )
+        check_offer(sdp)  # before open_call: an unusable offer must not become a call
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         answer = await self.pc.createAnswer()
         self.sink = await handler.open_call(self.started, self)
@@ -229,6 +231,31 @@ class WebRtcCall:
         )
         self.sink.close(self._reason)
         self.ended.set()
+
+
+def check_offer(sdp: str) -> None:
+    """Refuse an offer that could never carry audio to us.
+
+    aiortc accepts SDP without any m-line (``"hello"`` parses as an empty session), with video
+    only, or without DTLS parameters (it then fails an assertion in a background task); each
+    opened a call that the connect watchdog ended 20 s later as an empty "done" call.
+
+    Raises:
+        ValueError: no m-line, no audio m-line that sends (port 0, ``recvonly`` or ``inactive``
+            only), or an audio m-line without ``a=fingerprint`` and ``a=setup``.
+    """
+    description = aiortc_sdp.SessionDescription.parse(sdp)
+    if not description.media:
+        raise ValueError("the offer has no m= line (is it SDP?)")
+    audio = [
+        media
+        for media in description.media
+        if media.kind == "audio" and media.port != 0 and media.direction in (None, "sendrecv", "sendonly")
+    ]
+    if not audio:
+        raise ValueError("the offer sends no audio (no audio m-line with sendrecv or sendonly)")
+    if any(media.dtls is None or not media.dtls.fingerprints for media in audio):
+        raise ValueError("the offer has no DTLS parameters (a=fingerprint and a=setup)")
 
 
 def restrict_audio_codec(sdp: str, codec: Codec) -> str:

@@ -47,20 +47,33 @@ WIRE_RATE = 8000
 CHANNEL_ROLES: dict[str, Role] = {"external": "customer", "internal": "agent"}
 FORMAT_PREFERENCE = ("PCMU", "L16")
 NULL_UUID = "00000000-0000-0000-0000-000000000000"
-_DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?$")
+_DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)(\.\d+)?S)?$")
+MAX_DURATION_DIGITS = 12
+"""Integer digits of each duration part: 10**12 s is over 30,000 years. Checked before ``int``,
+which raises ValueError beyond 4,300 digits (and a huge hour count OverflowError once added to
+the float seconds): both escaped as an internal error (1011) instead of a protocol error."""
 
 
 def parse_duration(text: object) -> float:
     """``PT1.25S`` (or ``PT1M2S``) -> seconds.
 
     Raises:
-        ProtocolError: not an ISO-8601 duration of that form.
+        ProtocolError: not an ISO-8601 duration of that form, or absurdly long.
     """
-    match = _DURATION.match(str(text)) if isinstance(text, str) else None
+    match = _DURATION.match(text) if isinstance(text, str) else None
     if not match or text == "PT":
-        raise ProtocolError(f"{text!r} is not an ISO-8601 duration (PT…S)")
-    hours, minutes, seconds = match.groups()
-    return int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds or 0)
+        raise ProtocolError(f"{_excerpt(text)} is not an ISO-8601 duration (PT…S)")
+    hours, minutes, seconds, fraction = match.groups()
+    if any(len(part) > MAX_DURATION_DIGITS for part in (hours, minutes, seconds) if part):
+        raise ProtocolError(f"duration {_excerpt(text)} is out of range")
+    # The fraction goes through float only: float() has no digit limit (int() has).
+    return int(hours or 0) * 3600 + int(minutes or 0) * 60 + int(seconds or 0) + float(fraction or 0)
+
+
+def _excerpt(value: object) -> str:
+    """``repr`` of a client value, cut short for an error message."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def format_duration(seconds: float) -> str:
@@ -94,6 +107,8 @@ class AudioHookSerializer(FrameSerializer):
         self._samples = 0  # per-channel samples received
         self._position = 0.0  # stream position after the last audio, incl. discarded audio
         self._replies: list[WireMessage] = []
+        self.ignored_after_closed = 0
+        """Messages that arrived after ``closed`` (dropped unanswered)."""
 
     @property
     def ended(self) -> bool:
@@ -115,7 +130,12 @@ class AudioHookSerializer(FrameSerializer):
         return replies
 
     def deserialize(self, message: WireMessage) -> list[Frame]:
-        """Frames of one AudioHook message; protocol replies are queued for ``take_replies``."""
+        """Frames of one AudioHook message; protocol replies are queued for ``take_replies``.
+
+        After ``closed`` every message is ignored: the session is over.
+        """
+        if self.state == "closed":
+            return self._ignore_after_closed(message)
         try:
             if isinstance(message, bytes):
                 return self._on_audio(message)
@@ -266,6 +286,7 @@ class AudioHookSerializer(FrameSerializer):
             and m.get("rate") == WIRE_RATE
             and isinstance(m.get("channels"), list)
             and m["channels"]
+            and all(isinstance(c, str) for c in m["channels"])  # set() of a dict raised TypeError
             and set(m["channels"]) <= set(CHANNEL_ROLES)
             and len(set(m["channels"])) == len(m["channels"])
         ]
@@ -304,12 +325,18 @@ class AudioHookSerializer(FrameSerializer):
 
     # --- audio ---
 
+    def _ignore_after_closed(self, message: WireMessage) -> list[Frame]:
+        # Why ignore, not a protocol error: the call ended cleanly (closed sent, legs flushed), so
+        # audio or a ping still in flight is harmless, and a second close must not get a second
+        # closed. The reference implementation (serversessionimpl.ts) signals no error once
+        # CLOSED either; only the client's socket close is due now.
+        self.ignored_after_closed += 1
+        if self.ignored_after_closed == 1:
+            kind = "audio" if isinstance(message, bytes) else "a text message"
+            log.info("session %s: ignoring %s and later messages after closed", self.session_id, kind)
+        return []
+
     def _on_audio(self, data: bytes) -> list[Frame]:
-        if self.state == "closed":
-            # Why ignore: the call ended cleanly (closed sent, legs flushed); audio still in
-            # flight is harmless, and the reference implementation ignores it in CLOSED too.
-            log.debug("session %s: %d bytes of audio after closed ignored", self.session_id, len(data))
-            return []
         if self.state != "active":
             raise ProtocolError(f"audio received in state {self.state}")
         width = len(self._channels) * (2 if self._format == "L16" else 1)

@@ -12,6 +12,13 @@ calls it and sends the replies it queued; Twilio has no such message and just se
 Providers with a close transaction (AudioHook: our ``disconnect``, their ``close``, our
 ``closed``, then *they* close the socket) set the serializer's ``awaiting_close`` after saying
 goodbye; the socket then stays open for the far end's close, at most ``close_timeout`` seconds.
+
+Nothing waits forever: a socket whose call has not started (Twilio ``start``, AudioHook ``open``)
+within ``start_timeout`` seconds of the upgrade is a protocol error (1008; AudioHook gets its
+``disconnect`` first), and a started call that receives no message at all for ``idle_timeout``
+seconds ends as a hang-up would (reason ``idle timeout``; AudioHook ``disconnect`` with reason
+``completed``), like SIP's ``rtp_timeout``. Any message counts, pings included: a paused
+AudioHook session sends no audio but keeps pinging (every 5 s in the reference client).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import logging
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from telephony.errors import MalformedMessageError, ProtocolError
+from telephony.settings import TelephonySettings
 from voice.errors import VoiceError
 from voice.frames import AudioFrame, CallEndedFrame, CallStartedFrame, ErrorFrame, Frame
 from voice.transport import CallHandler, CallSink, FrameSerializer, WireMessage
@@ -34,6 +42,12 @@ LINGER_AFTER_END = 5.0
 """Seconds we wait for the far end to close after it said the stream ended."""
 CLOSE_TIMEOUT = 5.0
 """Seconds we wait for the far end's close transaction after our goodbye (AudioHook)."""
+START_TIMEOUT = 10.0
+"""Seconds a socket may stay open before its call starts, for a serializer without settings."""
+IDLE_TIMEOUT = 60.0
+"""Seconds a started call may go without any message, for a serializer without settings."""
+IDLE_REASON = "idle timeout"
+"""End reason of a started call that went quiet (SIP's counterpart: ``rtp timeout``)."""
 
 
 class WebSocketCallTransport:
@@ -47,12 +61,27 @@ class WebSocketCallTransport:
         *,
         max_message_bytes: int = 1 << 20,
         close_timeout: float | None = None,
+        start_timeout: float | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         self.websocket = websocket
         self.serializer = serializer
         self.handler = handler
         self.max_message_bytes = max_message_bytes
         self.close_timeout = CLOSE_TIMEOUT if close_timeout is None else close_timeout
+        # Unless given, the timeouts come from the serializer's settings (Twilio and AudioHook
+        # both carry theirs), so the routes need not pass them.
+        settings = getattr(serializer, "settings", None)
+        if not isinstance(settings, TelephonySettings):
+            settings = None
+        if start_timeout is None:
+            start_timeout = settings.websocket_start_timeout if settings else START_TIMEOUT
+        if idle_timeout is None:
+            idle_timeout = settings.websocket_idle_timeout if settings else IDLE_TIMEOUT
+        self.start_timeout = start_timeout
+        """Seconds from the upgrade until the call must have started."""
+        self.idle_timeout = idle_timeout
+        """Seconds a started call may go without any message."""
         self.sink: CallSink | None = None
         self.started: CallStartedFrame | None = None
         self._outbox: asyncio.Queue[WireMessage | None] = asyncio.Queue()
@@ -107,14 +136,27 @@ class WebSocketCallTransport:
     async def _read_loop(self) -> str:
         loop = asyncio.get_running_loop()
         ended_at: float | None = None
+        start_deadline = loop.time() + self.start_timeout
         while self._close is None:
-            timeout = (
-                None if ended_at is None else max(0.0, ended_at + LINGER_AFTER_END - loop.time())
-            )
+            if ended_at is not None:  # the far end said the stream ended: linger for its close
+                timeout: float | None = max(0.0, ended_at + LINGER_AFTER_END - loop.time())
+            elif self._end_reason is not None:
+                timeout = None  # awaiting their close: the close timer bounds it
+            elif self.started is None:
+                timeout = max(0.0, start_deadline - loop.time())  # pings do not extend it
+            else:
+                timeout = self.idle_timeout  # any message is activity
             try:
                 message = await asyncio.wait_for(self._receive(), timeout)
-            except (TimeoutError, WebSocketDisconnect):
+            except WebSocketDisconnect:
                 break
+            except TimeoutError:
+                if ended_at is not None:
+                    break
+                reason = self._time_out()
+                if reason is not None:
+                    return reason
+                continue
             if message is None:
                 break
             reason = await self._handle(message)
@@ -185,6 +227,22 @@ class WebSocketCallTransport:
             self._audio_end = max(self._audio_end, frame.pts + frame.duration)
         self.sink.push(frame)
 
+    def _time_out(self) -> str | None:
+        """No call started in time (a protocol error), or a started call went quiet (a hang-up).
+
+        Returns the end reason, or None while awaiting the far end's close (AudioHook).
+        """
+        if self.started is None:
+            return self._fail(CLOSE_PROTOCOL, f"no call started within {self.start_timeout:g} s")
+        log.info("call %s: no message for %g s: ending it", self.started.call_id, self.idle_timeout)
+        self.send(CallEndedFrame(call_id=self.started.call_id, reason=IDLE_REASON))  # AudioHook: disconnect
+        closing = (CLOSE_NORMAL, IDLE_REASON)
+        if self._awaiting_close():
+            self._await_close(closing, IDLE_REASON)
+            return None
+        self._close = closing
+        return IDLE_REASON
+
     def _fail(self, code: int, reason: str) -> str | None:
         """End the call for an error; returns the end reason, or None while awaiting their close."""
         if self._end_reason is not None:
@@ -241,7 +299,12 @@ class WebSocketCallTransport:
                 self._push(frame)
         assert self.started is not None
         self.sink.push(
-            CallEndedFrame(call_id=self.started.call_id, reason=reason, audio_time=self._audio_end)
+            CallEndedFrame(
+                call_id=self.started.call_id,
+                reason=reason,
+                audio_time=self._audio_end,
+                error=reason.startswith("error:"),  # ended by a protocol error, not by either side
+            )
         )
         self.sink.close(reason)
         self.sink = None

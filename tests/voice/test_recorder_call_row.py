@@ -97,3 +97,22 @@ def test_a_call_whose_row_was_never_started_is_saved_with_its_owner(tmp_path: Pa
     assert _row(store) | {"options": None} == {"kind": "live", "status": "done", "tenant": "globex",
                                                "agent_id": "alice", "started": True, "options": None}
     assert [s.text for s in store.get_transcript("CA-1").segments] == ["hi"]
+
+
+@pytest.mark.parametrize(("ended", "error"), [
+    (CallEndedFrame(call_id="CA-1", audio_time=3, reason="error: malformed JSON: bad payload", error=True),
+     "error: malformed JSON: bad payload"),
+    (CallEndedFrame(call_id="CA-1", audio_time=3, reason="hangup"), None),
+])
+def test_a_call_ended_by_an_error_keeps_its_transcript_and_the_reason(
+    tmp_path: Path, ended: CallEndedFrame, error: str | None
+) -> None:
+    """A call the far end broke (a protocol error) is stored with what was said and why it ended;
+    an ordinary end keeps no error."""
+    store = Store.open(f"sqlite:///{tmp_path / 'calls.db'}")
+    _run_call(store, LiveCallStore(store), [STARTED, _final(0, "hi"), ended])
+
+    with store.session() as session:
+        row = session.query(CallRow).filter_by(call_id="CA-1").one()
+        assert (row.status, row.error) == ("done", error)
+    assert [s.text for s in store.get_transcript("CA-1").segments] == ["hi"]

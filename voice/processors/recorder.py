@@ -132,7 +132,8 @@ class CallRecorder(FrameProcessor):
         loop = asyncio.get_running_loop()
         await asyncio.gather(*self._db_tasks, return_exceptions=True)
         try:
-            await loop.run_in_executor(self.executor, self._persist, transcript, audio_path, ended.audio_time)
+            error = ended.reason if ended.error else None  # e.g. "error: ..." of a protocol error
+            await loop.run_in_executor(self.executor, self._persist, transcript, audio_path, ended.audio_time, error)
         except Exception:
             log.exception("could not store the transcript of call %s", self._call_id)
         self.registry.ended(self._call_id, ended.reason)
@@ -154,7 +155,8 @@ class CallRecorder(FrameProcessor):
             self._start_row()
         fn(*args)
 
-    def _persist(self, transcript: CallTranscript, audio_path: Path | None, duration: float) -> None:
+    def _persist(self, transcript: CallTranscript, audio_path: Path | None, duration: float,
+                 error: str | None = None) -> None:
         from voice.store.store import CallOwner
 
         assert self.started is not None
@@ -167,7 +169,7 @@ class CallRecorder(FrameProcessor):
                 transcript = replace(transcript, audio=replace(transcript.audio, path=f"live:{self.started.source}"))
         owner = CallOwner("live", self.started.tenant, self.started.agent_id, self._started_at)
         self.store.save_transcript(transcript, source=self.started.source, owner=owner)
-        self.live_store.end_call(self._call_id, duration=duration)
+        self.live_store.end_call(self._call_id, duration=duration, error=error)
 
     def _audio_path(self) -> Path | None:
         if self.audio_dir is None or self.spool is None or not self.spool.has_audio:

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from voice.server.access import log_access
 from voice.server.auth import (
@@ -42,6 +42,9 @@ from voice.store.store import CallNotFoundError
 
 class OutcomeIn(BaseModel):
     """Body of ``PUT /api/calls/{call_id}/outcome``: what the CRM recorded."""
+
+    model_config = ConfigDict(extra="forbid")
+    """A misspelt field (``sucess``) is a 422: ignored, it stored an outcome of nulls over the real one."""
 
     success: bool | None = None
     value: float | None = Field(default=None, ge=-1e12, le=1e12, allow_inf_nan=False)

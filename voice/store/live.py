@@ -94,8 +94,9 @@ class LiveCallStore:
             if row is not None:
                 row.intent, row.entities = intent, entities
 
-    def end_call(self, call_id: str, *, duration: float) -> None:
-        """Mark the call ended (its transcript is saved with ``Store.save_transcript``)."""
+    def end_call(self, call_id: str, *, duration: float, error: str | None = None) -> None:
+        """Mark the call ended (its transcript is saved with ``Store.save_transcript``); ``error``:
+        why it ended abnormally (a protocol error of the far end), kept with what it said."""
         with self.store.session() as session:
             row = session.scalars(select(CallRow).where(CallRow.call_id == call_id)).one_or_none()
             if row is not None:
@@ -104,6 +105,8 @@ class LiveCallStore:
                 if row.status == "active":
                     row.status = "done" if row.transcript is not None else "failed"
                     row.error = None if row.transcript is not None else "call ended before a transcript was stored"
+                if error is not None:
+                    row.error = error
 
     def status(self, call_id: str) -> str | None:
         """The call's status, or None when there is no such call."""
