@@ -9,11 +9,16 @@ Layouts understood (those of ``shared/data/asr`` and ``shared/data/diarization``
   channel of the stereo file ``<name>.wav``.
 - ``<name>.txt`` or ``<name>.stm`` next to an audio file ``<name>.<ext>`` (any audio
   extension, including headerless ``.raw``); an STM's lines are joined in time order.
+
+Files are UTF-8; a byte-order mark (Notepad, Excel) is dropped. Other encodings are refused with
+a :class:`ReferenceError` that says so, as is an STM time that is not a finite number.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +52,12 @@ class EvalItem:
 
 def read_txt(path: str | Path) -> str:
     """A plain-text reference (jfk.txt, goforward.txt, LibriVox .txt): the whole file."""
-    return " ".join(Path(path).read_text(encoding="utf-8").split())
+    return " ".join(_text(path).split())
 
 
 def read_tsv(path: str | Path) -> dict[str, str]:
     """A tab-separated table with a header: first column -> ``reference`` column."""
-    with open(path, encoding="utf-8", newline="") as f:
+    with io.StringIO(_text(path), newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     if not rows or "reference" not in rows[0]:
         raise ReferenceError(f"{path}: no 'reference' column", hint="the header must name it")
@@ -87,7 +92,7 @@ _HESITATION = re.compile(r"\(?%hesitation\b\)?", re.IGNORECASE)
 def read_stm(path: str | Path) -> list[StmLine]:
     """All lines of an STM file (``;;`` comments skipped), in file order."""
     lines = []
-    for raw in Path(path).read_text(encoding="utf-8").splitlines():
+    for raw in _text(path).splitlines():
         if not raw.strip() or raw.startswith(";;"):
             continue
         parts = raw.split(maxsplit=5)
@@ -99,9 +104,29 @@ def read_stm(path: str | Path) -> list[StmLine]:
         label = re.match(r"<[^<>\s]*>(?=\s|$)", text)
         if label:
             text = text[label.end():].strip()
-        lines.append(StmLine(parts[0], parts[1], parts[2], float(parts[3]), float(parts[4]), text,
-                             label.group(0) if label else ""))
+        start, end = (_stm_time(path, raw, value) for value in parts[3:5])
+        lines.append(StmLine(parts[0], parts[1], parts[2], start, end, text, label.group(0) if label else ""))
     return lines
+
+
+def _stm_time(path: str | Path, line: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise ReferenceError(f"{path}: {value!r} is not a time in seconds in the STM line {line!r}",
+                             hint="uri chan spk start end text, times as numbers")
+    return seconds
+
+
+def _text(path: str | Path) -> str:
+    """A reference file's text: UTF-8, a byte-order mark dropped."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ReferenceError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})",
+                             hint="re-save it as UTF-8") from error
 
 
 def stm_text(path: str | Path) -> str:

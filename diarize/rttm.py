@@ -2,7 +2,8 @@
 
 RTTM (NIST): ``SPEAKER <uri> <channel> <start> <duration> <NA> <NA> <speaker> <NA> <NA>``.
 UEM: ``<uri> <channel> <start> <end>``. Files are UTF-8: AMI speaker labels such as ``MÉO069``
-must survive a read and a write unchanged. Our own parser rather than pyannote.database's:
+must survive a read and a write unchanged (a byte-order mark is dropped; another encoding is
+refused with an error that says so). Our own parser rather than pyannote.database's:
 its pandas-based loader is slower to import and reports malformed lines less precisely.
 """
 
@@ -24,7 +25,7 @@ def read_rttm(path: str | Path) -> dict[str, Annotation]:
     """Speaker turns of every recording (URI) in an RTTM file; non-SPEAKER lines are skipped.
 
     Raises:
-        AnnotationFormatError: a SPEAKER line is short or has non-numeric times.
+        AnnotationFormatError: the file is not UTF-8, or a SPEAKER line is short or has non-numeric times.
     """
     annotations: dict[str, Annotation] = {}
     lines_read: dict[str, int] = {}
@@ -67,7 +68,7 @@ def read_uem(path: str | Path) -> dict[str, Timeline]:
     """Scored regions per URI from a UEM file.
 
     Raises:
-        AnnotationFormatError: a line does not have four fields or its times are not numbers.
+        AnnotationFormatError: the file is not UTF-8, or a line does not have four fields or its times are not numbers.
     """
     regions: dict[str, Timeline] = {}
     for number, fields in _records(path):
@@ -100,7 +101,12 @@ def _rttm_lines(annotation: Annotation) -> list[str]:
 
 def _records(path: str | Path) -> Iterable[tuple[int, list[str]]]:
     """(line number, whitespace-split fields) of the non-blank, non-comment lines."""
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise AnnotationFormatError(
+            f"{path} is not UTF-8 text ({error.reason} at byte {error.start})", hint="re-save it as UTF-8"
+        ) from error
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if fields and not fields[0].startswith((";", "#")):

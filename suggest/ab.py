@@ -63,11 +63,12 @@ class ABSplit:
 
         Raises:
             ConfigError: missing fields, unknown unit, duplicate arm names, or a weight that is
-                not a finite positive number (NaN, Infinity, 0 or negative).
+                not a finite positive number (NaN, Infinity, 0 or negative) or not a number at
+                all (``"1"``, ``true``).
         """
         try:
             arms = tuple(
-                ABArm(str(a["name"]), str(a["model"]), float(a.get("weight", 1.0)))
+                ABArm(str(a["name"]), str(a["model"]), _weight(a["name"], a.get("weight", 1.0)))
                 for a in data["arms"]
             )
             split = cls(
@@ -99,13 +100,25 @@ class ABSplit:
 
     @classmethod
     def load(cls, path: Path) -> ABSplit:
-        """Read a JSON (or YAML) split file."""
-        text = path.read_text(encoding="utf-8")
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
+        """Read a JSON (or YAML) split file.
 
-            return cls.from_dict(yaml.safe_load(text))
-        return cls.from_dict(json.loads(text))
+        Raises:
+            ConfigError: what ``from_dict`` refuses, or a file nested too deeply to parse.
+            ValueError: the file is not JSON (``json.JSONDecodeError``) or not UTF-8.
+            yaml.YAMLError: a YAML file that does not parse.
+        """
+        text = path.read_text(encoding="utf-8")
+        try:
+            if path.suffix in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text)
+            else:
+                data = json.loads(text)
+        except RecursionError:  # the parsers recurse once per nesting level
+            raise ConfigError(f"{path} is not a split: nested too deeply",
+                              hint="see `voice ab assign --help` for the split's fields") from None
+        return cls.from_dict(data)
 
     def unit_id(self, call_id: str, agent_id: str | None) -> str:
         """The id that is assigned: the call, or the agent (no agent: the call)."""
@@ -125,13 +138,30 @@ class ABSplit:
         """The arm of a call (or of its agent): deterministic, proportional to the weights."""
         key = f"{self.experiment}:{self.unit_id(call_id, agent_id)}".encode()
         point = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
-        total = sum(a.weight for a in self.arms)
+        top = max(a.weight for a in self.arms)  # scaled first: two weights of 1e308 sum to inf
+        shares = [a.weight / top for a in self.arms]
+        total = sum(shares)
         cumulative = 0.0
-        for arm in self.arms:
-            cumulative += arm.weight / total
+        for arm, share in zip(self.arms, shares, strict=True):
+            cumulative += share / total
             if point < cumulative:
                 return arm
         return self.arms[-1]
+
+
+def _weight(name: object, value: object) -> float:
+    """An arm's weight as a float; a string or a boolean is refused (``"1"`` and ``true`` are not
+    numbers in the split's format), and so is an integer too large for a float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(
+            f"arm {name!r} has weight {value!r}, a {type(value).__name__}; weights must be finite "
+            "numbers above 0",
+            hint='e.g. "weight": 0.9 and "weight": 0.1, without quotes',
+        )
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf  # refused with the other non-finite weights
 
 
 class ABRouter:

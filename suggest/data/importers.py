@@ -13,6 +13,12 @@ Who is the agent and what counts as success, per set (documented in docs/suggest
   the partner's; ``value`` = the agent's reward (0 without agreement). ``context`` = the agent's
   item counts and private values (``count_book``, ``value_book``, ... hat, ball). CC BY-NC 4.0:
   evaluation only, marked ``meta.license`` so training refuses it unless told it is internal.
+
+Source files are UTF-8 (a byte-order mark, as Excel writes, is dropped); another encoding stops
+the import with an error that says so. A bad row or dialogue is reported in ``issues`` (with its
+line or item) and the others are imported: a PersuasionForGood donation that is not a finite
+number, two rows of one dialogue's persuadee (or persuader) that differ (the dialogue is left
+out: which one is right is unknown), a CaSiNo ``dialogue_id`` seen before (the first is kept).
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,33 +53,32 @@ def import_persuasionforgood(src: Path, tenant: str = "persuasionforgood") -> Im
     """Read ``full_dialog.csv`` and ``full_info.csv`` of PersuasionForGood."""
     dialog_csv, info_csv = _need(src, "full_dialog.csv"), _need(src, "full_info.csv")
     report = ImportReport()
-    info = _pfg_info(info_csv, report)
+    info, conflicted = _pfg_info(info_csv, report)
     rows: dict[str, list[tuple[int, int, int, str]]] = defaultdict(list)
     first_line: dict[str, int] = {}
-    with dialog_csv.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        for row in reader:
-            line = reader.line_num
-            try:
-                dialogue, turn, role, text = (
-                    row["B2"],
-                    int(row["Turn"]),
-                    int(row["B4"]),
-                    row["Unit"],
-                )
-                if role not in (0, 1) or not dialogue or text is None:
-                    raise ValueError(f"role B4={row['B4']!r} must be 0 or 1 and B2, Unit present")
-            except (KeyError, TypeError, ValueError) as error:
-                report.issues.append(
-                    RowIssue(f"{dialog_csv.name} line {line}", f"bad row ({error})")
-                )
-                continue
-            if not text.strip():
-                report.issues.append(RowIssue(f"{dialog_csv.name} line {line}", "empty utterance"))
-                continue
-            first_line.setdefault(dialogue, line)
-            rows[dialogue].append((turn, role, line, text.strip()))
+    reader = csv.DictReader(utf8_lines(dialog_csv))
+    for row in reader:
+        line = reader.line_num
+        try:
+            dialogue, turn, role, text = (
+                row["B2"],
+                int(row["Turn"]),
+                int(row["B4"]),
+                row["Unit"],
+            )
+            if role not in (0, 1) or not dialogue or text is None:
+                raise ValueError(f"role B4={row['B4']!r} must be 0 or 1 and B2, Unit present")
+        except (KeyError, TypeError, ValueError) as error:
+            report.issues.append(RowIssue(f"{dialog_csv.name} line {line}", f"bad row ({error})"))
+            continue
+        if not text.strip():
+            report.issues.append(RowIssue(f"{dialog_csv.name} line {line}", "empty utterance"))
+            continue
+        first_line.setdefault(dialogue, line)
+        rows[dialogue].append((turn, role, line, text.strip()))
     for dialogue, utterances in rows.items():
+        if dialogue in conflicted:
+            continue  # reported where the second row is
         if dialogue not in info or info[dialogue][1] is None:
             where = f"{dialog_csv.name} line {first_line[dialogue]}"
             report.issues.append(
@@ -98,28 +105,54 @@ def import_persuasionforgood(src: Path, tenant: str = "persuasionforgood") -> Im
     return report
 
 
-def _pfg_info(info_csv: Path, report: ImportReport) -> dict[str, tuple[str | None, float | None]]:
-    """dialogue id -> (persuader user id, persuadee donation)."""
+def _pfg_info(
+    info_csv: Path, report: ImportReport
+) -> tuple[dict[str, tuple[str | None, float | None]], set[str]]:
+    """dialogue id -> (persuader user id, persuadee donation); and the dialogues left out because
+    two rows of one role differ (reported: which row is right is unknown)."""
+    values: dict[tuple[str, int], tuple[int, str | float | None]] = {}  # (dialogue, role) -> (line, value)
+    conflicted: set[str] = set()
+    reader = csv.DictReader(utf8_lines(info_csv))
+    for row in reader:
+        where = f"{info_csv.name} line {reader.line_num}"
+        try:
+            dialogue, role = row["B2"], int(row["B4"])
+            value = _pfg_info_value(row, role)
+        except (KeyError, TypeError, ValueError) as error:
+            report.issues.append(RowIssue(where, f"bad row ({error})"))
+            continue
+        if (dialogue, role) not in values:
+            values[(dialogue, role)] = (reader.line_num, value)
+        elif values[(dialogue, role)][1] != value and dialogue not in conflicted:  # an exact repeat is harmless
+            conflicted.add(dialogue)
+            first, before = values[(dialogue, role)]
+            field = "persuadee donation B6" if role else "persuader B3"
+            report.issues.append(RowIssue(where, f"dialogue {dialogue}: {field} {value!r} differs from line "
+                                                 f"{first} ({before!r}); the dialogue is left out"))
     info: dict[str, tuple[str | None, float | None]] = {}
-    with info_csv.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        for row in reader:
-            try:
-                dialogue, role = row["B2"], int(row["B4"])
-                persuader, donation = info.get(dialogue, (None, None))
-                if role == 0:
-                    persuader = row["B3"] or None
-                elif role == 1:
-                    donation = float(row["B6"])
-                else:
-                    raise ValueError(f"role B4={role} must be 0 or 1")
-            except (KeyError, TypeError, ValueError) as error:
-                report.issues.append(
-                    RowIssue(f"{info_csv.name} line {reader.line_num}", f"bad row ({error})")
-                )
-                continue
-            info[dialogue] = (persuader, donation)
-    return info
+    for dialogue in dict.fromkeys(d for d, _ in values):
+        persuader = values.get((dialogue, 0), (0, None))[1]
+        donation = values.get((dialogue, 1), (0, None))[1]
+        info[dialogue] = (str(persuader) if persuader is not None else None,
+                          float(donation) if donation is not None else None)
+    return info, conflicted
+
+
+def _pfg_info_value(row: dict[str, str | None], role: int) -> str | float | None:
+    """The persuader's user id (role 0) or the persuadee's donation (role 1) of a full_info row.
+
+    Raises:
+        ValueError: the role is not 0 or 1, or the donation is not a finite number (NaN would be
+            written as invalid JSON, inf would count as a success).
+    """
+    if role == 0:
+        return row["B3"] or None
+    if role != 1:
+        raise ValueError(f"role B4={role} must be 0 or 1")
+    donation = float(row["B6"])  # type: ignore[arg-type]  # None: TypeError, reported as a bad row
+    if not math.isfinite(donation):
+        raise ValueError(f"donation B6={row['B6']!r} is not a finite number")
+    return donation
 
 
 def import_casino(src: Path, tenant: str = "casino") -> ImportReport:
@@ -130,13 +163,21 @@ def import_casino(src: Path, tenant: str = "casino") -> ImportReport:
             f"no casino*.json in {src}", hint="point at shared/data/dialogues/casino"
         )
     report = ImportReport()
+    first: dict[str, str] = {}  # conversation id -> where it was read
     for path in files:
         for index, item in enumerate(_json_list(path)):
             where = f"{path.name} item {index + 1}"
             try:
-                report.conversations.append(_casino_conversation(item, tenant))
+                conversation = _casino_conversation(item, tenant)
             except _MALFORMED_ROW as error:
                 report.issues.append(RowIssue(where, f"bad dialogue ({error!r})"))
+                continue
+            if conversation.id in first:  # e.g. the release's casino.json beside its split files
+                report.issues.append(RowIssue(where, f"dialogue_id {item['dialogue_id']!r} is already imported "
+                                                     f"from {first[conversation.id]} (the first is kept)"))
+                continue
+            first[conversation.id] = where
+            report.conversations.append(conversation)
     return report
 
 
@@ -199,25 +240,24 @@ def import_dealornodeal(src: Path, tenant: str = "dealornodeal") -> ImportReport
     # is the partner's copy. Whether that copy is in the file is known only at the end.
     first_speakers: set[tuple[str, ...]] = set()
     second_speakers: Counter[tuple[str, ...]] = Counter()
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                conversation = _dond_conversation(line.strip(), tenant)
-            except _MALFORMED_ROW as error:
-                report.issues.append(RowIssue(f"{path.name} line {number}", str(error)))
-                continue
-            texts = _dond_texts(line.strip())
-            if conversation is None:
-                second_speakers[texts] += 1
-                continue
-            first_speakers.add(texts)
-            if conversation.id in seen:
-                duplicates += 1
-            else:
-                seen.add(conversation.id)
-                report.conversations.append(conversation)
+    for number, line in enumerate(utf8_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            conversation = _dond_conversation(line.strip(), tenant)
+        except _MALFORMED_ROW as error:
+            report.issues.append(RowIssue(f"{path.name} line {number}", str(error)))
+            continue
+        texts = _dond_texts(line.strip())
+        if conversation is None:
+            second_speakers[texts] += 1
+            continue
+        first_speakers.add(texts)
+        if conversation.id in seen:
+            duplicates += 1
+        else:
+            seen.add(conversation.id)
+            report.conversations.append(conversation)
     report.notes.extend(_dond_side_notes(first_speakers, second_speakers))
     report.notes.append(f"{duplicates} duplicate dialogues skipped")
     report.notes.append(
@@ -300,6 +340,20 @@ def _dond_partner_reward(counts: list[int], partner_values: list[int], selection
     return sum((c - t) * v for c, t, v in zip(counts, taken, partner_values, strict=True))
 
 
+def utf8_lines(path: Path) -> Iterator[str]:
+    """The lines of a UTF-8 text file, line ends kept (``csv.reader`` reads them as a file's);
+    a byte-order mark (Excel's "CSV UTF-8", Notepad) is dropped.
+
+    Raises:
+        DataFormatError: the file is not UTF-8 (raised when the first bad line is reached).
+    """
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            yield from handle
+    except UnicodeDecodeError as error:
+        raise DataFormatError(f"{path} is not UTF-8 text ({error.reason})", hint="re-save it as UTF-8") from error
+
+
 def _need(src: Path, name: str) -> Path:
     path = src / name
     if not path.is_file():
@@ -309,10 +363,16 @@ def _need(src: Path, name: str) -> Path:
 
 def _json_list(path: Path) -> list[Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as error:
+        raise DataFormatError(f"{path} is not UTF-8 text ({error.reason})", hint="re-save it as UTF-8") from error
+    except json.JSONDecodeError as error:
         raise DataFormatError(
             f"{path} is not JSON ({error})", hint="expected a JSON list of dialogues"
+        ) from error
+    except RecursionError as error:  # json's parser recurses once per nesting level
+        raise DataFormatError(
+            f"{path} is not JSON: nested too deeply", hint="expected a JSON list of dialogues"
         ) from error
     if not isinstance(data, list):
         raise DataFormatError(

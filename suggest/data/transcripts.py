@@ -10,7 +10,10 @@ Outcomes CSV (what a CRM export gives), header required::
     call-001,true,129.90,agent-7,acme
 
 ``success`` accepts true/false, 1/0, yes/no, won/lost; ``value``, ``agent_id`` and ``tenant`` may
-be empty or absent. Header names are read without case or surrounding spaces. A call id on two
+be empty or absent; a ``tenant`` must be a safe folder name (``suggest.registry.check_name``:
+letters, digits, ``.``, ``_``, ``-``), as model folders are named after it. The file is UTF-8
+(Excel's "CSV UTF-8" byte-order mark is dropped). Header names are read without case or
+surrounding spaces. A call id on two
 rows that differ is an error on the second row and the call is left out (which row the CRM meant
 is unknown); an exact repeat is ignored. Consecutive segments of one role become one turn;
 ``unknown`` segments are dropped (counted in the notes), as are outcome rows that match no
@@ -28,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from suggest.data.format import ImportReport, RowIssue
-from suggest.errors import DataFormatError
+from suggest.data.importers import utf8_lines
+from suggest.errors import ConfigError, DataFormatError
 from suggest.types import Conversation, Outcome, Turn
 
 TRUE_WORDS = frozenset({"true", "1", "yes", "y", "won", "success"})
@@ -46,48 +50,62 @@ class CallOutcome:
 
 
 def read_outcomes(path: Path, report: ImportReport) -> dict[str, CallOutcome]:
-    """call id -> outcome; bad rows go to ``report.issues`` with their line number."""
+    """call id -> outcome; bad rows go to ``report.issues`` with their line number.
+
+    Raises:
+        DataFormatError: the file is missing, not UTF-8, or has no call_id,success header.
+    """
     if not path.is_file():
         raise DataFormatError(
             f"{path} not found", hint="--outcomes takes a CSV: call_id,success,value,agent_id"
         )
     outcomes: dict[str, CallOutcome] = {}
     first_line: dict[str, int] = {}
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames:  # CRM exports write "Call_ID", " success"
-            reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]
-        if not reader.fieldnames or not {"call_id", "success"} <= set(reader.fieldnames):
-            raise DataFormatError(
-                f"{path} has no call_id,success header (found {reader.fieldnames})",
-                hint="first line: call_id,success,value,agent_id (comma-separated)",
-            )
-        for row in reader:
-            where = f"{path.name} line {reader.line_num}"
-            try:
-                call_id, outcome = _outcome_row(row)
-            except ValueError as error:
-                report.issues.append(RowIssue(where, str(error)))
-                continue
-            found = CallOutcome(
-                outcome,
-                (row.get("agent_id") or "").strip() or None,
-                (row.get("tenant") or "").strip() or None,
-            )
-            if call_id in first_line:  # an exact repeat is harmless; a different one is a conflict
-                if outcomes.get(call_id) != found:
-                    outcomes.pop(call_id, None)
-                    report.issues.append(
-                        RowIssue(
-                            where,
-                            f"call {call_id!r} differs from line "
-                            f"{first_line[call_id]}; the call is left out",
-                        )
+    reader = csv.DictReader(utf8_lines(path))
+    if reader.fieldnames:  # CRM exports write "Call_ID", " success"
+        reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]
+    if not reader.fieldnames or not {"call_id", "success"} <= set(reader.fieldnames):
+        raise DataFormatError(
+            f"{path} has no call_id,success header (found {reader.fieldnames})",
+            hint="first line: call_id,success,value,agent_id (comma-separated)",
+        )
+    for row in reader:
+        where = f"{path.name} line {reader.line_num}"
+        try:
+            call_id, outcome = _outcome_row(row)
+            found = CallOutcome(outcome, (row.get("agent_id") or "").strip() or None, _row_tenant(row))
+        except ValueError as error:
+            report.issues.append(RowIssue(where, str(error)))
+            continue
+        if call_id in first_line:  # an exact repeat is harmless; a different one is a conflict
+            if outcomes.get(call_id) != found:
+                outcomes.pop(call_id, None)
+                report.issues.append(
+                    RowIssue(
+                        where,
+                        f"call {call_id!r} differs from line "
+                        f"{first_line[call_id]}; the call is left out",
                     )
-                continue
-            first_line[call_id] = reader.line_num
-            outcomes[call_id] = found
+                )
+            continue
+        first_line[call_id] = reader.line_num
+        outcomes[call_id] = found
     return outcomes
+
+
+def _row_tenant(row: dict[str, str | None]) -> str | None:
+    """The row's tenant (None when empty). Raises ValueError for a name that is not a safe folder
+    name: models are registered in a folder named after the tenant (``../x`` would leave the
+    registry)."""
+    from suggest.registry import check_name
+
+    tenant = (row.get("tenant") or "").strip() or None
+    if tenant is not None:
+        try:
+            check_name(tenant, "tenant")
+        except ConfigError as error:
+            raise ValueError(str(error)) from None
+    return tenant
 
 
 def _outcome_row(row: dict[str, str | None]) -> tuple[str, Outcome]:
@@ -120,7 +138,7 @@ def import_transcripts(src: Path, outcomes_csv: Path, tenant: str = "default") -
     for path in sorted(src.rglob("*.json")):
         name = path.relative_to(src).as_posix()  # nested folders may repeat a file name
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
             if not isinstance(data, dict) or "segments" not in data:
                 continue  # not a transcript (e.g. a summary file next to them)
             call_id = str(data.get("call_id") or path.stem)

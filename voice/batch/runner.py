@@ -1,6 +1,8 @@
 """Run ``transcribe_file`` over an archive: resumable, parallel, with progress and an error log.
 
-- Inputs are files, folders (searched recursively for ``AUDIO_SUFFIXES``) and globs.
+- Inputs are files, folders (searched recursively for ``AUDIO_SUFFIXES``, following linked
+  folders once each) and globs. A folder with no audio is refused; under a folder, a broken
+  link named like audio and a subfolder that cannot be listed fail like a bad file.
 - Output names and the "already done" check are keyed by the source file and the options
   (``voice.batch.resume``); a second run skips finished files. When a database is used, a
   skipped file that is missing from it is stored from its JSON (no re-transcription).
@@ -61,6 +63,9 @@ class FileJob:
     name: str
     call_id: str = ""
     """The call id in the database; empty: ``name``."""
+    problem: str = ""
+    """Why this input fails before it is read (found while listing a folder): a broken link, or
+    a folder that cannot be listed (then ``name`` is empty: it is not a call)."""
 
 
 @dataclass
@@ -94,13 +99,20 @@ def expand_inputs(inputs: Sequence[str], out_dir: Path) -> list[FileJob]:
     """Files, folders and globs -> unique jobs, named as ``voice.batch.resume`` describes.
 
     Raises:
-        ConfigError: an input matches nothing.
+        ConfigError: an input matches nothing, or is a folder without audio files.
     """
     paths: list[Path] = []
+    broken: dict[Path, str] = {}
+    unlisted: dict[Path, str] = {}
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            paths.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES))
+            failing = len(broken) + len(unlisted)
+            found = _audio_under(path, broken, unlisted)
+            if not found and len(broken) + len(unlisted) == failing:
+                raise ConfigError(f"{item}: no audio files found under this folder",
+                                  hint=f"files ending in {', '.join(sorted(AUDIO_SUFFIXES))} are transcribed")
+            paths.extend(found)
         elif path.exists():
             paths.append(path)
         else:
@@ -108,9 +120,48 @@ def expand_inputs(inputs: Sequence[str], out_dir: Path) -> list[FileJob]:
             if not matches:
                 raise ConfigError(f"{item}: no such file, folder or matching glob")
             paths.extend(matches)
-    unique = list(dict.fromkeys(p.resolve() for p in paths))
+    unique = list(dict.fromkeys(Path(os.path.realpath(p)) for p in paths))  # Path.resolve raises on a link loop
     claimed: dict[str, Path] = {}  # a name recorded in out_dir is never handed to another source
-    return [FileJob(p, output_name(p, out_dir, claimed)) for p in unique]
+    jobs = [FileJob(p, output_name(p, out_dir, claimed)) for p in unique]
+    jobs += [FileJob(p, output_name(p, out_dir, claimed), problem=why) for p, why in broken.items()]
+    jobs += [FileJob(p, "", problem=why) for p, why in unlisted.items()]  # a folder is not a call
+    return jobs
+
+
+def _audio_under(root: Path, broken: dict[Path, str], unlisted: dict[Path, str]) -> list[Path]:
+    """Audio files under ``root``. Adds what ``Path.rglob`` would skip silently, with the reason:
+    a broken link named like audio to ``broken``, a folder that cannot be listed to ``unlisted``.
+
+    Linked folders are followed once each: a folder already seen under another name (a link to
+    a parent, two links to one archive) is not walked again.
+    """
+    found: list[Path] = []
+
+    def cannot_list(error: OSError) -> None:
+        unlisted[Path(error.filename)] = f"cannot list this folder: {error.strerror or error}"
+
+    seen = {os.path.realpath(root)}
+    for folder, dirs, files in os.walk(root, onerror=cannot_list, followlinks=True):
+        kept = []
+        for name in sorted(dirs):
+            real = os.path.realpath(os.path.join(folder, name))
+            if real not in seen:
+                seen.add(real)
+                kept.append(name)
+        dirs[:] = kept
+        for name in files:
+            path = Path(folder, name)
+            if path.suffix.lower() not in AUDIO_SUFFIXES:
+                continue
+            try:
+                if path.is_file():
+                    found.append(path)
+                elif path.is_symlink() and not path.exists():
+                    broken[path] = (f"broken link to {display_path(os.readlink(path))} "
+                                    "(its target is missing, or the links form a loop)")
+            except OSError as exc:  # a folder that can be listed but not entered
+                broken[path] = f"cannot read: {exc.strerror or exc}"
+    return sorted(found)
 
 
 def is_finished(out_dir: Path, job: FileJob, options: TranscribeOptions, formats: Sequence[str]) -> bool:
@@ -124,6 +175,14 @@ def transcribe_job(job: FileJob, options: TranscribeOptions, cpu_threads: int = 
     from asr.models import ModelNotFoundError
     from voice.batch.pipeline import transcribe_file
 
+    try:
+        if os.path.isfile(job.path):  # not a FIFO: opening one would wait for a writer
+            with open(job.path, "rb"):
+                pass  # the decoder would call an unreadable file "not a readable audio file"
+    except PermissionError as exc:
+        return "failed", f"{job.path}: cannot read the file: {exc.strerror} (let the user running voice read it)"
+    except OSError:
+        pass  # gone since it was listed: transcribe_file says so
     try:
         transcript = transcribe_file(job.path, options, call_id=job.call_id or job.name, cpu_threads=cpu_threads)
         return "done", transcript.to_dict()
@@ -172,6 +231,11 @@ class BatchRunner:
         self._read_error_log(jobs)
         todo = []
         for given in jobs:
+            if given.problem:  # a broken link gets its call id like any file: no other source's call is marked
+                failing = self._with_call_id(summary, given, None) if given.name else given
+                if failing is not None:
+                    self._fail(summary, failing, given.problem)
+                continue
             data = finished_transcript(self.out_dir, given.name, given.path, self.options, self.formats)
             job = self._with_call_id(summary, given, data)
             if job is None:
@@ -343,7 +407,7 @@ class BatchRunner:
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
         except Exception as exc:
             notes += f" [not in {ERRORS_FILE}: {exc}]"
-        if self.store is not None:
+        if self.store is not None and job.name:  # a folder that cannot be listed is no call
             try:
                 self.store.record_failure(job.call_id or job.name, reason, source=display_path(job.path))
             except Exception as exc:  # the database may be the reason this file failed

@@ -30,7 +30,29 @@ COMMAND_MODULES = [
 ]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Cli(click.Group):
+    """The top-level group: a typed error of the product or of an engine that a command did not
+    turn into a ``click.ClickException`` itself ends the command as one ("Error: ..." and exit
+    status 1, the message carrying its hint), never as a traceback. Other exceptions are bugs
+    and keep their traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from asr.models import ModelNotFoundError as AsrModelNotFoundError
+        from asr.references import ReferenceError as AsrReferenceError
+        from asr.types import AsrError
+        from diarize.errors import DiarizationError
+        from diarize.models import ModelNotFoundError as DiarizeModelNotFoundError
+        from suggest.errors import SuggestError
+        from voice.errors import VoiceError
+
+        try:
+            return super().invoke(ctx)
+        except (VoiceError, SuggestError, DiarizationError, AsrError, AsrReferenceError,
+                AsrModelNotFoundError, DiarizeModelNotFoundError) as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="nextline")
 def cli() -> None:
     """Speech-to-suggestion for contact centers.

@@ -5,6 +5,9 @@ product does it: VAD speech regions (:func:`voice.vad.detect_speech`), then Whis
 regions only (:meth:`asr.WhisperEngine.transcribe` with ``speech=``). Texts are normalised
 with :func:`asr.wer.normalize`; the pooled WER is total errors over total reference words.
 
+A file that cannot be scored (unreadable audio, a missing channel, a reference that is empty
+once normalised) is reported as skipped with its reason and the others are still scored.
+
 ``score_items`` and ``print_report`` are reused by scripts/eval_plain_asr.py, which scores plain
 faster-whisper with the same references and normaliser.
 """
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +48,15 @@ class ItemResult:
     """Seconds of audio."""
     decode_seconds: float
     """Wall time of VAD + decoding (provisional: measured on a shared machine)."""
+
+
+@dataclass(frozen=True)
+class SkippedItem:
+    """A file or channel that was not scored, and why."""
+
+    name: str
+    audio: str
+    reason: str
 
 
 @click.command("asr")
@@ -92,6 +104,8 @@ def eval_asr(
     \b
     Folders may hold transcription.tsv, <name>.refs.tsv (one reference per channel),
     or <name>.txt / <name>.stm beside the audio; they are searched recursively.
+    A file that cannot be read or has an empty reference is listed as skipped, with
+    the reason, and the others are scored; the exit status is 1 only when none could be.
     Example: voice eval asr ../shared/data/asr/jfk ../shared/data/asr/librivox_sense_and_sensibility
     """
     from asr import AsrError, AsrOptions, WhisperEngine
@@ -107,16 +121,21 @@ def eval_asr(
     except (ModelNotFoundError, AsrError) as exc:  # a typo in --model, no GPU for --device cuda
         raise click.ClickException(f"--model {model} --device {device}: {exc}") from exc
     options = AsrOptions(beam_size=beam_size)
-    results = score_items(items, product_transcriber(engine, options), raw_rate=raw_rate)
+    skipped: list[SkippedItem] = []
+    results = score_items(items, product_transcriber(engine, options), raw_rate=raw_rate, skipped=skipped)
+    if not results:
+        raise click.ClickException(f"none of the {len(items)} files could be scored: "
+                                   + "; ".join(f"{s.name}: {s.reason}" for s in skipped[:3]))
     device_type = f"{engine.device}/{engine.compute_type}"
-    print_report(results, title=f"VAD + WhisperEngine {model} ({device_type}), beam {beam_size}")
+    print_report(results, title=f"VAD + WhisperEngine {model} ({device_type}), beam {beam_size}",
+                 skipped=skipped)
     if out is not None:
         meta = {
             "decoder": "voice.vad + asr.WhisperEngine",
             "model": model,
             "options": asdict(options),
         }
-        write_results(out, results, meta)
+        write_results(out, results, meta, skipped=skipped)
 
 
 def product_transcriber(engine: Any, options: Any) -> Transcriber:
@@ -132,14 +151,23 @@ def product_transcriber(engine: Any, options: Any) -> Transcriber:
 
 
 def score_items(
-    items: list[EvalItem], transcribe: Transcriber, *, raw_rate: int = 16000
+    items: list[EvalItem], transcribe: Transcriber, *, raw_rate: int = 16000,
+    skipped: list[SkippedItem] | None = None,
 ) -> list[ItemResult]:
-    """Decode every item with ``transcribe`` (a progress bar on stderr) and count word errors."""
+    """Decode every item with ``transcribe`` (a progress bar on stderr) and count word errors.
+
+    An item whose audio cannot be read (or lacks its channel), or whose reference is empty once
+    normalised (its WER would be infinite), is not scored: it is printed on stderr as skipped,
+    with the reason, and added to ``skipped`` when given.
+    """
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from asr.wer import word_errors
+    from asr.types import AsrError
+    from asr.wer import normalize, word_errors
     from voice.audio import RawFormat, load_audio
+    from voice.errors import VoiceError
 
     results = []
     columns = (
@@ -151,13 +179,22 @@ def score_items(
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("decoding", total=len(items))
         for item in items:
-            progress.update(task, description=item.name)
-            raw = RawFormat(raw_rate) if item.audio.suffix.lower() in (".raw", ".pcm") else None
-            audio = load_audio(item.audio, raw=raw)
-            samples = audio.mono() if item.channel is None else audio.channel(item.channel)
-            started = time.perf_counter()
-            hypothesis = transcribe(samples)
-            elapsed = time.perf_counter() - started
+            progress.update(task, description=escape(item.name))
+            try:
+                if not normalize(item.reference):  # its WER would be infinite, or 0 for any silence
+                    raise _NotScoredError("empty reference, not scored")
+                raw = RawFormat(raw_rate) if item.audio.suffix.lower() in (".raw", ".pcm") else None
+                audio = load_audio(item.audio, raw=raw)
+                samples = audio.mono() if item.channel is None else audio.channel(item.channel)
+                started = time.perf_counter()
+                hypothesis = transcribe(samples)
+                elapsed = time.perf_counter() - started
+            except (_NotScoredError, VoiceError, AsrError) as exc:  # one bad file must not lose the others' scores
+                progress.console.print(f"[yellow]skipped[/] {escape(item.name)}: {escape(str(exc))}")
+                if skipped is not None:
+                    skipped.append(SkippedItem(item.name, str(item.audio), str(exc)))
+                progress.advance(task)
+                continue
             counts = word_errors(item.reference, hypothesis)
             results.append(
                 ItemResult(
@@ -175,9 +212,15 @@ def score_items(
     return results
 
 
-def print_report(results: list[ItemResult], *, title: str) -> None:
-    """A per-file table plus the pooled line (total errors / total reference words)."""
+class _NotScoredError(Exception):
+    """An item is left out of the scores for the reason given (a fact about the data, not a failure)."""
+
+
+def print_report(results: list[ItemResult], *, title: str, skipped: Sequence[SkippedItem] = ()) -> None:
+    """A per-file table plus the pooled line (total errors / total reference words), then the
+    files that were skipped, with their reasons."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from asr.wer import pooled
@@ -198,6 +241,8 @@ def print_report(results: list[ItemResult], *, title: str) -> None:
     # Piped output gets 80 columns by default, which folds the file names; allow a wide table.
     console.width = max(console.width, 120)
     console.print(table)
+    for item in skipped:
+        console.print(f"[yellow]skipped[/] {escape(item.name)}: {escape(item.reason)}")
 
 
 def _count_cells(counts: WerCounts, wer: str) -> list[str]:
@@ -205,8 +250,10 @@ def _count_cells(counts: WerCounts, wer: str) -> list[str]:
             str(counts.insertions), wer]  # fmt: skip
 
 
-def write_results(path: Path, results: list[ItemResult], meta: dict[str, Any]) -> None:
-    """JSON with the run's settings, pooled counts and every item (texts included)."""
+def write_results(path: Path, results: list[ItemResult], meta: dict[str, Any],
+                  skipped: Sequence[SkippedItem] = ()) -> None:
+    """JSON with the run's settings, pooled counts, every item (texts included) and the items
+    skipped, with their reasons."""
     from asr.wer import normalize, pooled
 
     total = pooled([r.counts for r in results])
@@ -220,7 +267,8 @@ def write_results(path: Path, results: list[ItemResult], meta: dict[str, Any]) -
         }  # fmt: skip
         for r in results
     ]
-    doc = {**meta, "pooled": {**asdict(total), "wer": total.wer}, "items": items}
+    doc = {**meta, "pooled": {**asdict(total), "wer": total.wer}, "items": items,
+           "skipped": [asdict(s) for s in skipped]}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 

@@ -4,6 +4,10 @@ Finds audio + RTTM pairs in each DATA_DIR (see ``diarize.eval.find_reference_fil
 every recording down to one channel (SpokenWOZ calls are 8 kHz stereo, one party per leg: the
 mono mix is the harder, single-channel case), runs the diarization engine and prints per-file
 and pooled DER. ``--out`` writes the same numbers, plus the settings, as JSON.
+
+A recording that cannot be scored (unreadable audio, audio the engine refuses, a reference
+without speech, whose DER is undefined) is reported as skipped with the reason, and the others
+are still scored; the command fails only when none could be.
 """
 
 from __future__ import annotations
@@ -54,6 +58,16 @@ class FileResult:
         return self.seconds / self.duration if self.duration else 0.0
 
 
+@dataclass(frozen=True)
+class SkippedFile:
+    """A recording that was not scored, and why."""
+
+    collection: str
+    uri: str
+    audio: str
+    reason: str
+
+
 @click.command("diarization")
 @click.argument("data_dirs", nargs=-1, required=True,
                 type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -82,6 +96,10 @@ def diarization_cmd(
 ) -> None:
     """Diarization error rate of the engine on DATA_DIR... (audio + RTTM pairs).
 
+    A recording that cannot be read, or whose reference has no speech, is listed as
+    skipped with the reason and the others are scored; the exit status is 1 only when
+    none could be.
+
     \b
     Examples:
       voice eval diarization ../shared/data/diarization/ami_debug_excerpts
@@ -96,8 +114,11 @@ def diarization_cmd(
             "no audio + RTTM pairs found (expected e.g. x.wav with x.rttm or x.derived.rttm)"
         )
     diarizer = _load_diarizer(pipeline_name, device)
-    results = _evaluate(diarizer, files, options, collar)
-    _print_table(results)
+    results, skipped = _evaluate(diarizer, files, options, collar)
+    if not results:
+        raise click.ClickException(f"none of the {len(files)} recordings could be scored: "
+                                   + "; ".join(f"{s.collection}/{s.uri}: {s.reason}" for s in skipped[:3]))
+    _print_table(results, skipped)
     if out is not None:
         settings = {
             "pipeline": diarizer.name,
@@ -107,7 +128,7 @@ def diarization_cmd(
             "skip_overlap": False,
             "audio": "mixed to mono, resampled to 16 kHz",
         }
-        out.write_text(json.dumps(_report(results, settings), indent=2, ensure_ascii=False) + "\n",
+        out.write_text(json.dumps(_report(results, skipped, settings), indent=2, ensure_ascii=False) + "\n",
                        encoding="utf-8")
 
 
@@ -150,20 +171,36 @@ def _options(
 
 def _evaluate(
     diarizer: Diarizer, files: list[ReferenceFile], options: DiarizationOptions, collar: float
-) -> list[FileResult]:
+) -> tuple[list[FileResult], list[SkippedFile]]:
+    """The scores of the files that could be scored, and the others with the reason."""
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    results = []
+    from diarize.errors import DiarizationError
+    from voice.errors import VoiceError
+
+    results, skipped = [], []
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=True) as progress:
         overall = progress.add_task("diarizing", total=len(files))
         for ref in files:
-            progress.update(overall, description=f"{ref.collection}/{ref.uri}")
+            name = f"{ref.collection}/{ref.uri}"
+            progress.update(overall, description=escape(name))
             step = progress.add_task("  segmentation", total=None)
-            results.append(_evaluate_file(diarizer, ref, options, collar, _hook(progress, step)))
+            try:
+                if not ref.reference.get_timeline().duration():  # DER is undefined: nothing to miss
+                    raise _NotScoredError("empty reference (no speech), not scored")
+                results.append(_evaluate_file(diarizer, ref, options, collar, _hook(progress, step)))
+            except (_NotScoredError, VoiceError, DiarizationError) as exc:  # the others' scores are kept
+                progress.console.print(f"[yellow]skipped[/] {escape(name)}: {escape(str(exc))}")
+                skipped.append(SkippedFile(ref.collection, ref.uri, str(ref.audio), str(exc)))
             progress.remove_task(step)
             progress.advance(overall)
-    return results
+    return results, skipped
+
+
+class _NotScoredError(Exception):
+    """A recording is left out of the scores for the reason given (a fact about the data)."""
 
 
 def _hook(progress: Progress, task: TaskID) -> Callable[..., None]:
@@ -220,14 +257,17 @@ def _pools(results: list[FileResult]) -> dict[str, Any]:
     return pools
 
 
-def _report(results: list[FileResult], settings: dict[str, Any]) -> dict[str, Any]:
+def _report(results: list[FileResult], skipped: list[SkippedFile], settings: dict[str, Any]) -> dict[str, Any]:
     files = [{**asdict(r), "rtf": r.rtf} for r in results]
-    return {"settings": settings, "files": files, "pooled": _pools(results)}
+    return {"settings": settings, "files": files, "pooled": _pools(results),
+            "skipped": [asdict(s) for s in skipped]}
 
 
-def _print_table(results: list[FileResult]) -> None:
-    """One section per evaluation set: its files, then its pooled row; then all sets pooled."""
+def _print_table(results: list[FileResult], skipped: list[SkippedFile]) -> None:
+    """One section per evaluation set: its files, then its pooled row; then all sets pooled;
+    then the recordings skipped, with their reasons."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table("file", "dur", "spk", "miss", "FA", "conf", "DER", "wall", "cpu", "RTF",
@@ -257,7 +297,10 @@ def _print_table(results: list[FileResult]) -> None:
     if "all" in pools:
         pooled_row("all")
     # rich assumes 80 columns when not writing to a terminal (CI logs): too narrow here.
-    Console(width=None if sys.stdout.isatty() else 120).print(table)
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    console.print(table)
+    for item in skipped:
+        console.print(f"[yellow]skipped[/] {escape(item.collection)}/{escape(item.uri)}: {escape(item.reason)}")
 
 
 def register(cli: click.Group) -> None:

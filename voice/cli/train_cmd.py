@@ -194,6 +194,7 @@ def train_command(
 
     if tune and _given("reward", "beta", "advantage_lambda"):
         raise click.UsageError("--tune chooses --reward, --beta and --advantage-lambda itself")
+    guarded(lambda: check_name(tenant, "tenant"))  # also with --out: the model records it, serving looks it up
     conversations = load_conversations(data_file)
     feedback = _feedback(use_feedback, db_url, feedback_file, tenant)
     if not conversations:
@@ -217,9 +218,7 @@ def train_command(
         allow_noncommercial=allow_noncommercial,
         tune=tune,
     )
-    target = out_dir or guarded(
-        lambda: ModelRegistry(models_root).new_version(check_name(tenant, "tenant"))
-    )
+    target = out_dir or guarded(lambda: ModelRegistry(models_root).new_version(tenant))
     result = _train_reserved(
         lambda: train(
             conversations,
@@ -349,10 +348,13 @@ def _feedback(use_db: bool, db_url: str | None, path: Path | None, tenant: str) 
 
     url = existing_database(db_url)
     store = guarded(lambda: Store.open(url))
+    damaged: list[str] = []
     try:
-        rows = guarded(lambda: FeedbackStore(store).records(tenant=tenant))
+        rows = guarded(lambda: FeedbackStore(store).records(tenant=tenant, damaged=damaged))
     finally:
         store.close()
+    for where in damaged:  # a row the database cannot give back: skipped like a bad event
+        click.echo(f"skipped feedback {where}", err=True)
     records = []
     for row in rows:
         try:

@@ -1,4 +1,4 @@
-"""``python -m voice.store {upgrade,current,revision}``: database maintenance."""
+"""``python -m voice.store {upgrade,current,stamp,revision}``: database maintenance."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from alembic import command
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Engine, create_engine, make_url
+from sqlalchemy import Engine, create_engine, inspect, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from voice.errors import StorageError
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "upgrade":
             with Store.open(args.url) as store, store.engine.connect() as connection:
                 print(f"{store.url}: at revision {current_revision(connection)} (head {head_revision()})")
+        elif args.command == "stamp":
+            print(stamp(args.url or default_url(), args.revision))
         else:
             print(describe_current(args.url or default_url()))
     except StorageError as exc:
@@ -47,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
         help="print the revision the database at --url is at, without changing it",
     )
     current.add_argument("--url", default=None, help=_URL_HELP)
+    adopt = sub.add_parser(
+        "stamp",
+        help="record that the database at --url is at REVISION (default: head) without running a "
+        "migration: adopts tables that were created outside the migrations and match that revision",
+    )
+    adopt.add_argument("--url", default=None, help=_URL_HELP)
+    adopt.add_argument("revision", nargs="?", default="head", help="revision id, or head (default)")
     rev = sub.add_parser("revision", help="write a new revision file into voice/store/migrations/versions")
     rev.add_argument("-m", "--message", required=True, help="what the revision does, e.g. 'add suggestions'")
     rev.add_argument("--empty", action="store_true", help="do not autogenerate from the table classes")
@@ -65,12 +75,19 @@ def describe_current(url: str) -> str:
     try:
         with engine.connect() as connection:
             revision = current_revision(connection)
+            tables = sorted(inspect(connection).get_table_names()) if revision is None else []
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read database {safe_url}: {exc}".splitlines()[0]) from exc
     finally:
         engine.dispose()
     head = head_revision()
-    if revision is None:
+    if revision is None and tables:
+        shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+        state = (f"no revision, but tables ({shown}): created outside nextline's migrations, which "
+                 "`upgrade` cannot adopt; if they are this nextline's schema, `python -m voice.store "
+                 f"stamp --url URL` records revision {head}, else copy the data into a database "
+                 "`upgrade` creates")
+    elif revision is None:
         state = "no revision: an empty database, `upgrade` creates the tables"
     elif revision == head:
         state = f"at revision {revision} (head {head}): up to date"
@@ -79,6 +96,30 @@ def describe_current(url: str) -> str:
     else:
         state = f"at revision {revision}, unknown to this nextline (head {head}): a newer nextline migrated it"
     return f"{safe_url}: {state}"
+
+
+def stamp(url: str, revision: str = "head") -> str:
+    """Record ``revision`` in the database at ``url`` without running a migration; one line
+    saying so.
+
+    Raises:
+        StorageError: the URL is unusable, the SQLite file does not exist, the revision is not
+            one of this nextline's, or the database refused the write.
+    """
+    engine = _read_only_engine(url)  # a missing SQLite file is an error, not a new database
+    safe_url = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.begin() as connection:
+            command.stamp(alembic_config(connection), revision)
+            stamped = current_revision(connection)
+    except CommandError as exc:
+        raise StorageError(f"cannot stamp {safe_url} at {revision!r}: {exc}",
+                           hint=f"this nextline's revisions end at {head_revision()}") from exc
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot write database {safe_url}: {exc}".splitlines()[0]) from exc
+    finally:
+        engine.dispose()
+    return f"{safe_url}: stamped at revision {stamped} (no migration run)"
 
 
 def _read_only_engine(url: str) -> Engine:

@@ -3,15 +3,21 @@
 ``FeedbackStore(store)`` writes feedback events (the dicts of ``suggest.feedback.FeedbackRecord``
 plus the console's ``rank`` and ``elapsed_ms``), reads them back for ``voice train --feedback``,
 records A/B assignments, and joins feedback with call outcomes for the A/B report.
+
+A feedback row that SQLite holds but cannot give back (a ``context`` that is not JSON, a
+``created_at`` that is not a time: written by hand or by another tool; PostgreSQL's typed
+columns refuse both) is skipped and described by :meth:`FeedbackStore.records` when the caller
+asks, so one damaged row does not stop a training run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, select, type_coerce
 from sqlalchemy.orm import Session
 
 from voice.errors import StorageError
@@ -59,18 +65,37 @@ class FeedbackStore:
         return len(rows)
 
     def records(
-        self, *, tenant: str | None = None, since: datetime | None = None
+        self, *, tenant: str | None = None, since: datetime | None = None, damaged: list[str] | None = None
     ) -> list[dict[str, Any]]:
-        """Feedback events as dicts (``suggest.feedback.feedback_from_dict`` reads them)."""
-        query = select(SuggestionFeedbackRow).order_by(
-            SuggestionFeedbackRow.created_at, SuggestionFeedbackRow.id
-        )
+        """Feedback events as dicts (``suggest.feedback.feedback_from_dict`` reads them).
+
+        A damaged row (see the module docstring) is left out and described in ``damaged``
+        (``"<suggestion id> (row <id>): <what is wrong>"``) when that list is given.
+
+        Raises:
+            StorageError: a damaged row and no ``damaged`` list, or the database failed.
+        """
+        table = SuggestionFeedbackRow
+        raw = {"context": type_coerce(table.context, Text), "created_at": type_coerce(table.created_at, Text)}
+        columns = [raw.get(key, getattr(table, key)).label(key) for key in (*_COLUMNS, "created_at", "id")]
+        query = select(*columns).order_by(table.created_at, table.id)  # values as stored: parsed per row below
         if tenant is not None:
-            query = query.where(SuggestionFeedbackRow.tenant == tenant)
+            query = query.where(table.tenant == tenant)
         if since is not None:
-            query = query.where(SuggestionFeedbackRow.created_at >= since)
+            query = query.where(table.created_at >= since)
         with self.store.session() as session:
-            return [_as_dict(row) for row in session.scalars(query)]
+            rows = [row._mapping for row in session.execute(query)]
+        found = []
+        for row in rows:
+            try:
+                found.append(_stored_dict(row))
+            except ValueError as error:
+                where = f"{row['suggestion_id']} (row {row['id']}): {error}"
+                if damaged is None:
+                    raise StorageError(f"damaged feedback row {where}",
+                                       hint="fix or delete that row of suggestion_feedback") from error
+                damaged.append(where)
+        return found
 
     def suggestions(self, call_id: str, suggestion_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """suggestion id -> its oldest feedback event on this call (text, action, model version, arm,
@@ -187,6 +212,29 @@ def _row(record: dict[str, Any]) -> SuggestionFeedbackRow:
     created = record.get("created_at")
     values["created_at"] = _parse_created_at(created) if isinstance(created, str) and created else datetime.now(UTC)
     return SuggestionFeedbackRow(**values)
+
+
+def _stored_dict(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """A feedback row read with its ``context`` and ``created_at`` as stored (SQLite: text),
+    as :func:`_as_dict` gives it. Raises ValueError for a value that cannot be read back."""
+    data = {key: row[key] for key in _COLUMNS}
+    if isinstance(data["context"], str):  # SQLite; PostgreSQL's driver hands back parsed JSON
+        try:
+            data["context"] = json.loads(data["context"])
+        except json.JSONDecodeError as error:
+            raise ValueError(f"context is not JSON ({error.msg} at column {error.colno})") from None
+        except RecursionError:  # json's parser recurses once per nesting level
+            raise ValueError("context is not JSON: nested too deeply") from None
+    created = row["created_at"]
+    if isinstance(created, str):
+        try:
+            created = datetime.fromisoformat(created)
+        except ValueError:
+            raise ValueError(f"created_at {created!r} is not a time") from None
+    if not isinstance(created, datetime):
+        raise ValueError(f"created_at {created!r} is not a time")
+    data["created_at"] = (created if created.tzinfo else created.replace(tzinfo=UTC)).isoformat()
+    return data
 
 
 def _as_dict(row: SuggestionFeedbackRow) -> dict[str, Any]:

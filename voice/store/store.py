@@ -477,5 +477,5 @@ def _unreachable_hint(url: URL) -> str:
     return (
         f"check that the server at {url.host or 'localhost'}:{url.port or 5432} is running and "
         f"accepts TCP connections, and that user {url.username!r} and database {url.database!r} "
-        f"exist ({DATABASE_URL_ENV} sets the URL)"
+        f"exist ({SERVER_DB_URL_ENV} sets the URL)"
     )
