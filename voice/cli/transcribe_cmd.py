@@ -71,6 +71,9 @@ def transcribe(inputs: tuple[str, ...], out_dir: Path, model: str, speakers: str
     Folders are searched recursively for .wav .flac .mp3 .ogg .opus .m4a .aac .wma
     .webm .mp4 .aiff .aif .au, and headerless PCM .raw .pcm .sln .s16 (these need
     --raw-rate); other files in them are ignored. Name files or globs to take others.
+    Linked folders are followed (once each); a broken link named like audio and a
+    subfolder that cannot be listed fail like a bad file; a folder with no audio is
+    an error.
 
     \b
     Each input gives OUT/<name>.json (schema_version, audio, speakers with roles,
