@@ -414,12 +414,16 @@ def _digit_runs(words: Sequence[TimedWord]) -> list[tuple[int, int]]:
 IDENTIFIER_KEYS = frozenset({
     "sip_call_id", "stream_sid", "call_sid", "account_sid", "session_id", "conversation_id",
     "organization_id", "codecs", "rtp_ports", "media", "metadata_namespace", "language",
-    "codec_preference", "relayed",
+    "codec_preference", "relayed", "id",
 })
 """Keys of a call's metadata that hold the ingress's own ids and media facts, kept as they are by
-:func:`mask_metadata` (a numeric SIP Call-ID must still match the PBX's logs)."""
+:func:`mask_metadata` (a numeric SIP Call-ID must still match the PBX's logs; ``id``: a SIPREC or
+AudioHook participant's id)."""
 
-_NUMBER_IN_TEXT = re.compile(r"\+?\d[\d\-\s()]*\d")  # dots are no separator here: IP addresses
+# Dots are separators too (RFC 3966 visual separators: tel:+1.415.555.0123); a run glued to a
+# letter or hyphen (a UUID's groups, CASE-2024...) is no phone number, nor is a dotted quad.
+_NUMBER_IN_TEXT = re.compile(r"(?<![\w.\-])\+?\d[\d\-.\s()]*\d(?![\w\-])")
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 
 
 def mask_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -443,5 +447,7 @@ def _masked_value(value: object, key: str) -> object:
 
 
 def _mask_long_number(match: re.Match[str]) -> str:
+    if _IPV4.fullmatch(match.group()):
+        return match.group()
     digits = sum(c.isdigit() for c in match.group())
     return "[PHONE]" if digits >= MIN_RUN_DIGITS else match.group()

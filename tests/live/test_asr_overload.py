@@ -184,6 +184,23 @@ def test_a_final_with_words_to_stand_in_is_shed_before_an_older_one_without() ->
 
 
 @pytest.mark.unit
+def test_an_early_final_is_shed_before_any_closed_turns_final() -> None:
+    # An early final is speculative (speech resuming cancels it): it must not push out a closed
+    # turn's final, even one that arrived earlier with words to stand in.
+    decoder = Gated()
+    scheduler = _blocked(decoder, shed_finals_after=2, cheap_finals_after=10)
+    closed = [scheduler.submit_final(s, _request(f"f-{s}"), stand_in=True) for s in "ab"]
+    early = scheduler.submit_final("c", _request("early-c"), stand_in=True, speculative=True)
+    assert early.done() and isinstance(early.exception(), FinalShed)
+    assert not any(future.done() for future in closed)
+    decoder.gate.set()
+    for future in closed:
+        future.result(TIMEOUT)
+    assert decoder.order == ["blocker", "f-a", "f-b"]
+    scheduler.close()
+
+
+@pytest.mark.unit
 def test_the_backlog_of_finals_stays_bounded_under_sustained_overload() -> None:
     # Two finals arrive during every decode, one is decoded: without shedding the queue grows by
     # one per decode (to 20 here); with it, never more than the limit waits.

@@ -34,3 +34,16 @@ def test_every_field_the_console_and_docs_send_is_still_accepted(env: Env) -> No
     for body in ({"success": None, "value": None, "source": "qa"},  # voice/server/static/js/qa/call.js
                  {"success": True, "value": 120.5, "label": "sale", "source": "crm"}):  # docs/ui.md
         assert env.client.put("/api/calls/CA-won/outcome", headers=sue, json=body).status_code == 200
+
+
+def test_an_outcome_read_back_from_the_api_can_be_put_back(env: Env) -> None:
+    """A CRM's read-modify-write: the reply's read-only ``updated_at`` is accepted and ignored."""
+    scripted(env, "CA-won", "alice", end=True)
+    sue = env.headers("sue")
+    first = env.client.put("/api/calls/CA-won/outcome", headers=sue,
+                           json={"success": True, "value": 120.5, "label": "sale", "source": "crm"})
+    assert "updated_at" in first.json()
+
+    second = env.client.put("/api/calls/CA-won/outcome", headers=sue, json=dict(first.json(), value=130.0))
+
+    assert second.status_code == 200 and second.json()["value"] == 130.0

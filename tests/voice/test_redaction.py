@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from voice.frames import TimedWord
-from voice.redaction import Span, mask_number_runs, merge_masks, redact_segment
+from voice.redaction import Span, mask_metadata, mask_number_runs, merge_masks, redact_segment
 
 pytestmark = pytest.mark.unit
 
@@ -151,3 +151,19 @@ def test_numbers_written_with_brackets_commas_quotes_or_labels_are_still_runs(sa
     glued on, en dashes, a dotted piece of four digits."""
     masked, _ = mask_number_runs(_words(said))
     assert " ".join(w.text for w in merge_masks(masked)) == shown
+
+
+@pytest.mark.parametrize(("metadata", "masked"), [
+    ({"to": "<tel:+1.415.555.0123>"}, {"to": "<tel:[PHONE]>"}),  # RFC 3966 visual separators
+    ({"from": "<sip:0044.20.7946.0958@gw>"}, {"from": "<sip:[PHONE]@gw>"}),
+    ({"participants": [{"aor": "sip:+14155550123@sbc", "name": "+1 (415) 555-0123"}]},
+     {"participants": [{"aor": "sip:[PHONE]@sbc", "name": "[PHONE]"}]}),
+    # ids are kept whole: a UUID's digit groups, a CRM case number, a dotted-quad host
+    ({"participant": {"id": "12345678-1234-5678-1234-567812345678", "ani": "tel:+14155550123"}},
+     {"participant": {"id": "12345678-1234-5678-1234-567812345678", "ani": "tel:[PHONE]"}}),
+    ({"custom_parameters": {"crm_ticket": "CASE-20240612-000123"}},
+     {"custom_parameters": {"crm_ticket": "CASE-20240612-000123"}}),
+    ({"from": "<sip:1001@192.168.100.200>"}, {"from": "<sip:1001@192.168.100.200>"}),
+])
+def test_call_metadata_masks_numbers_and_keeps_ids(metadata: dict[str, object], masked: dict[str, object]) -> None:
+    assert mask_metadata(metadata) == masked

@@ -193,6 +193,7 @@ class _Job(Generic[Req, Res]):
     submitted: float
     cheap: bool = False  # taken while the finals' backlog was over its limit
     stand_in: bool = False  # a final whose caller has streamed words for it: shed first
+    speculative: bool = False  # an early final (its turn is still open): shed before any real final
 
 
 @dataclass
@@ -258,7 +259,8 @@ class DecodeScheduler(Generic[Req, Res]):
     # --- submitting ---------------------------------------------------------------------------
 
     def submit_final(
-        self, stream: Hashable, prepare: Callable[[], Req | None], *, stand_in: bool = False
+        self, stream: Hashable, prepare: Callable[[], Req | None], *, stand_in: bool = False,
+        speculative: bool = False,
     ) -> Future[tuple[Req, Res] | None]:
         """Queue a final decode (ahead of every partial); the stream's waiting partial is
         cancelled. The future gives ``(request, result)``, or ``None`` if ``prepare`` gave none,
@@ -269,6 +271,7 @@ class DecodeScheduler(Generic[Req, Res]):
             self._cancel_partial_locked(stream)
             job = self._job(stream, DecodeKind.FINAL, prepare)
             job.stand_in = stand_in
+            job.speculative = speculative  # an early final: may be cancelled when speech resumes
             self._finals.append(job)
             shed = self._shed_locked()
             self._cond.notify()
@@ -444,8 +447,11 @@ class DecodeScheduler(Generic[Req, Res]):
         excess = len(waiting) - limit
         if excess <= 0:
             return []
-        victims = [job for job in waiting if job.stand_in][:excess]
-        victims += [job for job in waiting if not job.stand_in][: excess - len(victims)]
+        # Speculative (early) finals go first: shedding a closed turn's final to make room for
+        # one that speech resuming may cancel a moment later loses a decode for nothing.
+        victims = [job for job in waiting if job.speculative][:excess]
+        victims += [job for job in waiting if job.stand_in and not job.speculative][: excess - len(victims)]
+        victims += [job for job in waiting if not job.stand_in and not job.speculative][: excess - len(victims)]
         gone = {id(job) for job in victims}
         self._finals = deque(job for job in self._finals if id(job) not in gone and not job.future.cancelled())
         self._counts["shed"] += len(victims)

@@ -312,6 +312,9 @@ class StreamingAsrProcessor(FrameProcessor):
     ) -> None:
         request = leg.transcriber.close_turn(end)
         early, leg.early = leg.early, None
+        if early is not None and early.future.done() and not early.future.cancelled() \
+                and isinstance(early.future.exception(), FinalShed):
+            early = None  # shed while the turn was open: the close submits the turn's real final
         if request is not None and early is not None and same_request(early.request, request):
             leg.finals_submitted += 1
             leg.finals_done.clear()
@@ -342,7 +345,8 @@ class StreamingAsrProcessor(FrameProcessor):
         request = leg.transcriber.early_final_request()
         if request is None:
             return
-        future = self.scheduler.submit_final(leg.key, lambda: request, stand_in=self._has_words(leg, request.turn))
+        future = self.scheduler.submit_final(leg.key, lambda: request, stand_in=self._has_words(leg, request.turn),
+                                             speculative=True)
         early = EarlyFinal(request, future)
         leg.early = early
         self._count_early_final("started")

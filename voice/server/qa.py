@@ -50,6 +50,8 @@ class OutcomeIn(BaseModel):
     value: float | None = Field(default=None, ge=-1e12, le=1e12, allow_inf_nan=False)
     label: str | None = Field(default=None, max_length=64)
     source: str | None = Field(default="api", max_length=64)
+    updated_at: str | None = Field(default=None, exclude=True)
+    """Read-only; accepted and ignored, so a client may PUT back the outcome it read (GET / PUT reply)."""
 
 
 def _zone(name: str | None) -> tzinfo:
