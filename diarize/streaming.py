@@ -38,7 +38,7 @@ import numpy as np
 
 from diarize.centroids import SpeakerCentroids, unit_vector
 from diarize.errors import InvalidAudioError, InvalidOptionsError
-from diarize.speech_gate import FRAME_SECONDS, EnergyGate
+from diarize.speech_gate import BAND_HZ, FRAME_SECONDS, EnergyGate
 from diarize.types import TELEPHONE_PARTIES, SpeakerTurn
 
 ATTRIBUTION_SAMPLE_RATE = 16000
@@ -92,7 +92,10 @@ class OnlineAttributionConfig:
     gate_floor_db: float = -55.0
     """Frames quieter than this (dBFS) are never speech, however low the floor."""
     gate_prior_db: float = -60.0
-    """Noise floor (dBFS) assumed before the line has been heard (one second's worth)."""
+    """Noise floor (dBFS) assumed until the first second of the line has been heard."""
+    gate_band_hz: float | None = BAND_HZ
+    """Corner (Hz) of the gate's second band, a high-pass with a floor of its own, above mains
+    hum and its harmonics; ``None``: the full band only (see ``diarize.speech_gate.BAND_HZ``)."""
     gate_fill: float = 0.5
     """Pauses up to this long (s) inside speech count as speech (the SpokenWOZ references
     bridge pauses up to 0.5 s too)."""
@@ -253,6 +256,7 @@ class OnlineSpeakerAttributor:
             prior_db=config.gate_prior_db,
             fill=config.gate_fill,
             pad=config.gate_pad,
+            band_hz=config.gate_band_hz,
             floor_history=config.floor_history,
         )
         self._centroids = SpeakerCentroids(

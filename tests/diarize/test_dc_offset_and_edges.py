@@ -84,6 +84,44 @@ def test_the_online_attributor_labels_a_call_with_a_dc_offset(
     assert scores.der < DER_BOUND, scores
 
 
+def _mains_hum(samples: int, mains: float, level_dbfs: float) -> np.ndarray:
+    """Mains hum with odd-heavy harmonics up to the 7th, its peak-equivalent level in dBFS."""
+    t = np.arange(samples) / 16000
+    weights = {1: 1.0, 2: 0.2, 3: 0.5, 4: 0.1, 5: 0.3, 6: 0.05, 7: 0.15}
+    hum = sum(w * np.sin(2 * np.pi * k * mains * t + k) for k, w in weights.items())
+    return (hum / np.sqrt(np.mean(hum**2)) * 10 ** (level_dbfs / 20) / np.sqrt(2)).astype(np.float32)
+
+
+@pytest.mark.parametrize("mains", [50.0, 60.0])
+def test_the_energy_gate_hears_speech_under_mains_hum(
+    sample: tuple[np.ndarray, Annotation], mains: float
+) -> None:
+    audio, reference = sample
+    clean = _gate_flags(audio)
+    hummed = _gate_flags(audio + _mains_hum(len(audio), mains, -20.0))
+    speech = _reference_frames(reference, len(clean))
+    # measured without the gate's 500 Hz band: 0.07 of the speech heard (0.0 once the prior
+    # went after a second, below), the floor sat at the hum's power; with the band 0.995 /
+    # 0.975 (50 / 60 Hz). Once the floor has learned the hum, the flags are the clean ones
+    # (the first seconds: the next test).
+    assert hummed[speech].mean() > 0.85
+    assert np.mean(clean[1000:] == hummed[1000:]) > 0.9
+
+
+@pytest.mark.parametrize("mains", [50.0, 60.0])
+def test_the_energy_gate_learns_the_hum_within_the_first_seconds(
+    sample: tuple[np.ndarray, Annotation], mains: float
+) -> None:
+    audio, reference = sample
+    hummed = _gate_flags(audio + _mains_hum(len(audio), mains, -20.0))
+    speech = _reference_frames(reference, len(hummed))
+    onset = int(np.flatnonzero(speech)[0]) - 10  # "Hello?" at 6.69 s, less the gate's 0.1 s pad
+    # measured with the 1 s prior ageing out of the floor history (it stayed the 10th
+    # percentile for 9 s): all of 1.5-6.59 s flagged, the hum embedded as a speaker; with the
+    # prior gone after 1 s of the line, none (the gate's first second and pad still are).
+    assert hummed[150:onset].mean() < 0.05
+
+
 # -- 3. the VAD -------------------------------------------------------------------------------
 
 
