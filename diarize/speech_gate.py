@@ -109,7 +109,7 @@ class EnergyGate:
             # (before the first word) flagged, DER 80.8 % (the hum was embedded as a speaker);
             # with it gone after a second, none (docs/results/online_diarization.md).
             history = np.concatenate([np.full(_PRIOR_FRAMES, self.prior_db, dtype=np.float32), history])
-        return max(float(np.percentile(history, 10)) + self.margin_db, self.floor_db)
+        return max(_tenth_percentile(history) + self.margin_db, self.floor_db)
 
     def _energies_of(self, samples: np.ndarray, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Energies (dB) of ``(n, 160)`` frames, and the floor history with them appended."""
@@ -124,3 +124,14 @@ class EnergyGate:
         energies = np.nan_to_num(energies, nan=self.prior_db, posinf=self.prior_db, neginf=self.prior_db)
         history = np.concatenate([history, energies.astype(np.float32)])[-self._floor_frames :]
         return energies, history
+
+
+def _tenth_percentile(values: np.ndarray) -> float:
+    """``np.percentile(values, 10)`` (linear interpolation) by a partial sort: the gate takes it
+    twice per packet of every call, and ``np.percentile`` sorts a copy. measured (1,000 values):
+    31 us -> 4 us."""
+    rank = 0.1 * (len(values) - 1)
+    low = int(rank)
+    high = min(low + 1, len(values) - 1)
+    part = np.partition(values, (low, high))
+    return float(part[low] + (rank - low) * (part[high] - part[low]))

@@ -17,6 +17,7 @@ calls, so with unit ``agent`` it is a lower bound).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -112,7 +113,7 @@ class ABSplit:
             if path.suffix in (".yaml", ".yml"):
                 import yaml
 
-                data = yaml.safe_load(text)
+                data = yaml.load(text, Loader=_split_loader())  # noqa: S506 (a SafeLoader)
             else:
                 data = json.loads(text)
         except RecursionError:  # the parsers recurse once per nesting level
@@ -147,6 +148,25 @@ class ABSplit:
             if point < cumulative:
                 return arm
         return self.arms[-1]
+
+
+@functools.cache
+def _split_loader() -> type:
+    """PyYAML's SafeLoader, also reading YAML 1.2 floats (``1e3``, ``1.0e3``) as numbers: YAML 1.1
+    reads them as strings, which ``_weight`` would refuse (they loaded as weights before)."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)?\.?[0-9_]*[eE][-+]?[0-9]+$"),
+        list("-+0123456789."),
+    )
+    return Loader
 
 
 def _weight(name: object, value: object) -> float:

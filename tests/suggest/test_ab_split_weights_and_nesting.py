@@ -52,3 +52,14 @@ def test_a_split_file_with_string_weights_is_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps(_split("0.9", "0.1")))
     with pytest.raises(ConfigError, match="has weight '0.9', a str"):
         ABSplit.load(path)
+
+
+def test_yaml_weights_in_exponent_form_are_numbers(tmp_path: Path) -> None:
+    """YAML 1.1 (PyYAML) reads ``1e3`` as a string; a split written that way loaded before the
+    weights' type check and must still load (YAML 1.2 and JSON read it as a number)."""
+    path = tmp_path / "split.yaml"
+    path.write_text("experiment: e1\narms:\n  - {name: control, model: acme/a, weight: 3e3}\n"
+                    "  - {name: treatment, model: acme/b, weight: 1.0e3}\n", encoding="utf-8")
+    split = ABSplit.load(path)
+    assert [arm.weight for arm in split.arms] == [3000.0, 1000.0]
+    assert 1350 <= [split.assign(f"call-{i}").name for i in range(2000)].count("treatment") * 3 <= 1650

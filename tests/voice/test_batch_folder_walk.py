@@ -1,6 +1,7 @@
 """`voice transcribe DIR` finds every file under DIR or says why not: linked folders are followed
-(once: no loops), broken links and folders or files it may not read fail in errors.jsonl, and a
-folder without audio is refused. ``Path.rglob`` skipped all of these silently (exit 0).
+(once: no loops, never to a parent), broken links and folders or files it may not read fail in
+errors.jsonl, and a folder without audio is refused when it is all there is (among other inputs,
+a warning). ``Path.rglob`` skipped all of these silently (exit 0).
 
 Permission tests run the command in a child process; as root (which reads every file) the child
 drops the capabilities that let root ignore permissions, with util-linux ``setpriv``.
@@ -86,6 +87,38 @@ def test_a_folder_without_audio_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["transcribe", str(folder), "--out", str(tmp_path / "out"), "--no-db"])
     assert result.exit_code == 1 and "no audio files found under this folder" in result.output
     assert "0 transcribed" not in result.output
+
+
+def test_an_empty_folder_among_others_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`archive/2026-*/` with one quiet month: that month is named, the others are transcribed."""
+    quiet, busy = tmp_path / "2026-01", tmp_path / "2026-02"
+    quiet.mkdir()
+    busy.mkdir()
+    (busy / "call.wav").write_bytes(b"RIFF")
+    jobs = expand_inputs([str(quiet), str(busy)], tmp_path / "out")
+    assert [job.path.name for job in jobs] == ["call.wav"]
+    assert any("2026-01: no audio files found" in record.getMessage() for record in caplog.records)
+
+
+def test_a_link_to_a_parent_folder_does_not_pull_in_its_siblings(tmp_path: Path) -> None:
+    """`calls/a/up -> ..` must not transcribe `calls/b` (nor, with a link to /, the machine)."""
+    asked, sibling = tmp_path / "calls" / "a", tmp_path / "calls" / "b"
+    asked.mkdir(parents=True)
+    sibling.mkdir()
+    (asked / "x.wav").write_bytes(b"RIFF")
+    (sibling / "x.wav").write_bytes(b"RIFF")
+    (asked / "up").symlink_to("..")
+    jobs = expand_inputs([str(asked)], tmp_path / "out")
+    assert [(job.path, job.name) for job in jobs] == [(asked / "x.wav", "x")]
+
+
+def test_a_broken_link_reached_under_two_spellings_fails_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "bl"
+    folder.mkdir()
+    (folder / "gone.wav").symlink_to("nothing.wav")
+    monkeypatch.chdir(tmp_path)
+    jobs = expand_inputs([str(folder), "bl"], tmp_path / "out")
+    assert [job.path.name for job in jobs if job.problem] == ["gone.wav"]
 
 
 def test_a_folder_that_cannot_be_listed_is_named_and_fails_the_run(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import multiprocessing
 import os
 import traceback
@@ -49,6 +50,8 @@ from voice.batch.resume import (
 )
 from voice.errors import ConfigError, VoiceError
 from voice.transcript import CallTranscript
+
+log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".wma", ".webm", ".mp4",
                   ".aiff", ".aif", ".au", ".raw", ".pcm", ".sln", ".s16"}
@@ -99,19 +102,23 @@ def expand_inputs(inputs: Sequence[str], out_dir: Path) -> list[FileJob]:
     """Files, folders and globs -> unique jobs, named as ``voice.batch.resume`` describes.
 
     Raises:
-        ConfigError: an input matches nothing, or is a folder without audio files.
+        ConfigError: an input matches nothing, or nothing is found at all and a folder given has
+            no audio (an empty folder among inputs that have audio is only a warning).
     """
     paths: list[Path] = []
     broken: dict[Path, str] = {}
     unlisted: dict[Path, str] = {}
+    empty: list[str] = []  # folders given without any audio under them
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            failing = len(broken) + len(unlisted)
-            found = _audio_under(path, broken, unlisted)
-            if not found and len(broken) + len(unlisted) == failing:
-                raise ConfigError(f"{item}: no audio files found under this folder",
-                                  hint=f"files ending in {', '.join(sorted(AUDIO_SUFFIXES))} are transcribed")
+            its_broken: dict[Path, str] = {}
+            its_unlisted: dict[Path, str] = {}
+            found = _audio_under(path, its_broken, its_unlisted)
+            broken.update(its_broken)
+            unlisted.update(its_unlisted)
+            if not found and not its_broken and not its_unlisted:
+                empty.append(item)
             paths.extend(found)
         elif path.exists():
             paths.append(path)
@@ -120,6 +127,11 @@ def expand_inputs(inputs: Sequence[str], out_dir: Path) -> list[FileJob]:
             if not matches:
                 raise ConfigError(f"{item}: no such file, folder or matching glob")
             paths.extend(matches)
+    hint = f"files ending in {', '.join(sorted(AUDIO_SUFFIXES))} are transcribed"
+    if empty and not (paths or broken or unlisted):
+        raise ConfigError(f"{empty[0]}: no audio files found under this folder", hint=hint)
+    for item in empty:  # one empty folder among others (a quiet month of an archive) stops nothing
+        log.warning("%s: no audio files found under this folder (%s)", item, hint)
     unique = list(dict.fromkeys(Path(os.path.realpath(p)) for p in paths))  # Path.resolve raises on a link loop
     claimed: dict[str, Path] = {}  # a name recorded in out_dir is never handed to another source
     jobs = [FileJob(p, output_name(p, out_dir, claimed)) for p in unique]
@@ -140,11 +152,14 @@ def _audio_under(root: Path, broken: dict[Path, str], unlisted: dict[Path, str])
     def cannot_list(error: OSError) -> None:
         unlisted[Path(error.filename)] = f"cannot list this folder: {error.strerror or error}"
 
-    seen = {os.path.realpath(root)}
+    top = os.path.realpath(root)
+    seen = {top}
     for folder, dirs, files in os.walk(root, onerror=cannot_list, followlinks=True):
         kept = []
         for name in sorted(dirs):
             real = os.path.realpath(os.path.join(folder, name))
+            if top.startswith(real.rstrip(os.sep) + os.sep):
+                continue  # a link to a parent of the named folder: its siblings were not asked for
             if real not in seen:
                 seen.add(real)
                 kept.append(name)
@@ -157,7 +172,8 @@ def _audio_under(root: Path, broken: dict[Path, str], unlisted: dict[Path, str])
                 if path.is_file():
                     found.append(path)
                 elif path.is_symlink() and not path.exists():
-                    broken[path] = (f"broken link to {display_path(os.readlink(path))} "
+                    # keyed by its real folder: the same link reached as /abs/x and x is one failure
+                    broken[Path(os.path.realpath(folder), name)] = (f"broken link to {display_path(os.readlink(path))} "
                                     "(its target is missing, or the links form a loop)")
             except OSError as exc:  # a folder that can be listed but not entered
                 broken[path] = f"cannot read: {exc.strerror or exc}"

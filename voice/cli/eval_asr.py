@@ -15,6 +15,7 @@ faster-whisper with the same references and normaliser.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -165,7 +166,7 @@ def score_items(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from asr.types import AsrError
-    from asr.wer import normalize, word_errors
+    from asr.wer import word_errors
     from voice.audio import RawFormat, load_audio
     from voice.errors import VoiceError
 
@@ -181,15 +182,15 @@ def score_items(
         for item in items:
             progress.update(task, description=escape(item.name))
             try:
-                if not normalize(item.reference):  # its WER would be infinite, or 0 for any silence
-                    raise _NotScoredError("empty reference, not scored")
+                # An empty reference is scored: its insertions count in the pooled WER (a clip of
+                # silence or hold music is how hallucinations are measured); its own WER is inf.
                 raw = RawFormat(raw_rate) if item.audio.suffix.lower() in (".raw", ".pcm") else None
                 audio = load_audio(item.audio, raw=raw)
                 samples = audio.mono() if item.channel is None else audio.channel(item.channel)
                 started = time.perf_counter()
                 hypothesis = transcribe(samples)
                 elapsed = time.perf_counter() - started
-            except (_NotScoredError, VoiceError, AsrError) as exc:  # one bad file must not lose the others' scores
+            except (VoiceError, AsrError) as exc:  # one bad file must not lose the others' scores
                 progress.console.print(f"[yellow]skipped[/] {escape(item.name)}: {escape(str(exc))}")
                 if skipped is not None:
                     skipped.append(SkippedItem(item.name, str(item.audio), str(exc)))
@@ -210,10 +211,6 @@ def score_items(
             )
             progress.advance(task)
     return results
-
-
-class _NotScoredError(Exception):
-    """An item is left out of the scores for the reason given (a fact about the data, not a failure)."""
 
 
 def print_report(results: list[ItemResult], *, title: str, skipped: Sequence[SkippedItem] = ()) -> None:
@@ -261,16 +258,21 @@ def write_results(path: Path, results: list[ItemResult], meta: dict[str, Any],
         {
             **asdict(r),
             "counts": asdict(r.counts),
-            "wer": r.counts.wer,
+            "wer": _finite(r.counts.wer),  # null for an empty reference (its insertions are pooled)
             "reference_normalized": normalize(r.reference),
             "hypothesis_normalized": normalize(r.hypothesis),
         }  # fmt: skip
         for r in results
     ]
-    doc = {**meta, "pooled": {**asdict(total), "wer": total.wer}, "items": items,
+    doc = {**meta, "pooled": {**asdict(total), "wer": _finite(total.wer)}, "items": items,
            "skipped": [asdict(s) for s in skipped]}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+
+
+def _finite(value: float) -> float | None:
+    """``value``, or None where it is infinite (a WER over no reference words): JSON has no inf."""
+    return value if math.isfinite(value) else None
 
 
 def register(cli: click.Group) -> None:

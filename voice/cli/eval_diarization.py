@@ -188,19 +188,15 @@ def _evaluate(
             progress.update(overall, description=escape(name))
             step = progress.add_task("  segmentation", total=None)
             try:
-                if not ref.reference.get_timeline().duration():  # DER is undefined: nothing to miss
-                    raise _NotScoredError("empty reference (no speech), not scored")
+                # A reference without speech is scored: its false alarms count in the pooled DER
+                # (its own DER is undefined and shown as inf, as before).
                 results.append(_evaluate_file(diarizer, ref, options, collar, _hook(progress, step)))
-            except (_NotScoredError, VoiceError, DiarizationError) as exc:  # the others' scores are kept
+            except (VoiceError, DiarizationError) as exc:  # the others' scores are kept
                 progress.console.print(f"[yellow]skipped[/] {escape(name)}: {escape(str(exc))}")
                 skipped.append(SkippedFile(ref.collection, ref.uri, str(ref.audio), str(exc)))
             progress.remove_task(step)
             progress.advance(overall)
     return results, skipped
-
-
-class _NotScoredError(Exception):
-    """A recording is left out of the scores for the reason given (a fact about the data)."""
 
 
 def _hook(progress: Progress, task: TaskID) -> Callable[..., None]:
