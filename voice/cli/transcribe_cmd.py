@@ -73,7 +73,7 @@ def transcribe(inputs: tuple[str, ...], out_dir: Path, model: str, speakers: str
     --raw-rate); other files in them are ignored. Name files or globs to take others.
     Linked folders are followed (once each); a broken link named like audio and a
     subfolder that cannot be listed fail like a bad file; a folder with no audio is
-    an error.
+    an error when nothing else is found (otherwise a warning).
 
     \b
     Each input gives OUT/<name>.json (schema_version, audio, speakers with roles,
