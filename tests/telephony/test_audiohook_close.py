@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,31 @@ def audiohook(host: str) -> Any:
 
 def run(coroutine: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coroutine, 30.0))
+
+
+Provoke = Callable[[ClientConnection, "Client"], Awaitable[Any]]
+
+
+def provoked_disconnect(app: FastAPI, handler: CollectingHandler,
+                        provoke: Provoke) -> tuple[list[dict[str, Any]], RecordedCall]:
+    """Open a session, let ``provoke`` make the server say goodbye (its reply is read as the
+    next message), answer with ``close``: the three replies (opened, disconnect, closed) and the
+    handler's call once closed."""
+
+    async def scenario() -> tuple[list[dict[str, Any]], RecordedCall]:
+        async with serve(app) as host, audiohook(host) as ws:
+            client = Client(ws)
+            await client.send("open", OPEN)
+            replies = [await client.receive()]
+            await provoke(ws, client)
+            replies.append(await client.receive())
+            await client.send("close", {"reason": "end"})
+            replies.append(await client.receive())
+        call = handler.calls[0]
+        await asyncio.wait_for(call.closed.wait(), 5.0)
+        return replies, call
+
+    return run(scenario())
 
 
 def test_server_hang_up_waits_for_close_and_answers_closed() -> None:

@@ -19,7 +19,7 @@ from telephony.websocket import create_router
 from telephony.websocket.audiohook import AudioHookSerializer
 from tests.telephony.fakes import CollectingHandler, RecordedCall
 from tests.telephony.http_server import serve
-from tests.telephony.test_audiohook_close import API_KEY, OPEN, SESSION, Client, audiohook
+from tests.telephony.test_audiohook_close import API_KEY, OPEN, SESSION, Client, audiohook, provoked_disconnect
 from voice.frames import CallStartedFrame, ErrorFrame
 from voice.transport import CallOutput
 
@@ -97,21 +97,11 @@ def test_twilio_open_call_crash_closes_1011() -> None:
 def test_audiohook_oversize_message_is_disconnect_error_then_closed() -> None:
     handler = CollectingHandler()
 
-    async def scenario() -> tuple[list[dict[str, Any]], RecordedCall]:
-        async with serve(app_for(handler, max_message_bytes=4096, audiohook_close_timeout=5.0)) as host:
-            async with audiohook(host) as ws:
-                client = Client(ws)
-                await client.send("open", OPEN)
-                replies = [await client.receive()]
-                await ws.send(b"\xff" * 8192)
-                replies.append(await client.receive())
-                await client.send("close", {"reason": "disconnect"})
-                replies.append(await client.receive())
-            call = handler.calls[0]
-            await asyncio.wait_for(call.closed.wait(), 5.0)
-            return replies, call
+    async def oversize(ws: Any, client: Client) -> None:
+        await ws.send(b"\xff" * 8192)
 
-    replies, call = run(scenario())
+    app = app_for(handler, max_message_bytes=4096, audiohook_close_timeout=5.0)
+    replies, call = provoked_disconnect(app, handler, oversize)
     assert [r["type"] for r in replies] == ["opened", "disconnect", "closed"]
     assert replies[1]["parameters"] == {"reason": "error", "info": "message of 8192 bytes is too large"}
     assert call.closed_reason == "error: message of 8192 bytes is too large"

@@ -25,7 +25,7 @@ from telephony.websocket import create_router
 from tests.server.harness import ServerThread, new_app, scripted_services_loader
 from tests.telephony.fakes import CollectingHandler, RecordedCall
 from tests.telephony.http_server import serve
-from tests.telephony.test_audiohook_close import API_KEY, OPEN, Client, audiohook
+from tests.telephony.test_audiohook_close import API_KEY, OPEN, Client, audiohook, provoked_disconnect
 from voice.config import ServerConfig
 from voice.frames import CallEndedFrame, EndOfInputFrame
 
@@ -147,21 +147,10 @@ def test_paused_audiohook_session_that_pings_is_not_cut() -> None:
 def test_audiohook_call_that_goes_quiet_gets_disconnect_completed() -> None:
     handler = CollectingHandler()
 
-    async def scenario() -> tuple[list[dict[str, Any]], RecordedCall]:
-        async with serve(app_for(handler, audiohook_close_timeout=5.0)) as host, audiohook(host) as ws:
-            client = Client(ws)
-            await client.send("open", OPEN)
-            replies = [await client.receive()]
-            await ws.send(codecs.ulaw_encode(np.repeat(TONE, 2)))
-            replies.append(json.loads(await asyncio.wait_for(ws.recv(), 5.0)))
-            client.serverseq = replies[-1]["seq"]
-            await client.send("close", {"reason": "end"})
-            replies.append(await client.receive())
-        call = handler.calls[0]
-        await asyncio.wait_for(call.closed.wait(), 5.0)
-        return replies, call
+    async def send_audio_then_wait(ws: Any, client: Any) -> None:
+        await ws.send(codecs.ulaw_encode(np.repeat(TONE, 2)))  # the call starts, then goes quiet
 
-    replies, call = run(scenario())
+    replies, call = provoked_disconnect(app_for(handler, audiohook_close_timeout=5.0), handler, send_audio_then_wait)
     assert [r["type"] for r in replies] == ["opened", "disconnect", "closed"]
     assert replies[1]["parameters"] == {"reason": "completed", "info": "idle timeout"}
     assert call.closed_reason == "idle timeout"

@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 
 from tests.telephony.fakes import CollectingHandler, RecordedCall
 from tests.telephony.http_server import serve
-from tests.telephony.test_audiohook_close import OPEN, Client, audiohook
+from tests.telephony.test_audiohook_close import Client, provoked_disconnect
 from tests.telephony.test_websocket_idle_timeout import START, app_for, wait_closed
 from voice.frames import CallEndedFrame
 
@@ -49,20 +49,10 @@ def test_twilio_huge_json_integer_closes_1007_and_ends_the_call_as_an_error(capl
 def test_audiohook_huge_duration_is_a_disconnect_with_the_reason() -> None:
     handler = CollectingHandler()
 
-    async def scenario() -> tuple[list[dict[str, Any]], RecordedCall]:
-        async with serve(app_for(handler, audiohook_close_timeout=5.0)) as host, audiohook(host) as ws:
-            client = Client(ws)
-            await client.send("open", OPEN)
-            replies = [await client.receive()]
-            await client.send("discarded", {"start": "PT" + "9" * 5000 + "H", "discarded": "PT1S"})
-            replies.append(await client.receive())
-            await client.send("close", {"reason": "end"})
-            replies.append(await client.receive())
-        call = handler.calls[0]
-        await asyncio.wait_for(call.closed.wait(), 5.0)
-        return replies, call
+    async def huge_duration(ws: Any, client: Client) -> None:
+        await client.send("discarded", {"start": "PT" + "9" * 5000 + "H", "discarded": "PT1S"})
 
-    replies, call = run(scenario())
+    replies, call = provoked_disconnect(app_for(handler, audiohook_close_timeout=5.0), handler, huge_duration)
     assert [r["type"] for r in replies] == ["opened", "disconnect", "closed"]
     assert replies[1]["parameters"]["reason"] == "error" and "out of range" in replies[1]["parameters"]["info"]
     (ended,) = call.of_type(CallEndedFrame)
