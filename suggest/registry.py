@@ -1,6 +1,7 @@
 """Per-tenant model registry on disk: ``<root>/<tenant>/<version>/`` (one model per folder).
 
-Versions are UTC timestamps (``20250101T120000Z``), so they sort in training order; a model is
+Versions are UTC timestamps (``20250101T120000Z``), so they sort in training order (a hand-named
+version, ``--out models/<tenant>/baseline``, sorts before every timestamp); a model is
 referred to by its directory or as ``<tenant>/<version>``. ``<tenant>`` alone is the model the
 tenant serves: the version promoted into ``<root>/<tenant>/CURRENT`` (``voice registry promote``),
 else the newest, so that a newly trained model goes live only once promoted when a tenant uses
@@ -29,8 +30,8 @@ from suggest.model import load_model
 DEFAULT_ROOT = Path("models")
 CURRENT_FILE = "CURRENT"
 """In a tenant's folder: the name of the version it serves (absent: the newest)."""
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_STAMP = re.compile(r"^\d{8}T\d{6}Z$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  # not "$": it matches before a final "\n"
+_STAMP = re.compile(r"^\d{8}T\d{6}Z\Z")
 """A version ``new_version`` makes: ``<stamp>`` or ``<stamp>-<n>`` (n >= 2, same second)."""
 
 
@@ -217,13 +218,17 @@ def _published(folder: Path) -> list[Path]:
     )
 
 
-def version_order(version: str) -> tuple[str, int]:
+def version_order(version: str) -> tuple[bool, str, int]:
     """Sort key of a version name: ``<stamp>-10`` after ``<stamp>-9`` (a plain string sort puts
-    it before), ``<stamp>`` itself first; names of another form sort by their text."""
+    it before), ``<stamp>`` itself first. A hand-named version (``voice train --out
+    models/acme/baseline``) sorts before every timestamp, by its text: sorted by text alone,
+    ``baseline`` came after ``2026...`` and stayed the newest, so no later training went live."""
     stamp, dash, suffix = version.rpartition("-")
     if dash and _STAMP.match(stamp) and suffix.isdigit():
-        return stamp, int(suffix)
-    return version, 1
+        return True, stamp, int(suffix)
+    if _STAMP.match(version):
+        return True, version, 1
+    return False, version, 1
 
 
 def staging_dir(target: Path) -> Path:

@@ -26,6 +26,7 @@ from suggest.encoder.spec import (
     CORRUPT_HINT,
     EncoderSpec,
     Quantization,
+    clip,
     load_tokenizer,
     read_spec_file,
 )
@@ -82,8 +83,12 @@ class OnnxSentenceEncoder:
         out = np.zeros((len(texts), self.spec.dim), dtype=np.float32)
         if not texts:
             return out
+        bound = self.spec.max_tokens
         ids = [
-            e.ids for e in self._tokenizer.encode_batch([t if t.strip() else "." for t in texts])
+            e.ids
+            for e in self._tokenizer.encode_batch(
+                [clip(t, bound) if t.strip() else "." for t in texts]
+            )
         ]
         rows = (
             self._pool.map(self._run, ids) if self._pool and len(ids) > 1 else map(self._run, ids)

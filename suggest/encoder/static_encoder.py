@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from suggest.encoder.spec import CORRUPT_HINT, load_tokenizer, read_spec_file
+from suggest.encoder.spec import CORRUPT_HINT, clip, load_tokenizer, read_spec_file
 from suggest.errors import ModelFormatError
 
 STATIC_FILES = ("embeddings.safetensors", "tokenizer.json", "encoder.json")
@@ -73,7 +73,10 @@ class StaticSentenceEncoder:
         out = np.zeros((len(texts), self._tokens.shape[1]), dtype=np.float32)
         if not texts:
             return np.zeros((0, self.spec.dim), np.float32)
-        encoded = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        bound = self.spec.max_tokens  # a 1 MB turn is cut before it is tokenized (``clip``)
+        encoded = self._tokenizer.encode_batch(
+            [clip(t, bound) for t in texts], add_special_tokens=False
+        )
         for row, item in enumerate(encoded):
             if item.ids:
                 out[row] = self._tokens[item.ids].mean(axis=0)

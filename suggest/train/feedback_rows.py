@@ -23,18 +23,25 @@ class FeedbackSignal:
     """(n_intents + 1, n_actions): shrunk log((accepted + 1) / (dismissed + 1))."""
     used: int
     skipped: int
-    """Decided suggestions whose context could not be rebuilt (no context, call unknown)."""
+    """Decided suggestions whose context could not be rebuilt (no context, call unknown), and
+    edits that record no wording (neither the shown one nor the agent's is a positive)."""
 
 
 def feedback_texts(records: Sequence[FeedbackRecord]) -> list[str]:
     """Every text that must be embedded to use ``records``."""
     texts = []
     for record in final_events(records):
-        texts.append(
-            record.edited_text if record.event == "edited" and record.edited_text else record.text
-        )
+        if _wordless_edit(record):
+            continue  # not used (feedback_signal)
+        texts.append(record.edited_text if record.event == "edited" and record.edited_text else record.text)
         texts.extend(t.text for t in record.context)
     return texts
+
+
+def _wordless_edit(record: FeedbackRecord) -> bool:
+    """An ``edited`` record without the edited wording (or a blank one): what the agent said
+    instead is unknown, and the wording shown was not what they used, so it is no positive."""
+    return record.event == "edited" and not (record.edited_text and record.edited_text.strip())
 
 
 def feedback_signal(
@@ -53,7 +60,7 @@ def feedback_signal(
     dismissed = np.zeros_like(accepted)
     features, actions, used, skipped = [], [], 0, 0
     for record in final_events(records):
-        context = _context_of(record, by_call)
+        context = None if _wordless_edit(record) else _context_of(record, by_call)
         if context is None:
             skipped += 1
             continue
@@ -62,9 +69,7 @@ def feedback_signal(
         state.set_context(call.context if call is not None else {})
         for turn in context:
             state.advance(turn.role, embed(turn.text), vocabulary, entities(turn))
-        wording = (
-            record.edited_text if record.event == "edited" and record.edited_text else record.text
-        )
+        wording = record.edited_text if record.event == "edited" and record.edited_text else record.text
         action = int((vocabulary.action_centroids @ embed(wording)).argmax())
         intent = state.last_intent if state.last_intent >= 0 else specs.n_intents
         if record.event == "dismissed":

@@ -160,6 +160,9 @@ class SuggestionRouter:
     """Where live A/B assignments are recorded (``voice.store.feedback.FeedbackStore``), or None."""
     _db_executor: Executor | None = None
     """The live server's database writer thread the assignments are written on."""
+    _recorded: dict[str, str] = field(default_factory=dict)
+    """unit id -> the arm recorded for it in this experiment (``unit: agent`` only): what an agent
+    is served, whatever the split's weights say now (see :meth:`record_assignments`)."""
     _closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _loader: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "model-load"))
@@ -194,8 +197,32 @@ class SuggestionRouter:
         """Record the A/B arm of every call :meth:`for_call` serves from now on, at call start, on
         ``executor`` (the server's database writer): ``assignments.assign(experiment, unit,
         unit_id, arm, model)``. Unrecorded, ``voice ab report`` could count a call only once its
-        suggestions were shown, which conditions the comparison on an event after assignment."""
+        suggestions were shown, which conditions the comparison on an event after assignment.
+
+        With ``unit: agent`` the experiment's recorded assignments are read here (blocking, at
+        start-up): an agent already recorded is served its recorded arm, the one `voice ab report`
+        counts its calls in, even when the split's weights changed under the same experiment name
+        and now hash it into another arm (its calls would otherwise count for the arm they were
+        not served). An unreadable store is logged; agents then get the split's arm, and one
+        recorded otherwise follows its record from the first call that reports it.
+        """
         self._assignments, self._db_executor = assignments, executor
+        split = self.split
+        if split is None or split.unit != "agent":
+            return  # a call id is assigned once: no call has a record before it starts
+        try:
+            recorded = dict(assignments.assignments(split.experiment))
+        except Exception as exc:  # noqa: BLE001 - the store is down: serve the split, log it
+            log.warning("A/B assignments of %s cannot be read (%s); agents are served the split's arm, "
+                        "which is not the recorded one for an agent whose arm the weights moved",
+                        split.experiment, exc)
+            return
+        with self._lock:
+            self._recorded.update(recorded)
+        moved = sum(split.assign(agent, agent).name != arm for agent, arm in recorded.items())
+        if moved:
+            log.warning("A/B split %s: %d of %d recorded agents hash into another arm now (its weights "
+                        "changed); each is served its recorded arm", split.experiment, moved, len(recorded))
 
     def choose(self, started: CallStartedFrame) -> tuple[str | None, str | None]:
         """(model directory, arm name) for a call, or (None, None) when its tenant has no model.
@@ -204,7 +231,7 @@ class SuggestionRouter:
         call its tenant's model: the one promoted with ``voice registry promote``, else its newest.
         """
         if self.split is not None and self.in_experiment(started.tenant):
-            arm = self.split.assign(started.call_id, started.agent_id)
+            arm = self._arm_of(started)
             return self._arm_models.get(arm.name) or str(self.registry.resolve(arm.model)), arm.name
         if self.config.suggest_model:
             return str(self.registry.resolve(self.config.suggest_model)), None
@@ -212,6 +239,15 @@ class SuggestionRouter:
             return str(self.registry.served(started.tenant)), None
         except Exception:  # noqa: BLE001 - a tenant without a model simply gets no suggestions
             return None, None
+
+    def _arm_of(self, started: CallStartedFrame) -> Any:
+        """The call's arm: the one recorded for its unit (an agent) when it is an arm of the split,
+        else the split's assignment."""
+        split = self.split
+        with self._lock:
+            recorded = self._recorded.get(split.unit_id(started.call_id, started.agent_id))
+        arm = split.arm_named(recorded) if recorded is not None else None
+        return arm if arm is not None else split.assign(started.call_id, started.agent_id)
 
     def in_experiment(self, tenant: str) -> bool:
         """Whether the A/B split serves a call of ``tenant``: one of its arms' models' tenants (the
@@ -285,6 +321,9 @@ class SuggestionRouter:
             elif done.result() != arm:
                 log.warning("%s %s was recorded in arm %s of %s before; the report counts it there, "
                             "this call is served arm %s", split.unit, unit_id, done.result(), split.experiment, arm)
+                if split.unit == "agent":  # e.g. another server recorded it first: its next calls follow
+                    with self._lock:
+                        self._recorded[unit_id] = done.result()
 
         written.add_done_callback(recorded)
 

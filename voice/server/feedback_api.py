@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from voice.errors import VoiceError
 from voice.server.auth import CALL_RESPONSES, CurrentAgent, ErrorOut, authorize_call
@@ -53,6 +53,13 @@ class FeedbackItem(BaseModel):
     def _at_most_an_hour(cls, value: float | None) -> float | None:
         # A card acted on after an hour on screen is still an action: keep it, capped.
         return None if value is None else min(value, MAX_ELAPSED_MS)
+
+    @model_validator(mode="after")
+    def _an_edit_has_its_wording(self) -> FeedbackItem:
+        # Stored without it, training counted the wording shown as the agent's own: a positive.
+        if self.kind == "edited" and (self.text is None or not self.text.strip()):
+            raise ValueError("an 'edited' item needs the edited wording in 'text' (not blank)")
+        return self
 
 
 class FeedbackIn(BaseModel):
