@@ -91,7 +91,9 @@ class MicroBatcher:
             future.set_exception(_closed_error())
             return future
         try:
-            validate(context)  # a bad context fails alone, never its batch (no lock held)
+            # a bad context fails alone, never its batch (no lock held); an engine that knows the
+            # call's turns checks only the new ones
+            getattr(self.engine, "check_context", validate)(context)
         except SuggestError as error:
             future.set_exception(error)
             return future

@@ -137,7 +137,7 @@ class SuggestionEngine:
         """
         began = time.perf_counter()
         for context in contexts:
-            validate(context, self._validated(context.call_id))
+            self.check_context(context)
         results: list[SuggestResult | None] = [None] * len(contexts)
         waited = [0.0] * len(contexts)
         for wave in _waves(contexts):  # a call appearing twice is served in order
@@ -181,6 +181,16 @@ class SuggestionEngine:
             if threshold is None or prediction.confidence >= threshold:
                 found[i] = prediction
         return found
+
+    def check_context(self, context: SuggestContext) -> None:
+        """:func:`validate` ``context``, its turns already checked in the call's last request
+        skipped (the micro-batcher checks before queueing: a warm long call costs what a short one
+        does).
+
+        Raises:
+            InvalidContextError: as :func:`validate`.
+        """
+        validate(context, self._validated(context.call_id))
 
     def _validated(self, call_id: object) -> tuple[Turn, ...]:
         """The turns of the call's last request taken up (each validated then; see

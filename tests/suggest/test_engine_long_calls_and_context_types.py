@@ -17,6 +17,7 @@ import pytest
 
 import suggest.engine as engine_module
 import suggest.trail as trail_module
+from suggest.batching import MicroBatcher
 from suggest.engine import InvalidContextError, SuggestionEngine
 from suggest.nlu.types import Entity
 from suggest.types import SuggestContext, Turn
@@ -59,6 +60,19 @@ def test_a_warm_call_neither_rehashes_nor_revalidates_the_turns_it_has_seen(
         assert result.latency.turns_encoded == 1
     assert hashed == []  # the same Turn objects: compared by identity
     assert len(checked) == 20  # one new turn per request validated, not the whole history
+
+
+def test_the_micro_batcher_checks_only_a_warm_calls_new_turns_too(
+    engine: SuggestionEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live path goes through the batcher, which checks each context before queueing it."""
+    turns = _turns(60)
+    with MicroBatcher(engine, max_wait_ms=1.0) as batcher:
+        batcher.submit(SuggestContext("warm-batched", turns[:40])).result(30)
+        checked = _counting(monkeypatch, engine_module, "_encodable")
+        for n in range(41, 61):
+            batcher.submit(SuggestContext("warm-batched", turns[:n])).result(30)
+    assert len(checked) <= 2 * 20  # the new turn, at submit and when served; not the history
 
 
 def test_equal_turns_that_are_new_objects_are_still_checked(
