@@ -6,9 +6,11 @@
 - Output names and the "already done" check are keyed by the source file and the options
   (``voice.batch.resume``); a second run skips finished files. When a database is used, a
   skipped file that is missing from it is stored from its JSON (no re-transcription).
-- A file's results go to the database first and to ``<name>.json`` last: the JSON marks the file
-  finished and records a hash of each other format written with it; formats of that name not
-  written by this run are removed (they hold an earlier run's text, clear text before --redact).
+- A file's results go to its other formats first, to ``<name>.json`` next and to the database
+  last: the JSON marks the file finished and records a hash of each other format written with
+  it; formats of that name not written by this run are removed (they hold an earlier run's text,
+  clear text before --redact). A file the database refuses (down, locked) is reported failed
+  with its outputs written, and the next run stores it from its JSON without transcribing it.
 - In a database, a file's call id is its output name, unless another source already holds that
   call (several OUT folders sharing one --db, ``day1/call_1.wav`` and ``day2/call_1.wav``): then
   it is ``<name>-<hash of the source path>``. No file overwrites another source's call.
@@ -381,13 +383,22 @@ class BatchRunner:
             return
         try:
             transcript = CallTranscript.from_dict(payload)
-            self._write(job, transcript)
-        except Exception as exc:  # disk full, read-only --out, database down: this file fails, not the batch
+            stored = self._write(job, transcript)
+        except Exception as exc:  # disk full, read-only --out: this file fails, not the batch
             self._fail(summary, job, f"could not save the results: {type(exc).__name__}: {exc}")
+            return
+        if stored is not None:  # outputs written; the next run stores the JSON (_ensure_stored)
+            self._fail(summary, job, f"transcribed, but could not be stored in the database: {stored} "
+                                     "(its outputs are written: run again to store it, without transcribing)")
             return
         self._finish(summary, FileResult(job, "done", audio_seconds=transcript.audio.duration, transcript=transcript))
 
-    def _write(self, job: FileJob, transcript: CallTranscript) -> None:
+    def _write(self, job: FileJob, transcript: CallTranscript) -> str | None:
+        """Write the file's outputs and store it; returns why the database did not take it (None: it did).
+
+        Raises:
+            Exception: an output could not be written (the file is not finished).
+        """
         from voice.formats import FORMATS, write_outputs
 
         transcript.audio = replace(transcript.audio, path=display_path(job.path))
@@ -396,16 +407,23 @@ class BatchRunner:
                                                              mode if isinstance(mode, str) else None)
         if job.path in self._stamps:
             transcript.options["source"] = self._stamps[job.path]
-        # Database first, other formats next, JSON last: the JSON marks the file finished for a
-        # resumed run, and records what was written with it (a hash per format).
-        if self.store is not None:
-            self.store.save_transcript(transcript, source=display_path(job.path))
+        # Other formats first, JSON next: the JSON marks the file finished for a resumed run, and
+        # records what was written with it (a hash per format). Database last: a failed save
+        # (the database down or locked) keeps the transcription; the next run stores the JSON
+        # of a finished file the database lacks (_ensure_stored) instead of transcribing again.
         others = [f for f in self.formats if f != "json"]
         for stale in set(FORMATS) - {"json", *others}:  # another run's text: never left beside this JSON
             (self.out_dir / f"{job.name}.{stale}").unlink(missing_ok=True)
         paths = write_outputs(transcript, self.out_dir, job.name, others)
         transcript.options["outputs"] = {fmt: content_hash(path) for fmt, path in zip(others, paths, strict=True)}
         write_outputs(transcript, self.out_dir, job.name, ["json"])
+        if self.store is None:
+            return None
+        try:
+            self.store.save_transcript(transcript, source=display_path(job.path))
+        except Exception as exc:  # noqa: BLE001 - reported as this file's failure by _collect
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
     def _fail(self, summary: BatchSummary, job: FileJob, reason: str) -> None:
         reason = display_path(str(reason))  # a Latin-1 file name in it cannot be written as UTF-8

@@ -46,9 +46,21 @@ class LiveServices:
     speakers_executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "speakers"))
     nlu_executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(2, "nlu"))
     manager: CallManager = field(init=False)
+    storage_failure: str | None = field(default=None, init=False)
+    """Why the last heartbeat round's database work failed (None: it succeeded), for /healthz."""
+    pending_saves: int = field(default=0, init=False)
+    """Call-end saves waiting in ``data_dir/pending`` after the last heartbeat round."""
+    _reported_pending: set[str] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
         self.manager = CallManager(self.build_pipeline)
+
+    @property
+    def pending_dir(self) -> Path:
+        """Where call-end saves the database refused wait for it (``voice.store.live.PendingSave``)."""
+        from voice.store.live import PENDING_FOLDER
+
+        return Path(self.config.data_dir) / PENDING_FOLDER
 
     @classmethod
     def load(cls, config: ServerConfig) -> LiveServices:
@@ -92,7 +104,8 @@ class LiveServices:
         audio_dir = Path(self.config.data_dir) / "audio" if self.config.record_audio else None
         processors.append(CallRecorder(hub=self.hub, registry=self.registry, live_store=self.live_store,
                                        store=self.store, executor=self.db_executor, audio_dir=audio_dir,
-                                       model_name=self.config.model, redacted=self.config.redact))
+                                       model_name=self.config.model, redacted=self.config.redact,
+                                       pending_dir=self.pending_dir))
         return Pipeline(processors)
 
     def _speaker_embedder(self) -> Any:
@@ -132,21 +145,35 @@ class LiveServices:
             await self._liveness_round()
 
     async def _liveness_round(self) -> None:
+        from voice.store.live import pending_call_ids, replay_pending_saves
         from voice.store.retention import interrupt_orphans, touch_calls
 
         loop = asyncio.get_running_loop()
         carried = list(self.manager.sessions)
         try:
-            # Stamp our own calls first, so a sweep can never close a call we carry.
+            # Call-end saves the database refused first: a call stored here is `done`, so the
+            # sweep below cannot take it for one whose process stopped (it stopped heartbeating
+            # when it ended). One that still cannot be stored is spared by the sweep.
+            await loop.run_in_executor(self.db_executor, lambda: replay_pending_saves(
+                self.live_store, self.pending_dir, reported=self._reported_pending))
+            waiting = await loop.run_in_executor(self.db_executor, pending_call_ids, self.pending_dir)
+            # Stamp our own calls next, so a sweep can never close a call we carry.
             await loop.run_in_executor(self.db_executor, touch_calls, self.store, carried)
-            await loop.run_in_executor(self.db_executor, interrupt_orphans, self.store)
+            await loop.run_in_executor(self.db_executor, lambda: interrupt_orphans(self.store, keep=waiting))
             if self.config.record_audio:
                 await loop.run_in_executor(self.db_executor, self._recover_audio)
-        except Exception:  # the database may be down for a while; calls go on, retried next round
+        except Exception as exc:  # the database may be down for a while; calls go on, retried next round
+            self.storage_failure = f"{type(exc).__name__}: {exc}"
             log.exception("call heartbeat failed; retrying in the next round")
+        else:
+            self.storage_failure, self.pending_saves = None, len(waiting)
+            return
+        with contextlib.suppress(OSError):
+            self.pending_saves = sum(1 for _ in self.pending_dir.glob("*.json"))
 
     def _recover_audio(self) -> list[str]:
-        """The recordings of calls a dead process left as spool files in this data dir."""
+        """The recordings of calls a dead process left as spool files in this data dir, and of
+        ``done`` calls whose WAV could not be written at their end (a full disk kept their spool)."""
         from voice.processors.audio_spool import recover_interrupted_calls
         from voice.store.retention import ORPHAN_AFTER
 
@@ -154,7 +181,7 @@ class LiveServices:
         if not audio_dir.is_dir():
             return []
         return recover_interrupted_calls(
-            audio_dir, status_of=self.live_store.status,
+            audio_dir, status_of=self.live_store.spool_status,
             attach=lambda call_id, wav: self.live_store.attach_recovered_audio(call_id, str(wav)),
             idle_seconds=ORPHAN_AFTER.total_seconds())
 

@@ -91,6 +91,8 @@ class _Leg:
     """Samples of gaps between chunks so far (silence the chunks' pts put in the track)."""
     rate_changed: bool = False
     lost_samples: int = 0
+    write_failed: bool = False
+    """A write of this leg failed (logged once; the total is logged at the call's end)."""
     queue_lock: threading.Lock = field(default_factory=threading.Lock)
     write_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -258,11 +260,14 @@ class AudioSpool:
                 if not leg.listed:
                     self._add_to_manifest(leg)
                 self._write(leg, chunks, fresh + _touched(masks, chunks))
-            except OSError:
+            except OSError as exc:
                 # Why: the call goes on; a full disk must not grow memory. The WAV gets silence there.
-                lost = sum(len(pcm) for _, pcm in chunks)
-                leg.lost_samples += lost
-                log.exception("could not spool %d samples of %s to %s", lost, self.stem, leg.path)
+                leg.lost_samples += sum(len(pcm) for _, pcm in chunks)
+                if not leg.write_failed:  # once per leg: a full disk failed every 2 s flush, each
+                    leg.write_failed = True  # with a traceback; _track() reports the total at the end
+                    log.error("cannot write the recording of %s, leg %s, to %s: %s (the call goes on; its "
+                              "recording gets silence for what is not written)", self.stem, leg.name,
+                              leg.path, exc)
 
     def _write(self, leg: _Leg, chunks: list[tuple[int, np.ndarray]], masks: list[tuple[int, int]]) -> None:
         flags = os.O_RDWR | os.O_CREAT | (0 if leg.created else os.O_TRUNC)  # never mix in an old file
@@ -292,11 +297,12 @@ def recover_interrupted_calls(audio_dir: Path, *, status_of: Callable[[str], str
                               attach: Callable[[str, Path], None], idle_seconds: float) -> list[str]:
     """Assemble the WAV of every call whose process died mid-call, from its spool; returns their ids.
 
-    A spool is recovered once its call is ``interrupted`` (``status_of``; the heartbeat sweep's
-    verdict) and none of its files changed for ``idle_seconds``, so a process that only stalled
-    and still writes keeps its spool. One server claims it by renaming the manifest (two servers on
-    one data dir never both assemble it). The WAV is written like a finished call's; ``attach``
-    then records it on the call, and only after that are the part files deleted. A failure puts
+    A spool is recovered once its call is ``interrupted`` (``status_of``: the heartbeat sweep's
+    verdict, which ``LiveCallStore.spool_status`` also gives a ``done`` call whose WAV could not be
+    written at its end) and none of its files changed for ``idle_seconds``, so a process that only
+    stalled and still writes keeps its spool. One server claims it by renaming the manifest (two
+    servers on one data dir never both assemble it). The WAV is written like a finished call's;
+    ``attach`` then records it on the call, and only after that are the part files deleted. A failure puts
     the claim back (and deletes a WAV no call points to), for the next round; a claim left by a
     server that died while recovering is taken back after ``idle_seconds``. Blocking (file and
     database work): run it off the event loop.
@@ -420,22 +426,28 @@ def write_call_wav(path: Path, tracks: list[Generator[np.ndarray, None, None]]) 
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.wav")
-    with contextlib.ExitStack() as stack:
-        for track in tracks:
-            stack.callback(track.close)  # their part files close even if a write fails
-        out = stack.enter_context(sf.SoundFile(tmp, "w", OUTPUT_RATE, len(tracks), "PCM_16"))
-        while True:
-            # Every block but a track's last is _WRITE_BLOCK long, so the tracks stay aligned.
-            blocks = [next(track, None) for track in tracks]
-            length = max((len(b) for b in blocks if b is not None), default=0)
-            if length == 0:
-                break
-            frame = np.zeros((length, len(tracks)), dtype=np.float32)
-            for i, b in enumerate(blocks):
-                if b is not None:
-                    frame[: len(b), i] = b
-            out.write(frame)
-    tmp.replace(path)
+    try:
+        with contextlib.ExitStack() as stack:
+            for track in tracks:
+                stack.callback(track.close)  # their part files close even if a write fails
+            out = stack.enter_context(sf.SoundFile(tmp, "w", OUTPUT_RATE, len(tracks), "PCM_16"))
+            while True:
+                # Every block but a track's last is _WRITE_BLOCK long, so the tracks stay aligned.
+                blocks = [next(track, None) for track in tracks]
+                length = max((len(b) for b in blocks if b is not None), default=0)
+                if length == 0:
+                    break
+                frame = np.zeros((length, len(tracks)), dtype=np.float32)
+                for i, b in enumerate(blocks):
+                    if b is not None:
+                        frame[: len(b), i] = b
+                out.write(frame)
+        tmp.replace(path)
+    except BaseException:
+        # Why: a full disk left <call>.tmp.wav holding part of the call's audio: nothing pointed
+        # to it, erasure did not delete it, and it kept the disk full for the next calls.
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _samples(start: float, end: float, rate: int) -> tuple[int, int]:

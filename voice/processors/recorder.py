@@ -3,7 +3,8 @@ the call's audio to a WAV file, and the whole transcript (batch JSON schema) at 
 pipeline closes without an end (a call cut off at shutdown, a failed pipeline), so what was heard is kept.
 
 Database and file writes run on one background thread shared by all calls (SQLite has one
-writer), never on the event loop. The audio is spooled to per-leg part files while the call runs
+writer), never on the event loop. A call-end save the database refuses is kept on disk and stored
+later (voice.store.live.PendingSave). The audio is spooled to per-leg part files while the call runs
 (voice/processors/audio_spool.py), so memory stays bounded and an interrupted call leaves its audio.
 """
 
@@ -44,12 +45,16 @@ class CallRecorder(FrameProcessor):
     """Publishes events, persists turns and, at the end, the transcript and audio of one call."""
 
     def __init__(self, *, hub: EventHub, registry: CallRegistry, live_store: Any, store: Any,
-                 executor: Executor, audio_dir: Path | None, model_name: str, redacted: bool = False) -> None:
-        """``redacted``: the pipeline redacts (voice/processors/redact.py); the stored transcript says so."""
+                 executor: Executor, audio_dir: Path | None, model_name: str, redacted: bool = False,
+                 pending_dir: Path | None = None) -> None:
+        """``redacted``: the pipeline redacts (voice/processors/redact.py); the stored transcript says so.
+        ``pending_dir``: where a call-end save the database refused waits to be stored
+        (``voice.store.live.replay_pending_saves``); None: such a save is lost (logged)."""
         super().__init__()
         self.hub, self.registry = hub, registry
         self.live_store, self.store, self.executor = live_store, store, executor
         self.audio_dir = audio_dir
+        self.pending_dir = pending_dir
         self.model_name = model_name
         self.redacted = redacted
         self.started: CallStartedFrame | None = None
@@ -119,6 +124,9 @@ class CallRecorder(FrameProcessor):
         return self.started.call_id
 
     def _db(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+        # A failed turn write is logged (_log_failure) and never retried: the call-end save
+        # stores the whole transcript anyway, and when the database refuses that too it is kept
+        # in pending_dir until the database is back (_persist). No second queue for turns.
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
         future.add_done_callback(_log_failure)
@@ -157,9 +165,11 @@ class CallRecorder(FrameProcessor):
 
     def _persist(self, transcript: CallTranscript, audio_path: Path | None, duration: float,
                  error: str | None = None) -> None:
+        from voice.store.live import PendingSave, pending_save_path, write_pending_save
         from voice.store.store import CallOwner
 
         assert self.started is not None
+        ended_at = datetime.now(UTC)
         if audio_path is not None and self.spool is not None:
             try:
                 self.spool.finish(audio_path, list(self.started.legs))
@@ -168,8 +178,22 @@ class CallRecorder(FrameProcessor):
                               self._call_id)
                 transcript = replace(transcript, audio=replace(transcript.audio, path=f"live:{self.started.source}"))
         owner = CallOwner("live", self.started.tenant, self.started.agent_id, self._started_at)
-        self.store.save_transcript(transcript, source=self.started.source, owner=owner)
-        self.live_store.end_call(self._call_id, duration=duration, error=error)
+        try:
+            self.store.save_transcript(transcript, source=self.started.source, owner=owner)
+            self.live_store.end_call(self._call_id, duration=duration, error=error, ended_at=ended_at)
+            if self.pending_dir is not None:  # kept by an earlier try of this save (cancelled, retried)
+                pending_save_path(self.pending_dir, self._call_id).unlink(missing_ok=True)
+        except Exception as exc:
+            if self.pending_dir is None:
+                raise
+            # Why: the transcript lives only in this object; a database that was down at the
+            # call's end lost the whole call (fault test: PostgreSQL stopped, the row stayed
+            # `active` with 0 turns and was later swept `interrupted`).
+            path = write_pending_save(self.pending_dir, PendingSave(
+                transcript, self.started.source, owner, duration, error, ended_at,
+                failure=f"{type(exc).__name__}: {exc}"))
+            log.error("could not store the transcript of call %s (%s: %s); kept in %s, stored when the "
+                      "database is back", self._call_id, type(exc).__name__, exc, path)
 
     def _audio_path(self) -> Path | None:
         if self.audio_dir is None or self.spool is None or not self.spool.has_audio:

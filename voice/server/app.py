@@ -11,6 +11,7 @@ import ipaddress
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -192,6 +193,49 @@ async def _start_sip(config: ServerConfig, svc: LiveServices) -> Any:
     return server
 
 
+DECODE_WINDOW_SECONDS = 60.0
+"""/healthz calls the ASR degraded when decodes failed and none succeeded over about this long."""
+
+
+class DecodeFailureWindow:
+    """Whether every decode failed lately, from the scheduler's cumulative counters (``failures``,
+    ``finals_done + partials_done``) sampled at each /healthz answer, time as an argument.
+
+    The counts are compared with the newest sample at least ``window`` seconds old, or with zero
+    (the process's start) while there is none: the window is ``window`` seconds plus the polling
+    interval. Why not a ratio: a few failed batches among working ones are the scheduler's own
+    business (its jobs fail alone and the call goes on); none working is what a balancer must know.
+    """
+
+    def __init__(self, window: float = DECODE_WINDOW_SECONDS) -> None:
+        """``window``: seconds of decodes to judge."""
+        self.window = window
+        self._samples: deque[tuple[float, int, int]] = deque()
+
+    def problem(self, now: float, failures: int, done: int) -> str | None:
+        """Why the ASR is degraded, or None: ``failures`` and ``done`` are the counts at ``now``."""
+        self._samples.append((now, failures, done))
+        while len(self._samples) > 1 and self._samples[1][0] <= now - self.window:
+            self._samples.popleft()
+        oldest = self._samples[0]
+        since, base_failures, base_done = oldest if oldest[0] <= now - self.window else (None, 0, 0)
+        failed, succeeded = failures - base_failures, done - base_done
+        if failed <= 0 or succeeded > 0:
+            return None
+        when = f"in the last {now - since:.0f} s" if since is not None else "since the server started"
+        return f"{failed} decodes failed and none succeeded {when}"
+
+
+def _asr_problem(asr: dict[str, Any], decodes: DecodeFailureWindow, now: float) -> str | None:
+    alive, workers = asr.get("workers_alive"), asr.get("workers")
+    if alive is not None and workers is not None and alive < workers:
+        return f"{alive} of {workers} decode workers alive"
+    failures, finals, partials = asr.get("failures"), asr.get("finals_done"), asr.get("partials_done")
+    if not (isinstance(failures, int) and isinstance(finals, int) and isinstance(partials, int)):
+        return None  # a runtime without the scheduler's counters
+    return decodes.problem(now, failures, finals + partials)
+
+
 def _add_call_routes(app: FastAPI, state: dict[str, Any]) -> None:
     def svc() -> LiveServices:
         services: LiveServices | None = state["services"]
@@ -199,19 +243,33 @@ def _add_call_routes(app: FastAPI, state: dict[str, Any]) -> None:
             raise HTTPException(503, "the server is still loading its models")
         return services
 
+    decodes = DecodeFailureWindow()
+
     @app.get("/healthz", tags=["server"])
     async def healthz(response: Response) -> dict[str, Any]:
         """Liveness and load: active calls and the decode scheduler's queue; 503 with status
-        ``degraded`` when decode workers died (the calls' decodes would wait on a smaller pool)."""
+        ``degraded`` when decode workers died (the calls' decodes would wait on a smaller pool) or
+        every decode failed for about a minute (``asr.problem`` says which). Status ``degraded``
+        with 200 when the last heartbeat round's database work failed (``storage``: the database
+        is down or locked; calls still run and their transcripts wait in pending saves)."""
         s = svc()
         relay = getattr(app.state, "relay", None)
         asr = s.asr.metrics()
-        alive, workers = asr.get("workers_alive"), asr.get("workers")
-        healthy = alive is None or workers is None or alive >= workers
-        if not healthy:
+        problem = _asr_problem(asr, decodes, time.monotonic())
+        if problem is not None:
+            asr = {**asr, "problem": problem}
+        storage_failure = getattr(s, "storage_failure", None)
+        healthy = problem is None and storage_failure is None
+        if problem is not None:
+            # Why storage alone keeps 200: the database is shared, so every server would fail
+            # together and a balancer would drain the whole fleet, while each server still takes
+            # calls and keeps their transcripts durably (pending saves, stored once it is back).
             response.status_code = 503
         return {"status": "ok" if healthy else "degraded", "active_calls": len(s.manager.sessions), "asr": asr,
-                **({"event_relay": dict(relay.counts)} if relay is not None else {})}
+                **({"event_relay": dict(relay.counts)} if relay is not None else {}),
+                **({"storage": {"problem": "the last heartbeat round could not use the database",
+                                "error": storage_failure, "pending_saves": getattr(s, "pending_saves", 0)}}
+                   if storage_failure is not None else {})}
 
     @app.get("/api/calls", tags=["calls"], responses=AUTH_RESPONSES)
     async def list_calls(request: Request, viewer: CurrentAgent, background: BackgroundTasks,

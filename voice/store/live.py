@@ -1,20 +1,33 @@
 """Storage of live calls: the call row at start, each final turn as it happens, the transcript at end.
 
 Committed turns are written as they happen, so a crash mid-call loses at most the open turn;
-at call end the full transcript (the batch JSON schema) replaces the call's segments.
+at call end the full transcript (the batch JSON schema) replaces the call's segments. A call-end
+save the database refuses (unreachable, locked) is kept as a :class:`PendingSave` file in
+``data_dir/pending/`` and stored by :func:`replay_pending_saves` once the database is back.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
-from voice.store.store import CallNotFoundError, Store
+from voice.audio import safe_file_stem
+from voice.errors import StorageError
+from voice.store.store import CallNotFoundError, CallOwner, Store
 from voice.store.tables import CallRow
 from voice.store.tables_live import LiveTurnRow
+from voice.transcript import CallTranscript
+
+log = logging.getLogger(__name__)
+
+PENDING_FOLDER = "pending"
+"""Folder of ``data_dir`` that holds call-end saves waiting for the database."""
 
 
 def _now() -> datetime:
@@ -94,14 +107,16 @@ class LiveCallStore:
             if row is not None:
                 row.intent, row.entities = intent, entities
 
-    def end_call(self, call_id: str, *, duration: float, error: str | None = None) -> None:
+    def end_call(self, call_id: str, *, duration: float, error: str | None = None,
+                 ended_at: datetime | None = None) -> None:
         """Mark the call ended (its transcript is saved with ``Store.save_transcript``); ``error``:
-        why it ended abnormally (a protocol error of the far end), kept with what it said."""
+        why it ended abnormally (a protocol error of the far end), kept with what it said;
+        ``ended_at``: when it ended, if not now (a save replayed after a database outage)."""
         with self.store.session() as session:
             row = session.scalars(select(CallRow).where(CallRow.call_id == call_id)).one_or_none()
             if row is not None:
                 now = _now()
-                row.ended_at, row.updated_at, row.duration = now, now, duration
+                row.ended_at, row.updated_at, row.duration = ended_at or now, now, duration
                 if row.status == "active":
                     row.status = "done" if row.transcript is not None else "failed"
                     row.error = None if row.transcript is not None else "call ended before a transcript was stored"
@@ -113,18 +128,34 @@ class LiveCallStore:
         with self.store.session() as session:
             return session.scalar(select(CallRow.status).where(CallRow.call_id == call_id))
 
+    def spool_status(self, call_id: str) -> str | None:
+        """The call's status as the recovery of spooled audio reads it: ``interrupted`` also for a
+        ``done`` live call without its recording (its WAV could not be written at the call's end,
+        e.g. a full disk, and its part files were kept); None when there is no such call."""
+        with self.store.session() as session:
+            row = session.execute(select(CallRow.status, CallRow.kind, CallRow.audio_path)
+                                  .where(CallRow.call_id == call_id)).one_or_none()
+        if row is None:
+            return None
+        return "interrupted" if _lacks_recording(row.status, row.kind, row.audio_path) else str(row.status)
+
     def attach_recovered_audio(self, call_id: str, path: str) -> None:
-        """Record the recording assembled from an interrupted call's spool (QA plays it, erasure
-        deletes it). Only an ``interrupted`` call takes it.
+        """Record the recording assembled from a call's spool (QA plays it, erasure deletes it).
+        Only an ``interrupted`` call takes it, or a ``done`` live call without its recording
+        (:meth:`spool_status`), whose stored transcript then names the WAV too.
 
         Raises:
-            CallNotFoundError: the call is gone or no longer interrupted (the spool is then kept).
+            CallNotFoundError: the call is gone, or neither (the spool is then kept).
         """
         with self.store.session() as session:
             row = session.scalars(select(CallRow).where(CallRow.call_id == call_id)).one_or_none()
-            if row is None or row.status != "interrupted":
+            done_without = row is not None and (_lacks_recording(row.status, row.kind, row.audio_path)
+                                                or (row.status == "done" and row.audio_path == path))
+            if row is None or not (row.status == "interrupted" or done_without):
                 raise CallNotFoundError(f"no interrupted call {call_id!r}", hint="its spool is kept")
             row.audio_path, row.updated_at = path, _now()
+            if row.transcript is not None:  # a new dict: the JSON column sees the change
+                row.transcript = {**row.transcript, "audio": {**row.transcript.get("audio", {}), "path": path}}
 
     def turns(self, call_id: str) -> list[LiveTurn]:
         """The stored turns of a call, in time order."""
@@ -167,6 +198,124 @@ class LiveCallStore:
         if pk is None:
             raise CallNotFoundError(f"no call {call_id!r}", hint="start_call() must come first")
         return int(pk)
+
+
+def _lacks_recording(status: str, kind: str | None, audio_path: str | None) -> bool:
+    """A ``done`` live call whose recording is not on disk (``live:<source>``, NULL or a missing file)."""
+    return (status == "done" and kind == "live"
+            and (not audio_path or audio_path.startswith("live:") or not Path(audio_path).is_file()))
+
+
+@dataclass(frozen=True)
+class PendingSave:
+    """A live call's call-end save that the database refused, kept on disk until it is stored."""
+
+    transcript: CallTranscript
+    """The whole transcript; its ``audio.path`` is the call's WAV (or ``live:<source>`` without one)."""
+    source: str
+    owner: CallOwner
+    duration: float
+    error: str | None
+    """Why the call ended abnormally (as for :meth:`LiveCallStore.end_call`), not the save's failure."""
+    ended_at: datetime
+    failure: str = ""
+    """Why the save failed (for the operator reading the file)."""
+
+    @property
+    def call_id(self) -> str:
+        """The call's id."""
+        return self.transcript.call_id
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file's JSON."""
+        started = self.owner.started_at
+        return {"format": 1, "call_id": self.call_id, "source": self.source,
+                "audio_path": self.transcript.audio.path, "duration": self.duration, "error": self.error,
+                "ended_at": self.ended_at.isoformat(), "failure": self.failure,
+                "owner": {"kind": self.owner.kind, "tenant": self.owner.tenant, "agent_id": self.owner.agent_id,
+                          "started_at": started.isoformat() if started else None},
+                "transcript": self.transcript.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PendingSave:
+        """Read back :meth:`to_dict`."""
+        owner = data["owner"]
+        started = owner.get("started_at")
+        return cls(CallTranscript.from_dict(data["transcript"]), str(data["source"]),
+                   CallOwner(owner.get("kind") or "live", owner.get("tenant"), owner.get("agent_id"),
+                             datetime.fromisoformat(started) if started else None),
+                   float(data["duration"]), data.get("error"), datetime.fromisoformat(data["ended_at"]),
+                   str(data.get("failure") or ""))
+
+
+def pending_save_path(folder: Path, call_id: str) -> Path:
+    """Where a call's pending call-end save is kept: ``<folder>/<safe call id>.json``."""
+    return folder / f"{safe_file_stem(call_id)}.json"
+
+
+def write_pending_save(folder: Path, pending: PendingSave) -> Path:
+    """Keep ``pending`` on disk, durably (a temporary file, fsync, rename); returns its path."""
+    from voice.formats import write_atomic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = pending_save_path(folder, pending.call_id)
+    write_atomic(path, json.dumps(pending.to_dict(), ensure_ascii=False))
+    return path
+
+
+def pending_call_ids(folder: Path) -> list[str]:
+    """The calls whose call-end save waits in ``folder`` (an unreadable file names none)."""
+    ids = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            ids.append(str(json.loads(path.read_text(encoding="utf-8"))["call_id"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return ids
+
+
+def replay_pending_saves(live_store: LiveCallStore, folder: Path, *, reported: set[str] | None = None) -> list[str]:
+    """Store the call-end saves waiting in ``folder`` and delete each file once stored; returns
+    the ids of the calls stored. Blocking (database and file work): run it off the event loop.
+
+    A call so stored ends ``done`` with its transcript and recording, as if the database had been
+    there at its end, also when a sweep marked it ``interrupted`` meanwhile.
+
+    A file that cannot be stored for another reason stays for the next round and is logged once
+    (its name is added to ``reported``).
+
+    Raises:
+        StorageError: the database is still unreachable (retryable); the files stay.
+    """
+    reported = set() if reported is None else reported
+    stored = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            pending = PendingSave.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            live_store.store.save_transcript(pending.transcript, source=pending.source, owner=pending.owner)
+            live_store.end_call(pending.call_id, duration=pending.duration, error=pending.error,
+                                ended_at=pending.ended_at)
+        except StorageError as exc:
+            if exc.retryable:
+                raise
+            _report_once(reported, path, exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 - one bad file must not keep the others waiting
+            _report_once(reported, path, exc)
+            continue
+        path.unlink(missing_ok=True)
+        reported.discard(path.name)
+        stored.append(pending.call_id)
+        log.warning("stored the transcript of call %s, kept in %s while the database was unavailable",
+                    pending.call_id, path)
+    return stored
+
+
+def _report_once(reported: set[str], path: Path, exc: Exception) -> None:
+    if path.name not in reported:
+        reported.add(path.name)
+        log.error("could not store the pending call-end save %s (kept; retried every heartbeat): %s: %s",
+                  path, type(exc).__name__, exc)
 
 
 def _info(row: CallRow) -> CallInfo:

@@ -7,9 +7,11 @@ A call's personal data lives in four places, and erasure covers all of them:
   QA reviews: foreign keys with ``ON DELETE CASCADE``);
 - suggestion feedback, which quotes the turns before each suggestion (keyed by call id);
 - A/B assignments of the call (``unit = call``);
-- audio the server itself wrote: live recordings (``data_dir/audio``) and QA uploads
-  (``data_dir/uploads/<job>/``). A batch call's ``audio_path`` is the operator's own source
-  recording, outside those folders: it is reported, never deleted (that archive is theirs).
+- files the server itself wrote: live recordings (``data_dir/audio``: the WAV, its temporary
+  file and the spool, by the call's name whatever its row says), a call-end save waiting for the
+  database (``data_dir/pending``) and QA uploads (``data_dir/uploads/<job>/``). A batch call's
+  ``audio_path`` is the operator's own source recording, outside those folders: it is reported,
+  never deleted (that archive is theirs).
 
 Files go first, then the rows in one transaction: if the database step fails, the call is still
 listed and the erasure can be run again; the reverse order could leave an orphaned recording
@@ -28,6 +30,7 @@ works the same on SQLite.
 
 from __future__ import annotations
 
+import glob
 import logging
 import shutil
 from collections.abc import Collection, Iterable
@@ -37,7 +40,8 @@ from pathlib import Path
 
 from sqlalchemy import and_, delete, func, or_, select, update
 
-from voice.audio import spool_files
+from voice.audio import safe_file_stem, spool_files
+from voice.store.live import PENDING_FOLDER, pending_save_path
 from voice.store.store import Store, _as_utc
 from voice.store.tables import CallRow
 from voice.store.tables_feedback import ABAssignmentRow, SuggestionFeedbackRow
@@ -103,6 +107,8 @@ class CallEraser:
         self.store = store
         root = Path(data_dir).resolve()
         self.owned_roots = (root / "audio", root / "uploads")
+        self.pending_dir = root / PENDING_FOLDER
+        """Call-end saves waiting for the database: they hold the whole transcript."""
 
     def find(self, *, call_ids: Iterable[str] | None = None, created_before: datetime | None = None,
              tenant: str | None = None) -> list[CallToErase]:
@@ -167,6 +173,14 @@ class CallEraser:
     def _files(self, call: CallToErase, report: ErasureReport, dry_run: bool) -> None:
         # An interrupted live call's partial recording: its recorder's spool files and their manifest.
         self._unlink(spool_files(self.owned_roots[0], call.call_id), report, dry_run)
+        # What the recorder writes under the call's name, whatever the row says: a call whose
+        # end save failed has no audio_path (or "live:...") while its WAV holds the whole call,
+        # a failed WAV write may have left its temporary file, and a save waiting for the
+        # database holds the transcript.
+        named = self._named_files(call.call_id)
+        if call.audio_path and not call.audio_path.startswith("live:"):  # counted once, below
+            named = [p for p in named if p != Path(call.audio_path).resolve()]
+        self._unlink(named, report, dry_run)
         if not call.audio_path or call.audio_path.startswith("live:"):
             return
         path = Path(call.audio_path)
@@ -179,10 +193,19 @@ class CallEraser:
         if upload_dir is not None and not dry_run:
             shutil.rmtree(upload_dir, ignore_errors=True)  # its files are gone; empty folders remain
 
+    def _named_files(self, call_id: str) -> list[Path]:
+        """The live recorder's files named after ``call_id``: its WAV, the WAV's temporary file, and
+        its pending call-end save (with the temporary files of a write of it cut short)."""
+        stem, audio = safe_file_stem(call_id), self.owned_roots[0]
+        pending = pending_save_path(self.pending_dir, call_id)
+        partial = (sorted(self.pending_dir.glob(f".{glob.escape(pending.name)}.*.tmp"))
+                   if self.pending_dir.is_dir() else [])
+        return [audio / f"{stem}.wav", audio / f"{stem}.tmp.wav", pending, *partial]
+
     @staticmethod
     def _unlink(victims: list[Path], report: ErasureReport, dry_run: bool) -> None:
         for victim in victims:
-            if not victim.exists():
+            if not victim.is_file():
                 continue
             report.bytes_freed += victim.stat().st_size
             report.files.append(str(victim))
@@ -235,14 +258,16 @@ def touch_calls(store: Store, call_ids: Collection[str], *, now: datetime | None
     return revived
 
 
-def interrupt_orphans(store: Store, *, now: datetime | None = None) -> list[str]:
+def interrupt_orphans(store: Store, *, now: datetime | None = None, keep: Collection[str] = ()) -> list[str]:
     """Mark ``interrupted`` every active live call whose process stopped heartbeating; returns their ids.
 
     Their stored turns stay (QA still lists and plays what was said); they can then be erased.
+    ``keep``: calls that ended but whose call-end save waits on disk (``data_dir/pending``) to be
+    stored: their process did not stop, the database refused their save.
     """
     now = now or datetime.now(UTC)
     query = select(CallRow).where(
-        CallRow.status == "active", CallRow.kind == "live",
+        CallRow.status == "active", CallRow.kind == "live", CallRow.call_id.not_in(list(keep)),
         or_(CallRow.heartbeat_at < now - ORPHAN_AFTER,
             and_(CallRow.heartbeat_at.is_(None),
                  func.coalesce(CallRow.started_at, CallRow.created_at) < now - LEGACY_ORPHAN_AFTER)),
