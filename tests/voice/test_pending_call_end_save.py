@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -25,16 +26,17 @@ from voice.processor import Pipeline
 from voice.processors.recorder import CallRecorder
 from voice.server.calls import CallRegistry
 from voice.server.hub import EventHub
-from voice.store import Store
-from voice.store.live import LiveCallStore, replay_pending_saves
-from voice.store.retention import INTERRUPTED_ERROR, ORPHAN_AFTER
+from voice.store import Store, retention
+from voice.store import live as live_module
+from voice.store.live import LiveCallStore, pending_save_path, replay_pending_saves
+from voice.store.retention import INTERRUPTED_ERROR, ORPHAN_AFTER, CallEraser
 from voice.store.tables import CallRow
 
 pytestmark = pytest.mark.unit
 
 STARTED = CallStartedFrame(call_id="CA-down@pbx.example", tenant="globex", agent_id="alice", source="twilio",
                            legs={"inbound": "customer", "outbound": "agent"})
-PENDING_NAME = "CA-down_pbx.example.json"
+PENDING_NAME = pending_save_path(Path("."), STARTED.call_id).name  # CA-down_pbx.example-<hash>.json
 
 
 class Outage:
@@ -216,3 +218,140 @@ def test_a_server_starting_stores_the_saves_a_stopped_one_left(services: LiveSer
         assert _row(services.store)["status"] == "done"
         assert client.get("/healthz").json()["status"] == "ok"
     assert not (tmp_path / "pending" / PENDING_NAME).exists()
+
+
+def _stale_heartbeat(store: Store) -> None:
+    """The call ended long ago as the sweep sees it: its heartbeat is older than ORPHAN_AFTER."""
+    stale = datetime.now(UTC) - ORPHAN_AFTER - timedelta(minutes=1)
+    with store.session() as session:
+        session.execute(update(CallRow).where(CallRow.call_id == STARTED.call_id).values(heartbeat_at=stale))
+
+
+class _HeldSave:
+    """``Store.save_transcript`` held until ``go``: the replay has read its file and is storing it."""
+
+    def __init__(self, store: Store) -> None:
+        self.entered, self.go = threading.Event(), threading.Event()
+        self._real = store.save_transcript
+        store.save_transcript = self  # type: ignore[method-assign]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        self.entered.set()
+        assert self.go.wait(10)
+        self._real(*args, **kwargs)
+
+
+class _AnnouncedLock:
+    """The eraser's side of the pending-save lock, saying when the eraser reaches it."""
+
+    def __init__(self) -> None:
+        self.reached = threading.Event()
+
+    def __enter__(self) -> None:
+        self.reached.set()
+        live_module.PENDING_LOCK.acquire()
+
+    def __exit__(self, *_exc: object) -> None:
+        live_module.PENDING_LOCK.release()
+
+
+def _erased(store: Store) -> bool:
+    with store.session() as session:
+        return session.query(CallRow).filter_by(call_id=STARTED.call_id).one_or_none() is None
+
+
+def test_an_erasure_while_the_replay_stores_the_save_waits_for_it_and_the_call_stays_erased(
+        services: LiveServices, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DELETE /api/calls/{id} (a thread of its own) while the heartbeat stores the call's save:
+    the replay had read the file; without the lock its store brought the erased call back."""
+    outage = Outage(services.store)
+    _call(services, outage, ended=True)
+    outage.down = False
+    _stale_heartbeat(services.store)  # the call is erasable (not in progress)
+    held, lock = _HeldSave(services.store), _AnnouncedLock()
+    monkeypatch.setattr(retention, "PENDING_LOCK", lock)
+    replayed: list[list[str]] = []
+    replay = threading.Thread(target=lambda: replayed.append(
+        replay_pending_saves(services.live_store, services.pending_dir)))
+    replay.start()
+    assert held.entered.wait(10)
+    eraser = CallEraser(services.store, tmp_path)
+    reports: list[Any] = []
+    erase = threading.Thread(target=lambda: reports.append(eraser.erase(eraser.find(call_ids=[STARTED.call_id]))))
+    erase.start()
+    assert lock.reached.wait(10)  # the eraser waits for the replay's file to be done
+    held.go.set()
+    replay.join(10)
+    erase.join(10)
+
+    assert replayed == [[STARTED.call_id]] and reports[0].calls == [STARTED.call_id]
+    assert _erased(services.store)
+    assert not (tmp_path / "pending" / PENDING_NAME).exists()
+    assert not (tmp_path / "audio" / "CA-down_pbx.example.wav").exists()
+
+
+def test_a_save_erased_by_another_process_while_it_was_stored_is_erased_again(
+        services: LiveServices, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """``voice calls erase`` (another process: not this one's lock) deletes the file and the row
+    while the replay stores the save: the replay finds its file gone and erases the call again."""
+    outage = Outage(services.store)
+    _call(services, outage, ended=True)
+    outage.down = False
+    _stale_heartbeat(services.store)
+    held = _HeldSave(services.store)
+    monkeypatch.setattr(retention, "PENDING_LOCK", threading.RLock())  # another process's lock
+    replay = threading.Thread(target=lambda: replay_pending_saves(services.live_store, services.pending_dir))
+    replay.start()
+    assert held.entered.wait(10)
+    eraser = CallEraser(services.store, tmp_path)
+    report = eraser.erase(eraser.find(call_ids=[STARTED.call_id]))
+    assert report.calls == [STARTED.call_id] and _erased(services.store)
+    held.go.set()
+    replay.join(10)
+
+    assert _erased(services.store)  # not brought back by the replay's store
+    assert not (tmp_path / "pending" / PENDING_NAME).exists()
+    assert any("erased again" in r.message for r in caplog.records)
+
+
+def test_a_save_the_database_refuses_for_good_fails_its_call_keeps_the_file_and_shows_in_healthz(
+        services: LiveServices, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused (not retryable) and its call ended over ORPHAN_AFTER ago: the call is ``failed`` with
+    why (not ``active`` for ever), the transcript stays on disk and is retried each round, and
+    /healthz says ``degraded`` with the waiting save (200: a storage problem)."""
+    from starlette.testclient import TestClient
+
+    from tests.server.harness import new_app
+
+    outage = Outage(services.store)
+    _call(services, outage, ended=True)
+    outage.down = False
+    _stale_heartbeat(services.store)
+    pending = tmp_path / "pending" / PENDING_NAME
+    kept = json.loads(pending.read_text())
+    kept["ended_at"] = (datetime.now(UTC) - ORPHAN_AFTER - timedelta(minutes=1)).isoformat()
+    pending.write_text(json.dumps(kept))
+    refused = StorageError("database: value too long for type character varying(64)", hint="refused")
+    refused.retryable = False
+
+    def refuse(*_args: Any, **_kwargs: Any) -> None:
+        raise refused
+
+    real = services.store.save_transcript
+    monkeypatch.setattr(services.store, "save_transcript", refuse)
+    client = TestClient(new_app(services))  # no lifespan: the rounds are run by hand
+    for _ in range(2):
+        asyncio.run(services._liveness_round())
+
+    row = _row(services.store)
+    assert row["status"] == "failed" and "value too long" in str(row["error"]) and str(pending) in str(row["error"])
+    assert pending.is_file() and services.pending_saves == 1
+    answer = client.get("/healthz")
+    assert answer.status_code == 200 and answer.json()["status"] == "degraded"
+    assert answer.json()["storage"]["pending_saves"] == 1 and answer.json()["storage"]["error"] is None
+
+    monkeypatch.setattr(services.store, "save_transcript", real)  # the operator fixed the database
+    asyncio.run(services._liveness_round())
+    assert _row(services.store)["status"] == "done" and not pending.exists()
+    assert client.get("/healthz").json()["status"] == "ok"

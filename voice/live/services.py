@@ -166,10 +166,11 @@ class LiveServices:
             self.storage_failure = f"{type(exc).__name__}: {exc}"
             log.exception("call heartbeat failed; retrying in the next round")
         else:
-            self.storage_failure, self.pending_saves = None, len(waiting)
-            return
+            self.storage_failure = None
+        # Every file, also one that cannot be read (pending_call_ids skips it): /healthz shows
+        # them while they wait, whatever keeps them there.
         with contextlib.suppress(OSError):
-            self.pending_saves = sum(1 for _ in self.pending_dir.glob("*.json"))
+            self.pending_saves = sum(1 for _ in self.pending_dir.glob("*.json")) if self.pending_dir.is_dir() else 0
 
     def _recover_audio(self) -> list[str]:
         """The recordings of calls a dead process left as spool files in this data dir, and of

@@ -195,6 +195,10 @@ async def _start_sip(config: ServerConfig, svc: LiveServices) -> Any:
 
 DECODE_WINDOW_SECONDS = 60.0
 """/healthz calls the ASR degraded when decodes failed and none succeeded over about this long."""
+MIN_FAILED_DECODES = 5
+"""Fewer failed decodes in the window are no outage: the one final of a lone call on an idle
+server, the last finals of a call that ended (a working server decodes a call's partials every
+second or so, so an outage fails many more)."""
 
 
 class DecodeFailureWindow:
@@ -203,8 +207,12 @@ class DecodeFailureWindow:
 
     The counts are compared with the newest sample at least ``window`` seconds old, or with zero
     (the process's start) while there is none: the window is ``window`` seconds plus the polling
-    interval. Why not a ratio: a few failed batches among working ones are the scheduler's own
-    business (its jobs fail alone and the call goes on); none working is what a balancer must know.
+    interval. Degraded: at least :data:`MIN_FAILED_DECODES` failed, none succeeded, and decodes
+    still failed in the window's second half (after the newest sample at least ``window / 2``
+    old): failures that stopped, then an idle server, are not "every decode fails" (a call that
+    ended with 2 failed finals turned an idle server 503 about 45 s later). Why not a ratio: a few
+    failed batches among working ones are the scheduler's own business (its jobs fail alone and
+    the call goes on); none working is what a balancer must know.
     """
 
     def __init__(self, window: float = DECODE_WINDOW_SECONDS) -> None:
@@ -217,13 +225,21 @@ class DecodeFailureWindow:
         self._samples.append((now, failures, done))
         while len(self._samples) > 1 and self._samples[1][0] <= now - self.window:
             self._samples.popleft()
-        oldest = self._samples[0]
-        since, base_failures, base_done = oldest if oldest[0] <= now - self.window else (None, 0, 0)
+        since, base_failures, base_done = self._baseline(now - self.window)
         failed, succeeded = failures - base_failures, done - base_done
-        if failed <= 0 or succeeded > 0:
+        if failed < MIN_FAILED_DECODES or succeeded > 0 or failures <= self._baseline(now - self.window / 2)[1]:
             return None
         when = f"in the last {now - since:.0f} s" if since is not None else "since the server started"
         return f"{failed} decodes failed and none succeeded {when}"
+
+    def _baseline(self, before: float) -> tuple[float | None, int, int]:
+        """The newest sample taken at ``before`` or earlier; zero counts (the start) without one."""
+        found: tuple[float | None, int, int] = (None, 0, 0)
+        for sample in self._samples:
+            if sample[0] > before:
+                break
+            found = sample
+        return found
 
 
 def _asr_problem(asr: dict[str, Any], decodes: DecodeFailureWindow, now: float) -> str | None:
@@ -234,6 +250,18 @@ def _asr_problem(asr: dict[str, Any], decodes: DecodeFailureWindow, now: float) 
     if not (isinstance(failures, int) and isinstance(finals, int) and isinstance(partials, int)):
         return None  # a runtime without the scheduler's counters
     return decodes.problem(now, failures, finals + partials)
+
+
+def _storage_problem(failure: str | None, pending_saves: int) -> dict[str, Any] | None:
+    """/healthz's ``storage``: the last heartbeat round's database failure, or call-end saves still
+    waiting on disk (the database is back but refuses them: docs/storage.md); None when neither."""
+    if failure is not None:
+        problem = "the last heartbeat round could not use the database"
+    elif pending_saves:
+        problem = f"{pending_saves} call-end saves wait in data_dir/pending (the database refused them)"
+    else:
+        return None
+    return {"problem": problem, "error": failure, "pending_saves": pending_saves}
 
 
 def _add_call_routes(app: FastAPI, state: dict[str, Any]) -> None:
@@ -251,15 +279,16 @@ def _add_call_routes(app: FastAPI, state: dict[str, Any]) -> None:
         ``degraded`` when decode workers died (the calls' decodes would wait on a smaller pool) or
         every decode failed for about a minute (``asr.problem`` says which). Status ``degraded``
         with 200 when the last heartbeat round's database work failed (``storage``: the database
-        is down or locked; calls still run and their transcripts wait in pending saves)."""
+        is down or locked; calls still run and their transcripts wait in pending saves), or when
+        pending saves still wait after a round that worked (the database refuses them)."""
         s = svc()
         relay = getattr(app.state, "relay", None)
         asr = s.asr.metrics()
         problem = _asr_problem(asr, decodes, time.monotonic())
         if problem is not None:
             asr = {**asr, "problem": problem}
-        storage_failure = getattr(s, "storage_failure", None)
-        healthy = problem is None and storage_failure is None
+        storage = _storage_problem(getattr(s, "storage_failure", None), getattr(s, "pending_saves", 0))
+        healthy = problem is None and storage is None
         if problem is not None:
             # Why storage alone keeps 200: the database is shared, so every server would fail
             # together and a balancer would drain the whole fleet, while each server still takes
@@ -267,9 +296,7 @@ def _add_call_routes(app: FastAPI, state: dict[str, Any]) -> None:
             response.status_code = 503
         return {"status": "ok" if healthy else "degraded", "active_calls": len(s.manager.sessions), "asr": asr,
                 **({"event_relay": dict(relay.counts)} if relay is not None else {}),
-                **({"storage": {"problem": "the last heartbeat round could not use the database",
-                                "error": storage_failure, "pending_saves": getattr(s, "pending_saves", 0)}}
-                   if storage_failure is not None else {})}
+                **({"storage": storage} if storage is not None else {})}
 
     @app.get("/api/calls", tags=["calls"], responses=AUTH_RESPONSES)
     async def list_calls(request: Request, viewer: CurrentAgent, background: BackgroundTasks,

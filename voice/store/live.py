@@ -8,14 +8,16 @@ save the database refuses (unreachable, locked) is kept as a :class:`PendingSave
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from voice.audio import safe_file_stem
 from voice.errors import StorageError
@@ -28,6 +30,11 @@ log = logging.getLogger(__name__)
 
 PENDING_FOLDER = "pending"
 """Folder of ``data_dir`` that holds call-end saves waiting for the database."""
+PENDING_LOCK = threading.RLock()
+"""Held by :func:`replay_pending_saves` for each file (read, store, delete) and by
+``voice.store.retention.CallEraser`` for each chunk it erases: within a process, an erasure never
+lands between a replay's read of a save and its store (the call would come back). Across
+processes the replay re-checks its file after storing (see :func:`replay_pending_saves`)."""
 
 
 def _now() -> datetime:
@@ -249,8 +256,14 @@ class PendingSave:
 
 
 def pending_save_path(folder: Path, call_id: str) -> Path:
-    """Where a call's pending call-end save is kept: ``<folder>/<safe call id>.json``."""
-    return folder / f"{safe_file_stem(call_id)}.json"
+    """Where a call's pending call-end save is kept: ``<folder>/<safe call id>-<hash>.json``.
+
+    Why the hash (12 hex digits of the id's SHA-256): ids that differ only in characters
+    :func:`safe_file_stem` replaces (``CA-1@pbx``, ``CA-1_pbx``) would share one file and
+    overwrite each other's save. Readers take the call id from the file's content, never its name.
+    """
+    digest = hashlib.sha256(call_id.encode("utf-8")).hexdigest()[:12]
+    return folder / f"{safe_file_stem(call_id)[:180]}-{digest}.json"
 
 
 def write_pending_save(folder: Path, pending: PendingSave) -> Path:
@@ -274,15 +287,22 @@ def pending_call_ids(folder: Path) -> list[str]:
     return ids
 
 
-def replay_pending_saves(live_store: LiveCallStore, folder: Path, *, reported: set[str] | None = None) -> list[str]:
+def replay_pending_saves(live_store: LiveCallStore, folder: Path, *, reported: set[str] | None = None,
+                         refused_after: timedelta | None = None) -> list[str]:
     """Store the call-end saves waiting in ``folder`` and delete each file once stored; returns
     the ids of the calls stored. Blocking (database and file work): run it off the event loop.
 
     A call so stored ends ``done`` with its transcript and recording, as if the database had been
     there at its end, also when a sweep marked it ``interrupted`` meanwhile.
 
-    A file that cannot be stored for another reason stays for the next round and is logged once
-    (its name is added to ``reported``).
+    A file that cannot be stored for another reason stays, is retried every round and is logged
+    once (its name is added to ``reported``). Once its call ended over ``refused_after`` ago
+    (default ``ORPHAN_AFTER``), its call, still ``active``, is marked ``failed`` with the reason
+    (:data:`REFUSED_SAVE_ERROR`): visible in listings, and no longer spared by the orphan sweep.
+
+    A file erased while its save was being stored (``voice calls erase``, another server: the
+    in-process erasures wait on :data:`PENDING_LOCK`) is gone once the save is stored: the call
+    it brought back is erased again, through ``CallEraser`` as any erasure.
 
     Raises:
         StorageError: the database is still unreachable (retryable); the files stay.
@@ -290,25 +310,71 @@ def replay_pending_saves(live_store: LiveCallStore, folder: Path, *, reported: s
     reported = set() if reported is None else reported
     stored = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            pending = PendingSave.from_dict(json.loads(path.read_text(encoding="utf-8")))
-            live_store.store.save_transcript(pending.transcript, source=pending.source, owner=pending.owner)
-            live_store.end_call(pending.call_id, duration=pending.duration, error=pending.error,
-                                ended_at=pending.ended_at)
-        except StorageError as exc:
-            if exc.retryable:
-                raise
-            _report_once(reported, path, exc)
-            continue
-        except Exception as exc:  # noqa: BLE001 - one bad file must not keep the others waiting
-            _report_once(reported, path, exc)
-            continue
-        path.unlink(missing_ok=True)
+        with PENDING_LOCK:
+            pending = _replay_one(live_store, path, reported, refused_after)
+            if pending is None:
+                continue
+            if not path.exists():
+                _erase_again(live_store, folder, pending.call_id)
+                continue
+            path.unlink(missing_ok=True)
         reported.discard(path.name)
         stored.append(pending.call_id)
         log.warning("stored the transcript of call %s, kept in %s while the database was unavailable",
                     pending.call_id, path)
     return stored
+
+
+REFUSED_SAVE_ERROR = "the database refused the call-end save ({reason}); its transcript is kept in {path}"
+"""The error of a call whose pending save the database keeps refusing (docs/storage.md)."""
+
+
+def _replay_one(live_store: LiveCallStore, path: Path, reported: set[str],
+                refused_after: timedelta | None) -> PendingSave | None:
+    """Store one pending save; None when it could not be (kept for the next round)."""
+    pending = None
+    try:
+        pending = PendingSave.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        live_store.store.save_transcript(pending.transcript, source=pending.source, owner=pending.owner)
+        live_store.end_call(pending.call_id, duration=pending.duration, error=pending.error,
+                            ended_at=pending.ended_at)
+    except Exception as exc:  # noqa: BLE001 - one bad file must not keep the others waiting
+        if isinstance(exc, StorageError) and exc.retryable:
+            raise
+        _report_once(reported, path, exc)
+        if pending is not None:
+            _fail_if_refused_long(live_store, pending, path, exc, refused_after)
+        return None
+    return pending
+
+
+def _fail_if_refused_long(live_store: LiveCallStore, pending: PendingSave, path: Path, exc: Exception,
+                          refused_after: timedelta | None) -> None:
+    """Mark the still ``active`` call of a refused save ``failed`` once it ended ``refused_after`` ago."""
+    if refused_after is None:
+        from voice.store.retention import ORPHAN_AFTER
+
+        refused_after = ORPHAN_AFTER
+    if pending.ended_at > _now() - refused_after:
+        return
+    error = REFUSED_SAVE_ERROR.format(reason=f"{type(exc).__name__}: {exc}", path=path)
+    try:
+        with live_store.store.session() as session:
+            session.execute(update(CallRow).where(CallRow.call_id == pending.call_id, CallRow.status == "active")
+                            .values(status="failed", error=error, ended_at=pending.ended_at,
+                                    updated_at=_now()))
+    except Exception:  # noqa: BLE001 - the file stays; retried next round
+        log.warning("could not mark call %s failed after its save was refused", pending.call_id, exc_info=True)
+
+
+def _erase_again(live_store: LiveCallStore, folder: Path, call_id: str) -> None:
+    """Erase a call whose pending save was erased while it was being stored (it came back)."""
+    from voice.store.retention import CallEraser
+
+    eraser = CallEraser(live_store.store, folder.parent)
+    report = eraser.erase(eraser.find(call_ids=[call_id]))
+    log.warning("call %s was erased while its pending save was being stored: erased again (%d calls)",
+                call_id, len(report.calls))
 
 
 def _report_once(reported: set[str], path: Path, exc: Exception) -> None:

@@ -31,6 +31,7 @@ works the same on SQLite.
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import shutil
 from collections.abc import Collection, Iterable
@@ -40,8 +41,8 @@ from pathlib import Path
 
 from sqlalchemy import and_, delete, func, or_, select, update
 
-from voice.audio import safe_file_stem, spool_files
-from voice.store.live import PENDING_FOLDER, pending_save_path
+from voice.audio import safe_file_stem, spool_files, spool_manifest_path
+from voice.store.live import PENDING_FOLDER, PENDING_LOCK, pending_save_path
 from voice.store.store import Store, _as_utc
 from voice.store.tables import CallRow
 from voice.store.tables_feedback import ABAssignmentRow, SuggestionFeedbackRow
@@ -144,9 +145,13 @@ class CallEraser:
         targets = [c for c in calls if not c.active]
         for start in range(0, len(targets), ERASE_CHUNK):
             chunk = targets[start:start + ERASE_CHUNK]
-            for call in chunk:
-                self._files(call, report, dry_run)
-            self._erase_rows([c.call_id for c in chunk], report, dry_run)
+            erasing = {c.call_id for c in chunk}
+            # Under the lock the heartbeat's replay of pending saves holds per file: a replay
+            # that read a call's save cannot store it again once the call is erased.
+            with PENDING_LOCK:
+                for call in chunk:
+                    self._files(call, report, dry_run, erasing)
+                self._erase_rows([c.call_id for c in chunk], report, dry_run)
         if targets and not dry_run:
             log.info("erased %d calls, %d feedback rows, %d files", len(report.calls), report.feedback_rows,
                      len(report.files))
@@ -170,14 +175,16 @@ class CallEraser:
         report.feedback_rows += feedback_rows
         report.assignments += assignments
 
-    def _files(self, call: CallToErase, report: ErasureReport, dry_run: bool) -> None:
+    def _files(self, call: CallToErase, report: ErasureReport, dry_run: bool, erasing: Collection[str]) -> None:
+        mine = self._recordings_are_mine(call, erasing)
         # An interrupted live call's partial recording: its recorder's spool files and their manifest.
-        self._unlink(spool_files(self.owned_roots[0], call.call_id), report, dry_run)
+        if mine:
+            self._unlink(spool_files(self.owned_roots[0], call.call_id), report, dry_run)
         # What the recorder writes under the call's name, whatever the row says: a call whose
         # end save failed has no audio_path (or "live:...") while its WAV holds the whole call,
         # a failed WAV write may have left its temporary file, and a save waiting for the
         # database holds the transcript.
-        named = self._named_files(call.call_id)
+        named = self._named_files(call.call_id, recordings=mine)
         if call.audio_path and not call.audio_path.startswith("live:"):  # counted once, below
             named = [p for p in named if p != Path(call.audio_path).resolve()]
         self._unlink(named, report, dry_run)
@@ -193,14 +200,53 @@ class CallEraser:
         if upload_dir is not None and not dry_run:
             shutil.rmtree(upload_dir, ignore_errors=True)  # its files are gone; empty folders remain
 
-    def _named_files(self, call_id: str) -> list[Path]:
-        """The live recorder's files named after ``call_id``: its WAV, the WAV's temporary file, and
-        its pending call-end save (with the temporary files of a write of it cut short)."""
+    def _named_files(self, call_id: str, *, recordings: bool = True) -> list[Path]:
+        """The live recorder's files named after ``call_id``: its WAV and the WAV's temporary file
+        (with ``recordings``), and its pending call-end save (with the temporary files of a write
+        of it cut short; also one named ``<stem>.json`` by a release before the hashed names,
+        when its content names this call)."""
         stem, audio = safe_file_stem(call_id), self.owned_roots[0]
         pending = pending_save_path(self.pending_dir, call_id)
         partial = (sorted(self.pending_dir.glob(f".{glob.escape(pending.name)}.*.tmp"))
                    if self.pending_dir.is_dir() else [])
-        return [audio / f"{stem}.wav", audio / f"{stem}.tmp.wav", pending, *partial]
+        legacy = self.pending_dir / f"{stem}.json"
+        saves = [pending, *partial, *([legacy] if _names_call(legacy, call_id) else [])]
+        return [audio / f"{stem}.wav", audio / f"{stem}.tmp.wav", *saves] if recordings else saves
+
+    def _recordings_are_mine(self, call: CallToErase, erasing: Collection[str]) -> bool:
+        """Whether the recordings named after the call's file stem are its own.
+
+        The recorder names them ``safe_file_stem(call_id)``, which two ids can share (``CA-1@pbx``,
+        ``CA-1_pbx``): they are this call's when its row or the spool's manifest names this call,
+        or when no other stored call (one not erased with it) has the stem.
+        """
+        stem, audio = safe_file_stem(call.call_id), self.owned_roots[0]
+        present = [p for p in (audio / f"{stem}.wav", audio / f"{stem}.tmp.wav",
+                               *spool_files(audio, call.call_id)) if p.is_file()]
+        if not present:
+            return True  # nothing to decide (and no query per call of a long purge)
+        if call.audio_path and Path(call.audio_path).resolve() == (audio / f"{stem}.wav").resolve():
+            return True
+        if self._manifest_names(call.call_id) or not self._stem_shared(call.call_id, erasing):
+            return True
+        log.warning("erasing call %s: kept %s, named alike for another stored call", call.call_id,
+                    ", ".join(p.name for p in present))
+        return False
+
+    def _stem_shared(self, call_id: str, erasing: Collection[str]) -> bool:
+        """Whether a stored call other than those in ``erasing`` has ``call_id``'s file stem."""
+        stem = safe_file_stem(call_id)
+        # LIKE's "_" matches any one character, as safe_file_stem replaced any one by "_"; a
+        # stem cut at 200 characters may stand for a longer id. Exact match in Python.
+        pattern = stem + ("%" if len(stem) >= 200 else "")
+        with self.store.session() as session:
+            alike = session.scalars(select(CallRow.call_id).where(CallRow.call_id.like(pattern))).all()
+        return any(other != call_id and other not in erasing and safe_file_stem(other) == stem for other in alike)
+
+    def _manifest_names(self, call_id: str) -> bool:
+        """Whether the spool manifest named after ``call_id``'s stem is this call's."""
+        manifest = spool_manifest_path(self.owned_roots[0], call_id)
+        return any(_names_call(path, call_id) for path in (manifest, manifest.with_name(manifest.name + ".recovering")))
 
     @staticmethod
     def _unlink(victims: list[Path], report: ErasureReport, dry_run: bool) -> None:
@@ -226,6 +272,14 @@ class CallEraser:
             return None
         return uploads / resolved.relative_to(uploads).parts[0]
 
+
+
+def _names_call(path: Path, call_id: str) -> bool:
+    """Whether the JSON file ``path`` (a pending save, a spool manifest) says it is ``call_id``'s."""
+    try:
+        return bool(json.loads(path.read_text(encoding="utf-8")).get("call_id") == call_id)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _stale(heartbeat_at: datetime | None, started_at: datetime, now: datetime) -> bool:
