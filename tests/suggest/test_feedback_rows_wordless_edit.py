@@ -7,7 +7,6 @@ counted as accepted. Such a record is skipped now, and its texts are not embedde
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +16,11 @@ from suggest.feedback import FeedbackRecord
 from suggest.model import load_model
 from suggest.train.feedback_rows import feedback_signal, feedback_texts
 from suggest.types import Turn
+from tests.suggest.test_feedback_rows import _embed
 
 pytestmark = pytest.mark.unit
 
 SHOWN = "Would you like to donate?"
-
-
-def _embed(dim: int):  # type: ignore[no-untyped-def]
-    def embed(text: str) -> np.ndarray:
-        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
-        vector = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
-        return vector / np.linalg.norm(vector)
-
-    return embed
 
 
 def _record(sid: str, event: str, edited: str | None) -> FeedbackRecord:

@@ -8,8 +8,8 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Generator
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytest
 import soundfile as sf
 
 from tests.server.harness import make_services
+from tests.voice.test_audio_spool import InlineExecutor
 from voice.frames import AudioFrame, CallEndedFrame, CallStartedFrame
 from voice.processor import Pipeline
 from voice.processors import audio_spool
@@ -28,18 +29,6 @@ from voice.store.retention import ORPHAN_AFTER
 pytestmark = pytest.mark.unit
 
 DISK_FULL = OSError(28, "No space left on device")
-
-
-class InlineExecutor(Executor):
-    """Runs each job at once on the caller's thread."""
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:
-            future.set_exception(exc)
-        return future
 
 
 def _tone(seconds: float, rate: int) -> np.ndarray:

@@ -132,6 +132,13 @@ def test_a_call_ending_while_the_database_is_down_is_stored_when_it_is_back(
     assert Path(str(_row(services.store)["audio_path"])).is_file()
 
 
+def _stale_heartbeat(store: Store) -> None:
+    """The call's heartbeat as the sweep finds it over 3 minutes after its process went quiet."""
+    stale = datetime.now(UTC) - ORPHAN_AFTER - timedelta(minutes=1)
+    with store.session() as session:
+        session.execute(update(CallRow).where(CallRow.call_id == STARTED.call_id).values(heartbeat_at=stale))
+
+
 def test_the_heartbeat_stores_a_pending_save_before_its_sweep_could_call_the_call_interrupted(
         services: LiveServices, tmp_path: Path) -> None:
     """The database came back over 3 minutes after the call ended: the call's heartbeat is stale,
@@ -139,9 +146,7 @@ def test_the_heartbeat_stores_a_pending_save_before_its_sweep_could_call_the_cal
     outage = Outage(services.store)
     _call(services, outage, ended=True)
     outage.down = False
-    stale = datetime.now(UTC) - ORPHAN_AFTER - timedelta(minutes=1)
-    with services.store.session() as session:
-        session.execute(update(CallRow).where(CallRow.call_id == STARTED.call_id).values(heartbeat_at=stale))
+    _stale_heartbeat(services.store)
 
     asyncio.run(services._liveness_round())
 
@@ -155,9 +160,7 @@ def test_a_pending_save_the_database_refuses_stays_and_its_call_is_not_swept(
     outage = Outage(services.store)
     _call(services, outage, ended=True)
     outage.down = False
-    stale = datetime.now(UTC) - ORPHAN_AFTER - timedelta(minutes=1)
-    with services.store.session() as session:
-        session.execute(update(CallRow).where(CallRow.call_id == STARTED.call_id).values(heartbeat_at=stale))
+    _stale_heartbeat(services.store)
     refused = StorageError("database: value too long", hint="the database refused the data")
     refused.retryable = False
 
