@@ -9,17 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from suggest.ab import (
-    ABRouter,
-    ABSplit,
-    CallFacts,
-    CallRecord,
-    ab_report,
-    calls_per_arm,
-    experiment_records,
-    newcombe,
-    wilson,
-)
+from suggest.ab import ABRouter, ABSplit, CallFacts, CallRecord, experiment_records
+from suggest.ab_report import ab_report, calls_per_arm, newcombe, wilson
 from suggest.errors import ConfigError
 from suggest.types import LatencyBreakdown, SuggestContext, SuggestResult
 

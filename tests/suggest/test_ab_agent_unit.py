@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from suggest.ab import ABSplit, CallFacts, CallRecord, ab_report, experiment_records
+from suggest.ab import ABSplit, CallFacts, CallRecord, experiment_records
+from suggest.ab_report import ab_report
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from suggest.ab import ABSplit, CallFacts, ab_report, experiment_records
+from suggest.ab import ABSplit, CallFacts, experiment_records
+from suggest.ab_report import ab_report
 from suggest.types import SuggestContext, Turn
 from voice.config import ServerConfig
 from voice.frames import CallStartedFrame

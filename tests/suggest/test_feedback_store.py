@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from suggest.ab import calls_per_arm
+from suggest.ab_report import calls_per_arm
 from suggest.errors import DataFormatError
 from suggest.feedback import feedback_from_dict, final_events, read_feedback, write_feedback
 from voice.errors import StorageError

@@ -116,7 +116,8 @@ def report(
     difference it shows (80 % power, 5 % two-sided): far more than it has means the experiment
     must run longer before its verdict means anything.
     """
-    from suggest.ab import ab_report, experiment_records
+    from suggest.ab import experiment_records
+    from suggest.ab_report import ab_report
 
     split = _load_split(split_file)
     with _feedback_store(db_url) as feedback:
@@ -146,7 +147,7 @@ def report(
 
 
 def _print_lift(reports: list[Any], lift: float | None) -> None:
-    from suggest.ab import calls_per_arm
+    from suggest.ab_report import calls_per_arm
 
     if lift is not None and reports and reports[0].outcome.total:
         rate = reports[0].outcome.rate
