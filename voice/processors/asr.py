@@ -60,7 +60,7 @@ from voice.frames import (
 )
 from voice.live.scheduler import DecodeKind, DecodeScheduler, FinalShed
 from voice.processor import FrameProcessor
-from voice.processors.asr_legs import AsrLeg, DecodeResult, EarlyFinal, same_request, timed
+from voice.processors.asr_legs import AsrLeg, DecodeResult, EarlyFinal, ShedLog, same_request, timed
 from voice.vad import VadEvent, VadEventType, VadParams, VadStream
 
 log = logging.getLogger(__name__)
@@ -137,8 +137,7 @@ class StreamingAsrProcessor(FrameProcessor):
         (partial words stand in) and ``untranscribed`` (no words at all; an ErrorFrame names
         them, or for shed finals the call's log line at its end)."""
         self._stand_in_totals = stand_in_totals
-        self._shed: list[tuple[str, TurnTranscript]] = []  # (leg, turn) of finals shed, for the log
-        self._shed_logged = False
+        self._shed = ShedLog()
         self._roles: dict[str, Role] = {}
         self._legs: dict[str, AsrLeg] = {}
         self._push_lock = asyncio.Lock()
@@ -161,7 +160,7 @@ class StreamingAsrProcessor(FrameProcessor):
             await self._flush_legs([frame.leg])
         elif isinstance(frame, CallEndedFrame):
             await self._flush_legs(list(self._legs))
-            self._log_shed()
+            self._shed.summarise(self.name, self.call_id)
         await self._emit(frame)
 
     @property
@@ -181,7 +180,7 @@ class StreamingAsrProcessor(FrameProcessor):
 
     async def close(self) -> None:
         """Stop the result task and forget this call's streams in the scheduler."""
-        self._log_shed()  # a call closed without its CallEndedFrame
+        self._shed.summarise(self.name, self.call_id)  # a call closed without its CallEndedFrame
         for leg in self._legs.values():
             self.scheduler.forget(leg.key)
         if self._drain_task is not None:
@@ -442,7 +441,7 @@ class StreamingAsrProcessor(FrameProcessor):
             turn = leg.transcriber.apply_final(decoded, words)
         elif isinstance(exc, FinalShed):  # overload, not an error of the call: logged, counted
             turn = self._fallback(leg, request)
-            self._note_shed(leg, turn)
+            self._shed.note(leg.name, turn, self.name, self.call_id)
         else:
             turn = self._fallback(leg, request)
             lost = "" if turn.words else f"; turn {turn.turn + 1} has no words: not transcribed"
@@ -455,24 +454,6 @@ class StreamingAsrProcessor(FrameProcessor):
         finals before those of turns without)."""
         update = leg.updates.get(turn)
         return update is not None and any(w.text.strip() for w in [*update.committed, *update.tentative])
-
-    def _note_shed(self, leg: AsrLeg, turn: TurnTranscript) -> None:
-        """Remember a shed final for the call's summary; log the call's first one."""
-        if not self._shed and not self._shed_logged:
-            log.warning("%s: call %s: decoders overloaded, finals are being shed (streamed words stand in; "
-                        "a count at the call's end)", self.name, self.call_id)  # fmt: skip
-        self._shed.append((leg.name, turn))
-
-    def _log_shed(self) -> None:
-        """One line per call: how many finals were shed and which turns had no words."""
-        if not self._shed:
-            return
-        self._shed_logged = True
-        silent = [f"{leg} {t.turn + 1} ({t.start:.1f}-{t.end:.1f} s)" for leg, t in self._shed if not t.words]
-        lost = f"; NOT transcribed (no streamed words): {', '.join(silent)}" if silent else ""
-        log.warning("%s: call %s: %d finals shed under overload, %d stood in with streamed words%s",
-                    self.name, self.call_id, len(self._shed), len(self._shed) - len(silent), lost)  # fmt: skip
-        self._shed.clear()
 
     def _final_frame(self, leg: AsrLeg, turn: TurnTranscript) -> TranscriptFinalFrame | None:
         leg.updates.pop(turn.turn, None)

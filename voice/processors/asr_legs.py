@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from asr.streaming import SAMPLE_RATE, DecodeRequest, StreamingTranscriber, TranscriptUpdate
+from asr.streaming import SAMPLE_RATE, DecodeRequest, StreamingTranscriber, TranscriptUpdate, TurnTranscript
 from asr.types import Word
 from voice.frames import AudioFrame, Role, TimedWord, TranscriptFinalFrame
 from voice.live.scheduler import DecodeKind
@@ -157,3 +157,31 @@ def cheap_final(request: DecodeRequest) -> DecodeRequest:
 def timed(words: list[Word]) -> list[TimedWord]:
     """Decoded words as frame words (an attached piece stays attached: ``leading_space``)."""
     return [TimedWord(w.text, w.start, w.end, w.probability, leading_space=w.leading_space) for w in words]
+
+
+@dataclass
+class ShedLog:
+    """A call's finals shed under overload (voice.live.scheduler.FinalShed): the first is logged at
+    once, all of them in one line at the call's end (not one line per turn)."""
+
+    shed: list[tuple[str, TurnTranscript]] = field(default_factory=list)
+    """(leg, turn) of the finals shed since the last summary."""
+    summarised: bool = False
+
+    def note(self, leg: str, turn: TurnTranscript, who: str, call_id: str) -> None:
+        """Remember a shed final; log the call's first one."""
+        if not self.shed and not self.summarised:
+            log.warning("%s: call %s: decoders overloaded, finals are being shed (streamed words stand in; "
+                        "a count at the call's end)", who, call_id)  # fmt: skip
+        self.shed.append((leg, turn))
+
+    def summarise(self, who: str, call_id: str) -> None:
+        """One line: how many finals were shed and which turns had no words."""
+        if not self.shed:
+            return
+        self.summarised = True
+        silent = [f"{leg} {t.turn + 1} ({t.start:.1f}-{t.end:.1f} s)" for leg, t in self.shed if not t.words]
+        lost = f"; NOT transcribed (no streamed words): {', '.join(silent)}" if silent else ""
+        log.warning("%s: call %s: %d finals shed under overload, %d stood in with streamed words%s",
+                    who, call_id, len(self.shed), len(self.shed) - len(silent), lost)  # fmt: skip
+        self.shed.clear()
